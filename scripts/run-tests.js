@@ -1,0 +1,60 @@
+#!/usr/bin/env node
+// The test command (`npm test`): builds and runs the C++ unit tests (GoogleTest) against the CPU
+// PJRT plugin, then the vitest suite, and ends with one summary line "N passed, N failed".
+const { spawnSync } = require('child_process');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+
+const root = path.join(__dirname, '..');
+const run = (cmd, args, opts = {}) => spawnSync(cmd, args, { cwd: root, stdio: 'inherit', ...opts });
+
+function findCpuPlugin() {
+  if (process.env.DFLASH_PJRT_PLUGIN) return process.env.DFLASH_PJRT_PLUGIN;
+  const lib = path.join(root, '.venv', 'lib');
+  for (const py of fs.existsSync(lib) ? fs.readdirSync(lib) : []) {
+    const p = path.join(lib, py, 'site-packages', 'lammps_jax_pjrt_cpu', 'pjrt_c_api_cpu_plugin.so');
+    if (fs.existsSync(p)) return p;
+  }
+  throw new Error('no CPU PJRT plugin in ./.venv: run `bash scripts/setup.sh` first');
+}
+
+let passed = 0;
+let failed = 0;
+const plugin = findCpuPlugin();
+const env = { ...process.env, DFLASH_PJRT_PLUGIN: plugin };
+
+// 1. C++ unit tests.
+const jobs = String(Math.max(1, os.cpus().length));
+const buildDir = path.join(root, 'build-tests');
+let r = run('cmake', ['-S', '.', '-B', buildDir, '-G', 'Ninja', '-DDFLASH_TESTS=ON', '-DCMAKE_BUILD_TYPE=Release'], { stdio: ['ignore', 'ignore', 'inherit'] });
+if (r.status === 0) r = run('ninja', ['-C', buildDir, '-j', jobs, 'dflash_native_tests']);
+if (r.status !== 0) {
+  console.error('native tests: build failed');
+  failed += 1;
+} else {
+  const xml = path.join(buildDir, 'gtest.xml');
+  r = run(path.join(buildDir, 'native', 'tests', 'dflash_native_tests'), [`--gtest_output=xml:${xml}`], { env });
+  const text = fs.existsSync(xml) ? fs.readFileSync(xml, 'utf8') : '';
+  const m = text.match(/<testsuites tests="(\d+)" failures="(\d+)" disabled="\d+" errors="(\d+)"/);
+  if (m) {
+    passed += Number(m[1]) - Number(m[2]) - Number(m[3]);
+    failed += Number(m[2]) + Number(m[3]);
+  } else failed += 1;
+  if (r.status !== 0 && !(m && Number(m[2]) + Number(m[3]) > 0)) failed += 1;
+}
+
+// 2. vitest.
+const json = path.join(os.tmpdir(), `dflash-vitest-${process.pid}.json`);
+r = run(process.execPath, [require.resolve('vitest/vitest.mjs'), 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${json}`, ...process.argv.slice(2)], { env });
+if (fs.existsSync(json)) {
+  const res = JSON.parse(fs.readFileSync(json, 'utf8'));
+  passed += res.numPassedTests;
+  failed += res.numFailedTests;
+  if (res.numTotalTests === 0) failed += 1;
+  fs.unlinkSync(json);
+} else failed += 1;
+if (r.status !== 0 && failed === 0) failed += 1;
+
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed === 0 ? 0 : 1);
