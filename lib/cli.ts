@@ -1,0 +1,100 @@
+#!/usr/bin/env node
+// The `dflash` command line: `dflash generate` streams a generation with a live acceptance
+// readout (tokens the drafter proposed and the target accepted are highlighted), `--json` for
+// machine output; `dflash doctor` reports plugin discovery and the devices it finds.
+import { describePluginsWithProbe, Engine } from './index';
+
+const HELP = `usage:
+  dflash generate --target DIR [--drafter DIR] [options] "prompt"
+      --max-tokens N     tokens to generate (default 128)
+      --block-size B     speculative block size (default: the drafter's)
+      --no-speculative   plain greedy decoding even with a drafter
+      --chat             wrap the prompt in the tokenizer's chat template
+      --stop S           stop string (repeatable)
+      --plugin PATH      PJRT plugin to use (default: discovered)
+      --json             one JSON object per line (token, step, done)
+  dflash doctor [--plugin PATH]`;
+
+interface Args { _: string[]; [k: string]: string | boolean | string[] }
+
+function parse(argv: string[]): Args {
+  const out: Args = { _: [] };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (!a.startsWith('--')) { out._.push(a); continue; }
+    const key = a.slice(2);
+    if (['json', 'no-speculative', 'chat', 'help'].includes(key)) { out[key] = true; continue; }
+    const v = argv[++i];
+    if (v === undefined) throw new Error(`option --${key} needs a value`);
+    if (key === 'stop') out.stop = [...((out.stop as string[]) || []), v];
+    else out[key] = v;
+  }
+  return out;
+}
+
+async function doctor(args: Args): Promise<void> {
+  const report = await describePluginsWithProbe({ plugin: args.plugin as string | undefined });
+  console.log(JSON.stringify(report, null, 2));
+}
+
+async function generate(args: Args): Promise<void> {
+  const prompt = args._.slice(1).join(' ');
+  if (!args.target) throw new Error('generate needs --target DIR');
+  if (!prompt) throw new Error('generate needs a prompt');
+  const json = args.json === true;
+  const tty = process.stdout.isTTY && !json;
+  const t0 = performance.now();
+  const engine = await Engine.load({
+    target: args.target as string,
+    drafter: args.drafter as string | undefined,
+    plugin: args.plugin as string | undefined,
+    onProgress: json ? undefined : (p) => {
+      if (p.tensors === p.totalTensors) process.stderr.write(`loaded ${p.model}: ${p.totalTensors} tensors, ${(p.totalBytes / 1e6).toFixed(1)} MB\n`);
+    },
+  });
+  if (!json) process.stderr.write(`platform ${engine.platform}, ready in ${((performance.now() - t0) / 1000).toFixed(2)} s\n`);
+  const blockSize = args['block-size'] ? Number(args['block-size']) : undefined;
+  const ac = new AbortController();
+  process.once('SIGINT', () => ac.abort());
+  const stream = engine.generate(args.chat ? [{ role: 'user', content: prompt }] : prompt, {
+    maxTokens: args['max-tokens'] ? Number(args['max-tokens']) : 128,
+    stop: args.stop as string[] | undefined,
+    signal: ac.signal,
+    speculative: args['no-speculative'] ? false : blockSize ? { blockSize } : undefined,
+  });
+  stream.on('token', (t) => {
+    if (json) process.stdout.write(JSON.stringify({ event: 'token', ...t }) + '\n');
+    else if (tty && t.drafted) process.stdout.write(`\x1b[32m${t.text}\x1b[0m`);
+    else process.stdout.write(t.text);
+  });
+  stream.on('step', (s) => {
+    if (json) process.stdout.write(JSON.stringify({ event: 'step', ...s }) + '\n');
+  });
+  const done = await stream.done();
+  const st = done.stats;
+  if (json) {
+    process.stdout.write(JSON.stringify({ event: 'done', reason: done.reason, stats: st }) + '\n');
+  } else {
+    process.stdout.write('\n');
+    process.stderr.write(
+      `-- ${done.reason}: ${st.tokens} tokens in ${st.steps} target steps, tau ${st.meanAcceptanceLength.toFixed(2)}, ` +
+      `acceptance ${(st.acceptanceRate * 100).toFixed(1)}%, ${st.tokensPerSecond.toFixed(1)} tok/s, ` +
+      `TTFT ${(st.ttft * 1000).toFixed(0)} ms, TPOT ${(st.tpot * 1000).toFixed(1)} ms` +
+      (tty ? ' (green = drafted and accepted)' : '') + '\n');
+  }
+  engine.dispose();
+}
+
+async function main(): Promise<void> {
+  const args = parse(process.argv.slice(2));
+  const cmd = args._[0];
+  if (args.help || !cmd) { console.log(HELP); return; }
+  if (cmd === 'doctor') return doctor(args);
+  if (cmd === 'generate') return generate(args);
+  throw new Error(`unknown command ${cmd}\n${HELP}`);
+}
+
+main().catch((e: Error) => {
+  process.stderr.write(`dflash: ${e.message}\n`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,169 @@
+// A typed builder for StableHLO text: one `func.func public @main` inside `module @dflash`.
+// Every op infers its result shape and checks its operands at build time, throwing
+// std::invalid_argument that names the op, so a malformed graph fails in C++ with a useful
+// message instead of deep inside the plugin's MLIR parser. Ops are emitted in the generic
+// form ("stablehlo.op"(%a) {attrs} : (types) -> types), which is the syntax that stays
+// stable across StableHLO versions.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <utility>
+#include <string>
+#include <vector>
+
+#include "hlo/dtype.h"
+
+namespace dflash::hlo {
+
+using Shape = std::vector<int64_t>;
+
+// One SSA value: its name in the text ("%v3", "%arg0", "%v7#1"), shape and element type.
+struct Value {
+  std::string name;
+  Shape shape;
+  DType dtype = DType::kF32;
+  int64_t rank() const { return static_cast<int64_t>(shape.size()); }
+  int64_t dim(int64_t i) const;  // negative i counts from the end; throws when out of range
+  int64_t elements() const;
+};
+
+enum class Cmp { kEQ, kNE, kLT, kLE, kGT, kGE };
+enum class ReduceKind { kSum, kMax, kMin };
+
+struct DotDims {
+  std::vector<int64_t> lhs_batch, rhs_batch, lhs_contract, rhs_contract;
+};
+
+// StableHLO gather dimension numbers (no operand batching dims).
+struct GatherDims {
+  std::vector<int64_t> offset_dims, collapsed_slice_dims, start_index_map;
+  int64_t index_vector_dim = 0;
+};
+
+// StableHLO scatter dimension numbers (no operand batching dims).
+struct ScatterDims {
+  std::vector<int64_t> update_window_dims, inserted_window_dims, scatter_dims_to_operand_dims;
+  int64_t index_vector_dim = 0;
+};
+
+// "tensor<2x3xf32>" / "tensor<f32>".
+std::string TensorType(const Shape& shape, DType dtype);
+inline std::string TensorType(const Value& v) { return TensorType(v.shape, v.dtype); }
+std::string ShapeString(const Shape& shape);  // "[2, 3]", for error messages
+
+class Builder {
+ public:
+  // ---- arguments and constants ------------------------------------------------------------
+  // Appends an argument of @main. alias_output = N marks it donated into result N
+  // (`tf.aliasing_output = N : i32`); the result must have the same type.
+  Value Parameter(const Shape& shape, DType dtype, std::optional<int> alias_output = std::nullopt);
+  int num_params() const { return static_cast<int>(params_.size()); }
+
+  Value Scalar(double v, DType dtype);                        // rank-0 constant
+  Value Splat(double v, const Shape& shape, DType dtype);     // constant filled with v
+  Value ConstF32(const std::vector<float>& values, const Shape& shape);
+  Value ConstS32(const std::vector<int32_t>& values, const Shape& shape);
+  Value Iota(const Shape& shape, DType dtype, int64_t dim);
+
+  // ---- elementwise ------------------------------------------------------------------------
+  // Binary ops broadcast numpy-style (ranks aligned on the right, size-1 dims stretch); both
+  // operands must have the same dtype.
+  Value Add(const Value& a, const Value& b);
+  Value Sub(const Value& a, const Value& b);
+  Value Mul(const Value& a, const Value& b);
+  Value Div(const Value& a, const Value& b);
+  Value Rem(const Value& a, const Value& b);
+  Value Max(const Value& a, const Value& b);
+  Value Min(const Value& a, const Value& b);
+  Value And(const Value& a, const Value& b);  // pred or integer
+  Value Or(const Value& a, const Value& b);
+  Value Not(const Value& a);
+  Value Neg(const Value& a);
+  Value Abs(const Value& a);
+  Value Exp(const Value& a);
+  Value Log(const Value& a);
+  Value Rsqrt(const Value& a);
+  Value Sqrt(const Value& a);
+  Value Tanh(const Value& a);
+  Value Logistic(const Value& a);
+  Value Cos(const Value& a);
+  Value Sin(const Value& a);
+  // compare_type follows the dtype: FLOAT, SIGNED or UNSIGNED. Result is pred.
+  Value Compare(const Value& a, const Value& b, Cmp dir);
+  // pred broadcasts against on_true/on_false (numpy-style).
+  Value Select(const Value& pred, const Value& on_true, const Value& on_false);
+  // lo/hi are scalars or the shape of x.
+  Value Clamp(const Value& lo, const Value& x, const Value& hi);
+  Value Convert(const Value& x, DType dtype);  // no-op (returns x) when the dtype already matches
+
+  // ---- shape ops --------------------------------------------------------------------------
+  // dims[i] = result dim of operand dim i; operand dims must be 1 or equal to the result's.
+  Value BroadcastInDim(const Value& x, const Shape& shape, const std::vector<int64_t>& dims);
+  // numpy-style broadcast of x to shape (ranks aligned on the right).
+  Value BroadcastTo(const Value& x, const Shape& shape);
+  Value Reshape(const Value& x, const Shape& shape);  // one dim may be -1
+  Value Transpose(const Value& x, const std::vector<int64_t>& perm);
+  Value Slice(const Value& x, const std::vector<int64_t>& start, const std::vector<int64_t>& limit,
+              std::vector<int64_t> strides = {});
+  // Slice [start, start + size) along one axis.
+  Value SliceAxis(const Value& x, int64_t axis, int64_t start, int64_t size);
+  // starts: one rank-0 integer Value per dim (XLA clamps them so the slice stays in bounds).
+  Value DynamicSlice(const Value& x, const std::vector<Value>& starts, const Shape& sizes);
+  Value DynamicUpdateSlice(const Value& x, const Value& update, const std::vector<Value>& starts);
+  Value Concatenate(const std::vector<Value>& xs, int64_t dim);
+
+  // ---- contractions, reductions, indexing -------------------------------------------------
+  // Result dims: batch, lhs free (in order), rhs free (in order). result_dtype defaults to
+  // f32 for float operands (accumulate in f32), else the operand dtype.
+  Value DotGeneral(const Value& lhs, const Value& rhs, const DotDims& dims,
+                   std::optional<DType> result_dtype = std::nullopt);
+  // x[..., in] @ w[out, in]^T -> [..., out]  (torch.nn.Linear without bias)
+  Value Linear(const Value& x, const Value& w);
+  Value Reduce(const Value& x, const std::vector<int64_t>& dims, ReduceKind kind);
+  // Index (s32) of the largest value along dim; ties and all-equal rows give the smallest
+  // index, NaN counts as the largest (numpy/torch argmax). Result drops dim.
+  Value Argmax(const Value& x, int64_t dim);
+  Value Gather(const Value& operand, const Value& indices, const GatherDims& dims,
+               const Shape& slice_sizes);
+  // rows of table[V, ...] picked by integer ids of any shape -> ids.shape + table.shape[1:]
+  Value Take(const Value& table, const Value& ids);
+  // Replaces operand slices with updates (last write wins for duplicate indices, unspecified
+  // which one).
+  Value Scatter(const Value& operand, const Value& indices, const Value& updates,
+                const ScatterDims& dims);
+
+  // ---- output ------------------------------------------------------------------------------
+  // Returns the complete module text. Results aliased by a Parameter must match its type.
+  std::string Finish(const std::vector<Value>& results);
+
+ private:
+  struct Param {
+    Shape shape;
+    DType dtype;
+    std::optional<int> alias;
+  };
+  std::string NewName();
+  // Emits `%vN = "stablehlo.<op>"(operands) <region> <attrs> : (operand types) -> result`
+  // and returns the result value.
+  Value Emit(const std::string& op, const std::vector<Value>& operands, const Shape& shape,
+             DType dtype, const std::string& attrs = "", const std::string& region = "");
+  // Same for ops with several results (`%vN:2 = ...`, values named %vN#0, %vN#1).
+  std::vector<Value> EmitMulti(const std::string& op, const std::vector<Value>& operands,
+                               const std::vector<std::pair<Shape, DType>>& results,
+                               const std::string& attrs, const std::string& region);
+  // Region text `{ ^bb0(args): body "stablehlo.return"(rets) }`. `body` builds the region's
+  // ops with this builder's ordinary methods from the block arguments and returns the results.
+  std::string Region(const std::vector<DType>& arg_types,
+                     const std::function<std::vector<Value>(const std::vector<Value>&)>& body);
+  Value Unary(const char* op, const Value& a, bool float_only);
+  Value Binary(const char* op, const Value& a, const Value& b);
+  // Returns the common broadcast shape; throws naming op.
+  Shape BroadcastShapes(const char* op, const Shape& a, const Shape& b);
+
+  std::vector<Param> params_;
+  std::string body_;
+  int64_t next_id_ = 0;
+};
+
+}  // namespace dflash::hlo

@@ -1,0 +1,58 @@
+// Model hyper-parameters the graph builders need, mapped from HF config.json by lib/ (the
+// TypeScript layer) and handed over by the addon. Field names follow HF where they can.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "models/weight_spec.h"
+
+namespace dflash::models {
+
+// transformers' rope_scaling {"rope_type": "llama3", ...}.
+struct RopeLlama3 {
+  bool enabled = false;
+  double factor = 8.0;
+  double low_freq_factor = 1.0;
+  double high_freq_factor = 4.0;
+  int64_t original_max_position_embeddings = 8192;
+};
+
+// A Qwen3 or Llama decoder-only target (no attention/MLP biases).
+struct TargetConfig {
+  std::string family = "qwen3";  // "qwen3" | "llama"
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  int64_t intermediate_size = 0;
+  int64_t num_layers = 0;
+  int64_t num_heads = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_dim = 0;  // HF head_dim, or hidden_size / num_heads when config.json has none
+  float rms_norm_eps = 1e-6f;
+  double rope_theta = 10000.0;
+  bool qk_norm = true;  // Qwen3's per-head q_norm/k_norm; false for Llama
+  bool tie_word_embeddings = false;
+  RopeLlama3 rope_llama3;
+  pjrt::DType weight_dtype = pjrt::DType::kBF16;
+};
+
+// The DFlash drafter: a stack of Qwen3 decoder layers fed with target features (see
+// docs/ARCHITECTURE.md). It borrows the target's embed_tokens and lm_head.
+struct DrafterConfig {
+  int64_t num_layers = 0;
+  int64_t hidden_size = 0;  // equals the target's
+  int64_t intermediate_size = 0;
+  int64_t num_heads = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_dim = 0;
+  float rms_norm_eps = 1e-6f;
+  double rope_theta = 10000.0;
+  RopeLlama3 rope_llama3;  // rope_scaling of the drafter's config.json (LLaMA-3.1 drafters)
+  int64_t block_size = 16;
+  int64_t mask_token_id = 0;
+  std::vector<int32_t> target_layer_ids;  // target layers whose outputs feed `fc`
+  float input_embedding_scale = 1.0f;     // noise embedding = embed[ids] * scale
+  pjrt::DType weight_dtype = pjrt::DType::kBF16;
+};
+
+}  // namespace dflash::models

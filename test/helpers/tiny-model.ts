@@ -1,0 +1,172 @@
+// Tiny random-weight checkpoints in the real Hugging Face layouts (Qwen3 / Llama targets, z-lab
+// DFlash drafters), written by the tests themselves, plus a byte-level tokenizer.json.
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+
+import { TensorToWrite, writeSafetensors } from '../../lib/safetensors';
+
+export interface TinyTarget {
+  family?: 'qwen3' | 'llama';
+  vocab?: number;
+  hidden?: number;
+  intermediate?: number;
+  layers?: number;
+  heads?: number;
+  kvHeads?: number;
+  headDim?: number;
+  tie?: boolean;
+  seed?: number;
+  std?: number;
+  /** Zero final norm: every logit is 0, so greedy always picks token 0 (a fully predictable target). */
+  constant?: boolean;
+  ropeScaling?: Record<string, unknown>;
+}
+
+export interface TinyDrafter {
+  layers?: number;
+  heads?: number;
+  kvHeads?: number;
+  headDim?: number;
+  intermediate?: number;
+  blockSize?: number;
+  targetLayerIds?: number[];
+  seed?: number;
+  std?: number;
+  constant?: boolean;
+}
+
+export function rng(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    // xorshift32 -> approx. standard normal via 4 uniforms (Irwin-Hall), deterministic.
+    let acc = 0;
+    for (let k = 0; k < 4; k++) {
+      s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+      acc += s / 2 ** 32;
+    }
+    return (acc - 2) * Math.sqrt(3);
+  };
+}
+
+function tensor(name: string, shape: number[], gen: () => number, std: number, base = 0): TensorToWrite {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const data = new Float32Array(n);
+  for (let i = 0; i < n; i++) data[i] = base + std * gen();
+  return { name, dtype: 'F32', shape, data };
+}
+
+// GPT-2 byte <-> unicode table, so every byte is one printable vocabulary entry.
+function byteUnicode(): string[] {
+  const bs: number[] = [];
+  for (let b = 33; b <= 126; b++) bs.push(b);
+  for (let b = 161; b <= 172; b++) bs.push(b);
+  for (let b = 174; b <= 255; b++) bs.push(b);
+  const cs = bs.slice();
+  let n = 0;
+  for (let b = 0; b < 256; b++) if (!bs.includes(b)) { bs.push(b); cs.push(256 + n); n++; }
+  const table: string[] = new Array(256);
+  bs.forEach((b, i) => (table[b] = String.fromCodePoint(cs[i])));
+  return table;
+}
+
+/** A byte-level BPE tokenizer.json with no merges: ids 0..255 are bytes, then <|endoftext|>. */
+export function writeByteTokenizer(dir: string, vocab: number): void {
+  const table = byteUnicode();
+  const v: Record<string, number> = {};
+  table.forEach((ch, b) => (v[ch] = b));
+  for (let i = 256; i < vocab; i++) v[i === 256 ? '<|endoftext|>' : `<|extra_${i}|>`] = i;
+  const added = [];
+  for (let i = 256; i < vocab; i++) added.push({ id: i, content: i === 256 ? '<|endoftext|>' : `<|extra_${i}|>`, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+  const tj = {
+    version: '1.0', truncation: null, padding: null, added_tokens: added,
+    normalizer: null,
+    pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
+    post_processor: null,
+    decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
+    model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab: v, merges: [] },
+  };
+  fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(tj));
+  fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({
+    eos_token: vocab > 256 ? '<|endoftext|>' : null,
+    chat_template: "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}",
+  }));
+}
+
+export function makeTarget(dir: string, o: TinyTarget = {}): Record<string, unknown> {
+  const family = o.family ?? 'qwen3';
+  const V = o.vocab ?? 320, H = o.hidden ?? 64, I = o.intermediate ?? 128, L = o.layers ?? 2;
+  const nh = o.heads ?? 4, kvh = o.kvHeads ?? 2, hd = o.headDim ?? 16, std = o.std ?? 0.15;
+  const g = rng(o.seed ?? 1);
+  const t: TensorToWrite[] = [tensor('model.embed_tokens.weight', [V, H], g, 1.0)];
+  for (let i = 0; i < L; i++) {
+    const p = `model.layers.${i}.`;
+    t.push(tensor(p + 'input_layernorm.weight', [H], g, 0.1, 1));
+    t.push(tensor(p + 'self_attn.q_proj.weight', [nh * hd, H], g, std));
+    t.push(tensor(p + 'self_attn.k_proj.weight', [kvh * hd, H], g, std));
+    t.push(tensor(p + 'self_attn.v_proj.weight', [kvh * hd, H], g, std));
+    t.push(tensor(p + 'self_attn.o_proj.weight', [H, nh * hd], g, std));
+    if (family === 'qwen3') {
+      t.push(tensor(p + 'self_attn.q_norm.weight', [hd], g, 0.1, 1));
+      t.push(tensor(p + 'self_attn.k_norm.weight', [hd], g, 0.1, 1));
+    }
+    t.push(tensor(p + 'post_attention_layernorm.weight', [H], g, 0.1, 1));
+    t.push(tensor(p + 'mlp.gate_proj.weight', [I, H], g, std));
+    t.push(tensor(p + 'mlp.up_proj.weight', [I, H], g, std));
+    t.push(tensor(p + 'mlp.down_proj.weight', [H, I], g, std));
+  }
+  t.push(tensor('model.norm.weight', [H], g, o.constant ? 0 : 0.1, o.constant ? 0 : 1));
+  if (!o.tie) t.push(tensor('lm_head.weight', [V, H], g, 0.5));
+  fs.mkdirSync(dir, { recursive: true });
+  writeSafetensors(path.join(dir, 'model.safetensors'), t);
+  const cfg: Record<string, unknown> = {
+    architectures: [family === 'qwen3' ? 'Qwen3ForCausalLM' : 'LlamaForCausalLM'], model_type: family,
+    vocab_size: V, hidden_size: H, intermediate_size: I, num_hidden_layers: L, num_attention_heads: nh,
+    num_key_value_heads: kvh, head_dim: hd, rms_norm_eps: 1e-6, rope_theta: family === 'llama' ? 500000 : 1000000,
+    tie_word_embeddings: !!o.tie, max_position_embeddings: 4096, hidden_act: 'silu', torch_dtype: 'float32',
+    attention_bias: false, bos_token_id: null, eos_token_id: V > 256 ? 256 : null,
+  };
+  if (o.ropeScaling) cfg.rope_scaling = o.ropeScaling;
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg, null, 2));
+  writeByteTokenizer(dir, V);
+  return cfg;
+}
+
+export function makeDrafter(dir: string, target: Record<string, unknown>, o: TinyDrafter = {}): Record<string, unknown> {
+  const H = target.hidden_size as number, V = target.vocab_size as number;
+  const L = o.layers ?? 2, nh = o.heads ?? 4, kvh = o.kvHeads ?? 2, hd = o.headDim ?? 16, I = o.intermediate ?? 128;
+  const ids = o.targetLayerIds ?? [0, (target.num_hidden_layers as number) - 1];
+  const std = o.std ?? 0.15;
+  const g = rng(o.seed ?? 7);
+  const t: TensorToWrite[] = [tensor('fc.weight', [H, ids.length * H], g, std), tensor('hidden_norm.weight', [H], g, 0.1, 1)];
+  for (let i = 0; i < L; i++) {
+    const p = `layers.${i}.`;
+    t.push(tensor(p + 'input_layernorm.weight', [H], g, 0.1, 1));
+    t.push(tensor(p + 'self_attn.q_proj.weight', [nh * hd, H], g, std));
+    t.push(tensor(p + 'self_attn.k_proj.weight', [kvh * hd, H], g, std));
+    t.push(tensor(p + 'self_attn.v_proj.weight', [kvh * hd, H], g, std));
+    t.push(tensor(p + 'self_attn.o_proj.weight', [H, nh * hd], g, std));
+    t.push(tensor(p + 'self_attn.q_norm.weight', [hd], g, 0.1, 1));
+    t.push(tensor(p + 'self_attn.k_norm.weight', [hd], g, 0.1, 1));
+    t.push(tensor(p + 'post_attention_layernorm.weight', [H], g, 0.1, 1));
+    t.push(tensor(p + 'mlp.gate_proj.weight', [I, H], g, std));
+    t.push(tensor(p + 'mlp.up_proj.weight', [I, H], g, std));
+    t.push(tensor(p + 'mlp.down_proj.weight', [H, I], g, std));
+  }
+  t.push(tensor('norm.weight', [H], g, o.constant ? 0 : 0.1, o.constant ? 0 : 1));
+  fs.mkdirSync(dir, { recursive: true });
+  writeSafetensors(path.join(dir, 'model.safetensors'), t);
+  const cfg = {
+    architectures: ['DFlashDraftModel'], model_type: 'qwen3', block_size: o.blockSize ?? 8,
+    num_target_layers: target.num_hidden_layers, dflash_config: { mask_token_id: V - 1, target_layer_ids: ids },
+    vocab_size: V, hidden_size: H, intermediate_size: I, num_hidden_layers: L, num_attention_heads: nh,
+    num_key_value_heads: kvh, head_dim: hd, rms_norm_eps: 1e-6, rope_theta: 1000000, max_position_embeddings: 4096,
+    torch_dtype: 'float32', tie_word_embeddings: false,
+  };
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg, null, 2));
+  return cfg;
+}
+
+export function tmpDir(prefix = 'dflash-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
