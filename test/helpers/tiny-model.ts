@@ -21,6 +21,12 @@ export interface TinyTarget {
   /** Zero final norm: every logit is 0, so greedy always picks token 0 (a fully predictable target). */
   constant?: boolean;
   ropeScaling?: Record<string, unknown>;
+  /** Store weights as bf16 (rounded to nearest even). */
+  bf16?: boolean;
+  /** Split the weights over this many files with a model.safetensors.index.json. */
+  shards?: number;
+  /** Token id of <|endoftext|> and eos_token_id (default: 256 when the vocabulary has room). */
+  eos?: number | null;
 }
 
 export interface TinyDrafter {
@@ -118,14 +124,15 @@ export function makeTarget(dir: string, o: TinyTarget = {}): Record<string, unkn
   t.push(tensor('model.norm.weight', [H], g, o.constant ? 0 : 0.1, o.constant ? 0 : 1));
   if (!o.tie) t.push(tensor('lm_head.weight', [V, H], g, 0.5));
   fs.mkdirSync(dir, { recursive: true });
-  writeSafetensors(path.join(dir, 'model.safetensors'), t);
+  writeWeights(dir, o.bf16 ? t.map(toBf16) : t, o.shards ?? 1);
   const cfg: Record<string, unknown> = {
     architectures: [family === 'qwen3' ? 'Qwen3ForCausalLM' : 'LlamaForCausalLM'], model_type: family,
     vocab_size: V, hidden_size: H, intermediate_size: I, num_hidden_layers: L, num_attention_heads: nh,
     num_key_value_heads: kvh, head_dim: hd, rms_norm_eps: 1e-6, rope_theta: family === 'llama' ? 500000 : 1000000,
     tie_word_embeddings: !!o.tie, max_position_embeddings: 4096, hidden_act: 'silu', torch_dtype: 'float32',
-    attention_bias: false, bos_token_id: null, eos_token_id: V > 256 ? 256 : null,
+    attention_bias: false, bos_token_id: null, eos_token_id: o.eos !== undefined ? o.eos : V > 256 ? 256 : null,
   };
+  if (o.bf16) cfg.torch_dtype = 'bfloat16';
   if (o.ropeScaling) cfg.rope_scaling = o.ropeScaling;
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg, null, 2));
   writeByteTokenizer(dir, V);
@@ -165,6 +172,33 @@ export function makeDrafter(dir: string, target: Record<string, unknown>, o: Tin
   };
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg, null, 2));
   return cfg;
+}
+
+function toBf16(t: TensorToWrite): TensorToWrite {
+  const f = t.data as Float32Array;
+  const u32 = new Uint32Array(f.buffer, f.byteOffset, f.length);
+  const out = new Uint16Array(f.length);
+  for (let i = 0; i < f.length; i++) {
+    const b = u32[i];
+    out[i] = ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;  // round to nearest even
+  }
+  return { ...t, dtype: 'BF16', data: out };
+}
+
+function writeWeights(dir: string, tensors: TensorToWrite[], shards: number): void {
+  if (shards <= 1) {
+    writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
+    return;
+  }
+  const per = Math.ceil(tensors.length / shards);
+  const weightMap: Record<string, string> = {};
+  for (let s = 0; s < shards; s++) {
+    const file = `model-${String(s + 1).padStart(5, '0')}-of-${String(shards).padStart(5, '0')}.safetensors`;
+    const part = tensors.slice(s * per, (s + 1) * per);
+    writeSafetensors(path.join(dir, file), part);
+    for (const t of part) weightMap[t.name] = file;
+  }
+  fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }, null, 2));
 }
 
 export function tmpDir(prefix = 'dflash-'): string {
