@@ -81,6 +81,10 @@ export interface NativeEngine {
   scoreLogits(batch: Int32Array[], options?: { hiddenLayers?: number[] }): Promise<{ logits: Float32Array[]; hidden?: Float32Array[] }>;
   /** Runs the drafter alone on given features (oracle tests). */
   draftLogits(features: Float32Array, rows: number, lastToken: number, blockSize: number): Promise<{ logits: Float32Array; draft: Int32Array }>;
+  /** Median seconds of one verify execution scoring k tokens after `context` tokens. */
+  timeVerify(k: number, context: number, reps: number): Promise<number>;
+  /** Median seconds of one drafter execution with block `block` over `context` rows. */
+  timeDraft(block: number, context: number, reps: number): Promise<number>;
   stats(): { hostTransfers: number; executions: number; compiles: number; diskCacheHits: number; freePages: number; totalPages: number };
   dispose(): void;
 }

@@ -17,6 +17,7 @@ set(DFLASH_CORE_SOURCES
   native/engine/weights.cc
   native/engine/engine.cc
   native/engine/speculative.cc
+  native/engine/bench.cc
 )
 set(DFLASH_ADDON_SOURCES
   native/addon/addon.cc

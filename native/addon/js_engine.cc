@@ -120,6 +120,8 @@ class JsEngine : public Napi::ObjectWrap<JsEngine> {
         InstanceMethod<&JsEngine::ScoreLogits>("scoreLogits"),
         InstanceMethod<&JsEngine::DraftLogits>("draftLogits"),
         InstanceMethod<&JsEngine::Stats>("stats"),
+        InstanceMethod<&JsEngine::TimeVerify>("timeVerify"),
+        InstanceMethod<&JsEngine::TimeDraft>("timeDraft"),
         InstanceMethod<&JsEngine::Dispose>("dispose"),
     });
   }
@@ -283,6 +285,23 @@ class JsEngine : public Napi::ObjectWrap<JsEngine> {
           return o;
         });
   }
+
+  Napi::Value TimeProgram(const Napi::CallbackInfo& info, bool verify) {
+    Napi::Env env = info.Env();
+    auto eng = Get(env);
+    if (info.Length() < 3) throw Napi::TypeError::New(env, "expected (size, context, reps)");
+    const int32_t size = info[0].As<Napi::Number>().Int32Value();
+    const int32_t context = info[1].As<Napi::Number>().Int32Value();
+    const int32_t reps = info[2].As<Napi::Number>().Int32Value();
+    auto secs = std::make_shared<double>(0);
+    return PromiseWorker::Run(
+        env, [eng, size, context, reps, secs, verify] {
+          *secs = verify ? eng->TimeVerify(size, context, reps) : eng->TimeDraft(size, context, reps);
+        },
+        [secs](Napi::Env env) { return Napi::Number::New(env, *secs); });
+  }
+  Napi::Value TimeVerify(const Napi::CallbackInfo& info) { return TimeProgram(info, true); }
+  Napi::Value TimeDraft(const Napi::CallbackInfo& info) { return TimeProgram(info, false); }
 
   Napi::Value Stats(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();

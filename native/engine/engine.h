@@ -70,6 +70,12 @@ class Engine {
   std::vector<float> DraftLogits(const std::vector<float>& feats, int32_t rows, int32_t last_token,
                                  int32_t block_size, std::vector<int32_t>* draft);
 
+  // Microbenchmarks (bench/): median seconds of one execution of the verify program scoring
+  // `k` tokens (hidden features + accept, as a speculative step does) over a context of
+  // `context` tokens, and of the drafter with block `block` over a context of `context` rows.
+  double TimeVerify(int32_t k, int32_t context, int32_t reps);
+  double TimeDraft(int32_t block, int32_t context, int32_t reps);
+
   EngineStats Stats();
   const models::TargetConfig& target_config() const { return target_; }
   bool has_drafter() const { return drafter_.has_value(); }

@@ -172,7 +172,11 @@ std::string Builder::Region(const std::vector<DType>& arg_types,
     throw;
   }
   std::swap(outer, body_);
-  text += outer;
+  for (size_t pos = 0; pos < outer.size();) {  // indent the region's ops one level deeper
+    const size_t nl = outer.find('\n', pos);
+    text += "  " + outer.substr(pos, nl - pos + 1);
+    pos = nl + 1;
+  }
   std::string names, types;
   for (size_t i = 0; i < rets.size(); ++i) {
     names += (i ? ", " : "") + rets[i].name;

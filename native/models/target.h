@@ -30,6 +30,9 @@ std::vector<WeightSpec> TargetWeightSpecs(const TargetConfig& cfg);
 // tokens s32[Bt, K], positions s32[Bt, K], block_table s32[Bt, P].
 // Results: k_cache, v_cache, [argmax s32[Bt, K]], [logits f32[Bt, K, V]],
 // [hidden f32[Bt, K, n * H]], [accept s32[Bt, K + 1]].
+// Run-time preconditions (the engine's job): every non-padding position < P * S, and the block
+// table's first ceil((position + 1) / S) entries hold the sequence's pages (XLA clamps an
+// out-of-range page index instead of failing). Padding tokens (position -1) write page 0 slot 0.
 // Throws std::invalid_argument for an inconsistent config or shape.
 Program BuildTargetScore(const TargetConfig& cfg, const ScoreShape& shape);
 
