@@ -85,7 +85,7 @@ export interface NativeEngine {
   timeVerify(k: number, context: number, reps: number): Promise<number>;
   /** Median seconds of one drafter execution with block `block` over `context` rows. */
   timeDraft(block: number, context: number, reps: number): Promise<number>;
-  stats(): { hostTransfers: number; executions: number; compiles: number; diskCacheHits: number; freePages: number; totalPages: number };
+  stats(): { hostTransfers: number; executions: number; compiles: number; diskCacheHits: number; cacheCopies: number; freePages: number; totalPages: number };
   dispose(): void;
 }
 

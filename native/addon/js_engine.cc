@@ -311,6 +311,7 @@ class JsEngine : public Napi::ObjectWrap<JsEngine> {
     o.Set("executions", static_cast<double>(s.executions));
     o.Set("compiles", static_cast<double>(s.compiles));
     o.Set("diskCacheHits", static_cast<double>(s.disk_hits));
+    o.Set("cacheCopies", static_cast<double>(s.cache_copies));
     o.Set("freePages", s.free_pages);
     o.Set("totalPages", s.total_pages);
     return o;

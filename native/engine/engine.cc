@@ -112,6 +112,7 @@ EngineStats Engine::Stats() {
   st.executions = executions_;
   st.compiles = programs_.compiles();
   st.disk_hits = programs_.disk_hits();
+  st.cache_copies = cache_copies_;
   st.free_pages = pages_.free_pages();
   st.total_pages = total_pages_ - 1;
   return st;
@@ -149,6 +150,12 @@ void Engine::ToHost(pjrt::Buffer& b, void* dst, size_t bytes) {
   b.ToHost(dst, bytes);
   device_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   ++host_transfers_;
+}
+
+void Engine::ReplaceCaches(Buffers& out) {
+  if (!k_cache_->donated() || !v_cache_->donated()) ++cache_copies_;
+  k_cache_ = std::move(out[0]);
+  v_cache_ = std::move(out[1]);
 }
 
 std::vector<pjrt::Buffer*> Engine::TargetArgs() {
@@ -200,8 +207,7 @@ std::vector<std::vector<float>> Engine::ScoreLogits(const std::vector<std::vecto
     args.push_back(pos.get());
     args.push_back(tab.get());
     auto out = Run(program, args);
-    k_cache_ = std::move(out[0]);
-    v_cache_ = std::move(out[1]);
+    ReplaceCaches(out);
     const int64_t v = target_.vocab_size;
     std::vector<float> all(static_cast<size_t>(bt) * k * v);
     ToHost(*out[2], all.data(), all.size() * sizeof(float));

@@ -41,7 +41,7 @@ struct StepResult {
 };
 
 struct EngineStats {
-  int64_t host_transfers = 0, executions = 0, compiles = 0, disk_hits = 0;
+  int64_t host_transfers = 0, executions = 0, compiles = 0, disk_hits = 0, cache_copies = 0;
   int32_t free_pages = 0, total_pages = 0;
 };
 
@@ -97,6 +97,10 @@ class Engine {
   // Runs the drafter, appending `feats` rows (A of them) to the sequence's context.
   void Draft(Sequence& s, pjrt::Buffer& feats, pjrt::Buffer& accept, int32_t rows, int32_t n_valid);
   std::vector<pjrt::Buffer*> TargetArgs();
+  // Takes the updated caches (results 0, 1) of a score execution. The old ones must have been
+  // donated (updated in place); a plugin that copied them instead is counted in
+  // EngineStats::cache_copies, which the tests require to stay 0.
+  void ReplaceCaches(Buffers& out);
   std::vector<pjrt::Buffer*> DrafterArgs(Sequence& s);
 
   std::shared_ptr<pjrt::Client> client_;
@@ -112,7 +116,7 @@ class Engine {
   std::unique_ptr<pjrt::Buffer> k_cache_, v_cache_;  // (L, N, S, kvh, hd)
   std::map<int64_t, std::unique_ptr<Sequence>> seqs_;
   int64_t next_seq_ = 1;
-  int64_t host_transfers_ = 0, executions_ = 0;
+  int64_t host_transfers_ = 0, executions_ = 0, cache_copies_ = 0;
   double device_seconds_ = 0;  // accumulated by Run/ToHost, read per call
 };
 

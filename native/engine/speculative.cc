@@ -54,8 +54,7 @@ Engine::Buffers Engine::ScoreOne(Sequence& s, pjrt::Buffer* tokens, const std::v
   args.push_back(pos.get());
   args.push_back(tab.get());
   auto out = Run(program, args);
-  k_cache_ = std::move(out[0]);
-  v_cache_ = std::move(out[1]);
+  ReplaceCaches(out);
   out.erase(out.begin(), out.begin() + 2);
   return out;
 }
