@@ -129,6 +129,7 @@ export class Engine {
     const t0 = performance.now();
     const eos = new Set(this.tokenizer.eosTokenIds.concat(this.config.target.eosTokenIds ?? []));
     const detok = new IncrementalDetokenizer(this.tokenizer);
+    if (signal.aborted) throw new AbortError();
     const seq = this.engine.startSequence(prompt, { maxNewTokens: o.maxTokens, speculative: o.speculative, blockSize: o.blockSize });
     const ids: number[] = [];
     let text = '';      // all released text
@@ -163,15 +164,21 @@ export class Engine {
           release = held;
           held = '';
         }
+        const last = ids.length >= o.maxTokens;
+        if (last) {
+          // The final token carries everything still held back (stop-string prefix, bytes of
+          // an incomplete character), so the streamed text always adds up to done.text.
+          release += held + detok.flush();
+          held = '';
+        }
         text += release;
         stream.pushToken({ id, text: release, drafted: i < draftedCount });
-        if (ids.length >= o.maxTokens) { reason = 'maxTokens'; return true; }
+        if (last) { reason = 'maxTokens'; return true; }
       }
       return false;
     };
 
     try {
-      if (signal.aborted) throw new AbortError();
       const first: NativeStepResult = await this.engine.prefill(seq);
       deviceSeconds += first.deviceSeconds;
       firstAt = performance.now();

@@ -6,6 +6,8 @@ import { EventEmitter } from 'events';
 import type TypedEmitter from 'typed-emitter';
 
 export interface TokenEvent {
+  /** The token id; -1 marks a text-only event that releases held-back text when generation
+   *  ends on EOS or abort (so the token texts always add up to done.text). */
   id: number;
   /** Text released by this token (may be empty while a stop string or UTF-8 character is pending). */
   text: string;
