@@ -6,6 +6,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "addon/async.h"
 #include "addon/instance.h"
@@ -161,40 +162,58 @@ class JsEngine : public Napi::ObjectWrap<JsEngine> {
       for (uint32_t k = 0; k < shape.Length(); ++k) s.shape.push_back(shape.Get(k).As<Napi::Number>().Int64Value());
       sources.push_back(std::move(s));
     }
-    // Progress goes back to JS through a thread-safe function (non-blocking calls).
-    std::shared_ptr<Napi::ThreadSafeFunction> tsfn;
-    if (info.Length() > 2 && info[2].IsFunction()) {
-      tsfn = std::make_shared<Napi::ThreadSafeFunction>(
-          Napi::ThreadSafeFunction::New(env, info[2].As<Napi::Function>(), "dflash-progress", 0, 1));
-    }
+    // The upload runs on its own thread; progress reaches JS through a thread-safe function,
+    // and the promise settles in that function's finalizer, which runs only after every queued
+    // progress call has been delivered (so no progress event arrives after the promise).
+    struct LoadState {
+      explicit LoadState(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
+      Napi::Promise::Deferred deferred;
+      std::string error, code;
+    };
+    auto* state = new LoadState(env);
+    Napi::Promise promise = state->deferred.Promise();
+    Napi::Function fn = info.Length() > 2 && info[2].IsFunction()
+                            ? info[2].As<Napi::Function>()
+                            : Napi::Function::New(env, [](const Napi::CallbackInfo&) {});
+    auto tsfn = Napi::ThreadSafeFunction::New(
+        env, fn, "dflash-load", 0, 1, state, [](Napi::Env env, LoadState* st) {
+          if (st->error.empty()) {
+            st->deferred.Resolve(env.Undefined());
+          } else {
+            Napi::Error err = Napi::Error::New(env, st->error);
+            if (!st->code.empty()) err.Set("code", Napi::String::New(env, st->code));
+            st->deferred.Reject(err.Value());
+          }
+          delete st;
+        });
     const bool drafter = which == "drafter";
-    return PromiseWorker::Run(
-        env,
-        [eng, sources, drafter, tsfn] {
-          std::function<void(const engine::LoadProgress&)> cb;
-          if (tsfn) {
-            cb = [tsfn](const engine::LoadProgress& p) {
-              auto copy = new engine::LoadProgress(p);
-              tsfn->NonBlockingCall(copy, [](Napi::Env env, Napi::Function fn, engine::LoadProgress* p) {
-                auto o = Napi::Object::New(env);
-                o.Set("tensors", static_cast<double>(p->tensors));
-                o.Set("totalTensors", static_cast<double>(p->total_tensors));
-                o.Set("bytes", static_cast<double>(p->bytes));
-                o.Set("totalBytes", static_cast<double>(p->total_bytes));
-                delete p;
-                fn.Call({o});
-              });
-            };
-          }
-          try {
-            eng->LoadWeights(drafter, sources, cb);
-          } catch (...) {
-            if (tsfn) tsfn->Release();
-            throw;
-          }
-          if (tsfn) tsfn->Release();
-        },
-        [](Napi::Env env) { return env.Undefined(); });
+    std::thread([eng, sources, drafter, tsfn, state]() mutable {
+      auto cb = [&tsfn](const engine::LoadProgress& p) {
+        auto* copy = new engine::LoadProgress(p);
+        napi_status st = tsfn.NonBlockingCall(copy, [](Napi::Env env, Napi::Function fn, engine::LoadProgress* p) {
+          auto o = Napi::Object::New(env);
+          o.Set("tensors", static_cast<double>(p->tensors));
+          o.Set("totalTensors", static_cast<double>(p->total_tensors));
+          o.Set("bytes", static_cast<double>(p->bytes));
+          o.Set("totalBytes", static_cast<double>(p->total_bytes));
+          delete p;
+          fn.Call({o});
+        });
+        if (st != napi_ok) delete copy;
+      };
+      try {
+        eng->LoadWeights(drafter, sources, cb);
+      } catch (const pjrt::PjrtError& e) {
+        state->error = e.what();
+        state->code = e.code_name();
+      } catch (const std::exception& e) {
+        state->error = e.what();
+      } catch (...) {
+        state->error = "dflash: unknown native error while loading weights";
+      }
+      tsfn.Release();
+    }).detach();
+    return promise;
   }
 
   Napi::Value StartSequence(const Napi::CallbackInfo& info) {
