@@ -108,7 +108,10 @@ std::vector<std::pair<std::string, std::string>> Plugin::attributes() const {
       case PJRT_NamedValue_kString: value.assign(nv.string_value, nv.value_size); break;
       case PJRT_NamedValue_kInt64: value = std::to_string(nv.int64_value); break;
       case PJRT_NamedValue_kInt64List:
-        for (size_t k = 0; k < nv.value_size; ++k) value += (k ? "." : "") + std::to_string(nv.int64_array_value[k]);
+        for (size_t k = 0; k < nv.value_size; ++k) {
+          if (k) value += '.';
+          value += std::to_string(nv.int64_array_value[k]);
+        }
         break;
       case PJRT_NamedValue_kFloat: value = std::to_string(nv.float_value); break;
       case PJRT_NamedValue_kBool: value = nv.bool_value ? "true" : "false"; break;
