@@ -44,7 +44,12 @@ if (r.status !== 0) {
   if (r.status !== 0 && !(m && Number(m[2]) + Number(m[3]) > 0)) failed += 1;
 }
 
-// 2. vitest.
+// 2. TypeScript build (the CLI tests run the compiled package), then vitest.
+r = run(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.json']);
+if (r.status !== 0) {
+  console.error('tsc failed');
+  failed += 1;
+}
 const json = path.join(os.tmpdir(), `dflash-vitest-${process.pid}.json`);
 r = run(process.execPath, [require.resolve('vitest/vitest.mjs'), 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${json}`, ...process.argv.slice(2)], { env });
 if (fs.existsSync(json)) {

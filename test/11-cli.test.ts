@@ -1,0 +1,49 @@
+// The command line: `dflash generate` (human and --json output) and `dflash doctor`, run as a
+// child process from the compiled package (dist/, built by `npm install` / `npm test`).
+import { spawnSync } from 'child_process';
+import * as path from 'path';
+import { describe, expect, it } from 'vitest';
+
+const ROOT = path.join(__dirname, '..');
+const CLI = path.join(ROOT, 'dist', 'lib', 'cli.js');
+const MODELS = path.join(__dirname, 'fixtures', 'models');
+
+function cli(args: string[]) {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 240_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('dflash generate', () => {
+  it('--json streams token, step and done events', () => {
+    const r = cli(['generate', '--target', path.join(MODELS, 'qwen3-f32'), '--drafter', path.join(MODELS, 'qwen3-f32-dflash'),
+      '--max-tokens', '12', '--json', 'hello']);
+    expect(r.code, r.stderr).toBe(0);
+    const events = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const done = events[events.length - 1];
+    expect(done.event).toBe('done');
+    expect(done.reason).toBe('maxTokens');
+    expect(done.stats.tokens).toBe(12);
+    expect(events.filter((e) => e.event === 'token' && e.id >= 0).length).toBe(12);
+    expect(events.filter((e) => e.event === 'step').length).toBe(done.stats.steps);
+  });
+
+  it('prints text and an acceptance summary; bad input exits non-zero with a message', () => {
+    const ok = cli(['generate', '--target', path.join(MODELS, 'qwen3-f32'), '--max-tokens', '5', 'hi']);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stderr).toMatch(/maxTokens: 5 tokens in 4 target steps, tau 1\.00/);
+    const bad = cli(['generate', '--target', '/nonexistent/model', 'hi']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/^dflash: cannot read \/nonexistent\/model\/config\.json/);
+  });
+});
+
+describe('dflash doctor', () => {
+  it('reports the selected plugin, its versions and the devices', () => {
+    const r = cli(['doctor']);
+    expect(r.code, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report.selected).toMatch(/\.so$/);
+    expect(report.client.platformName).toBe('cpu');
+    expect(report.client.devices.length).toBeGreaterThan(0);
+  });
+});
