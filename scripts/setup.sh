@@ -20,4 +20,6 @@ fi
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
 
-if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
+# `npm install` (not `npm ci`): it follows package-lock.json, and unlike `npm ci` it tolerates
+# lockfiles written without the platform-specific optional packages of other systems.
+npm install --no-audit --no-fund
