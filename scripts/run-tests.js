@@ -28,7 +28,7 @@ const env = { ...process.env, DFLASH_PJRT_PLUGIN: plugin };
 const jobs = String(Math.max(1, os.cpus().length));
 const buildDir = path.join(root, 'build-tests');
 let r = run('cmake', ['-S', '.', '-B', buildDir, '-G', 'Ninja', '-DDFLASH_TESTS=ON', '-DCMAKE_BUILD_TYPE=Release'], { stdio: ['ignore', 'ignore', 'inherit'] });
-if (r.status === 0) r = run('ninja', ['-C', buildDir, '-j', jobs, 'dflash_native_tests']);
+if (r.status === 0) r = run('ninja', ['-C', buildDir, '-j', jobs, 'dflash_native_tests', 'pjrt_run']);
 if (r.status !== 0) {
   console.error('native tests: build failed');
   failed += 1;
@@ -42,6 +42,10 @@ if (r.status !== 0) {
     failed += Number(m[2]) + Number(m[3]);
   } else failed += 1;
   if (r.status !== 0 && !(m && Number(m[2]) + Number(m[3]) > 0)) failed += 1;
+  // The Node-free driver used on GPU hosts must pass on the CPU plugin too.
+  r = run(path.join(buildDir, 'native', 'tests', 'pjrt_run'), [plugin]);
+  if (r.status === 0) passed += 1;
+  else failed += 1;
 }
 
 // 2. TypeScript build (the CLI tests run the compiled package), then vitest.
