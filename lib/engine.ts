@@ -33,8 +33,10 @@ export interface EngineLoadOptions {
   pageSize?: number;
   /** Sequences that may generate at once (default 4): sizes the page pool. */
   maxSequences?: number;
-  /** Directory for compiled programs, so a second start does not recompile (default: none). */
-  cacheDir?: string;
+  /** Directory for compiled programs, so a second start does not recompile. Default:
+   *  $DFLASH_CACHE_DIR, else $XDG_CACHE_HOME/dflash/programs (~/.cache/dflash/programs);
+   *  `false` turns the disk cache off. */
+  cacheDir?: string | false;
   onProgress?: (p: LoadProgress) => void;
 }
 
@@ -75,7 +77,7 @@ export class Engine {
         pageSize: opts.pageSize ?? 16,
         maxSeqLen: opts.maxSeqLen ?? 2048,
         maxSequences: opts.maxSequences ?? 4,
-        cacheDir: opts.cacheDir ?? '',
+        cacheDir: opts.cacheDir === false ? '' : opts.cacheDir ?? defaultCacheDir(),
       });
       const progress = (model: 'target' | 'drafter') => (p: Omit<LoadProgress, 'model'>) => opts.onProgress?.({ model, ...p });
       await engine.loadWeights('target', targetTensors, progress('target'));
@@ -243,6 +245,12 @@ export class Engine {
   [Symbol.dispose](): void {
     this.dispose();
   }
+}
+
+function defaultCacheDir(): string {
+  if (process.env.DFLASH_CACHE_DIR) return process.env.DFLASH_CACHE_DIR;
+  const base = process.env.XDG_CACHE_HOME || path.join(require('os').homedir(), '.cache');
+  return path.join(base, 'dflash', 'programs');
 }
 
 // The dtype most of a checkpoint's tensors use; the few others are converted while loading.
