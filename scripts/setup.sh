@@ -19,6 +19,9 @@ fi
 
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
+# The training tool (JAX on CPU), used by the tests' training smoke run.
+if [ ! -x .venv-train/bin/python ]; then python3 -m venv .venv-train; fi
+.venv-train/bin/python -m pip install -q --disable-pip-version-check -r tools/train/requirements.txt
 
 # `npm install` (not `npm ci`): it follows package-lock.json, and unlike `npm ci` it tolerates
 # lockfiles written without the platform-specific optional packages of other systems.

@@ -1,0 +1,52 @@
+// The training tool (tools/train, JAX) end to end on tiny shapes: corpus -> tokenizer + target ->
+// DFlash drafter, the losses fall, and the saved drafter loads in dflash and keeps greedy output
+// lossless. A smoke run of the tool, not the training of the shipped pair.
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import { describe, expect, it } from 'vitest';
+
+import { Engine } from '../lib/engine';
+import { tmpDir } from './helpers/tiny-model';
+
+const ROOT = path.join(__dirname, '..');
+const PY = path.join(ROOT, '.venv-train', 'bin', 'python');
+const TRAIN = path.join(ROOT, 'tools', 'train');
+
+function py(args: string[]): string {
+  return execFileSync(PY, args, { cwd: ROOT, encoding: 'utf8', maxBuffer: 64 << 20, env: { ...process.env, PYTHONUNBUFFERED: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+describe('tools/train --tiny', () => {
+  it('trains a target and a drafter whose output dflash decodes losslessly', async () => {
+    expect(fs.existsSync(PY), 'the training venv (.venv-train) is installed by scripts/setup.sh').toBe(true);
+    const dir = tmpDir('dflash-train-');
+    const data = path.join(dir, 'data');
+    const prompts = path.join(dir, 'prompts.jsonl');
+    py([path.join(TRAIN, 'corpus.py'), '--data', data, '--prompts', prompts, '--num-prompts', '4']);
+    const common = ['--train-text', path.join(data, 'train.txt')];
+    py([path.join(TRAIN, 'target.py'), '--tiny', '--out', path.join(dir, 'target'), '--tokenizer', path.join(dir, 'tok'),
+      '--heldout-text', path.join(data, 'heldout.txt'), ...common]);
+    py([path.join(TRAIN, 'drafter.py'), '--tiny', '--target', path.join(dir, 'target'), '--out', path.join(dir, 'drafter'),
+      '--prompts', prompts, ...common]);
+
+    for (const stage of ['target', 'drafter']) {
+      const rec = JSON.parse(fs.readFileSync(path.join(dir, stage, 'training.json'), 'utf8'));
+      expect(rec.final_train_loss, `${stage} loss falls`).toBeLessThan(rec.first_logged_train_loss);
+    }
+    const dcfg = JSON.parse(fs.readFileSync(path.join(dir, 'drafter', 'config.json'), 'utf8'));
+    expect(dcfg.architectures).toEqual(['DFlashDraftModel']);
+
+    const engine = await Engine.load({ target: path.join(dir, 'target'), drafter: path.join(dir, 'drafter'), maxSeqLen: 256, maxSequences: 1 });
+    try {
+      const lines = fs.readFileSync(prompts, 'utf8').trim().split('\n').map((l) => JSON.parse(l).prompt as string);
+      for (const p of lines.slice(0, 3)) {
+        const plain = await engine.generate(p, { maxTokens: 32, speculative: false }).done();
+        const spec = await engine.generate(p, { maxTokens: 32 }).done();
+        expect(spec.ids).toEqual(plain.ids);
+      }
+    } finally {
+      engine.dispose();
+    }
+  });
+});
