@@ -80,30 +80,38 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
 /**
  * Streams text for a growing token list. Each push() returns only the new text; text that ends
  * in an incomplete UTF-8 sequence (decoded as U+FFFD) is held back until the following tokens
- * complete it, so a streamed chunk never contains half a character.
+ * complete it, so a streamed chunk never contains half a character. Only a short window of ids
+ * is decoded per call (the tokens since the last complete character, plus the few before them
+ * as context), so streaming costs O(1) per token, not O(length).
  */
 export class IncrementalDetokenizer {
   private ids: number[] = [];
-  private emitted = 0;  // characters of decode(ids) already returned
+  private prefixOffset = 0;  // start of the decode window (already-emitted context)
+  private readOffset = 0;    // ids before this have been emitted
 
   constructor(private readonly tok: Pick<Tokenizer, 'decode'>) {}
 
+  private text(from: number, to: number): string {
+    return to > from ? this.tok.decode(this.ids.slice(from, to)) : '';
+  }
+
   push(newIds: number[]): string {
     this.ids.push(...newIds);
-    const text = this.tok.decode(this.ids);
-    let end = text.length;
-    while (end > this.emitted && text.charCodeAt(end - 1) === 0xfffd) end--;
-    if (end <= this.emitted) return '';
-    const delta = text.slice(this.emitted, end);
-    this.emitted = end;
+    const prefix = this.text(this.prefixOffset, this.readOffset);
+    const full = this.text(this.prefixOffset, this.ids.length);
+    if (full.length <= prefix.length || full.endsWith('\ufffd')) return '';
+    // Window ends on a complete character: emit what follows the already-emitted prefix.
+    const delta = full.slice(prefix.length);
+    this.prefixOffset = this.readOffset;
+    this.readOffset = this.ids.length;
     return delta;
   }
 
   /** The rest, including any replacement characters that never completed. */
   flush(): string {
-    const text = this.tok.decode(this.ids);
-    const delta = text.slice(this.emitted);
-    this.emitted = text.length;
-    return delta;
+    const prefix = this.text(this.prefixOffset, this.readOffset);
+    const full = this.text(this.prefixOffset, this.ids.length);
+    this.prefixOffset = this.readOffset = this.ids.length;
+    return full.length > prefix.length ? full.slice(prefix.length) : '';
   }
 }
