@@ -1,0 +1,66 @@
+// dflash vs Hugging Face transformers on the same checkpoint, same machine, same run: prefill
+// tokens/s (a prompt of --prompt-tokens) and greedy decode tokens/s (--new-tokens), plain
+// decoding (no drafter) on both sides. transformers runs from .venv-oracle (torch is not a CI
+// dependency); without it the table shows dflash alone and says so.
+//   npx vite-node bench/hf.ts -- [--target DIR] [--prompt-tokens 128] [--new-tokens 64]
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+
+import { Engine } from '../lib/engine';
+
+function arg(name: string, dflt: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : dflt;
+}
+
+async function main(): Promise<void> {
+  const target = arg('target', 'models/code-pair/target');
+  const P = Number(arg('prompt-tokens', '128'));
+  const N = Number(arg('new-tokens', '64'));
+  const reps = Number(arg('reps', '3'));
+  const engine = await Engine.load({ target, maxSeqLen: P + N + 16, maxSequences: 1 });
+  const V = engine.config.target.vocabSize;
+  const prompt = Array.from({ length: P }, (_, i) => (i * 31 + 7) % V);  // same ids as hf_baseline.py
+  const prefill: number[] = [], decode: number[] = [];
+  for (let r = 0; r < reps + 1; r++) {
+    const d = await engine.generate(prompt, { maxTokens: N, speculative: false }).done();
+    if (r === 0) continue;  // warm-up (compiles)
+    prefill.push(P / d.stats.ttft);
+    decode.push(1 / d.stats.tpot);
+  }
+  const med = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
+  const mine = { prefill: med(prefill), decode: med(decode) };
+
+  let hf: { prefill_tok_s: number; decode_tok_s: number; torch: string; threads: number } | undefined;
+  const py = path.join(__dirname, '..', '.venv-oracle', 'bin', 'python');
+  if (fs.existsSync(py)) {
+    hf = JSON.parse(execFileSync(py, [path.join(__dirname, 'hf_baseline.py'), '--model', target, '--prompt-tokens', String(P),
+      '--new-tokens', String(N), '--reps', String(reps)], { encoding: 'utf8' }).trim().split('\n').pop()!);
+  }
+  const c = engine.client;
+  const lines = [
+    `# dflash vs transformers, plain greedy decoding (${new Date().toISOString().slice(0, 10)})`,
+    '',
+    `- machine: ${os.cpus()[0]?.model ?? 'unknown'} x${os.cpus().length} cores; dflash on PJRT ${c.platformName} (${c.platformVersion}), f32`,
+    `- checkpoint: ${target}; prompt ${P} tokens, ${N} new tokens; median of ${reps} runs after a warm-up`,
+    hf ? `- transformers: torch ${hf.torch}, ${hf.threads} threads, f32, KV-cached greedy loop` : '- transformers: .venv-oracle not installed, baseline skipped',
+    '',
+    '| measure | dflash | transformers | dflash / transformers |',
+    '|---|---|---|---|',
+    `| prefill tok/s | ${mine.prefill.toFixed(0)} | ${hf ? hf.prefill_tok_s.toFixed(0) : '-'} | ${hf ? (mine.prefill / hf.prefill_tok_s).toFixed(2) + 'x' : '-'} |`,
+    `| decode tok/s | ${mine.decode.toFixed(1)} | ${hf ? hf.decode_tok_s.toFixed(1) : '-'} | ${hf ? (mine.decode / hf.decode_tok_s).toFixed(2) + 'x' : '-'} |`,
+  ];
+  const table = lines.join('\n');
+  console.log(table);
+  const out = path.join('bench', 'results', `hf-${c.platformName}.md`);
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  fs.writeFileSync(out, table + '\n');
+  engine.dispose();
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exitCode = 1;
+});
