@@ -108,10 +108,13 @@ export class Engine {
     const maxTokens = options.maxTokens ?? 256;
     if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new RangeError(`maxTokens must be a positive integer, got ${options.maxTokens}`);
     const temperature = options.temperature ?? 0;
-    if (!(temperature >= 0)) throw new RangeError(`temperature must be >= 0, got ${options.temperature}`);
-    if (temperature > 0) {
-      throw new Error('sampling (temperature > 0) is not implemented yet in this build: use temperature 0 (greedy)');
-    }
+    if (!(temperature >= 0) || !Number.isFinite(temperature)) throw new RangeError(`temperature must be >= 0, got ${options.temperature}`);
+    const topP = options.topP ?? 1;
+    if (!(topP > 0 && topP <= 1)) throw new RangeError(`topP must be in (0, 1], got ${options.topP}`);
+    const topK = options.topK ?? 0;
+    if (!Number.isInteger(topK) || topK < 0) throw new RangeError(`topK must be an integer >= 0, got ${options.topK}`);
+    const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
+    if (!Number.isSafeInteger(seed)) throw new RangeError(`seed must be an integer, got ${options.seed}`);
     const stops = options.stop === undefined ? [] : Array.isArray(options.stop) ? options.stop : [options.stop];
     const drafter = this.config.drafter;
     const speculative = options.speculative !== false && drafter !== undefined;
@@ -123,16 +126,19 @@ export class Engine {
       : this.tokenizer.encode(typeof prompt === 'string' ? prompt : this.tokenizer.applyChatTemplate(prompt as ChatMessage[]));
 
     return new GenerationStream((stream, signal) =>
-      this.run(stream, signal, Int32Array.from(ids), { maxTokens, stops, speculative, blockSize }), options.signal);
+      this.run(stream, signal, Int32Array.from(ids), { maxTokens, stops, speculative, blockSize, temperature, topP, topK, seed }), options.signal);
   }
 
   private async run(stream: GenerationStream, signal: AbortSignal, prompt: Int32Array,
-    o: { maxTokens: number; stops: string[]; speculative: boolean; blockSize: number }): Promise<DoneEvent> {
+    o: { maxTokens: number; stops: string[]; speculative: boolean; blockSize: number; temperature: number; topP: number; topK: number; seed: number }): Promise<DoneEvent> {
     const t0 = performance.now();
     const eos = new Set(this.tokenizer.eosTokenIds.concat(this.config.target.eosTokenIds ?? []));
     const detok = new IncrementalDetokenizer(this.tokenizer);
     if (signal.aborted) throw new AbortError();
-    const seq = this.engine.startSequence(prompt, { maxNewTokens: o.maxTokens, speculative: o.speculative, blockSize: o.blockSize });
+    const seq = this.engine.startSequence(prompt, {
+      maxNewTokens: o.maxTokens, speculative: o.speculative, blockSize: o.blockSize,
+      temperature: o.temperature, topP: o.topP, topK: o.topK, seed: o.seed,
+    });
     const ids: number[] = [];
     let text = '';      // all released text
     let held = '';      // text withheld because it may begin a stop string

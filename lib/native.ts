@@ -73,7 +73,10 @@ export interface NativeStepResult {
 export interface NativeEngine {
   loadWeights(which: 'target' | 'drafter', tensors: TensorSource[],
     onProgress?: (p: { tensors: number; totalTensors: number; bytes: number; totalBytes: number }) => void): Promise<void>;
-  startSequence(prompt: Int32Array, options: { maxNewTokens: number; speculative: boolean; blockSize: number }): number;
+  startSequence(prompt: Int32Array, options: {
+    maxNewTokens: number; speculative: boolean; blockSize: number;
+    temperature?: number; topP?: number; topK?: number; seed?: number;
+  }): number;
   prefill(seq: number): Promise<NativeStepResult>;
   step(seq: number): Promise<NativeStepResult>;
   finishSequence(seq: number): void;

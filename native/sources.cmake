@@ -12,6 +12,7 @@ set(DFLASH_CORE_SOURCES
   native/models/layers.cc
   native/models/target.cc
   native/models/drafter.cc
+  native/models/sampling.cc
   native/engine/page_allocator.cc
   native/engine/program_cache.cc
   native/engine/weights.cc

@@ -140,7 +140,6 @@ describe('concurrency', () => {
     const rejected = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
     expect(rejected.length).toBeGreaterThan(0);
     for (const r of rejected) expect(String(r.reason)).toMatch(/KV cache exhausted: need \d+ more pages/);
-    expect(results.some((r) => r.status === 'fulfilled')).toBe(true);
     expect(engine.stats().freePages).toBe(engine.stats().totalPages);
   });
 });

@@ -222,9 +222,14 @@ class JsEngine : public Napi::ObjectWrap<JsEngine> {
     auto prompt = Int32s(env, info[0], "startSequence: prompt");
     if (info.Length() < 2 || !info[1].IsObject()) throw Napi::TypeError::New(env, "startSequence(prompt, options)");
     auto o = info[1].As<Napi::Object>();
+    engine::SamplingParams sp;
+    sp.temperature = static_cast<float>(NumOr(o, "temperature", 0));
+    sp.top_p = static_cast<float>(NumOr(o, "topP", 1));
+    sp.top_k = static_cast<int32_t>(NumOr(o, "topK", 0));
+    sp.seed = static_cast<uint64_t>(static_cast<int64_t>(NumOr(o, "seed", 0)));
     return Guard(env, [&]() -> Napi::Value {
       const int64_t id = eng->StartSequence(std::move(prompt), Int(o, "maxNewTokens"), Bool(o, "speculative"),
-                                            static_cast<int32_t>(NumOr(o, "blockSize", 1)));
+                                            static_cast<int32_t>(NumOr(o, "blockSize", 1)), sp);
       return Napi::Number::New(env, static_cast<double>(id));
     });
   }

@@ -70,7 +70,10 @@ Engine::Sequence& Engine::Get(int64_t seq) {
 }
 
 int64_t Engine::StartSequence(std::vector<int32_t> prompt, int32_t max_new_tokens, bool speculative,
-                              int32_t block_size) {
+                              int32_t block_size, SamplingParams sampling) {
+  if (!(sampling.temperature >= 0.0f)) throw std::invalid_argument("temperature must be >= 0");
+  if (!(sampling.top_p > 0.0f && sampling.top_p <= 1.0f)) throw std::invalid_argument("topP must be in (0, 1]");
+  if (sampling.top_k < 0) throw std::invalid_argument("topK must be >= 0");
   if (prompt.empty()) throw std::invalid_argument("prompt is empty: at least one token is needed");
   for (int32_t t : prompt)
     if (t < 0 || t >= target_.vocab_size)
@@ -92,6 +95,9 @@ int64_t Engine::StartSequence(std::vector<int32_t> prompt, int32_t max_new_token
   s->max_new = max_new_tokens;
   s->speculative = speculative;
   s->block = speculative ? block_size : 1;
+  s->sampling = sampling.temperature > 0.0f;
+  s->params = sampling;
+  s->rng = sampling.seed ^ 0x9e3779b97f4a7c15ull;
   const int64_t id = next_seq_++;
   seqs_[id] = std::move(s);
   return id;
@@ -118,18 +124,36 @@ EngineStats Engine::Stats() {
   return st;
 }
 
+std::unique_ptr<pjrt::Buffer> Engine::SampleParams(const Sequence& s) {
+  const float p[3] = {s.params.temperature, s.params.top_p, static_cast<float>(s.params.top_k)};
+  return client_->BufferFromHost(p, pjrt::DType::kF32, {3});
+}
+
+std::unique_ptr<pjrt::Buffer> Engine::Uniforms(Sequence& s, int64_t n) {
+  std::vector<float> u(static_cast<size_t>(n));
+  for (auto& x : u) {
+    // splitmix64: a counter-based generator, so a seed fixes every draw of the sequence.
+    uint64_t z = (s.rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    x = static_cast<float>(z >> 40) * (1.0f / 16777216.0f);  // [0, 1), 24 random bits
+  }
+  return client_->BufferFromHost(u.data(), pjrt::DType::kF32, {1, n});
+}
+
 pjrt::LoadedExecutable& Engine::ScoreProgram(const models::ScoreShape& s) {
   std::string key = "score b" + std::to_string(s.batch) + " k" + std::to_string(s.tokens) + " p" +
                     std::to_string(s.pages_per_seq) + " s" + std::to_string(s.page_size) + " n" +
                     std::to_string(s.total_pages) + (s.want_logits ? " logits" : "") + (s.want_argmax ? " argmax" : "") +
-                    (s.want_accept ? " accept" : "") + " h";
+                    (s.want_accept ? " accept" : "") + (s.sampling ? " sample" : "") + " h";
   for (int32_t l : s.hidden_layers) key += "," + std::to_string(l);
   return programs_.Get(key, [&] { return models::BuildTargetScore(target_, s).mlir; });
 }
 
 pjrt::LoadedExecutable& Engine::DraftProgram(const models::DraftShape& s) {
   const std::string key = "draft c" + std::to_string(s.ctx_capacity) + " a" + std::to_string(s.append_rows) + " b" +
-                          std::to_string(s.block) + (s.want_logits ? " logits" : "");
+                          std::to_string(s.block) + (s.want_logits ? " logits" : "") + (s.sampling ? " sample" : "");
   return programs_.Get(key, [&] { return models::BuildDrafter(*drafter_, target_, s).mlir; });
 }
 

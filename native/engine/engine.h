@@ -40,6 +40,14 @@ struct StepResult {
   double device_seconds = 0;     // time inside executions and the transfer
 };
 
+// Sampling parameters of one sequence; temperature 0 means greedy.
+struct SamplingParams {
+  float temperature = 0.0f;
+  float top_p = 1.0f;
+  int32_t top_k = 0;   // 0 = off
+  uint64_t seed = 0;
+};
+
 struct EngineStats {
   int64_t host_transfers = 0, executions = 0, compiles = 0, disk_hits = 0, cache_copies = 0;
   int32_t free_pages = 0, total_pages = 0;
@@ -55,7 +63,8 @@ class Engine {
                    const std::function<void(const LoadProgress&)>& progress);
 
   // Registers a sequence; pages are taken lazily. block_size <= the drafter's, >= 2.
-  int64_t StartSequence(std::vector<int32_t> prompt, int32_t max_new_tokens, bool speculative, int32_t block_size);
+  int64_t StartSequence(std::vector<int32_t> prompt, int32_t max_new_tokens, bool speculative, int32_t block_size,
+                        SamplingParams sampling = {});
   StepResult Prefill(int64_t seq);   // scores the prompt, returns the first generated token
   StepResult Step(int64_t seq);      // one decode (K = 1) or speculative step
   void FinishSequence(int64_t seq);  // frees its pages and device state
@@ -97,6 +106,9 @@ class Engine {
   // Runs the drafter, appending `feats` rows (A of them) to the sequence's context.
   void Draft(Sequence& s, pjrt::Buffer& feats, pjrt::Buffer& accept, int32_t rows, int32_t n_valid);
   std::vector<pjrt::Buffer*> TargetArgs();
+  // Sampling inputs of one call: (temperature, top_p, top_k) and n fresh uniforms in [0, 1).
+  std::unique_ptr<pjrt::Buffer> SampleParams(const Sequence& s);
+  std::unique_ptr<pjrt::Buffer> Uniforms(Sequence& s, int64_t n);
   // Takes the updated caches (results 0, 1) of a score execution. The old ones must have been
   // donated (updated in place); a plugin that copied them instead is counted in
   // EngineStats::cache_copies, which the tests require to stay 0.

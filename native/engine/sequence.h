@@ -22,6 +22,12 @@ struct Engine::Sequence {
   int64_t generated = 0;          // tokens returned to the caller
   bool prefilled = false;
 
+  // Sampling (temperature > 0): parameters and the host generator of the uniforms.
+  bool sampling = false;
+  SamplingParams params;
+  uint64_t rng = 0;
+  std::unique_ptr<pjrt::Buffer> q;  // (1, B, V) drafter distributions of the pending draft
+
   // Drafter state (speculative only).
   int32_t ctx_capacity = 0;       // rows of ctx_k/ctx_v, a power of two
   int32_t ctx_len = 0;            // valid context rows (= accepted tokens with features)

@@ -44,6 +44,7 @@ Engine::Buffers Engine::ScoreOne(Sequence& s, pjrt::Buffer* tokens, const std::v
   shape.total_pages = total_pages_;
   shape.want_argmax = argmax;
   shape.want_accept = accept;
+  shape.sampling = s.sampling;
   if (hidden) shape.hidden_layers = drafter_->target_layer_ids;
   auto& program = ScoreProgram(shape);
 
@@ -53,6 +54,14 @@ Engine::Buffers Engine::ScoreOne(Sequence& s, pjrt::Buffer* tokens, const std::v
   args.push_back(tokens);
   args.push_back(pos.get());
   args.push_back(tab.get());
+  std::unique_ptr<pjrt::Buffer> params, uniforms;
+  if (s.sampling) {
+    params = SampleParams(s);
+    uniforms = Uniforms(s, k + 1);
+    args.push_back(params.get());
+    args.push_back(uniforms.get());
+    if (accept) args.push_back(s.q.get());  // the drafter's distributions for this block
+  }
   auto out = Run(program, args);
   ReplaceCaches(out);
   out.erase(out.begin(), out.begin() + 2);
@@ -65,16 +74,25 @@ void Engine::Draft(Sequence& s, pjrt::Buffer& feats, pjrt::Buffer& accept, int32
   shape.ctx_capacity = s.ctx_capacity;
   shape.append_rows = rows;
   shape.block = s.block;
+  shape.sampling = s.sampling;
   auto& program = DraftProgram(shape);
   auto ctx_len = Upload({s.ctx_len}, {});
   auto args = DrafterArgs(s);
   args.push_back(&feats);
   args.push_back(&accept);
   args.push_back(ctx_len.get());
+  std::unique_ptr<pjrt::Buffer> params, uniforms;
+  if (s.sampling) {
+    params = SampleParams(s);
+    uniforms = Uniforms(s, s.block);
+    args.push_back(params.get());
+    args.push_back(uniforms.get());
+  }
   auto out = Run(program, args);
   s.ctx_k = std::move(out[0]);
   s.ctx_v = std::move(out[1]);
   s.draft = std::move(out[2]);
+  if (s.sampling) s.q = std::move(out[3]);
   s.ctx_len += n_valid;
 }
 

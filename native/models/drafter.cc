@@ -5,6 +5,7 @@
 //   context K/V rows go to the per-layer cache; attention is non-causal over
 //   [ctx rows < ctx_len + n ; block]; then the usual residual + SiLU MLP.
 #include "models/drafter.h"
+#include "models/sampling.h"
 
 #include <stdexcept>
 #include <string>
@@ -101,6 +102,11 @@ Program BuildDrafter(const DrafterConfig& d, const TargetConfig& t, const DraftS
   const Value feats = b.Parameter({1, A, nfeat}, DType::kF32);
   const Value accept = b.Parameter({1, A + 1}, DType::kS32);
   const Value ctx_len = b.Parameter({}, DType::kS32);
+  Value sample_params, uniforms;
+  if (sh.sampling) {
+    sample_params = b.Parameter({3}, DType::kF32);
+    uniforms = b.Parameter({1, B}, DType::kF32);
+  }
 
   // ---- inputs derived from accept ----
   const Value zero = b.Scalar(0, DType::kS32);
@@ -148,8 +154,14 @@ Program BuildDrafter(const DrafterConfig& d, const TargetConfig& t, const DraftS
   Program prog;
   std::vector<Value> results{ctx_k, ctx_v};
   prog.output_names = {"ctx_k", "ctx_v", "draft"};
-  Value logits, proposals;  // proposals: (1, B - 1)
-  if (sh.want_logits) {
+  Value logits, proposals, probs;  // proposals: (1, B - 1)
+  if (sh.sampling) {
+    const int64_t v = t.vocab_size;
+    logits = Dense(b, hn, lm_head);                                                         // (1, B, V)
+    const Value q = SamplingProbs(b, b.Reshape(b.SliceAxis(logits, 1, 1, B - 1), {B - 1, v}), sample_params);
+    proposals = b.Reshape(SampleRows(b, q, b.Reshape(b.SliceAxis(uniforms, 1, 1, B - 1), {B - 1})), {1, B - 1});
+    probs = b.Reshape(b.Concatenate({b.Splat(0, {1, v}, DType::kF32), q}, 0), {1, B, v});
+  } else if (sh.want_logits) {
     logits = Dense(b, hn, lm_head);  // (1, B, V)
     proposals = b.Argmax(b.SliceAxis(logits, 1, 1, B - 1), 2);
   } else {
@@ -160,6 +172,10 @@ Program BuildDrafter(const DrafterConfig& d, const TargetConfig& t, const DraftS
   if (sh.want_logits) {
     results.push_back(logits);
     prog.output_names.push_back("logits");
+  }
+  if (sh.sampling) {
+    results.push_back(probs);
+    prog.output_names.push_back("probs");
   }
   prog.num_params = b.num_params();
   prog.num_outputs = static_cast<int>(results.size());

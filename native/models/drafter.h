@@ -18,6 +18,11 @@ struct DraftShape {
   int64_t append_rows = 0;   // A feature rows appended this call (only accept[0, 0] are valid)
   int64_t block = 16;        // B block tokens
   bool want_logits = false;
+  // Sampling: proposals are drawn from the drafter's processed distributions instead of argmax.
+  // Adds parameters sample_params f32[3] (temperature, top_p, top_k) and uniforms f32[1, B]
+  // after ctx_len, and a last result `probs` f32[1, B, V] (row i: the distribution of draft
+  // token i; row 0 is zero) that the target's speculative-sampling accept consumes.
+  bool sampling = false;
 };
 
 // fc, hidden_norm, per-layer Qwen3 tensors, norm (names without the optional "model." prefix).

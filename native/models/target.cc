@@ -2,6 +2,7 @@
 // transformers' Qwen3/Llama modeling code in f32: RMSNorm, q_norm/k_norm per head before RoPE
 // (Qwen3), rotate_half RoPE, GQA, f32 softmax, SiLU MLP, final norm, lm_head.
 #include "models/target.h"
+#include "models/sampling.h"
 
 #include <algorithm>
 #include <map>
@@ -37,7 +38,7 @@ struct LayerWeights {
 // argmax[i - 1] (a padding token never matches); accept = [a + 1, tokens[1..a], argmax[a], 0...].
 Value Accept(Builder& b, const Value& tokens, const Value& positions, const Value& argmax) {
   const int64_t bt = tokens.shape[0], k = tokens.shape[1];
-  const Value zero = b.Scalar(0, DType::kS32), one = b.Scalar(1, DType::kS32);
+  const Value zero = b.Scalar(0, DType::kS32);
   Value a = b.Splat(0, {bt}, DType::kS32);
   if (k > 1) {
     const Value match = b.And(b.Compare(b.SliceAxis(tokens, 1, 1, k - 1), b.SliceAxis(argmax, 1, 0, k - 1), hlo::Cmp::kEQ),
@@ -46,15 +47,9 @@ Value Accept(Builder& b, const Value& tokens, const Value& positions, const Valu
     // The first mismatch index, or K - 1 when everything matches.
     a = b.Reduce(b.Select(match, b.Scalar(static_cast<double>(k - 1), DType::kS32), idx), {1}, hlo::ReduceKind::kMin);
   }
-  const Value a2 = b.Reshape(a, {bt, 1});
-  const Value at_a = b.Compare(b.Iota({bt, k}, DType::kS32, 1), a2, hlo::Cmp::kEQ);
+  const Value at_a = b.Compare(b.Iota({bt, k}, DType::kS32, 1), b.Reshape(a, {bt, 1}), hlo::Cmp::kEQ);
   const Value bonus = b.Reshape(b.Reduce(b.Select(at_a, argmax, zero), {1}, hlo::ReduceKind::kSum), {bt, 1});  // argmax[a]
-  const Value j = b.Iota({bt, k + 1}, DType::kS32, 1);
-  const Value tok_ext = b.Concatenate({tokens, b.Splat(0, {bt, 1}, DType::kS32)}, 1);  // (Bt, K + 1)
-  const Value a1 = b.Add(a2, one);
-  Value acc = b.Select(b.Compare(j, a1, hlo::Cmp::kEQ), bonus, zero);
-  acc = b.Select(b.And(b.Compare(j, one, hlo::Cmp::kGE), b.Compare(j, a2, hlo::Cmp::kLE)), tok_ext, acc);
-  return b.Select(b.Compare(j, zero, hlo::Cmp::kEQ), a1, acc);
+  return PackAccept(b, tokens, a, bonus);
 }
 
 }  // namespace
@@ -126,6 +121,13 @@ Program BuildTargetScore(const TargetConfig& c, const ScoreShape& sh) {
   const Value tokens = b.Parameter({bt, k}, DType::kS32);     // (Bt, K)
   const Value positions = b.Parameter({bt, k}, DType::kS32);  // (Bt, K), -1 = padding
   const Value table = b.Parameter({bt, p}, DType::kS32);      // (Bt, P)
+  Value sample_params, uniforms, draft_probs;
+  if (sh.sampling) {
+    if (sh.want_accept && bt != 1) throw std::invalid_argument("target score: speculative sampling needs batch 1");
+    sample_params = b.Parameter({3}, DType::kF32);                 // (temperature, top_p, top_k)
+    uniforms = b.Parameter({bt, k + 1}, DType::kF32);              // (Bt, K + 1)
+    if (sh.want_accept) draft_probs = b.Parameter({bt, k, c.vocab_size}, DType::kF32);  // (1, K, V)
+  }
 
   // ---- cache addressing ----
   // Token at position q lives in page table[b, q / S], slot q % S; padding goes to page 0 slot 0
@@ -192,7 +194,14 @@ Program BuildTargetScore(const TargetConfig& c, const ScoreShape& sh) {
   Value logits, argmax;
   if (want_head) {
     logits = Dense(b, hn, lm_head);  // (Bt, K, V)
-    argmax = b.Argmax(logits, 2);    // (Bt, K)
+    if (!sh.sampling) argmax = b.Argmax(logits, 2);    // (Bt, K)
+  }
+  Value probs;  // (Bt * K, V) processed target distributions when sampling
+  if (sh.sampling && want_head) {
+    const int64_t v = c.vocab_size;
+    probs = SamplingProbs(b, b.Reshape(logits, {bt * k, v}), sample_params);
+    // "argmax" is a draw from each row's distribution.
+    argmax = b.Reshape(SampleRows(b, probs, b.Reshape(b.SliceAxis(uniforms, 1, 0, k), {bt * k})), {bt, k});
   }
   if (sh.want_argmax) {
     results.push_back(argmax);
@@ -209,7 +218,9 @@ Program BuildTargetScore(const TargetConfig& c, const ScoreShape& sh) {
     prog.output_names.push_back("hidden");
   }
   if (sh.want_accept) {
-    results.push_back(Accept(b, tokens, positions, argmax));
+    results.push_back(sh.sampling ? SpeculativeAccept(b, tokens, probs, b.Reshape(draft_probs, {k, c.vocab_size}),
+                                                      b.Reshape(uniforms, {k + 1}))
+                                  : Accept(b, tokens, positions, argmax));
     prog.output_names.push_back("accept");
   }
   prog.num_params = b.num_params();

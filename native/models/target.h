@@ -21,6 +21,11 @@ struct ScoreShape {
   bool want_argmax = false;
   std::vector<int32_t> hidden_layers;  // target layer ids whose outputs are returned, in order
   bool want_accept = false;
+  // Sampling instead of greedy: `argmax` becomes a sampled token per row and `accept` the
+  // lossless speculative-sampling result (Bt = 1). Adds parameters after block_table:
+  // sample_params f32[3] (temperature, top_p, top_k), uniforms f32[Bt, K + 1], and with
+  // want_accept draft_probs f32[Bt, K, V] (the drafter's distributions, row i for token i).
+  bool sampling = false;
 };
 
 // HF tensor names in parameter order (see the contract).

@@ -1,0 +1,141 @@
+// Device-side sampling: see sampling.h.
+#include "models/sampling.h"
+
+#include <cmath>
+#include <limits>
+
+namespace dflash::models {
+namespace {
+
+using hlo::Builder;
+using hlo::DType;
+using hlo::Value;
+using hlo::Cmp;
+using hlo::ReduceKind;
+
+constexpr int kBisections = 32;
+const double kLowest = -std::numeric_limits<float>::max();
+
+Value Scalar(Builder& b, const Value& params, int64_t i) {  // params[i] as a rank-0 f32
+  return b.Reshape(b.SliceAxis(params, 0, i, 1), {});
+}
+
+Value RowReduce(Builder& b, const Value& x, ReduceKind kind) {  // (R, V) -> (R, 1)
+  return b.Reshape(b.Reduce(x, {1}, kind), {x.shape[0], 1});
+}
+
+Value AsF32(Builder& b, const Value& pred) { return b.Convert(pred, DType::kF32); }
+
+// Upper-triangular ones, (n, n): m[i][j] = 1 if i <= j (inclusive) or i < j (strict).
+Value Triangle(Builder& b, int64_t n, bool inclusive) {
+  const Value i = b.Iota({n, n}, DType::kS32, 0), j = b.Iota({n, n}, DType::kS32, 1);
+  return AsF32(b, b.Compare(i, j, inclusive ? Cmp::kLE : Cmp::kLT));
+}
+
+}  // namespace
+
+Value SamplingProbs(Builder& b, const Value& logits, const Value& params) {
+  const int64_t r = logits.shape[0];
+  const Value temperature = Scalar(b, params, 0), top_p = Scalar(b, params, 1), top_k = Scalar(b, params, 2);
+  const Value scaled = b.Div(logits, temperature);  // (R, V)
+
+  // Top-k: the largest threshold t with count(scaled >= t) >= k, by bisection on [min, max].
+  Value lo = RowReduce(b, scaled, ReduceKind::kMin), hi = RowReduce(b, scaled, ReduceKind::kMax);
+  const Value half = b.Scalar(0.5, DType::kF32);
+  for (int it = 0; it < kBisections; ++it) {
+    const Value mid = b.Mul(b.Add(lo, hi), half);
+    const Value count = RowReduce(b, AsF32(b, b.Compare(scaled, mid, Cmp::kGE)), ReduceKind::kSum);
+    const Value ok = b.Compare(count, top_k, Cmp::kGE);
+    lo = b.Select(ok, mid, lo);
+    hi = b.Select(ok, hi, mid);
+  }
+  const Value k_on = b.Compare(top_k, b.Scalar(0, DType::kF32), Cmp::kGT);
+  const Value thr_k = b.Select(k_on, lo, b.Splat(kLowest, {r, 1}, DType::kF32));
+  const Value kept = b.Select(b.Compare(scaled, thr_k, Cmp::kGE), scaled, b.Splat(kLowest, scaled.shape, DType::kF32));
+
+  // Softmax over the kept values.
+  const Value e = b.Exp(b.Sub(kept, RowReduce(b, kept, ReduceKind::kMax)));
+  const Value p = b.Div(e, RowReduce(b, e, ReduceKind::kSum));
+
+  // Top-p: the largest threshold t whose set {p >= t} still holds mass >= top_p.
+  lo = b.Splat(0, {r, 1}, DType::kF32);
+  hi = RowReduce(b, p, ReduceKind::kMax);
+  for (int it = 0; it < kBisections; ++it) {
+    const Value mid = b.Mul(b.Add(lo, hi), half);
+    const Value mass = RowReduce(b, b.Mul(p, AsF32(b, b.Compare(p, mid, Cmp::kGE))), ReduceKind::kSum);
+    const Value ok = b.Compare(mass, top_p, Cmp::kGE);
+    lo = b.Select(ok, mid, lo);
+    hi = b.Select(ok, hi, mid);
+  }
+  const Value nucleus = b.Mul(p, AsF32(b, b.Compare(p, lo, Cmp::kGE)));
+  return b.Div(nucleus, RowReduce(b, nucleus, ReduceKind::kSum));
+}
+
+Value SampleRows(Builder& b, const Value& probs, const Value& u) {
+  const int64_t r = probs.shape[0], v = probs.shape[1];
+  int64_t c = 1;
+  while (c * c < v) c <<= 1;                  // block width ~ sqrt(V), a power of two
+  const int64_t nb = (v + c - 1) / c;         // blocks
+  Value x = probs;
+  if (nb * c > v) x = b.Concatenate({x, b.Splat(0, {r, nb * c - v}, DType::kF32)}, 1);
+  x = b.Reshape(x, {r, nb, c});
+  // Inclusive cumulative sum inside each block, then the exclusive sum of the blocks before.
+  const Value within = b.DotGeneral(x, Triangle(b, c, true), {{}, {}, {2}, {0}});           // (R, nb, c)
+  const Value totals = b.Reshape(b.SliceAxis(within, 2, c - 1, 1), {r, nb});                // (R, nb)
+  const Value before = b.DotGeneral(totals, Triangle(b, nb, false), {{}, {}, {1}, {0}});    // (R, nb)
+  const Value cdf = b.SliceAxis(b.Reshape(b.Add(within, b.Reshape(before, {r, nb, 1})), {r, nb * c}), 1, 0, v);
+  const Value total = b.SliceAxis(cdf, 1, v - 1, 1);                                        // (R, 1)
+  const Value target = b.Mul(b.Reshape(u, {r, 1}), total);
+  // Index of the first token whose cumulative mass exceeds the target = tokens at or below it.
+  Value idx = b.Reduce(b.Convert(b.Compare(cdf, target, Cmp::kLE), DType::kS32), {1}, ReduceKind::kSum);  // (R)
+  // Rounding can push the target past the last token with mass: clamp to that token.
+  const Value iota = b.Iota({r, v}, DType::kS32, 1);
+  const Value last = b.Reduce(b.Select(b.Compare(probs, b.Scalar(0, DType::kF32), Cmp::kGT), iota, b.Scalar(0, DType::kS32)),
+                              {1}, ReduceKind::kMax);
+  return b.Min(idx, last);
+}
+
+Value ProbOfTokens(Builder& b, const Value& probs, const Value& tokens) {
+  const int64_t r = probs.shape[0], v = probs.shape[1];
+  const Value hit = b.Compare(b.Iota({r, v}, DType::kS32, 1), b.Reshape(tokens, {r, 1}), Cmp::kEQ);
+  return b.Reduce(b.Select(hit, probs, b.Scalar(0, DType::kF32)), {1}, ReduceKind::kSum);
+}
+
+Value PackAccept(Builder& b, const Value& tokens, const Value& a, const Value& bonus) {
+  const int64_t bt = tokens.shape[0], k = tokens.shape[1];
+  const Value zero = b.Scalar(0, DType::kS32), one = b.Scalar(1, DType::kS32);
+  const Value a2 = b.Reshape(a, {bt, 1});
+  const Value j = b.Iota({bt, k + 1}, DType::kS32, 1);
+  const Value tok_ext = b.Concatenate({tokens, b.Splat(0, {bt, 1}, DType::kS32)}, 1);  // (Bt, K + 1)
+  const Value a1 = b.Add(a2, one);
+  Value acc = b.Select(b.Compare(j, a1, Cmp::kEQ), bonus, zero);
+  acc = b.Select(b.And(b.Compare(j, one, Cmp::kGE), b.Compare(j, a2, Cmp::kLE)), tok_ext, acc);
+  return b.Select(b.Compare(j, zero, Cmp::kEQ), a1, acc);
+}
+
+Value SpeculativeAccept(Builder& b, const Value& tokens, const Value& p, const Value& q, const Value& u) {
+  const int64_t k = tokens.shape[1], v = p.shape[1];
+  const Value zero = b.Scalar(0, DType::kS32);
+  Value a = b.Splat(0, {1}, DType::kS32);
+  if (k > 1) {
+    const Value d = b.Reshape(b.SliceAxis(tokens, 1, 1, k - 1), {k - 1});             // drafts d1 .. d_{K-1}
+    const Value pd = ProbOfTokens(b, b.SliceAxis(p, 0, 0, k - 1), d);                // p_{i-1}(d_i)
+    const Value qd = ProbOfTokens(b, b.SliceAxis(q, 0, 1, k - 1), d);                // q_i(d_i)
+    const Value ok = b.Compare(b.Mul(b.SliceAxis(u, 0, 1, k - 1), qd), pd, Cmp::kLT);  // (K-1)
+    const Value idx = b.Iota({k - 1}, DType::kS32, 0);
+    a = b.Reshape(b.Reduce(b.Select(ok, b.Scalar(static_cast<double>(k - 1), DType::kS32), idx), {0}, ReduceKind::kMin), {1});
+  }
+  const Value a0 = b.Reshape(a, {});
+  const Value next = b.Min(b.Add(a0, b.Scalar(1, DType::kS32)), b.Scalar(static_cast<double>(k - 1), DType::kS32));
+  const Value pa = b.DynamicSlice(p, {a0, zero}, {1, v});     // (1, V)
+  const Value qn = b.DynamicSlice(q, {next, zero}, {1, v});   // (1, V)
+  const Value res = b.Max(b.Sub(pa, qn), b.Scalar(0, DType::kF32));
+  const Value rejected = b.Compare(a0, b.Scalar(static_cast<double>(k - 1), DType::kS32), Cmp::kLT);
+  const Value has_mass = b.Compare(b.Reduce(res, {1}, ReduceKind::kSum), b.Scalar(0, DType::kF32), Cmp::kGT);  // (1)
+  const Value use_res = b.And(b.Reshape(rejected, {1}), has_mass);
+  const Value dist = b.Select(b.Reshape(use_res, {1, 1}), res, pa);
+  const Value bonus = SampleRows(b, dist, b.SliceAxis(u, 0, k, 1));  // (1)
+  return PackAccept(b, tokens, a, b.Reshape(bonus, {1, 1}));
+}
+
+}  // namespace dflash::models
