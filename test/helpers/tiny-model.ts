@@ -62,6 +62,25 @@ function tensor(name: string, shape: number[], gen: () => number, std: number, b
   return { name, dtype: 'F32', shape, data };
 }
 
+// One Qwen3 / Llama decoder layer's tensors in HF order (the draw order fixes the weights).
+function decoderLayer(t: TensorToWrite[], p: string, d: { H: number; I: number; nh: number; kvh: number; hd: number },
+  g: () => number, std: number, qkNorm: boolean): void {
+  const { H, I, nh, kvh, hd } = d;
+  t.push(tensor(p + 'input_layernorm.weight', [H], g, 0.1, 1));
+  t.push(tensor(p + 'self_attn.q_proj.weight', [nh * hd, H], g, std));
+  t.push(tensor(p + 'self_attn.k_proj.weight', [kvh * hd, H], g, std));
+  t.push(tensor(p + 'self_attn.v_proj.weight', [kvh * hd, H], g, std));
+  t.push(tensor(p + 'self_attn.o_proj.weight', [H, nh * hd], g, std));
+  if (qkNorm) {
+    t.push(tensor(p + 'self_attn.q_norm.weight', [hd], g, 0.1, 1));
+    t.push(tensor(p + 'self_attn.k_norm.weight', [hd], g, 0.1, 1));
+  }
+  t.push(tensor(p + 'post_attention_layernorm.weight', [H], g, 0.1, 1));
+  t.push(tensor(p + 'mlp.gate_proj.weight', [I, H], g, std));
+  t.push(tensor(p + 'mlp.up_proj.weight', [I, H], g, std));
+  t.push(tensor(p + 'mlp.down_proj.weight', [H, I], g, std));
+}
+
 // GPT-2 byte <-> unicode table, so every byte is one printable vocabulary entry.
 function byteUnicode(): string[] {
   const bs: number[] = [];
@@ -105,22 +124,7 @@ export function makeTarget(dir: string, o: TinyTarget = {}): Record<string, unkn
   const nh = o.heads ?? 4, kvh = o.kvHeads ?? 2, hd = o.headDim ?? 16, std = o.std ?? 0.15;
   const g = rng(o.seed ?? 1);
   const t: TensorToWrite[] = [tensor('model.embed_tokens.weight', [V, H], g, 1.0)];
-  for (let i = 0; i < L; i++) {
-    const p = `model.layers.${i}.`;
-    t.push(tensor(p + 'input_layernorm.weight', [H], g, 0.1, 1));
-    t.push(tensor(p + 'self_attn.q_proj.weight', [nh * hd, H], g, std));
-    t.push(tensor(p + 'self_attn.k_proj.weight', [kvh * hd, H], g, std));
-    t.push(tensor(p + 'self_attn.v_proj.weight', [kvh * hd, H], g, std));
-    t.push(tensor(p + 'self_attn.o_proj.weight', [H, nh * hd], g, std));
-    if (family === 'qwen3') {
-      t.push(tensor(p + 'self_attn.q_norm.weight', [hd], g, 0.1, 1));
-      t.push(tensor(p + 'self_attn.k_norm.weight', [hd], g, 0.1, 1));
-    }
-    t.push(tensor(p + 'post_attention_layernorm.weight', [H], g, 0.1, 1));
-    t.push(tensor(p + 'mlp.gate_proj.weight', [I, H], g, std));
-    t.push(tensor(p + 'mlp.up_proj.weight', [I, H], g, std));
-    t.push(tensor(p + 'mlp.down_proj.weight', [H, I], g, std));
-  }
+  for (let i = 0; i < L; i++) decoderLayer(t, `model.layers.${i}.`, { H, I, nh, kvh, hd }, g, std, family === 'qwen3');
   t.push(tensor('model.norm.weight', [H], g, o.constant ? 0 : 0.1, o.constant ? 0 : 1));
   if (!o.tie) t.push(tensor('lm_head.weight', [V, H], g, 0.5));
   fs.mkdirSync(dir, { recursive: true });
@@ -146,20 +150,7 @@ export function makeDrafter(dir: string, target: Record<string, unknown>, o: Tin
   const std = o.std ?? 0.15;
   const g = rng(o.seed ?? 7);
   const t: TensorToWrite[] = [tensor('fc.weight', [H, ids.length * H], g, std), tensor('hidden_norm.weight', [H], g, 0.1, 1)];
-  for (let i = 0; i < L; i++) {
-    const p = `layers.${i}.`;
-    t.push(tensor(p + 'input_layernorm.weight', [H], g, 0.1, 1));
-    t.push(tensor(p + 'self_attn.q_proj.weight', [nh * hd, H], g, std));
-    t.push(tensor(p + 'self_attn.k_proj.weight', [kvh * hd, H], g, std));
-    t.push(tensor(p + 'self_attn.v_proj.weight', [kvh * hd, H], g, std));
-    t.push(tensor(p + 'self_attn.o_proj.weight', [H, nh * hd], g, std));
-    t.push(tensor(p + 'self_attn.q_norm.weight', [hd], g, 0.1, 1));
-    t.push(tensor(p + 'self_attn.k_norm.weight', [hd], g, 0.1, 1));
-    t.push(tensor(p + 'post_attention_layernorm.weight', [H], g, 0.1, 1));
-    t.push(tensor(p + 'mlp.gate_proj.weight', [I, H], g, std));
-    t.push(tensor(p + 'mlp.up_proj.weight', [I, H], g, std));
-    t.push(tensor(p + 'mlp.down_proj.weight', [H, I], g, std));
-  }
+  for (let i = 0; i < L; i++) decoderLayer(t, `layers.${i}.`, { H, I, nh, kvh, hd }, g, std, true);
   t.push(tensor('norm.weight', [H], g, o.constant ? 0 : 0.1, o.constant ? 0 : 1));
   fs.mkdirSync(dir, { recursive: true });
   writeSafetensors(path.join(dir, 'model.safetensors'), t);
