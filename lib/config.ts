@@ -54,6 +54,13 @@ function ids(v: unknown): number[] {
   return [];
 }
 
+function ropeTheta(cfg: Json, where: string): number {
+  if (cfg.rope_theta !== undefined) return num(cfg, 'rope_theta', where);
+  const rp = cfg.rope_parameters as Json | null | undefined;
+  if (rp && rp.rope_theta !== undefined) return num(rp, 'rope_theta', `${where} rope_parameters`);
+  return 10000;
+}
+
 export function targetConfigFromHF(cfg: Json): TargetConfig {
   const arch = Array.isArray(cfg.architectures) ? String(cfg.architectures[0]) : '';
   const type = String(cfg.model_type ?? '');
@@ -72,7 +79,9 @@ export function targetConfigFromHF(cfg: Json): TargetConfig {
   if (!Number.isInteger(headDim)) throw new Error(`target config.json: hidden_size ${hidden} is not a multiple of num_attention_heads ${heads}`);
   if (heads % kvHeads !== 0) throw new Error(`target config.json: num_attention_heads ${heads} is not a multiple of num_key_value_heads ${kvHeads}`);
   let ropeLlama3: TargetConfig['ropeLlama3'] = null;
-  const rs = cfg.rope_scaling as Json | null | undefined;
+  // transformers 5 saves RoPE settings as `rope_parameters` ({rope_type, rope_theta, ...}).
+  const rp = cfg.rope_parameters as Json | null | undefined;
+  const rs = (cfg.rope_scaling ?? (rp && rp.rope_type !== undefined && rp.rope_type !== 'default' ? rp : null)) as Json | null | undefined;
   if (rs) {
     const rt = rs.rope_type ?? rs.type;
     if (rt === 'llama3') {
@@ -94,7 +103,7 @@ export function targetConfigFromHF(cfg: Json): TargetConfig {
     numKvHeads: kvHeads,
     headDim,
     rmsNormEps: num(cfg, 'rms_norm_eps', where, 1e-6),
-    ropeTheta: num(cfg, 'rope_theta', where, 10000),
+    ropeTheta: ropeTheta(cfg, where),
     qkNorm: family === 'qwen3',
     tieWordEmbeddings: cfg.tie_word_embeddings === true,
     ropeLlama3,
@@ -138,7 +147,7 @@ export function drafterConfigFromHF(cfg: Json, target: TargetConfig): DrafterCon
     numKvHeads: int(cfg, 'num_key_value_heads', where, heads),
     headDim,
     rmsNormEps: num(cfg, 'rms_norm_eps', where, 1e-6),
-    ropeTheta: num(cfg, 'rope_theta', where, 10000),
+    ropeTheta: ropeTheta(cfg, where),
     blockSize,
     maskTokenId: mask,
     targetLayerIds: layerIds,

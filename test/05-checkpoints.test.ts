@@ -60,6 +60,17 @@ describe('config.json', () => {
     expect(d).toMatchObject({ blockSize: 8, maskTokenId: 255, targetLayerIds: [0, 1], numLayers: 2, inputEmbeddingScale: 1 });
   });
 
+  it('reads transformers 5 rope_parameters', () => {
+    const { rope_theta: _, ...rest } = qwenCfg();
+    expect(targetConfigFromHF({ ...rest, rope_parameters: { rope_type: 'default', rope_theta: 5e5 } }).ropeTheta).toBe(5e5);
+    const l = targetConfigFromHF({
+      ...rest, model_type: 'llama', architectures: ['LlamaForCausalLM'],
+      rope_parameters: { rope_type: 'llama3', rope_theta: 5e5, factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 },
+    });
+    expect(l.ropeTheta).toBe(5e5);
+    expect(l.ropeLlama3).toEqual({ factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 64 });
+  });
+
   it('names the key of an unsupported or inconsistent config', () => {
     expect(() => targetConfigFromHF({ ...qwenCfg(), model_type: 'gpt2', architectures: ['GPT2LMHeadModel'] })).toThrow(/Qwen3 and Llama/);
     expect(() => targetConfigFromHF({ ...qwenCfg(), rope_scaling: { rope_type: 'yarn', factor: 4 } })).toThrow(/rope_scaling type "yarn"/);
