@@ -11,6 +11,8 @@ const HELP = `usage:
       --no-speculative   plain greedy decoding even with a drafter
       --chat             wrap the prompt in the tokenizer's chat template
       --stop S           stop string (repeatable)
+      --temperature T    sample at temperature T (default 0: greedy)
+      --top-p P, --top-k K, --seed N   sampling controls
       --plugin PATH      PJRT plugin to use (default: discovered)
       --json             one JSON object per line (token, step, done)
   dflash doctor [--plugin PATH]`;
@@ -56,8 +58,10 @@ async function generate(args: Args): Promise<void> {
   const blockSize = args['block-size'] ? Number(args['block-size']) : undefined;
   const ac = new AbortController();
   process.once('SIGINT', () => ac.abort());
+  const num = (k: string) => (args[k] !== undefined ? Number(args[k]) : undefined);
   const stream = engine.generate(args.chat ? [{ role: 'user', content: prompt }] : prompt, {
-    maxTokens: args['max-tokens'] ? Number(args['max-tokens']) : 128,
+    maxTokens: num('max-tokens') ?? 128,
+    temperature: num('temperature'), topP: num('top-p'), topK: num('top-k'), seed: num('seed'),
     stop: args.stop as string[] | undefined,
     signal: ac.signal,
     speculative: args['no-speculative'] ? false : blockSize ? { blockSize } : undefined,
