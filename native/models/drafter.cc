@@ -43,25 +43,14 @@ void Validate(const DrafterConfig& d, const TargetConfig& t) {
 
 std::vector<WeightSpec> DrafterWeightSpecs(const DrafterConfig& d) {
   const pjrt::DType t = d.weight_dtype;
-  const int64_t h = d.hidden_size, qd = d.num_heads * d.head_dim, kvd = d.num_kv_heads * d.head_dim;
+  const int64_t h = d.hidden_size;
   const int64_t n = static_cast<int64_t>(d.target_layer_ids.size());
   std::vector<WeightSpec> s;
   s.push_back({"fc.weight", {h, n * h}, t});
   s.push_back({"hidden_norm.weight", {h}, t});
-  for (int64_t i = 0; i < d.num_layers; ++i) {
-    const std::string p = "layers." + std::to_string(i) + ".";
-    s.push_back({p + "input_layernorm.weight", {h}, t});
-    s.push_back({p + "self_attn.q_proj.weight", {qd, h}, t});
-    s.push_back({p + "self_attn.k_proj.weight", {kvd, h}, t});
-    s.push_back({p + "self_attn.v_proj.weight", {kvd, h}, t});
-    s.push_back({p + "self_attn.o_proj.weight", {h, qd}, t});
-    s.push_back({p + "self_attn.q_norm.weight", {d.head_dim}, t});
-    s.push_back({p + "self_attn.k_norm.weight", {d.head_dim}, t});
-    s.push_back({p + "post_attention_layernorm.weight", {h}, t});
-    s.push_back({p + "mlp.gate_proj.weight", {d.intermediate_size, h}, t});
-    s.push_back({p + "mlp.up_proj.weight", {d.intermediate_size, h}, t});
-    s.push_back({p + "mlp.down_proj.weight", {h, d.intermediate_size}, t});
-  }
+  for (int64_t i = 0; i < d.num_layers; ++i)
+    AppendDecoderLayerSpecs(s, "layers." + std::to_string(i) + ".", h, d.num_heads, d.num_kv_heads, d.head_dim,
+                            d.intermediate_size, /*qk_norm=*/true, t);
   s.push_back({"norm.weight", {h}, t});
   return s;
 }

@@ -77,4 +77,22 @@ Value Attention(hlo::Builder& b, const Value& q, const Value& k, const Value& v,
   return b.Reshape(b.Transpose(o, {0, 2, 1, 3, 4}), {bt, tq, heads * hd});
 }
 
+void AppendDecoderLayerSpecs(std::vector<WeightSpec>& s, const std::string& p, int64_t h, int64_t heads,
+                             int64_t kv_heads, int64_t hd, int64_t inter, bool qk_norm, pjrt::DType t) {
+  const int64_t qd = heads * hd, kvd = kv_heads * hd;
+  s.push_back({p + "input_layernorm.weight", {h}, t});
+  s.push_back({p + "self_attn.q_proj.weight", {qd, h}, t});
+  s.push_back({p + "self_attn.k_proj.weight", {kvd, h}, t});
+  s.push_back({p + "self_attn.v_proj.weight", {kvd, h}, t});
+  s.push_back({p + "self_attn.o_proj.weight", {h, qd}, t});
+  if (qk_norm) {
+    s.push_back({p + "self_attn.q_norm.weight", {hd}, t});
+    s.push_back({p + "self_attn.k_norm.weight", {hd}, t});
+  }
+  s.push_back({p + "post_attention_layernorm.weight", {h}, t});
+  s.push_back({p + "mlp.gate_proj.weight", {inter, h}, t});
+  s.push_back({p + "mlp.up_proj.weight", {inter, h}, t});
+  s.push_back({p + "mlp.down_proj.weight", {h, inter}, t});
+}
+
 }  // namespace dflash::models

@@ -4,9 +4,11 @@
 // converted to f32 right before use (XLA:CPU is slow on half-precision dots).
 #pragma once
 #include <string>
+#include <vector>
 
 #include "hlo/builder.h"
 #include "models/config.h"
+#include "models/weight_spec.h"
 
 namespace dflash::models {
 
@@ -28,6 +30,11 @@ hlo::Value SiluMlp(hlo::Builder& b, const hlo::Value& x, const hlo::Value& gate,
 // instead of NaN. Returns (Bt, Tq, heads * hd).
 hlo::Value Attention(hlo::Builder& b, const hlo::Value& q, const hlo::Value& k, const hlo::Value& v,
                      const hlo::Value& visible);
+
+// Appends one Qwen3/Llama decoder layer's HF tensor specs, in parameter order, under `prefix`
+// (e.g. "model.layers.3." for a target, "layers.0." for a DFlash drafter).
+void AppendDecoderLayerSpecs(std::vector<WeightSpec>& specs, const std::string& prefix, int64_t hidden, int64_t heads,
+                             int64_t kv_heads, int64_t head_dim, int64_t intermediate, bool qk_norm, pjrt::DType dtype);
 
 // x: (..., heads * hd) -> (..., heads, hd)
 hlo::Value SplitHeads(hlo::Builder& b, const hlo::Value& x, int64_t heads, int64_t hd);

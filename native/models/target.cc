@@ -57,25 +57,12 @@ Value Accept(Builder& b, const Value& tokens, const Value& positions, const Valu
 std::vector<WeightSpec> TargetWeightSpecs(const TargetConfig& c) {
   Validate(c);
   const pjrt::DType t = c.weight_dtype;
-  const int64_t h = c.hidden_size, qd = c.num_heads * c.head_dim, kvd = c.num_kv_heads * c.head_dim;
+  const int64_t h = c.hidden_size;
   std::vector<WeightSpec> s;
   s.push_back({"model.embed_tokens.weight", {c.vocab_size, h}, t});
-  for (int64_t i = 0; i < c.num_layers; ++i) {
-    const std::string p = "model.layers." + std::to_string(i) + ".";
-    s.push_back({p + "input_layernorm.weight", {h}, t});
-    s.push_back({p + "self_attn.q_proj.weight", {qd, h}, t});
-    s.push_back({p + "self_attn.k_proj.weight", {kvd, h}, t});
-    s.push_back({p + "self_attn.v_proj.weight", {kvd, h}, t});
-    s.push_back({p + "self_attn.o_proj.weight", {h, qd}, t});
-    if (c.qk_norm) {
-      s.push_back({p + "self_attn.q_norm.weight", {c.head_dim}, t});
-      s.push_back({p + "self_attn.k_norm.weight", {c.head_dim}, t});
-    }
-    s.push_back({p + "post_attention_layernorm.weight", {h}, t});
-    s.push_back({p + "mlp.gate_proj.weight", {c.intermediate_size, h}, t});
-    s.push_back({p + "mlp.up_proj.weight", {c.intermediate_size, h}, t});
-    s.push_back({p + "mlp.down_proj.weight", {h, c.intermediate_size}, t});
-  }
+  for (int64_t i = 0; i < c.num_layers; ++i)
+    AppendDecoderLayerSpecs(s, "model.layers." + std::to_string(i) + ".", h, c.num_heads, c.num_kv_heads, c.head_dim,
+                            c.intermediate_size, c.qk_norm, t);
   s.push_back({"model.norm.weight", {h}, t});
   if (!c.tie_word_embeddings) s.push_back({"lm_head.weight", {c.vocab_size, h}, t});
   return s;
