@@ -9,11 +9,8 @@ import * as os from 'os';
 import * as path from 'path';
 
 import { Engine } from '../lib/engine';
+import { arg, publish, run } from './common';
 
-function arg(name: string, dflt: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : dflt;
-}
 
 async function main(): Promise<void> {
   const target = arg('target', 'models/code-pair/target');
@@ -52,15 +49,8 @@ async function main(): Promise<void> {
     `| prefill tok/s | ${mine.prefill.toFixed(0)} | ${hf ? hf.prefill_tok_s.toFixed(0) : '-'} | ${hf ? (mine.prefill / hf.prefill_tok_s).toFixed(2) + 'x' : '-'} |`,
     `| decode tok/s | ${mine.decode.toFixed(1)} | ${hf ? hf.decode_tok_s.toFixed(1) : '-'} | ${hf ? (mine.decode / hf.decode_tok_s).toFixed(2) + 'x' : '-'} |`,
   ];
-  const table = lines.join('\n');
-  console.log(table);
-  const out = path.join('bench', 'results', `hf-${c.platformName}.md`);
-  fs.mkdirSync(path.dirname(out), { recursive: true });
-  fs.writeFileSync(out, table + '\n');
+  publish(lines, `hf-${c.platformName}.md`);
   engine.dispose();
 }
 
-main().catch((e) => {
-  console.error(e);
-  process.exitCode = 1;
-});
+run(main);

@@ -2,24 +2,19 @@
 // tokens (K = 1 .. 1024, hidden features + accept, as a speculative step runs it) after a fixed
 // context, and of one drafter execution per block size, measured in one run on one engine.
 //   npx vite-node bench/kernels.ts -- --target DIR --drafter DIR [--context 256] [--reps 5]
-import * as fs from 'fs';
 import * as os from 'os';
-import * as path from 'path';
 
 import { Engine } from '../lib/engine';
+import { arg, publish, run } from './common';
 
-function arg(name: string, dflt?: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : dflt;
-}
 
 async function main(): Promise<void> {
-  const target = arg('target', 'models/code-pair/target')!;
-  const drafter = arg('drafter', 'models/code-pair/drafter')!;
+  const target = arg('target', 'models/code-pair/target');
+  const drafter = arg('drafter', 'models/code-pair/drafter');
   const context = Number(arg('context', '256'));
   const reps = Number(arg('reps', '5'));
-  const ks = arg('ks', '1,16,64,128,256,1024')!.split(',').map(Number);
-  const blocks = arg('blocks', '8,16,32,64')!.split(',').map(Number);
+  const ks = arg('ks', '1,16,64,128,256,1024').split(',').map(Number);
+  const blocks = arg('blocks', '8,16,32,64').split(',').map(Number);
   const engine = await Engine.load({ target, drafter, maxSeqLen: context + Math.max(...ks) + 64, maxSequences: 1 });
   const ne = engine.nativeEngine;
   const verify: number[] = [];
@@ -49,15 +44,8 @@ async function main(): Promise<void> {
     '',
     'On a compute-bound CPU the verify time grows with K; the seed reports it flat to K=1024 on TPU v5p and within 1.04x on H100 (memory-bound at small K).',
   ];
-  const table = lines.join('\n');
-  console.log(table);
-  const out = arg('out', path.join('bench', 'results', `kernels-${c.platformName}.md`))!;
-  fs.mkdirSync(path.dirname(out), { recursive: true });
-  fs.writeFileSync(out, table + '\n');
+  publish(lines, `kernels-${c.platformName}.md`);
   engine.dispose();
 }
 
-main().catch((e) => {
-  console.error(e);
-  process.exitCode = 1;
-});
+run(main);

@@ -9,11 +9,8 @@ import * as os from 'os';
 import * as path from 'path';
 
 import { Engine } from '../lib/engine';
+import { arg, publish, run } from './common';
 
-function arg(name: string, dflt?: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : dflt;
-}
 
 interface Row {
   block: number;
@@ -29,10 +26,10 @@ interface Row {
 }
 
 async function main(): Promise<void> {
-  const target = arg('target', 'models/code-pair/target')!;
-  const drafter = arg('drafter', 'models/code-pair/drafter')!;
-  const promptFile = arg('prompts', 'bench/prompts/heldout-code.jsonl')!;
-  const blocks = arg('blocks', '4,8,16')!.split(',').map(Number);
+  const target = arg('target', 'models/code-pair/target');
+  const drafter = arg('drafter', 'models/code-pair/drafter');
+  const promptFile = arg('prompts', 'bench/prompts/heldout-code.jsonl');
+  const blocks = arg('blocks', '4,8,16').split(',').map(Number);
   const maxTokens = Number(arg('max-tokens', '96'));
   const limit = Number(arg('limit', '16'));
   const prompts = fs.readFileSync(promptFile, 'utf8').trim().split('\n').slice(0, limit).map((l) => JSON.parse(l).prompt as string);
@@ -108,16 +105,9 @@ function report(engine: Engine, rows: Row[], o: { target: string; drafter: strin
   for (const r of rows) lines.push(`| ${r.block} | ${Array.from({ length: maxPos }, (_, i) => (i < r.perPos.length ? r.perPos[i].toFixed(2) : '')).join(' | ')} |`);
   lines.push('');
   lines.push('For context, the seed system (Qwen3-4B + z-lab/Qwen3-4B-DFlash-b16 on TPU v5p, greedy) reports τ 5.42 on average over 9 sets and 8.80 on math500.');
-  const table = lines.join('\n');
-  console.log(table);
-  const out = arg('out', path.join('bench', 'results', `speculative-${c.platformName}.md`))!;
-  fs.mkdirSync(path.dirname(out), { recursive: true });
-  fs.writeFileSync(out, table + '\n');
+  publish(lines, `speculative-${c.platformName}.md`);
   engine.dispose();
   if (rows.some((r) => !r.lossless)) process.exitCode = 1;
 }
 
-main().catch((e) => {
-  console.error(e);
-  process.exitCode = 1;
-});
+run(main);
