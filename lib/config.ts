@@ -34,6 +34,8 @@ export interface DrafterConfig {
   maskTokenId: number;
   targetLayerIds: number[];
   inputEmbeddingScale: number;
+  /** llama3 RoPE scaling of the drafter's own layers (drafters of Llama 3.1 targets). */
+  ropeLlama3: TargetConfig['ropeLlama3'];
 }
 
 type Json = Record<string, unknown>;
@@ -52,6 +54,20 @@ function ids(v: unknown): number[] {
   if (typeof v === 'number') return [v];
   if (Array.isArray(v)) return v.filter((x): x is number => typeof x === 'number');
   return [];
+}
+
+// rope_scaling (or transformers 5's rope_parameters): llama3 scaling, none, or an error.
+function ropeScaling(cfg: Json, where: string): TargetConfig['ropeLlama3'] {
+  const rp = cfg.rope_parameters as Json | null | undefined;
+  const rs = (cfg.rope_scaling ?? (rp && rp.rope_type !== undefined && rp.rope_type !== 'default' ? rp : null)) as Json | null | undefined;
+  if (!rs) return null;
+  const rt = rs.rope_type ?? rs.type;
+  if (rt === 'default') return null;
+  if (rt !== 'llama3') throw new Error(`${where} config.json: rope_scaling type ${JSON.stringify(rt)} is not supported (llama3 only)`);
+  return {
+    factor: num(rs, 'factor', where), lowFreqFactor: num(rs, 'low_freq_factor', where), highFreqFactor: num(rs, 'high_freq_factor', where),
+    originalMaxPositionEmbeddings: int(rs, 'original_max_position_embeddings', where),
+  };
 }
 
 function ropeTheta(cfg: Json, where: string): number {
@@ -78,21 +94,7 @@ export function targetConfigFromHF(cfg: Json): TargetConfig {
   const headDim = cfg.head_dim === undefined || cfg.head_dim === null ? hidden / heads : int(cfg, 'head_dim', where);
   if (!Number.isInteger(headDim)) throw new Error(`target config.json: hidden_size ${hidden} is not a multiple of num_attention_heads ${heads}`);
   if (heads % kvHeads !== 0) throw new Error(`target config.json: num_attention_heads ${heads} is not a multiple of num_key_value_heads ${kvHeads}`);
-  let ropeLlama3: TargetConfig['ropeLlama3'] = null;
-  // transformers 5 saves RoPE settings as `rope_parameters` ({rope_type, rope_theta, ...}).
-  const rp = cfg.rope_parameters as Json | null | undefined;
-  const rs = (cfg.rope_scaling ?? (rp && rp.rope_type !== undefined && rp.rope_type !== 'default' ? rp : null)) as Json | null | undefined;
-  if (rs) {
-    const rt = rs.rope_type ?? rs.type;
-    if (rt === 'llama3') {
-      ropeLlama3 = {
-        factor: num(rs, 'factor', where), lowFreqFactor: num(rs, 'low_freq_factor', where), highFreqFactor: num(rs, 'high_freq_factor', where),
-        originalMaxPositionEmbeddings: int(rs, 'original_max_position_embeddings', where),
-      };
-    } else if (rt !== 'default') {
-      throw new Error(`target config.json: rope_scaling type ${JSON.stringify(rt)} is not supported (llama3 only)`);
-    }
-  }
+  const ropeLlama3 = ropeScaling(cfg, 'target');
   return {
     family,
     vocabSize: int(cfg, 'vocab_size', where),
@@ -152,5 +154,6 @@ export function drafterConfigFromHF(cfg: Json, target: TargetConfig): DrafterCon
     maskTokenId: mask,
     targetLayerIds: layerIds,
     inputEmbeddingScale: typeof scale === 'number' ? scale : 1,
+    ropeLlama3: ropeScaling(cfg, where),
   };
 }

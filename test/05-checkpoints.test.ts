@@ -57,7 +57,10 @@ describe('config.json', () => {
     const l = targetConfigFromHF(JSON.parse(fs.readFileSync(path.join(MODELS, 'llama-f32', 'config.json'), 'utf8')));
     expect(l).toMatchObject({ family: 'llama', qkNorm: false, ropeLlama3: { factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 64 } });
     const d = drafterConfigFromHF(JSON.parse(fs.readFileSync(path.join(MODELS, 'qwen3-f32-dflash', 'config.json'), 'utf8')), q);
-    expect(d).toMatchObject({ blockSize: 8, maskTokenId: 255, targetLayerIds: [0, 1], numLayers: 2, inputEmbeddingScale: 1 });
+    expect(d).toMatchObject({ blockSize: 8, maskTokenId: 255, targetLayerIds: [0, 1], numLayers: 2, inputEmbeddingScale: 1, ropeLlama3: null });
+    const scaling = { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 };
+    const dl = JSON.parse(fs.readFileSync(path.join(MODELS, 'qwen3-f32-dflash', 'config.json'), 'utf8'));
+    expect(drafterConfigFromHF({ ...dl, rope_scaling: scaling }, q).ropeLlama3).toEqual({ factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 });
   });
 
   it('reads transformers 5 rope_parameters', () => {

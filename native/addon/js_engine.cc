@@ -37,6 +37,20 @@ pjrt::DType WeightDType(Napi::Object o) {
   throw Napi::TypeError::New(o.Env(), "engine config: weightDtype must be f32, bf16 or f16");
 }
 
+// `ropeLlama3: {factor, lowFreqFactor, highFreqFactor, originalMaxPositionEmbeddings} | null`.
+models::RopeLlama3 ParseRopeLlama3(Napi::Object o) {
+  models::RopeLlama3 r;
+  Napi::Value v = o.Get("ropeLlama3");
+  if (!v.IsObject()) return r;
+  auto ro = v.As<Napi::Object>();
+  r.enabled = true;
+  r.factor = Num(ro, "factor");
+  r.low_freq_factor = Num(ro, "lowFreqFactor");
+  r.high_freq_factor = Num(ro, "highFreqFactor");
+  r.original_max_position_embeddings = Int(ro, "originalMaxPositionEmbeddings");
+  return r;
+}
+
 models::TargetConfig ParseTarget(Napi::Object o) {
   models::TargetConfig c;
   c.family = Str(o, "family", "qwen3");
@@ -52,15 +66,7 @@ models::TargetConfig ParseTarget(Napi::Object o) {
   c.qk_norm = Bool(o, "qkNorm");
   c.tie_word_embeddings = Bool(o, "tieWordEmbeddings");
   c.weight_dtype = WeightDType(o);
-  Napi::Value r = o.Get("ropeLlama3");
-  if (r.IsObject()) {
-    auto ro = r.As<Napi::Object>();
-    c.rope_llama3.enabled = true;
-    c.rope_llama3.factor = Num(ro, "factor");
-    c.rope_llama3.low_freq_factor = Num(ro, "lowFreqFactor");
-    c.rope_llama3.high_freq_factor = Num(ro, "highFreqFactor");
-    c.rope_llama3.original_max_position_embeddings = Int(ro, "originalMaxPositionEmbeddings");
-  }
+  c.rope_llama3 = ParseRopeLlama3(o);
   return c;
 }
 
@@ -78,6 +84,7 @@ models::DrafterConfig ParseDrafter(Napi::Object o) {
   c.mask_token_id = Int(o, "maskTokenId");
   c.input_embedding_scale = static_cast<float>(NumOr(o, "inputEmbeddingScale", 1.0));
   c.weight_dtype = WeightDType(o);
+  c.rope_llama3 = ParseRopeLlama3(o);
   Napi::Value ids = o.Get("targetLayerIds");
   if (!ids.IsArray()) throw Napi::TypeError::New(o.Env(), "engine config: drafter.targetLayerIds must be an array");
   auto a = ids.As<Napi::Array>();
