@@ -1,22 +1,36 @@
-// safetensors checkpoints: reads only the headers (8-byte length + JSON) of a single file or
-// of the shards listed in model.safetensors.index.json, and returns where every tensor lives.
-// The bytes themselves are mapped and uploaded by the native engine. Also writes small files
-// (tests make their own tiny checkpoints with it).
+// safetensors checkpoints: reads only the headers (8-byte little-endian length + JSON) of a single
+// file or of the shards listed in model.safetensors.index.json, validates them, and returns where
+// every tensor lives (absolute byte offset, size, dtype, shape). The bytes themselves are mapped
+// and uploaded by the native engine. Also writes small files: tests make tiny checkpoints with it.
+//
+// Header checks (each an Error naming the file and, where there is one, the tensor): header length
+// larger than the file or than 100 MB, JSON that is not an object, entries without dtype / shape /
+// data_offsets, unknown dtypes, byte counts that differ from product(shape) * dtype size, offsets
+// not aligned to the element size, overlapping tensors, data past the end of the file (truncated).
 import * as fs from 'fs';
 import * as path from 'path';
 
 import type { TensorSource } from './native';
 
-const DTYPE_BYTES: Record<string, number> = {
-  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1,
+export type { TensorSource };
+
+/** Bytes per element of every safetensors dtype we can measure. */
+export const DTYPE_BYTES: Readonly<Record<string, number>> = {
+  F64: 8, F32: 4, F16: 2, BF16: 2, F8_E4M3: 1, F8_E5M2: 1, F8_E8M0: 1,
+  I64: 8, I32: 4, I16: 2, I8: 1, U64: 8, U32: 4, U16: 2, U8: 1, BOOL: 1, C64: 8,
 };
-const LOADABLE = new Set(['F32', 'BF16', 'F16']);
+/** Dtypes the engine uploads (converted to f32 in-graph where needed). */
+export const LOADABLE_DTYPES: ReadonlySet<string> = new Set(['F32', 'BF16', 'F16']);
+
+const MAX_HEADER = 100_000_000;  // the reference implementation's limit
 
 function fail(file: string, msg: string): never {
   throw new Error(`${file}: ${msg}`);
 }
 
-/** Tensors of one .safetensors file (header only). */
+const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+
+/** Tensors of one .safetensors file, read from its header only (no tensor data is read). */
 export function readSafetensorsHeader(file: string): TensorSource[] {
   let fd: number;
   try {
@@ -26,34 +40,55 @@ export function readSafetensorsHeader(file: string): TensorSource[] {
   }
   try {
     const size = fs.fstatSync(fd).size;
-    if (size < 8) fail(file, `truncated: ${size} bytes, not even a header length`);
+    if (size < 8) fail(file, `truncated: ${size} bytes, not even the 8-byte header length`);
     const lenBuf = Buffer.alloc(8);
     fs.readSync(fd, lenBuf, 0, 8, 0);
-    const headerLen = Number(lenBuf.readBigUInt64LE(0));
-    if (headerLen <= 0 || 8 + headerLen > size) fail(file, `malformed header: header length ${headerLen} does not fit in ${size} bytes`);
+    const big = lenBuf.readBigUInt64LE(0);
+    if (big === 0n || big > BigInt(size - 8))
+      fail(file, `malformed header: header length ${big} does not fit in the file's ${size} bytes`);
+    const headerLen = Number(big);
+    if (headerLen > MAX_HEADER) fail(file, `malformed header: header length ${headerLen} exceeds ${MAX_HEADER} bytes`);
     const hb = Buffer.alloc(headerLen);
-    fs.readSync(fd, hb, 0, headerLen, 8);
-    let header: Record<string, unknown>;
+    if (fs.readSync(fd, hb, 0, headerLen, 8) !== headerLen) fail(file, 'truncated: short read of the header');
+    let header: unknown;
     try {
-      header = JSON.parse(hb.toString('utf8')) as Record<string, unknown>;
+      header = JSON.parse(hb.toString('utf8'));
     } catch (e) {
-      fail(file, `malformed header: ${(e as Error).message}`);
+      fail(file, `malformed header: not JSON (${(e as Error).message})`);
     }
+    if (!header || typeof header !== 'object' || Array.isArray(header)) fail(file, 'malformed header: not a JSON object');
     const dataStart = 8 + headerLen;
     const out: TensorSource[] = [];
-    for (const [name, v] of Object.entries(header)) {
+    const spans: { name: string; a: number; b: number }[] = [];
+    for (const [name, v] of Object.entries(header as Record<string, unknown>)) {
       if (name === '__metadata__') continue;
-      const t = v as { dtype?: string; shape?: number[]; data_offsets?: [number, number] };
-      if (!t || typeof t.dtype !== 'string' || !Array.isArray(t.shape) || !Array.isArray(t.data_offsets) || t.data_offsets.length !== 2)
-        fail(file, `malformed header entry for tensor ${name}`);
-      const [a, b] = t.data_offsets;
+      const t = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+      if (!t || typeof t !== 'object' || typeof t.dtype !== 'string' || !Array.isArray(t.shape) || !Array.isArray(t.data_offsets))
+        fail(file, `malformed header: tensor ${name} needs dtype, shape and data_offsets`);
+      const shape = t.shape as unknown[];
+      const offs = t.data_offsets as unknown[];
+      if (!shape.every(isCount)) fail(file, `malformed header: tensor ${name} has shape ${JSON.stringify(shape)}`);
+      if (offs.length !== 2 || !isCount(offs[0]) || !isCount(offs[1]) || offs[1] < offs[0])
+        fail(file, `malformed header: tensor ${name} has data_offsets ${JSON.stringify(offs)}`);
+      const [a, b] = offs as [number, number];
       const width = DTYPE_BYTES[t.dtype];
       if (width === undefined) fail(file, `tensor ${name} has unknown dtype ${t.dtype}`);
-      const count = t.shape.reduce((x, y) => x * y, 1);
-      if (!(b >= a) || b - a !== count * width)
-        fail(file, `tensor ${name}: ${b - a} bytes for ${t.dtype}[${t.shape.join(',')}], which needs ${count * width}`);
-      if (dataStart + b > size) fail(file, `truncated: tensor ${name} ends at byte ${dataStart + b} of ${size}`);
-      out.push({ name, file, offset: dataStart + a, nbytes: b - a, dtype: t.dtype, shape: t.shape.slice() });
+      const count = (shape as number[]).reduce((x, y) => x * y, 1);
+      if (b - a !== count * width)
+        fail(file, `malformed header: tensor ${name}: ${b - a} bytes for ${t.dtype}[${shape.join(',')}], which needs ${count * width}`);
+      if (a % width !== 0) fail(file, `malformed header: tensor ${name} starts at data offset ${a}, not aligned to its ${width}-byte ${t.dtype} elements`);
+      if (dataStart + b > size) fail(file, `truncated: tensor ${name} ends at byte ${dataStart + b} but the file has ${size}`);
+      spans.push({ name, a, b });
+      out.push({ name, file, offset: dataStart + a, nbytes: b - a, dtype: t.dtype, shape: (shape as number[]).slice() });
+    }
+    // Overlaps: sweep the non-empty spans by start, against the furthest end seen so far.
+    spans.sort((x, y) => x.a - y.a || x.b - y.b);
+    let last: { name: string; a: number; b: number } | undefined;
+    for (const c of spans) {
+      if (c.b === c.a) continue;
+      if (last && c.a < last.b)
+        fail(file, `malformed header: tensor ${c.name} [${c.a}, ${c.b}) overlaps tensor ${last.name} [${last.a}, ${last.b})`);
+      if (!last || c.b > last.b) last = c;
     }
     return out;
   } finally {
@@ -61,39 +96,71 @@ export function readSafetensorsHeader(file: string): TensorSource[] {
   }
 }
 
-/** Every tensor of a model directory: model.safetensors, or the shards of its index. */
+function readIndex(index: string): Record<string, string> {
+  let json: unknown;
+  try {
+    json = JSON.parse(fs.readFileSync(index, 'utf8'));
+  } catch (e) {
+    throw new Error(`${index}: malformed index: ${(e as Error).message}`);
+  }
+  const map = (json as { weight_map?: unknown } | null)?.weight_map;
+  if (!map || typeof map !== 'object' || Array.isArray(map)) throw new Error(`${index}: malformed index: no "weight_map" object`);
+  for (const [name, f] of Object.entries(map as Record<string, unknown>)) {
+    if (typeof f !== 'string' || f === '') throw new Error(`${index}: malformed index: weight_map entry for ${name} is not a file name`);
+    const norm = path.normalize(f);
+    if (path.isAbsolute(f) || norm.startsWith('..')) throw new Error(`${index}: weight_map entry for ${name} points outside the model directory: ${f}`);
+  }
+  return map as Record<string, string>;
+}
+
+/**
+ * Every tensor of a model directory: the shards of model.safetensors.index.json, else
+ * model.safetensors, else every *.safetensors file. Throws unless every tensor's dtype is one the
+ * engine loads (F32, BF16, F16), with an Error naming the tensor and its file.
+ */
 export function readCheckpoint(dir: string): TensorSource[] {
+  if (!fs.existsSync(dir)) throw new Error(`model directory ${dir} does not exist`);
   const index = path.join(dir, 'model.safetensors.index.json');
   let tensors: TensorSource[];
   if (fs.existsSync(index)) {
-    let map: Record<string, string>;
-    try {
-      map = (JSON.parse(fs.readFileSync(index, 'utf8')) as { weight_map: Record<string, string> }).weight_map;
-    } catch (e) {
-      throw new Error(`${index}: malformed index: ${(e as Error).message}`);
-    }
-    if (!map || typeof map !== 'object') throw new Error(`${index}: no weight_map`);
+    const map = readIndex(index);
     const files = [...new Set(Object.values(map))];
+    for (const f of files)
+      if (!fs.existsSync(path.join(dir, f))) throw new Error(`${index} lists shard ${f}, which is missing from ${dir}`);
     tensors = files.flatMap((f) => readSafetensorsHeader(path.join(dir, f)));
-    const have = new Set(tensors.map((t) => t.name));
-    for (const [name, f] of Object.entries(map)) if (!have.has(name)) throw new Error(`${index}: tensor ${name} is not in ${f}`);
+    const where = new Map(tensors.map((t) => [t.name, path.basename(t.file)]));
+    for (const [name, f] of Object.entries(map)) {
+      const found = where.get(name);
+      if (found === undefined) throw new Error(`${index}: tensor ${name} is not in ${f}`);
+      if (found !== path.basename(f)) throw new Error(`${index}: tensor ${name} is listed in ${f} but stored in ${found}`);
+    }
   } else {
     const single = path.join(dir, 'model.safetensors');
-    if (!fs.existsSync(single)) {
-      const any = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.safetensors')) : [];
-      if (any.length === 0) throw new Error(`no safetensors weights in ${dir} (expected model.safetensors or model.safetensors.index.json)`);
-      tensors = any.sort().flatMap((f) => readSafetensorsHeader(path.join(dir, f)));
-    } else tensors = readSafetensorsHeader(single);
+    const files = fs.existsSync(single) ? ['model.safetensors'] : fs.readdirSync(dir).filter((f) => f.endsWith('.safetensors')).sort();
+    if (files.length === 0) throw new Error(`no safetensors weights in ${dir} (expected model.safetensors or model.safetensors.index.json)`);
+    tensors = files.flatMap((f) => readSafetensorsHeader(path.join(dir, f)));
   }
-  for (const t of tensors)
-    if (!LOADABLE.has(t.dtype)) throw new Error(`${t.file}: tensor ${t.name} has dtype ${t.dtype}; dflash loads F32, BF16 and F16 weights`);
+  const seen = new Map<string, string>();
+  for (const t of tensors) {
+    const prev = seen.get(t.name);
+    if (prev !== undefined) throw new Error(`tensor ${t.name} appears in both ${prev} and ${t.file}`);
+    seen.set(t.name, t.file);
+    if (!LOADABLE_DTYPES.has(t.dtype)) throw new Error(`${t.file}: tensor ${t.name} has dtype ${t.dtype}; dflash loads F32, BF16 and F16 weights`);
+  }
   return tensors;
 }
 
-/** Finds a tensor and checks its shape, with an error naming the tensor and file. */
-export function requireTensor(tensors: TensorSource[], name: string, shape?: number[]): TensorSource {
+/** Finds a tensor and checks its shape, with errors naming the tensor and the file(s). */
+export function requireTensor(tensors: readonly TensorSource[], name: string, shape?: readonly number[]): TensorSource {
   const t = tensors.find((x) => x.name === name);
-  if (!t) throw new Error(`checkpoint is missing tensor ${name}`);
+  if (!t) {
+    const files = [...new Set(tensors.map((x) => path.basename(x.file)))];
+    const dir = tensors.length ? path.dirname(tensors[0].file) : '(empty checkpoint)';
+    const bare = name.replace(/^model\./, '');
+    const near = tensors.find((x) => x.name.replace(/^model\./, '') === bare);
+    const hint = near ? ` (there is ${near.name}: a "model." prefix differs)` : '';
+    throw new Error(`checkpoint is missing tensor ${name}${hint}; looked in ${files.join(', ') || 'no files'} of ${dir}`);
+  }
   if (shape && (shape.length !== t.shape.length || shape.some((d, i) => d !== t.shape[i])))
     throw new Error(`tensor ${name} in ${t.file} has shape [${t.shape}], expected [${shape}]`);
   return t;
@@ -101,21 +168,80 @@ export function requireTensor(tensors: TensorSource[], name: string, shape?: num
 
 export interface TensorToWrite {
   name: string;
-  dtype: 'F32' | 'BF16' | 'F16' | 'I32';
+  dtype: 'F32' | 'BF16' | 'F16' | 'I32' | 'I64' | 'I8' | 'U8' | 'F64' | 'I16' | 'U16' | 'BOOL';
   shape: number[];
-  data: Uint8Array | Float32Array | Uint16Array | Int32Array;
+  /** Raw little-endian bytes (any TypedArray / Buffer). A Float32Array given for a BF16 or F16
+   *  tensor is converted (round to nearest even). */
+  data: ArrayBufferView;
 }
 
-/** Writes a safetensors file (8-byte aligned data, tensors in the given order). */
+/** f32 -> bf16 bits, round to nearest even (NaN stays NaN). */
+export function f32ToBf16(f: Float32Array): Uint16Array {
+  const u32 = new Uint32Array(f.buffer, f.byteOffset, f.length);
+  const out = new Uint16Array(f.length);
+  for (let i = 0; i < f.length; i++) {
+    const b = u32[i];
+    out[i] = (b & 0x7fffffff) > 0x7f800000 ? (b >>> 16) | 0x40 : ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
+  }
+  return out;
+}
+
+/** f32 -> IEEE half bits, round to nearest even (overflow to ±inf, subnormals kept). */
+export function f32ToF16(f: Float32Array): Uint16Array {
+  const u32 = new Uint32Array(f.buffer, f.byteOffset, f.length);
+  const out = new Uint16Array(f.length);
+  for (let i = 0; i < f.length; i++) {
+    const x = u32[i];
+    const sign = (x >>> 16) & 0x8000;
+    const exp = (x >>> 23) & 0xff;
+    let mant = x & 0x7fffff;
+    if (exp === 0xff) { out[i] = sign | 0x7c00 | (mant ? 0x200 : 0); continue; }
+    let e = exp - 127 + 15;
+    if (e >= 0x1f) { out[i] = sign | 0x7c00; continue; }
+    if (e <= 0) {
+      if (e < -10) { out[i] = sign; continue; }
+      mant |= 0x800000;
+      const shift = 14 - e;
+      const half = 1 << (shift - 1);
+      let m = mant >>> shift;
+      const rest = mant & ((1 << shift) - 1);
+      if (rest > half || (rest === half && (m & 1))) m++;
+      out[i] = sign | m;
+      continue;
+    }
+    let m = mant >>> 13;
+    const rest = mant & 0x1fff;
+    if (rest > 0x1000 || (rest === 0x1000 && (m & 1))) m++;
+    if (m === 0x400) { m = 0; e++; }
+    out[i] = e >= 0x1f ? sign | 0x7c00 : sign | (e << 10) | m;
+  }
+  return out;
+}
+
+function bytesOf(t: TensorToWrite): Buffer {
+  let d = t.data;
+  if (d instanceof Float32Array && t.dtype === 'BF16') d = f32ToBf16(d);
+  else if (d instanceof Float32Array && t.dtype === 'F16') d = f32ToF16(d);
+  return Buffer.from(d.buffer, d.byteOffset, d.byteLength);
+}
+
+/** Writes a safetensors file. Tensor data is laid out by element size, largest first (as the
+ *  reference writer does), so every tensor is aligned; the header is padded to 8 bytes. */
 export function writeSafetensors(file: string, tensors: TensorToWrite[], metadata?: Record<string, string>): void {
   const header: Record<string, unknown> = {};
   if (metadata) header.__metadata__ = metadata;
+  const names = new Set<string>();
+  const ordered = tensors.map((t, i) => ({ t, i })).sort((x, y) => DTYPE_BYTES[y.t.dtype] - DTYPE_BYTES[x.t.dtype] || x.i - y.i);
   let offset = 0;
   const blobs: Buffer[] = [];
-  for (const t of tensors) {
-    const bytes = Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-    const want = t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
-    if (bytes.length !== want) throw new Error(`writeSafetensors: ${t.name} has ${bytes.length} bytes, shape needs ${want}`);
+  for (const { t } of ordered) {
+    if (names.has(t.name)) throw new Error(`writeSafetensors: tensor ${t.name} given twice`);
+    names.add(t.name);
+    const width = DTYPE_BYTES[t.dtype];
+    if (width === undefined) throw new Error(`writeSafetensors: ${t.name} has unknown dtype ${t.dtype}`);
+    const bytes = bytesOf(t);
+    const want = t.shape.reduce((a, b) => a * b, 1) * width;
+    if (bytes.length !== want) throw new Error(`writeSafetensors: ${t.name} has ${bytes.length} bytes, ${t.dtype}[${t.shape}] needs ${want}`);
     header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes.length] };
     offset += bytes.length;
     blobs.push(bytes);
