@@ -2,14 +2,14 @@
 // size, every prompt is generated plainly and speculatively (interleaved), outputs are checked
 // to be identical, and the table reports τ, acceptance (overall and per position), tokens/s of
 // both and the speedup, plus host overhead per step.
+// With --random (no trained pair needed) it makes a random-weight pair (--preset tiny|small).
 //   npx vite-node bench/speculative.ts -- --target DIR --drafter DIR [--prompts FILE.jsonl]
 //        [--blocks 4,8,16] [--max-tokens 96] [--limit N] [--out bench/results/NAME.md]
+//   npx vite-node bench/speculative.ts -- --random [--preset tiny] ...
 import * as fs from 'fs';
-import * as os from 'os';
-import * as path from 'path';
 
 import { Engine } from '../lib/engine';
-import { arg, publish, run } from './common';
+import { arg, machine, Models, models, publish, resultFile, run } from './common';
 
 
 interface Row {
@@ -21,13 +21,15 @@ interface Row {
   specTps: number;
   hostPerStepMs: number;
   devicePerStepMs: number;
-  lossless: boolean;
+  plainHostPerStepMs: number;
+  identical: number;
+  prompts: number;
   tokens: number;
 }
 
 async function main(): Promise<void> {
-  const target = arg('target', 'models/code-pair/target');
-  const drafter = arg('drafter', 'models/code-pair/drafter');
+  const m = models();
+  const { target, drafter } = m;
   const promptFile = arg('prompts', 'bench/prompts/heldout-code.jsonl');
   const blocks = arg('blocks', '4,8,16').split(',').map(Number);
   const maxTokens = Number(arg('max-tokens', '96'));
@@ -39,14 +41,14 @@ async function main(): Promise<void> {
   // every shape bucket it touches and is discarded.
   let rows: Row[] = [];
   for (let pass = 0; pass < 2; pass++) rows = await measure(engine, prompts, blocks, maxTokens);
-  report(engine, rows, { target, drafter, promptFile, prompts: prompts.length, maxTokens });
+  report(engine, rows, m, { promptFile, prompts: prompts.length, maxTokens });
 }
 
 async function measure(engine: Engine, prompts: string[], blocks: number[], maxTokens: number): Promise<Row[]> {
   const rows: Row[] = [];
   for (const block of blocks) {
     let plainTok = 0, plainSec = 0, specTok = 0, specSec = 0, steps = 0, stepTokens = 0, proposed = 0, accepted = 0;
-    let host = 0, device = 0, lossless = true;
+    let host = 0, device = 0, plainHost = 0, plainSteps = 0, identical = 0;
     const perPos = new Array<number>(block - 1).fill(0);
     for (const p of prompts) {
       const t0 = performance.now();
@@ -62,7 +64,9 @@ async function measure(engine: Engine, prompts: string[], blocks: number[], maxT
       });
       const done = await spec.done();
       const t2 = performance.now();
-      if (JSON.stringify(done.ids) !== JSON.stringify(plain.ids)) lossless = false;
+      if (JSON.stringify(done.ids) === JSON.stringify(plain.ids)) identical += 1;
+      plainHost += plain.stats.hostOverheadSeconds;
+      plainSteps += plain.stats.steps;
       plainTok += plain.ids.length;
       plainSec += (t1 - t0) / 1000;
       specTok += done.ids.length;
@@ -73,28 +77,31 @@ async function measure(engine: Engine, prompts: string[], blocks: number[], maxT
     rows.push({
       block, tau: stepTokens / steps, acceptance: accepted / proposed, perPos: perPos.map((c) => c / steps),
       plainTps: plainTok / plainSec, specTps: specTok / specSec, hostPerStepMs: (host / steps) * 1000,
-      devicePerStepMs: (device / steps) * 1000, lossless, tokens: specTok,
+      devicePerStepMs: (device / steps) * 1000, plainHostPerStepMs: (plainHost / plainSteps) * 1000,
+      identical, prompts: prompts.length, tokens: specTok,
     });
   }
   return rows;
 }
 
-function report(engine: Engine, rows: Row[], o: { target: string; drafter: string; promptFile: string; prompts: number; maxTokens: number }): void {
-  const { target, drafter, promptFile, maxTokens } = o;
+function report(engine: Engine, rows: Row[], m: Models, o: { promptFile: string; prompts: number; maxTokens: number }): void {
+  const { promptFile, maxTokens } = o;
 
   const c = engine.client;
   const lines: string[] = [];
   lines.push(`# Speculative vs plain greedy decoding (${new Date().toISOString().slice(0, 10)})`);
   lines.push('');
-  lines.push(`- machine: ${os.cpus()[0]?.model ?? 'unknown'} x${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB; node ${process.version}`);
-  lines.push(`- PJRT platform: ${c.platformName} (${c.platformVersion}), plugin ${path.basename(c.pluginPath)}`);
-  lines.push(`- target: ${target}; drafter: ${drafter}; ${o.prompts} prompts from ${promptFile}; ${maxTokens} new tokens each; greedy`);
+  lines.push(machine(c));
+  lines.push(`- ${m.describe}`);
+  lines.push(`- ${o.prompts} prompts from ${promptFile}; up to ${maxTokens} new tokens each; greedy`);
   lines.push(`- both modes run interleaved per prompt in one process; the whole run is done twice and the first (compiling) pass discarded; tokens/s are wall-clock over whole generations incl. prefill`);
+  lines.push(`- host ms / step = (wall − device seconds) / decode steps and device ms / step = device seconds / decode steps, both over whole generations incl. prefill (so short generations with few steps carry more prefill per step); speedup = DFlash tok/s ÷ plain tok/s measured side by side`);
   lines.push('');
-  lines.push('| block | τ (tokens / target forward) | draft acceptance | plain tok/s | DFlash tok/s | speedup | host ms / step | device ms / step | output identical |');
-  lines.push('|---|---|---|---|---|---|---|---|---|');
+  lines.push('| block | τ (tokens / target forward) | draft acceptance | plain tok/s | DFlash tok/s | speedup | host ms / step (DFlash) | device ms / step (DFlash) | host ms / step (plain) | output identical to plain |');
+  lines.push('|---|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
-    lines.push(`| ${r.block} | ${r.tau.toFixed(2)} | ${(r.acceptance * 100).toFixed(1)}% | ${r.plainTps.toFixed(1)} | ${r.specTps.toFixed(1)} | ${(r.specTps / r.plainTps).toFixed(2)}x | ${r.hostPerStepMs.toFixed(2)} | ${r.devicePerStepMs.toFixed(2)} | ${r.lossless ? 'yes' : 'NO'} |`);
+    const same = r.identical === r.prompts ? `yes (${r.identical}/${r.prompts})` : `NO (${r.identical}/${r.prompts})`;
+    lines.push(`| ${r.block} | ${r.tau.toFixed(2)} | ${(r.acceptance * 100).toFixed(1)}% | ${r.plainTps.toFixed(1)} | ${r.specTps.toFixed(1)} | ${(r.specTps / r.plainTps).toFixed(2)}x | ${r.hostPerStepMs.toFixed(2)} | ${r.devicePerStepMs.toFixed(2)} | ${r.plainHostPerStepMs.toFixed(2)} | ${same} |`);
   }
   lines.push('');
   lines.push('Per-position acceptance (fraction of steps whose draft position i was accepted):');
@@ -105,9 +112,11 @@ function report(engine: Engine, rows: Row[], o: { target: string; drafter: strin
   for (const r of rows) lines.push(`| ${r.block} | ${Array.from({ length: maxPos }, (_, i) => (i < r.perPos.length ? r.perPos[i].toFixed(2) : '')).join(' | ')} |`);
   lines.push('');
   lines.push('For context, the seed system (Qwen3-4B + z-lab/Qwen3-4B-DFlash-b16 on TPU v5p, greedy) reports τ 5.42 on average over 9 sets and 8.80 on math500.');
-  publish(lines, `speculative-${c.platformName}.md`);
+  publish(lines, resultFile('speculative', m, c));
+  const lossless = rows.every((r) => r.identical === r.prompts);
+  console.log(`\nlossless: ${lossless ? 'speculative output ids equal plain output ids for every prompt and block size' : 'MISMATCH: speculative output differs from plain greedy output'}`);
   engine.dispose();
-  if (rows.some((r) => !r.lossless)) process.exitCode = 1;
+  if (!lossless) process.exitCode = 1;
 }
 
 run(main);
