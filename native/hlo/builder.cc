@@ -186,9 +186,22 @@ std::string Builder::Region(const std::vector<DType>& arg_types,
 }
 
 Value Builder::Parameter(const Shape& shape, DType dtype, std::optional<int> alias_output) {
+  return Input("", shape, dtype, alias_output);
+}
+
+Value Builder::Input(const std::string& name, const Shape& shape, DType dtype, std::optional<int> alias_output) {
   CheckShape("parameter", shape);
-  params_.push_back({shape, dtype, alias_output});
+  if (!name.empty())
+    for (const Param& p : params_)
+      if (p.name == name) throw std::invalid_argument("parameter: duplicate input name " + name);
+  params_.push_back({name, shape, dtype, alias_output});
   return Value{"%arg" + std::to_string(params_.size() - 1), shape, dtype};
+}
+
+std::vector<Builder::ParamInfo> Builder::params() const {
+  std::vector<ParamInfo> out;
+  for (const Param& p : params_) out.push_back({p.name, p.shape, p.dtype});
+  return out;
 }
 
 Value Builder::Scalar(double v, DType dtype) { return Splat(v, {}, dtype); }

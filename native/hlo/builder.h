@@ -58,7 +58,15 @@ class Builder {
   // Appends an argument of @main. alias_output = N marks it donated into result N
   // (`tf.aliasing_output = N : i32`); the result must have the same type.
   Value Parameter(const Shape& shape, DType dtype, std::optional<int> alias_output = std::nullopt);
+  // The same, with a name the program's callers bind buffers by (models/program.h).
+  Value Input(const std::string& name, const Shape& shape, DType dtype, std::optional<int> alias_output = std::nullopt);
   int num_params() const { return static_cast<int>(params_.size()); }
+  struct ParamInfo {
+    std::string name;  // "" for unnamed Parameter()s
+    Shape shape;
+    DType dtype;
+  };
+  std::vector<ParamInfo> params() const;
 
   Value Scalar(double v, DType dtype);                        // rank-0 constant
   Value Splat(double v, const Shape& shape, DType dtype);     // constant filled with v
@@ -139,6 +147,7 @@ class Builder {
 
  private:
   struct Param {
+    std::string name;
     Shape shape;
     DType dtype;
     std::optional<int> alias;

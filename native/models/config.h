@@ -33,7 +33,7 @@ struct TargetConfig {
   bool qk_norm = true;  // Qwen3's per-head q_norm/k_norm; false for Llama
   bool tie_word_embeddings = false;
   RopeLlama3 rope_llama3;
-  pjrt::DType weight_dtype = pjrt::DType::kBF16;
+  int64_t max_position_embeddings = 4096;  // the longest sequence the model was made for
 };
 
 // The DFlash drafter: a stack of Qwen3 decoder layers fed with target features (see
@@ -52,7 +52,9 @@ struct DrafterConfig {
   int64_t mask_token_id = 0;
   std::vector<int32_t> target_layer_ids;  // target layers whose outputs feed `fc`
   float input_embedding_scale = 1.0f;     // noise embedding = embed[ids] * scale
-  pjrt::DType weight_dtype = pjrt::DType::kBF16;
+  // Per draft layer: 0 = full attention over the context, w > 0 = keys within w positions of the
+  // query on either side (z-lab's flash-attention sliding window). Empty = every layer full.
+  std::vector<int64_t> sliding_windows;
 };
 
 }  // namespace dflash::models

@@ -1,30 +1,29 @@
-// DFlash drafter program (see drafter.h). Per draft layer, with h the block's hidden state and
+// DFlash drafter programs (see drafter.h). Per draft layer, with h the block's hidden state and
 // fused = hidden_norm(fc(feats)) the new context rows:
-//   x = input_layernorm(h); q = rope(q_norm(q_proj(x)))            (block rows only)
-//   k = rope(k_norm(k_proj(.))), v = v_proj(.) for fused (context, no input_layernorm) and x
-//   context K/V rows go to the per-layer cache; attention is non-causal over
-//   [ctx rows < ctx_len + n ; block]; then the usual residual + SiLU MLP.
+//   k = rope(k_norm(k_proj(.))), v = v_proj(.) of fused (no input_layernorm), written to the
+//   layer's paged context cache at the rows' positions;
+//   x = input_layernorm(h); q, k, v of the block from x (q, k with q_norm/k_norm and RoPE);
+//   attention is non-causal over [context slots < block_start ; block rows < block_len], each
+//   limited to the layer's sliding window when it has one; then residual + SiLU MLP.
 #include "models/drafter.h"
-#include "models/sampling.h"
 
 #include <stdexcept>
 #include <string>
 
 #include "hlo/builder.h"
 #include "models/layers.h"
+#include "models/paged.h"
 #include "models/rope.h"
+#include "models/sampling.h"
 
 namespace dflash::models {
 
 using hlo::Builder;
+using hlo::Cmp;
 using hlo::DType;
 using hlo::Value;
 
 namespace {
-
-struct DraftLayer {
-  Value ln1, q, k, v, o, q_norm, k_norm, ln2, gate, up, down;
-};
 
 void Validate(const DrafterConfig& d, const TargetConfig& t) {
   if (d.num_layers <= 0 || d.hidden_size <= 0 || d.intermediate_size <= 0 || d.num_heads <= 0 || d.num_kv_heads <= 0 ||
@@ -37,12 +36,28 @@ void Validate(const DrafterConfig& d, const TargetConfig& t) {
     throw std::invalid_argument("drafter: hidden_size " + std::to_string(d.hidden_size) + " differs from the target's " +
                                 std::to_string(t.hidden_size));
   if (d.mask_token_id < 0 || d.mask_token_id >= t.vocab_size) throw std::invalid_argument("drafter: mask_token_id outside the vocabulary");
+  if (!d.sliding_windows.empty() && static_cast<int64_t>(d.sliding_windows.size()) != d.num_layers)
+    throw std::invalid_argument("drafter: sliding_windows needs one entry per layer");
+}
+
+// |q - k| < window, elementwise over broadcastable s32 position tensors (window 0 = no limit).
+Value InWindow(Builder& b, const Value& q, const Value& k, int64_t window) {
+  const Value d = b.Abs(b.Sub(q, k));
+  return b.Compare(d, b.Scalar(static_cast<double>(window), DType::kS32), Cmp::kLT);
 }
 
 }  // namespace
 
-std::vector<WeightSpec> DrafterWeightSpecs(const DrafterConfig& d) {
-  const pjrt::DType t = d.weight_dtype;
+std::string DraftShape::Key() const {
+  std::string k = "draft r" + std::to_string(rows) + " a" + std::to_string(append) + " b" + std::to_string(block) + " p" +
+                  std::to_string(pages_per_row) + " s" + std::to_string(page_size) + " n" + std::to_string(total_pages);
+  if (pool_rows) k += " pool" + std::to_string(pool_rows) + "x" + std::to_string(pool_width);
+  if (want_logits) k += " logits";
+  if (sampling) k += " sample";
+  return k;
+}
+
+std::vector<WeightSpec> DrafterWeightSpecs(const DrafterConfig& d, pjrt::DType t) {
   const int64_t h = d.hidden_size;
   const int64_t n = static_cast<int64_t>(d.target_layer_ids.size());
   std::vector<WeightSpec> s;
@@ -55,121 +70,132 @@ std::vector<WeightSpec> DrafterWeightSpecs(const DrafterConfig& d) {
   return s;
 }
 
-Program BuildDrafter(const DrafterConfig& d, const TargetConfig& t, const DraftShape& sh) {
+Program BuildDrafter(const DrafterConfig& d, const TargetConfig& t, const Numerics& nm, const DraftShape& sh) {
   Validate(d, t);
-  const int64_t C = sh.ctx_capacity, A = sh.append_rows, B = sh.block;
-  if (C <= 0 || A <= 0 || B < 2) throw std::invalid_argument("drafter: need ctx_capacity > 0, append_rows > 0, block >= 2");
-  if (A > C) throw std::invalid_argument("drafter: append_rows " + std::to_string(A) + " exceed ctx_capacity " + std::to_string(C));
+  const int64_t R = sh.rows, A = sh.append, B = sh.block, P = sh.pages_per_row, S = sh.page_size, N = sh.total_pages;
+  if (R <= 0 || A <= 0 || B < 0 || B == 1 || P <= 0 || S <= 0 || N <= 0)
+    throw std::invalid_argument("drafter: need rows, append, pages > 0 and block 0 (append only) or >= 2");
+  if (sh.pool_rows && (sh.pool_rows < 2 || sh.pool_width < B)) throw std::invalid_argument("drafter: draft pool narrower than the block");
+  if (B == 0 && (sh.want_logits || sh.sampling)) throw std::invalid_argument("drafter: logits and sampling need a block");
   const int64_t H = d.hidden_size, hd = d.head_dim, heads = d.num_heads, kvh = d.num_kv_heads, Ld = d.num_layers;
+  const int64_t V = t.vocab_size, T = P * S;
   const int64_t nfeat = static_cast<int64_t>(d.target_layer_ids.size()) * H;
 
   Builder b;
-  // ---- parameters ----
-  std::vector<Value> w;
-  for (const auto& spec : DrafterWeightSpecs(d)) w.push_back(b.Parameter(spec.shape, ToHlo(spec.dtype)));
-  size_t wi = 0;
-  const Value fc = w[wi++], hidden_norm = w[wi++];
-  std::vector<DraftLayer> layers(Ld);
-  for (auto& lw : layers) {
-    lw.ln1 = w[wi++];
-    lw.q = w[wi++];
-    lw.k = w[wi++];
-    lw.v = w[wi++];
-    lw.o = w[wi++];
-    lw.q_norm = w[wi++];
-    lw.k_norm = w[wi++];
-    lw.ln2 = w[wi++];
-    lw.gate = w[wi++];
-    lw.up = w[wi++];
-    lw.down = w[wi++];
+  // ---- inputs ----
+  auto specs = DrafterWeightSpecs(d, nm.dtype);
+  for (auto& s : specs) s.name = kDrafterPrefix + s.name;
+  const WeightInputs w = DeclareWeights(b, specs);
+  auto W = [&](const std::string& name) { return Weight(w, kDrafterPrefix + name); };
+  const Value embed = b.Input("model.embed_tokens.weight", {V, H}, nm.act());
+  const Value lm_head = t.tie_word_embeddings ? embed : b.Input("lm_head.weight", {V, H}, nm.act());
+  Value dk = b.Input("dk_cache", {Ld, N, S, kvh, hd}, nm.kv(), 0);
+  Value dv = b.Input("dv_cache", {Ld, N, S, kvh, hd}, nm.kv(), 1);
+  const Value feats = b.Input("feats", {R, A, nfeat}, nm.act());
+  const Value positions = b.Input("positions", {R, A}, DType::kS32);
+  const Value table = b.Input("block_table", {R, P}, DType::kS32);
+  Value last, block_start, block_len, pool, slot, params, uniforms, probs_pool;
+  int next_alias = 2;
+  if (B) {
+    last = b.Input("last", {R}, DType::kS32);
+    block_start = b.Input("block_start", {R}, DType::kS32);
+    block_len = b.Input("block_len", {R}, DType::kS32);
+    if (sh.pool_rows) {
+      pool = b.Input("draft_pool", {sh.pool_rows, sh.pool_width}, DType::kS32, next_alias++);
+      slot = b.Input("pool_slot", {R}, DType::kS32);
+    }
+    if (sh.sampling) {
+      params = b.Input("sample_params", {R, 3}, DType::kF32);
+      uniforms = b.Input("uniforms", {R, B}, DType::kF32);
+      if (sh.pool_rows) probs_pool = b.Input("probs_pool", {sh.pool_rows, sh.pool_width, V}, DType::kF32, next_alias++);
+    }
   }
-  const Value final_norm = w[wi++];
-  const Value embed = b.Parameter({t.vocab_size, H}, ToHlo(t.weight_dtype));
-  const Value lm_head = b.Parameter({t.vocab_size, H}, ToHlo(t.weight_dtype));
-  Value ctx_k = b.Parameter({Ld, C, kvh, hd}, DType::kF32, 0);
-  Value ctx_v = b.Parameter({Ld, C, kvh, hd}, DType::kF32, 1);
-  const Value feats = b.Parameter({1, A, nfeat}, DType::kF32);
-  const Value accept = b.Parameter({1, A + 1}, DType::kS32);
-  const Value ctx_len = b.Parameter({}, DType::kS32);
-  Value sample_params, uniforms;
-  if (sh.sampling) {
-    sample_params = b.Parameter({3}, DType::kF32);
-    uniforms = b.Parameter({1, B}, DType::kF32);
-  }
-
-  // ---- inputs derived from accept ----
-  const Value zero = b.Scalar(0, DType::kS32);
-  const Value n = b.Reshape(b.SliceAxis(accept, 1, 0, 1), {});                 // rows valid this call
-  const Value last = b.DynamicSlice(accept, {zero, n}, {1, 1});                 // (1, 1) last committed token
-  const Value valid_ctx = b.Add(ctx_len, n);                                    // context rows after the write
-  const Value ctx_pos = b.Add(b.Iota({1, A}, DType::kS32, 1), ctx_len);        // (1, A)
-  const Value blk_pos = b.Add(b.Iota({1, B}, DType::kS32, 1), valid_ctx);      // (1, B)
-  const std::vector<float> inv = RopeInvFreq(hd, d.rope_theta, d.rope_llama3);
-  const RopeTables ctx_rope = RopeCosSin(b, ctx_pos, inv), blk_rope = RopeCosSin(b, blk_pos, inv);
-  // Keys are [C context rows ; B block rows]: a context row is visible iff it is valid.
-  const Value key = b.Iota({1, B, C + B}, DType::kS32, 2);
-  const Value visible = b.Or(b.Compare(key, valid_ctx, hlo::Cmp::kLT),
-                             b.Compare(key, b.Scalar(static_cast<double>(C), DType::kS32), hlo::Cmp::kGE));  // (1, B, C+B)
-
-  // ---- block input: embed[[last, mask x (B-1)]] * input_embedding_scale ----
-  const Value first = b.Compare(b.Iota({1, B}, DType::kS32, 1), zero, hlo::Cmp::kEQ);
-  const Value ids = b.Select(first, last, b.Scalar(static_cast<double>(d.mask_token_id), DType::kS32));  // (1, B)
-  Value h = b.Convert(b.Take(embed, ids), DType::kF32);                                                  // (1, B, H)
-  if (d.input_embedding_scale != 1.0f) h = b.Mul(h, b.Scalar(d.input_embedding_scale, DType::kF32));
 
   // ---- context: fused = hidden_norm(fc(feats)), no input_layernorm ----
-  const Value fused = RmsNorm(b, Dense(b, feats, fc), hidden_norm, d.rms_norm_eps);  // (1, A, H)
+  const Value fused = RmsNorm(b, Dense(b, feats, W("fc.weight"), nm), W("hidden_norm.weight"), d.rms_norm_eps, nm);  // (R, A, H)
+  const Value cindex = PagedWriteIndex(b, positions, table, S);
+  const std::vector<float> inv = RopeInvFreq(hd, d.rope_theta, d.rope_llama3);
+  const RopeTables ctx_rope = RopeCosSin(b, positions, inv);
+  auto rope = [&](const Value& x, const RopeTables& tab) { return b.Convert(ApplyRope(b, b.Convert(x, DType::kF32), tab), nm.act()); };
+
+  // ---- block: embed[[last, mask x (B-1)]] * input_embedding_scale at block_start + i ----
+  Value h, blk_pos;
+  RopeTables blk_rope;
+  std::vector<Value> visible;  // per layer (R, B, T + B)
+  if (B) {
+    const Value col = b.Iota({R, B}, DType::kS32, 1);
+    blk_pos = b.Add(col, b.Reshape(block_start, {R, 1}));  // (R, B)
+    const Value ids = b.Select(b.Compare(col, b.Scalar(0, DType::kS32), Cmp::kEQ), b.Reshape(last, {R, 1}),
+                               b.Scalar(static_cast<double>(d.mask_token_id), DType::kS32));
+    h = b.Convert(b.Take(embed, ids), nm.act());  // (R, B, H)
+    if (d.input_embedding_scale != 1.0f) h = b.Mul(h, b.Scalar(d.input_embedding_scale, nm.act()));
+    blk_rope = RopeCosSin(b, blk_pos, inv);
+    // Context slot j holds position j: visible to the block iff j < block_start (committed).
+    const Value qpos = b.Reshape(blk_pos, {R, B, 1});
+    const Value ctx_key = b.Iota({R, B, T}, DType::kS32, 2);
+    const Value ctx_vis = b.Compare(ctx_key, b.Reshape(block_start, {R, 1, 1}), Cmp::kLT);
+    const Value blk_key = b.Iota({R, B, B}, DType::kS32, 2);
+    const Value blk_vis = b.Compare(blk_key, b.Reshape(block_len, {R, 1, 1}), Cmp::kLT);
+    const Value blk_key_pos = b.Add(blk_key, b.Reshape(block_start, {R, 1, 1}));
+    for (int64_t l = 0; l < Ld; ++l) {
+      const int64_t win = d.sliding_windows.empty() ? 0 : d.sliding_windows[l];
+      if (win <= 0) {
+        visible.push_back(b.Concatenate({ctx_vis, blk_vis}, 2));
+      } else {
+        visible.push_back(b.Concatenate({b.And(ctx_vis, InWindow(b, qpos, ctx_key, win)),
+                                         b.And(blk_vis, InWindow(b, qpos, blk_key_pos, win))}, 2));
+      }
+    }
+  }
 
   for (int64_t l = 0; l < Ld; ++l) {
-    const DraftLayer& lw = layers[l];
-    const Value x = RmsNorm(b, h, lw.ln1, d.rms_norm_eps);  // (1, B, H)
-    const Value q = ApplyRope(b, RmsNorm(b, SplitHeads(b, Dense(b, x, lw.q), heads, hd), lw.q_norm, d.rms_norm_eps), blk_rope);
-    const Value kb = ApplyRope(b, RmsNorm(b, SplitHeads(b, Dense(b, x, lw.k), kvh, hd), lw.k_norm, d.rms_norm_eps), blk_rope);
-    const Value vb = SplitHeads(b, Dense(b, x, lw.v), kvh, hd);  // (1, B, kvh, hd)
-    const Value kc = ApplyRope(b, RmsNorm(b, SplitHeads(b, Dense(b, fused, lw.k), kvh, hd), lw.k_norm, d.rms_norm_eps), ctx_rope);
-    const Value vc = SplitHeads(b, Dense(b, fused, lw.v), kvh, hd);  // (1, A, kvh, hd)
-    // Rows [ctx_len, ctx_len + A) of layer l; rows past ctx_len + n are overwritten next call.
-    const Value li = b.Scalar(static_cast<double>(l), DType::kS32);
-    ctx_k = b.DynamicUpdateSlice(ctx_k, kc, {li, ctx_len, zero, zero});
-    ctx_v = b.DynamicUpdateSlice(ctx_v, vc, {li, ctx_len, zero, zero});
-    // Layer l's cache, with the leading 1 doubling as the batch axis: (1, C, kvh, hd).
-    const Value keys = b.Concatenate({b.SliceAxis(ctx_k, 0, l, 1), kb}, 1);  // (1, C + B, kvh, hd)
-    const Value vals = b.Concatenate({b.SliceAxis(ctx_v, 0, l, 1), vb}, 1);
-    h = b.Add(h, Dense(b, Attention(b, q, keys, vals, visible), lw.o));
-    h = b.Add(h, SiluMlp(b, RmsNorm(b, h, lw.ln2, d.rms_norm_eps), lw.gate, lw.up, lw.down));
+    const DecoderLayer lw = TakeDecoderLayer(w, kDrafterPrefix + std::string("layers.") + std::to_string(l) + ".", true);
+    const Value kc = rope(RmsNorm(b, SplitHeads(b, Dense(b, fused, lw.k, nm), kvh, hd), lw.k_norm, d.rms_norm_eps, nm), ctx_rope);
+    const Value vc = SplitHeads(b, Dense(b, fused, lw.v, nm), kvh, hd);  // (R, A, kvh, hd)
+    dk = PagedWrite(b, dk, l, cindex, kc);
+    dv = PagedWrite(b, dv, l, cindex, vc);
+    if (!B) continue;
+    const Value x = RmsNorm(b, h, lw.ln1, d.rms_norm_eps, nm);  // (R, B, H)
+    const Value q = rope(RmsNorm(b, SplitHeads(b, Dense(b, x, lw.q, nm), heads, hd), lw.q_norm, d.rms_norm_eps, nm), blk_rope);
+    const Value kb = rope(RmsNorm(b, SplitHeads(b, Dense(b, x, lw.k, nm), kvh, hd), lw.k_norm, d.rms_norm_eps, nm), blk_rope);
+    const Value vb = SplitHeads(b, Dense(b, x, lw.v, nm), kvh, hd);  // (R, B, kvh, hd)
+    const Value keys = b.Concatenate({b.Convert(PagedRead(b, dk, l, table), nm.act()), kb}, 1);  // (R, T + B, kvh, hd)
+    const Value vals = b.Concatenate({b.Convert(PagedRead(b, dv, l, table), nm.act()), vb}, 1);
+    h = b.Add(h, Dense(b, Attention(b, q, keys, vals, visible[l], nm), lw.o, nm));
+    h = b.Add(h, SiluMlp(b, RmsNorm(b, h, lw.ln2, d.rms_norm_eps, nm), lw.gate, lw.up, lw.down, nm));
   }
-  const Value hn = RmsNorm(b, h, final_norm, d.rms_norm_eps);  // (1, B, H)
 
-  Program prog;
-  std::vector<Value> results{ctx_k, ctx_v};
-  prog.output_names = {"ctx_k", "ctx_v", "draft"};
-  Value logits, proposals, probs;  // proposals: (1, B - 1)
-  if (sh.sampling) {
-    const int64_t v = t.vocab_size;
-    logits = Dense(b, hn, lm_head);                                                         // (1, B, V)
-    const Value q = SamplingProbs(b, b.Reshape(b.SliceAxis(logits, 1, 1, B - 1), {B - 1, v}), sample_params);
-    proposals = b.Reshape(SampleRows(b, q, b.Reshape(b.SliceAxis(uniforms, 1, 1, B - 1), {B - 1})), {1, B - 1});
-    probs = b.Reshape(b.Concatenate({b.Splat(0, {1, v}, DType::kF32), q}, 0), {1, B, v});
-  } else if (sh.want_logits) {
-    logits = Dense(b, hn, lm_head);  // (1, B, V)
+  std::vector<std::pair<std::string, Value>> results{{"dk_cache", dk}, {"dv_cache", dv}};
+  if (!B) return FinishProgram(b, results);
+
+  const Value hn = RmsNorm(b, h, W("norm.weight"), d.rms_norm_eps, nm);  // (R, B, H)
+  Value logits, proposals, probs;  // proposals: (R, B - 1)
+  if (sh.want_logits || sh.sampling) {
+    logits = DenseF32(b, hn, lm_head, nm);  // (R, B, V)
     proposals = b.Argmax(b.SliceAxis(logits, 1, 1, B - 1), 2);
   } else {
     // Row 0 predicts the already-known `last`: skip its lm_head row.
-    proposals = b.Argmax(Dense(b, b.SliceAxis(hn, 1, 1, B - 1), lm_head), 2);
-  }
-  results.push_back(b.Concatenate({last, proposals}, 1));  // draft: (1, B) = [last, proposals]
-  if (sh.want_logits) {
-    results.push_back(logits);
-    prog.output_names.push_back("logits");
+    proposals = b.Argmax(DenseF32(b, b.SliceAxis(hn, 1, 1, B - 1), lm_head, nm), 2);
   }
   if (sh.sampling) {
-    results.push_back(probs);
-    prog.output_names.push_back("probs");
+    const Value rows = b.Reshape(b.SliceAxis(logits, 1, 1, B - 1), {R * (B - 1), V});
+    const Value q = SamplingProbs(b, rows, RepeatRows(b, params, B - 1));  // (R * (B - 1), V)
+    const Value draws = b.Reshape(SampleRows(b, q, b.Reshape(b.SliceAxis(uniforms, 1, 1, B - 1), {R * (B - 1)})), {R, B - 1});
+    const Value greedy = b.Compare(b.SliceAxis(params, 1, 0, 1), b.Scalar(0, DType::kF32), Cmp::kLE);  // (R, 1)
+    proposals = b.Select(greedy, proposals, draws);
+    probs = b.Concatenate({b.Splat(0, {R, 1, V}, DType::kF32), b.Reshape(q, {R, B - 1, V})}, 1);  // (R, B, V); row 0 unused
   }
-  prog.num_params = b.num_params();
-  prog.num_outputs = static_cast<int>(results.size());
-  prog.mlir = b.Finish(results);
-  return prog;
+  const Value draft = b.Concatenate({b.Reshape(last, {R, 1}), proposals}, 1);  // (R, B) = [last, proposals]
+  if (sh.pool_rows) {
+    // pool[slot[r], 0 .. B-1] = draft[r]; padding rows all write the pool's last ("none") row.
+    const Value idx = b.Reshape(slot, {R, 1});
+    results.push_back({"draft_pool", b.Scatter(pool, idx, draft, hlo::ScatterDims{{1}, {0}, {0}, 1})});
+    if (sh.sampling) results.push_back({"probs_pool", b.Scatter(probs_pool, idx, probs, hlo::ScatterDims{{1, 2}, {0}, {0}, 1})});
+  } else {
+    results.push_back({"draft", draft});
+  }
+  if (sh.want_logits) results.push_back({"logits", logits});
+  return FinishProgram(b, results);
 }
 
 }  // namespace dflash::models

@@ -1,40 +1,50 @@
-// The DFlash drafter program (docs/ARCHITECTURE.md, "Drafter program"), after z-lab/dflash
-// dflash/model.py: target features are fused (fc + hidden_norm) and injected as extra K/V rows
-// into every draft layer; a block [last, mask x (B-1)] attends non-causally over
-// [valid context ; block] and the argmax of rows 1..B-1 are the proposals.
+// The DFlash drafter programs (docs/ARCHITECTURE.md, "Drafter programs"), after z-lab/dflash
+// dflash/model.py. Target features of committed tokens are fused (fc + hidden_norm) and, in every
+// draft layer, projected by that layer's k_proj/v_proj into a paged context cache that shares the
+// target's block tables (context row = token position). A block [last, mask x (B-1)] then attends
+// non-causally over [valid context ; block] and rows 1..B-1 propose the next tokens.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "models/config.h"
+#include "models/numerics.h"
 #include "models/program.h"
-#include "models/target.h"
 #include "models/weight_spec.h"
 
 namespace dflash::models {
 
 struct DraftShape {
-  int64_t ctx_capacity = 0;  // C rows of ctx_k/ctx_v (a power of two)
-  int64_t append_rows = 0;   // A feature rows appended this call (only accept[0, 0] are valid)
-  int64_t block = 16;        // B block tokens
-  bool want_logits = false;
-  // Sampling: proposals are drawn from the drafter's processed distributions instead of argmax.
-  // Adds parameters sample_params f32[3] (temperature, top_p, top_k) and uniforms f32[1, B]
-  // after ctx_len, and a last result `probs` f32[1, B, V] (row i: the distribution of draft
-  // token i; row 0 is zero) that the target's speculative-sampling accept consumes.
-  bool sampling = false;
+  int64_t rows = 1;           // R batch rows
+  int64_t append = 1;         // A feature rows appended per row (positions -1 are skipped)
+  int64_t block = 0;          // B > 0: draft a block of up to B tokens per row after appending; 0: append only
+  int64_t pages_per_row = 1;  // P, S, N: as the target's ScoreShape (the same block tables)
+  int64_t page_size = 16;
+  int64_t total_pages = 1;
+  // Draft pool (see target.h): the block [last, proposals] of row r goes to draft_pool row
+  // pool_slot[r] (and its distributions to probs_pool when sampling). 0 = a `draft` output instead.
+  int64_t pool_rows = 0;
+  int64_t pool_width = 0;
+  bool want_logits = false;  // logits f32 (R, B, V) of every block row (oracle tests)
+  bool sampling = false;     // proposals drawn per row (sample_params, uniforms) instead of argmax
+
+  std::string Key() const;
 };
 
-// fc, hidden_norm, per-layer Qwen3 tensors, norm (names without the optional "model." prefix).
-std::vector<WeightSpec> DrafterWeightSpecs(const DrafterConfig& cfg);
+// fc, hidden_norm, per-layer Qwen3 tensors, norm (checkpoint names without the optional
+// "model." prefix). Programs take them as inputs named "drafter." + name.
+std::vector<WeightSpec> DrafterWeightSpecs(const DrafterConfig& cfg, pjrt::DType dtype);
+inline constexpr const char* kDrafterPrefix = "drafter.";
 
-// Parameters: drafter weights..., embed [V, H] and lm_head [V, H] (target dtype; pass the
-// embedding twice when tied), ctx_k, ctx_v f32[Ld, C, kvh, hd] (donated into results 0/1),
-// feats f32[1, A, n*H], accept s32[1, A + 1], ctx_len s32[].
-// Results: ctx_k, ctx_v, draft s32[1, B], [logits f32[1, B, V]].
-// Requires ctx_len + A <= C at run time: the context rows are written with
-// dynamic_update_slice, which clamps an overflowing start index (the write would land on
-// earlier rows). The engine checks this before the call.
-Program BuildDrafter(const DrafterConfig& dcfg, const TargetConfig& tcfg, const DraftShape& shape);
+// Named inputs: drafter.* weights; model.embed_tokens.weight and (untied) lm_head.weight of the
+// target; dk_cache, dv_cache (Ld, N, S, kvh, hd) in kv_dtype (donated); feats (R, A, n * H) in
+// dtype (the target's `hidden` output); positions s32 (R, A); block_table s32 (R, P); with a
+// block: last s32 (R) (block token 0), block_start s32 (R) (its position = valid context rows),
+// block_len s32 (R) (<= B; 0 for padding rows), [draft_pool s32 (M, W), pool_slot s32 (R)
+// (donated)], [sample_params f32 (R, 3), uniforms f32 (R, B) (slot i draws block token i),
+// [probs_pool f32 (M, W, V)]].
+// Outputs: dk_cache, dv_cache, [draft_pool], [probs_pool], [draft s32 (R, B)], [logits].
+Program BuildDrafter(const DrafterConfig& dcfg, const TargetConfig& tcfg, const Numerics& numerics, const DraftShape& shape);
 
 }  // namespace dflash::models

@@ -5,39 +5,72 @@
 #include <limits>
 #include <stdexcept>
 
+#include "models/program.h"
+
 namespace dflash::models {
 
 using hlo::DType;
 using hlo::Value;
 
-hlo::DType ToHlo(pjrt::DType t) {
-  switch (t) {
-    case pjrt::DType::kF32: return DType::kF32;
-    case pjrt::DType::kBF16: return DType::kBF16;
-    case pjrt::DType::kF16: return DType::kF16;
-    default: break;
-  }
-  throw std::invalid_argument("models: weights must be f32, bf16 or f16");
+hlo::DType Numerics::act() const { return ToHlo(dtype); }
+hlo::DType Numerics::kv() const { return ToHlo(kv_dtype); }
+std::string Numerics::Key() const {
+  return std::string(pjrt::DTypeName(dtype)) + " kv=" + pjrt::DTypeName(kv_dtype) + (pad_single_row_dots ? " pad1" : "");
 }
 
-Value RmsNorm(hlo::Builder& b, const Value& x, const Value& w, float eps) {
-  // x: (..., D); variance: (..., 1)
+WeightInputs DeclareWeights(hlo::Builder& b, const std::vector<WeightSpec>& specs) {
+  WeightInputs w;
+  for (const auto& s : specs) w.emplace(s.name, b.Input(s.name, s.shape, ToHlo(s.dtype)));
+  return w;
+}
+
+const Value& Weight(const WeightInputs& w, const std::string& name) {
+  auto it = w.find(name);
+  if (it == w.end()) throw std::invalid_argument("model graph: no weight input " + name);
+  return it->second;
+}
+
+Value RmsNorm(hlo::Builder& b, const Value& x, const Value& w, float eps, const Numerics& n) {
+  // x: (..., D); the mean square and the scaling run in f32 (HF upcasts there too), the weight
+  // multiplies the result rounded back to the activation dtype, as HF's Qwen3RMSNorm does.
   const int64_t d = x.dim(-1);
   if (w.rank() != 1 || w.shape[0] != d)
     throw std::invalid_argument("rms_norm: weight " + hlo::ShapeString(w.shape) + " for input " + hlo::ShapeString(x.shape));
+  const Value xf = b.Convert(x, DType::kF32);
   hlo::Shape keep = x.shape;
   keep.back() = 1;
-  const Value ms = b.Div(b.Reduce(b.Mul(x, x), {-1}, hlo::ReduceKind::kSum), b.Scalar(static_cast<double>(d), DType::kF32));
+  const Value ms = b.Div(b.Reduce(b.Mul(xf, xf), {-1}, hlo::ReduceKind::kSum), b.Scalar(static_cast<double>(d), DType::kF32));
   const Value inv = b.Rsqrt(b.Add(b.Reshape(ms, keep), b.Scalar(eps, DType::kF32)));
-  return b.Mul(b.Mul(x, inv), b.Convert(w, DType::kF32));
+  return b.Mul(b.Convert(b.Mul(xf, inv), n.act()), b.Convert(w, n.act()));
 }
 
-Value Dense(hlo::Builder& b, const Value& x, const Value& w) { return b.Linear(x, b.Convert(w, DType::kF32)); }
+Value Dense(hlo::Builder& b, const Value& x, const Value& w, const Numerics& n) {
+  return b.Convert(DenseF32(b, x, w, n), n.act());
+}
 
-Value SiluMlp(hlo::Builder& b, const Value& x, const Value& gate, const Value& up, const Value& down) {
-  const Value g = Dense(b, x, gate);  // (..., I)
-  const Value u = Dense(b, x, up);    // (..., I)
-  return Dense(b, b.Mul(b.Mul(g, b.Logistic(g)), u), down);  // silu(g) = g * sigmoid(g)
+Value DenseF32(hlo::Builder& b, const Value& x, const Value& w, const Numerics& n) {
+  // x: (..., in) -> (M, in) rows; w: (out, in). The result type f32 makes XLA accumulate in f32.
+  if (w.rank() != 2 || x.dim(-1) != w.shape[1])
+    throw std::invalid_argument("dense: x " + hlo::ShapeString(x.shape) + " and w " + hlo::ShapeString(w.shape));
+  const Value xa = b.Convert(x, n.act());
+  const Value wa = b.Convert(w, n.act());
+  hlo::Shape out = x.shape;
+  out.back() = w.shape[0];
+  const int64_t rows = x.elements() / x.dim(-1);
+  if (n.pad_single_row_dots && rows == 1 && n.act() != DType::kF32) {
+    // (1, in) ++ zeros -> (2, in): XLA:CPU's 16-bit matrix-vector path is far slower than its
+    // matrix-matrix one (bench/NOTES.md); row 1 of the result is discarded.
+    const Value two = b.Concatenate({b.Reshape(xa, {1, x.dim(-1)}), b.Splat(0, {1, x.dim(-1)}, n.act())}, 0);
+    const Value y = b.DotGeneral(two, wa, hlo::DotDims{{}, {}, {1}, {1}}, DType::kF32);  // (2, out)
+    return b.Reshape(b.SliceAxis(y, 0, 0, 1), out);
+  }
+  return b.DotGeneral(xa, wa, hlo::DotDims{{}, {}, {x.rank() - 1}, {1}}, DType::kF32);
+}
+
+Value SiluMlp(hlo::Builder& b, const Value& x, const Value& gate, const Value& up, const Value& down, const Numerics& n) {
+  const Value g = Dense(b, x, gate, n);  // (..., I)
+  const Value u = Dense(b, x, up, n);    // (..., I)
+  return Dense(b, b.Mul(b.Mul(g, b.Logistic(g)), u), down, n);  // silu(g) = g * sigmoid(g)
 }
 
 Value SplitHeads(hlo::Builder& b, const Value& x, int64_t heads, int64_t hd) {
@@ -49,20 +82,21 @@ Value SplitHeads(hlo::Builder& b, const Value& x, int64_t heads, int64_t hd) {
   return b.Reshape(x, s);
 }
 
-Value Attention(hlo::Builder& b, const Value& q, const Value& k, const Value& v, const Value& visible) {
+Value Attention(hlo::Builder& b, const Value& q, const Value& k, const Value& v, const Value& visible, const Numerics& n) {
   if (q.rank() != 4 || k.rank() != 4 || v.shape != k.shape)
     throw std::invalid_argument("attention: q " + hlo::ShapeString(q.shape) + ", k " + hlo::ShapeString(k.shape) + ", v " +
                                 hlo::ShapeString(v.shape));
-  const int64_t bt = q.shape[0], tq = q.shape[1], heads = q.shape[2], hd = q.shape[3];
+  const int64_t r = q.shape[0], tq = q.shape[1], heads = q.shape[2], hd = q.shape[3];
   const int64_t tk = k.shape[1], kvh = k.shape[2];
-  if (k.shape[0] != bt || k.shape[3] != hd || heads % kvh != 0)
+  if (k.shape[0] != r || k.shape[3] != hd || heads % kvh != 0)
     throw std::invalid_argument("attention: q " + hlo::ShapeString(q.shape) + " and k " + hlo::ShapeString(k.shape) + " do not match");
-  if (visible.shape != hlo::Shape{bt, tq, tk} || visible.dtype != DType::kPred)
-    throw std::invalid_argument("attention: mask must be pred " + hlo::ShapeString({bt, tq, tk}));
+  if (visible.shape != hlo::Shape{r, tq, tk} || visible.dtype != DType::kPred)
+    throw std::invalid_argument("attention: mask must be pred " + hlo::ShapeString({r, tq, tk}));
   const int64_t g = heads / kvh;
-  const Value q5 = b.Reshape(q, {bt, tq, kvh, g, hd});  // head = kv * g + r
-  // scores: (Bt, kvh, Tq, g, Tk)
-  Value s = b.DotGeneral(q5, k, hlo::DotDims{{0, 2}, {0, 2}, {4}, {3}});
+  const Value q5 = b.Reshape(b.Convert(q, n.act()), {r, tq, kvh, g, hd});  // head = kv * g + j
+  const Value ka = b.Convert(k, n.act()), va = b.Convert(v, n.act());
+  // scores: (R, kvh, Tq, g, Tk), f32
+  Value s = b.DotGeneral(q5, ka, hlo::DotDims{{0, 2}, {0, 2}, {4}, {3}}, DType::kF32);
   s = b.Mul(s, b.Scalar(1.0 / std::sqrt(static_cast<double>(hd)), DType::kF32));
   const Value vis = b.BroadcastInDim(visible, s.shape, {0, 2, 4});
   // A finite fill keeps fully masked rows (padding queries) NaN-free after the max subtraction.
@@ -71,10 +105,28 @@ Value Attention(hlo::Builder& b, const Value& q, const Value& k, const Value& v,
   keep.back() = 1;
   const Value m = b.Reshape(b.Reduce(s, {4}, hlo::ReduceKind::kMax), keep);
   const Value e = b.Exp(b.Sub(s, m));
-  const Value p = b.Div(e, b.Reshape(b.Reduce(e, {4}, hlo::ReduceKind::kSum), keep));
-  // out: (Bt, kvh, Tq, g, hd) -> (Bt, Tq, kvh, g, hd) -> (Bt, Tq, heads * hd)
-  const Value o = b.DotGeneral(p, v, hlo::DotDims{{0, 1}, {0, 2}, {4}, {1}});
-  return b.Reshape(b.Transpose(o, {0, 2, 1, 3, 4}), {bt, tq, heads * hd});
+  const Value p = b.Convert(b.Div(e, b.Reshape(b.Reduce(e, {4}, hlo::ReduceKind::kSum), keep)), n.act());
+  // out: (R, kvh, Tq, g, hd) -> (R, Tq, kvh, g, hd) -> (R, Tq, heads * hd)
+  const Value o = b.DotGeneral(p, va, hlo::DotDims{{0, 1}, {0, 2}, {4}, {1}}, DType::kF32);
+  return b.Convert(b.Reshape(b.Transpose(o, {0, 2, 1, 3, 4}), {r, tq, heads * hd}), n.act());
+}
+
+DecoderLayer TakeDecoderLayer(const WeightInputs& w, const std::string& p, bool qk_norm) {
+  DecoderLayer l;
+  l.ln1 = Weight(w, p + "input_layernorm.weight");
+  l.q = Weight(w, p + "self_attn.q_proj.weight");
+  l.k = Weight(w, p + "self_attn.k_proj.weight");
+  l.v = Weight(w, p + "self_attn.v_proj.weight");
+  l.o = Weight(w, p + "self_attn.o_proj.weight");
+  if (qk_norm) {
+    l.q_norm = Weight(w, p + "self_attn.q_norm.weight");
+    l.k_norm = Weight(w, p + "self_attn.k_norm.weight");
+  }
+  l.ln2 = Weight(w, p + "post_attention_layernorm.weight");
+  l.gate = Weight(w, p + "mlp.gate_proj.weight");
+  l.up = Weight(w, p + "mlp.up_proj.weight");
+  l.down = Weight(w, p + "mlp.down_proj.weight");
+  return l;
 }
 
 void AppendDecoderLayerSpecs(std::vector<WeightSpec>& s, const std::string& p, int64_t h, int64_t heads,

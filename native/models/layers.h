@@ -1,35 +1,50 @@
 // Building blocks shared by the target and drafter graphs, written after HF transformers'
-// Qwen3/Llama modeling code: RMSNorm in f32, SiLU-gated MLP, grouped-query attention with a
-// boolean visibility mask and an f32 softmax. Weights come in their checkpoint dtype and are
-// converted to f32 right before use (XLA:CPU is slow on half-precision dots).
+// Qwen3/Llama modeling code: RMSNorm, SiLU-gated MLP, grouped-query attention with a boolean
+// visibility mask. Activations flow in Numerics::dtype; every matmul accumulates in f32 and every
+// normalisation/softmax computes in f32 (see numerics.h).
 #pragma once
+#include <map>
 #include <string>
 #include <vector>
 
 #include "hlo/builder.h"
 #include "models/config.h"
+#include "models/numerics.h"
 #include "models/weight_spec.h"
 
 namespace dflash::models {
 
-hlo::DType ToHlo(pjrt::DType t);  // f32/bf16/f16 only; throws std::invalid_argument otherwise
+// Weight inputs of a program by HF tensor name.
+using WeightInputs = std::map<std::string, hlo::Value>;
 
-// x * rsqrt(mean(x^2, -1) + eps) * w   (x: (..., D) f32, w: (D) any float dtype)
-hlo::Value RmsNorm(hlo::Builder& b, const hlo::Value& x, const hlo::Value& w, float eps);
+// Declares one named input per spec (in spec order) and returns them by name.
+WeightInputs DeclareWeights(hlo::Builder& b, const std::vector<WeightSpec>& specs);
+const hlo::Value& Weight(const WeightInputs& w, const std::string& name);  // throws naming it
 
-// x @ w^T with w converted to f32   (x: (..., in), w: (out, in) -> (..., out))
-hlo::Value Dense(hlo::Builder& b, const hlo::Value& x, const hlo::Value& w);
+// x * rsqrt(mean(x^2, -1) + eps), in f32, rounded to act, times w   (x: (..., D), w: (D))
+hlo::Value RmsNorm(hlo::Builder& b, const hlo::Value& x, const hlo::Value& w, float eps, const Numerics& n);
+
+// x @ w^T   (x: (..., in), w: (out, in) -> (..., out) in act; f32 accumulation)
+hlo::Value Dense(hlo::Builder& b, const hlo::Value& x, const hlo::Value& w, const Numerics& n);
+// The same, returning the f32 accumulator unrounded (LM heads: logits stay f32).
+hlo::Value DenseF32(hlo::Builder& b, const hlo::Value& x, const hlo::Value& w, const Numerics& n);
 
 // down(silu(gate(x)) * up(x))
 hlo::Value SiluMlp(hlo::Builder& b, const hlo::Value& x, const hlo::Value& gate, const hlo::Value& up,
-                   const hlo::Value& down);
+                   const hlo::Value& down, const Numerics& n);
 
-// Grouped-query attention. q: (Bt, Tq, heads, hd); k, v: (Bt, Tk, kvh, hd); visible: pred
-// (Bt, Tq, Tk). Query head h reads kv head h / (heads / kvh), like HF's repeat_kv. Scores are
-// scaled by hd^-0.5; a query row with no visible key gets a uniform (finite) distribution
-// instead of NaN. Returns (Bt, Tq, heads * hd).
+// Grouped-query attention. q: (R, Tq, heads, hd) act; k, v: (R, Tk, kvh, hd) act; visible: pred
+// (R, Tq, Tk). Query head h reads kv head h / (heads / kvh), like HF's repeat_kv. Scores are
+// f32, scaled by hd^-0.5; a query row with no visible key gets a uniform (finite) distribution
+// instead of NaN. Returns (R, Tq, heads * hd) in act.
 hlo::Value Attention(hlo::Builder& b, const hlo::Value& q, const hlo::Value& k, const hlo::Value& v,
-                     const hlo::Value& visible);
+                     const hlo::Value& visible, const Numerics& n);
+
+// One Qwen3/Llama decoder layer's weights.
+struct DecoderLayer {
+  hlo::Value ln1, q, k, v, o, q_norm, k_norm, ln2, gate, up, down;  // q_norm/k_norm: qwen3 only
+};
+DecoderLayer TakeDecoderLayer(const WeightInputs& w, const std::string& prefix, bool qk_norm);
 
 // Appends one Qwen3/Llama decoder layer's HF tensor specs, in parameter order, under `prefix`
 // (e.g. "model.layers.3." for a target, "layers.0." for a DFlash drafter).

@@ -1,15 +1,37 @@
-// A built model program: StableHLO module text plus what the caller needs to run it.
+// A built model program: StableHLO module text plus its named signature. Callers bind input
+// buffers and read results by these names (engine/invocation.h), never by position, so adding
+// an input or an output to a program cannot silently shift another one.
 #pragma once
+#include <cstdint>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
+
+#include "hlo/builder.h"
+#include "pjrt/client.h"  // pjrt::DType
 
 namespace dflash::models {
 
-struct Program {
-  std::string mlir;                       // module text for PJRT_Client_Compile ("mlir" format)
-  int num_outputs = 0;
-  std::vector<std::string> output_names;  // e.g. {"k_cache", "v_cache", "argmax", "hidden", "accept"}
-  int num_params = 0;
+struct IoSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+  pjrt::DType dtype;
 };
+
+struct Program {
+  std::string mlir;              // module text for PJRT_Client_Compile ("mlir" format)
+  std::vector<IoSpec> inputs;    // in parameter order
+  std::vector<IoSpec> outputs;   // in result order
+  int input_index(std::string_view name) const;   // -1 when absent
+  int output_index(std::string_view name) const;  // -1 when absent
+};
+
+pjrt::DType FromHlo(hlo::DType t);
+hlo::DType ToHlo(pjrt::DType t);  // f32/bf16/f16/s32 only; throws std::invalid_argument otherwise
+
+// Finishes `b` into a Program whose outputs carry the given names. Every parameter of `b` must
+// have been declared with Builder::Input (a name).
+Program FinishProgram(hlo::Builder& b, const std::vector<std::pair<std::string, hlo::Value>>& results);
 
 }  // namespace dflash::models

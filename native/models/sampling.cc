@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <limits>
+#include <stdexcept>
 
 namespace dflash::models {
 namespace {
@@ -15,10 +16,6 @@ using hlo::ReduceKind;
 
 constexpr int kBisections = 32;
 const double kLowest = -std::numeric_limits<float>::max();
-
-Value Scalar(Builder& b, const Value& params, int64_t i) {  // params[i] as a rank-0 f32
-  return b.Reshape(b.SliceAxis(params, 0, i, 1), {});
-}
 
 Value RowReduce(Builder& b, const Value& x, ReduceKind kind) {  // (R, V) -> (R, 1)
   return b.Reshape(b.Reduce(x, {1}, kind), {x.shape[0], 1});
@@ -36,7 +33,11 @@ Value Triangle(Builder& b, int64_t n, bool inclusive) {
 
 Value SamplingProbs(Builder& b, const Value& logits, const Value& params) {
   const int64_t r = logits.shape[0];
-  const Value temperature = Scalar(b, params, 0), top_p = Scalar(b, params, 1), top_k = Scalar(b, params, 2);
+  if (params.shape != hlo::Shape{r, 3}) throw std::invalid_argument("sampling: params must be (" + std::to_string(r) + ", 3)");
+  const Value col = b.SliceAxis(params, 1, 0, 1);  // (R, 1) temperature
+  // Greedy rows (temperature 0) divide by 1 instead: their distribution is never used.
+  const Value temperature = b.Select(b.Compare(col, b.Scalar(0, DType::kF32), Cmp::kGT), col, b.Scalar(1, DType::kF32));
+  const Value top_p = b.SliceAxis(params, 1, 1, 1), top_k = b.SliceAxis(params, 1, 2, 1);  // (R, 1)
   const Value scaled = b.Div(logits, temperature);  // (R, V)
 
   // Top-k: the largest threshold t with count(scaled >= t) >= k, by bisection on [min, max].
@@ -49,7 +50,7 @@ Value SamplingProbs(Builder& b, const Value& logits, const Value& params) {
     lo = b.Select(ok, mid, lo);
     hi = b.Select(ok, hi, mid);
   }
-  const Value k_on = b.Compare(top_k, b.Scalar(0, DType::kF32), Cmp::kGT);
+  const Value k_on = b.Compare(top_k, b.Scalar(0, DType::kF32), Cmp::kGT);  // (R, 1)
   const Value thr_k = b.Select(k_on, lo, b.Splat(kLowest, {r, 1}, DType::kF32));
   const Value kept = b.Select(b.Compare(scaled, thr_k, Cmp::kGE), scaled, b.Splat(kLowest, scaled.shape, DType::kF32));
 
@@ -101,41 +102,9 @@ Value ProbOfTokens(Builder& b, const Value& probs, const Value& tokens) {
   return b.Reduce(b.Select(hit, probs, b.Scalar(0, DType::kF32)), {1}, ReduceKind::kSum);
 }
 
-Value PackAccept(Builder& b, const Value& tokens, const Value& a, const Value& bonus) {
-  const int64_t bt = tokens.shape[0], k = tokens.shape[1];
-  const Value zero = b.Scalar(0, DType::kS32), one = b.Scalar(1, DType::kS32);
-  const Value a2 = b.Reshape(a, {bt, 1});
-  const Value j = b.Iota({bt, k + 1}, DType::kS32, 1);
-  const Value tok_ext = b.Concatenate({tokens, b.Splat(0, {bt, 1}, DType::kS32)}, 1);  // (Bt, K + 1)
-  const Value a1 = b.Add(a2, one);
-  Value acc = b.Select(b.Compare(j, a1, Cmp::kEQ), bonus, zero);
-  acc = b.Select(b.And(b.Compare(j, one, Cmp::kGE), b.Compare(j, a2, Cmp::kLE)), tok_ext, acc);
-  return b.Select(b.Compare(j, zero, Cmp::kEQ), a1, acc);
-}
-
-Value SpeculativeAccept(Builder& b, const Value& tokens, const Value& p, const Value& q, const Value& u) {
-  const int64_t k = tokens.shape[1], v = p.shape[1];
-  const Value zero = b.Scalar(0, DType::kS32);
-  Value a = b.Splat(0, {1}, DType::kS32);
-  if (k > 1) {
-    const Value d = b.Reshape(b.SliceAxis(tokens, 1, 1, k - 1), {k - 1});             // drafts d1 .. d_{K-1}
-    const Value pd = ProbOfTokens(b, b.SliceAxis(p, 0, 0, k - 1), d);                // p_{i-1}(d_i)
-    const Value qd = ProbOfTokens(b, b.SliceAxis(q, 0, 1, k - 1), d);                // q_i(d_i)
-    const Value ok = b.Compare(b.Mul(b.SliceAxis(u, 0, 1, k - 1), qd), pd, Cmp::kLT);  // (K-1)
-    const Value idx = b.Iota({k - 1}, DType::kS32, 0);
-    a = b.Reshape(b.Reduce(b.Select(ok, b.Scalar(static_cast<double>(k - 1), DType::kS32), idx), {0}, ReduceKind::kMin), {1});
-  }
-  const Value a0 = b.Reshape(a, {});
-  const Value next = b.Min(b.Add(a0, b.Scalar(1, DType::kS32)), b.Scalar(static_cast<double>(k - 1), DType::kS32));
-  const Value pa = b.DynamicSlice(p, {a0, zero}, {1, v});     // (1, V)
-  const Value qn = b.DynamicSlice(q, {next, zero}, {1, v});   // (1, V)
-  const Value res = b.Max(b.Sub(pa, qn), b.Scalar(0, DType::kF32));
-  const Value rejected = b.Compare(a0, b.Scalar(static_cast<double>(k - 1), DType::kS32), Cmp::kLT);
-  const Value has_mass = b.Compare(b.Reduce(res, {1}, ReduceKind::kSum), b.Scalar(0, DType::kF32), Cmp::kGT);  // (1)
-  const Value use_res = b.And(b.Reshape(rejected, {1}), has_mass);
-  const Value dist = b.Select(b.Reshape(use_res, {1, 1}), res, pa);
-  const Value bonus = SampleRows(b, dist, b.SliceAxis(u, 0, k, 1));  // (1)
-  return PackAccept(b, tokens, a, b.Reshape(bonus, {1, 1}));
+Value RepeatRows(Builder& b, const Value& x, int64_t times) {
+  const int64_t r = x.shape[0], c = x.shape[1];
+  return b.Reshape(b.BroadcastInDim(x, {r, times, c}, {0, 2}), {r * times, c});
 }
 
 }  // namespace dflash::models

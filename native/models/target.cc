@@ -1,8 +1,8 @@
 // Target score program (see target.h and docs/ARCHITECTURE.md). Numerics follow HF
-// transformers' Qwen3/Llama modeling code in f32: RMSNorm, q_norm/k_norm per head before RoPE
-// (Qwen3), rotate_half RoPE, GQA, f32 softmax, SiLU MLP, final norm, lm_head.
+// transformers' Qwen3/Llama modeling code: RMSNorm, q_norm/k_norm per head before RoPE (Qwen3),
+// rotate_half RoPE, GQA, f32 softmax, SiLU MLP, final norm, lm_head; activations in the engine's
+// dtype with f32 accumulation (numerics.h).
 #include "models/target.h"
-#include "models/sampling.h"
 
 #include <algorithm>
 #include <map>
@@ -10,8 +10,11 @@
 #include <string>
 
 #include "hlo/builder.h"
+#include "models/accept.h"
 #include "models/layers.h"
+#include "models/paged.h"
 #include "models/rope.h"
+#include "models/sampling.h"
 
 namespace dflash::models {
 
@@ -30,33 +33,35 @@ void Validate(const TargetConfig& c) {
   if (c.head_dim % 2 != 0) throw std::invalid_argument("target: head_dim must be even (RoPE)");
 }
 
-struct LayerWeights {
-  Value ln1, q, k, v, o, q_norm, k_norm, ln2, gate, up, down;
-};
-
-// Greedy acceptance, packed as s32[Bt, K + 1]: a = leading i in [1, K) with tokens[i] ==
-// argmax[i - 1] (a padding token never matches); accept = [a + 1, tokens[1..a], argmax[a], 0...].
-Value Accept(Builder& b, const Value& tokens, const Value& positions, const Value& argmax) {
-  const int64_t bt = tokens.shape[0], k = tokens.shape[1];
-  const Value zero = b.Scalar(0, DType::kS32);
-  Value a = b.Splat(0, {bt}, DType::kS32);
-  if (k > 1) {
-    const Value match = b.And(b.Compare(b.SliceAxis(tokens, 1, 1, k - 1), b.SliceAxis(argmax, 1, 0, k - 1), hlo::Cmp::kEQ),
-                              b.Compare(b.SliceAxis(positions, 1, 1, k - 1), zero, hlo::Cmp::kGE));  // (Bt, K-1)
-    const Value idx = b.Iota({bt, k - 1}, DType::kS32, 1);
-    // The first mismatch index, or K - 1 when everything matches.
-    a = b.Reduce(b.Select(match, b.Scalar(static_cast<double>(k - 1), DType::kS32), idx), {1}, hlo::ReduceKind::kMin);
-  }
-  const Value at_a = b.Compare(b.Iota({bt, k}, DType::kS32, 1), b.Reshape(a, {bt, 1}), hlo::Cmp::kEQ);
-  const Value bonus = b.Reshape(b.Reduce(b.Select(at_a, argmax, zero), {1}, hlo::ReduceKind::kSum), {bt, 1});  // argmax[a]
-  return PackAccept(b, tokens, a, bonus);
+// Tokens of each row: row r's tokens 1..K-1 come from draft_pool[slot[r]] when slot[r] is not the
+// pool's last ("none") row, everything else from the host's `tokens`. (R, K) s32.
+Value PoolTokens(Builder& b, const Value& host, const Value& pool, const Value& slot) {
+  const int64_t r = host.shape[0], k = host.shape[1], m = pool.shape[0];
+  const Value from_pool = b.SliceAxis(b.Take(pool, slot), 1, 0, k);  // (R, K)
+  const Value use = b.And(b.Compare(b.Reshape(slot, {r, 1}), b.Scalar(static_cast<double>(m - 1), DType::kS32), hlo::Cmp::kLT),
+                          b.Compare(b.Iota({r, k}, DType::kS32, 1), b.Scalar(1, DType::kS32), hlo::Cmp::kGE));  // (R, K)
+  return b.Select(use, from_pool, host);
 }
 
 }  // namespace
 
-std::vector<WeightSpec> TargetWeightSpecs(const TargetConfig& c) {
+std::string ScoreShape::Key() const {
+  std::string k = "score r" + std::to_string(rows) + " k" + std::to_string(tokens) + " p" + std::to_string(pages_per_row) +
+                  " s" + std::to_string(page_size) + " n" + std::to_string(total_pages);
+  if (want_logits) k += " logits";
+  if (want_argmax) k += " argmax";
+  if (want_accept) k += " accept";
+  if (!hidden_layers.empty()) {
+    k += " h";
+    for (size_t i = 0; i < hidden_layers.size(); ++i) k += (i ? "," : "") + std::to_string(hidden_layers[i]);
+  }
+  if (sampling) k += " sample";
+  if (pool_rows) k += " pool" + std::to_string(pool_rows) + "x" + std::to_string(pool_width);
+  return k;
+}
+
+std::vector<WeightSpec> TargetWeightSpecs(const TargetConfig& c, pjrt::DType t) {
   Validate(c);
-  const pjrt::DType t = c.weight_dtype;
   const int64_t h = c.hidden_size;
   std::vector<WeightSpec> s;
   s.push_back({"model.embed_tokens.weight", {c.vocab_size, h}, t});
@@ -68,152 +73,128 @@ std::vector<WeightSpec> TargetWeightSpecs(const TargetConfig& c) {
   return s;
 }
 
-Program BuildTargetScore(const TargetConfig& c, const ScoreShape& sh) {
+Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreShape& sh) {
   Validate(c);
-  const int64_t bt = sh.batch, k = sh.tokens, p = sh.pages_per_seq, s = sh.page_size, n = sh.total_pages;
-  if (bt <= 0 || k <= 0 || p <= 0 || s <= 0 || n <= 0) throw std::invalid_argument("target score: shape sizes must be positive");
+  const int64_t r = sh.rows, k = sh.tokens, p = sh.pages_per_row, s = sh.page_size, n = sh.total_pages;
+  if (r <= 0 || k <= 0 || p <= 0 || s <= 0 || n <= 0) throw std::invalid_argument("target score: shape sizes must be positive");
   for (int32_t id : sh.hidden_layers)
     if (id < 0 || id >= c.num_layers)
       throw std::invalid_argument("target score: hidden layer " + std::to_string(id) + " out of range [0, " + std::to_string(c.num_layers) + ")");
-  const int64_t L = c.num_layers, hd = c.head_dim, heads = c.num_heads, kvh = c.num_kv_heads;
-  const int64_t T = p * s;  // key slots visible to one sequence
+  if (sh.pool_rows && (sh.pool_rows < 2 || sh.pool_width < k))
+    throw std::invalid_argument("target score: draft pool " + std::to_string(sh.pool_rows) + "x" + std::to_string(sh.pool_width) +
+                                " cannot supply " + std::to_string(k) + " tokens per row");
+  if (sh.sampling && sh.want_accept && k > 1 && !sh.pool_rows)
+    throw std::invalid_argument("target score: speculative sampling needs the draft pool (the drafter's distributions)");
+  const int64_t L = c.num_layers, hd = c.head_dim, heads = c.num_heads, kvh = c.num_kv_heads, V = c.vocab_size;
+  const int64_t T = p * s;  // key slots visible to one row
 
   Builder b;
-  // ---- parameters ----
-  const auto specs = TargetWeightSpecs(c);
-  std::vector<Value> w;
-  for (const auto& spec : specs) w.push_back(b.Parameter(spec.shape, ToHlo(spec.dtype)));
-  size_t wi = 0;
-  const Value embed = w[wi++];
-  std::vector<LayerWeights> layers(L);
-  for (auto& lw : layers) {
-    lw.ln1 = w[wi++];
-    lw.q = w[wi++];
-    lw.k = w[wi++];
-    lw.v = w[wi++];
-    lw.o = w[wi++];
-    if (c.qk_norm) {
-      lw.q_norm = w[wi++];
-      lw.k_norm = w[wi++];
-    }
-    lw.ln2 = w[wi++];
-    lw.gate = w[wi++];
-    lw.up = w[wi++];
-    lw.down = w[wi++];
+  // ---- inputs ----
+  const WeightInputs w = DeclareWeights(b, TargetWeightSpecs(c, nm.dtype));
+  const Value embed = Weight(w, "model.embed_tokens.weight");
+  std::vector<DecoderLayer> layers;
+  for (int64_t l = 0; l < L; ++l) layers.push_back(TakeDecoderLayer(w, "model.layers." + std::to_string(l) + ".", c.qk_norm));
+  const Value final_norm = Weight(w, "model.norm.weight");
+  const Value lm_head = c.tie_word_embeddings ? embed : Weight(w, "lm_head.weight");
+  Value k_cache = b.Input("k_cache", {L, n, s, kvh, hd}, nm.kv(), 0);
+  Value v_cache = b.Input("v_cache", {L, n, s, kvh, hd}, nm.kv(), 1);
+  Value tokens = b.Input("tokens", {r, k}, DType::kS32);          // (R, K)
+  const Value positions = b.Input("positions", {r, k}, DType::kS32);  // (R, K), -1 = padding
+  const Value table = b.Input("block_table", {r, p}, DType::kS32);    // (R, P)
+  Value pool_slot;
+  if (sh.pool_rows) {
+    const Value pool = b.Input("draft_pool", {sh.pool_rows, sh.pool_width}, DType::kS32);
+    pool_slot = b.Input("pool_slot", {r}, DType::kS32);
+    tokens = PoolTokens(b, tokens, pool, pool_slot);
   }
-  const Value final_norm = w[wi++];
-  const Value lm_head = c.tie_word_embeddings ? embed : w[wi++];
-  Value k_cache = b.Parameter({L, n, s, kvh, hd}, DType::kF32, 0);
-  Value v_cache = b.Parameter({L, n, s, kvh, hd}, DType::kF32, 1);
-  const Value tokens = b.Parameter({bt, k}, DType::kS32);     // (Bt, K)
-  const Value positions = b.Parameter({bt, k}, DType::kS32);  // (Bt, K), -1 = padding
-  const Value table = b.Parameter({bt, p}, DType::kS32);      // (Bt, P)
-  Value sample_params, uniforms, draft_probs;
+  Value sample_params, uniforms, probs_pool;
   if (sh.sampling) {
-    if (sh.want_accept && bt != 1) throw std::invalid_argument("target score: speculative sampling needs batch 1");
-    sample_params = b.Parameter({3}, DType::kF32);                 // (temperature, top_p, top_k)
-    uniforms = b.Parameter({bt, k + 1}, DType::kF32);              // (Bt, K + 1)
-    if (sh.want_accept) draft_probs = b.Parameter({bt, k, c.vocab_size}, DType::kF32);  // (1, K, V)
+    sample_params = b.Input("sample_params", {r, 3}, DType::kF32);  // (temperature, top_p, top_k) per row
+    uniforms = b.Input("uniforms", {r, 2 * k}, DType::kF32);  // [draw (K) | accept (K)]
+    if (sh.want_accept && sh.pool_rows) probs_pool = b.Input("probs_pool", {sh.pool_rows, sh.pool_width, V}, DType::kF32);
   }
 
   // ---- cache addressing ----
-  // Token at position q lives in page table[b, q / S], slot q % S; padding goes to page 0 slot 0
-  // (the trash page, never handed to a sequence).
-  const Value zero = b.Scalar(0, DType::kS32);
-  const Value valid = b.Compare(positions, zero, hlo::Cmp::kGE);  // (Bt, K)
-  const Value pc = b.Max(positions, zero);
-  const Value page_idx = b.Div(pc, b.Scalar(static_cast<double>(s), DType::kS32));  // (Bt, K)
-  const Value row = b.Iota({bt, k, 1}, DType::kS32, 0);
-  const Value page = b.Gather(table, b.Concatenate({row, b.Reshape(page_idx, {bt, k, 1})}, 2),
-                              hlo::GatherDims{{}, {0, 1}, {0, 1}, 2}, {1, 1});  // (Bt, K)
-  const Value page_w = b.Reshape(b.Select(valid, page, zero), {bt, k, 1});
-  const Value slot_w = b.Reshape(b.Select(valid, b.Rem(pc, b.Scalar(static_cast<double>(s), DType::kS32)), zero), {bt, k, 1});
-  const Value table3 = b.Reshape(table, {bt, p, 1});
-  // Query at position q sees key slot j (j = page_index * S + slot) iff j <= q.
-  const Value key_pos = b.Iota({bt, k, T}, DType::kS32, 2);
-  const Value visible = b.Compare(key_pos, b.Reshape(positions, {bt, k, 1}), hlo::Cmp::kLE);  // (Bt, K, T)
+  const Value valid = b.Compare(positions, b.Scalar(0, DType::kS32), hlo::Cmp::kGE);  // (R, K)
+  const Value windex = PagedWriteIndex(b, positions, table, s);                        // (R, K, 2)
+  const Value visible = CausalVisible(b, positions, T);                                // (R, K, T)
   const RopeTables rope = RopeCosSin(b, positions, RopeInvFreq(hd, c.rope_theta, c.rope_llama3));
 
   // ---- layers ----
-  Value h = b.Convert(b.Take(embed, tokens), DType::kF32);  // (Bt, K, H)
-  std::map<int32_t, Value> after;                            // layer id -> output (Bt, K, H)
-  const bool want_head = sh.want_logits || sh.want_argmax || sh.want_accept;
+  Value h = b.Convert(b.Take(embed, tokens), nm.act());  // (R, K, H)
+  std::map<int32_t, Value> after;                          // layer id -> output (R, K, H)
   for (int64_t l = 0; l < L; ++l) {
-    const LayerWeights& lw = layers[l];
-    const Value x = RmsNorm(b, h, lw.ln1, c.rms_norm_eps);
-    Value q = SplitHeads(b, Dense(b, x, lw.q), heads, hd);    // (Bt, K, heads, hd)
-    Value kk = SplitHeads(b, Dense(b, x, lw.k), kvh, hd);     // (Bt, K, kvh, hd)
-    const Value vv = SplitHeads(b, Dense(b, x, lw.v), kvh, hd);
+    const DecoderLayer& lw = layers[l];
+    const Value x = RmsNorm(b, h, lw.ln1, c.rms_norm_eps, nm);
+    Value q = SplitHeads(b, Dense(b, x, lw.q, nm), heads, hd);  // (R, K, heads, hd)
+    Value kk = SplitHeads(b, Dense(b, x, lw.k, nm), kvh, hd);   // (R, K, kvh, hd)
+    const Value vv = SplitHeads(b, Dense(b, x, lw.v, nm), kvh, hd);
     if (c.qk_norm) {
-      q = RmsNorm(b, q, lw.q_norm, c.rms_norm_eps);
-      kk = RmsNorm(b, kk, lw.k_norm, c.rms_norm_eps);
+      q = RmsNorm(b, q, lw.q_norm, c.rms_norm_eps, nm);
+      kk = RmsNorm(b, kk, lw.k_norm, c.rms_norm_eps, nm);
     }
-    q = ApplyRope(b, q, rope);
-    kk = ApplyRope(b, kk, rope);
-
-    // Write this chunk's K/V first: (layer, page, slot) per token, window (kvh, hd).
-    const Value li = b.Splat(static_cast<double>(l), {bt, k, 1}, DType::kS32);
-    const Value widx = b.Concatenate({li, page_w, slot_w}, 2);  // (Bt, K, 3)
-    const hlo::ScatterDims sd{{2, 3}, {0, 1, 2}, {0, 1, 2}, 2};
-    k_cache = b.Scatter(k_cache, widx, kk, sd);
-    v_cache = b.Scatter(v_cache, widx, vv, sd);
-
-    // Then read the sequence's pages back: (Bt, P, S, kvh, hd) -> (Bt, T, kvh, hd).
-    const Value ridx = b.Concatenate({b.Splat(static_cast<double>(l), {bt, p, 1}, DType::kS32), table3}, 2);  // (Bt, P, 2)
-    const hlo::GatherDims gd{{2, 3, 4}, {0, 1}, {0, 1}, 2};
-    const hlo::Shape slice{1, 1, s, kvh, hd};
-    const Value keys = b.Reshape(b.Gather(k_cache, ridx, gd, slice), {bt, T, kvh, hd});
-    const Value vals = b.Reshape(b.Gather(v_cache, ridx, gd, slice), {bt, T, kvh, hd});
-
-    const Value attn = Attention(b, q, keys, vals, visible);  // (Bt, K, heads * hd)
-    h = b.Add(h, Dense(b, attn, lw.o));
-    h = b.Add(h, SiluMlp(b, RmsNorm(b, h, lw.ln2, c.rms_norm_eps), lw.gate, lw.up, lw.down));
+    q = b.Convert(ApplyRope(b, b.Convert(q, DType::kF32), rope), nm.act());
+    kk = b.Convert(ApplyRope(b, b.Convert(kk, DType::kF32), rope), nm.act());
+    // Write this step's K/V first, then read the row's pages back: (R, T, kvh, hd).
+    k_cache = PagedWrite(b, k_cache, l, windex, kk);
+    v_cache = PagedWrite(b, v_cache, l, windex, vv);
+    const Value keys = PagedRead(b, k_cache, l, table), vals = PagedRead(b, v_cache, l, table);
+    const Value attn = Attention(b, q, keys, vals, visible, nm);  // (R, K, heads * hd)
+    h = b.Add(h, Dense(b, attn, lw.o, nm));
+    h = b.Add(h, SiluMlp(b, RmsNorm(b, h, lw.ln2, c.rms_norm_eps, nm), lw.gate, lw.up, lw.down, nm));
     if (std::count(sh.hidden_layers.begin(), sh.hidden_layers.end(), static_cast<int32_t>(l))) after[l] = h;
   }
-  const Value hn = RmsNorm(b, h, final_norm, c.rms_norm_eps);  // (Bt, K, H)
+
+  std::vector<std::pair<std::string, Value>> results{{"k_cache", k_cache}, {"v_cache", v_cache}};
+  const bool want_head = sh.want_logits || sh.want_argmax || sh.want_accept;
+  const bool want_final = want_head || after.count(static_cast<int32_t>(L - 1));
+  Value hn;
+  if (want_final) hn = RmsNorm(b, h, final_norm, c.rms_norm_eps, nm);  // (R, K, H)
   // HF's hidden_states[L] (after the last layer) is the final-normed state, not the raw output.
   if (after.count(static_cast<int32_t>(L - 1))) after[static_cast<int32_t>(L - 1)] = hn;
 
   // ---- outputs ----
-  Program prog;
-  std::vector<Value> results{k_cache, v_cache};
-  prog.output_names = {"k_cache", "v_cache"};
-  Value logits, argmax;
   if (want_head) {
-    logits = Dense(b, hn, lm_head);  // (Bt, K, V)
-    if (!sh.sampling) argmax = b.Argmax(logits, 2);    // (Bt, K)
-  }
-  Value probs;  // (Bt * K, V) processed target distributions when sampling
-  if (sh.sampling && want_head) {
-    const int64_t v = c.vocab_size;
-    probs = SamplingProbs(b, b.Reshape(logits, {bt * k, v}), sample_params);
-    // "argmax" is a draw from each row's distribution.
-    argmax = b.Reshape(SampleRows(b, probs, b.Reshape(b.SliceAxis(uniforms, 1, 0, k), {bt * k})), {bt, k});
-  }
-  if (sh.want_argmax) {
-    results.push_back(argmax);
-    prog.output_names.push_back("argmax");
-  }
-  if (sh.want_logits) {
-    results.push_back(logits);
-    prog.output_names.push_back("logits");
-  }
-  if (!sh.hidden_layers.empty()) {
+    const Value logits = DenseF32(b, hn, lm_head, nm);  // (R, K, V) f32
+    Value argmax = b.Argmax(logits, 2);                 // (R, K)
+    Value greedy_row, probs;                            // (R, 1) pred; (R * K, V)
+    if (sh.sampling) {
+      greedy_row = b.Compare(b.SliceAxis(sample_params, 1, 0, 1), b.Scalar(0, DType::kF32), hlo::Cmp::kLE);
+      probs = SamplingProbs(b, b.Reshape(logits, {r * k, V}), RepeatRows(b, sample_params, k));
+      const Value draws = b.Reshape(SampleRows(b, probs, b.Reshape(b.SliceAxis(uniforms, 1, 0, k), {r * k})), {r, k});
+      if (sh.want_argmax) results.push_back({"argmax", b.Select(greedy_row, argmax, draws)});
+    } else if (sh.want_argmax) {
+      results.push_back({"argmax", argmax});
+    }
+    if (sh.want_logits) results.push_back({"logits", logits});
+    if (!sh.hidden_layers.empty()) {
+      std::vector<Value> parts;
+      for (int32_t id : sh.hidden_layers) parts.push_back(after.at(id));
+      results.push_back({"hidden", b.Concatenate(parts, 2)});  // (R, K, n * H)
+    }
+    if (sh.want_accept) {
+      Value accept = GreedyAccept(b, tokens, valid, argmax);
+      if (sh.sampling) {
+        // Draft distributions for pool-sourced drafts; rows without a pool block (plain sampled
+        // decoding) have no valid drafts, so q is never read for them.
+        Value q = b.Splat(0, {r, k, V}, DType::kF32), drafts = b.Splat(0, {r, k}, DType::kPred);
+        if (probs_pool.name.size()) {
+          q = b.SliceAxis(b.Take(probs_pool, pool_slot), 1, 0, k);  // (R, K, V)
+          drafts = b.And(valid, b.Compare(b.Reshape(pool_slot, {r, 1}), b.Scalar(static_cast<double>(sh.pool_rows - 1), DType::kS32),
+                                          hlo::Cmp::kLT));
+        }
+        const Value spec = SpeculativeAccept(b, tokens, drafts, b.Reshape(probs, {r, k, V}), q, b.SliceAxis(uniforms, 1, k, k),
+                                             b.SliceAxis(uniforms, 1, 0, k));
+        accept = b.Select(greedy_row, accept, spec);
+      }
+      results.push_back({"accept", accept});
+    }
+  } else if (!sh.hidden_layers.empty()) {
     std::vector<Value> parts;
     for (int32_t id : sh.hidden_layers) parts.push_back(after.at(id));
-    results.push_back(b.Concatenate(parts, 2));  // (Bt, K, n * H)
-    prog.output_names.push_back("hidden");
+    results.push_back({"hidden", b.Concatenate(parts, 2)});
   }
-  if (sh.want_accept) {
-    results.push_back(sh.sampling ? SpeculativeAccept(b, tokens, probs, b.Reshape(draft_probs, {k, c.vocab_size}),
-                                                      b.Reshape(uniforms, {k + 1}))
-                                  : Accept(b, tokens, positions, argmax));
-    prog.output_names.push_back("accept");
-  }
-  prog.num_params = b.num_params();
-  prog.num_outputs = static_cast<int>(results.size());
-  prog.mlir = b.Finish(results);
-  return prog;
+  return FinishProgram(b, results);
 }
 
 }  // namespace dflash::models

@@ -1,44 +1,57 @@
-// The Qwen3/Llama target's "score" program over a paged KV cache (docs/ARCHITECTURE.md,
-// "Target score program"): it appends K new tokens per sequence to the cache and returns any of
-// argmax / logits / hidden features / greedy acceptance for them.
+// The Qwen3/Llama target's "score" program over the paged KV cache (docs/ARCHITECTURE.md,
+// "Target score program"): every batch row appends its K new tokens to its pages and gets any of
+// argmax / logits / hidden features / the packed acceptance of a speculative block back.
+// The same program serves prefill chunks (no head), plain decode (K = 1) and verify (K = block).
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "models/config.h"
+#include "models/numerics.h"
 #include "models/program.h"
 #include "models/weight_spec.h"
 
 namespace dflash::models {
 
 struct ScoreShape {
-  int64_t batch = 1;          // Bt sequences
-  int64_t tokens = 1;         // K tokens per sequence (padding has position -1)
-  int64_t pages_per_seq = 1;  // P block-table entries per sequence (a bucket; unused -> page 0)
+  int64_t rows = 1;           // R batch rows (sequences); unused rows are all padding
+  int64_t tokens = 1;         // K tokens per row (padding has position -1)
+  int64_t pages_per_row = 1;  // P block-table entries per row (a bucket; unused -> page 0)
   int64_t page_size = 16;     // S token slots per page
   int64_t total_pages = 1;    // N pages in the cache, page 0 being the trash page
-  bool want_logits = false;
-  bool want_argmax = false;
-  std::vector<int32_t> hidden_layers;  // target layer ids whose outputs are returned, in order
-  bool want_accept = false;
-  // Sampling instead of greedy: `argmax` becomes a sampled token per row and `accept` the
-  // lossless speculative-sampling result (Bt = 1). Adds parameters after block_table:
-  // sample_params f32[3] (temperature, top_p, top_k), uniforms f32[Bt, K + 1], and with
-  // want_accept draft_probs f32[Bt, K, V] (the drafter's distributions, row i for token i).
+  bool want_logits = false;   // logits f32 (R, K, V)
+  bool want_argmax = false;   // argmax s32 (R, K)
+  bool want_accept = false;   // accept s32 (R, K + 1), see accept.h
+  std::vector<int32_t> hidden_layers;  // hidden (R, K, n * H): outputs of these layers, in order
+  // Sampling rows: inputs sample_params f32 (R, 3) = (temperature, top_p, top_k) per row (greedy
+  // rows have temperature 0) and uniforms f32 (R, 2K): [0, K) draw slot j's next token (the
+  // token at position + 1), [K, 2K) test draft j for acceptance. `argmax` becomes a draw for
+  // sampled rows and `accept` lossless speculative sampling (drafter distributions from
+  // probs_pool). The engine keys each uniform by (seed, position, purpose), so a sequence's draws
+  // do not depend on the batch it runs in.
   bool sampling = false;
+  // Draft pool: tokens 1..K-1 of rows with pool_slot < pool_rows - 1 come from
+  // draft_pool (pool_rows, pool_width), where the drafter left them (the last pool row is the
+  // "none" row). 0 = every token comes from `tokens`.
+  int64_t pool_rows = 0;
+  int64_t pool_width = 0;
+
+  std::string Key() const;  // every field, for program caches
 };
 
-// HF tensor names in parameter order (see the contract).
-std::vector<WeightSpec> TargetWeightSpecs(const TargetConfig& cfg);
+// HF tensor names in parameter order (see the contract), in `dtype`.
+std::vector<WeightSpec> TargetWeightSpecs(const TargetConfig& cfg, pjrt::DType dtype);
 
-// Parameters: weights..., k_cache, v_cache f32[L, N, S, kvh, hd] (donated into results 0/1),
-// tokens s32[Bt, K], positions s32[Bt, K], block_table s32[Bt, P].
-// Results: k_cache, v_cache, [argmax s32[Bt, K]], [logits f32[Bt, K, V]],
-// [hidden f32[Bt, K, n * H]], [accept s32[Bt, K + 1]].
+// Named inputs: the weights (HF names), k_cache, v_cache (L, N, S, kvh, hd) in kv_dtype (donated
+// into the outputs of the same names), tokens s32 (R, K), positions s32 (R, K), block_table
+// s32 (R, P), [draft_pool s32 (M, W), pool_slot s32 (R)], [sample_params, uniforms,
+// [probs_pool f32 (M, W, V)]].
+// Outputs: k_cache, v_cache, [argmax], [logits], [hidden], [accept].
 // Run-time preconditions (the engine's job): every non-padding position < P * S, and the block
-// table's first ceil((position + 1) / S) entries hold the sequence's pages (XLA clamps an
-// out-of-range page index instead of failing). Padding tokens (position -1) write page 0 slot 0.
-// Throws std::invalid_argument for an inconsistent config or shape.
-Program BuildTargetScore(const TargetConfig& cfg, const ScoreShape& shape);
+// table's first ceil((position + 1) / S) entries hold the row's pages (XLA clamps an
+// out-of-range page index instead of failing). Throws std::invalid_argument for an inconsistent
+// config or shape.
+Program BuildTargetScore(const TargetConfig& cfg, const Numerics& numerics, const ScoreShape& shape);
 
 }  // namespace dflash::models

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <set>
 #include <stdexcept>
 #include <string>
 
@@ -26,7 +27,6 @@ TargetConfig TinyTarget(const std::string& family) {
   c.head_dim = 16;
   c.qk_norm = family == "qwen3";
   c.tie_word_embeddings = family == "llama";
-  c.weight_dtype = pjrt::DType::kBF16;
   return c;
 }
 
@@ -41,12 +41,25 @@ DrafterConfig TinyDrafter() {
   d.block_size = 4;
   d.mask_token_id = 63;
   d.target_layer_ids = {0, 2};
-  d.weight_dtype = pjrt::DType::kF32;
   return d;
 }
 
+const Numerics kF32{};
+
+int IndexOf(const std::vector<IoSpec>& v, const std::string& name) {
+  for (size_t i = 0; i < v.size(); ++i)
+    if (v[i].name == name) return static_cast<int>(i);
+  return -1;
+}
+
+std::vector<std::string> Names(const std::vector<IoSpec>& v) {
+  std::vector<std::string> out;
+  for (const auto& x : v) out.push_back(x.name);
+  return out;
+}
+
 TEST(ModelBuild, TargetWeightSpecsQwen3) {
-  const auto specs = TargetWeightSpecs(TinyTarget("qwen3"));
+  const auto specs = TargetWeightSpecs(TinyTarget("qwen3"), pjrt::DType::kBF16);
   ASSERT_EQ(specs.size(), 1u + 3 * 11 + 1 + 1);
   EXPECT_EQ(specs[0].name, "model.embed_tokens.weight");
   EXPECT_EQ(specs[0].shape, (std::vector<int64_t>{64, 32}));
@@ -65,58 +78,113 @@ TEST(ModelBuild, TargetWeightSpecsQwen3) {
 }
 
 TEST(ModelBuild, TargetWeightSpecsLlamaTied) {
-  const auto specs = TargetWeightSpecs(TinyTarget("llama"));
+  const auto specs = TargetWeightSpecs(TinyTarget("llama"), pjrt::DType::kF32);
   ASSERT_EQ(specs.size(), 1u + 3 * 9 + 1);
   EXPECT_EQ(specs.back().name, "model.norm.weight");
   for (const auto& s : specs) EXPECT_EQ(s.name.find("_norm.weight") != std::string::npos && s.name.find("self_attn") != std::string::npos, false);
 }
 
-TEST(ModelBuild, TargetScoreBookkeeping) {
+TEST(ModelBuild, TargetScoreSignatureIsNamed) {
   const TargetConfig c = TinyTarget("qwen3");
   ScoreShape s;
-  s.batch = 2;
+  s.rows = 2;
   s.tokens = 4;
-  s.pages_per_seq = 2;
+  s.pages_per_row = 2;
   s.page_size = 4;
   s.total_pages = 8;
-  s.want_argmax = true;
   s.hidden_layers = {0, 2};
   s.want_accept = true;
-  const Program p = BuildTargetScore(c, s);
-  const int nw = static_cast<int>(TargetWeightSpecs(c).size());
-  EXPECT_EQ(p.num_params, nw + 5);
-  EXPECT_EQ(p.num_outputs, 5);
-  EXPECT_EQ(p.output_names, (std::vector<std::string>{"k_cache", "v_cache", "argmax", "hidden", "accept"}));
+  s.pool_rows = 3;
+  s.pool_width = 4;
+  const Program p = BuildTargetScore(c, kF32, s);
+  const auto specs = TargetWeightSpecs(c, pjrt::DType::kF32);
+  ASSERT_EQ(p.inputs.size(), specs.size() + 7);
+  for (size_t i = 0; i < specs.size(); ++i) EXPECT_EQ(p.inputs[i].name, specs[i].name);
+  EXPECT_EQ(p.inputs[IndexOf(p.inputs, "k_cache")].shape, (std::vector<int64_t>{3, 8, 4, 2, 16}));
+  EXPECT_EQ(p.inputs[IndexOf(p.inputs, "block_table")].shape, (std::vector<int64_t>{2, 2}));
+  EXPECT_EQ(p.inputs[IndexOf(p.inputs, "draft_pool")].shape, (std::vector<int64_t>{3, 4}));
+  EXPECT_EQ(Names(p.outputs), (std::vector<std::string>{"k_cache", "v_cache", "hidden", "accept"}));
+  EXPECT_EQ(p.outputs[3].shape, (std::vector<int64_t>{2, 5}));
+  EXPECT_EQ(p.outputs[2].shape, (std::vector<int64_t>{2, 4, 64}));
+  // The caches are donated into the outputs of the same name.
   EXPECT_NE(p.mlir.find("tensor<3x8x4x2x16xf32> {tf.aliasing_output = 0 : i32}"), std::string::npos);
   EXPECT_NE(p.mlir.find("tensor<3x8x4x2x16xf32> {tf.aliasing_output = 1 : i32}"), std::string::npos);
-  EXPECT_NE(p.mlir.find("-> (tensor<3x8x4x2x16xf32>, tensor<3x8x4x2x16xf32>, tensor<2x4xi32>, tensor<2x4x64xf32>, tensor<2x5xi32>)"),
-            std::string::npos);
 
-  ScoreShape only_logits = s;
-  only_logits.want_argmax = false;
-  only_logits.want_accept = false;
-  only_logits.hidden_layers.clear();
-  only_logits.want_logits = true;
-  EXPECT_EQ(BuildTargetScore(c, only_logits).output_names, (std::vector<std::string>{"k_cache", "v_cache", "logits"}));
+  ScoreShape prefill = s;
+  prefill.want_accept = false;
+  prefill.pool_rows = 0;
+  const Program pre = BuildTargetScore(c, kF32, prefill);
+  EXPECT_EQ(Names(pre.outputs), (std::vector<std::string>{"k_cache", "v_cache", "hidden"}));
+  EXPECT_EQ(pre.mlir.find("lm_head"), std::string::npos);  // no head without outputs that need it
+  EXPECT_EQ(IndexOf(pre.inputs, "draft_pool"), -1);
+}
+
+TEST(ModelBuild, ShapeKeysCoverEveryField) {
+  ScoreShape a;
+  std::set<std::string> keys{a.Key()};
+  auto add = [&](const ScoreShape& s) { EXPECT_TRUE(keys.insert(s.Key()).second) << s.Key(); };
+  ScoreShape b = a; b.rows = 2; add(b);
+  b = a; b.tokens = 2; add(b);
+  b = a; b.pages_per_row = 2; add(b);
+  b = a; b.page_size = 8; add(b);
+  b = a; b.total_pages = 9; add(b);
+  b = a; b.want_logits = true; add(b);
+  b = a; b.want_argmax = true; add(b);
+  b = a; b.want_accept = true; add(b);
+  b = a; b.hidden_layers = {1}; add(b);
+  b = a; b.sampling = true; add(b);
+  b = a; b.pool_rows = 3; b.pool_width = 4; add(b);
+  DraftShape d;
+  std::set<std::string> dk{d.Key()};
+  auto addd = [&](const DraftShape& s) { EXPECT_TRUE(dk.insert(s.Key()).second) << s.Key(); };
+  DraftShape e = d; e.rows = 2; addd(e);
+  e = d; e.append = 2; addd(e);
+  e = d; e.block = 4; addd(e);
+  e = d; e.pages_per_row = 2; addd(e);
+  e = d; e.page_size = 8; addd(e);
+  e = d; e.total_pages = 9; addd(e);
+  e = d; e.pool_rows = 3; e.pool_width = 4; addd(e);
+  e = d; e.block = 4; e.want_logits = true; addd(e);
+  e = d; e.block = 4; e.sampling = true; addd(e);
+}
+
+TEST(ModelBuild, Bf16NumericsKeepWeightsAndCacheIn16Bit) {
+  const TargetConfig c = TinyTarget("qwen3");
+  Numerics n;
+  n.dtype = pjrt::DType::kBF16;
+  n.kv_dtype = pjrt::DType::kBF16;
+  n.pad_single_row_dots = true;
+  ScoreShape s;
+  s.want_accept = true;
+  const Program p = BuildTargetScore(c, n, s);
+  EXPECT_EQ(p.inputs[IndexOf(p.inputs, "model.layers.0.self_attn.q_proj.weight")].dtype, pjrt::DType::kBF16);
+  EXPECT_EQ(p.inputs[IndexOf(p.inputs, "k_cache")].dtype, pjrt::DType::kBF16);
+  // No weight is widened in the graph: every dot takes bf16 operands and accumulates in f32.
+  EXPECT_EQ(p.mlir.find("(tensor<64x32xbf16>) -> tensor<64x32xf32>"), std::string::npos);
+  EXPECT_NE(p.mlir.find("tensor<2x32xbf16>, tensor<64x32xbf16>) -> tensor<2x64xf32>"), std::string::npos);  // padded single-row dot
 }
 
 TEST(ModelBuild, TargetScoreErrors) {
   TargetConfig c = TinyTarget("qwen3");
   ScoreShape s;
   s.hidden_layers = {3};
-  EXPECT_THROW(BuildTargetScore(c, s), std::invalid_argument);
+  EXPECT_THROW(BuildTargetScore(c, kF32, s), std::invalid_argument);
   s.hidden_layers = {};
   s.tokens = 0;
-  EXPECT_THROW(BuildTargetScore(c, s), std::invalid_argument);
+  EXPECT_THROW(BuildTargetScore(c, kF32, s), std::invalid_argument);
+  s.tokens = 4;
+  s.pool_rows = 3;
+  s.pool_width = 2;  // narrower than the 4 tokens it must supply
+  EXPECT_THROW(BuildTargetScore(c, kF32, s), std::invalid_argument);
   c.num_kv_heads = 3;
-  EXPECT_THROW(TargetWeightSpecs(c), std::invalid_argument);
+  EXPECT_THROW(TargetWeightSpecs(c, pjrt::DType::kF32), std::invalid_argument);
   c = TinyTarget("mistral");
-  EXPECT_THROW(TargetWeightSpecs(c), std::invalid_argument);
+  EXPECT_THROW(TargetWeightSpecs(c, pjrt::DType::kF32), std::invalid_argument);
 }
 
-TEST(ModelBuild, DrafterSpecsAndBookkeeping) {
+TEST(ModelBuild, DrafterSpecsAndSignature) {
   const DrafterConfig d = TinyDrafter();
-  const auto specs = DrafterWeightSpecs(d);
+  const auto specs = DrafterWeightSpecs(d, pjrt::DType::kF32);
   ASSERT_EQ(specs.size(), 2u + 2 * 11 + 1);
   EXPECT_EQ(specs[0].name, "fc.weight");
   EXPECT_EQ(specs[0].shape, (std::vector<int64_t>{32, 64}));
@@ -127,27 +195,44 @@ TEST(ModelBuild, DrafterSpecsAndBookkeeping) {
   EXPECT_EQ(specs.back().name, "norm.weight");
 
   DraftShape s;
-  s.ctx_capacity = 16;
-  s.append_rows = 4;
+  s.rows = 2;
+  s.append = 4;
   s.block = 4;
-  const Program p = BuildDrafter(d, TinyTarget("qwen3"), s);
-  EXPECT_EQ(p.num_params, static_cast<int>(specs.size()) + 7);
-  EXPECT_EQ(p.output_names, (std::vector<std::string>{"ctx_k", "ctx_v", "draft"}));
-  EXPECT_NE(p.mlir.find("-> (tensor<2x16x2x8xf32>, tensor<2x16x2x8xf32>, tensor<1x4xi32>)"), std::string::npos);
+  s.pages_per_row = 2;
+  s.page_size = 4;
+  s.total_pages = 8;
+  s.pool_rows = 3;
+  s.pool_width = 4;
+  const Program p = BuildDrafter(d, TinyTarget("qwen3"), kF32, s);
+  EXPECT_EQ(p.inputs[0].name, "drafter.fc.weight");
+  EXPECT_GE(IndexOf(p.inputs, "model.embed_tokens.weight"), 0);
+  EXPECT_EQ(IndexOf(p.inputs, "lm_head.weight"), IndexOf(p.inputs, "lm_head.weight"));
+  EXPECT_EQ(p.inputs[IndexOf(p.inputs, "dk_cache")].shape, (std::vector<int64_t>{2, 8, 4, 2, 8}));
+  EXPECT_EQ(Names(p.outputs), (std::vector<std::string>{"dk_cache", "dv_cache", "draft_pool"}));
+  s.pool_rows = 0;
   s.want_logits = true;
-  EXPECT_EQ(BuildDrafter(d, TinyTarget("qwen3"), s).num_outputs, 4);
+  EXPECT_EQ(Names(BuildDrafter(d, TinyTarget("qwen3"), kF32, s).outputs),
+            (std::vector<std::string>{"dk_cache", "dv_cache", "draft", "logits"}));
+  s.block = 0;
+  s.want_logits = false;
+  EXPECT_EQ(Names(BuildDrafter(d, TinyTarget("qwen3"), kF32, s).outputs), (std::vector<std::string>{"dk_cache", "dv_cache"}));
 }
 
 TEST(ModelBuild, DrafterErrors) {
   DrafterConfig d = TinyDrafter();
   DraftShape s;
-  s.ctx_capacity = 4;
-  s.append_rows = 8;
+  s.block = 1;  // a block of one token drafts nothing
+  EXPECT_THROW(BuildDrafter(d, TinyTarget("qwen3"), kF32, s), std::invalid_argument);
   s.block = 4;
-  EXPECT_THROW(BuildDrafter(d, TinyTarget("qwen3"), s), std::invalid_argument);  // A > C
-  s.append_rows = 4;
+  s.pool_rows = 3;
+  s.pool_width = 2;
+  EXPECT_THROW(BuildDrafter(d, TinyTarget("qwen3"), kF32, s), std::invalid_argument);  // pool narrower than the block
+  s.pool_rows = 0;
   d.hidden_size = 16;
-  EXPECT_THROW(BuildDrafter(d, TinyTarget("qwen3"), s), std::invalid_argument);  // H differs
+  EXPECT_THROW(BuildDrafter(d, TinyTarget("qwen3"), kF32, s), std::invalid_argument);  // H differs
+  d = TinyDrafter();
+  d.sliding_windows = {8};  // one entry for two layers
+  EXPECT_THROW(BuildDrafter(d, TinyTarget("qwen3"), kF32, s), std::invalid_argument);
 }
 
 TEST(ModelBuild, RopeInvFreq) {

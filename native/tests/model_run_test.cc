@@ -1,10 +1,13 @@
 // Smoke tests of the model programs on the CPU plugin with a tiny random config: the target
-// score program and the drafter compile and run, paging is consistent (one chunk == two chunks
-// through different pages), and one speculative round trip (target -> drafter -> verify) gives
-// well-formed outputs. Numerical oracle comparisons live in the TypeScript tests.
+// score program and the drafter compile and run with their inputs bound by name, paging is
+// consistent (one chunk == two chunks through different pages; rows of a batch do not see each
+// other), and one speculative round trip (target -> drafter -> verify through the draft pool)
+// gives the accept vector the rule says. Numerical oracle comparisons live in the TypeScript tests.
 #include <gtest/gtest.h>
 
+#include <map>
 #include <random>
+#include <stdexcept>
 
 #include "hlo_test_runtime.h"
 #include "models/drafter.h"
@@ -29,7 +32,6 @@ TargetConfig Tiny() {
   c.head_dim = 16;
   c.rope_theta = 10000;
   c.qk_norm = true;
-  c.weight_dtype = pjrt::DType::kBF16;
   return c;
 }
 
@@ -45,35 +47,22 @@ DrafterConfig TinyDrafter() {
   d.block_size = 4;
   d.mask_token_id = 95;
   d.target_layer_ids = {0, 1};
-  d.weight_dtype = pjrt::DType::kF32;
   return d;
 }
 
-// Random weights for specs: norms near 1, matrices ~N(0, 0.3).
-std::vector<BufPtr> RandomWeights(const std::vector<WeightSpec>& specs, uint32_t seed) {
+// Random weights for specs by name: norms near 1, matrices ~N(0, 0.3).
+std::map<std::string, BufPtr> RandomWeights(const std::vector<WeightSpec>& specs, uint32_t seed, const std::string& prefix = "") {
   std::mt19937 gen(seed);
   std::normal_distribution<float> dist;
-  std::vector<BufPtr> out;
+  std::map<std::string, BufPtr> out;
   for (const auto& s : specs) {
     int64_t n = 1;
     for (auto d : s.shape) n *= d;
     std::vector<float> v(n);
     for (auto& x : v) x = s.shape.size() == 1 ? 1.0f + 0.1f * dist(gen) : 0.3f * dist(gen);
-    if (s.dtype == pjrt::DType::kBF16) {
-      std::vector<uint16_t> h(n);
-      for (int64_t i = 0; i < n; ++i) h[i] = testing::ToBf16(v[i]);
-      out.push_back(Upload(h, s.shape));
-    } else {
-      out.push_back(Upload(v, s.shape));
-    }
+    out[prefix + s.name] = Upload(v, s.shape);
   }
   return out;
-}
-
-std::vector<pjrt::Buffer*> Ptrs(const std::vector<BufPtr>& v) {
-  std::vector<pjrt::Buffer*> p;
-  for (auto& b : v) p.push_back(b.get());
-  return p;
 }
 
 BufPtr Zeros(const std::vector<int64_t>& dims) {
@@ -82,50 +71,71 @@ BufPtr Zeros(const std::vector<int64_t>& dims) {
   return Upload(std::vector<float>(n, 0.0f), dims);
 }
 
-constexpr int64_t kPages = 8, kPageSize = 4;
+// Arguments in the program's parameter order, looked up by name.
+std::vector<pjrt::Buffer*> Args(const Program& p, const std::map<std::string, pjrt::Buffer*>& named) {
+  std::vector<pjrt::Buffer*> args;
+  for (const auto& in : p.inputs) {
+    auto it = named.find(in.name);
+    if (it == named.end()) throw std::runtime_error("test: no buffer for input " + in.name);
+    args.push_back(it->second);
+  }
+  return args;
+}
 
-std::unique_ptr<pjrt::LoadedExecutable> TestClientCompile(const Program& p) { return testing::TestClient()->Compile(p.mlir); }
+void AddWeights(std::map<std::string, pjrt::Buffer*>& named, const std::map<std::string, BufPtr>& w) {
+  for (const auto& [k, v] : w) named[k] = v.get();
+}
+
+BufPtr Take(std::vector<BufPtr>& out, const Program& p, const std::string& name) { return std::move(out.at(p.output_index(name))); }
+
+constexpr int64_t kPages = 8, kPageSize = 4;
+const Numerics kF32{};
 
 TEST(ModelRun, TargetPagingIsConsistent) {
   DFLASH_REQUIRE_PLUGIN();
   const TargetConfig c = Tiny();
-  const auto weights = RandomWeights(TargetWeightSpecs(c), 1);
+  const auto weights = RandomWeights(TargetWeightSpecs(c, pjrt::DType::kF32), 1);
   const std::vector<int64_t> cache{c.num_layers, kPages, kPageSize, c.num_kv_heads, c.head_dim};
   const std::vector<int32_t> seq{5, 17, 3, 88, 42, 9, 61, 0};
   ScoreShape s;
-  s.pages_per_seq = 2;
+  s.pages_per_row = 2;
   s.page_size = kPageSize;
   s.total_pages = kPages;
   s.want_logits = true;
 
   // One chunk of 8 tokens in pages {3, 6}.
   s.tokens = 8;
-  auto one = TestClientCompile(BuildTargetScore(c, s));
-  auto args = Ptrs(weights);
+  const Program one = BuildTargetScore(c, kF32, s);
   auto kc = Zeros(cache), vc = Zeros(cache);
   auto tok = Upload(seq, {1, 8});
   auto pos = Upload(std::vector<int32_t>{0, 1, 2, 3, 4, 5, 6, 7}, {1, 8});
   auto tab = Upload(std::vector<int32_t>{3, 6}, {1, 2});
-  args.insert(args.end(), {kc.get(), vc.get(), tok.get(), pos.get(), tab.get()});
-  auto out1 = one->Execute(args);
-  const auto logits_one = Download<float>(*out1[2]);
+  std::map<std::string, pjrt::Buffer*> named{{"k_cache", kc.get()}, {"v_cache", vc.get()}, {"tokens", tok.get()},
+                                             {"positions", pos.get()}, {"block_table", tab.get()}};
+  AddWeights(named, weights);
+  auto out1 = testing::CompileAndRun(one.mlir, Args(one, named));
+  const auto logits_one = Download<float>(*Take(out1, one, "logits"));
 
-  // Two chunks of 4 (the second padded: 3 tokens + one position -1) in pages {5, 2}.
+  // Two chunks of 4 (the second padded: 3 tokens + one position -1) in pages {5, 2}, in a batch
+  // of two rows whose other row is padding.
   s.tokens = 4;
-  auto four = TestClientCompile(BuildTargetScore(c, s));
+  s.rows = 2;
+  const Program four = BuildTargetScore(c, kF32, s);
+  auto exe = testing::TestClient()->Compile(four.mlir);
   auto kc2 = Zeros(cache), vc2 = Zeros(cache);
-  auto tab2 = Upload(std::vector<int32_t>{5, 2}, {1, 2});
-  auto t1 = Upload(std::vector<int32_t>(seq.begin(), seq.begin() + 4), {1, 4});
-  auto p1 = Upload(std::vector<int32_t>{0, 1, 2, 3}, {1, 4});
-  args = Ptrs(weights);
-  args.insert(args.end(), {kc2.get(), vc2.get(), t1.get(), p1.get(), tab2.get()});
-  auto outa = four->Execute(args);
-  auto t2 = Upload(std::vector<int32_t>{seq[4], seq[5], seq[6], 0}, {1, 4});
-  auto p2 = Upload(std::vector<int32_t>{4, 5, 6, -1}, {1, 4});
-  args = Ptrs(weights);
-  args.insert(args.end(), {outa[0].get(), outa[1].get(), t2.get(), p2.get(), tab2.get()});
-  auto outb = four->Execute(args);
-  const auto la = Download<float>(*outa[2]), lb = Download<float>(*outb[2]);
+  auto tab2 = Upload(std::vector<int32_t>{5, 2, 0, 0}, {2, 2});
+  auto t1 = Upload(std::vector<int32_t>{seq[0], seq[1], seq[2], seq[3], 0, 0, 0, 0}, {2, 4});
+  auto p1 = Upload(std::vector<int32_t>{0, 1, 2, 3, -1, -1, -1, -1}, {2, 4});
+  named = {{"k_cache", kc2.get()}, {"v_cache", vc2.get()}, {"tokens", t1.get()}, {"positions", p1.get()}, {"block_table", tab2.get()}};
+  AddWeights(named, weights);
+  auto outa = exe->Execute(Args(four, named));
+  auto ka = Take(outa, four, "k_cache"), va = Take(outa, four, "v_cache");
+  auto t2 = Upload(std::vector<int32_t>{seq[4], seq[5], seq[6], 0, 0, 0, 0, 0}, {2, 4});
+  auto p2 = Upload(std::vector<int32_t>{4, 5, 6, -1, -1, -1, -1, -1}, {2, 4});
+  named = {{"k_cache", ka.get()}, {"v_cache", va.get()}, {"tokens", t2.get()}, {"positions", p2.get()}, {"block_table", tab2.get()}};
+  AddWeights(named, weights);
+  auto outb = exe->Execute(Args(four, named));
+  const auto la = Download<float>(*Take(outa, four, "logits")), lb = Download<float>(*Take(outb, four, "logits"));
   const int64_t V = c.vocab_size;
   for (int64_t i = 0; i < 7; ++i)
     for (int64_t v = 0; v < V; ++v) {
@@ -134,72 +144,83 @@ TEST(ModelRun, TargetPagingIsConsistent) {
     }
 }
 
-TEST(ModelRun, SpeculativeRoundTrip) {
+TEST(ModelRun, SpeculativeRoundTripThroughTheDraftPool) {
   DFLASH_REQUIRE_PLUGIN();
   const TargetConfig c = Tiny();
   const DrafterConfig d = TinyDrafter();
-  const int64_t B = d.block_size, C = 16, n_feat = 2 * c.hidden_size;
-  const auto tw = RandomWeights(TargetWeightSpecs(c), 2);
-  const auto dw = RandomWeights(DrafterWeightSpecs(d), 3);
-  const std::vector<int64_t> cache{c.num_layers, kPages, kPageSize, c.num_kv_heads, c.head_dim};
-  auto kc = Zeros(cache), vc = Zeros(cache);
-  auto ctx_k = Zeros({d.num_layers, C, d.num_kv_heads, d.head_dim}), ctx_v = Zeros({d.num_layers, C, d.num_kv_heads, d.head_dim});
+  const int64_t B = d.block_size, M = 3;  // pool rows: 2 sequences + the "none" row
+  auto weights = RandomWeights(TargetWeightSpecs(c, pjrt::DType::kF32), 2);
+  auto dweights = RandomWeights(DrafterWeightSpecs(d, pjrt::DType::kF32), 3, kDrafterPrefix);
+  auto kc = Zeros({c.num_layers, kPages, kPageSize, c.num_kv_heads, c.head_dim});
+  auto vc = Zeros({c.num_layers, kPages, kPageSize, c.num_kv_heads, c.head_dim});
+  auto dk = Zeros({d.num_layers, kPages, kPageSize, d.num_kv_heads, d.head_dim});
+  auto dv = Zeros({d.num_layers, kPages, kPageSize, d.num_kv_heads, d.head_dim});
+  auto pool = Upload(std::vector<int32_t>(M * B, 0), {M, B});
+  auto tab = Upload(std::vector<int32_t>{1, 4}, {1, 2});
 
-  // Prefill 4 prompt tokens: argmax + hidden + accept (K = B).
+  // A plain step scores the prompt's 4 tokens (the engine prefills all but the last; here the
+  // whole prompt in one call) with hidden features and accept.
   ScoreShape s;
   s.tokens = B;
-  s.pages_per_seq = 2;
+  s.pages_per_row = 2;
   s.page_size = kPageSize;
   s.total_pages = kPages;
   s.want_argmax = true;
   s.hidden_layers = {0, 1};
   s.want_accept = true;
-  const Program score = BuildTargetScore(c, s);
-  ASSERT_EQ(score.output_names, (std::vector<std::string>{"k_cache", "v_cache", "argmax", "hidden", "accept"}));
-  auto exe = TestClientCompile(score);
-  auto tab = Upload(std::vector<int32_t>{1, 4}, {1, 2});
+  const Program score = BuildTargetScore(c, kF32, s);
+  auto exe = testing::TestClient()->Compile(score.mlir);
   auto tok = Upload(std::vector<int32_t>{7, 8, 9, 10}, {1, B});
   auto pos = Upload(std::vector<int32_t>{0, 1, 2, 3}, {1, B});
-  auto args = Ptrs(tw);
-  args.insert(args.end(), {kc.get(), vc.get(), tok.get(), pos.get(), tab.get()});
-  auto out = exe->Execute(args);
-  const auto am = Download<int32_t>(*out[2]);
-  ASSERT_EQ(out[3]->dims(), (std::vector<int64_t>{1, B, n_feat}));
+  std::map<std::string, pjrt::Buffer*> named{{"k_cache", kc.get()}, {"v_cache", vc.get()}, {"tokens", tok.get()},
+                                             {"positions", pos.get()}, {"block_table", tab.get()}};
+  AddWeights(named, weights);
+  auto out = exe->Execute(Args(score, named));
+  const auto am = Download<int32_t>(*out[score.output_index("argmax")]);
+  auto feats = Take(out, score, "hidden");
+  auto k2 = Take(out, score, "k_cache"), v2 = Take(out, score, "v_cache");
   for (int32_t t : am) EXPECT_TRUE(t >= 0 && t < c.vocab_size);
 
-  // Drafter on the prompt's features: valid rows n = 4, last token = the target's next token.
+  // The drafter appends the 4 context rows and drafts [last, ...] into pool row 1.
   DraftShape ds;
-  ds.ctx_capacity = C;
-  ds.append_rows = B;
+  ds.append = B;
   ds.block = B;
-  ds.want_logits = true;
-  const Program draft = BuildDrafter(d, c, ds);
-  ASSERT_EQ(draft.output_names, (std::vector<std::string>{"ctx_k", "ctx_v", "draft", "logits"}));
-  auto dexe = TestClientCompile(draft);
-  auto embed_w = tw.front().get(), lm_w = tw.back().get();
-  auto acc = Upload(std::vector<int32_t>{4, 8, 9, 10, am[3]}, {1, B + 1});
-  auto len0 = Upload(std::vector<int32_t>{0}, {});
-  auto dargs = Ptrs(dw);
-  dargs.insert(dargs.end(), {embed_w, lm_w, ctx_k.get(), ctx_v.get(), out[3].get(), acc.get(), len0.get()});
-  auto dout = dexe->Execute(dargs);
-  const auto block = Download<int32_t>(*dout[2]);
-  const auto dlogits = Download<float>(*dout[3]);
-  ASSERT_EQ(block.size(), static_cast<size_t>(B));
-  EXPECT_EQ(block[0], am[3]);
-  for (int64_t i = 1; i < B; ++i) {  // proposals are the argmax of the returned logits
-    int32_t best = 0;
-    for (int64_t v = 1; v < c.vocab_size; ++v)
-      if (dlogits[i * c.vocab_size + v] > dlogits[i * c.vocab_size + best]) best = static_cast<int32_t>(v);
-    EXPECT_EQ(block[i], best);
-  }
+  ds.pages_per_row = 2;
+  ds.page_size = kPageSize;
+  ds.total_pages = kPages;
+  ds.pool_rows = M;
+  ds.pool_width = B;
+  const Program draft = BuildDrafter(d, c, kF32, ds);
+  auto last = Upload(std::vector<int32_t>{am[3]}, {1});
+  auto start = Upload(std::vector<int32_t>{4}, {1});
+  auto len = Upload(std::vector<int32_t>{static_cast<int32_t>(B)}, {1});
+  auto slot = Upload(std::vector<int32_t>{1}, {1});
+  named = {{"dk_cache", dk.get()}, {"dv_cache", dv.get()}, {"feats", feats.get()}, {"positions", pos.get()}, {"block_table", tab.get()},
+           {"last", last.get()}, {"block_start", start.get()}, {"block_len", len.get()}, {"draft_pool", pool.get()}, {"pool_slot", slot.get()}};
+  AddWeights(named, weights);
+  AddWeights(named, dweights);
+  auto dout = testing::CompileAndRun(draft.mlir, Args(draft, named));
+  auto pool2 = Take(dout, draft, "draft_pool");
+  const auto pooled = Download<int32_t>(*pool2);
+  ASSERT_EQ(pooled.size(), static_cast<size_t>(M * B));
+  EXPECT_EQ(pooled[1 * B], am[3]);  // row 1 = [last, proposals]; rows 0 and 2 untouched
+  for (int64_t i = 0; i < B; ++i) EXPECT_EQ(pooled[i], 0);
+  for (int64_t i = 1; i < B; ++i) EXPECT_TRUE(pooled[B + i] >= 0 && pooled[B + i] < c.vocab_size);
 
-  // Verify the draft at positions 4..7 (pages cover 8 slots), feeding `draft` straight in.
-  auto pos2 = Upload(std::vector<int32_t>{4, 5, 6, 7}, {1, B});
-  args = Ptrs(tw);
-  args.insert(args.end(), {out[0].get(), out[1].get(), dout[2].get(), pos2.get(), tab.get()});
-  auto vout = exe->Execute(args);
-  const auto vam = Download<int32_t>(*vout[2]);
-  const auto accept = Download<int32_t>(*vout[4]);
+  // Verify row 0 takes its tokens 1..B-1 from pool row 1, at positions 4..7.
+  ScoreShape vs = s;
+  vs.pool_rows = M;
+  vs.pool_width = B;
+  const Program verify = BuildTargetScore(c, kF32, vs);
+  auto vtok = Upload(std::vector<int32_t>{am[3], 0, 0, 0}, {1, B});
+  auto vpos = Upload(std::vector<int32_t>{4, 5, 6, 7}, {1, B});
+  named = {{"k_cache", k2.get()}, {"v_cache", v2.get()}, {"tokens", vtok.get()}, {"positions", vpos.get()}, {"block_table", tab.get()},
+           {"draft_pool", pool2.get()}, {"pool_slot", slot.get()}};
+  AddWeights(named, weights);
+  auto vout = testing::CompileAndRun(verify.mlir, Args(verify, named));
+  const auto vam = Download<int32_t>(*vout[verify.output_index("argmax")]);
+  const auto accept = Download<int32_t>(*vout[verify.output_index("accept")]);
+  const std::vector<int32_t> block(pooled.begin() + B, pooled.begin() + 2 * B);
   int32_t a = 0;
   while (a + 1 < B && block[a + 1] == vam[a]) ++a;
   std::vector<int32_t> want(B + 1, 0);

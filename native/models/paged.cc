@@ -1,0 +1,47 @@
+// Paged-cache addressing: see paged.h.
+#include "models/paged.h"
+
+#include <stdexcept>
+
+namespace dflash::models {
+
+using hlo::DType;
+using hlo::Value;
+
+Value PagedWriteIndex(hlo::Builder& b, const Value& positions, const Value& table, int64_t s) {
+  const int64_t r = positions.shape[0], k = positions.shape[1];
+  if (table.rank() != 2 || table.shape[0] != r)
+    throw std::invalid_argument("paged: block table " + hlo::ShapeString(table.shape) + " for positions " + hlo::ShapeString(positions.shape));
+  const Value zero = b.Scalar(0, DType::kS32);
+  const Value valid = b.Compare(positions, zero, hlo::Cmp::kGE);  // (R, K)
+  const Value pc = b.Max(positions, zero);
+  const Value page_idx = b.Div(pc, b.Scalar(static_cast<double>(s), DType::kS32));  // (R, K)
+  const Value row = b.Iota({r, k, 1}, DType::kS32, 0);
+  const Value page = b.Gather(table, b.Concatenate({row, b.Reshape(page_idx, {r, k, 1})}, 2),
+                              hlo::GatherDims{{}, {0, 1}, {0, 1}, 2}, {1, 1});  // (R, K)
+  const Value page_w = b.Reshape(b.Select(valid, page, zero), {r, k, 1});
+  const Value slot_w = b.Reshape(b.Select(valid, b.Rem(pc, b.Scalar(static_cast<double>(s), DType::kS32)), zero), {r, k, 1});
+  return b.Concatenate({page_w, slot_w}, 2);
+}
+
+Value PagedWrite(hlo::Builder& b, const Value& cache, int64_t layer, const Value& index, const Value& rows) {
+  const int64_t r = index.shape[0], k = index.shape[1];
+  const Value li = b.Splat(static_cast<double>(layer), {r, k, 1}, DType::kS32);
+  const Value idx = b.Concatenate({li, index}, 2);  // (R, K, 3): layer, page, slot; window (kvh, hd)
+  return b.Scatter(cache, idx, b.Convert(rows, cache.dtype), hlo::ScatterDims{{2, 3}, {0, 1, 2}, {0, 1, 2}, 2});
+}
+
+Value PagedRead(hlo::Builder& b, const Value& cache, int64_t layer, const Value& table) {
+  const int64_t r = table.shape[0], p = table.shape[1], s = cache.shape[2], kvh = cache.shape[3], hd = cache.shape[4];
+  const Value idx = b.Concatenate({b.Splat(static_cast<double>(layer), {r, p, 1}, DType::kS32), b.Reshape(table, {r, p, 1})}, 2);
+  const Value pages = b.Gather(cache, idx, hlo::GatherDims{{2, 3, 4}, {0, 1}, {0, 1}, 2}, {1, 1, s, kvh, hd});
+  return b.Reshape(pages, {r, p * s, kvh, hd});  // (R, P, S, kvh, hd) -> (R, T, kvh, hd)
+}
+
+Value CausalVisible(hlo::Builder& b, const Value& positions, int64_t t) {
+  const int64_t r = positions.shape[0], k = positions.shape[1];
+  const Value key_pos = b.Iota({r, k, t}, DType::kS32, 2);
+  return b.Compare(key_pos, b.Reshape(positions, {r, k, 1}), hlo::Cmp::kLE);
+}
+
+}  // namespace dflash::models

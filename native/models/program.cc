@@ -1,0 +1,61 @@
+// Program signatures: see program.h.
+#include "models/program.h"
+
+#include <stdexcept>
+
+namespace dflash::models {
+
+int Program::input_index(std::string_view name) const {
+  for (size_t i = 0; i < inputs.size(); ++i)
+    if (inputs[i].name == name) return static_cast<int>(i);
+  return -1;
+}
+
+int Program::output_index(std::string_view name) const {
+  for (size_t i = 0; i < outputs.size(); ++i)
+    if (outputs[i].name == name) return static_cast<int>(i);
+  return -1;
+}
+
+pjrt::DType FromHlo(hlo::DType t) {
+  switch (t) {
+    case hlo::DType::kF32: return pjrt::DType::kF32;
+    case hlo::DType::kBF16: return pjrt::DType::kBF16;
+    case hlo::DType::kF16: return pjrt::DType::kF16;
+    case hlo::DType::kS32: return pjrt::DType::kS32;
+    case hlo::DType::kS64: return pjrt::DType::kS64;
+    case hlo::DType::kU8: return pjrt::DType::kU8;
+    case hlo::DType::kU32: return pjrt::DType::kU32;
+    case hlo::DType::kPred: return pjrt::DType::kPred;
+  }
+  throw std::invalid_argument("program: unknown element type");
+}
+
+hlo::DType ToHlo(pjrt::DType t) {
+  switch (t) {
+    case pjrt::DType::kF32: return hlo::DType::kF32;
+    case pjrt::DType::kBF16: return hlo::DType::kBF16;
+    case pjrt::DType::kF16: return hlo::DType::kF16;
+    case pjrt::DType::kS32: return hlo::DType::kS32;
+    default: break;
+  }
+  throw std::invalid_argument(std::string("models: unsupported element type ") + pjrt::DTypeName(t));
+}
+
+Program FinishProgram(hlo::Builder& b, const std::vector<std::pair<std::string, hlo::Value>>& results) {
+  Program p;
+  for (const auto& in : b.params()) {
+    if (in.name.empty()) throw std::invalid_argument("program: every input needs a name");
+    p.inputs.push_back({in.name, in.shape, FromHlo(in.dtype)});
+  }
+  std::vector<hlo::Value> values;
+  for (const auto& [name, v] : results) {
+    if (p.output_index(name) >= 0) throw std::invalid_argument("program: duplicate output name " + name);
+    p.outputs.push_back({name, v.shape, FromHlo(v.dtype)});
+    values.push_back(v);
+  }
+  p.mlir = b.Finish(values);
+  return p;
+}
+
+}  // namespace dflash::models
