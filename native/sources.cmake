@@ -8,20 +8,34 @@ set(DFLASH_CORE_SOURCES
   native/hlo/builder.cc
   native/hlo/builder_shape.cc
   native/hlo/builder_index.cc
+  native/models/program.cc
   native/models/rope.cc
   native/models/layers.cc
+  native/models/paged.cc
+  native/models/accept.cc
+  native/models/sampling.cc
   native/models/target.cc
   native/models/drafter.cc
-  native/models/sampling.cc
+  native/engine/options.cc
+  native/engine/dtype_policy.cc
   native/engine/page_allocator.cc
   native/engine/program_cache.cc
+  native/engine/invocation.cc
   native/engine/weights.cc
+  native/engine/kv_pool.cc
+  native/engine/speculation.cc
+  native/engine/runtime.cc
+  native/engine/steps.cc
+  native/engine/scheduler.cc
+  native/engine/iteration.cc
+  native/engine/probe.cc
   native/engine/engine.cc
-  native/engine/speculative.cc
-  native/engine/bench.cc
 )
 set(DFLASH_ADDON_SOURCES
   native/addon/addon.cc
   native/addon/js_runtime.cc
+  native/addon/async_promise.cc
+  native/addon/js_config.cc
   native/addon/js_engine.cc
+  native/addon/js_probe.cc
 )

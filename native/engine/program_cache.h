@@ -1,7 +1,14 @@
-// Compiled-program cache: one PJRT executable per distinct program text (a model graph at one
-// static shape bucket). In memory for the engine's lifetime, and on disk when a directory is
-// given, keyed by a hash of the plugin's platform version and the program text, so a second
-// start of the same model loads executables instead of recompiling them.
+// Compiled-program cache: one PJRT executable per program (a model graph at one shape bucket),
+// found by a key derived from the program's shape struct (ScoreShape::Key(), DraftShape::Key()).
+// In memory for the engine's lifetime; on disk when a directory is given, so a second start loads
+// executables instead of compiling them.
+//
+// A disk entry is `<hash>.pjrt`: a header saying what it is — the program key, a hash of the
+// program text, the plugin path and platform version, the named signature — then the serialized
+// executable. The header is checked on load: an entry made by another program, plugin or
+// version, a truncated file, or one the plugin cannot deserialize is a logged miss, recompiled
+// and overwritten. Writes go to a unique temporary file renamed into place, so processes sharing
+// the directory never read half a file.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -10,35 +17,62 @@
 #include <string>
 #include <unordered_map>
 
+#include "models/program.h"
 #include "pjrt/client.h"
 
 namespace dflash::engine {
+
+// A program ready to run: its named signature (models::Program without the text) and executable.
+struct CompiledProgram {
+  std::string key;
+  std::vector<models::IoSpec> inputs, outputs;
+  std::unique_ptr<pjrt::LoadedExecutable> exe;
+  int input_index(const std::string& name) const;
+  int output_index(const std::string& name) const;
+};
+
+// What the cache reports while it works: a compile starts / ends, a disk entry is loaded or
+// rejected (with the reason).
+struct ProgramEvent {
+  enum Kind { kCompileStart, kCompileDone, kDiskLoad, kDiskReject } kind;
+  std::string key;
+  double seconds = 0;
+  std::string detail;
+};
 
 class ProgramCache {
  public:
   ProgramCache(std::shared_ptr<pjrt::Client> client, std::string disk_dir);
 
-  // Returns the executable registered under `key` (a short description of the program and its
-  // shape bucket). On first use `build` makes the MLIR text, which is compiled or loaded from
-  // disk; later calls cost one hash-map lookup, not a rebuild of the text.
-  pjrt::LoadedExecutable& Get(const std::string& key, const std::function<std::string()>& build);
+  // Returns the program registered under `key`. On first use `build` makes it (text + signature),
+  // then it is loaded from disk or compiled; later calls cost one hash-map lookup.
+  CompiledProgram& Get(const std::string& key, const std::function<models::Program()>& build);
+  bool Has(const std::string& key) const;
 
+  void set_observer(std::function<void(const ProgramEvent&)> f) { observer_ = std::move(f); }
   int64_t compiles() const { return compiles_; }
   int64_t disk_hits() const { return disk_hits_; }
+  int64_t disk_rejects() const { return disk_rejects_; }
   size_t size() const { return programs_.size(); }
 
  private:
-  std::string DiskPath(uint64_t key) const;
+  std::unique_ptr<pjrt::LoadedExecutable> LoadFromDisk(const std::string& path, const std::string& header, const CompiledProgram& p);
+  void SaveToDisk(const std::string& path, const std::string& header, const pjrt::LoadedExecutable& exe);
+  void Emit(ProgramEvent::Kind kind, const std::string& key, double seconds = 0, const std::string& detail = "");
 
   std::shared_ptr<pjrt::Client> client_;
   std::string disk_dir_;
-  std::mutex mu_;
-  std::unordered_map<std::string, std::unique_ptr<pjrt::LoadedExecutable>> programs_;  // by key
-  int64_t compiles_ = 0;
-  int64_t disk_hits_ = 0;
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, std::unique_ptr<CompiledProgram>> programs_;  // by key
+  std::function<void(const ProgramEvent&)> observer_;
+  int64_t compiles_ = 0, disk_hits_ = 0, disk_rejects_ = 0;
 };
 
 // FNV-1a, 64 bit: a stable key for the on-disk cache (not a security boundary).
 uint64_t Fnv1a64(const std::string& text, uint64_t seed = 1469598103934665603ull);
+
+// The signature as one line ("in k_cache f32[2,9,8,2,16]; ... out accept s32[1,9]"), stored in
+// disk headers and compared on load.
+std::string SignatureLine(const std::vector<models::IoSpec>& inputs, const std::vector<models::IoSpec>& outputs);
 
 }  // namespace dflash::engine

@@ -1,38 +1,54 @@
-// Per-sequence state of the engine: where the sequence stands in the target's paged cache and,
-// when it decodes speculatively, the drafter's context cache and the device buffers that carry
-// one step's results into the next without a host round trip.
+// Host-side state of one sequence in the scheduler. Invariant while decoding:
+//   kv_len == tokens.size() - 1
+// — every known token but the last has its K/V (and, with a drafter, its context row) in the
+// pages; the last one is scored by the next verify. Prefill therefore covers the prompt but its
+// last token, and a sequence's first decode step is a plain one ([last] at position kv_len) whose
+// hidden features start the drafter's context; from then on the drafter leaves a block for the
+// next verify in the draft pool row `slot`.
 #pragma once
 #include <cstdint>
-#include <memory>
+#include <string>
 #include <vector>
 
-#include "engine/engine.h"
+#include "engine/options.h"
+#include "engine/speculation.h"
 
 namespace dflash::engine {
 
-struct Engine::Sequence {
-  std::vector<int32_t> prompt;
-  int32_t max_new = 0;
-  bool speculative = false;
-  int32_t block = 1;              // tokens scored per step (drafter block size, or 1)
+struct Sequence {
+  enum class Phase { kQueued, kPrefill, kDecode, kDone };
 
-  std::vector<int32_t> block_table;  // target pages, in position order
-  int64_t committed = 0;          // tokens whose K/V are in the cache (= position of last_token)
-  int32_t last_token = -1;        // newest committed-to-output token, not yet scored by the target
-  int64_t generated = 0;          // tokens returned to the caller
-  bool prefilled = false;
+  int64_t id = 0;
+  RequestOptions opts;
+  int32_t block_cap = 1;            // largest block this sequence may verify (1 = plain decoding)
+  bool sampling = false;            // temperature > 0
+  std::vector<int32_t> tokens;      // prompt, then every generated token
+  int64_t prompt_len = 0;
+  int64_t generated = 0;            // tokens reported to the caller
+  int64_t kv_len = 0;               // positions whose K/V are in the pages
+  Phase phase = Phase::kQueued;
+  std::vector<int32_t> pages;       // block table, in position order
+  int32_t slot = -1;                // row of the draft pool (and of per-row device state)
+  int32_t pending_block = 0;        // > 0: draft_pool[slot] holds [last, d1 ..] of this size
+  uint64_t seed = 0;                // sampling: every uniform is keyed by (seed, position, purpose)
+  int64_t admitted_at = 0;          // admission order (preemption takes the newest first)
+  int64_t preemptions = 0;
+  AcceptanceStats acceptance;
 
-  // Sampling (temperature > 0): parameters and the host generator of the uniforms.
-  bool sampling = false;
-  SamplingParams params;
-  uint64_t rng = 0;
-  std::unique_ptr<pjrt::Buffer> q;  // (1, B, V) drafter distributions of the pending draft
+  bool speculative() const { return block_cap > 1; }
+  int32_t last() const { return tokens.back(); }
+};
 
-  // Drafter state (speculative only).
-  int32_t ctx_capacity = 0;       // rows of ctx_k/ctx_v, a power of two
-  int32_t ctx_len = 0;            // valid context rows (= accepted tokens with features)
-  std::unique_ptr<pjrt::Buffer> ctx_k, ctx_v;  // (Ld, C, kvh, hd)
-  std::unique_ptr<pjrt::Buffer> draft;         // (1, B) next block to verify: [last, d1 .. d_{B-1}]
+// What the scheduler reports to the caller after an iteration, one per sequence that changed.
+struct SequenceEvent {
+  int64_t id = 0;
+  std::vector<int32_t> tokens;   // committed this iteration, in order (EOS excluded)
+  int32_t drafted = 0;           // of `tokens`, how many were drafted and accepted
+  int32_t proposed = 0;          // drafts offered in this step (block - 1; 0 for a plain step)
+  int32_t block = 0;             // tokens verified in this step (1 = plain)
+  std::string finish;            // "" while running; "eos" | "maxTokens" | "abort" | "error"
+  std::string error;             // the message when finish == "error"
+  double iteration_seconds = 0;  // device time of the iteration the step ran in (shared by its rows)
 };
 
 }  // namespace dflash::engine

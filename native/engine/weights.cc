@@ -1,4 +1,4 @@
-// Weight upload by mmap: see weights.h.
+// Weight upload, tensor by tensor: see weights.h.
 #include "engine/weights.h"
 
 #include <fcntl.h>
@@ -7,43 +7,56 @@
 #include <unistd.h>
 
 #include <cstring>
-#include <map>
+#include <set>
 #include <stdexcept>
 
 namespace dflash::engine {
 namespace {
 
-// One read-only mapping of a whole file, unmapped when the upload is done.
-class MappedFile {
+// A read-only mapping of bytes [offset, offset + size) of a file (the mapping itself starts at
+// the page boundary below offset). Unmapped on destruction, which drops the file pages from
+// this process's resident set.
+class MappedRange {
  public:
-  explicit MappedFile(const std::string& path) : path_(path) {
-    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd_ < 0) throw std::runtime_error("cannot open weights file " + path + ": " + std::strerror(errno));
+  MappedRange(const std::string& path, int64_t offset, int64_t size) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw std::runtime_error("cannot open weights file " + path + ": " + std::strerror(errno));
     struct stat st {};
-    if (::fstat(fd_, &st) != 0) throw std::runtime_error("cannot stat " + path);
-    size_ = static_cast<size_t>(st.st_size);
-    if (size_ > 0) {
-      data_ = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd_, 0);
-      if (data_ == MAP_FAILED) {
-        data_ = nullptr;
+    if (::fstat(fd, &st) != 0) {
+      ::close(fd);
+      throw std::runtime_error("cannot stat " + path);
+    }
+    if (offset < 0 || size < 0 || offset + size > st.st_size) {
+      ::close(fd);
+      throw std::runtime_error("bytes [" + std::to_string(offset) + ", " + std::to_string(offset + size) + ") lie past the end of " +
+                               path + " (" + std::to_string(st.st_size) + " bytes; file truncated?)");
+    }
+    const int64_t page = ::sysconf(_SC_PAGESIZE);
+    const int64_t start = offset / page * page;
+    skip_ = offset - start;
+    len_ = static_cast<size_t>(skip_ + size);
+    if (len_ > 0) {
+      base_ = ::mmap(nullptr, len_, PROT_READ, MAP_PRIVATE, fd, start);
+      if (base_ == MAP_FAILED) {
+        base_ = nullptr;
+        ::close(fd);
         throw std::runtime_error("cannot mmap " + path + ": " + std::strerror(errno));
       }
+      ::madvise(base_, len_, MADV_SEQUENTIAL);
     }
+    ::close(fd);
   }
-  ~MappedFile() {
-    if (data_) ::munmap(data_, size_);
-    if (fd_ >= 0) ::close(fd_);
+  ~MappedRange() {
+    if (base_) ::munmap(base_, len_);
   }
-  MappedFile(const MappedFile&) = delete;
-  MappedFile& operator=(const MappedFile&) = delete;
-  const uint8_t* data() const { return static_cast<const uint8_t*>(data_); }
-  size_t size() const { return size_; }
+  MappedRange(const MappedRange&) = delete;
+  MappedRange& operator=(const MappedRange&) = delete;
+  const uint8_t* data() const { return static_cast<const uint8_t*>(base_) + skip_; }
 
  private:
-  std::string path_;
-  int fd_ = -1;
-  void* data_ = nullptr;
-  size_t size_ = 0;
+  void* base_ = nullptr;
+  size_t len_ = 0;
+  int64_t skip_ = 0;
 };
 
 pjrt::DType ParseDType(const std::string& s, const std::string& tensor) {
@@ -75,81 +88,145 @@ float HalfToFloat(uint16_t h) {
   return f;
 }
 
+uint16_t FloatToHalf(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const uint32_t sign = (x >> 16) & 0x8000u;
+  const int32_t exp = static_cast<int32_t>((x >> 23) & 0xff);
+  uint32_t mant = x & 0x7fffffu;
+  if (exp == 0xff) return static_cast<uint16_t>(sign | 0x7c00u | (mant ? 0x200u : 0u));
+  int32_t e = exp - 127 + 15;
+  if (e >= 0x1f) return static_cast<uint16_t>(sign | 0x7c00u);
+  if (e <= 0) {  // subnormal or zero, round to nearest even
+    if (e < -10) return static_cast<uint16_t>(sign);
+    mant |= 0x800000u;
+    const int shift = 14 - e;
+    uint32_t m = mant >> shift;
+    const uint32_t rest = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rest > half || (rest == half && (m & 1))) ++m;
+    return static_cast<uint16_t>(sign | m);
+  }
+  uint32_t m = mant >> 13;
+  const uint32_t rest = mant & 0x1fffu;
+  if (rest > 0x1000u || (rest == 0x1000u && (m & 1))) ++m;
+  if (m == 0x400u) {
+    m = 0;
+    ++e;
+  }
+  return static_cast<uint16_t>(e >= 0x1f ? (sign | 0x7c00u) : (sign | (static_cast<uint32_t>(e) << 10) | m));
+}
+
 float ToFloat(const uint8_t* p, pjrt::DType t) {
   if (t == pjrt::DType::kF32) { float f; std::memcpy(&f, p, 4); return f; }
   uint16_t h;
   std::memcpy(&h, p, 2);
-  if (t == pjrt::DType::kBF16) { uint32_t b = uint32_t(h) << 16; float f; std::memcpy(&f, &b, 4); return f; }
+  if (t == pjrt::DType::kBF16) { const uint32_t b = uint32_t(h) << 16; float f; std::memcpy(&f, &b, 4); return f; }
   return HalfToFloat(h);
 }
 
 void FromFloat(float f, uint8_t* p, pjrt::DType t) {
   if (t == pjrt::DType::kF32) { std::memcpy(p, &f, 4); return; }
-  if (t != pjrt::DType::kBF16) throw std::runtime_error("cannot convert weights to f16");
-  uint32_t b;
-  std::memcpy(&b, &f, 4);
-  b += 0x7fff + ((b >> 16) & 1);  // round to nearest even
-  const uint16_t h = static_cast<uint16_t>(b >> 16);
+  uint16_t h;
+  if (t == pjrt::DType::kBF16) {
+    uint32_t b;
+    std::memcpy(&b, &f, 4);
+    if ((b & 0x7fffffffu) > 0x7f800000u) h = static_cast<uint16_t>((b >> 16) | 0x40);  // NaN stays NaN
+    else h = static_cast<uint16_t>((b + 0x7fffu + ((b >> 16) & 1)) >> 16);             // round to nearest even
+  } else {
+    h = FloatToHalf(f);
+  }
   std::memcpy(p, &h, 2);
+}
+
+std::string Dims(const std::vector<int64_t>& d) {
+  std::string s;
+  for (auto x : d) s += (s.empty() ? "" : ",") + std::to_string(x);
+  return "[" + s + "]";
 }
 
 }  // namespace
 
-std::vector<std::unique_ptr<pjrt::Buffer>> UploadWeights(
-    pjrt::Client& client, const std::vector<models::WeightSpec>& specs,
-    const std::vector<TensorSource>& sources, const std::function<void(const LoadProgress&)>& progress) {
+std::vector<uint8_t> EncodeFloats(const std::vector<float>& values, pjrt::DType dtype) {
+  const int64_t w = pjrt::ByteSize(dtype);
+  std::vector<uint8_t> out(values.size() * static_cast<size_t>(w));
+  for (size_t i = 0; i < values.size(); ++i) FromFloat(values[i], out.data() + i * w, dtype);
+  return out;
+}
+
+std::vector<float> DecodeFloats(const uint8_t* bytes, int64_t count, pjrt::DType dtype) {
+  const int64_t w = pjrt::ByteSize(dtype);
+  std::vector<float> out(static_cast<size_t>(count));
+  for (int64_t i = 0; i < count; ++i) out[i] = ToFloat(bytes + i * w, dtype);
+  return out;
+}
+
+pjrt::DType CheckpointDtype(const std::vector<TensorSource>& sources) {
+  std::map<std::string, int64_t> bytes;
+  for (const auto& s : sources) bytes[s.dtype] += s.nbytes;
+  std::string top = "F32";
+  int64_t best = -1;
+  for (const auto& [d, n] : bytes)
+    if (n > best) best = n, top = d;
+  return top == "BF16" ? pjrt::DType::kBF16 : top == "F16" ? pjrt::DType::kF16 : pjrt::DType::kF32;
+}
+
+std::vector<std::string> UploadWeights(pjrt::Client& client, const std::vector<models::WeightSpec>& specs,
+                                       const std::vector<TensorSource>& sources, const std::string& prefix, WeightMap& out,
+                                       const std::function<void(const LoadProgress&)>& progress, LoadProgress prog) {
   std::map<std::string, const TensorSource*> by_name;
   for (const auto& s : sources) by_name[s.name] = &s;
 
-  LoadProgress prog;
-  prog.total_tensors = static_cast<int64_t>(specs.size());
+  // Check everything before the first byte moves.
   std::vector<const TensorSource*> picked;
+  std::set<std::string> used;
+  prog.tensors = 0;
+  prog.bytes = 0;
+  prog.total_tensors = static_cast<int64_t>(specs.size());
+  prog.total_bytes = 0;
   for (const auto& spec : specs) {
     auto it = by_name.find(spec.name);
     if (it == by_name.end()) throw std::runtime_error("checkpoint is missing tensor " + spec.name);
     const TensorSource& src = *it->second;
-    if (src.shape != spec.shape) {
-      std::string want, got;
-      for (auto d : spec.shape) want += (want.empty() ? "" : ",") + std::to_string(d);
-      for (auto d : src.shape) got += (got.empty() ? "" : ",") + std::to_string(d);
-      throw std::runtime_error("tensor " + spec.name + " in " + src.file + " has shape [" + got + "], expected [" + want + "]");
-    }
-    ParseDType(src.dtype, spec.name);
+    if (src.shape != spec.shape)
+      throw std::runtime_error("tensor " + spec.name + " in " + src.file + " has shape " + Dims(src.shape) + ", expected " + Dims(spec.shape));
+    const pjrt::DType have = ParseDType(src.dtype, spec.name);
+    int64_t count = 1;
+    for (auto d : spec.shape) count *= d;
+    if (count * pjrt::ByteSize(have) != src.nbytes)
+      throw std::runtime_error("tensor " + spec.name + " in " + src.file + ": " + std::to_string(src.nbytes) + " bytes for " +
+                               src.dtype + Dims(src.shape));
     prog.total_bytes += src.nbytes;
     picked.push_back(&src);
+    used.insert(spec.name);
   }
 
-  std::map<std::string, std::unique_ptr<MappedFile>> files;
-  std::vector<std::unique_ptr<pjrt::Buffer>> out;
-  out.reserve(specs.size());
   for (size_t i = 0; i < specs.size(); ++i) {
     const auto& spec = specs[i];
     const TensorSource& src = *picked[i];
-    auto& file = files[src.file];
-    if (!file) file = std::make_unique<MappedFile>(src.file);
-    if (src.offset < 0 || src.nbytes < 0 || static_cast<size_t>(src.offset + src.nbytes) > file->size()) {
-      throw std::runtime_error("tensor " + spec.name + " lies past the end of " + src.file + " (file truncated?)");
-    }
     const pjrt::DType have = ParseDType(src.dtype, spec.name);
-    const uint8_t* data = file->data() + src.offset;
-    int64_t count = 1;
-    for (auto d : spec.shape) count *= d;
-    if (have == spec.dtype) {
-      if (count * pjrt::ByteSize(have) != src.nbytes) throw std::runtime_error("tensor " + spec.name + " byte size does not match its shape");
-      out.push_back(client.BufferFromHost(data, spec.dtype, spec.shape));
-    } else {
-      // A tensor stored in another float type than the rest of the model: convert just this one.
-      std::vector<uint8_t> tmp(static_cast<size_t>(count * pjrt::ByteSize(spec.dtype)));
-      const int64_t in_size = pjrt::ByteSize(have), out_size = pjrt::ByteSize(spec.dtype);
-      if (count * in_size != src.nbytes) throw std::runtime_error("tensor " + spec.name + " byte size does not match its shape");
-      for (int64_t k = 0; k < count; ++k) FromFloat(ToFloat(data + k * in_size, have), tmp.data() + k * out_size, spec.dtype);
-      out.push_back(client.BufferFromHost(tmp.data(), spec.dtype, spec.shape));
+    std::unique_ptr<pjrt::Buffer> buf;
+    {
+      MappedRange map(src.file, src.offset, src.nbytes);
+      if (have == spec.dtype) {
+        buf = client.BufferFromHost(map.data(), spec.dtype, spec.shape);
+      } else {
+        // Another dtype than the engine's: convert this one tensor into a tensor-sized buffer.
+        const int64_t count = src.nbytes / pjrt::ByteSize(have);
+        const int64_t in_size = pjrt::ByteSize(have), out_size = pjrt::ByteSize(spec.dtype);
+        std::vector<uint8_t> tmp(static_cast<size_t>(count * out_size));
+        for (int64_t k = 0; k < count; ++k) FromFloat(ToFloat(map.data() + k * in_size, have), tmp.data() + k * out_size, spec.dtype);
+        buf = client.BufferFromHost(tmp.data(), spec.dtype, spec.shape);
+      }
     }
+    out[prefix + spec.name] = std::move(buf);
     prog.tensors += 1;
     prog.bytes += src.nbytes;
     if (progress) progress(prog);
   }
-  return out;
+  std::vector<std::string> unused;
+  for (const auto& s : sources)
+    if (!used.count(s.name)) unused.push_back(s.name);
+  return unused;
 }
 
 }  // namespace dflash::engine

@@ -1,9 +1,11 @@
-// Uploads checkpoint tensors to the device. Each safetensors file is mapped with mmap and every
-// tensor is handed to PJRT straight from the mapping, so the host never holds a second full copy
-// of the weights. Names, shapes and dtypes are checked against the model's weight specs.
+// Uploads checkpoint tensors to the device, tensor by tensor: each tensor's byte range of its
+// safetensors file is mapped on its own, handed to PJRT (or converted into one tensor-sized host
+// buffer when the engine's dtype differs from the file's) and unmapped again, so the host never
+// holds a second copy of the model and file pages do not pile up in the process's RSS.
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,13 +26,26 @@ struct TensorSource {
 };
 
 struct LoadProgress {
+  std::string model;  // "target" | "drafter"
   int64_t tensors = 0, total_tensors = 0, bytes = 0, total_bytes = 0;
 };
 
-// Returns device buffers in `specs` order. Throws std::runtime_error naming the tensor (and file)
-// for a missing tensor, a wrong shape, an unsupported dtype or a file shorter than its header says.
-std::vector<std::unique_ptr<pjrt::Buffer>> UploadWeights(
-    pjrt::Client& client, const std::vector<models::WeightSpec>& specs,
-    const std::vector<TensorSource>& sources, const std::function<void(const LoadProgress&)>& progress);
+// Device weights by the name programs bind them with (models/program.h).
+using WeightMap = std::map<std::string, std::unique_ptr<pjrt::Buffer>>;
+
+// Host float conversions (round to nearest even): f32 values <-> raw bytes of `dtype`.
+std::vector<uint8_t> EncodeFloats(const std::vector<float>& values, pjrt::DType dtype);
+std::vector<float> DecodeFloats(const uint8_t* bytes, int64_t count, pjrt::DType dtype);
+
+// The dtype most of the sources' bytes use (F32 / BF16 / F16).
+pjrt::DType CheckpointDtype(const std::vector<TensorSource>& sources);
+
+// Uploads every spec (converted to spec.dtype) into `out` under `prefix + spec.name`. Throws
+// std::runtime_error naming the tensor (and file) for a missing tensor, a wrong shape, an
+// unsupported dtype or a file shorter than its header says. Returns the names of source tensors
+// no spec uses (the caller warns about them).
+std::vector<std::string> UploadWeights(pjrt::Client& client, const std::vector<models::WeightSpec>& specs,
+                                       const std::vector<TensorSource>& sources, const std::string& prefix, WeightMap& out,
+                                       const std::function<void(const LoadProgress&)>& progress, LoadProgress base);
 
 }  // namespace dflash::engine

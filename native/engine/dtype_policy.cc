@@ -1,0 +1,41 @@
+// The dtype policy: see dtype_policy.h.
+#include "engine/dtype_policy.h"
+
+#include <stdexcept>
+
+namespace dflash::engine {
+
+pjrt::DType ParseDtypeName(const std::string& name) {
+  if (name == "f32") return pjrt::DType::kF32;
+  if (name == "bf16") return pjrt::DType::kBF16;
+  if (name == "f16") return pjrt::DType::kF16;
+  throw std::invalid_argument("dtype must be f32, bf16 or f16, got '" + name + "'");
+}
+
+DtypeChoice ChooseDtypes(const std::string& platform, pjrt::DType checkpoint, const std::string& dtype,
+                         const std::string& kv_dtype) {
+  const bool cpu = platform == "cpu" || platform == "host";
+  const bool tpu = platform == "tpu";
+  DtypeChoice c;
+  const std::string from = std::string(pjrt::DTypeName(checkpoint)) + " checkpoint";
+  if (dtype != "auto") {
+    c.numerics.dtype = ParseDtypeName(dtype);
+    c.reason = from + ", dtype '" + dtype + "' requested";
+  } else if (checkpoint == pjrt::DType::kF16 && cpu) {
+    c.numerics.dtype = pjrt::DType::kF32;
+    c.reason = from + " computed in f32 on " + platform + " (XLA:CPU has no fast f16 matmul)";
+  } else if (checkpoint == pjrt::DType::kF16 && tpu) {
+    c.numerics.dtype = pjrt::DType::kBF16;
+    c.reason = from + " computed in bf16 on tpu";
+  } else {
+    c.numerics.dtype = checkpoint;
+    c.reason = from + " kept in " + pjrt::DTypeName(checkpoint) + " on " + platform;
+  }
+  c.numerics.kv_dtype = kv_dtype == "auto" ? c.numerics.dtype : ParseDtypeName(kv_dtype);
+  // XLA:CPU runs 16-bit dots with a single lhs row on a slow path (bench/NOTES.md).
+  c.numerics.pad_single_row_dots = cpu && c.numerics.dtype != pjrt::DType::kF32;
+  if (c.numerics.kv_dtype != c.numerics.dtype) c.reason += ", KV cache in " + std::string(pjrt::DTypeName(c.numerics.kv_dtype));
+  return c;
+}
+
+}  // namespace dflash::engine

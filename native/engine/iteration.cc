@@ -1,0 +1,228 @@
+// One scheduler iteration: admission, page planning (with preemption), prefill chunks, the
+// batched verify and the batched draft. See scheduler.h for the policy.
+#include <algorithm>
+#include <chrono>
+#include <set>
+
+#include "engine/page_allocator.h"
+#include "engine/scheduler.h"
+
+namespace dflash::engine {
+namespace {
+
+double Since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+void Scheduler::Admit() {
+  auto& pages = rt_->pool().pages();
+  const int32_t page_size = rt_->options().page_size;
+  while (!waiting_.empty() && static_cast<int32_t>(running_.size()) < rt_->options().max_sequences && !free_slots_.empty()) {
+    Sequence& s = *waiting_.front();
+    // Pages for every known token and one block, with one page of headroom per running
+    // sequence (their next blocks), so an admission does not immediately force a preemption.
+    const int64_t need = PageAllocator::PagesFor(static_cast<int64_t>(s.tokens.size()) + s.block_cap, page_size);
+    if (need + static_cast<int64_t>(running_.size()) > pages.free_pages()) break;  // FIFO: nobody overtakes
+    s.slot = free_slots_.back();
+    free_slots_.pop_back();
+    s.admitted_at = ++admissions_;
+    s.kv_len = 0;
+    s.pending_block = 0;
+    s.phase = s.tokens.size() > 1 ? Sequence::Phase::kPrefill : Sequence::Phase::kDecode;
+    running_.push_back(std::move(waiting_.front()));
+    waiting_.pop_front();
+    --queued_;
+  }
+}
+
+void Scheduler::Preempt(Sequence& s) {
+  rt_->pool().pages().Release(s.pages);
+  if (s.slot >= 0) free_slots_.push_back(s.slot);
+  s.slot = -1;
+  s.kv_len = 0;
+  s.pending_block = 0;
+  s.phase = Sequence::Phase::kQueued;
+  ++s.preemptions;
+  ++local_.preemptions;
+}
+
+bool Scheduler::Reserve(Sequence& s, int64_t upto, const std::set<const Sequence*>& planned) {
+  auto& pages = rt_->pool().pages();
+  const int32_t need = PageAllocator::PagesFor(upto, rt_->options().page_size);
+  while (need - static_cast<int32_t>(s.pages.size()) > pages.free_pages()) {
+    // The newest running sequence not already part of this iteration gives its pages back.
+    Sequence* victim = nullptr;
+    for (auto& r : running_)
+      if (r.get() != &s && r->phase != Sequence::Phase::kDone && r->phase != Sequence::Phase::kQueued && !planned.count(r.get()) &&
+          (!victim || r->admitted_at > victim->admitted_at))
+        victim = r.get();
+    if (!victim || victim->admitted_at < s.admitted_at) victim = &s;
+    Preempt(*victim);
+    if (victim == &s) return false;
+  }
+  pages.GrowTo(s.pages, need);
+  return true;
+}
+
+void Scheduler::Iterate() {
+  Admit();
+  // Plan pages oldest first: decoding sequences (their next block), then prefill chunks under
+  // the token budget. Preemption only takes sequences not yet planned.
+  std::set<const Sequence*> planned;
+  std::vector<Sequence*> decode;
+  std::vector<std::pair<Sequence*, int32_t>> prefill;
+  for (auto& s : running_) {
+    if (s->phase != Sequence::Phase::kDecode) continue;
+    if (Reserve(*s, s->kv_len + std::max(1, s->pending_block), planned)) {
+      planned.insert(s.get());
+      decode.push_back(s.get());
+    }
+  }
+  int64_t budget = rt_->options().prefill_budget;
+  for (auto& s : running_) {
+    if (s->phase != Sequence::Phase::kPrefill || budget <= 0) continue;
+    const int64_t remaining = static_cast<int64_t>(s->tokens.size()) - 1 - s->kv_len;
+    const int32_t len = static_cast<int32_t>(std::min<int64_t>({remaining, rt_->options().prefill_chunk, budget}));
+    if (Reserve(*s, s->kv_len + len, planned)) {
+      planned.insert(s.get());
+      prefill.emplace_back(s.get(), len);
+      budget -= len;
+    }
+  }
+  // Preempted sequences go back to the front of the queue, oldest first.
+  std::vector<std::unique_ptr<Sequence>> back;
+  for (auto& s : running_)
+    if (s->phase == Sequence::Phase::kQueued) back.push_back(std::move(s));
+  running_.erase(std::remove(running_.begin(), running_.end(), nullptr), running_.end());
+  std::sort(back.begin(), back.end(), [](const auto& a, const auto& b) { return a->admitted_at > b->admitted_at; });
+  for (auto& s : back) {
+    waiting_.push_front(std::move(s));
+    ++queued_;
+  }
+  // Rows preempted after being planned cannot happen (see Reserve), but decode rows whose
+  // sequence was preempted while planning prefill are not in `decode` anyway.
+
+  ++local_.iterations;
+  if (!prefill.empty()) {
+    std::vector<Sequence*> rows;
+    for (auto& [s, len] : prefill) rows.push_back(s);
+    try {
+      rt_->Prefill(prefill);
+      ++local_.prefill_calls;
+      for (auto& [s, len] : prefill) {
+        s->kv_len += len;
+        if (s->kv_len == static_cast<int64_t>(s->tokens.size()) - 1) s->phase = Sequence::Phase::kDecode;
+      }
+    } catch (const std::exception& e) {
+      FailAll(rows, e.what());
+    }
+  }
+  if (!decode.empty()) RunDecode(decode);
+}
+
+void Scheduler::RunDecode(const std::vector<Sequence*>& rows) {
+  int32_t k = 1;
+  for (Sequence* s : rows) k = std::max(k, std::max(1, s->pending_block));
+  const int64_t bucket = NextPow2(static_cast<int64_t>(rows.size()));
+  auto t0 = std::chrono::steady_clock::now();
+  std::vector<std::vector<int32_t>> committed;
+  try {
+    committed = rt_->Verify(rows, k);
+  } catch (const std::exception& e) {
+    FailAll(rows, e.what());
+    return;
+  }
+  const double verify_seconds = Since(t0);
+  policy_.RecordCost(BlockPolicy::Stage::kVerify, bucket, k, verify_seconds);
+  ++local_.decode_iterations;
+  local_.last_block = k;
+  local_.verify_rows += static_cast<int64_t>(rows.size());
+
+  // Commit: EOS and maxTokens end a sequence inside its step; later tokens are dropped.
+  std::vector<int32_t> n(rows.size(), 0);
+  std::vector<bool> continues(rows.size(), false);
+  const auto& eos = eos_ids_;
+  for (size_t r = 0; r < rows.size(); ++r) {
+    Sequence& s = *rows[r];
+    const int32_t block = std::max(1, s.pending_block);
+    const auto& toks = committed[r];
+    n[r] = static_cast<int32_t>(toks.size());
+    const int32_t drafted = s.pending_block > 0 ? n[r] - 1 : 0;
+    if (s.pending_block > 0) {
+      s.acceptance.Record(block - 1, drafted);
+      policy_.global().Record(block - 1, drafted);
+    }
+    SequenceEvent ev;
+    ev.id = s.id;
+    ev.block = block;
+    ev.proposed = s.pending_block > 0 ? block - 1 : 0;
+    std::string finish;
+    for (int32_t t : toks) {
+      if (eos.count(t)) {
+        finish = "eos";
+        break;
+      }
+      ev.tokens.push_back(t);
+      if (s.generated + static_cast<int64_t>(ev.tokens.size()) >= s.opts.max_tokens) {
+        finish = "maxTokens";
+        break;
+      }
+    }
+    ev.drafted = std::min<int32_t>(drafted, static_cast<int32_t>(ev.tokens.size()));
+    ev.iteration_seconds = verify_seconds;
+    s.generated += static_cast<int64_t>(ev.tokens.size());
+    local_.tokens += static_cast<int64_t>(ev.tokens.size());
+    event_index_[s.id] = events_.size();
+    events_.push_back(std::move(ev));
+    if (!finish.empty()) Finish(s, finish);
+    else continues[r] = true;
+  }
+
+  // The next block: chosen for the rows that go on speculating, drafted now.
+  std::vector<int32_t> caps;
+  std::vector<const AcceptanceStats*> stats;
+  bool any_spec = false;
+  for (size_t r = 0; r < rows.size(); ++r)
+    if (continues[r] && rows[r]->speculative()) {
+      caps.push_back(rows[r]->block_cap);
+      stats.push_back(&rows[r]->acceptance);
+      any_spec = true;
+    }
+  int32_t next = 1;
+  if (any_spec) {
+    next = policy_.Choose(bucket, caps, stats);
+    std::vector<int32_t> append(rows.size(), 0), block_len(rows.size(), 0), last(rows.size(), 0);
+    int32_t block = 1;
+    for (size_t r = 0; r < rows.size(); ++r) {
+      if (!continues[r] || !rows[r]->speculative()) continue;
+      append[r] = n[r];
+      last[r] = committed[r].back();  // the bonus token: the next block starts from it
+      block_len[r] = next >= 2 ? std::min(next, rows[r]->block_cap) : 0;
+      block = std::max(block, block_len[r]);
+    }
+    t0 = std::chrono::steady_clock::now();
+    try {
+      rt_->Draft(rows, append, last, block_len, block);
+      policy_.RecordCost(BlockPolicy::Stage::kDraft, bucket, block, Since(t0));
+      for (size_t r = 0; r < rows.size(); ++r) rows[r]->pending_block = block_len[r] >= 2 ? block_len[r] : 0;
+    } catch (const std::exception& e) {
+      std::vector<Sequence*> spec;
+      for (size_t r = 0; r < rows.size(); ++r)
+        if (continues[r] && rows[r]->speculative()) spec.push_back(rows[r]);
+      FailAll(spec, e.what());
+    }
+  }
+  for (size_t r = 0; r < rows.size(); ++r) {
+    Sequence& s = *rows[r];
+    if (s.phase == Sequence::Phase::kDone) continue;
+    if (!s.speculative()) s.pending_block = 0;
+    s.tokens.insert(s.tokens.end(), committed[r].begin(), committed[r].end());
+    s.kv_len += n[r];
+    // Pages past the committed tokens return to the pool; the next verify grows them again.
+    rt_->pool().pages().ShrinkTo(s.pages, PageAllocator::PagesFor(s.kv_len, rt_->options().page_size));
+  }
+}
+
+}  // namespace dflash::engine

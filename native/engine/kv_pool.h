@@ -1,0 +1,47 @@
+// The KV pool: the device caches of every sequence, in pages. Each page holds page_size token
+// slots of the target's K/V for all its layers and, with a drafter, the drafter's context K/V
+// for all its layers (context row = token position, so both share one block table per sequence).
+// The pool is sized by memory (engine options kvCacheMemory), not by maxSequences x maxSeqLen.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <optional>
+
+#include "engine/page_allocator.h"
+#include "models/config.h"
+#include "models/numerics.h"
+#include "pjrt/client.h"
+
+namespace dflash::engine {
+
+class KvPool {
+ public:
+  // total_pages includes the trash page 0.
+  KvPool(pjrt::Client& client, const models::TargetConfig& target, const models::DrafterConfig* drafter,
+         const models::Numerics& numerics, int32_t page_size, int32_t total_pages);
+
+  // Bytes one page costs on the device (target + drafter context, K and V).
+  static int64_t PageBytes(const models::TargetConfig& target, const models::DrafterConfig* drafter,
+                           const models::Numerics& numerics, int32_t page_size);
+
+  PageAllocator& pages() { return pages_; }
+  const PageAllocator& pages() const { return pages_; }
+  int32_t page_size() const { return page_size_; }
+  int32_t total_pages() const { return pages_.total_pages(); }
+  int64_t bytes() const { return bytes_; }
+
+  // The caches. Programs take them donated and return the updated ones, which replace these.
+  std::unique_ptr<pjrt::Buffer> k, v;    // (L, N, S, kvh, hd)
+  std::unique_ptr<pjrt::Buffer> dk, dv;  // (Ld, N, S, kvh_d, hd_d), drafter only
+
+ private:
+  PageAllocator pages_;
+  int32_t page_size_;
+  int64_t bytes_ = 0;
+};
+
+// A zero-filled device buffer made on the device by a tiny compiled program, so no host buffer of
+// the cache's size ever exists (it would double the process's peak memory on the CPU plugin).
+std::unique_ptr<pjrt::Buffer> ZerosOnDevice(pjrt::Client& client, pjrt::DType dtype, const std::vector<int64_t>& dims);
+
+}  // namespace dflash::engine

@@ -1,0 +1,244 @@
+// Oracle and benchmark hooks: see probe.h.
+#include "engine/probe.h"
+
+#include <algorithm>
+#include <chrono>
+#include <deque>
+#include <stdexcept>
+
+#include "engine/page_allocator.h"
+
+namespace dflash::engine::probe {
+namespace {
+
+// Pages taken for the duration of one probe and given back whatever happens.
+class ScratchPages {
+ public:
+  explicit ScratchPages(PageAllocator& a) : alloc_(a) {}
+  ~ScratchPages() {
+    for (auto& t : tables_) alloc_.Release(t);
+  }
+  std::vector<int32_t>& Take(int32_t pages) {
+    tables_.emplace_back();
+    alloc_.GrowTo(tables_.back(), pages);
+    return tables_.back();
+  }
+
+ private:
+  PageAllocator& alloc_;
+  std::deque<std::vector<int32_t>> tables_;  // a deque: references from Take() stay valid
+};
+
+std::vector<uint8_t> Raw(pjrt::Buffer& b) {
+  std::vector<uint8_t> out(static_cast<size_t>(b.byte_size()));
+  b.ToHost(out.data(), out.size());
+  return out;
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+std::vector<int32_t> FlatTables(const std::vector<std::vector<int32_t>*>& tables, int64_t pages) {
+  std::vector<int32_t> t(tables.size() * static_cast<size_t>(pages), 0);
+  for (size_t r = 0; r < tables.size(); ++r) std::copy(tables[r]->begin(), tables[r]->end(), t.begin() + r * pages);
+  return t;
+}
+
+}  // namespace
+
+ScoreResult ScoreLogits(Runtime& rt, const std::vector<std::vector<int32_t>>& batch, const std::vector<int32_t>& hidden_layers) {
+  if (batch.empty()) throw std::invalid_argument("scoreLogits: empty batch");
+  size_t longest = 0;
+  for (const auto& b : batch) {
+    if (b.empty()) throw std::invalid_argument("scoreLogits: empty sequence in batch");
+    longest = std::max(longest, b.size());
+  }
+  const int64_t R = static_cast<int64_t>(batch.size()), K = NextPow2(static_cast<int64_t>(longest));
+  const int64_t P = rt.PagesBucket(static_cast<int64_t>(longest) - 1);
+  const int32_t S = rt.options().page_size;
+  ScratchPages scratch(rt.pool().pages());
+  std::vector<std::vector<int32_t>*> tables;
+  std::vector<int32_t> tokens(R * K, 0), positions(R * K, -1);
+  for (int64_t r = 0; r < R; ++r) {
+    tables.push_back(&scratch.Take(PageAllocator::PagesFor(static_cast<int64_t>(batch[r].size()), S)));
+    for (size_t i = 0; i < batch[r].size(); ++i) tokens[r * K + i] = batch[r][i], positions[r * K + i] = static_cast<int32_t>(i);
+  }
+  models::ScoreShape shape{R, K, P, S, rt.pool().total_pages(), true, false, false, hidden_layers};
+  auto& prog = rt.ScoreProgram(shape);
+  auto& c = rt.client();
+  auto tok = c.BufferFromHost(tokens.data(), pjrt::DType::kS32, {R, K});
+  auto pos = c.BufferFromHost(positions.data(), pjrt::DType::kS32, {R, K});
+  const auto table = FlatTables(tables, P);
+  auto tab = c.BufferFromHost(table.data(), pjrt::DType::kS32, {R, P});
+  Invocation inv(prog);
+  inv.BindWeights(rt.weights());
+  inv.BindDonated("k_cache", rt.pool().k.get()).BindDonated("v_cache", rt.pool().v.get());
+  inv.Bind("tokens", tok.get()).Bind("positions", pos.get()).Bind("block_table", tab.get());
+  Outputs out = inv.Run(rt.counters());
+  rt.pool().k = out.Take("k_cache");
+  rt.pool().v = out.Take("v_cache");
+  const int64_t V = rt.target().vocab_size;
+  ScoreResult res;
+  const auto all = CopyToHost<float>(*out.Take("logits"), rt.counters());
+  for (int64_t r = 0; r < R; ++r)
+    res.logits.emplace_back(all.begin() + r * K * V, all.begin() + (r * K + static_cast<int64_t>(batch[r].size())) * V);
+  if (!hidden_layers.empty()) {
+    auto hb = out.Take("hidden");
+    const int64_t width = hb->dims().back();
+    const auto raw = Raw(*hb);
+    const auto h = DecodeFloats(raw.data(), hb->element_count(), hb->dtype());
+    for (int64_t r = 0; r < R; ++r)
+      res.hidden.emplace_back(h.begin() + r * K * width, h.begin() + (r * K + static_cast<int64_t>(batch[r].size())) * width);
+  }
+  return res;
+}
+
+DraftResult DraftLogits(Runtime& rt, const std::vector<float>& feats, int32_t rows, int32_t last, int32_t block) {
+  if (!rt.drafter()) throw std::invalid_argument("draftLogits: the engine has no drafter");
+  const auto& d = *rt.drafter();
+  const int64_t width = static_cast<int64_t>(d.target_layer_ids.size()) * rt.target().hidden_size;
+  if (rows < 1 || static_cast<int64_t>(feats.size()) != rows * width)
+    throw std::invalid_argument("draftLogits: features must be rows x " + std::to_string(width));
+  if (block < 2 || block > d.block_size) throw std::invalid_argument("draftLogits: block must be in [2, " + std::to_string(d.block_size) + "]");
+  const int32_t S = rt.options().page_size;
+  const int64_t A = NextPow2(rows), P = rt.PagesBucket(rows + block);
+  ScratchPages scratch(rt.pool().pages());
+  std::vector<int32_t>& pages = scratch.Take(PageAllocator::PagesFor(rows + block, S));
+  std::vector<float> padded(static_cast<size_t>(A * width), 0.0f);
+  std::copy(feats.begin(), feats.end(), padded.begin());
+  std::vector<int32_t> positions(A, -1);
+  for (int32_t i = 0; i < rows; ++i) positions[i] = i;
+  models::DraftShape shape{1, A, block, P, S, rt.pool().total_pages(), 0, 0, true, false};
+  auto& prog = rt.DraftProgram(shape);
+  auto& c = rt.client();
+  const pjrt::DType act = rt.dtypes().numerics.dtype;
+  const auto fbytes = EncodeFloats(padded, act);
+  auto fb = c.BufferFromHost(fbytes.data(), act, {1, A, width});
+  auto pos = c.BufferFromHost(positions.data(), pjrt::DType::kS32, {1, A});
+  std::vector<int32_t> table(P, 0);
+  std::copy(pages.begin(), pages.end(), table.begin());
+  auto tab = c.BufferFromHost(table.data(), pjrt::DType::kS32, {1, P});
+  const int32_t start = rows, len = block;
+  auto lb = c.BufferFromHost(&last, pjrt::DType::kS32, {1});
+  auto sb = c.BufferFromHost(&start, pjrt::DType::kS32, {1});
+  auto nb = c.BufferFromHost(&len, pjrt::DType::kS32, {1});
+  Invocation inv(prog);
+  inv.BindWeights(rt.weights());
+  inv.BindDonated("dk_cache", rt.pool().dk.get()).BindDonated("dv_cache", rt.pool().dv.get());
+  inv.Bind("feats", fb.get()).Bind("positions", pos.get()).Bind("block_table", tab.get());
+  inv.Bind("last", lb.get()).Bind("block_start", sb.get()).Bind("block_len", nb.get());
+  Outputs out = inv.Run(rt.counters());
+  rt.pool().dk = out.Take("dk_cache");
+  rt.pool().dv = out.Take("dv_cache");
+  DraftResult res;
+  res.draft = CopyToHost<int32_t>(*out.Take("draft"), rt.counters());
+  res.logits = CopyToHost<float>(*out.Take("logits"), rt.counters());
+  return res;
+}
+
+double TimeVerify(Runtime& rt, int32_t rows, int32_t k, int32_t context, int32_t reps) {
+  if (rows < 1 || k < 1 || context < 0 || reps < 1) throw std::invalid_argument("timeVerify: rows >= 1, k >= 1, context >= 0, reps >= 1");
+  const int32_t S = rt.options().page_size;
+  const int64_t R = NextPow2(rows), P = rt.PagesBucket(context + k - 1);
+  ScratchPages scratch(rt.pool().pages());
+  std::vector<std::vector<int32_t>*> tables;
+  std::vector<int32_t> tokens(R * k, 0), positions(R * k, -1), slots(R, rt.none_slot());
+  for (int32_t r = 0; r < rows; ++r) {
+    tables.push_back(&scratch.Take(PageAllocator::PagesFor(context + k, S)));
+    for (int32_t i = 0; i < k; ++i) {
+      tokens[r * k + i] = (i * 7 + r * 13 + 3) % static_cast<int32_t>(rt.target().vocab_size);
+      positions[r * k + i] = context + i;
+    }
+  }
+  while (static_cast<int64_t>(tables.size()) < R) tables.push_back(&scratch.Take(0));
+  models::ScoreShape shape{R, k, P, S, rt.pool().total_pages(), false, false, true, {}};
+  if (rt.drafter()) {
+    shape.hidden_layers = rt.drafter()->target_layer_ids;
+    shape.pool_rows = rt.options().max_sequences + 1;
+    shape.pool_width = rt.drafter()->block_size;
+    if (k > shape.pool_width) shape.pool_rows = 0, shape.pool_width = 0;  // wider than any draft block
+  }
+  auto& prog = rt.ScoreProgram(shape);
+  auto& c = rt.client();
+  auto tok = c.BufferFromHost(tokens.data(), pjrt::DType::kS32, {R, k});
+  auto pos = c.BufferFromHost(positions.data(), pjrt::DType::kS32, {R, k});
+  const auto table = FlatTables(tables, P);
+  auto tab = c.BufferFromHost(table.data(), pjrt::DType::kS32, {R, P});
+  auto slot = c.BufferFromHost(slots.data(), pjrt::DType::kS32, {R});
+  std::unique_ptr<pjrt::Buffer> pool;
+  if (shape.pool_rows) {
+    std::vector<int32_t> zeros(static_cast<size_t>(shape.pool_rows * shape.pool_width), 0);
+    pool = c.BufferFromHost(zeros.data(), pjrt::DType::kS32, {shape.pool_rows, shape.pool_width});
+  }
+  std::vector<double> times;
+  for (int32_t rep = 0; rep <= reps; ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    Invocation inv(prog);
+    inv.BindWeights(rt.weights());
+    inv.BindDonated("k_cache", rt.pool().k.get()).BindDonated("v_cache", rt.pool().v.get());
+    inv.Bind("tokens", tok.get()).Bind("positions", pos.get()).Bind("block_table", tab.get());
+    if (pool) inv.Bind("draft_pool", pool.get()).Bind("pool_slot", slot.get());
+    Outputs out = inv.Run(rt.counters());
+    rt.pool().k = out.Take("k_cache");
+    rt.pool().v = out.Take("v_cache");
+    CopyToHost<int32_t>(*out.Take("accept"), rt.counters());
+    if (rep > 0) times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());  // rep 0 warms up
+  }
+  return Median(times);
+}
+
+double TimeDraft(Runtime& rt, int32_t rows, int32_t block, int32_t context, int32_t reps) {
+  if (!rt.drafter()) throw std::invalid_argument("timeDraft: the engine has no drafter");
+  const auto& d = *rt.drafter();
+  if (rows < 1 || block < 2 || block > d.block_size || context < 0 || reps < 1)
+    throw std::invalid_argument("timeDraft: rows >= 1, block in [2, " + std::to_string(d.block_size) + "], context >= 0, reps >= 1");
+  const int32_t S = rt.options().page_size;
+  const int64_t R = NextPow2(rows), A = block, P = rt.PagesBucket(context + 2 * block);
+  const int64_t width = static_cast<int64_t>(d.target_layer_ids.size()) * rt.target().hidden_size;
+  ScratchPages scratch(rt.pool().pages());
+  std::vector<std::vector<int32_t>*> tables;
+  std::vector<int32_t> positions(R * A, -1), last(R, 0), start(R, 0), len(R, 0), slots(R, rt.none_slot());
+  for (int32_t r = 0; r < rows; ++r) {
+    tables.push_back(&scratch.Take(PageAllocator::PagesFor(context + 2 * block, S)));
+    for (int32_t i = 0; i < block; ++i) positions[r * A + i] = context + i;
+    start[r] = context + block;
+    len[r] = block;
+  }
+  while (static_cast<int64_t>(tables.size()) < R) tables.push_back(&scratch.Take(0));
+  const pjrt::DType act = rt.dtypes().numerics.dtype;
+  const auto fbytes = EncodeFloats(std::vector<float>(static_cast<size_t>(R * A * width), 0.01f), act);
+  auto& c = rt.client();
+  auto fb = c.BufferFromHost(fbytes.data(), act, {R, A, width});
+  auto pos = c.BufferFromHost(positions.data(), pjrt::DType::kS32, {R, A});
+  const auto table = FlatTables(tables, P);
+  auto tab = c.BufferFromHost(table.data(), pjrt::DType::kS32, {R, P});
+  auto lb = c.BufferFromHost(last.data(), pjrt::DType::kS32, {R});
+  auto sb = c.BufferFromHost(start.data(), pjrt::DType::kS32, {R});
+  auto nb = c.BufferFromHost(len.data(), pjrt::DType::kS32, {R});
+  auto slot = c.BufferFromHost(slots.data(), pjrt::DType::kS32, {R});
+  const int64_t M = rt.options().max_sequences + 1;
+  std::vector<int32_t> zeros(static_cast<size_t>(M * d.block_size), 0);
+  auto pool = c.BufferFromHost(zeros.data(), pjrt::DType::kS32, {M, d.block_size});
+  models::DraftShape shape{R, A, block, P, S, rt.pool().total_pages(), M, d.block_size, false, false};
+  auto& prog = rt.DraftProgram(shape);
+  std::vector<double> times;
+  for (int32_t rep = 0; rep <= reps; ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    Invocation inv(prog);
+    inv.BindWeights(rt.weights());
+    inv.BindDonated("dk_cache", rt.pool().dk.get()).BindDonated("dv_cache", rt.pool().dv.get());
+    inv.Bind("feats", fb.get()).Bind("positions", pos.get()).Bind("block_table", tab.get());
+    inv.Bind("last", lb.get()).Bind("block_start", sb.get()).Bind("block_len", nb.get());
+    inv.BindDonated("draft_pool", pool.get()).Bind("pool_slot", slot.get());
+    Outputs out = inv.Run(rt.counters());
+    rt.pool().dk = out.Take("dk_cache");
+    rt.pool().dv = out.Take("dv_cache");
+    pool = out.Take("draft_pool");
+    if (rep > 0) times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return Median(times);
+}
+
+}  // namespace dflash::engine::probe

@@ -1,0 +1,142 @@
+// Runtime set-up: dtypes, weights, pools, programs. The iteration steps are in steps.cc.
+#include "engine/runtime.h"
+
+#include <algorithm>
+#include <fstream>
+#include <stdexcept>
+
+#include "engine/page_allocator.h"
+
+namespace dflash::engine {
+
+int64_t NextPow2(int64_t x) {
+  int64_t p = 1;
+  while (p < x) p <<= 1;
+  return p;
+}
+
+namespace {
+
+// Bytes of memory free for the KV pool: the device's own statistics where the plugin has them
+// (GPU/TPU), else the host's available memory (the CPU plugin's device memory is host memory).
+int64_t FreeDeviceMemory(pjrt::Client& client) {
+  for (const auto& d : client.devices()) {
+    auto limit = d.memory_stats.find("bytes_limit");
+    auto used = d.memory_stats.find("bytes_in_use");
+    if (limit != d.memory_stats.end() && limit->second > 0)
+      return limit->second - (used != d.memory_stats.end() ? used->second : 0);
+    break;
+  }
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  int64_t kb = 0;
+  std::string unit;
+  while (meminfo >> key >> kb >> unit)
+    if (key == "MemAvailable:") return kb * 1024;
+  return int64_t{4} << 30;  // unknown: assume 4 GiB
+}
+
+}  // namespace
+
+Runtime::Runtime(std::shared_ptr<pjrt::Client> client, models::TargetConfig target, std::optional<models::DrafterConfig> drafter,
+                 EngineOptions options)
+    : client_(std::move(client)),
+      target_(std::move(target)),
+      drafter_(std::move(drafter)),
+      opt_(std::move(options)),
+      programs_(client_, opt_.cache_dir) {
+  max_seq_len_ = opt_.max_seq_len > 0 ? opt_.max_seq_len : static_cast<int32_t>(std::min<int64_t>(target_.max_position_embeddings, 1 << 24));
+  if (max_seq_len_ < 2) throw std::invalid_argument("maxSeqLen must be at least 2, got " + std::to_string(max_seq_len_));
+}
+
+int64_t Runtime::prefill_bucket(int64_t len) const { return std::max<int64_t>(16, NextPow2(len)); }
+
+int64_t Runtime::PagesBucket(int64_t max_position) const {
+  // At least 256 key slots: fewer buckets to compile; below that the gather costs nothing.
+  const int64_t s = opt_.page_size;
+  const int64_t min_pages = std::max<int64_t>(1, 256 / s);
+  return std::max(min_pages, NextPow2(PageAllocator::PagesFor(max_position + 1, static_cast<int32_t>(s))));
+}
+
+std::vector<std::string> Runtime::LoadWeights(const std::vector<TensorSource>& target, const std::vector<TensorSource>& drafter,
+                                              const std::function<void(const LoadProgress&)>& progress) {
+  dtypes_ = ChooseDtypes(client_->platform_name(), CheckpointDtype(target), opt_.dtype, opt_.kv_dtype);
+  const pjrt::DType dt = dtypes_.numerics.dtype;
+  LoadProgress base;
+  base.model = "target";
+  auto unused = UploadWeights(*client_, models::TargetWeightSpecs(target_, dt), target, "", weights_, progress, base);
+  if (drafter_) {
+    base.model = "drafter";
+    auto more = UploadWeights(*client_, models::DrafterWeightSpecs(*drafter_, dt), drafter, models::kDrafterPrefix, weights_, progress, base);
+    for (auto& n : more) unused.push_back("drafter " + n);
+  }
+  weight_bytes_ = 0;
+  for (const auto& [name, buf] : weights_) weight_bytes_ += buf->byte_size();
+  return unused;
+}
+
+void Runtime::CreatePools() {
+  const models::DrafterConfig* d = drafter_ ? &*drafter_ : nullptr;
+  const int64_t page_bytes = KvPool::PageBytes(target_, d, dtypes_.numerics, opt_.page_size);
+  const int64_t per_seq = PageAllocator::PagesFor(max_seq_len_ + max_block(), opt_.page_size);
+  const int64_t useful = static_cast<int64_t>(opt_.max_sequences) * per_seq + 1;
+  int64_t budget;
+  if (opt_.kv_cache_memory > 1) {
+    budget = static_cast<int64_t>(opt_.kv_cache_memory);
+  } else {
+    const bool cpu = client_->platform_name() == "cpu";
+    const double fraction = opt_.kv_cache_memory > 0 ? opt_.kv_cache_memory : (cpu ? 0.5 : 0.9);
+    budget = static_cast<int64_t>(fraction * static_cast<double>(FreeDeviceMemory(*client_)));
+  }
+  int64_t pages = std::min(useful, budget / page_bytes);
+  if (pages < 2)
+    throw std::runtime_error("kvCacheMemory: " + std::to_string(budget) + " bytes hold no KV page (one page is " +
+                             std::to_string(page_bytes) + " bytes)");
+  pages = std::min<int64_t>(pages, 1 << 30);
+  pool_ = std::make_unique<KvPool>(*client_, target_, d, dtypes_.numerics, opt_.page_size, static_cast<int32_t>(pages));
+  if (drafter_) draft_pool_ = ZerosOnDevice(*client_, pjrt::DType::kS32, {opt_.max_sequences + 1, drafter_->block_size});
+}
+
+void Runtime::EnsureProbsPool() {
+  if (!probs_pool_)
+    probs_pool_ = ZerosOnDevice(*client_, pjrt::DType::kF32, {opt_.max_sequences + 1, drafter_->block_size, target_.vocab_size});
+}
+
+CompiledProgram& Runtime::ScoreProgram(const models::ScoreShape& s) {
+  return programs_.Get(s.Key() + " " + dtypes_.numerics.Key(), [&] { return models::BuildTargetScore(target_, dtypes_.numerics, s); });
+}
+
+CompiledProgram& Runtime::DraftProgram(const models::DraftShape& s) {
+  return programs_.Get(s.Key() + " " + dtypes_.numerics.Key(), [&] { return models::BuildDrafter(*drafter_, target_, dtypes_.numerics, s); });
+}
+
+std::unique_ptr<pjrt::Buffer> Runtime::Upload(const std::vector<int32_t>& v, std::vector<int64_t> dims) {
+  return client_->BufferFromHost(v.data(), pjrt::DType::kS32, dims);
+}
+
+std::unique_ptr<pjrt::Buffer> Runtime::UploadF32(const std::vector<float>& v, std::vector<int64_t> dims) {
+  return client_->BufferFromHost(v.data(), pjrt::DType::kF32, dims);
+}
+
+void Runtime::Warmup() {
+  // The programs of one greedy stream with a short prompt: prefill, plain decode and, with a
+  // drafter, the first draft, the verify of a full block and the draft after it.
+  const int64_t p = PagesBucket(0), s = opt_.page_size, n = pool_->total_pages();
+  std::vector<int32_t> hidden;
+  if (drafter_) hidden = drafter_->target_layer_ids;
+  models::ScoreShape pre{1, prefill_bucket(1), p, s, n, false, false, false, hidden};
+  ScoreProgram(pre);
+  models::ScoreShape dec{1, 1, p, s, n, false, false, true, hidden};
+  if (drafter_) dec.pool_rows = opt_.max_sequences + 1, dec.pool_width = drafter_->block_size;
+  ScoreProgram(dec);
+  if (!drafter_) return;
+  const int64_t B = drafter_->block_size, M = opt_.max_sequences + 1;
+  DraftProgram(models::DraftShape{1, pre.tokens, 0, p, s, n, 0, 0, false, false});
+  DraftProgram(models::DraftShape{1, 1, B, p, s, n, M, B, false, false});
+  models::ScoreShape ver = dec;
+  ver.tokens = B;
+  ScoreProgram(ver);
+  DraftProgram(models::DraftShape{1, B, B, p, s, n, M, B, false, false});
+}
+
+}  // namespace dflash::engine

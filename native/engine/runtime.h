@@ -1,0 +1,106 @@
+// The device side of an engine: client, weights, KV pool, draft pools, compiled programs and the
+// three steps an iteration is made of (prefill, verify, draft). Only the scheduler thread calls
+// it (engine/scheduler.h), which makes it the only code that runs programs.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/dtype_policy.h"
+#include "engine/invocation.h"
+#include "engine/kv_pool.h"
+#include "engine/options.h"
+#include "engine/program_cache.h"
+#include "engine/sequence.h"
+#include "engine/weights.h"
+#include "models/drafter.h"
+#include "models/target.h"
+
+namespace dflash::engine {
+
+int64_t NextPow2(int64_t x);
+
+class Runtime {
+ public:
+  Runtime(std::shared_ptr<pjrt::Client> client, models::TargetConfig target, std::optional<models::DrafterConfig> drafter,
+          EngineOptions options);
+
+  // ---- set-up (scheduler thread) ----
+  // Chooses the dtypes from the checkpoint, uploads the weights (target first, then drafter);
+  // returns the checkpoint tensors no program uses.
+  std::vector<std::string> LoadWeights(const std::vector<TensorSource>& target, const std::vector<TensorSource>& drafter,
+                                       const std::function<void(const LoadProgress&)>& progress);
+  // Sizes (kvCacheMemory) and allocates the KV pool and the draft pool.
+  void CreatePools();
+  // Compiles the programs one stream needs (options.warmup).
+  void Warmup();
+
+  // ---- the steps of an iteration ----
+  // Each row appends `len` prompt tokens from its kv_len on (pages already grown); speculative
+  // rows also append their features to the drafter context.
+  void Prefill(const std::vector<std::pair<Sequence*, int32_t>>& rows);
+  // Every row scores [last, its pending draft block] (or [last] alone); one host transfer of the
+  // packed accept vectors. Returns, per row, the committed tokens (accepted drafts + bonus).
+  std::vector<std::vector<int32_t>> Verify(const std::vector<Sequence*>& rows, int32_t k);
+  // After Verify, same rows in the same order (their state still the verify's): row r appends
+  // its first n[r] verified feature rows to the drafter context and, if block_len[r] >= 2,
+  // drafts its next block [last[r], ...] into the pool. Rows with n[r] == 0 are skipped. block
+  // is the program's block (max of block_len; 1 = append only).
+  void Draft(const std::vector<Sequence*>& rows, const std::vector<int32_t>& n, const std::vector<int32_t>& last,
+             const std::vector<int32_t>& block_len, int32_t block);
+
+  // ---- programs ----
+  CompiledProgram& ScoreProgram(const models::ScoreShape& shape);
+  CompiledProgram& DraftProgram(const models::DraftShape& shape);
+  // Pages per row bucket for rows whose largest position is `max_position`.
+  int64_t PagesBucket(int64_t max_position) const;
+
+  // ---- state ----
+  const models::TargetConfig& target() const { return target_; }
+  const std::optional<models::DrafterConfig>& drafter() const { return drafter_; }
+  const EngineOptions& options() const { return opt_; }
+  const DtypeChoice& dtypes() const { return dtypes_; }
+  pjrt::Client& client() { return *client_; }
+  const pjrt::Client& client() const { return *client_; }
+  KvPool& pool() { return *pool_; }
+  const KvPool& pool() const { return *pool_; }
+  bool has_pool() const { return pool_ != nullptr; }
+  ProgramCache& programs() { return programs_; }
+  DeviceCounters& counters() { return counters_; }
+  const WeightMap& weights() const { return weights_; }
+  int64_t weight_bytes() const { return weight_bytes_; }
+  int32_t max_seq_len() const { return max_seq_len_; }
+  int32_t max_block() const { return drafter_ ? static_cast<int32_t>(drafter_->block_size) : 1; }
+  int32_t none_slot() const { return opt_.max_sequences; }  // the draft pool's padding row
+  int64_t prefill_bucket(int64_t len) const;
+
+ private:
+  void BindCommon(Invocation& inv) { inv.BindWeights(weights_); }
+  std::unique_ptr<pjrt::Buffer> Upload(const std::vector<int32_t>& v, std::vector<int64_t> dims);
+  std::unique_ptr<pjrt::Buffer> UploadF32(const std::vector<float>& v, std::vector<int64_t> dims);
+  void EnsureProbsPool();
+  // Per-row (temperature, top_p, top_k), padded to `bucket` rows (greedy and padding rows: 0).
+  static std::vector<float> SampleParams(const std::vector<Sequence*>& rows, int64_t bucket);
+
+  std::shared_ptr<pjrt::Client> client_;
+  models::TargetConfig target_;
+  std::optional<models::DrafterConfig> drafter_;
+  EngineOptions opt_;
+  DtypeChoice dtypes_;
+  int32_t max_seq_len_ = 0;
+  ProgramCache programs_;
+  DeviceCounters counters_;
+  WeightMap weights_;
+  int64_t weight_bytes_ = 0;
+  std::unique_ptr<KvPool> pool_;
+  std::unique_ptr<pjrt::Buffer> draft_pool_;   // s32 (M + 1, W): each slot's pending block
+  std::unique_ptr<pjrt::Buffer> probs_pool_;   // f32 (M + 1, W, V): its drafter distributions (sampling)
+  std::unique_ptr<pjrt::Buffer> feats_;        // the last verify's hidden features, for Draft
+  int64_t feats_rows_ = 0, feats_k_ = 0;
+};
+
+}  // namespace dflash::engine

@@ -1,0 +1,118 @@
+// The scheduler: one thread that owns the device. It admits requests from a bounded FIFO queue
+// when the KV pool has room, and runs iterations: prefill chunks of newly admitted prompts under
+// a per-iteration token budget, then one batched verify of every decoding sequence (one
+// device-to-host transfer of all rows' accept vectors), then one batched draft of their next
+// blocks. Tokens leave through the event sink once per iteration.
+//
+// Everything callers do — Submit, Cancel, Post, Stats — is a queue operation or a short copy
+// under a mutex the scheduler never holds while the device works, so a caller (the JS thread)
+// never waits on device work.
+//
+// Pages: a sequence is admitted when the pages its known tokens need are free; pages then grow
+// as it decodes. When the pool runs dry mid-decode, the most recently admitted sequence is
+// preempted: its pages are freed and it goes back to the front of the queue with its generated
+// tokens, to be prefilled again (recompute) when pages free up. Its output stream is unaffected.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/runtime.h"
+#include "engine/sequence.h"
+#include "engine/speculation.h"
+
+namespace dflash::engine {
+
+// Thrown by Submit when maxQueue requests already wait; the addon gives it code QUEUE_FULL.
+struct QueueFull : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct SchedulerStats {
+  int64_t iterations = 0, decode_iterations = 0, prefill_calls = 0, preemptions = 0;
+  int64_t tokens = 0, verify_rows = 0;
+  int32_t running = 0, queued = 0, free_pages = 0, total_pages = 0;
+  int32_t last_block = 0;               // the block the latest decode iteration verified
+  std::vector<int64_t> offered, accepted;  // engine-wide per draft position (index 0 unused)
+  DeviceCounters device;
+  int64_t compiles = 0, disk_hits = 0, disk_rejects = 0;
+};
+
+class Scheduler {
+ public:
+  using EventSink = std::function<void(std::vector<SequenceEvent>&&)>;
+
+  Scheduler(std::unique_ptr<Runtime> runtime, std::set<int32_t> eos_ids, EventSink sink);
+  ~Scheduler();  // stops the thread and joins it
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Validates and queues a request; returns its id. Throws std::invalid_argument for a request
+  // that can never run (naming the problem) and QueueFull when the queue is full.
+  int64_t Submit(std::vector<int32_t> prompt, const RequestOptions& opts);
+  void Cancel(int64_t id);  // the sequence ends with finish "abort" at the next iteration
+  // Runs `task` on the scheduler thread between iterations (set-up, oracle and bench hooks).
+  void Post(std::function<void(Runtime&)> task);
+  SchedulerStats Stats() const;
+  // Stops taking work; running and queued sequences end with finish "abort".
+  void Stop();
+
+  // Read-only after set-up (safe from any thread once the load task has finished).
+  const Runtime& runtime() const { return *rt_; }
+
+ private:
+  void Loop();
+  bool HasWork() const { return !waiting_.empty() || !running_.empty(); }
+  void TakeInbox(std::vector<std::unique_ptr<Sequence>>& submitted, std::vector<int64_t>& cancelled,
+                 std::vector<std::function<void(Runtime&)>>& tasks);
+  void Iterate();
+  void Admit();
+  // Grows `s`'s pages to cover positions < upto, preempting newer sequences while short of
+  // pages. Returns false when `s` itself had to be preempted (or cannot fit at all).
+  bool Reserve(Sequence& s, int64_t upto, const std::set<const Sequence*>& planned);
+  void Preempt(Sequence& s);
+  void Finish(Sequence& s, const std::string& reason, const std::string& error = "");
+  void FailAll(const std::vector<Sequence*>& rows, const std::string& message);
+  void RunDecode(const std::vector<Sequence*>& rows);
+  void Retire();
+  void Publish();
+
+  std::unique_ptr<Runtime> rt_;
+  std::set<int32_t> eos_ids_;
+  EventSink sink_;
+  BlockPolicy policy_;
+
+  // Shared with callers, under mu_ (never held during device work).
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::unique_ptr<Sequence>> inbox_;
+  std::vector<int64_t> cancels_;
+  std::vector<std::function<void(Runtime&)>> tasks_;
+  bool stop_ = false;
+  std::atomic<int64_t> next_id_{1};
+  std::atomic<int64_t> queued_{0};  // inbox + waiting, for the maxQueue check
+  mutable std::mutex stats_mu_;
+  SchedulerStats stats_;
+
+  // Scheduler thread only.
+  std::deque<std::unique_ptr<Sequence>> waiting_;
+  std::vector<std::unique_ptr<Sequence>> running_;  // admission order
+  std::vector<int32_t> free_slots_;
+  std::vector<SequenceEvent> events_;
+  std::map<int64_t, size_t> event_index_;  // sequence id -> its event in events_
+  int64_t admissions_ = 0;
+  SchedulerStats local_;
+  std::thread thread_;
+};
+
+}  // namespace dflash::engine

@@ -1,0 +1,113 @@
+// Adaptive speculation: see speculation.h.
+#include "engine/speculation.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace dflash::engine {
+
+AcceptanceStats::AcceptanceStats(int32_t max_block) : offered_(std::max(1, max_block), 0), accepted_(std::max(1, max_block), 0) {}
+
+void AcceptanceStats::Record(int32_t proposed, int32_t accepted) {
+  // Position i was "offered" when the i-1 before it were accepted and i was in the block.
+  for (int32_t i = 1; i <= proposed && i < max_block(); ++i) {
+    ++offered_[i];
+    if (i <= accepted) ++accepted_[i];
+    else break;
+  }
+}
+
+std::vector<double> AcceptanceStats::Conditional(const AcceptanceStats* prior) const {
+  std::vector<double> a(offered_.size(), 0.0);
+  for (size_t i = 1; i < a.size(); ++i) {
+    // Beta prior: the engine-wide rate with the weight of 4 observations, else a flat 0.5.
+    double pn = 0, pa = 0;
+    if (prior && prior != this && i < prior->offered_.size() && prior->offered_[i] > 0) {
+      pn = 4.0;
+      pa = 4.0 * static_cast<double>(prior->accepted_[i]) / static_cast<double>(prior->offered_[i]);
+    } else {
+      pn = 2.0;
+      pa = 1.0;
+    }
+    a[i] = (static_cast<double>(accepted_[i]) + pa) / (static_cast<double>(offered_[i]) + pn);
+  }
+  return a;
+}
+
+double ExpectedTokens(const std::vector<double>& alpha, int32_t k) {
+  double e = 1.0, run = 1.0;
+  for (int32_t i = 1; i < k && i < static_cast<int32_t>(alpha.size()); ++i) {
+    run *= alpha[i];
+    e += run;
+  }
+  return e;
+}
+
+BlockPolicy::BlockPolicy(int32_t max_block, bool adaptive)
+    : max_block_(std::max(1, max_block)), adaptive_(adaptive), global_(std::max(1, max_block)) {
+  candidates_.push_back(1);
+  for (int32_t k = 2; k < max_block_; k *= 2) candidates_.push_back(k);
+  if (max_block_ > 1) candidates_.push_back(max_block_);
+}
+
+void BlockPolicy::RecordCost(Stage stage, int64_t rows, int32_t block, double seconds) {
+  CostTable& t = stage == Stage::kVerify ? verify_ : draft_;
+  auto [it, fresh] = t.try_emplace({rows, block}, seconds);
+  if (!fresh) it->second = 0.8 * it->second + 0.2 * seconds;  // EMA: follows load changes, damps noise
+}
+
+double BlockPolicy::Interpolate(const CostTable& t, int64_t rows, int32_t block) {
+  auto exact = t.find({rows, block});
+  if (exact != t.end()) return exact->second;
+  // Nearest measured blocks below and above at this rows bucket: interpolate linearly in K.
+  bool has_lo = false, has_hi = false;
+  std::pair<int32_t, double> lo, hi;
+  for (const auto& [key, c] : t) {
+    if (key.first != rows) continue;
+    if (key.second < block && (!has_lo || key.second > lo.first)) lo = {key.second, c}, has_lo = true;
+    if (key.second > block && (!has_hi || key.second < hi.first)) hi = {key.second, c}, has_hi = true;
+  }
+  if (has_lo && has_hi) return lo.second + (hi.second - lo.second) * (block - lo.first) / double(hi.first - lo.first);
+  if (has_lo) return lo.second;  // K-flat beyond the largest measured block
+  if (has_hi) return hi.second;
+  return 0.0;                    // nothing measured at this bucket: flat (and free)
+}
+
+double BlockPolicy::Cost(int64_t rows, int32_t block) const {
+  return Interpolate(verify_, rows, block) + Interpolate(draft_, rows, block);
+}
+
+bool BlockPolicy::Measured(int64_t rows, int32_t block) const { return verify_.count({rows, block}) > 0; }
+
+int32_t BlockPolicy::Choose(int64_t rows, const std::vector<int32_t>& caps, const std::vector<const AcceptanceStats*>& stats) {
+  int32_t cap = 1;
+  for (int32_t c : caps) cap = std::max(cap, std::min(c, max_block_));
+  if (!adaptive_ || cap == 1) return cap;
+  // Measure both ends once per rows bucket before trusting the model.
+  if (!Measured(rows, 1)) return 1;
+  if (!Measured(rows, cap)) return cap;
+  std::vector<std::vector<double>> alphas;
+  for (const AcceptanceStats* s : stats) alphas.push_back(s->Conditional(&global_));
+  int32_t best = 1;
+  double best_rate = -1;
+  for (int32_t k : candidates_) {
+    if (k > cap) break;
+    double tokens = 0;
+    for (size_t r = 0; r < alphas.size(); ++r) tokens += ExpectedTokens(alphas[r], std::min(k, caps[r]));
+    const double rate = tokens / std::max(1e-9, Cost(rows, k));
+    if (rate > best_rate * (1 + 1e-9)) best = k, best_rate = rate;
+  }
+  if (best == 1 && cap > 1) {
+    // Plain decoding learns nothing about acceptance: re-try the block now and then.
+    if (++plain_streak_ >= explore_every_) {
+      plain_streak_ = 0;
+      explore_every_ = std::min<int64_t>(explore_every_ * 2, 256);
+      return cap;
+    }
+  } else {
+    plain_streak_ = 0;
+  }
+  return best;
+}
+
+}  // namespace dflash::engine

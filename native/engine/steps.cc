@@ -1,0 +1,242 @@
+// The steps of an iteration (see runtime.h): prefill chunks, the batched verify with its one
+// host transfer, and the batched draft. Each builds its host inputs padded to the program's
+// buckets — rows to a power of two (padding rows: positions -1, block table of trash pages,
+// the pool's "none" slot), tokens per row to the step's K — and binds everything by name.
+#include <algorithm>
+#include <chrono>
+#include <stdexcept>
+
+#include "engine/page_allocator.h"
+#include "engine/runtime.h"
+
+namespace dflash::engine {
+namespace {
+
+// The sampling uniforms are counter-based: the uniform for (seed, position, purpose) is a hash,
+// not the next draw of a generator, so a sequence's draws do not depend on which other
+// sequences share its batch or how its steps were cut. Each position uses each purpose once
+// (a position is decided once), which keeps the draws independent.
+enum Purpose : uint64_t { kDraw = 1, kAccept = 2, kPropose = 3 };
+
+float KeyedUniform(uint64_t seed, int64_t position, Purpose purpose) {
+  uint64_t z = seed * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(position) * 0xd1b54a32d192ed03ull + purpose * 0x8cb92ba72f3d8dd7ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;  // splitmix64's finaliser
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  return static_cast<float>(z >> 40) * (1.0f / 16777216.0f);  // [0, 1), 24 random bits
+}
+
+// Block tables of `rows`, padded with trash-page rows to `bucket` rows of `pages` entries.
+std::vector<int32_t> Tables(const std::vector<Sequence*>& rows, int64_t bucket, int64_t pages) {
+  std::vector<int32_t> t(static_cast<size_t>(bucket * pages), 0);
+  for (size_t r = 0; r < rows.size(); ++r) {
+    if (static_cast<int64_t>(rows[r]->pages.size()) > pages) throw std::logic_error("block table larger than its bucket");
+    std::copy(rows[r]->pages.begin(), rows[r]->pages.end(), t.begin() + static_cast<int64_t>(r) * pages);
+  }
+  return t;
+}
+
+}  // namespace
+
+std::vector<float> Runtime::SampleParams(const std::vector<Sequence*>& rows, int64_t bucket) {
+  std::vector<float> params(static_cast<size_t>(bucket * 3), 0.0f);
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const Sequence* s = rows[r];
+    if (!s || !s->sampling) continue;
+    params[r * 3 + 0] = static_cast<float>(s->opts.temperature);
+    params[r * 3 + 1] = static_cast<float>(s->opts.top_p);
+    params[r * 3 + 2] = static_cast<float>(s->opts.top_k);
+  }
+  return params;
+}
+
+void Runtime::Prefill(const std::vector<std::pair<Sequence*, int32_t>>& rows) {
+  std::vector<Sequence*> seqs;
+  int64_t longest = 0, max_pos = 0;
+  bool any_spec = false;
+  for (const auto& [s, len] : rows) {
+    seqs.push_back(s);
+    longest = std::max<int64_t>(longest, len);
+    max_pos = std::max<int64_t>(max_pos, s->kv_len + len - 1);
+    any_spec |= s->speculative();
+  }
+  const int64_t R = NextPow2(static_cast<int64_t>(rows.size())), K = prefill_bucket(longest), P = PagesBucket(max_pos);
+  std::vector<int32_t> tokens(R * K, 0), positions(R * K, -1), ctx_positions(R * K, -1);
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const auto& [s, len] = rows[r];
+    for (int32_t j = 0; j < len; ++j) {
+      tokens[r * K + j] = s->tokens[s->kv_len + j];
+      positions[r * K + j] = static_cast<int32_t>(s->kv_len + j);
+      if (s->speculative()) ctx_positions[r * K + j] = positions[r * K + j];
+    }
+  }
+  const auto table = Tables(seqs, R, P);
+  models::ScoreShape shape{R, K, P, opt_.page_size, pool_->total_pages(), false, false, false, {}};
+  if (any_spec) shape.hidden_layers = drafter_->target_layer_ids;
+  auto& prog = ScoreProgram(shape);
+  auto tok = Upload(tokens, {R, K}), pos = Upload(positions, {R, K}), tab = Upload(table, {R, P});
+  Invocation inv(prog);
+  BindCommon(inv);
+  inv.BindDonated("k_cache", pool_->k.get()).BindDonated("v_cache", pool_->v.get());
+  inv.Bind("tokens", tok.get()).Bind("positions", pos.get()).Bind("block_table", tab.get());
+  Outputs out = inv.Run(counters_);
+  pool_->k = out.Take("k_cache");
+  pool_->v = out.Take("v_cache");
+  if (!any_spec) return;
+
+  // The drafter's context rows for the same positions (append only, no block).
+  auto feats = out.Take("hidden");
+  models::DraftShape ds{R, K, 0, P, opt_.page_size, pool_->total_pages(), 0, 0, false, false};
+  auto& dprog = DraftProgram(ds);
+  auto cpos = Upload(ctx_positions, {R, K});
+  Invocation dinv(dprog);
+  BindCommon(dinv);
+  dinv.BindDonated("dk_cache", pool_->dk.get()).BindDonated("dv_cache", pool_->dv.get());
+  dinv.Bind("feats", feats.get()).Bind("positions", cpos.get()).Bind("block_table", tab.get());
+  Outputs dout = dinv.Run(counters_);
+  pool_->dk = dout.Take("dk_cache");
+  pool_->dv = dout.Take("dv_cache");
+}
+
+std::vector<std::vector<int32_t>> Runtime::Verify(const std::vector<Sequence*>& rows, int32_t k) {
+  const int64_t R = NextPow2(static_cast<int64_t>(rows.size())), K = k;
+  int64_t max_pos = 0;
+  bool any_spec = false, any_sampling = false;
+  for (Sequence* s : rows) {
+    max_pos = std::max<int64_t>(max_pos, s->kv_len + std::max(1, s->pending_block) - 1);
+    any_spec |= s->speculative();
+    any_sampling |= s->sampling;
+  }
+  const int64_t P = PagesBucket(max_pos);
+  const int32_t none = none_slot();
+  std::vector<int32_t> tokens(R * K, 0), positions(R * K, -1), slots(R, none);
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const Sequence& s = *rows[r];
+    const int32_t b = std::max(1, s.pending_block);
+    if (b > K) throw std::logic_error("verify: a row's block exceeds the step's");
+    tokens[r * K] = s.last();
+    for (int32_t j = 0; j < b; ++j) positions[r * K + j] = static_cast<int32_t>(s.kv_len + j);
+    if (s.pending_block > 0) slots[r] = s.slot;
+  }
+  const auto table = Tables(rows, R, P);
+  models::ScoreShape shape{R, K, P, opt_.page_size, pool_->total_pages(), false, false, true, {}};
+  if (any_spec) shape.hidden_layers = drafter_->target_layer_ids;
+  if (drafter_) shape.pool_rows = opt_.max_sequences + 1, shape.pool_width = drafter_->block_size;
+  shape.sampling = any_sampling;
+  if (any_sampling && drafter_) EnsureProbsPool();
+  auto& prog = ScoreProgram(shape);
+  auto tok = Upload(tokens, {R, K}), pos = Upload(positions, {R, K}), tab = Upload(table, {R, P});
+  Invocation inv(prog);
+  BindCommon(inv);
+  inv.BindDonated("k_cache", pool_->k.get()).BindDonated("v_cache", pool_->v.get());
+  inv.Bind("tokens", tok.get()).Bind("positions", pos.get()).Bind("block_table", tab.get());
+  std::unique_ptr<pjrt::Buffer> slot_buf, params_buf, uniforms_buf;
+  if (drafter_) {
+    slot_buf = Upload(slots, {R});
+    inv.Bind("draft_pool", draft_pool_.get()).Bind("pool_slot", slot_buf.get());
+  }
+  if (any_sampling) {
+    // Row r, slot j: [draw the token at position kv_len + j + 1 | accept the draft at kv_len + j].
+    std::vector<float> uniforms(static_cast<size_t>(R * 2 * K), 0.0f);
+    for (size_t r = 0; r < rows.size(); ++r) {
+      const Sequence& s = *rows[r];
+      if (!s.sampling) continue;
+      for (int64_t j = 0; j < K; ++j) {
+        uniforms[r * 2 * K + j] = KeyedUniform(s.seed, s.kv_len + j + 1, kDraw);
+        uniforms[r * 2 * K + K + j] = KeyedUniform(s.seed, s.kv_len + j, kAccept);
+      }
+    }
+    params_buf = UploadF32(SampleParams(rows, R), {R, 3});
+    uniforms_buf = UploadF32(uniforms, {R, 2 * K});
+    inv.Bind("sample_params", params_buf.get()).Bind("uniforms", uniforms_buf.get());
+    if (drafter_) inv.Bind("probs_pool", probs_pool_.get());
+  }
+  Outputs out = inv.Run(counters_);
+  pool_->k = out.Take("k_cache");
+  pool_->v = out.Take("v_cache");
+  if (any_spec) {
+    feats_ = out.Take("hidden");
+    feats_rows_ = R;
+    feats_k_ = K;
+  }
+  auto accept_buf = out.Take("accept");
+  const std::vector<int32_t> acc = CopyToHost<int32_t>(*accept_buf, counters_);  // the step's one transfer
+  std::vector<std::vector<int32_t>> committed(rows.size());
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const int32_t n = acc[r * (K + 1)];
+    const int32_t b = std::max(1, rows[r]->pending_block);
+    if (n < 1 || n > b) throw std::logic_error("verify returned an invalid accept count " + std::to_string(n) + " for a block of " + std::to_string(b));
+    committed[r].assign(acc.begin() + r * (K + 1) + 1, acc.begin() + r * (K + 1) + 1 + n);
+  }
+  return committed;
+}
+
+void Runtime::Draft(const std::vector<Sequence*>& rows, const std::vector<int32_t>& n, const std::vector<int32_t>& next_last,
+                    const std::vector<int32_t>& block_len, int32_t block) {
+  if (!feats_ || feats_rows_ != NextPow2(static_cast<int64_t>(rows.size())))
+    throw std::logic_error("draft: no verify features for these rows");
+  const int64_t R = feats_rows_, A = feats_k_, B = block >= 2 ? block : 0;
+  int64_t max_pos = 0;
+  bool any_sampling = false;
+  for (size_t r = 0; r < rows.size(); ++r) {
+    if (n[r] == 0) continue;
+    max_pos = std::max<int64_t>(max_pos, rows[r]->kv_len + n[r] - 1);
+    any_sampling |= B && rows[r]->sampling && block_len[r] >= 2;
+  }
+  const int64_t P = PagesBucket(max_pos);
+  const int32_t none = none_slot();
+  // Rows' state is still the verify's: kv_len is where the verified block started.
+  std::vector<int32_t> positions(R * A, -1), last(R, 0), start(R, 0), len(R, 0), slots(R, none);
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const Sequence& s = *rows[r];
+    if (n[r] == 0) continue;
+    for (int32_t j = 0; j < n[r]; ++j) positions[r * A + j] = static_cast<int32_t>(s.kv_len + j);
+    last[r] = next_last[r];
+    start[r] = static_cast<int32_t>(s.kv_len + n[r]);
+    if (B && block_len[r] >= 2) len[r] = block_len[r], slots[r] = s.slot;
+  }
+  const auto table = Tables(rows, R, P);
+  models::DraftShape shape{R, A, B, P, opt_.page_size, pool_->total_pages(), 0, 0, false, any_sampling};
+  if (B) shape.pool_rows = opt_.max_sequences + 1, shape.pool_width = drafter_->block_size;
+  auto& prog = DraftProgram(shape);
+  auto pos = Upload(positions, {R, A}), tab = Upload(table, {R, P});
+  Invocation inv(prog);
+  BindCommon(inv);
+  inv.BindDonated("dk_cache", pool_->dk.get()).BindDonated("dv_cache", pool_->dv.get());
+  inv.Bind("feats", feats_.get()).Bind("positions", pos.get()).Bind("block_table", tab.get());
+  std::unique_ptr<pjrt::Buffer> last_buf, start_buf, len_buf, slot_buf, params_buf, uniforms_buf;
+  if (B) {
+    last_buf = Upload(last, {R});
+    start_buf = Upload(start, {R});
+    len_buf = Upload(len, {R});
+    slot_buf = Upload(slots, {R});
+    inv.Bind("last", last_buf.get()).Bind("block_start", start_buf.get()).Bind("block_len", len_buf.get());
+    inv.BindDonated("draft_pool", draft_pool_.get()).Bind("pool_slot", slot_buf.get());
+    if (any_sampling) {
+      EnsureProbsPool();
+      // Row r's block token i sits at position block_start + i.
+      std::vector<Sequence*> drawing(rows.size(), nullptr);
+      std::vector<float> uniforms(static_cast<size_t>(R * B), 0.0f);
+      for (size_t r = 0; r < rows.size(); ++r) {
+        if (len[r] < 2 || !rows[r]->sampling) continue;
+        drawing[r] = rows[r];
+        for (int64_t i = 0; i < B; ++i) uniforms[r * B + i] = KeyedUniform(rows[r]->seed, start[r] + i, kPropose);
+      }
+      const std::vector<float> params = SampleParams(drawing, R);
+      params_buf = UploadF32(params, {R, 3});
+      uniforms_buf = UploadF32(uniforms, {R, B});
+      inv.Bind("sample_params", params_buf.get()).Bind("uniforms", uniforms_buf.get());
+      inv.BindDonated("probs_pool", probs_pool_.get());
+    }
+  }
+  Outputs out = inv.Run(counters_);
+  pool_->dk = out.Take("dk_cache");
+  pool_->dv = out.Take("dv_cache");
+  if (B) {
+    draft_pool_ = out.Take("draft_pool");
+    if (any_sampling) probs_pool_ = out.Take("probs_pool");
+  }
+  feats_.reset();
+}
+
+}  // namespace dflash::engine
