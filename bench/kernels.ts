@@ -5,6 +5,7 @@
 //   npx vite-node bench/kernels.ts -- --target DIR --drafter DIR [--context 256] [--reps 11] [--max-seq-len 2048]
 //   npx vite-node bench/kernels.ts -- --random --preset tiny|small
 import { Engine } from '../lib/engine';
+import { timeDraft, timeVerify } from '../lib/internal/probe';
 import { arg, machine, models, publish, resultFile, run } from './common';
 
 
@@ -20,9 +21,9 @@ async function main(): Promise<void> {
   const engine = await Engine.load({ target: m.target, drafter: m.drafter, maxSeqLen, maxSequences: 1 });
   const ne = engine.nativeEngine;
   const verify = new Map<number, number>();
-  for (const k of allK) verify.set(k, await ne.timeVerify(k, context, reps));
+  for (const k of allK) verify.set(k, await timeVerify(engine, k, context, reps));
   const draft = new Map<number, number>();
-  for (const b of blocks) draft.set(b, await ne.timeDraft(b, context, reps));
+  for (const b of blocks) draft.set(b, await timeDraft(engine, b, context, reps));
   const st = ne.stats();
 
   const c = engine.client;

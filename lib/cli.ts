@@ -51,7 +51,7 @@ async function generate(args: Args): Promise<void> {
     drafter: args.drafter as string | undefined,
     plugin: args.plugin as string | undefined,
     onProgress: json ? undefined : (p) => {
-      if (p.tensors === p.totalTensors) process.stderr.write(`loaded ${p.model}: ${p.totalTensors} tensors, ${(p.totalBytes / 1e6).toFixed(1)} MB\n`);
+      if (p.phase === 'weights' && p.tensors === p.totalTensors) process.stderr.write(`loaded ${p.model}: ${p.totalTensors} tensors, ${(p.totalBytes / 1e6).toFixed(1)} MB\n`);
     },
   });
   if (!json) process.stderr.write(`platform ${engine.platform}, ready in ${((performance.now() - t0) / 1000).toFixed(2)} s\n`);

@@ -1,38 +1,36 @@
 // Engine: the public entry point. Engine.load() finds the PJRT plugin, maps the Hugging Face
-// configs, uploads the weights (progress events) and loads the tokenizer; generate() returns a
-// GenerationStream that runs one sequence through the native engine, speculatively when a
-// DFlash drafter is loaded.
+// configs, loads the tokenizer and starts the native engine (its scheduler thread uploads the
+// weights, sizes the KV pool and compiles the warm-up programs, with progress events).
+// generate() queues a sequence with the native scheduler and returns a GenerationStream fed once
+// per scheduler iteration; nothing here waits on device work.
+import { EventEmitter } from 'events';
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
+import type TypedEmitter from 'typed-emitter';
 
 import { drafterConfigFromHF, targetConfigFromHF } from './config';
-import { native, NativeClient, NativeEngine, NativeStepResult, TensorSource } from './native';
+import { Generation } from './generation';
+import {
+  native, NativeClient, NativeEngine, NativeEngineStats, NativeProgramEvent, NativeSequenceEvent, NativeWeightProgress,
+  TensorSource,
+} from './native';
+import type { EngineOptions } from './options.generated';
 import { findPlugin } from './plugins';
 import { readCheckpoint } from './safetensors';
-import { AbortError, DoneEvent, GenerationStream, StopReason, TokenEvent } from './stream';
-import { ChatMessage, IncrementalDetokenizer, loadTokenizer, Tokenizer } from './tokenizer';
+import { AbortError, DoneEvent, GenerationStream } from './stream';
+import { ChatMessage, loadTokenizer, Tokenizer } from './tokenizer';
 
-export interface LoadProgress {
-  model: 'target' | 'drafter';
-  tensors: number;
-  totalTensors: number;
-  bytes: number;
-  totalBytes: number;
-}
+/** Loading progress: weight bytes per model, then compile / disk-cache events per program. */
+export type LoadProgress = NativeWeightProgress | NativeProgramEvent;
 
-export interface EngineLoadOptions {
+export interface EngineLoadOptions extends Omit<EngineOptions, 'cacheDir'> {
   /** Directory of the target model (config.json, *.safetensors, tokenizer.json). */
   target: string;
-  /** Directory of a DFlash drafter (z-lab layout). Without it, generation is plain greedy/sampled decoding. */
+  /** Directory of a DFlash drafter (z-lab layout). Without it, generation is plain decoding. */
   drafter?: string;
   /** Path of a PJRT plugin; otherwise discovered (see describePlugins()). */
   plugin?: string;
-  /** Longest prompt + generation of one sequence (default 2048). */
-  maxSeqLen?: number;
-  /** Tokens per KV-cache page, a power of two (default 16). */
-  pageSize?: number;
-  /** Sequences that may generate at once (default 4): sizes the page pool. */
-  maxSequences?: number;
   /** Directory for compiled programs, so a second start does not recompile. Default:
    *  $DFLASH_CACHE_DIR, else $XDG_CACHE_HOME/dflash/programs (~/.cache/dflash/programs);
    *  `false` turns the disk cache off. */
@@ -41,49 +39,74 @@ export interface EngineLoadOptions {
 }
 
 export interface GenerateOptions {
+  /** Tokens to generate at most (default 256). */
   maxTokens?: number;
+  /** Sampling temperature; 0 (default) = greedy. */
   temperature?: number;
   topP?: number;
   topK?: number;
+  /** Seed of the sampling draws; default: a random one. */
   seed?: number;
+  /** Stop strings: generation ends before the first occurrence, which is never streamed. */
   stop?: string | string[];
   signal?: AbortSignal;
-  /** Speculative decoding: on by default when a drafter is loaded; `false` forces plain decoding. */
+  /** Speculative decoding: on by default when a drafter is loaded; `false` forces plain decoding;
+   *  `{ blockSize }` caps the block (the scheduler may still verify fewer tokens per step when
+   *  adaptive speculation finds that faster). */
   speculative?: { blockSize?: number } | false;
 }
 
-export class Engine {
+export type EngineStats = NativeEngineStats;
+
+export type EngineEvents = {
+  /** Compile and disk-cache activity after load (first use of a new shape bucket). */
+  program: (e: NativeProgramEvent) => void;
+};
+
+export class Engine extends (EventEmitter as new () => TypedEmitter<EngineEvents>) {
   private disposed = false;
+  private closing: Promise<void> | undefined;
+  private readonly live = new Map<number, { gen: Generation; resolve: (d: DoneEvent) => void; reject: (e: Error) => void; done?: DoneEvent }>();
+
   private constructor(
     readonly client: NativeClient,
     private readonly engine: NativeEngine,
     readonly tokenizer: Tokenizer,
     readonly config: { target: ReturnType<typeof targetConfigFromHF>; drafter?: ReturnType<typeof drafterConfigFromHF> },
-  ) {}
+  ) {
+    super();
+  }
 
   static async load(opts: EngineLoadOptions): Promise<Engine> {
-    const targetCfg = targetConfigFromHF(readJson(path.join(opts.target, 'config.json')));
-    const drafterCfg = opts.drafter ? drafterConfigFromHF(readJson(path.join(opts.drafter, 'config.json')), targetCfg) : undefined;
-    const tokenizer = await loadTokenizer(opts.target);
-    const targetTensors = readCheckpoint(opts.target);
-    const drafterTensors = opts.drafter ? stripModelPrefix(readCheckpoint(opts.drafter)) : undefined;
+    if (!opts || typeof opts !== 'object') throw new TypeError('Engine.load(options): options must be an object with at least `target`');
+    if (typeof opts.target !== 'string' || !opts.target) throw new TypeError(`Engine.load: option 'target' must be a model directory, got ${JSON.stringify(opts.target)}`);
+    if (opts.drafter !== undefined && (typeof opts.drafter !== 'string' || !opts.drafter))
+      throw new TypeError(`Engine.load: option 'drafter' must be a model directory, got ${JSON.stringify(opts.drafter)}`);
+    const { target, drafter, plugin, onProgress, cacheDir, ...engineOptions } = opts;
+    const targetCfg = targetConfigFromHF(readJson(path.join(target, 'config.json')));
+    const drafterCfg = drafter ? drafterConfigFromHF(readJson(path.join(drafter, 'config.json')), targetCfg) : undefined;
+    const tokenizer = await loadTokenizer(target);
+    const targetTensors = readCheckpoint(target);
+    const drafterTensors = drafter ? stripModelPrefix(readCheckpoint(drafter)) : undefined;
 
-    const plugin = findPlugin({ plugin: opts.plugin });
-    const client = await native().openClient(plugin.path);
+    const found = findPlugin({ plugin });
+    const client = await native().openClient(found.path);
+    let engine: Engine | undefined;
+    let nativeEngine: NativeEngine | undefined;
     try {
-      const engine = await native().createEngine(client, {
-        target: { ...targetCfg, weightDtype: weightDtype(targetTensors) },
-        drafter: drafterCfg && drafterTensors ? { ...drafterCfg, weightDtype: weightDtype(drafterTensors) } : undefined,
-        pageSize: opts.pageSize ?? 16,
-        maxSeqLen: opts.maxSeqLen ?? 2048,
-        maxSequences: opts.maxSequences ?? 4,
-        cacheDir: opts.cacheDir === false ? '' : opts.cacheDir ?? defaultCacheDir(),
-      });
-      const progress = (model: 'target' | 'drafter') => (p: Omit<LoadProgress, 'model'>) => opts.onProgress?.({ model, ...p });
-      await engine.loadWeights('target', targetTensors, progress('target'));
-      if (drafterTensors) await engine.loadWeights('drafter', drafterTensors, progress('drafter'));
-      return new Engine(client, engine, tokenizer, { target: targetCfg, drafter: drafterCfg });
+      const options = { ...engineOptions, cacheDir: cacheDir === false ? '' : cacheDir ?? defaultCacheDir() };
+      const eos = [...new Set(tokenizer.eosTokenIds.concat(targetCfg.eosTokenIds ?? []))];
+      nativeEngine = native().createEngine(client, { target: targetCfg, drafter: drafterCfg, eosTokenIds: eos, options },
+        (kind, data) => engine?.onNative(kind, data));
+      engine = new Engine(client, nativeEngine, tokenizer, { target: targetCfg, drafter: drafterCfg });
+      const { unusedTensors } = await nativeEngine.load(targetTensors, drafterTensors, onProgress && ((p) => onProgress(p)));
+      if (unusedTensors.length > 0)
+        process.emitWarning(`the checkpoint holds ${unusedTensors.length} tensor(s) the model does not use: ${unusedTensors.slice(0, 8).join(', ')}` +
+          (unusedTensors.length > 8 ? ', ...' : '') + ' (a config/checkpoint mismatch, e.g. biases in a model configured without them?)',
+        { code: 'DFLASH_UNUSED_TENSORS' });
+      return engine;
     } catch (e) {
+      if (nativeEngine) await nativeEngine.dispose().catch(() => undefined);
       client.dispose();
       throw e;
     }
@@ -93,188 +116,120 @@ export class Engine {
     return this.client.platformName;
   }
 
-  /** Device-side counters: host transfers, executions, compiles, pages. */
-  stats(): ReturnType<NativeEngine['stats']> {
+  /** Scheduler, device and memory counters: running / queued sequences, free KV pages, host
+   *  transfers, executions, compiles, the dtypes in use and why. */
+  stats(): EngineStats {
     return this.engine.stats();
   }
 
-  /** @internal the native engine, for tests and benchmarks. */
+  /** @internal the native engine, for tests and benchmarks (lib/internal/probe.ts). */
   get nativeEngine(): NativeEngine {
     return this.engine;
   }
 
   generate(prompt: string | ChatMessage[] | number[], options: GenerateOptions = {}): GenerationStream {
     if (this.disposed) throw new Error('Engine is disposed');
-    const maxTokens = options.maxTokens ?? 256;
-    if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new RangeError(`maxTokens must be a positive integer, got ${options.maxTokens}`);
-    const temperature = options.temperature ?? 0;
-    if (!(temperature >= 0) || !Number.isFinite(temperature)) throw new RangeError(`temperature must be >= 0, got ${options.temperature}`);
-    const topP = options.topP ?? 1;
-    if (!(topP > 0 && topP <= 1)) throw new RangeError(`topP must be in (0, 1], got ${options.topP}`);
-    const topK = options.topK ?? 0;
-    if (!Number.isInteger(topK) || topK < 0) throw new RangeError(`topK must be an integer >= 0, got ${options.topK}`);
-    const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
-    if (!Number.isSafeInteger(seed)) throw new RangeError(`seed must be an integer, got ${options.seed}`);
-    const stops = options.stop === undefined ? [] : Array.isArray(options.stop) ? options.stop : [options.stop];
-    const drafter = this.config.drafter;
-    const speculative = options.speculative !== false && drafter !== undefined;
-    if (options.speculative && !drafter) throw new Error('speculative decoding needs a drafter: pass `drafter` to Engine.load()');
-    const blockSize = speculative ? (options.speculative && options.speculative.blockSize) || drafter!.blockSize : 1;
-
+    const request = this.requestOptions(options);
+    const stops = stopList(options.stop);
     const ids = Array.isArray(prompt) && (prompt.length === 0 || typeof prompt[0] === 'number')
       ? (prompt as number[])
       : this.tokenizer.encode(typeof prompt === 'string' ? prompt : this.tokenizer.applyChatTemplate(prompt as ChatMessage[]));
-
-    return new GenerationStream((stream, signal) =>
-      this.run(stream, signal, Int32Array.from(ids), { maxTokens, stops, speculative, blockSize, temperature, topP, topK, seed }), options.signal);
+    const startedAt = performance.now();
+    return new GenerationStream((stream, signal) => new Promise<DoneEvent>((resolve, reject) => {
+      if (signal.aborted) return reject(new AbortError());
+      const tokens = toInt32(ids);
+      const id = this.engine.submit(tokens, request);  // throws: prompt errors, QUEUE_FULL
+      const gen = new Generation(stream, this.tokenizer, stops, tokens.length, startedAt, () => this.engine.cancel(id));
+      this.live.set(id, { gen, resolve, reject });
+      signal.addEventListener('abort', () => this.engine.cancel(id), { once: true });
+    }), options.signal);
   }
 
-  private async run(stream: GenerationStream, signal: AbortSignal, prompt: Int32Array,
-    o: { maxTokens: number; stops: string[]; speculative: boolean; blockSize: number; temperature: number; topP: number; topK: number; seed: number }): Promise<DoneEvent> {
-    const t0 = performance.now();
-    const eos = new Set(this.tokenizer.eosTokenIds.concat(this.config.target.eosTokenIds ?? []));
-    const detok = new IncrementalDetokenizer(this.tokenizer);
-    if (signal.aborted) throw new AbortError();
-    const seq = this.engine.startSequence(prompt, {
-      maxNewTokens: o.maxTokens, speculative: o.speculative, blockSize: o.blockSize,
-      temperature: o.temperature, topP: o.topP, topK: o.topK, seed: o.seed,
-    });
-    const ids: number[] = [];
-    let text = '';      // all released text
-    let held = '';      // text withheld because it may begin a stop string
-    let reason: StopReason | undefined;
-    let steps = 0, stepTokens = 0, proposed = 0, accepted = 0, deviceSeconds = 0, firstAt = 0;
-    const perPos = new Array<number>(Math.max(0, o.blockSize - 1)).fill(0);
-    const maxStop = o.stops.reduce((m, s) => Math.max(m, s.length), 0);
-
-    // Commits tokens one by one, applying EOS / stop / maxTokens; returns true when finished.
-    const commit = (tokens: Int32Array, draftedCount: number): boolean => {
-      for (let i = 0; i < tokens.length; i++) {
-        const id = tokens[i];
-        if (eos.has(id)) { reason = 'eos'; return true; }
-        ids.push(id);
-        held += detok.push([id]);
-        let release = '';
-        if (maxStop > 0) {
-          const hit = firstStop(held, o.stops);
-          if (hit >= 0) {
-            release = held.slice(0, hit);
-            text += release;
-            held = '';
-            stream.pushToken({ id, text: release, drafted: i < draftedCount });
-            reason = 'stop';
-            return true;
-          }
-          const keep = Math.min(held.length, maxStop - 1);
-          release = held.slice(0, held.length - keep);
-          held = held.slice(held.length - keep);
-        } else {
-          release = held;
-          held = '';
-        }
-        const last = ids.length >= o.maxTokens;
-        if (last) {
-          // The final token carries everything still held back (stop-string prefix, bytes of
-          // an incomplete character), so the streamed text always adds up to done.text.
-          release += held + detok.flush();
-          held = '';
-        }
-        text += release;
-        stream.pushToken({ id, text: release, drafted: i < draftedCount });
-        if (last) { reason = 'maxTokens'; return true; }
-      }
-      return false;
-    };
-
-    try {
-      const first: NativeStepResult = await this.engine.prefill(seq);
-      deviceSeconds += first.deviceSeconds;
-      firstAt = performance.now();
-      let finished = commit(first.tokens, 0);
-      while (!finished) {
-        if (signal.aborted) { reason = 'abort'; break; }
-        const r = await this.engine.step(seq);
-        steps += 1;
-        stepTokens += r.tokens.length;
-        deviceSeconds += r.deviceSeconds;
-        proposed += r.proposed;
-        accepted += r.acceptedDrafts;
-        for (let i = 0; i < r.acceptedDrafts && i < perPos.length; i++) perPos[i] += 1;
-        stream.emit('step', {
-          proposed: r.proposed,
-          accepted: r.acceptedDrafts,
-          acceptedIds: Array.from(r.tokens),
-          positionAcceptance: perPos.map((_, i) => i < r.acceptedDrafts),
-        });
-        finished = commit(r.tokens, r.acceptedDrafts);
-      }
-      if (reason === undefined) reason = 'abort';
-      if (reason !== 'stop') {
-        const tail = held + detok.flush();
-        held = '';
-        if (tail) { text += tail; stream.pushToken({ id: -1, text: tail, drafted: false }); }
-      }
-    } finally {
-      this.engine.finishSequence(seq);
+  // Native events arrive once per scheduler iteration.
+  private onNative(kind: 'tokens' | 'program', data: NativeSequenceEvent[] | NativeProgramEvent): void {
+    if (kind === 'program') {
+      this.emit('program', data as NativeProgramEvent);
+      return;
     }
-    const end = performance.now();
-    const wall = (end - t0) / 1000;
-    const gen = ids.length;
-    const decodeWall = firstAt ? (end - firstAt) / 1000 : 0;
-    return {
-      reason: reason!,
-      text,
-      ids,
-      stats: {
-        promptTokens: prompt.length,
-        tokens: gen,
-        steps,
-        meanAcceptanceLength: steps > 0 ? stepTokens / steps : 0,
-        acceptanceRate: proposed > 0 ? accepted / proposed : 0,
-        perPositionAcceptance: perPos.map((c) => (steps > 0 ? c / steps : 0)),
-        ttft: firstAt ? (firstAt - t0) / 1000 : wall,
-        tpot: gen > 1 ? decodeWall / (gen - 1) : 0,
-        tokensPerSecond: wall > 0 ? gen / wall : 0,
-        deviceSeconds,
-        hostOverheadSeconds: Math.max(0, wall - deviceSeconds),
-      },
-    };
+    for (const e of data as NativeSequenceEvent[]) {
+      const entry = this.live.get(e.id);
+      if (!entry) continue;
+      try {
+        const done = entry.gen.onEvent(e);
+        if (done) {
+          this.live.delete(e.id);
+          entry.resolve(done);
+        }
+      } catch (err) {
+        this.live.delete(e.id);
+        entry.reject(err as Error);
+      }
+    }
   }
 
+  private requestOptions(o: GenerateOptions): Record<string, unknown> {
+    if (o === null || typeof o !== 'object') throw new TypeError('generate: options must be an object');
+    const spec = o.speculative;
+    if (spec !== undefined && spec !== false && (spec === null || typeof spec !== 'object' || Array.isArray(spec)))
+      throw new TypeError(`generate: option 'speculative' must be false or { blockSize }, got ${JSON.stringify(spec)}`);
+    if (spec && !this.config.drafter) throw new Error('speculative decoding needs a drafter: pass `drafter` to Engine.load()');
+    const request: Record<string, unknown> = {
+      maxTokens: o.maxTokens, temperature: o.temperature, topP: o.topP, topK: o.topK,
+      seed: o.seed ?? Math.floor(Math.random() * 2 ** 31),
+      blockSize: spec === false ? 1 : spec ? spec.blockSize : undefined,
+    };
+    native().validateRequestOptions(request);  // the schema's message: option, value, range
+    return request;
+  }
+
+  /** Ends every stream (reason 'abort') and releases the device; returns at once. close() waits. */
   dispose(): void {
-    if (this.disposed) return;
-    this.disposed = true;
-    this.engine.dispose();
-    this.client.dispose();
+    void this.close();
+  }
+
+  /** dispose(), resolved once the device memory is released. */
+  close(): Promise<void> {
+    if (!this.closing) {
+      this.disposed = true;
+      for (const [, entry] of this.live) entry.reject(new AbortError('the engine was disposed'));
+      this.live.clear();
+      this.closing = this.engine.dispose().finally(() => this.client.dispose());
+    }
+    return this.closing;
   }
 
   [Symbol.dispose](): void {
     this.dispose();
   }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+function stopList(stop: unknown): string[] {
+  if (stop === undefined) return [];
+  const list = Array.isArray(stop) ? stop : [stop];
+  for (const s of list)
+    if (typeof s !== 'string') throw new TypeError(`generate: option 'stop' must be a string or an array of strings, got ${JSON.stringify(stop)}`);
+  return list as string[];
+}
+
+function toInt32(ids: number[]): Int32Array {
+  const out = new Int32Array(ids.length);
+  for (let i = 0; i < ids.length; i++) {
+    const t = ids[i];
+    if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t > 0x7fffffff)
+      throw new RangeError(`prompt token at index ${i} must be a non-negative integer token id, got ${JSON.stringify(t)}`);
+    out[i] = t;
+  }
+  return out;
 }
 
 function defaultCacheDir(): string {
   if (process.env.DFLASH_CACHE_DIR) return process.env.DFLASH_CACHE_DIR;
-  const base = process.env.XDG_CACHE_HOME || path.join(require('os').homedir(), '.cache');
+  const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
   return path.join(base, 'dflash', 'programs');
-}
-
-// The dtype most of a checkpoint's tensors use; the few others are converted while loading.
-function weightDtype(tensors: TensorSource[]): 'f32' | 'bf16' | 'f16' {
-  const bytes: Record<string, number> = {};
-  for (const t of tensors) bytes[t.dtype] = (bytes[t.dtype] ?? 0) + t.nbytes;
-  const top = Object.entries(bytes).sort((a, b) => b[1] - a[1])[0]?.[0] ?? 'F32';
-  return top === 'BF16' ? 'bf16' : top === 'F16' ? 'f16' : 'f32';
-}
-
-function firstStop(text: string, stops: string[]): number {
-  let best = -1;
-  for (const s of stops) {
-    if (!s) continue;
-    const i = text.indexOf(s);
-    if (i >= 0 && (best < 0 || i < best)) best = i;
-  }
-  return best;
 }
 
 function readJson(file: string): Record<string, unknown> {

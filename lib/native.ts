@@ -59,44 +59,115 @@ export interface TensorSource {
   shape: number[];
 }
 
-export interface NativeStepResult {
-  /** Tokens committed by this call, in order. */
+/** One sequence's result of one scheduler iteration (see native/engine/sequence.h). */
+export interface NativeSequenceEvent {
+  id: number;
+  /** Tokens committed this iteration, in order (EOS excluded). */
   tokens: Int32Array;
-  /** Of `tokens`, how many were drafted by the drafter and accepted (the rest came from the target). */
-  acceptedDrafts: number;
-  /** Drafted tokens proposed in this step (block size - 1, or 0 without a drafter). */
+  /** Of `tokens`, how many were drafted and accepted. */
+  drafted: number;
+  /** Drafts offered in this step (block - 1; 0 for a plain step). */
   proposed: number;
-  /** Seconds spent in device work (executions + the transfer) by this call. */
+  /** Tokens verified in this step (1 = plain decoding). */
+  block: number;
+  /** Device seconds of the iteration this step ran in (shared by its rows). */
+  seconds: number;
+  finish?: 'eos' | 'maxTokens' | 'abort' | 'error';
+  error?: string;
+}
+
+/** Compile / disk-cache activity of the engine's program cache. */
+export interface NativeProgramEvent {
+  phase: 'program';
+  kind: 'compile-start' | 'compile-done' | 'cache-load' | 'cache-reject';
+  program: string;
+  seconds: number;
+  detail?: string;
+}
+
+export interface NativeWeightProgress {
+  phase: 'weights';
+  model: 'target' | 'drafter';
+  tensors: number;
+  totalTensors: number;
+  bytes: number;
+  totalBytes: number;
+}
+
+export interface NativeEngineStats {
+  iterations: number;
+  decodeIterations: number;
+  prefillCalls: number;
+  preemptions: number;
+  tokens: number;
+  runningSequences: number;
+  queuedSequences: number;
+  freePages: number;
+  totalPages: number;
+  lastBlock: number;
+  hostTransfers: number;
+  executions: number;
+  cacheCopies: number;
   deviceSeconds: number;
+  compiles: number;
+  diskCacheHits: number;
+  diskCacheRejects: number;
+  /** Engine-wide: positionOffered[i] steps offered draft position i + 1, positionAccepted[i] accepted it. */
+  positionOffered: number[];
+  positionAccepted: number[];
+  platform: string;
+  dtype: string;
+  kvDtype: string;
+  dtypeReason: string;
+  weightBytes: number;
+  kvCacheBytes: number;
+  pageBytes: number;
+  maxSeqLen: number;
+  maxBlock: number;
+  pageSize: number;
+  maxSequences: number;
 }
 
 export interface NativeEngine {
-  loadWeights(which: 'target' | 'drafter', tensors: TensorSource[],
-    onProgress?: (p: { tensors: number; totalTensors: number; bytes: number; totalBytes: number }) => void): Promise<void>;
-  startSequence(prompt: Int32Array, options: {
-    maxNewTokens: number; speculative: boolean; blockSize: number;
-    temperature?: number; topP?: number; topK?: number; seed?: number;
-  }): number;
-  prefill(seq: number): Promise<NativeStepResult>;
-  step(seq: number): Promise<NativeStepResult>;
-  finishSequence(seq: number): void;
-  /** Runs the target score program with logits for test/oracle use (no state kept). */
-  scoreLogits(batch: Int32Array[], options?: { hiddenLayers?: number[] }): Promise<{ logits: Float32Array[]; hidden?: Float32Array[] }>;
-  /** Runs the drafter alone on given features (oracle tests). */
-  draftLogits(features: Float32Array, rows: number, lastToken: number, blockSize: number): Promise<{ logits: Float32Array; draft: Int32Array }>;
-  /** Median seconds of one verify execution scoring k tokens after `context` tokens. */
-  timeVerify(k: number, context: number, reps: number): Promise<number>;
-  /** Median seconds of one drafter execution with block `block` over `context` rows. */
-  timeDraft(block: number, context: number, reps: number): Promise<number>;
-  stats(): { hostTransfers: number; executions: number; compiles: number; diskCacheHits: number; cacheCopies: number; freePages: number; totalPages: number };
-  dispose(): void;
+  load(target: TensorSource[], drafter: TensorSource[] | undefined,
+    onProgress?: (e: NativeWeightProgress | NativeProgramEvent) => void): Promise<{ unusedTensors: string[] }>;
+  /** Queues a request; throws for invalid options or prompts, or with code QUEUE_FULL. */
+  submit(prompt: Int32Array, options: Record<string, unknown>): number;
+  cancel(id: number): void;
+  stats(): NativeEngineStats;
+  /** Stops the scheduler; resolves once the device memory is released. */
+  dispose(): Promise<void>;
+}
+
+export interface OptionSchema {
+  name: string;
+  kind: 'integer' | 'number' | 'boolean' | 'string' | 'enum';
+  default: number | boolean | string;
+  min?: number;
+  max?: number;
+  powerOfTwo?: boolean;
+  choices?: string[];
+  doc: string;
+}
+
+/** Oracle and benchmark hooks (not public API: lib/internal/probe.ts). */
+export interface NativeInternal {
+  scoreLogits(engine: NativeEngine, batch: Int32Array[], hiddenLayers?: number[]): Promise<{ logits: Float32Array[]; hidden?: Float32Array[] }>;
+  draftLogits(engine: NativeEngine, features: Float32Array, rows: number, lastToken: number, blockSize: number): Promise<{ logits: Float32Array; draft: Int32Array }>;
+  timeVerify(engine: NativeEngine, rows: number, k: number, context: number, reps: number): Promise<number>;
+  timeDraft(engine: NativeEngine, rows: number, block: number, context: number, reps: number): Promise<number>;
 }
 
 export interface NativeAddon {
   probePlugin(path: string): PluginProbe;
   openClient(pluginPath: string, options?: Record<string, string | number | boolean>): Promise<NativeClient>;
   liveObjects(): { clients: number; buffers: number; executables: number; engines: number };
-  createEngine(client: NativeClient, config: Record<string, unknown>): Promise<NativeEngine>;
+  createEngine(client: NativeClient, config: Record<string, unknown>,
+    onEvents: (kind: 'tokens' | 'program', data: NativeSequenceEvent[] | NativeProgramEvent) => void): NativeEngine;
+  optionSchemas(): { engine: OptionSchema[]; request: OptionSchema[] };
+  /** Throws the schema's error for a bad generate() option (the same check submit() runs). */
+  validateRequestOptions(options: Record<string, unknown>): void;
+  internal: NativeInternal;
 }
 
 let cached: NativeAddon | undefined;

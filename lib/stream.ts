@@ -24,6 +24,8 @@ export interface StepEvent {
   acceptedIds: number[];
   /** positionAcceptance[i] is true when draft position i + 1 was accepted. */
   positionAcceptance: boolean[];
+  /** Tokens this step verified (the block the scheduler chose; 1 = a plain decoding step). */
+  block: number;
 }
 
 export type StopReason = 'eos' | 'stop' | 'maxTokens' | 'abort';
@@ -31,20 +33,22 @@ export type StopReason = 'eos' | 'stop' | 'maxTokens' | 'abort';
 export interface GenerationStats {
   promptTokens: number;
   tokens: number;
-  /** Target forward passes after prefill (speculative or plain decode steps). */
+  /** Verify steps (target forwards after prefill, speculative or plain) this sequence took part in. */
   steps: number;
-  /** Mean acceptance length τ: generated tokens per target forward (prefill's token included). */
+  /** Mean acceptance length τ: generated tokens per verify step (the bonus token included). */
   meanAcceptanceLength: number;
   /** Accepted drafts / proposed drafts (0 without a drafter). */
   acceptanceRate: number;
-  /** perPositionAcceptance[i]: fraction of steps whose draft position i + 1 was accepted. */
+  /** perPositionAcceptance[i]: of the steps that offered draft position i + 1, the fraction that
+   *  accepted it (vLLM's per-position acceptance rate). */
   perPositionAcceptance: number[];
   /** Seconds from generate() to the first token. */
   ttft: number;
   /** Seconds per output token after the first. */
   tpot: number;
   tokensPerSecond: number;
-  /** Seconds the engine spent inside device executions and transfers. */
+  /** Device seconds of the iterations this sequence took part in (shared with the other
+   *  sequences of each batch). */
   deviceSeconds: number;
   /** Wall seconds of the decode loop minus device seconds: what the host added. */
   hostOverheadSeconds: number;

@@ -1,5 +1,6 @@
 // The build layout: one list of native sources (native/sources.cmake) that both CMake and
-// binding.gyp use, covering every source file, and the addon loaded through node-gyp-build.
+// binding.gyp use, covering every source file, the addon loaded through node-gyp-build, and the
+// TypeScript option types generated from the one native option schema.
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
@@ -29,5 +30,22 @@ describe('native sources', () => {
     const addon = require('node-gyp-build')(ROOT);
     expect(typeof addon.openClient).toBe('function');
     expect(typeof addon.createEngine).toBe('function');
+  });
+});
+
+describe('option schema', () => {
+  it('lib/options.generated.ts is what the native schema says (one place for options and defaults)', () => {
+    const r = require('child_process').spawnSync(process.execPath, [path.join(ROOT, 'scripts', 'gen-options.js'), '--check'], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+  });
+
+  it('every engine option is documented with its default and range', () => {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const { engine, request } = require('node-gyp-build')(ROOT).optionSchemas();
+    for (const s of [...engine, ...request]) {
+      expect(s.doc.length, s.name).toBeGreaterThan(10);
+      expect(s.default, s.name).not.toBeUndefined();
+      if (s.kind === 'integer' || s.kind === 'number') expect(s.max, s.name).toBeGreaterThan(s.min);
+    }
   });
 });

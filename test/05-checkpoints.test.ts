@@ -90,9 +90,14 @@ describe('config.json', () => {
 
 describe('Engine.load', () => {
   it('reports progress and loads bf16 sharded weights', async () => {
-    const events: LoadProgress[] = [];
-    const e = await Engine.load({ target: path.join(MODELS, 'qwen3-bf16-tied'), maxSeqLen: 64, maxSequences: 1, onProgress: (p) => events.push(p) });
+    const all: LoadProgress[] = [];
+    const e = await Engine.load({ target: path.join(MODELS, 'qwen3-bf16-tied'), maxSeqLen: 64, maxSequences: 1, onProgress: (p) => all.push(p) });
     e.dispose();
+    const events = all.filter((p): p is Extract<LoadProgress, { phase: 'weights' }> => p.phase === 'weights');
+    // Weights first, then the warm-up programs (compiled, or loaded from the disk cache).
+    const firstProgram = all.findIndex((p) => p.phase === 'program');
+    expect(firstProgram).toBeGreaterThan(events.length - 1);
+    expect(all.slice(firstProgram).every((p) => p.phase === 'program')).toBe(true);
     const last = events[events.length - 1];
     expect(last.tensors).toBe(last.totalTensors);
     expect(last.bytes).toBe(last.totalBytes);

@@ -7,6 +7,7 @@ import * as path from 'path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { Engine } from '../lib/engine';
+import { scoreLogits } from '../lib/internal/probe';
 
 const FIX = path.join(__dirname, 'fixtures');
 
@@ -34,14 +35,15 @@ afterAll(() => engines.forEach((e) => e.dispose()));
 describe.each([
   ['qwen3-f32', 16],
   ['qwen3-f32', 4],
-  ['qwen3-bf16-tied', 16],
+  ['qwen3-bf16-tied', 16],  // bf16 weights widened to f32 at load (dtype 'f32')
   ['llama-f32', 8],
-])('%s, page size %i', (name, pageSize) => {
+])('%s, page size %i, f32', (name, pageSize) => {
   const g = golden(name);
   let engine: Engine;
 
   it('loads', async () => {
-    engine = await Engine.load({ target: path.join(FIX, 'models', name), pageSize, maxSeqLen: 128, maxSequences: 2 });
+    engine = await Engine.load({ target: path.join(FIX, 'models', name), pageSize, maxSeqLen: 128, maxSequences: 2, dtype: 'f32' });
+    expect(engine.stats().dtype).toBe('f32');
     engines.push(engine);
     expect(engine.config.target.vocabSize).toBe(g.vocab_size);
   });
@@ -49,7 +51,7 @@ describe.each([
   it('logits and hidden states of every prompt position match transformers', async () => {
     for (const c of g.cases) {
       const layers = c.hidden_after_layer.map((_, i) => i);
-      const r = await engine.nativeEngine.scoreLogits([Int32Array.from(c.prompt_ids)], { hiddenLayers: layers });
+      const r = await scoreLogits(engine, [Int32Array.from(c.prompt_ids)], { hiddenLayers: layers });
       expectClose(r.logits[0], c.logits, `logits, prompt of ${c.prompt_ids.length}`);
       // hidden: (T, n_layers * H), layer-major within a row
       const T = c.prompt_ids.length, H = g.hidden_size, n = layers.length;
@@ -64,7 +66,7 @@ describe.each([
 
   it('a batch of unequal lengths in one call gives each sequence its own logits', async () => {
     const [a, b] = [g.cases[3], g.cases[1]];
-    const r = await engine.nativeEngine.scoreLogits([Int32Array.from(a.prompt_ids), Int32Array.from(b.prompt_ids)]);
+    const r = await scoreLogits(engine, [Int32Array.from(a.prompt_ids), Int32Array.from(b.prompt_ids)]);
     expectClose(r.logits[0], a.logits, 'batch row 0');
     expectClose(r.logits[1], b.logits, 'batch row 1');
   });
@@ -78,3 +80,73 @@ describe.each([
     expect(engine.stats().freePages).toBe(engine.stats().totalPages);
   });
 });
+
+// The 16-bit path: the bf16 checkpoint computed in bf16 (dtype 'auto' keeps it 16-bit) against
+// transformers computing in bfloat16. Both are bf16 computations of the same f32 truth, so the
+// tolerance is the oracle's own bf16 error: dflash may differ from transformers-bf16 by at most
+// twice as much as transformers-bf16 differs from transformers-f32. Greedy tokens must agree
+// except at near-ties (the oracle's top-2 margin below two bf16 steps of the logits' scale),
+// which are excused and counted.
+describe('qwen3-bf16-tied in bf16 against transformers in bfloat16', () => {
+  const g16 = JSON.parse(fs.readFileSync(path.join(FIX, 'goldens', 'qwen3-bf16-tied.bf16.json'), 'utf8')) as {
+    cases: { prompt_ids: number[]; logits: number[]; greedy_ids: number[]; greedy_margins: number[] }[];
+  };
+  const g32 = golden('qwen3-bf16-tied');
+  let engine: Engine;
+  const rms = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+    let s = 0;
+    for (let i = 0; i < a.length; i++) s += (a[i] - b[i]) ** 2;
+    return Math.sqrt(s / a.length);
+  };
+
+  it('keeps the weights, activations and KV cache in bf16', async () => {
+    engine = await Engine.load({ target: path.join(FIX, 'models', 'qwen3-bf16-tied'), maxSeqLen: 128, maxSequences: 2 });
+    engines.push(engine);
+    const st = engine.stats();
+    expect([st.dtype, st.kvDtype]).toEqual(['bf16', 'bf16']);
+    expect(st.dtypeReason).toMatch(/bf16 checkpoint kept in bf16/);
+    // bf16 weights on the device: half the bytes of the f32 model (5 tensors of 256x64 etc.).
+    expect(st.weightBytes).toBe(fs.statSync(path.join(FIX, 'models', 'qwen3-bf16-tied', 'model-00001-of-00002.safetensors')).size +
+      fs.statSync(path.join(FIX, 'models', 'qwen3-bf16-tied', 'model-00002-of-00002.safetensors')).size - headerBytes());
+  });
+
+  it('logits within the oracle\'s own bf16 error', async () => {
+    for (let k = 0; k < g16.cases.length; k++) {
+      const c = g16.cases[k];
+      const r = await scoreLogits(engine, [Int32Array.from(c.prompt_ids)]);
+      const oracleError = rms(c.logits, g32.cases[k].logits);
+      expect(oracleError, 'the bf16 oracle differs from the f32 one').toBeGreaterThan(0.01);
+      expect(rms(r.logits[0], c.logits), `prompt of ${c.prompt_ids.length}`).toBeLessThanOrEqual(2 * oracleError);
+    }
+  });
+
+  it('greedy tokens agree with transformers-bf16 but at near-ties', async () => {
+    let excused = 0, compared = 0;
+    for (const c of g16.cases) {
+      const done = await engine.generate(c.prompt_ids, { maxTokens: c.greedy_ids.length, speculative: false }).done();
+      const first = done.ids.findIndex((t, i) => t !== c.greedy_ids[i]);
+      compared += first < 0 ? c.greedy_ids.length : first;
+      if (first < 0) continue;
+      const scale = Math.max(...c.logits.map(Math.abs));
+      const bf16Step = 2 ** (Math.floor(Math.log2(scale)) - 7);  // spacing of bf16 numbers near the logits
+      expect(c.greedy_margins[first], `prompt of ${c.prompt_ids.length}: diverged at step ${first} where the oracle was sure`)
+        .toBeLessThan(2 * bf16Step);
+      excused += 1;
+    }
+    expect(compared).toBeGreaterThan(60);
+    expect(excused).toBeLessThanOrEqual(1);
+  });
+});
+
+// Bytes of the two shards' headers (8-byte length + JSON), which are not weights.
+function headerBytes(): number {
+  let n = 0;
+  for (const f of ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors']) {
+    const fd = fs.openSync(path.join(FIX, 'models', 'qwen3-bf16-tied', f), 'r');
+    const b = Buffer.alloc(8);
+    fs.readSync(fd, b, 0, 8, 0);
+    fs.closeSync(fd);
+    n += 8 + Number(b.readBigUInt64LE(0));
+  }
+  return n;
+}

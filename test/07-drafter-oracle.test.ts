@@ -9,6 +9,7 @@ import * as path from 'path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { Engine } from '../lib/engine';
+import { draftLogits, scoreLogits } from '../lib/internal/probe';
 
 const ROOT = path.join(__dirname, '..');
 const MODELS = path.join(__dirname, 'fixtures', 'models');
@@ -39,11 +40,11 @@ describe.each([
     const V = engine.config.target.vocabSize;
     for (const [n, last] of [[1, 7], [5, 200], [17, 33], [40, 129]]) {
       const prompt = Int32Array.from({ length: n }, (_, i) => (i * 37 + 11) % V);
-      const { hidden } = await engine.nativeEngine.scoreLogits([prompt], { hiddenLayers: ids });
+      const { hidden } = await scoreLogits(engine, [prompt], { hiddenLayers: ids });
       const feats = hidden![0];
       const rows: number[][] = [];
       for (let t = 0; t < n; t++) rows.push(Array.from(feats.subarray(t * ids.length * H, (t + 1) * ids.length * H)));
-      const mine = await engine.nativeEngine.draftLogits(feats, n, last, block);
+      const mine = await draftLogits(engine, feats, n, last, block);
       const ref = reference(drafterDir, rows, last, block);
       expect(mine.logits.length).toBe(block * V);
       let worst = 0;

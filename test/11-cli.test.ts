@@ -30,7 +30,7 @@ describe('dflash generate', () => {
   it('prints text and an acceptance summary; bad input exits non-zero with a message', () => {
     const ok = cli(['generate', '--target', path.join(MODELS, 'qwen3-f32'), '--max-tokens', '5', 'hi']);
     expect(ok.code, ok.stderr).toBe(0);
-    expect(ok.stderr).toMatch(/maxTokens: 5 tokens in 4 target steps, tau 1\.00/);
+    expect(ok.stderr).toMatch(/maxTokens: 5 tokens in 5 target steps, tau 1\.00/);
     const bad = cli(['generate', '--target', '/nonexistent/model', 'hi']);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/^dflash: cannot read \/nonexistent\/model\/config\.json/);

@@ -2,11 +2,8 @@
 // live-object counters) and the engine.
 #include <napi.h>
 
+#include "addon/js_engine.h"
 #include "addon/js_runtime.h"
-
-namespace dflash::addon {
-void InitEngine(Napi::Env env, Napi::Object exports);
-}
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   dflash::addon::InitRuntime(env, exports);

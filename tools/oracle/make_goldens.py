@@ -8,8 +8,11 @@ at the prompt positions (the drafter's context features).
 
     .venv-oracle/bin/python tools/oracle/make_goldens.py
 
-bf16 checkpoints are loaded as stored and upcast to float32 before running (dflash converts
-bf16 weights to f32 in-graph, so both compute in f32 on identical weight values).
+bf16 checkpoints get two goldens: <model>.json computed in float32 on the upcast weights (what
+dflash computes with dtype 'f32', weights widened at load), and <model>.bf16.json computed by
+transformers in bfloat16 (what dflash's 16-bit path is checked against, with bf16 tolerances):
+its logits, its greedy continuation and, per prompt position and greedy step, the margin between
+its top two logits, so near-ties can be told from real disagreements.
 """
 import json
 import pathlib
@@ -23,6 +26,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 MODELS = ROOT / "test" / "fixtures" / "models"
 OUT = ROOT / "test" / "fixtures" / "goldens"
 TARGETS = ["qwen3-f32", "qwen3-bf16-tied", "llama-f32"]
+BF16_TARGETS = ["qwen3-bf16-tied"]
 NEW_TOKENS = 24
 
 
@@ -30,6 +34,20 @@ def prompts(vocab: int) -> list[list[int]]:
     rng = np.random.default_rng(1234)
     # 1 token, inside a page, across 16-token pages, across several pages.
     return [rng.integers(0, vocab, size=n).tolist() for n in (1, 5, 17, 40)]
+
+
+def top2_margin(logits: torch.Tensor) -> float:
+    top = torch.topk(logits.float(), 2).values
+    return float(top[0] - top[1])
+
+
+def greedy_with_margins(model, ids: list[int]) -> tuple[list[int], list[float]]:
+    seq, margins = list(ids), []
+    for _ in range(NEW_TOKENS):
+        logits = model(torch.tensor([seq])).logits[0, -1]
+        margins.append(top2_margin(logits))
+        seq.append(int(logits.argmax()))
+    return seq[len(ids):], margins
 
 
 def greedy_ids(model, ids: list[int]) -> list[int]:
@@ -79,6 +97,31 @@ def main() -> None:
         }
         (OUT / f"{name}.json").write_text(json.dumps(doc))
         print(f"{name}: {len(cases)} cases -> {OUT / (name + '.json')}")
+    for name in BF16_TARGETS:
+        model = AutoModelForCausalLM.from_pretrained(MODELS / name, dtype=torch.bfloat16)
+        model.eval()
+        cfg = model.config
+        cases = []
+        for ids in prompts(cfg.vocab_size):
+            with torch.no_grad():
+                logits = model(torch.tensor([ids])).logits[0]  # (T, V) bf16
+                greedy, margins = greedy_with_margins(model, ids)
+            cases.append({
+                "prompt_ids": ids,
+                "logits": r6(logits.float().numpy()),
+                "prompt_margins": [top2_margin(row) for row in logits],
+                "greedy_ids": greedy,
+                "greedy_margins": margins,
+            })
+        doc = {
+            "model": name,
+            "oracle": {"transformers": transformers.__version__, "torch": torch.__version__, "dtype": "bfloat16"},
+            "vocab_size": cfg.vocab_size,
+            "new_tokens": NEW_TOKENS,
+            "cases": cases,
+        }
+        (OUT / f"{name}.bf16.json").write_text(json.dumps(doc))
+        print(f"{name}: bf16 {len(cases)} cases -> {OUT / (name + '.bf16.json')}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,138 @@
+// JS objects -> native configs: see js_config.h.
+#include "addon/js_config.h"
+
+#include <cmath>
+
+namespace dflash::addon {
+namespace {
+
+double Num(Napi::Object o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string("model config: '") + key + "' must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+int64_t Int(Napi::Object o, const char* key) {
+  const double d = Num(o, key);
+  if (d != std::floor(d) || d < 0 || d > 9007199254740991.0)
+    throw Napi::TypeError::New(o.Env(), std::string("model config: '") + key + "' must be a non-negative integer");
+  return static_cast<int64_t>(d);
+}
+double NumOr(Napi::Object o, const char* key, double dflt) { return o.Get(key).IsNumber() ? Num(o, key) : dflt; }
+bool Bool(Napi::Object o, const char* key) { return o.Get(key).ToBoolean().Value(); }
+std::string Str(Napi::Object o, const char* key, const std::string& dflt = "") {
+  Napi::Value v = o.Get(key);
+  return v.IsString() ? v.As<Napi::String>().Utf8Value() : dflt;
+}
+
+// `ropeLlama3: {factor, lowFreqFactor, highFreqFactor, originalMaxPositionEmbeddings} | null`.
+models::RopeLlama3 ParseRopeLlama3(Napi::Object o) {
+  models::RopeLlama3 r;
+  Napi::Value v = o.Get("ropeLlama3");
+  if (!v.IsObject()) return r;
+  auto ro = v.As<Napi::Object>();
+  r.enabled = true;
+  r.factor = Num(ro, "factor");
+  r.low_freq_factor = Num(ro, "lowFreqFactor");
+  r.high_freq_factor = Num(ro, "highFreqFactor");
+  r.original_max_position_embeddings = Int(ro, "originalMaxPositionEmbeddings");
+  return r;
+}
+
+}  // namespace
+
+models::TargetConfig ParseTarget(Napi::Object o) {
+  models::TargetConfig c;
+  c.family = Str(o, "family", "qwen3");
+  c.vocab_size = Int(o, "vocabSize");
+  c.hidden_size = Int(o, "hiddenSize");
+  c.intermediate_size = Int(o, "intermediateSize");
+  c.num_layers = Int(o, "numLayers");
+  c.num_heads = Int(o, "numHeads");
+  c.num_kv_heads = Int(o, "numKvHeads");
+  c.head_dim = Int(o, "headDim");
+  c.rms_norm_eps = static_cast<float>(Num(o, "rmsNormEps"));
+  c.rope_theta = Num(o, "ropeTheta");
+  c.qk_norm = Bool(o, "qkNorm");
+  c.tie_word_embeddings = Bool(o, "tieWordEmbeddings");
+  c.rope_llama3 = ParseRopeLlama3(o);
+  c.max_position_embeddings = static_cast<int64_t>(NumOr(o, "maxPositionEmbeddings", 4096));
+  return c;
+}
+
+models::DrafterConfig ParseDrafter(Napi::Object o) {
+  models::DrafterConfig c;
+  c.num_layers = Int(o, "numLayers");
+  c.hidden_size = Int(o, "hiddenSize");
+  c.intermediate_size = Int(o, "intermediateSize");
+  c.num_heads = Int(o, "numHeads");
+  c.num_kv_heads = Int(o, "numKvHeads");
+  c.head_dim = Int(o, "headDim");
+  c.rms_norm_eps = static_cast<float>(Num(o, "rmsNormEps"));
+  c.rope_theta = Num(o, "ropeTheta");
+  c.block_size = Int(o, "blockSize");
+  c.mask_token_id = Int(o, "maskTokenId");
+  c.input_embedding_scale = static_cast<float>(NumOr(o, "inputEmbeddingScale", 1.0));
+  c.rope_llama3 = ParseRopeLlama3(o);
+  Napi::Value ids = o.Get("targetLayerIds");
+  if (!ids.IsArray()) throw Napi::TypeError::New(o.Env(), "model config: drafter.targetLayerIds must be an array");
+  auto a = ids.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); ++i) c.target_layer_ids.push_back(a.Get(i).As<Napi::Number>().Int32Value());
+  Napi::Value win = o.Get("slidingWindows");
+  if (win.IsArray()) {
+    auto w = win.As<Napi::Array>();
+    for (uint32_t i = 0; i < w.Length(); ++i) {
+      Napi::Value x = w.Get(i);
+      c.sliding_windows.push_back(x.IsNumber() ? x.As<Napi::Number>().Int64Value() : 0);  // null = full attention
+    }
+  }
+  return c;
+}
+
+std::map<std::string, engine::OptionValue> OptionMap(Napi::Env env, Napi::Value v, const char* what) {
+  std::map<std::string, engine::OptionValue> out;
+  if (v.IsUndefined() || v.IsNull()) return out;
+  if (!v.IsObject() || v.IsArray()) throw Napi::TypeError::New(env, std::string(what) + ": options must be an object");
+  auto o = v.As<Napi::Object>();
+  auto names = o.GetPropertyNames();
+  for (uint32_t i = 0; i < names.Length(); ++i) {
+    const std::string name = names.Get(i).ToString().Utf8Value();
+    Napi::Value x = o.Get(name);
+    if (x.IsUndefined()) continue;
+    if (x.IsNumber()) out[name] = x.As<Napi::Number>().DoubleValue();
+    else if (x.IsBoolean()) out[name] = x.As<Napi::Boolean>().Value();
+    else if (x.IsString()) out[name] = x.As<Napi::String>().Utf8Value();
+    else if (x.IsNull()) out[name] = engine::OtherValue{"null"};
+    else if (x.IsBigInt()) out[name] = engine::OtherValue{"a bigint"};
+    else out[name] = engine::OtherValue{x.IsArray() ? "an array" : x.IsFunction() ? "a function" : "an object"};
+  }
+  return out;
+}
+
+Napi::Value SchemaToJs(Napi::Env env, const std::vector<engine::OptionSpec>& specs) {
+  auto arr = Napi::Array::New(env, specs.size());
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const auto& s = specs[i];
+    auto o = Napi::Object::New(env);
+    o.Set("name", s.name);
+    static const char* kinds[] = {"integer", "number", "boolean", "string", "enum"};
+    o.Set("kind", kinds[static_cast<int>(s.kind)]);
+    if (std::holds_alternative<double>(s.def)) o.Set("default", std::get<double>(s.def));
+    else if (std::holds_alternative<bool>(s.def)) o.Set("default", std::get<bool>(s.def));
+    else o.Set("default", std::get<std::string>(s.def));
+    if (s.kind == engine::OptionKind::kInteger || s.kind == engine::OptionKind::kNumber) {
+      o.Set("min", s.min);
+      o.Set("max", s.max);
+    }
+    if (s.power_of_two) o.Set("powerOfTwo", true);
+    if (!s.choices.empty()) {
+      auto c = Napi::Array::New(env, s.choices.size());
+      for (size_t k = 0; k < s.choices.size(); ++k) c.Set(k, s.choices[k]);
+      o.Set("choices", c);
+    }
+    o.Set("doc", s.doc);
+    arr.Set(i, o);
+  }
+  return arr;
+}
+
+}  // namespace dflash::addon
