@@ -68,7 +68,8 @@ if (r.status !== 0 && failed === 0) failed += 1;
 
 // 3. CI only (CI=true, or DFLASH_NPM_PATH=1 by hand): `npm install` left package-lock.json as
 // committed (a lockfile missing other platforms' optional packages gets rewritten on every
-// install), and the npm user's path: pack -> install without a compiler -> install-plugin -> demo.
+// install), the npm user's path (pack -> install without a compiler -> install-plugin -> demo),
+// and the API reference build.
 if (process.env.CI === 'true' || process.env.DFLASH_NPM_PATH === '1') {
   r = run('git', ['diff', '--exit-code', '--stat', '--', 'package-lock.json']);
   if (r.status === 0) passed += 1;
@@ -77,6 +78,10 @@ if (process.env.CI === 'true' || process.env.DFLASH_NPM_PATH === '1') {
     failed += 1;
   }
   r = run('bash', [path.join('scripts', 'ci-npm-path.sh')]);
+  if (r.status === 0) passed += 1;
+  else failed += 1;
+  // The API reference (TypeDoc, into docs/api) still builds from the sources.
+  r = run('npm', ['run', '--silent', 'docs']);
   if (r.status === 0) passed += 1;
   else failed += 1;
 }
