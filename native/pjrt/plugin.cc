@@ -40,8 +40,13 @@ std::vector<std::string> PreloadNvidiaLibs(const std::filesystem::path& plugin) 
   for (auto& pkg : fs::directory_iterator(nvidia, ec)) {
     const fs::path lib = pkg.path() / "lib";
     if (!fs::is_directory(lib, ec)) continue;
-    for (auto& f : fs::directory_iterator(lib, ec))
-      if (f.path().filename().string().find(".so") != std::string::npos) libs.push_back(f.path());
+    for (auto& f : fs::directory_iterator(lib, ec)) {
+      if (f.path().filename().string().find(".so") == std::string::npos) continue;
+      // A truncated library would kill the process inside dlopen just like a truncated plugin.
+      const std::string problem = ElfProblem(f.path().string());
+      if (problem.empty()) libs.push_back(f.path());
+      else failed.push_back(problem);
+    }
   }
   for (int round = 0; round < 4 && !libs.empty(); ++round) {
     std::vector<fs::path> again;
