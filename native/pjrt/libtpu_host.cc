@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -42,9 +43,21 @@ bool IsGoogleComputeEngine() {
   return product.find("Google Compute Engine") != std::string::npos || vendor.rfind("Google", 0) == 0;
 }
 
+bool HasTpuDeviceNodes() {
+  // TPU VMs expose the chips as /dev/accel<N> (v2-v4) or VFIO groups /dev/vfio/<N> (v5e and later).
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::exists("/dev/accel0", ec)) return true;
+  for (auto& e : fs::directory_iterator("/dev/vfio", ec))
+    if (std::isdigit(static_cast<unsigned char>(e.path().filename().string()[0]))) return true;
+  return false;
+}
+
 std::vector<std::string> PrepareLibtpuEnvironment() {
   std::vector<std::string> set;
-  if (std::getenv("TPU_SKIP_MDS_QUERY") == nullptr && !IsGoogleComputeEngine()) {
+  // The metadata only helps a GCE VM that has TPU chips; anywhere else libtpu fails without
+  // them anyway, so it may as well fail at once.
+  if (std::getenv("TPU_SKIP_MDS_QUERY") == nullptr && !(IsGoogleComputeEngine() && HasTpuDeviceNodes())) {
     setenv("TPU_SKIP_MDS_QUERY", "1", /*overwrite=*/0);
     set.push_back("TPU_SKIP_MDS_QUERY=1");
   }
