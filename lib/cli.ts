@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // The `dflash` command line: `dflash generate` streams a generation with a live acceptance
 // readout (tokens the drafter proposed and the target accepted are highlighted), `--json` for
-// machine output; `dflash doctor` reports plugin discovery and the devices it finds.
-import { describePluginsWithProbe, Engine } from './index';
+// machine output; `dflash doctor` reports plugin discovery and the devices it finds;
+// `dflash install-plugin` and `dflash demo` live in cli-plugins.ts.
+import { demoArgs, doctor, installPluginCommand } from './cli-plugins';
+import { Engine } from './index';
 
 const HELP = `usage:
   dflash generate --target DIR [--drafter DIR] [options] "prompt"
@@ -15,7 +17,13 @@ const HELP = `usage:
       --top-p P, --top-k K, --seed N   sampling controls
       --plugin PATH      PJRT plugin to use (default: discovered)
       --json             one JSON object per line (token, step, done)
-  dflash doctor [--plugin PATH]`;
+  dflash demo ["prompt"] [generate options]
+      the trained code pair (package dflash-demo-pair, or models/code-pair in a checkout)
+  dflash doctor [--plugin PATH] [--verbose | --json]
+      plugin discovery (one line per source; --verbose: every path), versions, devices
+  dflash install-plugin cpu|cuda|tpu [--force] [--no-cuda-libs] [--index-url URL] [--dir DIR]
+      fetch a pinned PJRT plugin (no Python needed) into ~/.cache/dflash/plugins
+      ($DFLASH_CACHE_DIR/plugins or $XDG_CACHE_HOME/dflash/plugins when set)`;
 
 interface Args { _: string[]; [k: string]: string | boolean | string[] }
 
@@ -25,18 +33,13 @@ function parse(argv: string[]): Args {
     const a = argv[i];
     if (!a.startsWith('--')) { out._.push(a); continue; }
     const key = a.slice(2);
-    if (['json', 'no-speculative', 'chat', 'help'].includes(key)) { out[key] = true; continue; }
+    if (['json', 'no-speculative', 'chat', 'help', 'verbose', 'force', 'no-cuda-libs'].includes(key)) { out[key] = true; continue; }
     const v = argv[++i];
     if (v === undefined) throw new Error(`option --${key} needs a value`);
     if (key === 'stop') out.stop = [...((out.stop as string[]) || []), v];
     else out[key] = v;
   }
   return out;
-}
-
-async function doctor(args: Args): Promise<void> {
-  const report = await describePluginsWithProbe({ plugin: args.plugin as string | undefined });
-  console.log(JSON.stringify(report, null, 2));
 }
 
 async function generate(args: Args): Promise<void> {
@@ -95,6 +98,8 @@ async function main(): Promise<void> {
   if (args.help || !cmd) { console.log(HELP); return; }
   if (cmd === 'doctor') return doctor(args);
   if (cmd === 'generate') return generate(args);
+  if (cmd === 'demo') return generate(demoArgs(args));
+  if (cmd === 'install-plugin') return installPluginCommand(args);
   throw new Error(`unknown command ${cmd}\n${HELP}`);
 }
 

@@ -10,7 +10,10 @@ export { AbortError, GenerationStream } from './stream';
 export type { DoneEvent, GenerationStats, StepEvent, StopReason, TokenEvent } from './stream';
 export { Client, DeviceBuffer, Executable, liveObjects } from './runtime';
 export type { DType, DeviceInfo } from './runtime';
-export { describePlugins, findPlugin } from './plugins';
+export { describePlugins, findPlugin, pluginInstallDir } from './plugins';
+export type { DiscoveryOptions, PluginCandidate, PluginKind, PluginReport } from './plugins';
+export { installPlugin, RECIPES as PLUGIN_RECIPES } from './plugin-install';
+export type { InstallKind, InstallOptions, InstallResult, PluginRecipe, WheelPin } from './plugin-install';
 
 /** describePlugins() with each found candidate loaded by the addon: PJRT API version (ours and
  *  the plugin's), plugin attributes such as stablehlo_current_version, or the load error. */

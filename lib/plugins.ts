@@ -1,10 +1,11 @@
 // PJRT plugin discovery. Candidates are listed in a fixed order and every step is recorded, so
 // `dflash doctor` / describePlugins() can show exactly where dflash looked and why it chose:
 //   1. the explicit `plugin` option          2. $DFLASH_PJRT_PLUGIN
-//   3. libtpu: $TPU_LIBRARY_PATH, then the `libtpu` Python package (libtpu/libtpu.so), /lib/libtpu.so
-//   4. the CUDA plugin of jax-cuda13-pjrt, then jax-cuda12-pjrt (jax_plugins/xla_cuda1X/...)
-//   5. an XLA CPU plugin: lammps-jax-pjrt-cpu, xla-cpu-pjrt
-// Python site-packages directories are found without running Python (project ./.venv first, then
+//   3. libtpu: $TPU_LIBRARY_PATH, `dflash install-plugin tpu`, the `libtpu` Python package
+//      (libtpu/libtpu.so), /lib/libtpu.so
+//   4. the CUDA plugin: `dflash install-plugin cuda`, jax-cuda13-pjrt, then jax-cuda12-pjrt
+//   5. an XLA CPU plugin: `dflash install-plugin cpu`, lammps-jax-pjrt-cpu, xla-cpu-pjrt
+// `dflash install-plugin` unpacks wheels under pluginInstallDir()/<kind>. Python site-packages directories are found without running Python (project ./.venv first, then
 // $VIRTUAL_ENV, $CONDA_PREFIX, ~/.local, pyenv, system dirs). Only when none of those holds a
 // plugin is `python3 -c 'import site; ...'` asked (2 s timeout) for more directories.
 // An explicit choice (1 or 2) is never silently replaced: if it does not exist, findPlugin throws.
@@ -42,6 +43,9 @@ export interface DiscoveryOptions {
   /** Home directory (default os.homedir()) and working directory (default process.cwd()). */
   home?: string;
   cwd?: string;
+  /** Where `dflash install-plugin` puts plugins (default pluginInstallDir(); with `sitePackages`
+   *  given, none unless set here). */
+  installDir?: string;
 }
 
 export interface PluginReport {
@@ -67,6 +71,13 @@ function packageRoot(): string {
     dir = path.dirname(dir);
   }
   return process.cwd();
+}
+
+/** Where `dflash install-plugin` puts plugins: $DFLASH_CACHE_DIR/plugins, else
+ *  $XDG_CACHE_HOME/dflash/plugins, else ~/.cache/dflash/plugins. */
+export function pluginInstallDir(env: Record<string, string | undefined> = process.env, home = os.homedir()): string {
+  if (env.DFLASH_CACHE_DIR) return path.join(env.DFLASH_CACHE_DIR, 'plugins');
+  return path.join(env.XDG_CACHE_HOME || path.join(home, '.cache'), 'dflash', 'plugins');
 }
 
 function isFile(p: string): boolean {
@@ -144,18 +155,42 @@ export function pythonSitePackages(python = 'python3'): { dirs: string[]; note: 
   }
 }
 
-// Candidates found inside site-packages directories, grouped by kind in discovery order.
-function siteCandidates(sites: string[]): PluginCandidate[] {
+// Candidates found inside site-packages directories (and the install-plugin directories), grouped
+// by kind in discovery order.
+function siteCandidates(sites: string[], installDir: string | undefined, systemLibtpu: boolean): PluginCandidate[] {
   const out: PluginCandidate[] = [];
   const push = (source: string, kind: PluginKind, p: string) => out.push({ source, kind, path: p, exists: isFile(p) });
+  const installed = (kind: 'tpu' | 'cuda' | 'cpu', rel: string) => {
+    if (installDir) push(`dflash install-plugin ${kind}`, kind, path.join(installDir, kind, rel));
+  };
+  installed('tpu', 'libtpu/libtpu.so');
   for (const s of sites) push('libtpu Python package', 'tpu', path.join(s, 'libtpu', 'libtpu.so'));
+  if (systemLibtpu) push('system libtpu', 'tpu', '/lib/libtpu.so');
+  installed('cuda', 'jax_plugins/xla_cuda13/xla_cuda_plugin.so');
   for (const v of ['13', '12'])
     for (const s of sites) push(`jax-cuda${v}-pjrt`, 'cuda', path.join(s, 'jax_plugins', `xla_cuda${v}`, 'xla_cuda_plugin.so'));
+  installed('cpu', 'lammps_jax_pjrt_cpu/pjrt_c_api_cpu_plugin.so');
   for (const s of sites) {
     push('XLA CPU plugin (lammps-jax-pjrt-cpu)', 'cpu', path.join(s, 'lammps_jax_pjrt_cpu', 'pjrt_c_api_cpu_plugin.so'));
     push('XLA CPU plugin (xla-cpu-pjrt)', 'cpu', path.join(s, 'xla_plugins', 'xla_cpu_pjrt', 'xla_cpu_pjrt.so'));
   }
   return out;
+}
+
+/** One line per discovery source: what it is, and where it pointed or how many places it
+ *  covered (every path: describePlugins() / `dflash doctor --verbose`). */
+export function summarizeSources(report: Pick<PluginReport, 'candidates' | 'notes'>): string[] {
+  const lines = report.notes.filter((n) => !n.includes('site.getsitepackages')).map((n) => `  ${n}`);
+  const groups = new Map<string, PluginCandidate[]>();
+  for (const c of report.candidates) groups.set(c.source, [...(groups.get(c.source) ?? []), c]);
+  for (const [source, cs] of groups) {
+    const hit = cs.find((c) => c.selected) ?? cs.find((c) => c.exists);
+    if (hit) lines.push(`${hit.selected ? '* ' : '  '}${source}: ${hit.path}${hit.selected ? ' (selected)' : ' (found)'}`);
+    else if (cs.length === 1) lines.push(`  ${source}: not at ${cs[0].path}`);
+    else lines.push(`  ${source}: not in ${cs.length} site-packages directories (first: ${cs[0].path})`);
+  }
+  lines.push(...report.notes.filter((n) => n.includes('site.getsitepackages')).map((n) => `  ${n}`));
+  return lines;
 }
 
 function discover(opts: DiscoveryOptions): PluginReport {
@@ -171,10 +206,8 @@ function discover(opts: DiscoveryOptions): PluginReport {
   else notes.push('$TPU_LIBRARY_PATH: not set');
 
   const sites = opts.sitePackages ? opts.sitePackages.filter(isDir) : sitePackagesDirs(opts);
-  const fromSites = siteCandidates(sites);
-  // System libtpu goes after the libtpu package and before the CUDA plugins.
-  const firstCuda = fromSites.findIndex((c) => c.kind !== 'tpu');
-  fromSites.splice(firstCuda < 0 ? fromSites.length : firstCuda, 0, { source: 'system libtpu', kind: 'tpu', path: '/lib/libtpu.so', exists: isFile('/lib/libtpu.so') });
+  const installDir = opts.installDir ?? (opts.sitePackages ? undefined : pluginInstallDir(env, opts.home));
+  const fromSites = siteCandidates(sites, installDir, true);
   const candidates = [...head, ...fromSites];
   const sitePackages = [...sites];
 
@@ -184,7 +217,7 @@ function discover(opts: DiscoveryOptions): PluginReport {
     notes.push(q.note);
     const known = new Set(sites.map((s) => { try { return fs.realpathSync(s); } catch { return s; } }));
     const extra = q.dirs.filter((d) => !known.has(fs.realpathSync(d)));
-    candidates.push(...siteCandidates(extra));
+    candidates.push(...siteCandidates(extra, undefined, false));
     sitePackages.push(...extra);
   }
 
@@ -197,11 +230,10 @@ function discover(opts: DiscoveryOptions): PluginReport {
   } else {
     chosen = candidates.find((c) => c.exists);
     if (!chosen) {
-      const looked = candidates.map((c) => `  ${c.source}: ${c.path}`).concat(notes.map((n) => `  ${n}`)).join('\n');
       report.error =
-        'no PJRT plugin found. Install one (`bash scripts/setup.sh` puts the CPU plugin in ./.venv; ' +
-        '`pip install jax-cuda13-pjrt` or `libtpu` for accelerators) or pass { plugin } / set DFLASH_PJRT_PLUGIN. ' +
-        `Looked at:\n${looked}`;
+        'no PJRT plugin found. Install one with `npx dflash install-plugin cpu` (or `cuda` on NVIDIA GPUs, ' +
+        '`tpu` on Cloud TPU VMs), or pass { plugin } / set DFLASH_PJRT_PLUGIN. Looked at (every path: ' +
+        `\`npx dflash doctor --verbose\`):\n${summarizeSources({ candidates, notes }).join('\n')}`;
     }
   }
   if (chosen) {

@@ -2,6 +2,8 @@
 # through scripts/gyp-sources.js, so the two builds can never compile different files.
 set(DFLASH_CORE_SOURCES
   native/pjrt/plugin.cc
+  native/pjrt/elf_check.cc
+  native/pjrt/libtpu_host.cc
   native/pjrt/errors.cc
   native/pjrt/client.cc
   native/pjrt/signature.cc

@@ -2,7 +2,9 @@
 // A node-gyp stand-in for prebuildify (`prebuildify --node-gyp scripts/node-gyp-cmake.js`).
 // prebuildify can only drive node-gyp; this shim translates its `rebuild` call into a cmake-js
 // build so prebuilds come from CMakeLists.txt, the same build as `npm install`. The addon uses
-// N-API only, so the --target/--devdir header options need no translation.
+// N-API only, so the --target/--devdir header options need no translation. It runs `cmake-js
+// build`, not `rebuild`: the build directory npm install configured is reused, and CMake's
+// dependency tracking makes the result what a clean build would produce, in seconds.
 const { spawnSync } = require('child_process');
 const path = require('path');
 
@@ -13,7 +15,7 @@ if (argv[0] !== 'rebuild') {
 }
 const arch = (argv.find((a) => a.startsWith('--arch=')) || '').slice('--arch='.length);
 const debug = argv.includes('--debug');
-const args = [require.resolve('cmake-js/bin/cmake-js'), 'rebuild', '--out', 'build',
+const args = [require.resolve('cmake-js/bin/cmake-js'), 'build', '--out', 'build',
   '--config', debug ? 'Debug' : 'Release'];
 if (arch) args.push('--arch', arch);
 const r = spawnSync(process.execPath, args, { cwd: path.join(__dirname, '..'), stdio: 'inherit' });

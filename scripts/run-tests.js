@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The test command (`npm test`): builds and runs the C++ unit tests (GoogleTest) against the CPU
-// PJRT plugin, then the vitest suite, and ends with one summary line "N passed, N failed".
+// PJRT plugin, then the vitest suite (then, in CI, the lockfile and npm-path checks), and ends
+// with one summary line "N passed, N failed".
 const { spawnSync } = require('child_process');
 const fs = require('fs');
 const os = require('os');
@@ -64,6 +65,26 @@ if (fs.existsSync(json)) {
   fs.unlinkSync(json);
 } else failed += 1;
 if (r.status !== 0 && failed === 0) failed += 1;
+
+// 3. CI only (CI=true, or DFLASH_NPM_PATH=1 by hand): `npm install` left package-lock.json as
+// committed (a lockfile missing other platforms' optional packages gets rewritten on every
+// install), the npm user's path (pack -> install without a compiler -> install-plugin -> demo),
+// and the API reference build.
+if (process.env.CI === 'true' || process.env.DFLASH_NPM_PATH === '1') {
+  r = run('git', ['diff', '--exit-code', '--stat', '--', 'package-lock.json']);
+  if (r.status === 0) passed += 1;
+  else {
+    console.error('package-lock.json changed during npm install: commit the lockfile npm writes (see README, Build layout)');
+    failed += 1;
+  }
+  r = run('bash', [path.join('scripts', 'ci-npm-path.sh')]);
+  if (r.status === 0) passed += 1;
+  else failed += 1;
+  // The API reference (TypeDoc, into docs/api) still builds from the sources.
+  r = run('npm', ['run', '--silent', 'docs']);
+  if (r.status === 0) passed += 1;
+  else failed += 1;
+}
 
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(failed === 0 ? 0 : 1);

@@ -23,6 +23,12 @@ if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 if [ ! -x .venv-train/bin/python ]; then python3 -m venv .venv-train; fi
 .venv-train/bin/python -m pip install -q --disable-pip-version-check -r tools/train/requirements.txt
 
+# The TPU and CUDA PJRT plugins (~270 MB of wheels, --no-deps: see requirements-plugins.txt), for
+# test/22, which loads them on this accelerator-less machine. Kept apart from ./.venv, which
+# discovery searches, so they never displace the CPU plugin.
+if [ ! -x .venv-plugins/bin/python ]; then python3 -m venv .venv-plugins; fi
+.venv-plugins/bin/python -m pip install -q --disable-pip-version-check --no-deps -r requirements-plugins.txt
+
 # `npm install` (not `npm ci`): it follows package-lock.json, and unlike `npm ci` it tolerates
 # lockfiles written without the platform-specific optional packages of other systems.
 npm install --no-audit --no-fund

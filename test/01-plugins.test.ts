@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 
 import { describePluginsWithProbe } from '../lib/index';
 import { native } from '../lib/native';
-import { describePlugins, findPlugin, pluginCandidates, pythonSitePackages, sitePackagesDirs } from '../lib/plugins';
+import { describePlugins, findPlugin, pluginCandidates, pluginInstallDir, pythonSitePackages, sitePackagesDirs } from '../lib/plugins';
 
 const saved = process.env.DFLASH_PJRT_PLUGIN;
 afterEach(() => {
@@ -93,19 +93,59 @@ describe('explicit choices', () => {
     expect(report.candidates.find((c) => c.kind === 'cpu' && c.exists)).toBeDefined();  // still listed
   });
 
-  it('nothing found: the error lists every place looked at and every skipped step', () => {
-    const root = tree(['s/']);
+  it('nothing found: the error names install-plugin and gives one line per discovery source', () => {
+    const root = tree(['s/', 't/']);
     let msg = '';
     try {
-      findPlugin(only(root, ['s']));
+      findPlugin(only(root, ['s', 't']));
     } catch (e) {
       msg = (e as Error).message;
     }
-    expect(msg).toMatch(/^no PJRT plugin found/);
-    for (const rel of Object.values(REL)) expect(msg).toContain(path.join(root, 's', rel));
-    expect(msg).toContain('system libtpu: /lib/libtpu.so');
-    expect(msg).toContain('$DFLASH_PJRT_PLUGIN: not set');
-    expect(msg).toContain('$TPU_LIBRARY_PATH: not set');
+    expect(msg).toMatch(/^no PJRT plugin found\. Install one with `npx dflash install-plugin cpu`/);
+    expect(msg).toContain('`npx dflash doctor --verbose`');
+    const lines = msg.split('\n').slice(1);
+    expect(lines).toEqual([
+      '  option `plugin`: not given',
+      '  $DFLASH_PJRT_PLUGIN: not set',
+      '  $TPU_LIBRARY_PATH: not set',
+      `  libtpu Python package: not in 2 site-packages directories (first: ${path.join(root, 's', REL.tpu)})`,
+      '  system libtpu: not at /lib/libtpu.so',
+      `  jax-cuda13-pjrt: not in 2 site-packages directories (first: ${path.join(root, 's', REL.cuda13)})`,
+      `  jax-cuda12-pjrt: not in 2 site-packages directories (first: ${path.join(root, 's', REL.cuda12)})`,
+      `  XLA CPU plugin (lammps-jax-pjrt-cpu): not in 2 site-packages directories (first: ${path.join(root, 's', REL.lammps)})`,
+      `  XLA CPU plugin (xla-cpu-pjrt): not in 2 site-packages directories (first: ${path.join(root, 's', REL.xlacpu)})`,
+    ]);
+    // Every path is still in the report.
+    const report = describePlugins(only(root, ['s', 't']));
+    for (const rel of Object.values(REL)) expect(report.candidates.map((c) => c.path)).toContain(path.join(root, 't', rel));
+  });
+});
+
+describe('plugins installed by `dflash install-plugin`', () => {
+  it('lives under $DFLASH_CACHE_DIR/plugins, else $XDG_CACHE_HOME/dflash/plugins, else ~/.cache/dflash/plugins', () => {
+    expect(pluginInstallDir({ DFLASH_CACHE_DIR: '/c', XDG_CACHE_HOME: '/x' }, '/h')).toBe('/c/plugins');
+    expect(pluginInstallDir({ XDG_CACHE_HOME: '/x' }, '/h')).toBe('/x/dflash/plugins');
+    expect(pluginInstallDir({}, '/h')).toBe('/h/.cache/dflash/plugins');
+  });
+
+  it('an installed plugin comes first within its kind, and kinds keep their order', () => {
+    const root = tree([`site/${REL.lammps}`, `site/${REL.cuda12}`, 'inst/cpu/lammps_jax_pjrt_cpu/pjrt_c_api_cpu_plugin.so']);
+    const opts = only(root, ['site'], { installDir: path.join(root, 'inst') });
+    expect(findPlugin(opts).source).toBe('jax-cuda12-pjrt');  // a CUDA plugin still beats any CPU one
+    fs.rmSync(path.join(root, 'site', REL.cuda12));
+    expect(findPlugin(opts)).toMatchObject({ source: 'dflash install-plugin cpu', path: path.join(root, 'inst/cpu/lammps_jax_pjrt_cpu/pjrt_c_api_cpu_plugin.so') });
+    const sources = pluginCandidates(opts).map((c) => c.source);
+    expect(sources.indexOf('dflash install-plugin tpu')).toBeLessThan(sources.indexOf('libtpu Python package'));
+    expect(sources.indexOf('dflash install-plugin cuda')).toBeLessThan(sources.indexOf('jax-cuda13-pjrt'));
+    expect(sources.indexOf('dflash install-plugin cpu')).toBeLessThan(sources.indexOf('XLA CPU plugin (lammps-jax-pjrt-cpu)'));
+    // The directory comes from the environment by default...
+    const env = { DFLASH_CACHE_DIR: root };
+    fs.mkdirSync(path.join(root, 'plugins'));
+    fs.renameSync(path.join(root, 'inst', 'cpu'), path.join(root, 'plugins', 'cpu'));
+    // ...and wins over the CPU plugin of the project's own ./.venv.
+    expect(findPlugin({ env, python: false, home: root, cwd: root })).toMatchObject({
+      source: 'dflash install-plugin cpu', path: path.join(root, 'plugins/cpu/lammps_jax_pjrt_cpu/pjrt_c_api_cpu_plugin.so'),
+    });
   });
 });
 

@@ -39,7 +39,7 @@ describe('dflash generate', () => {
 
 describe('dflash doctor', () => {
   it('reports the selected plugin, its versions and the devices', () => {
-    const r = cli(['doctor']);
+    const r = cli(['doctor', '--json']);
     expect(r.code, r.stderr).toBe(0);
     const report = JSON.parse(r.stdout);
     expect(report.selected).toMatch(/\.so$/);

@@ -2,6 +2,7 @@
 #include "pjrt/plugin.h"
 
 #include <dlfcn.h>
+#include <signal.h>
 #include <sys/stat.h>
 
 #include <cstdio>
@@ -9,6 +10,9 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+
+#include "pjrt/elf_check.h"
+#include "pjrt/libtpu_host.h"
 
 namespace dflash::pjrt {
 namespace {
@@ -36,8 +40,13 @@ std::vector<std::string> PreloadNvidiaLibs(const std::filesystem::path& plugin) 
   for (auto& pkg : fs::directory_iterator(nvidia, ec)) {
     const fs::path lib = pkg.path() / "lib";
     if (!fs::is_directory(lib, ec)) continue;
-    for (auto& f : fs::directory_iterator(lib, ec))
-      if (f.path().filename().string().find(".so") != std::string::npos) libs.push_back(f.path());
+    for (auto& f : fs::directory_iterator(lib, ec)) {
+      if (f.path().filename().string().find(".so") == std::string::npos) continue;
+      // A truncated library would kill the process inside dlopen just like a truncated plugin.
+      const std::string problem = ElfProblem(f.path().string());
+      if (problem.empty()) libs.push_back(f.path());
+      else failed.push_back(problem);
+    }
   }
   for (int round = 0; round < 4 && !libs.empty(); ++round) {
     std::vector<fs::path> again;
@@ -47,6 +56,24 @@ std::vector<std::string> PreloadNvidiaLibs(const std::filesystem::path& plugin) 
   }
   for (auto& l : libs) failed.push_back(l.string());
   return failed;
+}
+
+// libtpu arms per-thread SIGPROF timers (every 10 ms) and, from a static destructor at exit,
+// resets SIGPROF to SIG_DFL when it finds it at SIG_IGN, while those timers are still armed: the
+// process dies on its way out ("Profiling timer expired", exit 155), so even a clean
+// `dflash doctor` would report failure. A real handler is left alone, so one that does nothing is
+// installed while nobody handles SIGPROF. V8's --cpu-prof puts its own handler in place while it
+// profiles, and exec() resets handlers in children.
+void IgnoreSigprof(int) {}
+void InstallSigprofHandlerIfNone() {
+  struct sigaction current = {};
+  if (sigaction(SIGPROF, nullptr, &current) != 0) return;
+  if ((current.sa_flags & SA_SIGINFO) || (current.sa_handler != SIG_DFL && current.sa_handler != SIG_IGN)) return;
+  struct sigaction noop = {};
+  noop.sa_handler = IgnoreSigprof;
+  noop.sa_flags = SA_RESTART;
+  sigemptyset(&noop.sa_mask);
+  sigaction(SIGPROF, &noop, nullptr);
 }
 
 }  // namespace
@@ -60,8 +87,13 @@ std::shared_ptr<Plugin> Plugin::Load(const std::string& path) {
   auto it = Loaded().find(key);
   if (it != Loaded().end()) return it->second;
 
+  // dlopen of a truncated or foreign file can kill the process (SIGBUS past the end of a short
+  // file); the headers are checked against the file size first.
+  CheckElfFile(path);
   std::vector<std::string> nvidia_missing;
   if (key.find("xla_cuda") != std::string::npos) nvidia_missing = PreloadNvidiaLibs(key);
+  if (IsLibtpu(key)) PrepareLibtpuEnvironment();
+  InstallSigprofHandlerIfNone();
 
   void* handle = dlopen(key.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!handle) {
@@ -87,7 +119,12 @@ std::shared_ptr<Plugin> Plugin::Load(const std::string& path) {
   }
   auto plugin = std::make_shared<Plugin>(path, api);
   auto init = DFLASH_ARGS(PJRT_Plugin_Initialize_Args, extension_start);
-  Check(api, PJRT_CALL(*plugin, PJRT_Plugin_Initialize, &init), "PJRT_Plugin_Initialize");
+  try {
+    Check(api, PJRT_CALL(*plugin, PJRT_Plugin_Initialize, &init), "PJRT_Plugin_Initialize");
+  } catch (const PjrtError& e) {
+    // libtpu takes its one-process-per-host lock here.
+    throw PjrtError(ExplainLibtpuLockError(e.what(), key), e.code);
+  }
   Loaded()[key] = plugin;
   return plugin;
 }

@@ -14,8 +14,10 @@ namespace dflash::pjrt {
 class Plugin {
  public:
   // Loads (or returns the already loaded) plugin at `path`. Throws std::runtime_error naming
-  // the file for: a missing file, a dlopen failure, no GetPjrtApi symbol, an incompatible
-  // PJRT API version (both versions in the message).
+  // the file for: a missing file, a file dlopen cannot map safely (not ELF, another architecture,
+  // truncated: see elf_check.h), a dlopen failure, no GetPjrtApi symbol, an incompatible PJRT API
+  // version (both versions in the message). libtpu gets its environment prepared first and a
+  // held TPU lock is explained (see libtpu_host.h).
   static std::shared_ptr<Plugin> Load(const std::string& path);
 
   const PJRT_Api* api() const { return api_; }
