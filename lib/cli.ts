@@ -1,8 +1,13 @@
 #!/usr/bin/env node
 // The `dflash` command line: `dflash generate` streams a generation with a live acceptance
 // readout (tokens the drafter proposed and the target accepted are highlighted), `--json` for
-// machine output; `dflash doctor` reports plugin discovery and the devices it finds.
+// machine output; `dflash doctor` reports plugin discovery and the devices it finds; `dflash
+// serve` runs the OpenAI-compatible HTTP server (lib/server/). Options are parsed per command
+// with Node's util.parseArgs, so an unknown or valueless option is an error naming it.
+import { parseArgs, ParseArgsConfig } from 'util';
+
 import { describePluginsWithProbe, Engine } from './index';
+import { serve, SERVE_HELP, serveOptions } from './server/serve-command';
 
 const HELP = `usage:
   dflash generate --target DIR [--drafter DIR] [options] "prompt"
@@ -15,23 +20,29 @@ const HELP = `usage:
       --top-p P, --top-k K, --seed N   sampling controls
       --plugin PATH      PJRT plugin to use (default: discovered)
       --json             one JSON object per line (token, step, done)
+${SERVE_HELP}
   dflash doctor [--plugin PATH]`;
 
-interface Args { _: string[]; [k: string]: string | boolean | string[] }
+const generateOptions = {
+  target: { type: 'string' }, drafter: { type: 'string' }, plugin: { type: 'string' },
+  'max-tokens': { type: 'string' }, 'block-size': { type: 'string' }, 'no-speculative': { type: 'boolean' },
+  chat: { type: 'boolean' }, stop: { type: 'string', multiple: true }, temperature: { type: 'string' },
+  'top-p': { type: 'string' }, 'top-k': { type: 'string' }, seed: { type: 'string' }, json: { type: 'boolean' },
+} as const;
+
+const COMMANDS: Record<string, ParseArgsConfig['options']> = {
+  generate: generateOptions,
+  doctor: { plugin: { type: 'string' } },
+  serve: serveOptions,
+};
+
+interface Args { _: string[]; [k: string]: string | boolean | string[] | undefined }
 
 function parse(argv: string[]): Args {
-  const out: Args = { _: [] };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (!a.startsWith('--')) { out._.push(a); continue; }
-    const key = a.slice(2);
-    if (['json', 'no-speculative', 'chat', 'help'].includes(key)) { out[key] = true; continue; }
-    const v = argv[++i];
-    if (v === undefined) throw new Error(`option --${key} needs a value`);
-    if (key === 'stop') out.stop = [...((out.stop as string[]) || []), v];
-    else out[key] = v;
-  }
-  return out;
+  const command = argv[0]?.startsWith('-') ? undefined : argv[0];
+  const options = { ...(command ? COMMANDS[command] : undefined), help: { type: 'boolean' as const } };
+  const { values, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+  return { ...values, _: positionals };
 }
 
 async function doctor(args: Args): Promise<void> {
@@ -90,12 +101,14 @@ async function generate(args: Args): Promise<void> {
 }
 
 async function main(): Promise<void> {
+  const first = process.argv[2];
+  const cmd = first?.startsWith('-') ? undefined : first;
+  if (cmd && !COMMANDS[cmd]) throw new Error(`unknown command ${cmd}\n${HELP}`);
   const args = parse(process.argv.slice(2));
-  const cmd = args._[0];
   if (args.help || !cmd) { console.log(HELP); return; }
   if (cmd === 'doctor') return doctor(args);
-  if (cmd === 'generate') return generate(args);
-  throw new Error(`unknown command ${cmd}\n${HELP}`);
+  if (cmd === 'serve') return serve(args as Parameters<typeof serve>[0]);
+  return generate(args);
 }
 
 main().catch((e: Error) => {
