@@ -131,7 +131,10 @@ export function createServer(engine: Engine, options: ServerOptions = {}): Dflas
       data: [{
         id: modelName, object: 'model', created: Math.floor(Date.now() / 1000), owned_by: 'dflash',
         max_model_len: maxContext,
-        dflash: { drafter: engine.config.drafter !== undefined, block_size: engine.config.drafter?.blockSize ?? null },
+        dflash: {
+          drafter: engine.config.drafter !== undefined, block_size: engine.config.drafter?.blockSize ?? null,
+          platform: engine.platform, max_sequences: admission.maxRunning, queue: admission.maxQueued,
+        },
       }],
     }));
     api.get('/health', async (_req, reply) => {

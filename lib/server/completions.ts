@@ -105,7 +105,7 @@ function generateOptions(ctx: RequestContext, body: ChatCompletionBody | Complet
 
 async function handle(ctx: RequestContext, req: FastifyRequest, reply: FastifyReply, body: ChatCompletionBody | CompletionBody,
   ids: number[], requestedTokens: number | undefined, shaper: ResponseShaper) {
-  const arrived = performance.now();
+  const arrived = performance.now() - reply.elapsedTime; // when the request's first byte came in
   const { options, speculative } = generateOptions(ctx, body, ids.length, requestedTokens);
 
   // The client leaving (the response closing before it was finished) or a shutdown's deadline
