@@ -1,8 +1,9 @@
 // `dflash serve` error cases over raw HTTP (fetch): every failure in the OpenAI error shape with
 // the right status — malformed JSON, schema violations and out-of-range parameters, unknown
 // model, prompt longer than the context, unsupported parameters (400); a full queue (429 with
-// Retry-After); a missing or wrong API key (401); an engine QUEUE_FULL error (429); unknown
-// routes (404); and a server shutting down (connections refused, or 503 when mounted).
+// Retry-After) and a queued client leaving; a missing or wrong API key (401); an engine
+// QUEUE_FULL error (429); engine failures before and during a stream (500 / an error chunk);
+// unknown routes (404); and a server shutting down (connections refused, or 503 when mounted).
 import * as http from 'http';
 import type { AddressInfo } from 'net';
 
@@ -11,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../lib/engine';
 import { createServer } from '../lib/server/app';
 import { GenerationStream } from '../lib/stream';
-import { loadPair, MAX_SEQ_LEN, metric, MODEL, Running, scrape, startServer } from './helpers/server';
+import { eventually, loadPair, MAX_SEQ_LEN, metric, MODEL, Running, scrape, startServer } from './helpers/server';
 
 let engine: Engine;
 let srv: Running;
@@ -130,6 +131,32 @@ describe('429 when full', () => {
     }
   });
 
+  it('a client that leaves while queued gives its place up', async () => {
+    const small = await startServer(engine, { maxSequences: 1, queue: 1 });
+    try {
+      const long = post(small.url, '/v1/completions', { model: MODEL, prompt: 'def main():\n', max_tokens: 300 });
+      await eventually(async () => metric(await scrape(small.url), 'dflash_running_sequences') === 1, 10_000, 'the first request to run');
+      const leaving = new AbortController();
+      const queued = fetch(`${small.url}/v1/completions`, {
+        method: 'POST', headers: { 'content-type': 'application/json' }, signal: leaving.signal,
+        body: JSON.stringify({ model: MODEL, prompt: 'x', max_tokens: 2 }),
+      }).catch((e: Error) => e);
+      await eventually(async () => metric(await scrape(small.url), 'dflash_queued_sequences') === 1, 10_000, 'the second request to queue');
+      leaving.abort();
+      expect(String(await queued)).toMatch(/abort/i);
+      await eventually(async () => {
+        const m = await scrape(small.url);
+        return metric(m, 'dflash_queued_sequences') === 0 && metric(m, 'dflash_requests_aborted_total', { cause: 'client_disconnect' }) === 1;
+      }, 10_000, 'the queued request to leave');
+      // Its place is free again: a new request is queued behind the running one, not refused.
+      const next = await post(small.url, '/v1/completions', { model: MODEL, prompt: 'x', max_tokens: 2 });
+      expect(next.status).toBe(200);
+      expect((await long).status).toBe(200);
+    } finally {
+      await small.close();
+    }
+  });
+
   it("maps the engine's own QUEUE_FULL error to 429", async () => {
     // As the engine's scheduler reports it: the stream fails with an Error whose code is QUEUE_FULL.
     const full = () => Object.assign(new Error('admission queue is full'), { code: 'QUEUE_FULL' });
@@ -144,6 +171,33 @@ describe('429 when full', () => {
         expect(r.headers.get('retry-after')).toBe('1');
         expect(await failure(r)).toMatchObject({ code: 'queue_full' });
       }
+    } finally {
+      await s.close();
+    }
+  });
+});
+
+describe('engine failures', () => {
+  it('are 500 before the stream starts and an error chunk before [DONE] after', async () => {
+    const failing = new Proxy(engine, {
+      get: (target, key) => (key === 'generate'
+        ? () => new GenerationStream(async (stream) => {
+          stream.pushToken({ id: 5, text: 'partial', drafted: false });
+          await new Promise((r) => setTimeout(r, 10));
+          throw new Error('device lost');
+        })
+        : Reflect.get(target, key)),
+    });
+    const s = await startServer(failing);
+    try {
+      const whole = await post(s.url, '/v1/completions', { model: MODEL, prompt: 'x' });
+      expect(await failure(whole)).toMatchObject({ status: 500, type: 'server_error', message: 'Generation failed: device lost' });
+      const streamed = await post(s.url, '/v1/completions', { model: MODEL, prompt: 'x', stream: true });
+      expect(streamed.status).toBe(200);
+      const events = (await streamed.text()).split('\n\n').filter(Boolean).map((e) => e.replace(/^data: /, ''));
+      expect(JSON.parse(events[0]).choices[0].text).toBe('partial');
+      expect(JSON.parse(events[1])).toEqual({ error: { message: 'Generation failed: device lost', type: 'server_error', param: null, code: null } });
+      expect(events.slice(2)).toEqual(['[DONE]']);
     } finally {
       await s.close();
     }

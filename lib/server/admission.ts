@@ -39,7 +39,8 @@ export class Admission {
     if (canRun) this.grant(slot);
     else {
       this.waiting.push(slot);
-      signal?.addEventListener('abort', () => slot.cancel(signal.reason), { once: true });
+      if (signal?.aborted) slot.cancel(signal.reason);
+      else signal?.addEventListener('abort', () => slot.cancel(signal.reason), { once: true });
     }
     return slot;
   }
