@@ -33,8 +33,14 @@ export interface RequestContext {
 export const queueFull = (why: string) =>
   new OpenAIError(429, `The server is busy: ${why}. Retry later.`, 'rate_limit_error', null, 'queue_full', { 'retry-after': '1' });
 
+function checkModel(ctx: RequestContext, body: { model: string }): void {
+  if (body.model !== ctx.modelName)
+    throw badRequest(`The model '${body.model}' does not exist; this server serves '${ctx.modelName}'.`, 'model', 'model_not_found');
+}
+
 export async function handleChat(ctx: RequestContext, req: FastifyRequest<{ Body: ChatCompletionBody }>, reply: FastifyReply) {
   const body = req.body;
+  checkModel(ctx, body);
   const messages = body.messages.map((m, i): ChatMessage => ({ role: m.role, content: messageText(m.content, i) }));
   let ids: number[];
   try {
@@ -48,6 +54,7 @@ export async function handleChat(ctx: RequestContext, req: FastifyRequest<{ Body
 
 export async function handleCompletion(ctx: RequestContext, req: FastifyRequest<{ Body: CompletionBody }>, reply: FastifyReply) {
   const body = req.body;
+  checkModel(ctx, body);
   let prompt = body.prompt;
   if (Array.isArray(prompt) && typeof prompt[0] !== 'number') {
     if (prompt.length !== 1) throw badRequest(`Only one prompt per request is supported, got ${prompt.length}.`, 'prompt');
@@ -72,8 +79,6 @@ function messageText(content: ChatCompletionBody['messages'][number]['content'],
 
 /** The engine options of a request, or a 400 naming the offending parameter. */
 function generateOptions(ctx: RequestContext, body: ChatCompletionBody | CompletionBody, promptTokens: number, requested: number | undefined) {
-  if (body.model !== ctx.modelName)
-    throw badRequest(`The model '${body.model}' does not exist; this server serves '${ctx.modelName}'.`, 'model', 'model_not_found');
   const unsupported = unsupportedParameter(body);
   if (unsupported) throw unsupported;
   if (promptTokens === 0) throw badRequest('The prompt is empty: at least one token is needed.', 'prompt');
