@@ -6,7 +6,6 @@ import * as fs from 'fs';
 import * as path from 'path';
 
 import { Engine } from '../engine';
-import { createServer } from './app';
 
 export const SERVE_HELP = `  dflash serve --target DIR [--drafter DIR] [options]
       --host H                  address to listen on (default 127.0.0.1)
@@ -74,6 +73,8 @@ export async function serve(v: Values): Promise<void> {
   if (!levels.includes(level)) throw new Error(`--log-level must be one of ${levels.join(', ')}, got '${level}'`);
   const defaults = generationDefaults(v.target);
 
+  // Loaded here, not at the top, so that `dflash generate` / `doctor` do not load Fastify.
+  const { createServer } = await import('./app');
   const engine = await Engine.load({ target: v.target, drafter: v.drafter, plugin: v.plugin, maxSeqLen, maxSequences });
   const server = createServer(engine, {
     servedModelName: v['served-model-name'] ?? v.target,
