@@ -1,45 +1,74 @@
 #!/usr/bin/env node
-// The `dflash` command line: `dflash generate` streams a generation with a live acceptance
-// readout (tokens the drafter proposed and the target accepted are highlighted), `--json` for
-// machine output; `dflash doctor` reports plugin discovery and the devices it finds;
-// `dflash install-plugin` and `dflash demo` live in cli-plugins.ts.
+// The `dflash` command line. Options are parsed per command with Node's util.parseArgs, so an
+// unknown or valueless option is an error naming it.
+//   generate   stream a generation; drafted-and-accepted tokens highlighted, --json for machines
+//   demo       generate with the shipped trained pair (cli-plugins.ts)
+//   serve      the OpenAI-compatible HTTP server (lib/server/)
+//   doctor     plugin discovery, versions, devices (cli-plugins.ts)
+//   install-plugin cpu|cuda|tpu   a pinned PJRT plugin (cli-plugins.ts)
+import { parseArgs, ParseArgsConfig } from 'util';
+
 import { demoArgs, doctor, installPluginCommand } from './cli-plugins';
-import { Engine } from './index';
+import { loadWithProgress } from './cli-progress';
+import { serve, SERVE_HELP, serveOptions } from './server/serve-command';
 
 const HELP = `usage:
   dflash generate --target DIR [--drafter DIR] [options] "prompt"
       --max-tokens N     tokens to generate (default 128)
-      --block-size B     speculative block size (default: the drafter's)
-      --no-speculative   plain greedy decoding even with a drafter
+      --block-size B     largest speculative block (default: the drafter's)
+      --no-speculative   plain decoding even with a drafter
       --chat             wrap the prompt in the tokenizer's chat template
       --stop S           stop string (repeatable)
       --temperature T    sample at temperature T (default 0: greedy)
       --top-p P, --top-k K, --seed N   sampling controls
+      --dtype D          auto | f32 | bf16 | f16 (default auto: the checkpoint's)
+      --max-seq-len N    longest prompt + generation (default: the model's)
       --plugin PATH      PJRT plugin to use (default: discovered)
       --json             one JSON object per line (token, step, done)
   dflash demo ["prompt"] [generate options]
       the trained code pair (package dflash-demo-pair, or models/code-pair in a checkout)
+${SERVE_HELP}
   dflash doctor [--plugin PATH] [--verbose | --json]
       plugin discovery (one line per source; --verbose: every path), versions, devices
   dflash install-plugin cpu|cuda|tpu [--force] [--no-cuda-libs] [--index-url URL] [--dir DIR]
       fetch a pinned PJRT plugin (no Python needed) into ~/.cache/dflash/plugins
       ($DFLASH_CACHE_DIR/plugins or $XDG_CACHE_HOME/dflash/plugins when set)`;
 
-interface Args { _: string[]; [k: string]: string | boolean | string[] }
+const generateOptions = {
+  target: { type: 'string' }, drafter: { type: 'string' }, plugin: { type: 'string' },
+  'max-tokens': { type: 'string' }, 'block-size': { type: 'string' }, 'no-speculative': { type: 'boolean' },
+  chat: { type: 'boolean' }, stop: { type: 'string', multiple: true }, temperature: { type: 'string' },
+  'top-p': { type: 'string' }, 'top-k': { type: 'string' }, seed: { type: 'string' }, json: { type: 'boolean' },
+  dtype: { type: 'string' }, 'max-seq-len': { type: 'string' },
+} as const;
+
+const COMMANDS: Record<string, ParseArgsConfig['options']> = {
+  generate: generateOptions,
+  demo: generateOptions,
+  serve: serveOptions,
+  doctor: { plugin: { type: 'string' }, verbose: { type: 'boolean' }, json: { type: 'boolean' } },
+  'install-plugin': {
+    force: { type: 'boolean' }, 'no-cuda-libs': { type: 'boolean' }, 'index-url': { type: 'string' }, dir: { type: 'string' },
+    plugin: { type: 'string' },
+  },
+};
+
+type Args = { _: string[]; [k: string]: string | boolean | string[] };
 
 function parse(argv: string[]): Args {
-  const out: Args = { _: [] };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (!a.startsWith('--')) { out._.push(a); continue; }
-    const key = a.slice(2);
-    if (['json', 'no-speculative', 'chat', 'help', 'verbose', 'force', 'no-cuda-libs'].includes(key)) { out[key] = true; continue; }
-    const v = argv[++i];
-    if (v === undefined) throw new Error(`option --${key} needs a value`);
-    if (key === 'stop') out.stop = [...((out.stop as string[]) || []), v];
-    else out[key] = v;
-  }
-  return out;
+  const command = argv[0]?.startsWith('-') ? undefined : argv[0];
+  const options = { ...(command ? COMMANDS[command] : undefined), help: { type: 'boolean' as const } };
+  const { values, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+  return { ...(values as Record<string, string | boolean | string[]>), _: positionals };
+}
+
+/** A number option, or a message naming it. */
+function num(args: Args, key: string): number | undefined {
+  const v = args[key];
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (typeof v !== 'string' || v.trim() === '' || !Number.isFinite(n)) throw new Error(`--${key} must be a number, got '${String(v)}'`);
+  return n;
 }
 
 async function generate(args: Args): Promise<void> {
@@ -48,23 +77,20 @@ async function generate(args: Args): Promise<void> {
   if (!prompt) throw new Error('generate needs a prompt');
   const json = args.json === true;
   const tty = process.stdout.isTTY && !json;
-  const t0 = performance.now();
-  const engine = await Engine.load({
+  const engine = await loadWithProgress({
     target: args.target as string,
     drafter: args.drafter as string | undefined,
     plugin: args.plugin as string | undefined,
-    onProgress: json ? undefined : (p) => {
-      if (p.phase === 'weights' && p.tensors === p.totalTensors) process.stderr.write(`loaded ${p.model}: ${p.totalTensors} tensors, ${(p.totalBytes / 1e6).toFixed(1)} MB\n`);
-    },
-  });
-  if (!json) process.stderr.write(`platform ${engine.platform}, ready in ${((performance.now() - t0) / 1000).toFixed(2)} s\n`);
-  const blockSize = args['block-size'] ? Number(args['block-size']) : undefined;
+    dtype: args.dtype as 'auto' | 'f32' | 'bf16' | 'f16' | undefined,
+    maxSeqLen: num(args, 'max-seq-len'),
+    maxSequences: 1,
+  }, !json);
+  const blockSize = num(args, 'block-size');
   const ac = new AbortController();
   process.once('SIGINT', () => ac.abort());
-  const num = (k: string) => (args[k] !== undefined ? Number(args[k]) : undefined);
   const stream = engine.generate(args.chat ? [{ role: 'user', content: prompt }] : prompt, {
-    maxTokens: num('max-tokens') ?? 128,
-    temperature: num('temperature'), topP: num('top-p'), topK: num('top-k'), seed: num('seed'),
+    maxTokens: num(args, 'max-tokens') ?? 128,
+    temperature: num(args, 'temperature'), topP: num(args, 'top-p'), topK: num(args, 'top-k'), seed: num(args, 'seed'),
     stop: args.stop as string[] | undefined,
     signal: ac.signal,
     speculative: args['no-speculative'] ? false : blockSize ? { blockSize } : undefined,
@@ -89,18 +115,20 @@ async function generate(args: Args): Promise<void> {
       `TTFT ${(st.ttft * 1000).toFixed(0)} ms, TPOT ${(st.tpot * 1000).toFixed(1)} ms` +
       (tty ? ' (green = drafted and accepted)' : '') + '\n');
   }
-  engine.dispose();
+  await engine.close();
 }
 
 async function main(): Promise<void> {
+  const first = process.argv[2];
+  const cmd = first?.startsWith('-') ? undefined : first;
+  if (cmd && !COMMANDS[cmd]) throw new Error(`unknown command ${cmd}\n${HELP}`);
   const args = parse(process.argv.slice(2));
-  const cmd = args._[0];
   if (args.help || !cmd) { console.log(HELP); return; }
   if (cmd === 'doctor') return doctor(args);
-  if (cmd === 'generate') return generate(args);
-  if (cmd === 'demo') return generate(demoArgs(args));
   if (cmd === 'install-plugin') return installPluginCommand(args);
-  throw new Error(`unknown command ${cmd}\n${HELP}`);
+  if (cmd === 'serve') return serve(args as Parameters<typeof serve>[0]);
+  if (cmd === 'demo') return generate(demoArgs(args));
+  return generate(args);
 }
 
 main().catch((e: Error) => {

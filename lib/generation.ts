@@ -31,7 +31,10 @@ export class Generation {
     private readonly startedAt: number,
     /** Cancels the native sequence (after a stop string). */
     private readonly cancel: () => void,
+    /** Largest block this sequence may verify: per-position acceptance has block - 1 entries. */
+    maxBlock = 1,
   ) {
+    for (let i = 0; i + 1 < maxBlock; i++) this.offered[i] = this.acceptedAt[i] = 0;
     this.detok = new IncrementalDetokenizer(tokenizer);
     this.maxStop = stops.reduce((m, s) => Math.max(m, s.length), 0);
   }
@@ -118,7 +121,7 @@ export class Generation {
       steps: this.steps,
       meanAcceptanceLength: this.steps > 0 ? this.stepTokens / this.steps : 0,
       acceptanceRate: this.proposed > 0 ? this.accepted / this.proposed : 0,
-      perPositionAcceptance: this.offered.map((n, i) => (n > 0 ? (this.acceptedAt[i] ?? 0) / n : 0)),
+      perPositionAcceptance: this.offered.map((n, i) => (n > 0 ? (this.acceptedAt[i] ?? 0) / n : 0)),  // 0: never offered
       ttft: this.firstAt ? (this.firstAt - this.startedAt) / 1000 : wall,
       tpot: gen > 1 ? decodeWall / (gen - 1) : 0,
       tokensPerSecond: wall > 0 ? gen / wall : 0,

@@ -5,6 +5,8 @@ import { native } from './native';
 import { describePlugins, findPlugin } from './plugins';
 
 export { Engine } from './engine';
+export { createServer } from './server/app';
+export type { DflashServer, ServerOptions } from './server/app';
 export type { EngineLoadOptions, GenerateOptions, LoadProgress } from './engine';
 export { AbortError, GenerationStream } from './stream';
 export type { DoneEvent, GenerationStats, StepEvent, StopReason, TokenEvent } from './stream';

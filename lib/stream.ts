@@ -40,7 +40,8 @@ export interface GenerationStats {
   /** Accepted drafts / proposed drafts (0 without a drafter). */
   acceptanceRate: number;
   /** perPositionAcceptance[i]: of the steps that offered draft position i + 1, the fraction that
-   *  accepted it (vLLM's per-position acceptance rate). */
+   *  accepted it (vLLM's per-position acceptance rate); block size - 1 entries, 0 where never
+   *  offered. */
   perPositionAcceptance: number[];
   /** Seconds from generate() to the first token. */
   ttft: number;

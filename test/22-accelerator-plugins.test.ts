@@ -114,6 +114,7 @@ describe('accelerator plugins without the hardware', () => {
       await new Promise<void>((resolve, reject) => {
         holder.stdout!.once('data', () => resolve());
         holder.once('exit', (code) => reject(new Error(`lock holder exited ${code}`)));
+        holder.once('error', reject);  // e.g. no ./.venv-plugins python: fail now, not at the test timeout
       });
       const r = load(path.join(SITE, 'libtpu', 'libtpu.so'));
       expect(r.status, r.stderr).toBe(0);

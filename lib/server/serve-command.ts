@@ -1,0 +1,118 @@
+// `dflash serve`: loads a target (+ drafter), serves the OpenAI-compatible API on host:port and
+// shuts down gracefully on SIGINT / SIGTERM: stop accepting, let running streams finish within
+// --shutdown-timeout, abort the rest with a final chunk, then release the device. A second
+// signal exits at once.
+import * as fs from 'fs';
+import * as path from 'path';
+
+import { Engine } from '../engine';
+
+export const SERVE_HELP = `  dflash serve --target DIR [--drafter DIR] [options]
+      --host H                  address to listen on (default 127.0.0.1)
+      --port N                  port (default 8000; 0 picks a free one)
+      --max-sequences N         requests generating at once (default 4)
+      --queue N                 requests waiting for a slot before 429 (default 64)
+      --max-seq-len N           longest prompt + completion in tokens (default 2048)
+      --api-key KEY             require "Authorization: Bearer KEY" on /v1 (default $DFLASH_API_KEY)
+      --served-model-name NAME  the model id clients send (default: the --target path)
+      --shutdown-timeout S      seconds running requests get on SIGINT/SIGTERM (default 30)
+      --log-level L             fatal, error, warn, info, debug (default warn)
+      --plugin PATH             PJRT plugin to use (default: discovered)`;
+
+export const serveOptions = {
+  target: { type: 'string' },
+  drafter: { type: 'string' },
+  plugin: { type: 'string' },
+  host: { type: 'string' },
+  port: { type: 'string' },
+  'max-sequences': { type: 'string' },
+  queue: { type: 'string' },
+  'max-seq-len': { type: 'string' },
+  'api-key': { type: 'string' },
+  'served-model-name': { type: 'string' },
+  'shutdown-timeout': { type: 'string' },
+  'log-level': { type: 'string' },
+} as const;
+
+type Values = { [K in keyof typeof serveOptions]?: string };
+
+/** An integer option in [min, max], or a message naming the option and the accepted range. */
+function intOption(v: Values, name: keyof Values, dflt: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const raw = v[name];
+  if (raw === undefined) return dflt;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name} must be an integer in ${min}..${max}, got '${raw}'`);
+  return n;
+}
+
+/** Sampling defaults from the target's generation_config.json (greedy when do_sample is false). */
+export function generationDefaults(dir: string): { temperature?: number; topP?: number; topK?: number } {
+  const file = path.join(dir, 'generation_config.json');
+  if (!fs.existsSync(file)) return {};
+  let cfg: Record<string, unknown>;
+  try {
+    cfg = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new Error(`${file} is not valid JSON: ${(e as Error).message}`);
+  }
+  const num = (k: string) => (typeof cfg[k] === 'number' ? (cfg[k] as number) : undefined);
+  if (cfg.do_sample === false) return { temperature: 0 };
+  return { temperature: num('temperature'), topP: num('top_p'), topK: num('top_k') };
+}
+
+export async function serve(v: Values): Promise<void> {
+  if (!v.target) throw new Error('serve needs --target DIR');
+  const port = intOption(v, 'port', 8000, 0, 65535);
+  const maxSequences = intOption(v, 'max-sequences', 4, 1);
+  const queue = intOption(v, 'queue', 64, 0);
+  const maxSeqLen = intOption(v, 'max-seq-len', 2048, 1);
+  const shutdownTimeout = Number(v['shutdown-timeout'] ?? 30);
+  if (!(shutdownTimeout >= 0)) throw new Error(`--shutdown-timeout must be a number of seconds >= 0, got '${v['shutdown-timeout']}'`);
+  const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
+  const level = v['log-level'] ?? 'warn';
+  if (!levels.includes(level)) throw new Error(`--log-level must be one of ${levels.join(', ')}, got '${level}'`);
+  const defaults = generationDefaults(v.target);
+
+  // Loaded here, not at the top, so that `dflash generate` / `doctor` do not load Fastify.
+  const { createServer } = await import('./app');
+  const engine = await Engine.load({ target: v.target, drafter: v.drafter, plugin: v.plugin, maxSeqLen, maxSequences, maxQueue: queue });
+  const server = createServer(engine, {
+    servedModelName: v['served-model-name'] ?? v.target,
+    apiKey: v['api-key'] ?? process.env.DFLASH_API_KEY,
+    maxSequences, queue, maxSeqLen, defaults,
+    shutdownTimeoutMs: shutdownTimeout * 1000,
+    logger: { level },
+  });
+  let url: string;
+  try {
+    url = await server.listen({ host: v.host ?? '127.0.0.1', port });
+  } catch (e) {
+    engine.dispose();
+    throw e;
+  }
+  const mode = engine.config.drafter ? `speculative, block ${engine.config.drafter.blockSize}` : 'plain decoding (no --drafter)';
+  process.stderr.write(`dflash serve: listening on ${url} (model '${v['served-model-name'] ?? v.target}', ${mode}, ` +
+    `${maxSequences} sequences + ${queue} queued, platform ${engine.platform})\n`);
+
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      process.stderr.write(`dflash serve: ${signal} again, exiting now\n`);
+      process.exit(130);
+    }
+    stopping = true;
+    process.stderr.write(`dflash serve: ${signal}: no new requests; running ones get ${shutdownTimeout} s\n`);
+    server.shutdown().then(
+      () => {
+        engine.dispose();
+        process.stderr.write('dflash serve: stopped, device released\n');
+        process.off('SIGINT', stop).off('SIGTERM', stop);
+      },
+      (e: Error) => {
+        process.stderr.write(`dflash serve: shutdown failed: ${e.message}\n`);
+        engine.dispose();
+        process.exitCode = 1;
+      });
+  };
+  process.on('SIGINT', stop).on('SIGTERM', stop);
+}

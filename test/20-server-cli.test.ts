@@ -1,0 +1,104 @@
+// `dflash serve` as a process (the compiled CLI, dist/): it listens, honours --api-key and
+// --served-model-name, and on SIGTERM / SIGINT stops accepting connections, lets running
+// streams finish within --shutdown-timeout (or aborts them with a final chunk whose
+// finish_reason is "abort"), releases the device and exits 0.
+import { ChildProcess, spawn } from 'child_process';
+import * as path from 'path';
+
+import { afterEach, describe, expect, it } from 'vitest';
+
+import { DRAFTER, ROOT, TARGET } from './helpers/server';
+
+const CLI = path.join(ROOT, 'dist', 'lib', 'cli.js');
+const children: ChildProcess[] = [];
+afterEach(() => {
+  for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL');
+});
+
+interface Served { child: ChildProcess; url: string; stderr: () => string; exited: Promise<number | null> }
+
+async function serve(args: string[]): Promise<Served> {
+  const child = spawn(process.execPath, [CLI, 'serve', '--target', TARGET, '--drafter', DRAFTER, '--port', '0', '--max-seq-len', '512', ...args],
+    { stdio: ['ignore', 'ignore', 'pipe'] });
+  children.push(child);
+  let err = '';
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stderr!.on('data', (d) => {
+      err += d;
+      const m = /listening on (http:\/\/\S+)/.exec(err);
+      if (m) resolve(m[1]);
+    });
+    exited.then((code) => reject(new Error(`dflash serve exited with ${code}: ${err}`)));
+  });
+  return { child, url, stderr: () => err, exited };
+}
+
+/** Starts a streamed completion and returns the text received so far plus a reader for the rest. */
+async function startStream(url: string, maxTokens: number, headers: Record<string, string> = {}) {
+  const res = await fetch(`${url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify({ model: 'code-pair', prompt: 'def main():\n', max_tokens: maxTokens, stream: true, temperature: 0 }),
+  });
+  expect(res.status).toBe(200);
+  const reader = res.body!.getReader();
+  const decoder = new TextDecoder();
+  let text = decoder.decode((await reader.read()).value);
+  return {
+    firstChunk: text,
+    async rest(): Promise<string> {
+      for (let r = await reader.read(); !r.done; r = await reader.read()) text += decoder.decode(r.value);
+      return text;
+    },
+  };
+}
+
+function lastChunks(sse: string) {
+  const events = sse.split('\n\n').filter(Boolean).map((e) => e.replace(/^data: /, ''));
+  expect(events[events.length - 1]).toBe('[DONE]');
+  return events.slice(0, -1).map((e) => JSON.parse(e));
+}
+
+describe('dflash serve', () => {
+  it('SIGTERM: refuses new connections, finishes the running stream, releases the device, exits 0', async () => {
+    const s = await serve(['--served-model-name', 'code-pair', '--api-key', 'sesame', '--shutdown-timeout', '60']);
+    const auth = { authorization: 'Bearer sesame' };
+    const models = await (await fetch(`${s.url}/v1/models`, { headers: auth })).json();
+    expect(models.data[0].id).toBe('code-pair');
+    expect((await fetch(`${s.url}/v1/models`)).status).toBe(401);
+
+    const stream = await startStream(s.url, 100, auth);
+    s.child.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 200));
+    await expect(fetch(`${s.url}/health`)).rejects.toThrow();
+    const chunks = lastChunks(await stream.rest());
+    const closing = chunks[chunks.length - 1];
+    expect(closing.choices[0].finish_reason).toBe('length');
+    expect(chunks.length).toBeGreaterThan(10); // the stream went on after the signal
+    expect(await s.exited).toBe(0);
+    expect(s.stderr()).toMatch(/SIGTERM: no new requests/);
+    expect(s.stderr()).toMatch(/stopped, device released/);
+  });
+
+  it('SIGINT past the deadline: the running stream ends with finish_reason "abort", then [DONE]', async () => {
+    const s = await serve(['--served-model-name', 'code-pair', '--shutdown-timeout', '0.2']);
+    const stream = await startStream(s.url, 480);
+    s.child.kill('SIGINT');
+    const chunks = lastChunks(await stream.rest());
+    const closing = chunks[chunks.length - 1];
+    expect(closing.choices[0].finish_reason).toBe('abort');
+    expect(closing.dflash.steps).toBeGreaterThan(0);
+    expect(await s.exited).toBe(0);
+    expect(s.stderr()).toMatch(/stopped, device released/);
+  });
+
+  it('rejects bad options with a message naming them', async () => {
+    const child = spawn(process.execPath, [CLI, 'serve', '--target', TARGET, '--queue=-3'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr!.on('data', (d) => (err += d));
+    const code = await new Promise((r) => child.on('exit', r));
+    expect(code).toBe(1);
+    expect(err).toMatch(/--queue must be an integer in 0\.\.\d+, got '-3'/);
+  });
+});
