@@ -13,7 +13,7 @@ pjrt::DType ParseDtypeName(const std::string& name) {
 }
 
 DtypeChoice ChooseDtypes(const std::string& platform, pjrt::DType checkpoint, const std::string& dtype,
-                         const std::string& kv_dtype) {
+                         const std::string& kv_dtype, bool batch_invariant) {
   const bool cpu = platform == "cpu" || platform == "host";
   const bool tpu = platform == "tpu";
   DtypeChoice c;
@@ -32,8 +32,11 @@ DtypeChoice ChooseDtypes(const std::string& platform, pjrt::DType checkpoint, co
     c.reason = from + " kept in " + pjrt::DTypeName(checkpoint) + " on " + platform;
   }
   c.numerics.kv_dtype = kv_dtype == "auto" ? c.numerics.dtype : ParseDtypeName(kv_dtype);
-  // XLA:CPU runs 16-bit dots with a single lhs row on a slow path (bench/NOTES.md).
-  c.numerics.pad_single_row_dots = cpu && c.numerics.dtype != pjrt::DType::kF32;
+  // XLA:CPU computes each row's dot the same way for any row count from 2 (f32) or 3 (16-bit)
+  // on: padding to that makes results independent of the batch (bench/NOTES.md).
+  // Without batch invariance f32 keeps its faster one-row path; 16-bit pads anyway (speed).
+  if (cpu) c.numerics.min_dot_rows = c.numerics.dtype == pjrt::DType::kF32 ? (batch_invariant ? 2 : 1) : 3;
+  if (cpu && !batch_invariant && c.numerics.dtype == pjrt::DType::kF32) c.reason += " (not batch-invariant)";
   if (c.numerics.kv_dtype != c.numerics.dtype) c.reason += ", KV cache in " + std::string(pjrt::DTypeName(c.numerics.kv_dtype));
   return c;
 }

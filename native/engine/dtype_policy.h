@@ -4,8 +4,10 @@
 //   GPU/TPU: 16-bit checkpoints stay 16-bit (bf16 matmuls on the matrix units, f32 accumulation);
 //            f16 checkpoints run in bf16 on TPU (no fast f16 there).
 //   CPU:     the checkpoint's dtype. XLA:CPU's bf16 dots beat its f32 ones from two rows up on
-//            the machines measured (bench/NOTES.md, "dot variants"), so bf16 stays bf16 with
-//            single-row dots padded to two; f16 computes in f32 (XLA:CPU has no fast f16 path).
+//            the machines measured (bench/NOTES.md, "dot variants"), so bf16 stays bf16; f16
+//            computes in f32 (XLA:CPU has no fast f16 path). Matmuls are padded to 2 (f32) / 3
+//            (16-bit) rows, the row counts from which XLA:CPU's results no longer depend on the
+//            number of rows: batch-invariant decoding (numerics.h).
 // Weights are converted at load, tensor by tensor, when the chosen dtype differs from the file's.
 #pragma once
 #include <string>
@@ -22,7 +24,7 @@ struct DtypeChoice {
 // platform: the PJRT platform name ("cpu", "cuda", "tpu", ...); checkpoint: the dtype most of the
 // checkpoint's bytes use; dtype / kv_dtype: option values ("auto" or a dtype name).
 DtypeChoice ChooseDtypes(const std::string& platform, pjrt::DType checkpoint, const std::string& dtype,
-                         const std::string& kv_dtype);
+                         const std::string& kv_dtype, bool batch_invariant = true);
 
 pjrt::DType ParseDtypeName(const std::string& name);  // "f32" | "bf16" | "f16"
 

@@ -141,6 +141,11 @@ const std::vector<OptionSpec>& EngineOptionSpecs() {
       Bool("adaptive", true,
            "Adaptive speculation: each iteration picks the block size (1 = plain decoding) that maximises expected tokens per "
            "second from measured verify/draft costs and per-position acceptance. Output is identical either way."),
+      Bool("batchInvariant", true,
+           "Compute every row of a matmul the same way whatever the batch, so a sequence's tokens do not depend on the "
+           "other sequences, its block size, or plain vs speculative decoding. On XLA:CPU this pads matmuls to 2 rows "
+           "(f32) or 3 (16-bit); for a single f32 stream that costs ~1.5x per token (16-bit: nothing). false trades it "
+           "for the fastest single-row f32 path."),
       Bool("warmup", true, "Compile the programs a single stream needs while loading (with progress events)."),
   };
   return specs;
@@ -173,6 +178,7 @@ EngineOptions ParseEngineOptions(const std::map<std::string, OptionValue>& value
     else if (n == "kvDtype") o.kv_dtype = std::get<std::string>(v);
     else if (n == "cacheDir") o.cache_dir = std::get<std::string>(v);
     else if (n == "adaptive") o.adaptive = std::get<bool>(v);
+    else if (n == "batchInvariant") o.batch_invariant = std::get<bool>(v);
     else if (n == "warmup") o.warmup = std::get<bool>(v);
     else throw std::logic_error("engine option " + n + " has no field");
   });

@@ -25,6 +25,7 @@ struct EngineOptions {
   std::string kv_dtype;     // auto | f32 | bf16 | f16
   std::string cache_dir;    // compiled programs on disk ("" = off)
   bool adaptive;            // adaptive speculation (block size per iteration by expected tokens/s)
+  bool batch_invariant;     // every matmul on the kernels whose per-row result ignores the batch
   bool warmup;              // compile the single-stream programs at load
 };
 

@@ -60,7 +60,7 @@ int64_t Runtime::PagesBucket(int64_t max_position) const {
 
 std::vector<std::string> Runtime::LoadWeights(const std::vector<TensorSource>& target, const std::vector<TensorSource>& drafter,
                                               const std::function<void(const LoadProgress&)>& progress) {
-  dtypes_ = ChooseDtypes(client_->platform_name(), CheckpointDtype(target), opt_.dtype, opt_.kv_dtype);
+  dtypes_ = ChooseDtypes(client_->platform_name(), CheckpointDtype(target), opt_.dtype, opt_.kv_dtype, opt_.batch_invariant);
   const pjrt::DType dt = dtypes_.numerics.dtype;
   LoadProgress base;
   base.model = "target";

@@ -15,7 +15,8 @@ using hlo::Value;
 hlo::DType Numerics::act() const { return ToHlo(dtype); }
 hlo::DType Numerics::kv() const { return ToHlo(kv_dtype); }
 std::string Numerics::Key() const {
-  return std::string(pjrt::DTypeName(dtype)) + " kv=" + pjrt::DTypeName(kv_dtype) + (pad_single_row_dots ? " pad1" : "");
+  return std::string(pjrt::DTypeName(dtype)) + " kv=" + pjrt::DTypeName(kv_dtype) +
+         (min_dot_rows > 1 ? " rows>=" + std::to_string(min_dot_rows) : "");
 }
 
 WeightInputs DeclareWeights(hlo::Builder& b, const std::vector<WeightSpec>& specs) {
@@ -57,12 +58,13 @@ Value DenseF32(hlo::Builder& b, const Value& x, const Value& w, const Numerics& 
   hlo::Shape out = x.shape;
   out.back() = w.shape[0];
   const int64_t rows = x.elements() / x.dim(-1);
-  if (n.pad_single_row_dots && rows == 1 && n.act() != DType::kF32) {
-    // (1, in) ++ zeros -> (2, in): XLA:CPU's 16-bit matrix-vector path is far slower than its
-    // matrix-matrix one (bench/NOTES.md); row 1 of the result is discarded.
-    const Value two = b.Concatenate({b.Reshape(xa, {1, x.dim(-1)}), b.Splat(0, {1, x.dim(-1)}, n.act())}, 0);
-    const Value y = b.DotGeneral(two, wa, hlo::DotDims{{}, {}, {1}, {1}}, DType::kF32);  // (2, out)
-    return b.Reshape(b.SliceAxis(y, 0, 0, 1), out);
+  if (rows < n.min_dot_rows) {
+    // (rows, in) ++ zeros -> (min_dot_rows, in): the same kernel as every larger call (see
+    // numerics.h); the padding rows of the result are discarded.
+    const int64_t in = x.dim(-1), pad = n.min_dot_rows - rows;
+    const Value padded = b.Concatenate({b.Reshape(xa, {rows, in}), b.Splat(0, {pad, in}, n.act())}, 0);
+    const Value y = b.DotGeneral(padded, wa, hlo::DotDims{{}, {}, {1}, {1}}, DType::kF32);  // (min_dot_rows, out)
+    return b.Reshape(b.SliceAxis(y, 0, 0, rows), out);
   }
   return b.DotGeneral(xa, wa, hlo::DotDims{{}, {}, {x.rank() - 1}, {1}}, DType::kF32);
 }
@@ -93,6 +95,16 @@ Value Attention(hlo::Builder& b, const Value& q, const Value& k, const Value& v,
   if (visible.shape != hlo::Shape{r, tq, tk} || visible.dtype != DType::kPred)
     throw std::invalid_argument("attention: mask must be pred " + hlo::ShapeString({r, tq, tk}));
   const int64_t g = heads / kvh;
+  if (tq * g < n.min_dot_rows) {
+    // Both attention dots have Tq * g rows per (row, kv head): pad with masked query rows to the
+    // row count whose kernels ignore the row count (numerics.h), then drop them.
+    const int64_t tq_pad = (n.min_dot_rows + g - 1) / g;
+    const Value qp = b.Concatenate({b.Convert(q, n.act()), b.Splat(0, {r, tq_pad - tq, heads, hd}, n.act())}, 1);
+    const Value vp = b.Concatenate({visible, b.Splat(0, {r, tq_pad - tq, tk}, DType::kPred)}, 1);
+    Numerics no_pad = n;
+    no_pad.min_dot_rows = 1;
+    return b.SliceAxis(Attention(b, qp, k, v, vp, no_pad), 1, 0, tq);
+  }
   const Value q5 = b.Reshape(b.Convert(q, n.act()), {r, tq, kvh, g, hd});  // head = kv * g + j
   const Value ka = b.Convert(k, n.act()), va = b.Convert(v, n.act());
   // scores: (R, kvh, Tq, g, Tk), f32

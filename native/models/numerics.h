@@ -4,8 +4,12 @@
 //             (dot_general's result type) and round to dtype; RMSNorm, RoPE, softmax, the accept
 //             rule and sampling compute in f32 whatever dtype is.
 //   kv_dtype  the paged KV caches (target and drafter context).
-//   pad_single_row_dots  XLA:CPU runs 16-bit dots with one lhs row ~8x slower than with two
-//             (bench/NOTES.md, "dot variants"): such dots get a zero row appended.
+//   min_dot_rows  matmuls with fewer lhs rows get zero rows appended. XLA:CPU computes a row's
+//             dot bit-for-bit the same for every row count from 2 (f32) or 3 (bf16) on, but
+//             through other kernels below that (one row: a matrix-vector path; bf16 with two
+//             rows: another), so padding makes every row's result independent of how many rows
+//             share the call — a sequence decodes the same tokens alone, in a batch, plainly or
+//             speculatively. For bf16 it is also the fast path (bench/NOTES.md, "dot variants").
 #pragma once
 #include <string>
 
@@ -17,11 +21,11 @@ namespace dflash::models {
 struct Numerics {
   pjrt::DType dtype = pjrt::DType::kF32;
   pjrt::DType kv_dtype = pjrt::DType::kF32;
-  bool pad_single_row_dots = false;
+  int64_t min_dot_rows = 1;
 
   hlo::DType act() const;  // dtype as an hlo type
   hlo::DType kv() const;
-  // "bf16 kv=bf16 pad1": part of every program key.
+  // "bf16 kv=bf16 rows>=3": part of every program key.
   std::string Key() const;
 };
 

@@ -74,6 +74,12 @@ Value SamplingProbs(Builder& b, const Value& logits, const Value& params) {
 
 Value SampleRows(Builder& b, const Value& probs, const Value& u) {
   const int64_t r = probs.shape[0], v = probs.shape[1];
+  if (r == 1) {
+    // The cumulative sums are matmuls; one row would take XLA:CPU's matrix-vector kernel, whose
+    // rounding differs from the one batches get (numerics.h): draw from a padded pair of rows.
+    const Value two = b.Concatenate({probs, probs}, 0);
+    return b.SliceAxis(SampleRows(b, two, b.Concatenate({u, u}, 0)), 0, 0, 1);
+  }
   int64_t c = 1;
   while (c * c < v) c <<= 1;                  // block width ~ sqrt(V), a power of two
   const int64_t nb = (v + c - 1) / c;         // blocks

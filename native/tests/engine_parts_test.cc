@@ -55,10 +55,13 @@ TEST(DtypePolicy, SixteenBitStaysSixteenBitAndCpuPadsSingleRowDots) {
   auto cpu = ChooseDtypes("cpu", pjrt::DType::kBF16, "auto", "auto");
   EXPECT_EQ(cpu.numerics.dtype, pjrt::DType::kBF16);
   EXPECT_EQ(cpu.numerics.kv_dtype, pjrt::DType::kBF16);
-  EXPECT_TRUE(cpu.numerics.pad_single_row_dots);
+  EXPECT_EQ(cpu.numerics.min_dot_rows, 3);
   auto gpu = ChooseDtypes("cuda", pjrt::DType::kBF16, "auto", "auto");
   EXPECT_EQ(gpu.numerics.dtype, pjrt::DType::kBF16);
-  EXPECT_FALSE(gpu.numerics.pad_single_row_dots);
+  EXPECT_EQ(gpu.numerics.min_dot_rows, 1);
+  EXPECT_EQ(ChooseDtypes("cpu", pjrt::DType::kF32, "auto", "auto").numerics.min_dot_rows, 2);
+  EXPECT_EQ(ChooseDtypes("cpu", pjrt::DType::kF32, "auto", "auto", false).numerics.min_dot_rows, 1);
+  EXPECT_EQ(ChooseDtypes("cpu", pjrt::DType::kBF16, "auto", "auto", false).numerics.min_dot_rows, 3);
   EXPECT_EQ(ChooseDtypes("cpu", pjrt::DType::kF32, "auto", "auto").numerics.dtype, pjrt::DType::kF32);
   EXPECT_EQ(ChooseDtypes("cpu", pjrt::DType::kF16, "auto", "auto").numerics.dtype, pjrt::DType::kF32);
   EXPECT_EQ(ChooseDtypes("tpu", pjrt::DType::kF16, "auto", "auto").numerics.dtype, pjrt::DType::kBF16);

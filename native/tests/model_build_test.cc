@@ -153,7 +153,7 @@ TEST(ModelBuild, Bf16NumericsKeepWeightsAndCacheIn16Bit) {
   Numerics n;
   n.dtype = pjrt::DType::kBF16;
   n.kv_dtype = pjrt::DType::kBF16;
-  n.pad_single_row_dots = true;
+  n.min_dot_rows = 3;
   ScoreShape s;
   s.want_accept = true;
   const Program p = BuildTargetScore(c, n, s);
@@ -161,7 +161,7 @@ TEST(ModelBuild, Bf16NumericsKeepWeightsAndCacheIn16Bit) {
   EXPECT_EQ(p.inputs[IndexOf(p.inputs, "k_cache")].dtype, pjrt::DType::kBF16);
   // No weight is widened in the graph: every dot takes bf16 operands and accumulates in f32.
   EXPECT_EQ(p.mlir.find("(tensor<64x32xbf16>) -> tensor<64x32xf32>"), std::string::npos);
-  EXPECT_NE(p.mlir.find("tensor<2x32xbf16>, tensor<64x32xbf16>) -> tensor<2x64xf32>"), std::string::npos);  // padded single-row dot
+  EXPECT_NE(p.mlir.find("tensor<3x32xbf16>, tensor<64x32xbf16>) -> tensor<3x64xf32>"), std::string::npos);  // padded single-row dot
 }
 
 TEST(ModelBuild, TargetScoreErrors) {
