@@ -40,6 +40,10 @@ export interface TinyDrafter {
   seed?: number;
   std?: number;
   constant?: boolean;
+  /** Sliding-window layers as z-lab's configs declare them: use_sliding_window true,
+   *  sliding_window = window, layer_types = layerTypes (default: every layer sliding). */
+  slidingWindow?: number;
+  layerTypes?: ('sliding_attention' | 'full_attention')[];
 }
 
 export function rng(seed: number): () => number {
@@ -154,13 +158,18 @@ export function makeDrafter(dir: string, target: Record<string, unknown>, o: Tin
   t.push(tensor('norm.weight', [H], g, o.constant ? 0 : 0.1, o.constant ? 0 : 1));
   fs.mkdirSync(dir, { recursive: true });
   writeSafetensors(path.join(dir, 'model.safetensors'), t);
-  const cfg = {
+  const cfg: Record<string, unknown> = {
     architectures: ['DFlashDraftModel'], model_type: 'qwen3', block_size: o.blockSize ?? 8,
     num_target_layers: target.num_hidden_layers, dflash_config: { mask_token_id: V - 1, target_layer_ids: ids },
     vocab_size: V, hidden_size: H, intermediate_size: I, num_hidden_layers: L, num_attention_heads: nh,
     num_key_value_heads: kvh, head_dim: hd, rms_norm_eps: 1e-6, rope_theta: 1000000, max_position_embeddings: 4096,
     torch_dtype: 'float32', tie_word_embeddings: false,
   };
+  if (o.slidingWindow !== undefined) {
+    cfg.use_sliding_window = true;
+    cfg.sliding_window = o.slidingWindow;
+    cfg.layer_types = o.layerTypes ?? new Array(L).fill('sliding_attention');
+  }
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg, null, 2));
   return cfg;
 }
