@@ -10,6 +10,7 @@ set(DFLASH_CORE_SOURCES
   native/hlo/builder_index.cc
   native/models/rope.cc
   native/models/layers.cc
+  native/models/moe.cc
   native/models/target.cc
   native/models/drafter.cc
   native/models/sampling.cc
