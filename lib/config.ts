@@ -96,6 +96,17 @@ export interface DrafterConfig {
   slidingWindows: (number | null)[];
 }
 
+/** What the engine that will run a config implements. A config needing more is refused, so that
+ *  an engine without sliding windows never runs a windowed drafter as full attention (it would
+ *  stay lossless but draft badly, silently) and one without MoE never half-loads an MoE target.
+ *  The engine passes these once its graphs implement them; absent = not implemented. */
+export interface EngineCapabilities {
+  /** Qwen3-MoE targets (native/models/moe.h). */
+  moe?: boolean;
+  /** Drafter layers with z-lab's sliding window (DrafterConfig.slidingWindows). */
+  slidingWindows?: boolean;
+}
+
 const FAMILIES: Record<string, TargetConfig['family']> = {
   Qwen3ForCausalLM: 'qwen3', Qwen3MoeForCausalLM: 'qwen3_moe', LlamaForCausalLM: 'llama',
 };
@@ -136,11 +147,13 @@ function moeConfig(r: Reader, cfg: Json, numLayers: number, hidden: number): Moe
 
 /** Maps a Qwen3, Qwen3-MoE or Llama config.json to the engine's TargetConfig. `file` names the
  *  file in error messages (default "target config.json"). */
-export function targetConfigFromHF(json: Json, file?: string): TargetConfig {
+export function targetConfigFromHF(json: Json, file?: string, engine: EngineCapabilities = {}): TargetConfig {
   const label = file ?? 'target config.json';
   const cfg = asObject(json, label);
   const r: Reader = new Reader(label);
   const family = targetFamily(cfg, label);
+  if (family === 'qwen3_moe' && !engine.moe)
+    r.fail('model_type', '"qwen3_moe": Qwen3-MoE targets are read (lib/config.ts) but this engine does not run them yet');
   if (cfg.use_sliding_window === true) r.fail('use_sliding_window', 'true is not supported for a target (full attention only)');
   if (Array.isArray(cfg.layer_types) && cfg.layer_types.some((t) => t !== 'full_attention'))
     r.fail('layer_types', 'must all be "full_attention" for a target');
@@ -189,7 +202,7 @@ export function defaultTargetLayerIds(numTargetLayers: number, numDraftLayers: n
 
 /** Maps a DFlash drafter config.json (z-lab or speculators layout) to the engine's DrafterConfig,
  *  checked against the target it will draft for. `file` names the file in error messages. */
-export function drafterConfigFromHF(json: Json, target: TargetConfig, file?: string): DrafterConfig {
+export function drafterConfigFromHF(json: Json, target: TargetConfig, file?: string, engine: EngineCapabilities = {}): DrafterConfig {
   const label = file ?? 'drafter config.json';
   const cfg = asObject(json, label);
   const r: Reader = new Reader(label);
@@ -221,6 +234,8 @@ export function drafterConfigFromHF(json: Json, target: TargetConfig, file?: str
   const slidingWindows = layerWindows(dr, f.decoder, d.numLayers);
   if (speculators && slidingWindows.some((w) => w !== null))
     dr.fail(dr.prefix + 'layer_types', 'has sliding-window layers: speculators trains a different window than z-lab\'s (context keys [anchor - w, anchor), causal inside the block) and dflash implements z-lab\'s; see docs/DRAFTERS.md');
+  if (!engine.slidingWindows && slidingWindows.some((w) => w !== null))
+    dr.fail(dr.prefix + 'use_sliding_window', `true with sliding-window layers (windows ${JSON.stringify(slidingWindows)}): read, but this engine does not run them yet (full attention instead would draft badly)`);
   return {
     numLayers: d.numLayers,
     hiddenSize: d.hiddenSize,

@@ -8,7 +8,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { describe, expect, it } from 'vitest';
 
-import { defaultTargetLayerIds, drafterConfigFromHF, LIMITS, targetConfigFromHF } from '../lib/config';
+import { defaultTargetLayerIds, drafterConfigFromHF, LIMITS, targetConfigFromHF, targetConfigFromHF as parseTarget } from '../lib/config';
 import { toSpeculatorsConfig } from './helpers/speculators';
 
 type Json = Record<string, unknown>;
@@ -91,7 +91,7 @@ describe('derived target_layer_ids', () => {
 });
 
 describe('sliding-window drafter layers', () => {
-  const windows = (extra: Json, base: Json = PAIR_DRAFTER) => drafterConfigFromHF({ ...base, ...extra }, pairTarget).slidingWindows;
+  const windows = (extra: Json, base: Json = PAIR_DRAFTER) => drafterConfigFromHF({ ...base, ...extra }, pairTarget, undefined, { slidingWindows: true }).slidingWindows;
   const five = { num_hidden_layers: 5 };
   const SSSSF = ['sliding_attention', 'sliding_attention', 'sliding_attention', 'sliding_attention', 'full_attention'];
 
@@ -108,6 +108,12 @@ describe('sliding-window drafter layers', () => {
   it('without layer_types, apply to layers i >= max_window_layers (default 28)', () => {
     expect(windows({ ...five, use_sliding_window: true, sliding_window: 8, max_window_layers: 2 })).toEqual([null, null, 8, 8, 8]);
     expect(windows({ ...five, use_sliding_window: true, sliding_window: 8 }, without(PAIR_DRAFTER, 'max_window_layers'))).toEqual([null, null, null, null, null]);
+  });
+
+  it('are refused until the engine runs them (full attention instead would draft badly), by name', () => {
+    expect(() => drafterConfigFromHF({ ...PAIR_DRAFTER, ...five, layer_types: SSSSF, sliding_window: 2048, use_sliding_window: true }, pairTarget))
+      .toThrow(/drafter config\.json: use_sliding_window true with sliding-window layers \(windows \[2048,2048,2048,2048,null\]\): read, but this engine does not run them yet/);
+    expect(() => drafterConfigFromHF({ ...PAIR_DRAFTER, ...five, layer_types: SSSSF, sliding_window: 2048 }, pairTarget)).not.toThrow();  // no window without use_sliding_window
   });
 
   it('are all null for the shipped drafter', () => {
@@ -129,6 +135,12 @@ describe('sliding-window drafter layers', () => {
 });
 
 describe('Qwen3-MoE targets', () => {
+  const targetConfigFromHF = (cfg: Json) => parseTarget(cfg, undefined, { moe: true });
+
+  it('are refused until the engine runs them, by name', () => {
+    expect(() => parseTarget(QWEN3_30B_A3B)).toThrow(/target config\.json: model_type "qwen3_moe": Qwen3-MoE targets are read \(lib\/config\.ts\) but this engine does not run them yet/);
+  });
+
   it('maps Qwen3-30B-A3B (hub key num_experts)', () => {
     const t = targetConfigFromHF(QWEN3_30B_A3B);
     expect(t).toMatchObject({ family: 'qwen3_moe', hiddenSize: 2048, numLayers: 48, numHeads: 32, numKvHeads: 4, headDim: 128, qkNorm: true, intermediateSize: 6144 });
@@ -203,7 +215,7 @@ describe('config bounds (issue #10.5): the file, the key and the value, before a
   for (const [what, fn, err] of cases) it(`rejects ${what}`, () => expect(fn).toThrow(err));
 
   it('keeps every published shape inside the limits', () => {
-    expect(() => targetConfigFromHF(QWEN3_30B_A3B)).not.toThrow();
+    expect(() => targetConfigFromHF(QWEN3_30B_A3B, undefined, { moe: true })).not.toThrow();
     expect(LIMITS.blockSize).toBeGreaterThanOrEqual(16);
   });
 });

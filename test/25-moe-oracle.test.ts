@@ -36,7 +36,7 @@ function worstError(got: number[], want: number[], rtol: number): number {
 describe.each(['qwen3-moe-f32', 'qwen3-moe-mixed-f32'])('%s', (name) => {
   const golden: Golden = JSON.parse(fs.readFileSync(path.join(FIX, 'goldens', `${name}.json`), 'utf8'));
   const cfg = JSON.parse(fs.readFileSync(path.join(FIX, 'models', name, 'config.json'), 'utf8'));
-  const target = targetConfigFromHF(cfg);
+  const target = targetConfigFromHF(cfg, undefined, { moe: true });
 
   it('is a transformers-written checkpoint in the hub layout (one tensor per expert and projection)', () => {
     const names = new Set(readCheckpoint(path.join(FIX, 'models', name)).map((t) => t.name));

@@ -55,7 +55,7 @@ describe("the numpy drafter reference against z-lab's drafter code with flash-at
   it('the window the fixture config declares is the one lib/config.ts, the reference and z-lab read', () => {
     const dcfg = JSON.parse(fs.readFileSync(path.join(MODELS, golden.drafter, 'config.json'), 'utf8'));
     const tcfg = JSON.parse(fs.readFileSync(path.join(MODELS, golden.target, 'config.json'), 'utf8'));
-    const windows = drafterConfigFromHF(dcfg, targetConfigFromHF(tcfg)).slidingWindows;
+    const windows = drafterConfigFromHF(dcfg, targetConfigFromHF(tcfg), undefined, { slidingWindows: true }).slidingWindows;
     expect(windows).toEqual([6, null]);
     const c = golden.cases.find((x) => JSON.stringify(x.windows) === JSON.stringify(windows) && x.steps.length === 1 && x.steps[0] === 17)!;
     expect(worst(reference(golden.features.slice(0, 17), c.last_token, c.block_size), c.logits)).toBeLessThan(1e-4);  // windows from the config
