@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 
 import { targetConfigFromHF } from '../lib/config';
 import { readCheckpoint } from '../lib/safetensors';
+import { makeTarget, tmpDir } from './helpers/tiny-model';
 
 const ROOT = path.join(__dirname, '..');
 const FIX = path.join(__dirname, 'fixtures');
@@ -60,5 +61,23 @@ describe.each(['qwen3-moe-f32', 'qwen3-moe-mixed-f32'])('%s', (name) => {
         expect(worstError(h.flat(), c.hidden_after_layer[l], 1e-4), `hidden after layer ${l}`).toBeLessThan(1e-4));
       expect(ref.greedy, `greedy continuation of a prompt of ${c.prompt_ids.length}`).toEqual(c.greedy_ids);
     }
+  });
+});
+
+describe('test/helpers/tiny-model.ts Qwen3-MoE writer (further shapes for engine tests)', () => {
+  it('writes the hub layout its config describes, which the reference runs', () => {
+    const dir = tmpDir('dflash-moe-');
+    const cfg = makeTarget(dir, { family: 'qwen3_moe', vocab: 64, hidden: 32, layers: 4, heads: 4, kvHeads: 2, headDim: 8, seed: 5,
+      moe: { experts: 6, topK: 3, intermediate: 16, normTopkProb: false, sparseStep: 2, mlpOnlyLayers: [3], localExpertsKey: true } });
+    const t = targetConfigFromHF(cfg, undefined, { moe: true });
+    expect(t.moe).toMatchObject({ numExperts: 6, numExpertsPerTok: 3, normTopkProb: false, sparseLayers: [false, true, false, false] });
+    const shapes = new Map(readCheckpoint(dir).map((x) => [x.name, x.shape]));
+    expect(shapes.get('model.layers.1.mlp.gate.weight')).toEqual([6, 32]);
+    expect(shapes.get('model.layers.1.mlp.experts.5.down_proj.weight')).toEqual([32, 16]);
+    expect(shapes.get('model.layers.3.mlp.up_proj.weight')).toEqual([t.intermediateSize, 32]);
+    expect([...shapes.keys()].filter((n) => n.includes('.experts.')).length).toBe(6 * 3);
+    const ref = JSON.parse(execFileSync(PYTHON, [path.join(ROOT, 'tools', 'oracle', 'moe_ref.py'), '--model', dir, '--ids', '[1, 2, 3]', '--greedy', '2'], { encoding: 'utf8' }));
+    expect(ref.logits.length).toBe(3);
+    expect(ref.greedy.length).toBe(2);
   });
 });
