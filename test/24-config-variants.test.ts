@@ -9,6 +9,8 @@ import * as path from 'path';
 import { describe, expect, it } from 'vitest';
 
 import { defaultTargetLayerIds, drafterConfigFromHF, LIMITS, targetConfigFromHF, targetConfigFromHF as parseTarget } from '../lib/config';
+import { checkDrafterTensors, checkTargetTensors } from '../lib/config-checkpoint';
+import { readCheckpoint } from '../lib/safetensors';
 import { toSpeculatorsConfig } from './helpers/speculators';
 
 type Json = Record<string, unknown>;
@@ -239,4 +241,29 @@ describe('drafter variants dflash does not run are refused by name', () => {
   it('accepts the neutral values of those keys', () => {
     expect(() => drafterConfigFromHF({ ...PAIR_DRAFTER, is_causal: false, output_multiplier: 1, draft_vocab_size: 4096, final_logit_softcapping: null, dflash_config: { ...dc, use_swa: false } }, pairTarget)).not.toThrow();
   });
+});
+
+describe('configs against their checkpoints (headers only, before any allocation)', () => {
+  const FIX = path.join(ROOT, 'test', 'fixtures', 'models');
+  const cfgOf = (name: string): Json => readJson('test', 'fixtures', 'models', name, 'config.json');
+  const tensors = (name: string) => readCheckpoint(path.join(FIX, name));
+
+  it('accept the fixtures as written', () => {
+    for (const name of ['qwen3-f32', 'qwen3-bf16-tied', 'llama-f32']) expect(() => checkTargetTensors(targetConfigFromHF(cfgOf(name)), tensors(name))).not.toThrow();
+    for (const name of ['qwen3-moe-f32', 'qwen3-moe-mixed-f32'])
+      expect(() => checkTargetTensors(targetConfigFromHF(cfgOf(name), undefined, { moe: true }), tensors(name))).not.toThrow();
+    const t = targetConfigFromHF(cfgOf('qwen3-f32'));
+    expect(() => checkDrafterTensors(drafterConfigFromHF(cfgOf('qwen3-f32-dflash'), t), tensors('qwen3-f32-dflash'))).not.toThrow();
+  });
+
+  const target = (over: Json, name = 'qwen3-f32', caps = {}) => () => checkTargetTensors(targetConfigFromHF({ ...cfgOf(name), ...over }, undefined, caps), tensors(name), 'x/config.json');
+  const cases: [string, () => void, RegExp][] = [
+    ['a vocab_size its embedding does not have', target({ vocab_size: 300 }), /^x\/config\.json: vocab_size 300 does not match the checkpoint: model\.embed_tokens\.weight is \[256, 64\] \(dim 0 should be 300\)$/],
+    ['a layer count the checkpoint does not hold', target({ num_hidden_layers: 3 }), /num_hidden_layers 3 does not match the checkpoint, which holds 2 layers/],
+    ['a head_dim its q_proj does not have', target({ head_dim: 32 }), /num_attention_heads \* head_dim 128 does not match the checkpoint: model\.layers\.0\.self_attn\.q_proj\.weight is \[64, 64\]/],
+    ['an expert count the checkpoint does not hold', target({ num_local_experts: 7 }, 'qwen3-moe-f32', { moe: true }), /num_experts 7 does not match the checkpoint, whose layer 0 holds 8 experts/],
+    ['a moe_intermediate_size its experts do not have', target({ moe_intermediate_size: 33 }, 'qwen3-moe-f32', { moe: true }), /moe_intermediate_size 33 does not match the checkpoint/],
+    ['a drafter reading more target layers than its fc takes', () => checkDrafterTensors(drafterConfigFromHF({ ...cfgOf('qwen3-f32-dflash'), dflash_config: { mask_token_id: 255, target_layer_ids: [0, 1, 1] } }, targetConfigFromHF(cfgOf('qwen3-f32'))), tensors('qwen3-f32-dflash')), /target_layer_ids count \* hidden_size 192 does not match the checkpoint: fc\.weight is \[64, 128\]/],
+  ];
+  for (const [what, fn, err] of cases) it(`reject ${what}`, () => expect(fn).toThrow(err));
 });
