@@ -45,9 +45,10 @@ function rejectUnsupported(r: Reader, cfg: Json, dc: Json, dcKey: string): void 
   if (dc.causal === true) r.fail(`${dcKey}.causal`, 'true is not supported: dflash runs the non-causal DFlash drafter');
   for (const k of ['use_swa', 'swa_window_size', 'attention_sink_bias', 'sample_from_anchor', 'markov_rank'])
     if (dc[k] !== undefined && dc[k] !== null && dc[k] !== false) r.fail(`${dcKey}.${k}`, `${JSON.stringify(dc[k])} is not supported`);
-  for (const k of ['final_logit_softcapping', 'output_multiplier', 'logit_scale'])
+  // Logit transforms: only their neutral values (absent, null, or a scale of 1) are accepted.
+  for (const [k, neutral] of [['final_logit_softcapping', null], ['output_multiplier', 1], ['logit_scale', 1]] as const)
     for (const [where, obj] of [[k, cfg], [`${dcKey}.${k}`, dc]] as const)
-      if (obj[k] !== undefined && obj[k] !== null && !(k !== 'final_logit_softcapping' && obj[k] === 1))
+      if (obj[k] !== undefined && obj[k] !== null && obj[k] !== neutral)
         r.fail(where, `${JSON.stringify(obj[k])} is not supported (dflash applies the target's lm_head unscaled)`);
   if (cfg.quantization_config !== undefined && cfg.quantization_config !== null)
     r.fail('quantization_config', 'is not supported: dflash loads f32 / bf16 / f16 weights');
