@@ -1,30 +1,49 @@
 // Hugging Face config.json -> the normalised configs the native engine takes (camelCase fields,
-// read by native/addon/js_engine.cc). Qwen3 and Llama targets; DFlash drafters in the z-lab layout
-// (architectures ["DFlashDraftModel"]). Every unsupported or inconsistent value is an Error that
-// names the key. Defaults follow transformers' Qwen3Config / LlamaConfig where a key is absent.
+// read by native/addon/js_engine.cc). Qwen3, Qwen3-MoE and Llama targets; DFlash drafters in the
+// z-lab and speculators layouts (lib/config-drafter.ts). Every unsupported, out-of-bounds
+// (lib/config-reader.ts LIMITS) or inconsistent value is an Error naming the file, the key and the
+// value, raised before anything is allocated. Defaults follow transformers' Qwen3Config /
+// Qwen3MoeConfig / LlamaConfig where a key is absent.
 //
 // TargetConfig field   <- config.json key
-//   family             <- model_type "qwen3" | "llama" (or architectures Qwen3ForCausalLM / LlamaForCausalLM)
+//   family             <- model_type "qwen3" | "qwen3_moe" | "llama" (or architectures Qwen3ForCausalLM /
+//                         Qwen3MoeForCausalLM / LlamaForCausalLM)
 //   vocabSize          <- vocab_size                 hiddenSize <- hidden_size
 //   intermediateSize   <- intermediate_size          numLayers  <- num_hidden_layers
 //   numHeads           <- num_attention_heads        numKvHeads <- num_key_value_heads (default numHeads)
-//   headDim            <- head_dim (default: qwen3 128, llama hidden_size / num_attention_heads)
+//   headDim            <- head_dim (default: qwen3 128, qwen3_moe and llama hidden_size / num_attention_heads)
 //   rmsNormEps         <- rms_norm_eps (1e-6)        ropeTheta  <- rope_theta | rope_parameters.rope_theta (10000)
-//   qkNorm             <- true for qwen3 (q_norm / k_norm), false for llama
+//   qkNorm             <- true for qwen3 / qwen3_moe (q_norm / k_norm), false for llama
 //   tieWordEmbeddings  <- tie_word_embeddings (false)
 //   ropeLlama3         <- rope_scaling | rope_parameters with rope_type (or type) "llama3", else null
 //   eosTokenIds        <- eos_token_id (int or list) bosTokenId <- bos_token_id (or null)
-//   maxPositionEmbeddings <- max_position_embeddings (qwen3 32768, llama 2048)
+//   maxPositionEmbeddings <- max_position_embeddings (qwen3 / qwen3_moe 32768, llama 2048)
 //   torchDtype         <- torch_dtype | dtype ("float32")
-export interface RopeLlama3 {
-  factor: number;
-  lowFreqFactor: number;
-  highFreqFactor: number;
-  originalMaxPositionEmbeddings: number;
+//   moe                <- null, or for qwen3_moe (Qwen3MoeConfig keys and defaults):
+//     numExperts <- num_experts | num_local_experts (transformers 5 writes the latter) (128)
+//     numExpertsPerTok <- num_experts_per_tok (8)    moeIntermediateSize <- moe_intermediate_size (768)
+//     normTopkProb <- norm_topk_prob (false)         decoderSparseStep <- decoder_sparse_step (1)
+//     mlpOnlyLayers <- mlp_only_layers ([])
+//     sparseLayers: per layer, true = routed experts, false = a dense MLP of intermediate_size;
+//       transformers' rule: i not in mlp_only_layers and num_experts > 0 and (i + 1) % step == 0
+import { asObject, Json, LIMITS, Reader, RopeLlama3 } from './config-reader';
+import { DrafterFields, isSpeculators, layerWindows, speculatorsFields, zlabFields } from './config-drafter';
+
+export { LIMITS } from './config-reader';
+export type { RopeLlama3 } from './config-reader';
+
+export interface MoeConfig {
+  numExperts: number;
+  numExpertsPerTok: number;
+  moeIntermediateSize: number;
+  normTopkProb: boolean;
+  decoderSparseStep: number;
+  mlpOnlyLayers: number[];
+  sparseLayers: boolean[];
 }
 
 export interface TargetConfig {
-  family: 'qwen3' | 'llama';
+  family: 'qwen3' | 'qwen3_moe' | 'llama';
   vocabSize: number;
   hiddenSize: number;
   intermediateSize: number;
@@ -41,17 +60,24 @@ export interface TargetConfig {
   bosTokenId: number | null;
   maxPositionEmbeddings: number;
   torchDtype: string;
+  moe: MoeConfig | null;
 }
 
-// DrafterConfig field <- drafter config.json key (the drafter's layers are Qwen3 decoder layers)
+// DrafterConfig field <- drafter config.json key (the drafter's layers are Qwen3 decoder layers);
+// the speculators key where it differs is in [brackets].
 //   numLayers <- num_hidden_layers; hiddenSize (must equal the target's), intermediateSize, numHeads,
-//   numKvHeads, headDim, rmsNormEps, ropeTheta, ropeLlama3: as for the target
-//   blockSize <- block_size | dflash_config.block_size (required, >= 2)
-//   maskTokenId <- dflash_config.mask_token_id (required, < target vocab_size)
+//   numKvHeads, headDim, rmsNormEps, ropeTheta, ropeLlama3: as for the target [transformer_layer_config.*]
+//   blockSize <- block_size | dflash_config.block_size (required, 2..64) [block_size]
+//   maskTokenId <- dflash_config.mask_token_id (required, < target vocab_size) [mask_token_id]
 //   targetLayerIds <- dflash_config.target_layer_ids; when absent and num_target_layers is given, the
 //     reference's default build_target_layer_ids(num_target_layers, num_hidden_layers):
 //     n = 1: [L // 2]; else round(1 + i * (L - 4) / (n - 1)), i < n, Python rounding (half to even)
-//   inputEmbeddingScale <- dflash_config.input_embedding_scale (default 1)
+//     [aux_hidden_state_layer_ids - 1: speculators counts target layers from 1]
+//   inputEmbeddingScale <- dflash_config.input_embedding_scale (default 1) [1]
+//   slidingWindows <- per layer: the window of z-lab's flash-attention-2 path (keys at positions
+//     p with |p - q| < window for a query at position q, context and block alike), or null for
+//     full attention; from use_sliding_window + sliding_window + layer_types / max_window_layers
+//     as transformers' Qwen3Config derives them (lib/config-drafter.ts layerWindows)
 export interface DrafterConfig {
   numLayers: number;
   hiddenSize: number;
@@ -67,128 +93,78 @@ export interface DrafterConfig {
   inputEmbeddingScale: number;
   /** llama3 RoPE scaling of the drafter's own layers (drafters of Llama 3.1 targets). */
   ropeLlama3: RopeLlama3 | null;
+  slidingWindows: (number | null)[];
 }
 
-type Json = Record<string, unknown>;
-
-class Reader {
-  constructor(private readonly where: string) {}
-
-  /** A value that is inconsistent or unsupported: "<where> config.json: <key> <msg>". */
-  fail(key: string, msg: string): never {
-    throw new Error(`${this.where} config.json: ${key} ${msg}`);
-  }
-
-  /** A value of the wrong type or a missing key: "<where> config.json: '<key>' <msg>". */
-  bad(key: string, msg: string): never {
-    throw new Error(`${this.where} config.json: '${key}' ${msg}`);
-  }
-
-  int(cfg: Json, key: string, dflt?: number, min = 1, label = key): number {
-    const v = cfg[key] ?? dflt;
-    if (v === undefined) this.bad(label, 'is missing');
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) this.bad(label, `must be an integer >= ${min} (got ${JSON.stringify(v)})`);
-    return v;
-  }
-
-  num(cfg: Json, key: string, dflt?: number, label = key): number {
-    const v = cfg[key] ?? dflt;
-    if (v === undefined) this.bad(label, 'is missing');
-    if (typeof v !== 'number' || !Number.isFinite(v)) this.bad(label, `must be a number (got ${JSON.stringify(v)})`);
-    return v;
-  }
-
-  ids(cfg: Json, key: string): number[] {
-    const v = cfg[key];
-    if (v === undefined || v === null) return [];
-    const list = Array.isArray(v) ? v : [v];
-    if (!list.every((x) => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0))
-      this.bad(key, `must be a token id or a list of token ids (got ${JSON.stringify(v)})`);
-    return list as number[];
-  }
-
-  // rope_scaling (or transformers 5's rope_parameters): llama3 scaling, none, or an error.
-  ropeScaling(cfg: Json): RopeLlama3 | null {
-    const rp = cfg.rope_parameters as Json | null | undefined;
-    const fromParams = rp && typeof rp === 'object' && rp.rope_type !== undefined && rp.rope_type !== 'default';
-    const key = cfg.rope_scaling ? 'rope_scaling' : 'rope_parameters';
-    const rs = (cfg.rope_scaling ?? (fromParams ? rp : null)) as Json | null | undefined;
-    if (!rs) return null;
-    if (typeof rs !== 'object') this.bad(key, `must be an object (got ${JSON.stringify(rs)})`);
-    const rt = rs.rope_type ?? rs.type;
-    if (rt === 'default') return null;
-    if (rt !== 'llama3') throw new Error(`${this.where} config.json: ${key} type ${JSON.stringify(rt)} is not supported (llama3 only)`);
-    const r = {
-      factor: this.num(rs, 'factor', undefined, `${key}.factor`),
-      lowFreqFactor: this.num(rs, 'low_freq_factor', undefined, `${key}.low_freq_factor`),
-      highFreqFactor: this.num(rs, 'high_freq_factor', undefined, `${key}.high_freq_factor`),
-      originalMaxPositionEmbeddings: this.int(rs, 'original_max_position_embeddings', undefined, 1, `${key}.original_max_position_embeddings`),
-    };
-    if (!(r.highFreqFactor > r.lowFreqFactor)) this.fail(`${key}.high_freq_factor`, `must be greater than low_freq_factor (${r.lowFreqFactor})`);
-    if (!(r.factor > 0)) this.fail(`${key}.factor`, 'must be positive');
-    return r;
-  }
-
-  ropeTheta(cfg: Json): number {
-    if (cfg.rope_theta !== undefined && cfg.rope_theta !== null) return this.num(cfg, 'rope_theta');
-    const rp = cfg.rope_parameters as Json | null | undefined;
-    if (rp && typeof rp === 'object' && rp.rope_theta !== undefined) return this.num(rp, 'rope_theta', undefined, 'rope_parameters.rope_theta');
-    return 10000;
-  }
-
-  // The parts a decoder stack shares: attention shape, norms, unsupported switches.
-  decoder(cfg: Json, headDimDefault: (hidden: number, heads: number) => number) {
-    if (cfg.attention_bias === true) this.fail('attention_bias', 'true is not supported (no q/k/v/o biases)');
-    if (cfg.mlp_bias === true) this.fail('mlp_bias', 'true is not supported');
-    if (cfg.hidden_act !== undefined && cfg.hidden_act !== 'silu') this.fail('hidden_act', `${JSON.stringify(cfg.hidden_act)} is not supported (silu only)`);
-    if (cfg.use_sliding_window === true) this.fail('use_sliding_window', 'true is not supported (full attention only)');
-    if (Array.isArray(cfg.layer_types) && cfg.layer_types.some((t) => t !== 'full_attention'))
-      this.fail('layer_types', 'must all be "full_attention"');
-    const hiddenSize = this.int(cfg, 'hidden_size');
-    const numHeads = this.int(cfg, 'num_attention_heads');
-    const numKvHeads = this.int(cfg, 'num_key_value_heads', numHeads);
-    if (numHeads % numKvHeads !== 0) this.fail('num_key_value_heads', `${numKvHeads} must divide num_attention_heads ${numHeads}`);
-    let headDim: number;
-    if (cfg.head_dim === undefined || cfg.head_dim === null) {
-      headDim = headDimDefault(hiddenSize, numHeads);
-      if (!Number.isInteger(headDim)) this.fail('hidden_size', `${hiddenSize} is not a multiple of num_attention_heads ${numHeads} (and head_dim is not given)`);
-    } else headDim = this.int(cfg, 'head_dim');
-    return {
-      hiddenSize,
-      intermediateSize: this.int(cfg, 'intermediate_size'),
-      numLayers: this.int(cfg, 'num_hidden_layers'),
-      numHeads,
-      numKvHeads,
-      headDim,
-      rmsNormEps: this.num(cfg, 'rms_norm_eps', 1e-6),
-      ropeTheta: this.ropeTheta(cfg),
-      ropeLlama3: this.ropeScaling(cfg),
-    };
-  }
+/** What the engine that will run a config implements. A config needing more is refused, so that
+ *  an engine without sliding windows never runs a windowed drafter as full attention (it would
+ *  stay lossless but draft badly, silently) and one without MoE never half-loads an MoE target.
+ *  The engine passes these once its graphs implement them; absent = not implemented. */
+export interface EngineCapabilities {
+  /** Qwen3-MoE targets (native/models/moe.h). */
+  moe?: boolean;
+  /** Drafter layers with z-lab's sliding window (DrafterConfig.slidingWindows). */
+  slidingWindows?: boolean;
 }
 
-function asObject(json: unknown, where: string): Json {
-  if (!json || typeof json !== 'object' || Array.isArray(json)) throw new Error(`${where} config.json: not a JSON object`);
-  return json as Json;
-}
+const FAMILIES: Record<string, TargetConfig['family']> = {
+  Qwen3ForCausalLM: 'qwen3', Qwen3MoeForCausalLM: 'qwen3_moe', LlamaForCausalLM: 'llama',
+};
 
-/** Maps a Qwen3 or Llama config.json to the engine's TargetConfig. */
-export function targetConfigFromHF(json: Json): TargetConfig {
-  const cfg = asObject(json, 'target');
-  const r: Reader = new Reader('target');
+function targetFamily(cfg: Json, label: string): TargetConfig['family'] {
   const archs = Array.isArray(cfg.architectures) ? cfg.architectures.map(String) : [];
+  for (const a of archs) if (FAMILIES[a]) return FAMILIES[a];
   const type = String(cfg.model_type ?? '');
-  let family: 'qwen3' | 'llama';
-  if (archs.includes('Qwen3ForCausalLM') || (archs.length === 0 && type === 'qwen3')) family = 'qwen3';
-  else if (archs.includes('LlamaForCausalLM') || (archs.length === 0 && type === 'llama')) family = 'llama';
-  else if (type === 'qwen3' || type === 'llama') family = type;
-  else throw new Error(`target config.json: unsupported model (model_type ${JSON.stringify(cfg.model_type)}, architectures ${JSON.stringify(cfg.architectures)}); dflash runs Qwen3 and Llama`);
-  // transformers: Qwen3Config(head_dim=128); LlamaConfig head_dim = hidden_size // num_attention_heads.
+  if (type === 'qwen3' || type === 'qwen3_moe' || type === 'llama') return type;
+  throw new Error(`${label}: unsupported model (model_type ${JSON.stringify(cfg.model_type)}, architectures ${JSON.stringify(cfg.architectures)}); dflash runs Qwen3 and Llama targets, dense or Qwen3-MoE`);
+}
+
+function moeConfig(r: Reader, cfg: Json, numLayers: number, hidden: number): MoeConfig {
+  // transformers 5 saves num_local_experts (Qwen3MoeConfig.attribute_map); hub checkpoints have num_experts.
+  if (cfg.num_experts !== undefined && cfg.num_local_experts !== undefined && cfg.num_experts !== cfg.num_local_experts)
+    r.fail('num_experts', `${JSON.stringify(cfg.num_experts)} differs from num_local_experts ${JSON.stringify(cfg.num_local_experts)}`);
+  const key = cfg.num_experts !== undefined ? 'num_experts' : 'num_local_experts';
+  const numExperts = r.int(cfg, key, 128, 1, key, LIMITS.numExperts);
+  const numExpertsPerTok = r.int(cfg, 'num_experts_per_tok', 8, 1, undefined, numExperts);
+  const moeIntermediateSize = r.int(cfg, 'moe_intermediate_size', 768, 1, undefined, LIMITS.intermediateSize);
+  // The engine stacks the experts of a layer into one (E, I, H) tensor.
+  r.elements('the stacked experts of a layer', `${key} * moe_intermediate_size * hidden_size`, numExperts, moeIntermediateSize, hidden);
+  const decoderSparseStep = r.int(cfg, 'decoder_sparse_step', 1, 1);
+  const mlpOnly = cfg.mlp_only_layers === undefined || cfg.mlp_only_layers === null ? []
+    : r.indexList(cfg.mlp_only_layers, 'mlp_only_layers', numLayers, `the ${numLayers} layers`);
+  if (cfg.shared_expert_intermediate_size)
+    r.fail('shared_expert_intermediate_size', `${JSON.stringify(cfg.shared_expert_intermediate_size)}: Qwen3-MoE has no shared expert (transformers' Qwen3MoeSparseMoeBlock ignores the key); a Qwen2-MoE checkpoint is not supported`);
+  return {
+    numExperts,
+    numExpertsPerTok,
+    moeIntermediateSize,
+    normTopkProb: r.bool(cfg, 'norm_topk_prob', false),
+    decoderSparseStep,
+    mlpOnlyLayers: mlpOnly,
+    sparseLayers: Array.from({ length: numLayers }, (_, i) => !mlpOnly.includes(i) && (i + 1) % decoderSparseStep === 0),
+  };
+}
+
+/** Maps a Qwen3, Qwen3-MoE or Llama config.json to the engine's TargetConfig. `file` names the
+ *  file in error messages (default "target config.json"). */
+export function targetConfigFromHF(json: Json, file?: string, engine: EngineCapabilities = {}): TargetConfig {
+  const label = file ?? 'target config.json';
+  const cfg = asObject(json, label);
+  const r: Reader = new Reader(label);
+  const family = targetFamily(cfg, label);
+  if (family === 'qwen3_moe' && !engine.moe)
+    r.fail('model_type', '"qwen3_moe": Qwen3-MoE targets are read (lib/config.ts) but this engine does not run them yet');
+  if (cfg.use_sliding_window === true) r.fail('use_sliding_window', 'true is not supported for a target (full attention only)');
+  if (Array.isArray(cfg.layer_types) && cfg.layer_types.some((t) => t !== 'full_attention'))
+    r.fail('layer_types', 'must all be "full_attention" for a target');
+  // transformers: Qwen3Config(head_dim=128); Qwen3MoeConfig and LlamaConfig: hidden_size // num_attention_heads.
   const d = r.decoder(cfg, family === 'qwen3' ? () => 128 : (h, n) => h / n);
+  const vocabSize = r.int(cfg, 'vocab_size', undefined, 1, undefined, LIMITS.vocabSize);
+  r.elements('embed_tokens / lm_head', 'vocab_size * hidden_size', vocabSize, d.hiddenSize);
   const bos = r.ids(cfg, 'bos_token_id');
   return {
     family,
-    vocabSize: r.int(cfg, 'vocab_size'),
+    vocabSize,
     hiddenSize: d.hiddenSize,
     intermediateSize: d.intermediateSize,
     numLayers: d.numLayers,
@@ -197,13 +173,14 @@ export function targetConfigFromHF(json: Json): TargetConfig {
     headDim: d.headDim,
     rmsNormEps: d.rmsNormEps,
     ropeTheta: d.ropeTheta,
-    qkNorm: family === 'qwen3',
+    qkNorm: family !== 'llama',
     tieWordEmbeddings: cfg.tie_word_embeddings === true,
     ropeLlama3: d.ropeLlama3,
     eosTokenIds: r.ids(cfg, 'eos_token_id'),
     bosTokenId: bos.length ? bos[0] : null,
-    maxPositionEmbeddings: r.int(cfg, 'max_position_embeddings', family === 'qwen3' ? 32768 : 2048),
+    maxPositionEmbeddings: r.int(cfg, 'max_position_embeddings', family === 'llama' ? 2048 : 32768, 1, undefined, LIMITS.positions),
     torchDtype: String(cfg.torch_dtype ?? cfg.dtype ?? 'float32'),
+    moe: family === 'qwen3_moe' ? moeConfig(r, cfg, d.numLayers, d.hiddenSize) : null,
   };
 }
 
@@ -223,52 +200,42 @@ export function defaultTargetLayerIds(numTargetLayers: number, numDraftLayers: n
   return Array.from({ length: numDraftLayers }, (_, i) => pyRound(start + (i * span) / (numDraftLayers - 1)));
 }
 
-/** Maps a z-lab DFlash drafter config.json to the engine's DrafterConfig, checked against the
- *  target it will draft for. */
-export function drafterConfigFromHF(json: Json, target: TargetConfig): DrafterConfig {
-  const cfg = asObject(json, 'drafter');
-  const r: Reader = new Reader('drafter');
-  const archs = Array.isArray(cfg.architectures) ? cfg.architectures.map(String) : [];
-  if (!archs.includes('DFlashDraftModel')) r.fail('architectures', `must be ["DFlashDraftModel"] (got ${JSON.stringify(cfg.architectures)})`);
-  const dcRaw = cfg.dflash_config ?? {};
-  if (typeof dcRaw !== 'object' || dcRaw === null || Array.isArray(dcRaw)) r.bad('dflash_config', 'must be an object');
-  const dc = dcRaw as Json;
-  if (dc.projector_type !== undefined && dc.projector_type !== null) r.fail('dflash_config.projector_type', `${JSON.stringify(dc.projector_type)} is not supported`);
-  if (dc.target_layer_fusion_mode !== undefined && dc.target_layer_fusion_mode !== 'none')
-    r.fail('dflash_config.target_layer_fusion_mode', `${JSON.stringify(dc.target_layer_fusion_mode)} is not supported`);
+/** Maps a DFlash drafter config.json (z-lab or speculators layout) to the engine's DrafterConfig,
+ *  checked against the target it will draft for. `file` names the file in error messages. */
+export function drafterConfigFromHF(json: Json, target: TargetConfig, file?: string, engine: EngineCapabilities = {}): DrafterConfig {
+  const label = file ?? 'drafter config.json';
+  const cfg = asObject(json, label);
+  const r: Reader = new Reader(label);
+  const f: DrafterFields = isSpeculators(cfg) ? speculatorsFields(r, cfg) : zlabFields(r, cfg);
+  const dr: Reader = f.decoderReader;
+  const d = dr.decoder(f.decoder, () => 128);  // the drafter's layers are Qwen3 layers: Qwen3Config(head_dim=128)
+  if (d.hiddenSize !== target.hiddenSize) dr.fail(dr.prefix + 'hidden_size', `${d.hiddenSize} differs from the target's hidden_size ${target.hiddenSize}`);
+  if (f.draftVocabSize && f.draftVocabSize.value !== target.vocabSize)
+    r.fail(f.draftVocabSize.key, `${f.draftVocabSize.value} differs from the target's vocab_size ${target.vocabSize}: reduced draft vocabularies (d2t) are not supported`);
 
-  const d = r.decoder(cfg, () => 128);  // the drafter's layers are Qwen3 layers: Qwen3Config(head_dim=128)
-  if (d.hiddenSize !== target.hiddenSize) r.fail('hidden_size', `${d.hiddenSize} differs from the target's hidden_size ${target.hiddenSize}`);
-
-  const blockKey = cfg.block_size !== undefined ? 'block_size' : 'dflash_config.block_size';
-  const blockSize = r.int(cfg.block_size !== undefined ? cfg : dc, 'block_size', undefined, 2, blockKey);
-
-  let numTargetLayers: number | undefined;
-  if (cfg.num_target_layers !== undefined && cfg.num_target_layers !== null) {
-    numTargetLayers = r.int(cfg, 'num_target_layers');
-    if (numTargetLayers !== target.numLayers)
-      r.fail('num_target_layers', `${numTargetLayers} differs from the target's num_hidden_layers ${target.numLayers}: this drafter was made for another target`);
+  if (f.numTargetLayers !== undefined && f.numTargetLayers !== target.numLayers)
+    r.fail('num_target_layers', `${f.numTargetLayers} differs from the target's num_hidden_layers ${target.numLayers}: this drafter was made for another target`);
+  let layerIds = f.targetLayerIds.value;
+  if (layerIds === undefined) {
+    if (f.numTargetLayers === undefined) r.bad(f.targetLayerIds.key, 'is missing (and num_target_layers is not given to derive the default)');
+    layerIds = defaultTargetLayerIds(f.numTargetLayers, d.numLayers);
   }
-  let layerIds: number[];
-  const rawIds = dc.target_layer_ids ?? cfg.target_layer_ids;
-  if (rawIds === undefined || rawIds === null) {
-    if (numTargetLayers === undefined) r.bad('dflash_config.target_layer_ids', 'is missing (and num_target_layers is not given to derive the default)');
-    layerIds = defaultTargetLayerIds(numTargetLayers, d.numLayers);
-  } else {
-    if (!Array.isArray(rawIds) || rawIds.length === 0) r.bad('dflash_config.target_layer_ids', `must be a non-empty list (got ${JSON.stringify(rawIds)})`);
-    layerIds = rawIds as number[];
-  }
+  const speculators = f.targetLayerIds.key === 'aux_hidden_state_layer_ids';
   for (const id of layerIds)
-    if (!Number.isInteger(id) || id < 0 || id >= target.numLayers)
-      r.fail('dflash_config.target_layer_ids', `entry ${id} is outside the target's ${target.numLayers} layers`);
+    if (id < 0 || id >= target.numLayers)
+      r.fail(f.targetLayerIds.key, `entry ${speculators ? id + 1 : id} is outside the target's ${target.numLayers} layers${speculators ? ' (ids 1..' + target.numLayers + ')' : ''}`);
+  r.elements('fc', `${f.targetLayerIds.key} count * hidden_size * hidden_size`, layerIds.length, d.hiddenSize, d.hiddenSize);
 
-  const mask = dc.mask_token_id ?? cfg.mask_token_id;
-  if (mask === undefined || mask === null) r.bad('dflash_config.mask_token_id', 'is missing');
+  const mask = f.maskTokenId.value;
+  if (mask === undefined || mask === null) r.bad(f.maskTokenId.key, 'is missing');
   if (typeof mask !== 'number' || !Number.isInteger(mask) || mask < 0 || mask >= target.vocabSize)
-    r.fail('dflash_config.mask_token_id', `${JSON.stringify(mask)} must be a token id below the target's vocab_size ${target.vocabSize}`);
+    r.fail(f.maskTokenId.key, `${JSON.stringify(mask)} must be a token id below the target's vocab_size ${target.vocabSize}`);
 
-  const scaleKey = dc.input_embedding_scale !== undefined ? 'dflash_config.input_embedding_scale' : 'input_embedding_scale';
-  const scale = r.num(dc.input_embedding_scale !== undefined ? dc : cfg, 'input_embedding_scale', 1, scaleKey);
+  const slidingWindows = layerWindows(dr, f.decoder, d.numLayers);
+  if (speculators && slidingWindows.some((w) => w !== null))
+    dr.fail(dr.prefix + 'layer_types', 'has sliding-window layers: speculators trains a different window than z-lab\'s (context keys [anchor - w, anchor), causal inside the block) and dflash implements z-lab\'s; see docs/DRAFTERS.md');
+  if (!engine.slidingWindows && slidingWindows.some((w) => w !== null))
+    dr.fail(dr.prefix + 'use_sliding_window', `true with sliding-window layers (windows ${JSON.stringify(slidingWindows)}): read, but this engine does not run them yet (full attention instead would draft badly)`);
   return {
     numLayers: d.numLayers,
     hiddenSize: d.hiddenSize,
@@ -278,10 +245,11 @@ export function drafterConfigFromHF(json: Json, target: TargetConfig): DrafterCo
     headDim: d.headDim,
     rmsNormEps: d.rmsNormEps,
     ropeTheta: d.ropeTheta,
-    blockSize,
+    blockSize: f.blockSize,
     maskTokenId: mask,
     targetLayerIds: layerIds.slice(),
-    inputEmbeddingScale: scale,
+    inputEmbeddingScale: f.inputEmbeddingScale,
     ropeLlama3: d.ropeLlama3,
+    slidingWindows,
   };
 }

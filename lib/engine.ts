@@ -9,7 +9,8 @@ import * as os from 'os';
 import * as path from 'path';
 import type TypedEmitter from 'typed-emitter';
 
-import { drafterConfigFromHF, targetConfigFromHF } from './config';
+import { drafterConfigFromHF, EngineCapabilities, targetConfigFromHF } from './config';
+import { checkDrafterTensors, checkTargetTensors } from './config-checkpoint';
 import { Generation } from './generation';
 import {
   native, NativeClient, NativeEngine, NativeEngineStats, NativeProgramEvent, NativeSequenceEvent, NativeWeightProgress,
@@ -58,6 +59,9 @@ export interface GenerateOptions {
 
 export type EngineStats = NativeEngineStats;
 
+/** What the native graphs implement (lib/config.ts refuses configs that need more). */
+const CAPABILITIES: EngineCapabilities = { slidingWindows: true, moe: true };
+
 export type EngineEvents = {
   /** Compile and disk-cache activity after load (first use of a new shape bucket). */
   program: (e: NativeProgramEvent) => void;
@@ -83,11 +87,17 @@ export class Engine extends (EventEmitter as new () => TypedEmitter<EngineEvents
     if (opts.drafter !== undefined && (typeof opts.drafter !== 'string' || !opts.drafter))
       throw new TypeError(`Engine.load: option 'drafter' must be a model directory, got ${JSON.stringify(opts.drafter)}`);
     const { target, drafter, plugin, onProgress, cacheDir, ...engineOptions } = opts;
-    const targetCfg = targetConfigFromHF(readJson(path.join(target, 'config.json')));
-    const drafterCfg = drafter ? drafterConfigFromHF(readJson(path.join(drafter, 'config.json')), targetCfg) : undefined;
+    const targetFile = path.join(target, 'config.json');
+    const targetCfg = targetConfigFromHF(readJson(targetFile), targetFile, CAPABILITIES);
+    const drafterFile = drafter ? path.join(drafter, 'config.json') : undefined;
+    const drafterCfg = drafterFile ? drafterConfigFromHF(readJson(drafterFile), targetCfg, drafterFile, CAPABILITIES) : undefined;
     const tokenizer = await loadTokenizer(target);
+    // Headers only: a config that does not describe its checkpoint fails here, before anything
+    // is allocated or compiled.
     const targetTensors = readCheckpoint(target);
+    checkTargetTensors(targetCfg, targetTensors, targetFile);
     const drafterTensors = drafter ? stripModelPrefix(readCheckpoint(drafter)) : undefined;
+    if (drafterCfg && drafterTensors) checkDrafterTensors(drafterCfg, drafterTensors, drafterFile);
 
     const found = findPlugin({ plugin });
     const client = await native().openClient(found.path);

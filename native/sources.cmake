@@ -16,6 +16,7 @@ set(DFLASH_CORE_SOURCES
   native/models/paged.cc
   native/models/accept.cc
   native/models/sampling.cc
+  native/models/moe.cc
   native/models/target.cc
   native/models/drafter.cc
   native/engine/options.cc

@@ -110,7 +110,8 @@ describe('Engine.load', () => {
     makeTarget(dir, { vocab: 256, seed: 3 });
     const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
     fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...cfg, num_hidden_layers: 3 }));
-    await expect(Engine.load({ target: dir, maxSeqLen: 64 })).rejects.toThrow(/missing tensor model\.layers\.2\./);
+    // Found from the headers, before anything is allocated: the file, the key and the checkpoint's truth.
+    await expect(Engine.load({ target: dir, maxSeqLen: 64 })).rejects.toThrow(/config\.json: num_hidden_layers 3 does not match the checkpoint, which holds 2 layers/);
     fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...cfg, intermediate_size: 96 }));
     await expect(Engine.load({ target: dir, maxSeqLen: 64 })).rejects.toThrow(/mlp\.gate_proj\.weight .* has shape \[128,64\], expected \[96,64\]/);
   });

@@ -1,7 +1,8 @@
 // The target model against an independent oracle: Hugging Face transformers (goldens made by
 // tools/oracle/make_goldens.py on the checkpoints in test/fixtures/models). Qwen3 f32, Qwen3 bf16
 // with tied embeddings + MQA + head_dim != hidden/heads in two shards, Llama with llama3 RoPE
-// scaling; page sizes 4 and 16 so prompts cross page boundaries; a batch of unequal lengths.
+// scaling, Qwen3-MoE (hub layout, one tensor per expert; all-sparse and mixed dense/sparse);
+// page sizes 4, 8 and 16 so prompts cross page boundaries; a batch of unequal lengths.
 import * as fs from 'fs';
 import * as path from 'path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -37,6 +38,8 @@ describe.each([
   ['qwen3-f32', 4],
   ['qwen3-bf16-tied', 16],  // bf16 weights widened to f32 at load (dtype 'f32')
   ['llama-f32', 8],
+  ['qwen3-moe-f32', 16],        // Qwen3-MoE written by transformers: 8 experts, 2 active, every layer sparse
+  ['qwen3-moe-mixed-f32', 8],   // 6 experts, 3 active, no renormalisation, layer 1 dense (mlp_only_layers)
 ])('%s, page size %i, f32', (name, pageSize) => {
   const g = golden(name);
   let engine: Engine;

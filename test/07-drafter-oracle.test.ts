@@ -30,6 +30,7 @@ describe.each([
   ['qwen3-f32-dflash', 8],      // 2 layers, GQA 4/2, head_dim 16, features of target layers [0, 1]
   ['qwen3-f32-dflash', 4],      // the same drafter with its block overridden downwards
   ['qwen3-f32-dflash-b4', 4],   // 1 layer, MQA 2/1, head_dim 32, features of layer [1] only
+  ['qwen3-f32-dflash-swa', 8],  // z-lab sliding window 6 (< block) in layer 0, full layer 1; contexts past the window
 ])('%s, block %i', (name, block) => {
   it('draft logits equal the numpy reference over several context lengths', async () => {
     const drafterDir = path.join(MODELS, name);

@@ -81,3 +81,27 @@ describe('fully predictable pair (full acceptance)', () => {
     expect(engine.stats().freePages).toBe(engine.stats().totalPages);
   });
 });
+
+describe('Qwen3-MoE target with its DFlash drafter', () => {
+  it('speculative output equals plain decoding, token for token (and transformers\' greedy continuation)', async () => {
+    const moeGolden = JSON.parse(fs.readFileSync(path.join(__dirname, 'fixtures', 'goldens', 'qwen3-moe-f32.json'), 'utf8'));
+    const engine = await Engine.load({
+      target: path.join(MODELS, 'qwen3-moe-f32'), drafter: path.join(MODELS, 'qwen3-moe-f32-dflash'), maxSeqLen: 128, maxSequences: 4,
+      adaptive: false,
+    });
+    try {
+      for (const c of moeGolden.cases) {
+        const spec = await engine.generate(c.prompt_ids, { maxTokens: c.greedy_ids.length }).done();
+        expect(spec.ids, `prompt of ${c.prompt_ids.length}`).toEqual(c.greedy_ids);
+        expect(spec.stats.steps).toBeGreaterThan(1);
+      }
+      const prompts = [[3, 1, 4, 1, 5], [9, 2, 6], [200, 100, 50, 25, 12, 6]];
+      const plain = await Promise.all(prompts.map((p) => engine.generate(p, { maxTokens: 30, speculative: false }).done()));
+      const spec = await Promise.all(prompts.map((p) => engine.generate(p, { maxTokens: 30 }).done()));
+      spec.forEach((s, i) => expect(s.ids, `prompt ${i}`).toEqual(plain[i].ids));
+      expect(engine.stats().freePages).toBe(engine.stats().totalPages);
+    } finally {
+      await engine.close();
+    }
+  });
+});

@@ -56,6 +56,18 @@ models::TargetConfig ParseTarget(Napi::Object o) {
   c.tie_word_embeddings = Bool(o, "tieWordEmbeddings");
   c.rope_llama3 = ParseRopeLlama3(o);
   c.max_position_embeddings = static_cast<int64_t>(NumOr(o, "maxPositionEmbeddings", 4096));
+  Napi::Value moe = o.Get("moe");
+  if (moe.IsObject()) {  // lib/config.ts MoeConfig
+    auto m = moe.As<Napi::Object>();
+    c.moe.num_experts = Int(m, "numExperts");
+    c.moe.experts_per_token = Int(m, "numExpertsPerTok");
+    c.moe.intermediate = Int(m, "moeIntermediateSize");
+    c.moe.norm_topk_prob = Bool(m, "normTopkProb");
+    Napi::Value sparse = m.Get("sparseLayers");
+    if (!sparse.IsArray()) throw Napi::TypeError::New(o.Env(), "model config: moe.sparseLayers must be an array");
+    auto a = sparse.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) c.moe.sparse_layers.push_back(a.Get(i).ToBoolean().Value());
+  }
   return c;
 }
 

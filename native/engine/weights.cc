@@ -1,6 +1,8 @@
 // Weight upload, tensor by tensor: see weights.h.
 #include "engine/weights.h"
 
+#include "models/moe.h"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -184,6 +186,23 @@ std::vector<std::string> UploadWeights(pjrt::Client& client, const std::vector<m
   prog.total_tensors = static_cast<int64_t>(specs.size());
   prog.total_bytes = 0;
   for (const auto& spec : specs) {
+    if (spec.name.find('*') != std::string::npos) {
+      // A stacked (E, ...) tensor made of one checkpoint tensor per expert (MoE).
+      int64_t bytes = 0;
+      for (const auto& part : models::StackedExpertSources(spec)) {
+        auto pit = by_name.find(part);
+        if (pit == by_name.end()) throw std::runtime_error("checkpoint is missing tensor " + part);
+        const std::vector<int64_t> slice(spec.shape.begin() + 1, spec.shape.end());
+        if (pit->second->shape != slice)
+          throw std::runtime_error("tensor " + part + " in " + pit->second->file + " has shape " + Dims(pit->second->shape) + ", expected " + Dims(slice));
+        ParseDType(pit->second->dtype, part);
+        bytes += pit->second->nbytes;
+        used.insert(part);
+      }
+      prog.total_bytes += bytes;
+      picked.push_back(nullptr);
+      continue;
+    }
     auto it = by_name.find(spec.name);
     if (it == by_name.end()) throw std::runtime_error("checkpoint is missing tensor " + spec.name);
     const TensorSource& src = *it->second;
@@ -202,6 +221,28 @@ std::vector<std::string> UploadWeights(pjrt::Client& client, const std::vector<m
 
   for (size_t i = 0; i < specs.size(); ++i) {
     const auto& spec = specs[i];
+    if (!picked[i]) {
+      // Stacked experts: one host buffer of the stacked tensor, filled expert by expert.
+      const auto parts = models::StackedExpertSources(spec);
+      const int64_t out_size = pjrt::ByteSize(spec.dtype);
+      int64_t slice = 1;
+      for (size_t d = 1; d < spec.shape.size(); ++d) slice *= spec.shape[d];
+      std::vector<uint8_t> stacked(static_cast<size_t>(slice * out_size) * parts.size());
+      for (size_t e = 0; e < parts.size(); ++e) {
+        const TensorSource& src = *by_name.at(parts[e]);
+        const pjrt::DType have = ParseDType(src.dtype, parts[e]);
+        MappedRange map(src.file, src.offset, src.nbytes);
+        uint8_t* dst = stacked.data() + e * slice * out_size;
+        if (have == spec.dtype) std::memcpy(dst, map.data(), static_cast<size_t>(src.nbytes));
+        else
+          for (int64_t k = 0; k < slice; ++k) FromFloat(ToFloat(map.data() + k * pjrt::ByteSize(have), have), dst + k * out_size, spec.dtype);
+        prog.bytes += src.nbytes;
+      }
+      out[prefix + spec.name] = client.BufferFromHost(stacked.data(), spec.dtype, spec.shape);
+      prog.tensors += 1;
+      if (progress) progress(prog);
+      continue;
+    }
     const TensorSource& src = *picked[i];
     const pjrt::DType have = ParseDType(src.dtype, spec.name);
     std::unique_ptr<pjrt::Buffer> buf;

@@ -18,9 +18,18 @@ struct RopeLlama3 {
   int64_t original_max_position_embeddings = 8192;
 };
 
-// A Qwen3 or Llama decoder-only target (no attention/MLP biases).
+// Qwen3-MoE's sparse MLP (models/moe.h): which layers have it and its sizes.
+struct TargetMoe {
+  int64_t num_experts = 0;        // E
+  int64_t experts_per_token = 0;  // k
+  int64_t intermediate = 0;       // moe_intermediate_size
+  bool norm_topk_prob = false;
+  std::vector<bool> sparse_layers;  // per layer: MoE block (true) or the dense MLP (false)
+};
+
+// A Qwen3, Qwen3-MoE or Llama decoder-only target (no attention/MLP biases).
 struct TargetConfig {
-  std::string family = "qwen3";  // "qwen3" | "llama"
+  std::string family = "qwen3";  // "qwen3" | "qwen3_moe" | "llama"
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
   int64_t intermediate_size = 0;
@@ -34,6 +43,8 @@ struct TargetConfig {
   bool tie_word_embeddings = false;
   RopeLlama3 rope_llama3;
   int64_t max_position_embeddings = 4096;  // the longest sequence the model was made for
+  TargetMoe moe;                           // num_experts 0 = a dense model
+  bool sparse(int64_t layer) const { return moe.num_experts > 0 && layer < static_cast<int64_t>(moe.sparse_layers.size()) && moe.sparse_layers[layer]; }
 };
 
 // The DFlash drafter: a stack of Qwen3 decoder layers fed with target features (see

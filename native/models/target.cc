@@ -12,6 +12,7 @@
 #include "hlo/builder.h"
 #include "models/accept.h"
 #include "models/layers.h"
+#include "models/moe.h"
 #include "models/paged.h"
 #include "models/rope.h"
 #include "models/sampling.h"
@@ -25,7 +26,11 @@ using hlo::Value;
 namespace {
 
 void Validate(const TargetConfig& c) {
-  if (c.family != "qwen3" && c.family != "llama") throw std::invalid_argument("target: family must be qwen3 or llama, got " + c.family);
+  if (c.family != "qwen3" && c.family != "qwen3_moe" && c.family != "llama")
+    throw std::invalid_argument("target: family must be qwen3, qwen3_moe or llama, got " + c.family);
+  if (c.family == "qwen3_moe" && (c.moe.num_experts <= 0 || c.moe.experts_per_token <= 0 || c.moe.experts_per_token > c.moe.num_experts ||
+                                  c.moe.intermediate <= 0 || static_cast<int64_t>(c.moe.sparse_layers.size()) != c.num_layers))
+    throw std::invalid_argument("target: qwen3_moe needs experts, experts per token <= experts, an intermediate size and one sparse flag per layer");
   if (c.vocab_size <= 0 || c.hidden_size <= 0 || c.intermediate_size <= 0 || c.num_layers <= 0 || c.num_heads <= 0 ||
       c.num_kv_heads <= 0 || c.head_dim <= 0)
     throw std::invalid_argument("target: config sizes must be positive");
@@ -65,9 +70,15 @@ std::vector<WeightSpec> TargetWeightSpecs(const TargetConfig& c, pjrt::DType t) 
   const int64_t h = c.hidden_size;
   std::vector<WeightSpec> s;
   s.push_back({"model.embed_tokens.weight", {c.vocab_size, h}, t});
-  for (int64_t i = 0; i < c.num_layers; ++i)
-    AppendDecoderLayerSpecs(s, "model.layers." + std::to_string(i) + ".", h, c.num_heads, c.num_kv_heads, c.head_dim,
-                            c.intermediate_size, c.qk_norm, t);
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    AppendDecoderLayerSpecs(s, p, h, c.num_heads, c.num_kv_heads, c.head_dim, c.intermediate_size, c.qk_norm, t);
+    if (c.sparse(i)) {
+      // The sparse MLP replaces the dense one: drop gate/up/down_proj, add router + experts.
+      s.resize(s.size() - 3);
+      AppendMoeLayerSpecs(s, p, h, MoeConfig{c.moe.num_experts, c.moe.experts_per_token, c.moe.intermediate, c.moe.norm_topk_prob}, t);
+    }
+  }
   s.push_back({"model.norm.weight", {h}, t});
   if (!c.tie_word_embeddings) s.push_back({"lm_head.weight", {c.vocab_size, h}, t});
   return s;
@@ -93,7 +104,28 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
   const WeightInputs w = DeclareWeights(b, TargetWeightSpecs(c, nm.dtype));
   const Value embed = Weight(w, "model.embed_tokens.weight");
   std::vector<DecoderLayer> layers;
-  for (int64_t l = 0; l < L; ++l) layers.push_back(TakeDecoderLayer(w, "model.layers." + std::to_string(l) + ".", c.qk_norm));
+  std::vector<MoeWeights> experts(L);
+  const MoeConfig moe{c.moe.num_experts, c.moe.experts_per_token, c.moe.intermediate, c.moe.norm_topk_prob};
+  for (int64_t l = 0; l < L; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    if (!c.sparse(l)) {
+      layers.push_back(TakeDecoderLayer(w, p, c.qk_norm));
+      continue;
+    }
+    // The attention half of the layer; the MLP is the MoE block.
+    DecoderLayer d;
+    d.ln1 = Weight(w, p + "input_layernorm.weight");
+    d.q = Weight(w, p + "self_attn.q_proj.weight");
+    d.k = Weight(w, p + "self_attn.k_proj.weight");
+    d.v = Weight(w, p + "self_attn.v_proj.weight");
+    d.o = Weight(w, p + "self_attn.o_proj.weight");
+    d.q_norm = Weight(w, p + "self_attn.q_norm.weight");
+    d.k_norm = Weight(w, p + "self_attn.k_norm.weight");
+    d.ln2 = Weight(w, p + "post_attention_layernorm.weight");
+    layers.push_back(d);
+    experts[l] = MoeWeights{Weight(w, p + "mlp.gate.weight"), Weight(w, p + "mlp.experts.*.gate_proj.weight"),
+                            Weight(w, p + "mlp.experts.*.up_proj.weight"), Weight(w, p + "mlp.experts.*.down_proj.weight")};
+  }
   const Value final_norm = Weight(w, "model.norm.weight");
   const Value lm_head = c.tie_word_embeddings ? embed : Weight(w, "lm_head.weight");
   Value k_cache = b.Input("k_cache", {L, n, s, kvh, hd}, nm.kv(), 0);
@@ -141,7 +173,11 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
     const Value keys = PagedRead(b, k_cache, l, table), vals = PagedRead(b, v_cache, l, table);
     const Value attn = Attention(b, q, keys, vals, visible, nm);  // (R, K, heads * hd)
     h = b.Add(h, Dense(b, attn, lw.o, nm));
-    h = b.Add(h, SiluMlp(b, RmsNorm(b, h, lw.ln2, c.rms_norm_eps, nm), lw.gate, lw.up, lw.down, nm));
+    const Value x2 = RmsNorm(b, h, lw.ln2, c.rms_norm_eps, nm);  // (R, K, H)
+    if (c.sparse(l))
+      h = b.Add(h, b.Reshape(MoeMlp(b, b.Reshape(x2, {r * k, c.hidden_size}), experts[l], moe, MoeImpl::kAuto, nm), {r, k, c.hidden_size}));
+    else
+      h = b.Add(h, SiluMlp(b, x2, lw.gate, lw.up, lw.down, nm));
     if (std::count(sh.hidden_layers.begin(), sh.hidden_layers.end(), static_cast<int32_t>(l))) after[l] = h;
   }
 

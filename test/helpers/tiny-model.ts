@@ -1,13 +1,29 @@
-// Tiny random-weight checkpoints in the real Hugging Face layouts (Qwen3 / Llama targets, z-lab
-// DFlash drafters), written by the tests themselves, plus a byte-level tokenizer.json.
+// Tiny random-weight checkpoints in the real Hugging Face layouts (Qwen3 / Qwen3-MoE / Llama
+// targets, z-lab DFlash drafters), written by the tests themselves, plus a byte-level tokenizer.json.
+// (The Qwen3-MoE fixtures with transformers goldens are written by transformers itself:
+// tools/oracle/make_moe_fixtures.py; this writer makes further shapes for engine tests.)
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 
 import { TensorToWrite, writeSafetensors } from '../../lib/safetensors';
 
+/** Qwen3-MoE options (family 'qwen3_moe'); keys and defaults as in Qwen3MoeConfig. */
+export interface TinyMoe {
+  experts?: number;        // num_experts (default 8)
+  topK?: number;           // num_experts_per_tok (2)
+  intermediate?: number;   // moe_intermediate_size (32)
+  normTopkProb?: boolean;  // norm_topk_prob (true)
+  sparseStep?: number;     // decoder_sparse_step (1)
+  mlpOnlyLayers?: number[];
+  /** Write transformers 5's key num_local_experts instead of the hub's num_experts. */
+  localExpertsKey?: boolean;
+  /** Standard deviation of the router weights (default 0.6: decisive routing). */
+  routerStd?: number;
+}
+
 export interface TinyTarget {
-  family?: 'qwen3' | 'llama';
+  family?: 'qwen3' | 'llama' | 'qwen3_moe';
   vocab?: number;
   hidden?: number;
   intermediate?: number;
@@ -27,6 +43,7 @@ export interface TinyTarget {
   shards?: number;
   /** Token id of <|endoftext|> and eos_token_id (default: 256 when the vocabulary has room). */
   eos?: number | null;
+  moe?: TinyMoe;
 }
 
 export interface TinyDrafter {
@@ -40,6 +57,10 @@ export interface TinyDrafter {
   seed?: number;
   std?: number;
   constant?: boolean;
+  /** Sliding-window layers as z-lab's configs declare them: use_sliding_window true,
+   *  sliding_window = window, layer_types = layerTypes (default: every layer sliding). */
+  slidingWindow?: number;
+  layerTypes?: ('sliding_attention' | 'full_attention')[];
 }
 
 export function rng(seed: number): () => number {
@@ -63,8 +84,9 @@ function tensor(name: string, shape: number[], gen: () => number, std: number, b
 }
 
 // One Qwen3 / Llama decoder layer's tensors in HF order (the draw order fixes the weights).
+// `mlp` replaces the dense MLP (an MoE block).
 function decoderLayer(t: TensorToWrite[], p: string, d: { H: number; I: number; nh: number; kvh: number; hd: number },
-  g: () => number, std: number, qkNorm: boolean): void {
+  g: () => number, std: number, qkNorm: boolean, mlp?: () => void): void {
   const { H, I, nh, kvh, hd } = d;
   t.push(tensor(p + 'input_layernorm.weight', [H], g, 0.1, 1));
   t.push(tensor(p + 'self_attn.q_proj.weight', [nh * hd, H], g, std));
@@ -76,9 +98,21 @@ function decoderLayer(t: TensorToWrite[], p: string, d: { H: number; I: number; 
     t.push(tensor(p + 'self_attn.k_norm.weight', [hd], g, 0.1, 1));
   }
   t.push(tensor(p + 'post_attention_layernorm.weight', [H], g, 0.1, 1));
+  if (mlp) return mlp();
   t.push(tensor(p + 'mlp.gate_proj.weight', [I, H], g, std));
   t.push(tensor(p + 'mlp.up_proj.weight', [I, H], g, std));
   t.push(tensor(p + 'mlp.down_proj.weight', [H, I], g, std));
+}
+
+// A Qwen3-MoE sparse block in the hub layout: the router, then one gate/up/down per expert.
+function moeBlock(t: TensorToWrite[], p: string, H: number, m: Required<Omit<TinyMoe, 'localExpertsKey' | 'mlpOnlyLayers' | 'sparseStep' | 'topK' | 'normTopkProb'>>,
+  g: () => number, std: number): void {
+  t.push(tensor(p + 'mlp.gate.weight', [m.experts, H], g, m.routerStd));
+  for (let e = 0; e < m.experts; e++) {
+    t.push(tensor(`${p}mlp.experts.${e}.gate_proj.weight`, [m.intermediate, H], g, std));
+    t.push(tensor(`${p}mlp.experts.${e}.up_proj.weight`, [m.intermediate, H], g, std));
+    t.push(tensor(`${p}mlp.experts.${e}.down_proj.weight`, [H, m.intermediate], g, std));
+  }
 }
 
 // GPT-2 byte <-> unicode table, so every byte is one printable vocabulary entry.
@@ -123,14 +157,25 @@ export function makeTarget(dir: string, o: TinyTarget = {}): Record<string, unkn
   const V = o.vocab ?? 320, H = o.hidden ?? 64, I = o.intermediate ?? 128, L = o.layers ?? 2;
   const nh = o.heads ?? 4, kvh = o.kvHeads ?? 2, hd = o.headDim ?? 16, std = o.std ?? 0.15;
   const g = rng(o.seed ?? 1);
+  const moe = family === 'qwen3_moe' ? {
+    experts: o.moe?.experts ?? 8, topK: o.moe?.topK ?? 2, intermediate: o.moe?.intermediate ?? 32,
+    normTopkProb: o.moe?.normTopkProb ?? true, sparseStep: o.moe?.sparseStep ?? 1, mlpOnlyLayers: o.moe?.mlpOnlyLayers ?? [],
+    routerStd: o.moe?.routerStd ?? 0.6,
+  } : undefined;
+  // transformers' rule for which layers are sparse.
+  const sparse = (i: number) => !!moe && !moe.mlpOnlyLayers.includes(i) && (i + 1) % moe.sparseStep === 0;
   const t: TensorToWrite[] = [tensor('model.embed_tokens.weight', [V, H], g, 1.0)];
-  for (let i = 0; i < L; i++) decoderLayer(t, `model.layers.${i}.`, { H, I, nh, kvh, hd }, g, std, family === 'qwen3');
+  for (let i = 0; i < L; i++) {
+    const p = `model.layers.${i}.`;
+    decoderLayer(t, p, { H, I, nh, kvh, hd }, g, std, family !== 'llama', sparse(i) ? () => moeBlock(t, p, H, moe!, g, std) : undefined);
+  }
   t.push(tensor('model.norm.weight', [H], g, o.constant ? 0 : 0.1, o.constant ? 0 : 1));
   if (!o.tie) t.push(tensor('lm_head.weight', [V, H], g, 0.5));
   fs.mkdirSync(dir, { recursive: true });
   writeWeights(dir, o.bf16 ? t.map(toBf16) : t, o.shards ?? 1);
+  const arch = { qwen3: 'Qwen3ForCausalLM', qwen3_moe: 'Qwen3MoeForCausalLM', llama: 'LlamaForCausalLM' }[family];
   const cfg: Record<string, unknown> = {
-    architectures: [family === 'qwen3' ? 'Qwen3ForCausalLM' : 'LlamaForCausalLM'], model_type: family,
+    architectures: [arch], model_type: family,
     vocab_size: V, hidden_size: H, intermediate_size: I, num_hidden_layers: L, num_attention_heads: nh,
     num_key_value_heads: kvh, head_dim: hd, rms_norm_eps: 1e-6, rope_theta: family === 'llama' ? 500000 : 1000000,
     tie_word_embeddings: !!o.tie, max_position_embeddings: 4096, hidden_act: 'silu', torch_dtype: 'float32',
@@ -138,6 +183,13 @@ export function makeTarget(dir: string, o: TinyTarget = {}): Record<string, unkn
   };
   if (o.bf16) cfg.torch_dtype = 'bfloat16';
   if (o.ropeScaling) cfg.rope_scaling = o.ropeScaling;
+  if (moe) {
+    cfg[o.moe?.localExpertsKey ? 'num_local_experts' : 'num_experts'] = moe.experts;
+    Object.assign(cfg, {
+      num_experts_per_tok: moe.topK, moe_intermediate_size: moe.intermediate, norm_topk_prob: moe.normTopkProb,
+      decoder_sparse_step: moe.sparseStep, mlp_only_layers: moe.mlpOnlyLayers,
+    });
+  }
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg, null, 2));
   writeByteTokenizer(dir, V);
   return cfg;
@@ -154,13 +206,18 @@ export function makeDrafter(dir: string, target: Record<string, unknown>, o: Tin
   t.push(tensor('norm.weight', [H], g, o.constant ? 0 : 0.1, o.constant ? 0 : 1));
   fs.mkdirSync(dir, { recursive: true });
   writeSafetensors(path.join(dir, 'model.safetensors'), t);
-  const cfg = {
+  const cfg: Record<string, unknown> = {
     architectures: ['DFlashDraftModel'], model_type: 'qwen3', block_size: o.blockSize ?? 8,
     num_target_layers: target.num_hidden_layers, dflash_config: { mask_token_id: V - 1, target_layer_ids: ids },
     vocab_size: V, hidden_size: H, intermediate_size: I, num_hidden_layers: L, num_attention_heads: nh,
     num_key_value_heads: kvh, head_dim: hd, rms_norm_eps: 1e-6, rope_theta: 1000000, max_position_embeddings: 4096,
     torch_dtype: 'float32', tie_word_embeddings: false,
   };
+  if (o.slidingWindow !== undefined) {
+    cfg.use_sliding_window = true;
+    cfg.sliding_window = o.slidingWindow;
+    cfg.layer_types = o.layerTypes ?? new Array(L).fill('sliding_attention');
+  }
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg, null, 2));
   return cfg;
 }

@@ -2,11 +2,19 @@
 reference's structure), used by the test suite as an independent check of dflash's drafter
 graph. Needs only numpy.
 
-    python tools/oracle/drafter_ref.py --drafter DIR --target DIR --input case.json
+    python tools/oracle/drafter_ref.py --drafter DIR --target DIR --input case.json [--window W|none]
 
 case.json: {"features": [[...n*H floats...], ...] (context rows, positions 0..rows-1),
-            "last_token": int, "block_size": int}
+            "last_token": int, "block_size": int, "windows": optional per-layer list (int | null)}
 prints {"logits": [[...V...] x B], "argmax": [B ints]} for block rows 0..B-1.
+
+Sliding windows (z-lab's drafter under flash-attention-2, see docs/DRAFTERS.md): a layer with
+window w lets the query at absolute position q see the key at position p iff |q - p| <= w - 1,
+context keys and block keys alike (flash_attn window_size = (w - 1, w - 1), non-causal, keys
+and queries aligned at the end). The windows come from, in order: --window (one W for every
+layer that the config makes sliding, or "none"), case.json "windows", and the drafter config as
+transformers' Qwen3Config derives them (use_sliding_window, sliding_window, layer_types,
+max_window_layers). Drafters without those keys get full attention, as before.
 """
 import argparse
 import json
@@ -64,7 +72,28 @@ def softmax(x):
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def drafter_forward(dw, dcfg, tw, tcfg, features, last_token, block):
+def config_windows(dcfg):
+    """Per-layer window (or None) as z-lab's DFlashDraftModel reads them through Qwen3Config
+    (transformers 4.57.1): sliding_window exists only when use_sliding_window is true."""
+    n = dcfg["num_hidden_layers"]
+    window = dcfg.get("sliding_window", 4096) if dcfg.get("use_sliding_window", False) else None
+    types = dcfg.get("layer_types")
+    if types is None:
+        first = dcfg.get("max_window_layers", 28)
+        types = ["sliding_attention" if window is not None and i >= first else "full_attention" for i in range(n)]
+    return [window if t == "sliding_attention" else None for t in types]
+
+
+def visible(q_pos, k_pos, window):
+    """Boolean (Tq, Tk): which keys each query attends to. Non-causal; a window keeps the keys
+    within window - 1 positions on either side of the query."""
+    vis = np.ones((len(q_pos), len(k_pos)), dtype=bool)
+    if window is not None:
+        vis &= np.abs(q_pos[:, None] - k_pos[None, :]) <= window - 1
+    return vis
+
+
+def drafter_forward(dw, dcfg, tw, tcfg, features, last_token, block, windows=None):
     H = dcfg["hidden_size"]
     nh, kvh = dcfg["num_attention_heads"], dcfg["num_key_value_heads"]
     hd = dcfg.get("head_dim") or H // nh
@@ -82,7 +111,10 @@ def drafter_forward(dw, dcfg, tw, tcfg, features, last_token, block):
     h = embed[ids] * scale                                    # (B, H)
     ctx_pos = np.arange(C)
     blk_pos = np.arange(C, C + block)
+    if windows is None:
+        windows = config_windows(dcfg)
     for i in range(dcfg["num_hidden_layers"]):
+        vis = visible(blk_pos, np.concatenate([ctx_pos, blk_pos]), windows[i])
         p = f"layers.{i}."
         hn = rms_norm(h, dw[p + "input_layernorm.weight"], eps)
         q = (hn @ dw[p + "self_attn.q_proj.weight"].T).reshape(block, nh, hd)
@@ -98,7 +130,7 @@ def drafter_forward(dw, dcfg, tw, tcfg, features, last_token, block):
         for head in range(nh):
             kv = head // group
             s = (q[:, head, :] @ k[:, kv, :].T) / np.sqrt(hd)  # non-causal over [ctx ; block]
-            out[:, head, :] = softmax(s) @ v[:, kv, :]
+            out[:, head, :] = softmax(np.where(vis, s, -np.inf)) @ v[:, kv, :]
         h = h + out.reshape(block, nh * hd) @ dw[p + "self_attn.o_proj.weight"].T
         x = rms_norm(h, dw[p + "post_attention_layernorm.weight"], eps)
         gate = x @ dw[p + "mlp.gate_proj.weight"].T
@@ -113,13 +145,20 @@ def main():
     ap.add_argument("--drafter", required=True)
     ap.add_argument("--target", required=True)
     ap.add_argument("--input", required=True)
+    ap.add_argument("--window", help="window W for the layers the config makes sliding (all layers if none are), or 'none'")
     a = ap.parse_args()
     d, t = pathlib.Path(a.drafter), pathlib.Path(a.target)
     dcfg = json.loads((d / "config.json").read_text())
     tcfg = json.loads((t / "config.json").read_text())
     case = json.loads(pathlib.Path(a.input).read_text())
+    windows = case.get("windows")
+    if a.window is not None:
+        sliding = [w is not None for w in config_windows(dcfg)]
+        if not any(sliding):
+            sliding = [True] * dcfg["num_hidden_layers"]
+        windows = [None if a.window == "none" or not s else int(a.window) for s in sliding]
     logits = drafter_forward(load_safetensors(d), dcfg, load_safetensors(t), tcfg,
-                             case["features"], case["last_token"], case["block_size"])
+                             case["features"], case["last_token"], case["block_size"], windows)
     print(json.dumps({"logits": logits.tolist(), "argmax": logits.argmax(-1).tolist()}))
 
 

@@ -1,21 +1,28 @@
 """Reference outputs of Hugging Face transformers for the tiny fixture checkpoints.
 
-The oracle dflash is checked against: transformers' own Qwen3 / Llama implementations, run on
-CPU in float32, on the checkpoints in test/fixtures/models (made by make-fixtures.ts). Writes
+The oracle dflash is checked against: transformers' own Qwen3 / Qwen3-MoE / Llama implementations,
+run on CPU in float32, on the checkpoints in test/fixtures/models (made by make-fixtures.ts and,
+for Qwen3-MoE, by make_moe_fixtures.py with transformers itself). Writes
 test/fixtures/goldens/<model>.json with, per prompt: all logits of the prompt positions, the
 greedy continuation (24 tokens, KV-cached generation) and the hidden states after every layer
 at the prompt positions (the drafter's context features).
 
-    .venv-oracle/bin/python tools/oracle/make_goldens.py
+    .venv-oracle/bin/python tools/oracle/make_goldens.py [model ...]   (default: all)
 
 bf16 checkpoints get two goldens: <model>.json computed in float32 on the upcast weights (what
 dflash computes with dtype 'f32', weights widened at load), and <model>.bf16.json computed by
 transformers in bfloat16 (what dflash's 16-bit path is checked against, with bf16 tolerances):
 its logits, its greedy continuation and, per prompt position and greedy step, the margin between
 its top two logits, so near-ties can be told from real disagreements.
+
+Qwen3-MoE goldens also record, per prompt, the smallest gap between the k-th and (k+1)-th router
+logit over every token (prompt and greedy continuation) and sparse layer: a test comparing against them is only meaningful
+when that gap is far above f32 rounding (an implementation may otherwise pick another expert).
+MoE models run with transformers' eager experts (the per-expert loop of Qwen3MoeExperts).
 """
 import json
 import pathlib
+import sys
 
 import numpy as np
 import torch
@@ -25,7 +32,7 @@ from transformers import AutoModelForCausalLM
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MODELS = ROOT / "test" / "fixtures" / "models"
 OUT = ROOT / "test" / "fixtures" / "goldens"
-TARGETS = ["qwen3-f32", "qwen3-bf16-tied", "llama-f32"]
+TARGETS = ["qwen3-f32", "qwen3-bf16-tied", "llama-f32", "qwen3-moe-f32", "qwen3-moe-mixed-f32"]
 BF16_TARGETS = ["qwen3-bf16-tied"]
 NEW_TOKENS = 24
 
@@ -66,27 +73,45 @@ def r6(a: np.ndarray) -> list:
     return [float(f"{x:.7g}") for x in a.reshape(-1)]
 
 
+def router_margin(out, k: int) -> float:
+    """Smallest gap between the k-th and (k+1)-th largest router logit (softmax keeps the order)
+    over all tokens of all sparse layers."""
+    worst = float("inf")
+    for logits in out.router_logits or ():
+        s = logits.float().sort(dim=-1, descending=True).values
+        worst = min(worst, float((s[:, k - 1] - s[:, k]).min()))
+    return worst
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    for name in TARGETS:
-        model = AutoModelForCausalLM.from_pretrained(MODELS / name, dtype=torch.float32)
+    names = sys.argv[1:] or TARGETS
+    for name in names:
+        is_moe = json.loads((MODELS / name / "config.json").read_text()).get("model_type") == "qwen3_moe"
+        extra = {"experts_implementation": "eager"} if is_moe else {}
+        model = AutoModelForCausalLM.from_pretrained(MODELS / name, dtype=torch.float32, **extra)
         model.eval()
         cfg = model.config
         cases = []
         for ids in prompts(cfg.vocab_size):
             x = torch.tensor([ids])
             with torch.no_grad():
-                out = model(x, output_hidden_states=True)
+                out = model(x, output_hidden_states=True, **({"output_router_logits": True} if is_moe else {}))
                 greedy = greedy_ids(model, ids)
             logits = out.logits[0].float().numpy()  # (T, V)
             hidden = [h[0].float().numpy() for h in out.hidden_states[1:]]  # after layer i: (T, H)
-            cases.append({
+            case = {
                 "prompt_ids": ids,
                 "logits": r6(logits),
                 "greedy_ids": greedy,
                 "hidden_after_layer": [r6(h) for h in hidden],
-            })
+            }
+            if is_moe:  # over the prompt and the greedy continuation
+                with torch.no_grad():
+                    full = model(torch.tensor([ids + greedy]), output_router_logits=True)
+                case["router_topk_margin"] = float(f"{router_margin(full, cfg.num_experts_per_tok):.4g}")
+            cases.append(case)
         doc = {
             "model": name,
             "oracle": {"transformers": transformers.__version__, "torch": torch.__version__, "dtype": "float32"},
@@ -97,7 +122,7 @@ def main() -> None:
         }
         (OUT / f"{name}.json").write_text(json.dumps(doc))
         print(f"{name}: {len(cases)} cases -> {OUT / (name + '.json')}")
-    for name in BF16_TARGETS:
+    for name in [n for n in BF16_TARGETS if n in names]:
         model = AutoModelForCausalLM.from_pretrained(MODELS / name, dtype=torch.bfloat16)
         model.eval()
         cfg = model.config

@@ -1,0 +1,60 @@
+// Cross-checks of a parsed config against the tensors its checkpoint declares (safetensors
+// headers only, so it runs before anything is allocated or compiled): a config.json that does not
+// describe its own weights fails here naming the config key, its value and the tensor, instead of
+// as a shape error deep in the engine after minutes of compilation.
+import type { DrafterConfig, TargetConfig } from './config';
+import type { TensorSource } from './safetensors';
+
+function shapes(tensors: readonly TensorSource[]): Map<string, number[]> {
+  return new Map(tensors.map((t) => [t.name.replace(/^model\./, ''), t.shape]));
+}
+
+// The number of `layers.<i>.` blocks the checkpoint holds (highest index + 1).
+function layerCount(names: Iterable<string>): number {
+  let n = 0;
+  for (const name of names) {
+    const m = /^layers\.(\d+)\./.exec(name);
+    if (m) n = Math.max(n, Number(m[1]) + 1);
+  }
+  return n;
+}
+
+function expect(label: string, key: string, value: number, tensor: string, shape: number[] | undefined, dim: number, want: number): void {
+  if (shape && shape[dim] !== want)
+    throw new Error(`${label}: ${key} ${value} does not match the checkpoint: ${tensor} is [${shape.join(', ')}] (dim ${dim} should be ${want})`);
+}
+
+/** Throws unless the target checkpoint's embedding, head, layers and experts agree with `cfg`. */
+export function checkTargetTensors(cfg: TargetConfig, tensors: readonly TensorSource[], label = 'target config.json'): void {
+  const s = shapes(tensors);
+  const embed = s.get('embed_tokens.weight');
+  expect(label, 'vocab_size', cfg.vocabSize, 'model.embed_tokens.weight', embed, 0, cfg.vocabSize);
+  expect(label, 'hidden_size', cfg.hiddenSize, 'model.embed_tokens.weight', embed, 1, cfg.hiddenSize);
+  if (!cfg.tieWordEmbeddings) expect(label, 'vocab_size', cfg.vocabSize, 'lm_head.weight', s.get('lm_head.weight'), 0, cfg.vocabSize);
+  const layers = layerCount(s.keys());
+  if (layers !== cfg.numLayers)
+    throw new Error(`${label}: num_hidden_layers ${cfg.numLayers} does not match the checkpoint, which holds ${layers} layers`);
+  expect(label, 'num_attention_heads * head_dim', cfg.numHeads * cfg.headDim, 'model.layers.0.self_attn.q_proj.weight',
+    s.get('layers.0.self_attn.q_proj.weight'), 0, cfg.numHeads * cfg.headDim);
+  if (!cfg.moe) return;
+  cfg.moe.sparseLayers.forEach((sparse, l) => {
+    if (!sparse) return;
+    let experts = 0;
+    while (s.has(`layers.${l}.mlp.experts.${experts}.gate_proj.weight`)) experts++;
+    if (experts !== cfg.moe!.numExperts)
+      throw new Error(`${label}: num_experts ${cfg.moe!.numExperts} does not match the checkpoint, whose layer ${l} holds ${experts} experts`);
+    expect(label, 'moe_intermediate_size', cfg.moe!.moeIntermediateSize, `model.layers.${l}.mlp.experts.0.gate_proj.weight`,
+      s.get(`layers.${l}.mlp.experts.0.gate_proj.weight`), 0, cfg.moe!.moeIntermediateSize);
+  });
+}
+
+/** Throws unless the drafter checkpoint's layers and feature projection agree with `cfg`. */
+export function checkDrafterTensors(cfg: DrafterConfig, tensors: readonly TensorSource[], label = 'drafter config.json'): void {
+  const s = shapes(tensors);
+  const layers = layerCount(s.keys());
+  if (layers !== cfg.numLayers)
+    throw new Error(`${label}: num_hidden_layers ${cfg.numLayers} does not match the checkpoint, which holds ${layers} layers`);
+  expect(label, 'target_layer_ids count * hidden_size', cfg.targetLayerIds.length * cfg.hiddenSize, 'fc.weight', s.get('fc.weight'), 1,
+    cfg.targetLayerIds.length * cfg.hiddenSize);
+  expect(label, 'hidden_size', cfg.hiddenSize, 'fc.weight', s.get('fc.weight'), 0, cfg.hiddenSize);
+}
