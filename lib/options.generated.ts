@@ -15,7 +15,7 @@ export interface EngineOptions {
   prefillChunk?: number;
   /** Prompt tokens prefilled per iteration over all admitted sequences, interleaved with decoding. An integer in [1, 1048576]. Default: 512. */
   prefillBudget?: number;
-  /** KV-cache pool size: bytes when > 1, a fraction of the device memory left after the weights when in (0, 1], 0 = automatic (0.9 of the free device memory on GPU/TPU, 0.5 of the available host memory on CPU), never more than maxSequences full-length sequences need. A number in [0, 1000000000000000]. Default: 0. */
+  /** KV-cache pool size: bytes when > 1, a fraction of the device memory left after the weights when in (0, 1], 0 = automatic (0.9 of the free device memory on GPU/TPU, 0.25 of the available host memory on CPU), never more than maxSequences full-length sequences need. A number in [0, 1000000000000000]. Default: 0. */
   kvCacheMemory?: number;
   /** Weights and activations. auto: the checkpoint's dtype (16-bit checkpoints stay 16-bit; f16 computes in f32 on CPU, bf16 on TPU). Matmuls accumulate in f32; norms, softmax, RoPE and sampling compute in f32. Default: 'auto'. */
   dtype?: 'auto' | 'f32' | 'bf16' | 'f16';

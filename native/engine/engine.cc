@@ -35,6 +35,10 @@ EngineStats Engine::Stats() const {
   EngineStats s;
   s.scheduler = scheduler_->Stats();
   const Runtime& rt = scheduler_->runtime();
+  // Programs compile during load (warm-up) and at first use, between snapshots: read them live.
+  s.scheduler.compiles = rt.programs().compiles();
+  s.scheduler.disk_hits = rt.programs().disk_hits();
+  s.scheduler.disk_rejects = rt.programs().disk_rejects();
   s.dtype = pjrt::DTypeName(rt.dtypes().numerics.dtype);
   s.kv_dtype = pjrt::DTypeName(rt.dtypes().numerics.kv_dtype);
   s.dtype_reason = rt.dtypes().reason;

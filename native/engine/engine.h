@@ -43,7 +43,7 @@ class Engine {
   int64_t Submit(std::vector<int32_t> prompt, const RequestOptions& opts) { return scheduler_->Submit(std::move(prompt), opts); }
   void Cancel(int64_t id) { scheduler_->Cancel(id); }
   void Post(std::function<void(Runtime&)> task) { scheduler_->Post(std::move(task)); }
-  EngineStats Stats() const;
+  EngineStats Stats() const;  // the scheduler's last snapshot, with live compile counters
   void Stop() { scheduler_->Stop(); }
 
  private:

@@ -129,7 +129,7 @@ const std::vector<OptionSpec>& EngineOptionSpecs() {
           "Prompt tokens prefilled per iteration over all admitted sequences, interleaved with decoding."),
       Num("kvCacheMemory", 0, 0, 1e15,
           "KV-cache pool size: bytes when > 1, a fraction of the device memory left after the weights when in (0, 1], "
-          "0 = automatic (0.9 of the free device memory on GPU/TPU, 0.5 of the available host memory on CPU), never more "
+          "0 = automatic (0.9 of the free device memory on GPU/TPU, 0.25 of the available host memory on CPU), never more "
           "than maxSequences full-length sequences need."),
       Enum("dtype", "auto", {"auto", "f32", "bf16", "f16"},
            "Weights and activations. auto: the checkpoint's dtype (16-bit checkpoints stay 16-bit; f16 computes in f32 on CPU, "

@@ -2,6 +2,9 @@
 #include "engine/program_cache.h"
 
 #include <unistd.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <atomic>
 #include <chrono>
@@ -94,6 +97,11 @@ CompiledProgram& ProgramCache::Get(const std::string& key, const std::function<m
     const auto t0 = std::chrono::steady_clock::now();
     cp->exe = client_->Compile(prog.mlir);
     ++compiles_;
+#if defined(__GLIBC__)
+    // A compile frees hundreds of MB of LLVM working memory back to malloc, which keeps it: hand
+    // it back to the system, or the process's resident size carries every compile's peak.
+    malloc_trim(0);
+#endif
     Emit(ProgramEvent::kCompileDone, key, Since(t0));
     if (!path.empty()) SaveToDisk(path, header, *cp->exe);
   }

@@ -10,6 +10,7 @@
 // and overwritten. Writes go to a unique temporary file renamed into place, so processes sharing
 // the directory never read half a file.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -50,9 +51,10 @@ class ProgramCache {
   bool Has(const std::string& key) const;
 
   void set_observer(std::function<void(const ProgramEvent&)> f) { observer_ = std::move(f); }
-  int64_t compiles() const { return compiles_; }
-  int64_t disk_hits() const { return disk_hits_; }
-  int64_t disk_rejects() const { return disk_rejects_; }
+  // Atomics: Engine::Stats() reads them from other threads, live.
+  int64_t compiles() const { return compiles_.load(); }
+  int64_t disk_hits() const { return disk_hits_.load(); }
+  int64_t disk_rejects() const { return disk_rejects_.load(); }
   size_t size() const { return programs_.size(); }
 
  private:
@@ -65,7 +67,7 @@ class ProgramCache {
   mutable std::mutex mu_;
   std::unordered_map<std::string, std::unique_ptr<CompiledProgram>> programs_;  // by key
   std::function<void(const ProgramEvent&)> observer_;
-  int64_t compiles_ = 0, disk_hits_ = 0, disk_rejects_ = 0;
+  std::atomic<int64_t> compiles_{0}, disk_hits_{0}, disk_rejects_{0};
 };
 
 // FNV-1a, 64 bit: a stable key for the on-disk cache (not a security boundary).

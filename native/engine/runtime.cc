@@ -85,7 +85,8 @@ void Runtime::CreatePools() {
     budget = static_cast<int64_t>(opt_.kv_cache_memory);
   } else {
     const bool cpu = client_->platform_name() == "cpu";
-    const double fraction = opt_.kv_cache_memory > 0 ? opt_.kv_cache_memory : (cpu ? 0.5 : 0.9);
+    // A CPU shares its memory with everything else on the host: take a quarter, not most of it.
+    const double fraction = opt_.kv_cache_memory > 0 ? opt_.kv_cache_memory : (cpu ? 0.25 : 0.9);
     budget = static_cast<int64_t>(fraction * static_cast<double>(FreeDeviceMemory(*client_)));
   }
   int64_t pages = std::min(useful, budget / page_bytes);

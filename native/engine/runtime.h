@@ -70,6 +70,7 @@ class Runtime {
   const KvPool& pool() const { return *pool_; }
   bool has_pool() const { return pool_ != nullptr; }
   ProgramCache& programs() { return programs_; }
+  const ProgramCache& programs() const { return programs_; }
   DeviceCounters& counters() { return counters_; }
   const WeightMap& weights() const { return weights_; }
   int64_t weight_bytes() const { return weight_bytes_; }
