@@ -99,6 +99,8 @@ export interface NativeEngineStats {
   decodeIterations: number;
   prefillCalls: number;
   preemptions: number;
+  /** Prefill calls that caught a drafter's context up after adaptive speculation decoded plainly. */
+  contextCatchUps: number;
   tokens: number;
   runningSequences: number;
   queuedSequences: number;

@@ -253,6 +253,7 @@ Napi::Value JsEngine::Stats(const Napi::CallbackInfo& info) {
   num("decodeIterations", sc.decode_iterations);
   num("prefillCalls", sc.prefill_calls);
   num("preemptions", sc.preemptions);
+  num("contextCatchUps", sc.catch_ups);
   num("tokens", sc.tokens);
   num("runningSequences", sc.running);
   num("queuedSequences", sc.queued);

@@ -29,6 +29,7 @@ void Scheduler::Admit() {
     free_slots_.pop_back();
     s.admitted_at = ++admissions_;
     s.kv_len = 0;
+    s.ctx_len = 0;
     s.pending_block = 0;
     s.phase = s.tokens.size() > 1 ? Sequence::Phase::kPrefill : Sequence::Phase::kDecode;
     running_.push_back(std::move(waiting_.front()));
@@ -42,6 +43,7 @@ void Scheduler::Preempt(Sequence& s) {
   if (s.slot >= 0) free_slots_.push_back(s.slot);
   s.slot = -1;
   s.kv_len = 0;
+  s.ctx_len = 0;
   s.pending_block = 0;
   s.phase = Sequence::Phase::kQueued;
   ++s.preemptions;
@@ -105,18 +107,18 @@ void Scheduler::Iterate() {
   // sequence was preempted while planning prefill are not in `decode` anyway.
 
   ++local_.iterations;
-  if (!prefill.empty()) {
-    std::vector<Sequence*> rows;
-    for (auto& [s, len] : prefill) rows.push_back(s);
+  for (auto& [s, len] : prefill) {
     try {
-      rt_->Prefill(prefill);
-      ++local_.prefill_calls;
-      for (auto& [s, len] : prefill) {
-        s->kv_len += len;
-        if (s->kv_len == static_cast<int64_t>(s->tokens.size()) - 1) s->phase = Sequence::Phase::kDecode;
+      for (int32_t done = 0; done < len;) {
+        const int32_t n = rt_->Prefill(*s, s->kv_len, len - done);
+        s->kv_len += n;
+        done += n;
+        ++local_.prefill_calls;
       }
+      s->ctx_len = s->kv_len;
+      if (s->kv_len == static_cast<int64_t>(s->tokens.size()) - 1) s->phase = Sequence::Phase::kDecode;
     } catch (const std::exception& e) {
-      FailAll(rows, e.what());
+      FailAll({s}, e.what());
     }
   }
   if (!decode.empty()) RunDecode(decode);
@@ -192,27 +194,30 @@ void Scheduler::RunDecode(const std::vector<Sequence*>& rows) {
     }
   int32_t next = 1;
   if (any_spec) {
-    next = policy_.Choose(bucket, caps, stats);
-    std::vector<int32_t> append(rows.size(), 0), block_len(rows.size(), 0), last(rows.size(), 0);
-    int32_t block = 1;
+    // A block is "ready" when this iteration's draft at it and the next verify at it are both
+    // compiled; a better one that is not gets compiled in the background meanwhile.
+    int64_t max_pos = 0, live = 0;
+    bool any_sampling = false;
     for (size_t r = 0; r < rows.size(); ++r) {
-      if (!continues[r] || !rows[r]->speculative()) continue;
-      append[r] = n[r];
-      last[r] = committed[r].back();  // the bonus token: the next block starts from it
-      block_len[r] = next >= 2 ? std::min(next, rows[r]->block_cap) : 0;
-      block = std::max(block, block_len[r]);
+      if (!continues[r]) continue;
+      ++live;
+      max_pos = std::max<int64_t>(max_pos, rows[r]->kv_len + n[r]);
+      any_sampling |= rows[r]->sampling;
     }
-    t0 = std::chrono::steady_clock::now();
-    try {
-      rt_->Draft(rows, append, last, block_len, block);
-      policy_.RecordCost(BlockPolicy::Stage::kDraft, bucket, block, Since(t0));
-      for (size_t r = 0; r < rows.size(); ++r) rows[r]->pending_block = block_len[r] >= 2 ? block_len[r] : 0;
-    } catch (const std::exception& e) {
-      std::vector<Sequence*> spec;
-      for (size_t r = 0; r < rows.size(); ++r)
-        if (continues[r] && rows[r]->speculative()) spec.push_back(rows[r]);
-      FailAll(spec, e.what());
-    }
+    // (A block of 1 runs no drafter: only its verify has to be ready.)
+    auto draft_shape = [&](int32_t b) { return rt_->DraftShapeFor(static_cast<int64_t>(rows.size()), k, b, max_pos, any_sampling); };
+    auto verify_shape = [&](int32_t b) { return rt_->VerifyShape(live, b, max_pos + b, true, any_sampling); };
+    next = policy_.Choose(
+        bucket, caps, stats,
+        [&](int32_t b) { return rt_->Ready(verify_shape(b)) && (b == 1 || rt_->Ready(draft_shape(b))); },
+        [&](int32_t b) {
+          rt_->Prefetch(verify_shape(b));
+          if (b > 1) rt_->Prefetch(draft_shape(b));
+        });
+    for (Sequence* s : rows) s->pending_block = 0;  // consumed by this verify; Draft sets the next
+    Anticipate(live, next, max_pos + next, any_sampling);
+    if (next >= 2) Draft(rows, committed, n, continues, next, k);
+    // next == 1: plain steps run no drafter; the context catches up before the next block.
   }
   for (size_t r = 0; r < rows.size(); ++r) {
     Sequence& s = *rows[r];
@@ -222,6 +227,60 @@ void Scheduler::RunDecode(const std::vector<Sequence*>& rows) {
     s.kv_len += n[r];
     // Pages past the committed tokens return to the pool; the next verify grows them again.
     rt_->pool().pages().ShrinkTo(s.pages, PageAllocator::PagesFor(s.kv_len, rt_->options().page_size));
+  }
+}
+
+}  // namespace dflash::engine
+
+namespace dflash::engine {
+
+void Scheduler::Draft(const std::vector<Sequence*>& rows, const std::vector<std::vector<int32_t>>& committed,
+                      const std::vector<int32_t>& n, const std::vector<bool>& continues, int32_t next, int32_t k) {
+  const int64_t bucket = NextPow2(static_cast<int64_t>(rows.size()));
+  std::vector<int32_t> append(rows.size(), 0), block_len(rows.size(), 0), last(rows.size(), 0);
+  int32_t block = 1;
+  std::vector<Sequence*> spec;
+  for (size_t r = 0; r < rows.size(); ++r) {
+    Sequence& s = *rows[r];
+    if (!continues[r] || !s.speculative()) continue;
+    spec.push_back(&s);
+    append[r] = n[r];
+    last[r] = committed[r].back();  // the bonus token: the next block starts from it
+    block_len[r] = std::min(next, s.block_cap);
+    block = std::max(block, block_len[r]);
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    // Rows that decoded plainly since their last block: their context first (the positions of
+    // this verify are appended by the draft itself).
+    for (Sequence* s : spec)
+      for (int64_t pos = s->ctx_len; pos < s->kv_len;) {
+        pos += rt_->Prefill(*s, pos, static_cast<int32_t>(std::min<int64_t>(s->kv_len - pos, rt_->options().prefill_chunk)));
+        s->ctx_len = pos;
+        ++local_.catch_ups;
+      }
+    rt_->Draft(rows, append, last, block_len, block);
+    policy_.RecordCost(BlockPolicy::Stage::kDraft, bucket, block, Since(t0));
+    for (size_t r = 0; r < rows.size(); ++r) rows[r]->pending_block = block_len[r] >= 2 ? block_len[r] : 0;
+    // The verified rows are in the context now (ctx_len advances with kv_len below).
+    for (Sequence* s : spec) s->ctx_len = s->kv_len + n[std::find(rows.begin(), rows.end(), s) - rows.begin()];
+  } catch (const std::exception& e) {
+    FailAll(spec, e.what());
+  }
+}
+
+void Scheduler::Anticipate(int64_t rows, int32_t block, int64_t max_position, bool any_sampling) {
+  // Compile in the background what the next iterations will probably need, before they need it:
+  // the next rows bucket while requests wait for admission, the next pages bucket when a row
+  // nears the end of its current one.
+  const int64_t bucket = NextPow2(rows);
+  const int64_t slots = static_cast<int64_t>(rt_->options().page_size) * rt_->PagesBucket(max_position);
+  std::vector<std::pair<int64_t, int64_t>> next;  // (rows, max position)
+  if (!waiting_.empty() && bucket < NextPow2(rt_->options().max_sequences)) next.emplace_back(2 * bucket, max_position);
+  if (max_position * 4 >= slots * 3) next.emplace_back(rows, slots);
+  for (auto [r, pos] : next) {
+    rt_->Prefetch(rt_->VerifyShape(r, block, pos, true, any_sampling));
+    rt_->Prefetch(rt_->DraftShapeFor(r, block, block, pos, any_sampling));
   }
 }
 

@@ -65,15 +65,88 @@ void ProgramCache::Emit(ProgramEvent::Kind kind, const std::string& key, double 
   if (observer_) observer_(ProgramEvent{kind, key, seconds, detail});
 }
 
+ProgramCache::~ProgramCache() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+    queue_.clear();
+  }
+  cv_.notify_all();
+  if (background_.joinable()) background_.join();
+}
+
 bool ProgramCache::Has(const std::string& key) const {
   std::lock_guard<std::mutex> lock(mu_);
   return programs_.count(key) > 0;
 }
 
-CompiledProgram& ProgramCache::Get(const std::string& key, const std::function<models::Program()>& build) {
+CompiledProgram* ProgramCache::Find(const std::string& key) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = programs_.find(key);
-  if (it != programs_.end()) return *it->second;
+  return it == programs_.end() ? nullptr : it->second.get();
+}
+
+void ProgramCache::Prefetch(const std::string& key, std::function<models::Program()> build) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stop_ || programs_.count(key) || in_flight_.count(key)) return;
+  for (const auto& q : queue_)
+    if (q.first == key) return;
+  queue_.emplace_back(key, std::move(build));
+  if (!background_.joinable()) background_ = std::thread([this] { BackgroundLoop(); });
+  cv_.notify_all();
+}
+
+void ProgramCache::BackgroundLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+    if (stop_) return;
+    auto [key, build] = std::move(queue_.front());
+    queue_.pop_front();
+    if (programs_.count(key) || in_flight_.count(key)) continue;
+    in_flight_.insert(key);
+    lock.unlock();
+    std::unique_ptr<CompiledProgram> made;
+    try {
+      made = Make(key, build);
+    } catch (const std::exception&) {
+      // A failed background compile is retried (and reported) by the Get() that needs it.
+    }
+    lock.lock();
+    in_flight_.erase(key);
+    if (made) programs_.emplace(key, std::move(made));
+    cv_.notify_all();
+  }
+}
+
+CompiledProgram& ProgramCache::Get(const std::string& key, const std::function<models::Program()>& build) {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    auto it = programs_.find(key);
+    if (it != programs_.end()) return *it->second;
+    if (!in_flight_.count(key)) break;
+    cv_.wait(lock);  // the background thread is making it
+  }
+  in_flight_.insert(key);
+  lock.unlock();
+  std::unique_ptr<CompiledProgram> made;
+  try {
+    made = Make(key, build);
+  } catch (...) {
+    lock.lock();
+    in_flight_.erase(key);
+    cv_.notify_all();
+    throw;
+  }
+  lock.lock();
+  in_flight_.erase(key);
+  auto& ref = *made;
+  programs_.emplace(key, std::move(made));
+  cv_.notify_all();
+  return ref;
+}
+
+std::unique_ptr<CompiledProgram> ProgramCache::Make(const std::string& key, const std::function<models::Program()>& build) {
   const models::Program prog = build();
   auto cp = std::make_unique<CompiledProgram>();
   cp->key = key;
@@ -105,9 +178,7 @@ CompiledProgram& ProgramCache::Get(const std::string& key, const std::function<m
     Emit(ProgramEvent::kCompileDone, key, Since(t0));
     if (!path.empty()) SaveToDisk(path, header, *cp->exe);
   }
-  auto& ref = *cp;
-  programs_.emplace(key, std::move(cp));
-  return ref;
+  return cp;
 }
 
 std::unique_ptr<pjrt::LoadedExecutable> ProgramCache::LoadFromDisk(const std::string& path, const std::string& header,

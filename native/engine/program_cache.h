@@ -3,6 +3,11 @@
 // In memory for the engine's lifetime; on disk when a directory is given, so a second start loads
 // executables instead of compiling them.
 //
+// Programs can also be compiled in the background (Prefetch): the scheduler asks for a program it
+// would like to use soon and keeps serving with the ones it has meanwhile, so a compile (seconds
+// for a real model) does not stall every stream. Get() of a program being compiled in the
+// background waits for that compile instead of starting a second one.
+//
 // A disk entry is `<hash>.pjrt`: a header saying what it is — the program key, a hash of the
 // program text, the plugin path and platform version, the named signature — then the serialized
 // executable. The header is checked on load: an entry made by another program, plugin or
@@ -11,6 +16,10 @@
 // the directory never read half a file.
 #pragma once
 #include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <set>
+#include <thread>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -45,9 +54,17 @@ class ProgramCache {
  public:
   ProgramCache(std::shared_ptr<pjrt::Client> client, std::string disk_dir);
 
+  ProgramCache(const ProgramCache&) = delete;
+  ProgramCache& operator=(const ProgramCache&) = delete;
+  ~ProgramCache();  // waits for a background compile in progress
+
   // Returns the program registered under `key`. On first use `build` makes it (text + signature),
   // then it is loaded from disk or compiled; later calls cost one hash-map lookup.
   CompiledProgram& Get(const std::string& key, const std::function<models::Program()>& build);
+  // The program if it is ready, else nullptr (never compiles).
+  CompiledProgram* Find(const std::string& key);
+  // Queues `key` for compilation on the background thread unless it is ready or queued already.
+  void Prefetch(const std::string& key, std::function<models::Program()> build);
   bool Has(const std::string& key) const;
 
   void set_observer(std::function<void(const ProgramEvent&)> f) { observer_ = std::move(f); }
@@ -58,6 +75,9 @@ class ProgramCache {
   size_t size() const { return programs_.size(); }
 
  private:
+  // Builds, loads or compiles one program (no lock held: compiles run in parallel with lookups).
+  std::unique_ptr<CompiledProgram> Make(const std::string& key, const std::function<models::Program()>& build);
+  void BackgroundLoop();
   std::unique_ptr<pjrt::LoadedExecutable> LoadFromDisk(const std::string& path, const std::string& header, const CompiledProgram& p);
   void SaveToDisk(const std::string& path, const std::string& header, const pjrt::LoadedExecutable& exe);
   void Emit(ProgramEvent::Kind kind, const std::string& key, double seconds = 0, const std::string& detail = "");
@@ -65,7 +85,12 @@ class ProgramCache {
   std::shared_ptr<pjrt::Client> client_;
   std::string disk_dir_;
   mutable std::mutex mu_;
-  std::unordered_map<std::string, std::unique_ptr<CompiledProgram>> programs_;  // by key
+  std::condition_variable cv_;
+  std::unordered_map<std::string, std::unique_ptr<CompiledProgram>> programs_;  // ready, by key
+  std::set<std::string> in_flight_;                                               // being made
+  std::deque<std::pair<std::string, std::function<models::Program()>>> queue_;    // for the background thread
+  std::thread background_;
+  bool stop_ = false;
   std::function<void(const ProgramEvent&)> observer_;
   std::atomic<int64_t> compiles_{0}, disk_hits_{0}, disk_rejects_{0};
 };

@@ -111,6 +111,36 @@ CompiledProgram& Runtime::DraftProgram(const models::DraftShape& s) {
   return programs_.Get(s.Key() + " " + dtypes_.numerics.Key(), [&] { return models::BuildDrafter(*drafter_, target_, dtypes_.numerics, s); });
 }
 
+bool Runtime::Ready(const models::ScoreShape& s) { return programs_.Find(s.Key() + " " + dtypes_.numerics.Key()) != nullptr; }
+bool Runtime::Ready(const models::DraftShape& s) { return programs_.Find(s.Key() + " " + dtypes_.numerics.Key()) != nullptr; }
+
+void Runtime::Prefetch(const models::ScoreShape& s) {
+  // The build runs on the background thread: it captures copies, not this call's references.
+  programs_.Prefetch(s.Key() + " " + dtypes_.numerics.Key(),
+                     [t = target_, n = dtypes_.numerics, s] { return models::BuildTargetScore(t, n, s); });
+}
+
+void Runtime::Prefetch(const models::DraftShape& s) {
+  programs_.Prefetch(s.Key() + " " + dtypes_.numerics.Key(),
+                     [d = *drafter_, t = target_, n = dtypes_.numerics, s] { return models::BuildDrafter(d, t, n, s); });
+}
+
+models::ScoreShape Runtime::VerifyShape(int64_t rows, int32_t k, int64_t max_position, bool any_spec, bool any_sampling) const {
+  models::ScoreShape shape{NextPow2(rows), k, PagesBucket(max_position), opt_.page_size, pool_->total_pages(), false, false, true, {}};
+  if (any_spec) shape.hidden_layers = drafter_->target_layer_ids;
+  if (drafter_) shape.pool_rows = opt_.max_sequences + 1, shape.pool_width = drafter_->block_size;
+  shape.sampling = any_sampling;
+  return shape;
+}
+
+models::DraftShape Runtime::DraftShapeFor(int64_t rows, int64_t append, int32_t block, int64_t max_position, bool any_sampling) const {
+  const int64_t B = block >= 2 ? block : 0;
+  models::DraftShape shape{NextPow2(rows), append, B, PagesBucket(max_position), opt_.page_size, pool_->total_pages(), 0, 0, false,
+                           B > 0 && any_sampling};
+  if (B) shape.pool_rows = opt_.max_sequences + 1, shape.pool_width = drafter_->block_size;
+  return shape;
+}
+
 std::unique_ptr<pjrt::Buffer> Runtime::Upload(const std::vector<int32_t>& v, std::vector<int64_t> dims) {
   return client_->BufferFromHost(v.data(), pjrt::DType::kS32, dims);
 }

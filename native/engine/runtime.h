@@ -40,9 +40,12 @@ class Runtime {
   void Warmup();
 
   // ---- the steps of an iteration ----
-  // Each row appends `len` prompt tokens from its kv_len on (pages already grown); speculative
-  // rows also append their features to the drafter context.
-  void Prefill(const std::vector<std::pair<Sequence*, int32_t>>& rows);
+  // Scores up to `len` known tokens of one sequence from position `start` on (pages already
+  // grown), writing their K/V; speculative sequences also append their features to the drafter
+  // context. Returns how many it scored (>= 1): fewer than `len` while the chunk's bucket is
+  // still compiling. Used for prompts (start = kv_len) and to catch the drafter context up after
+  // plain steps (start = ctx_len < kv_len; the K/V it rewrites are bit-identical).
+  int32_t Prefill(Sequence& s, int64_t start, int32_t len);
   // Every row scores [last, its pending draft block] (or [last] alone); one host transfer of the
   // packed accept vectors. Returns, per row, the committed tokens (accepted drafts + bonus).
   std::vector<std::vector<int32_t>> Verify(const std::vector<Sequence*>& rows, int32_t k);
@@ -56,6 +59,15 @@ class Runtime {
   // ---- programs ----
   CompiledProgram& ScoreProgram(const models::ScoreShape& shape);
   CompiledProgram& DraftProgram(const models::DraftShape& shape);
+  models::ScoreShape PrefillShape(int64_t k, int64_t max_position, bool spec) const;
+  // The shapes Verify and Draft run at, for `rows` rows whose largest position is max_position.
+  models::ScoreShape VerifyShape(int64_t rows, int32_t k, int64_t max_position, bool any_spec, bool any_sampling) const;
+  models::DraftShape DraftShapeFor(int64_t rows, int64_t append, int32_t block, int64_t max_position, bool any_sampling) const;
+  // Whether a program is compiled; queue it for the background compiler.
+  bool Ready(const models::ScoreShape& s);
+  bool Ready(const models::DraftShape& s);
+  void Prefetch(const models::ScoreShape& s);
+  void Prefetch(const models::DraftShape& s);
   // Pages per row bucket for rows whose largest position is `max_position`.
   int64_t PagesBucket(int64_t max_position) const;
 

@@ -41,6 +41,7 @@ struct QueueFull : std::runtime_error {
 struct SchedulerStats {
   int64_t iterations = 0, decode_iterations = 0, prefill_calls = 0, preemptions = 0;
   int64_t tokens = 0, verify_rows = 0;
+  int64_t catch_ups = 0;                // prefill calls that caught a drafter context up after plain steps
   int32_t running = 0, queued = 0, free_pages = 0, total_pages = 0;
   int32_t last_block = 0;               // the block the latest decode iteration verified
   std::vector<int64_t> offered, accepted;  // engine-wide per draft position (index 0 unused)
@@ -84,6 +85,11 @@ class Scheduler {
   void Finish(Sequence& s, const std::string& reason, const std::string& error = "");
   void FailAll(const std::vector<Sequence*>& rows, const std::string& message);
   void RunDecode(const std::vector<Sequence*>& rows);
+  void Anticipate(int64_t rows, int32_t block, int64_t max_position, bool any_sampling);
+  // After a verify at block k: catch up the context of rows that decoded plainly, then draft
+  // every continuing speculative row's next block of (up to) `next` tokens.
+  void Draft(const std::vector<Sequence*>& rows, const std::vector<std::vector<int32_t>>& committed, const std::vector<int32_t>& n,
+             const std::vector<bool>& continues, int32_t next, int32_t k);
   void Retire();
   void Publish();
 

@@ -4,7 +4,8 @@
 // pages; the last one is scored by the next verify. Prefill therefore covers the prompt but its
 // last token, and a sequence's first decode step is a plain one ([last] at position kv_len) whose
 // hidden features start the drafter's context; from then on the drafter leaves a block for the
-// next verify in the draft pool row `slot`.
+// next verify in the draft pool row `slot`. While adaptive speculation decodes plainly the
+// drafter is not run at all (ctx_len falls behind kv_len); before its next block it catches up.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -26,6 +27,7 @@ struct Sequence {
   int64_t prompt_len = 0;
   int64_t generated = 0;            // tokens reported to the caller
   int64_t kv_len = 0;               // positions whose K/V are in the pages
+  int64_t ctx_len = 0;              // positions with a drafter context row (<= kv_len: plain steps skip it)
   Phase phase = Phase::kQueued;
   std::vector<int32_t> pages;       // block table, in position order
   int32_t slot = -1;                // row of the draft pool (and of per-row device state)

@@ -74,32 +74,51 @@ double BlockPolicy::Interpolate(const CostTable& t, int64_t rows, int32_t block)
 }
 
 double BlockPolicy::Cost(int64_t rows, int32_t block) const {
-  return Interpolate(verify_, rows, block) + Interpolate(draft_, rows, block);
+  // A block of 1 runs no drafter (its context catches up later, which Record()s a draft cost of
+  // the block that follows); between 1 and the measured blocks the draft cost interpolates from 0.
+  if (block <= 1) return Interpolate(verify_, rows, 1);
+  CostTable draft = draft_;
+  draft.try_emplace({rows, 1}, 0.0);
+  return Interpolate(verify_, rows, block) + Interpolate(draft, rows, block);
 }
 
 bool BlockPolicy::Measured(int64_t rows, int32_t block) const { return verify_.count({rows, block}) > 0; }
 
 int32_t BlockPolicy::Choose(int64_t rows, const std::vector<int32_t>& caps, const std::vector<const AcceptanceStats*>& stats) {
+  return Choose(rows, caps, stats, [](int32_t) { return true; }, [](int32_t) {});
+}
+
+int32_t BlockPolicy::Choose(int64_t rows, const std::vector<int32_t>& caps, const std::vector<const AcceptanceStats*>& stats,
+                            const std::function<bool(int32_t)>& ready, const std::function<void(int32_t)>& want) {
   int32_t cap = 1;
   for (int32_t c : caps) cap = std::max(cap, std::min(c, max_block_));
+  // The preferred block, then the best ready one when it is not ready (or nothing, if even the
+  // fallback is not: then the preferred one is compiled in the foreground).
+  auto settle = [&](int32_t preferred, const std::vector<std::pair<double, int32_t>>& ranked) {
+    if (ready(preferred)) return preferred;
+    want(preferred);
+    for (const auto& [rate, k] : ranked)
+      if (ready(k)) return k;
+    return preferred;
+  };
   if (!adaptive_ || cap == 1) return cap;
   // Measure both ends once per rows bucket before trusting the model.
-  if (!Measured(rows, 1)) return 1;
-  if (!Measured(rows, cap)) return cap;
+  if (!Measured(rows, 1)) return settle(1, {{0, cap}});
+  if (!Measured(rows, cap)) return settle(cap, {{0, 1}});
   std::vector<std::vector<double>> alphas;
   for (const AcceptanceStats* s : stats) alphas.push_back(s->Conditional(&global_));
-  int32_t best = 1;
-  double best_rate = -1;
+  std::vector<std::pair<double, int32_t>> ranked;  // (expected tokens per second, block), best first
   for (int32_t k : candidates_) {
     if (k > cap) break;
     double tokens = 0;
     for (size_t r = 0; r < alphas.size(); ++r) tokens += ExpectedTokens(alphas[r], std::min(k, caps[r]));
-    const double rate = tokens / std::max(1e-9, Cost(rows, k));
-    if (rate > best_rate * (1 + 1e-9)) best = k, best_rate = rate;
+    ranked.emplace_back(tokens / std::max(1e-9, Cost(rows, k)), k);
   }
+  std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.first > b.first; });  // ties: smaller block
+  int32_t best = settle(ranked.front().second, ranked);
   if (best == 1 && cap > 1) {
     // Plain decoding learns nothing about acceptance: re-try the block now and then.
-    if (++plain_streak_ >= explore_every_) {
+    if (++plain_streak_ >= explore_every_ && ready(cap)) {
       plain_streak_ = 0;
       explore_every_ = std::min<int64_t>(explore_every_ * 2, 256);
       return cap;

@@ -13,6 +13,7 @@
 // the acceptance estimates honest. The output never depends on the choice (lossless either way).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <vector>
 
@@ -43,8 +44,12 @@ class BlockPolicy {
   // The block for the next iteration over rows whose blocks are capped at caps[r] (>= 1) with
   // acceptance stats stats[r]; rows_bucket is the batch bucket the iteration will run at.
   int32_t Choose(int64_t rows_bucket, const std::vector<int32_t>& caps, const std::vector<const AcceptanceStats*>& stats);
-  // Seconds a verify (with its host transfer) or a draft took at (rows_bucket, block); a block-1
-  // "draft" is the drafter's context append alone.
+  // The same, among the blocks whose programs are ready; a better block that is not ready is
+  // handed to `want` (compiled in the background) and the best ready one is used meanwhile.
+  int32_t Choose(int64_t rows_bucket, const std::vector<int32_t>& caps, const std::vector<const AcceptanceStats*>& stats,
+                 const std::function<bool(int32_t)>& ready, const std::function<void(int32_t)>& want);
+  // Seconds a verify (with its host transfer) or a draft (with any context catch-up before it)
+  // took at (rows_bucket, block). A block of 1 runs no drafter: its draft cost is 0.
   enum class Stage { kVerify, kDraft };
   void RecordCost(Stage stage, int64_t rows_bucket, int32_t block, double seconds);
   // The cost of one iteration at (rows_bucket, block) the model uses: verify + draft, each

@@ -50,31 +50,44 @@ std::vector<float> Runtime::SampleParams(const std::vector<Sequence*>& rows, int
   return params;
 }
 
-void Runtime::Prefill(const std::vector<std::pair<Sequence*, int32_t>>& rows) {
-  std::vector<Sequence*> seqs;
-  int64_t longest = 0, max_pos = 0;
-  bool any_spec = false;
-  for (const auto& [s, len] : rows) {
-    seqs.push_back(s);
-    longest = std::max<int64_t>(longest, len);
-    max_pos = std::max<int64_t>(max_pos, s->kv_len + len - 1);
-    any_spec |= s->speculative();
+models::ScoreShape Runtime::PrefillShape(int64_t k, int64_t max_position, bool spec) const {
+  models::ScoreShape shape{1, k, PagesBucket(max_position), opt_.page_size, pool_->total_pages(), false, false, false, {}};
+  if (spec) shape.hidden_layers = drafter_->target_layer_ids;
+  return shape;
+}
+
+int32_t Runtime::Prefill(Sequence& s, int64_t start, int32_t len) {
+  // One row per call: prefill shapes then vary only in K and P. The chunk runs with the largest
+  // compiled K up to the one it wants (which is compiled in the background meanwhile), so a new
+  // prompt length costs a few more calls, not a stall of every stream behind a compile.
+  const bool spec = s.speculative();
+  const int64_t last = start + len - 1;
+  const int64_t want = prefill_bucket(len);
+  auto ready = [&](int64_t k) {
+    const auto shape = PrefillShape(k, last, spec);
+    return Ready(shape) && (!spec || Ready(DraftShapeFor(1, k, 0, last, false)));
+  };
+  int64_t K = want;
+  if (!ready(want)) {
+    Prefetch(PrefillShape(want, last, spec));
+    if (spec) Prefetch(DraftShapeFor(1, want, 0, last, false));
+    for (int64_t k = want / 2; k >= 16; k /= 2)
+      if (ready(k)) {
+        K = k;
+        break;
+      }
   }
-  const int64_t R = NextPow2(static_cast<int64_t>(rows.size())), K = prefill_bucket(longest), P = PagesBucket(max_pos);
-  std::vector<int32_t> tokens(R * K, 0), positions(R * K, -1), ctx_positions(R * K, -1);
-  for (size_t r = 0; r < rows.size(); ++r) {
-    const auto& [s, len] = rows[r];
-    for (int32_t j = 0; j < len; ++j) {
-      tokens[r * K + j] = s->tokens[s->kv_len + j];
-      positions[r * K + j] = static_cast<int32_t>(s->kv_len + j);
-      if (s->speculative()) ctx_positions[r * K + j] = positions[r * K + j];
-    }
+  const int32_t n = static_cast<int32_t>(std::min<int64_t>(len, K));
+  const models::ScoreShape shape = PrefillShape(K, last, spec);
+  const int64_t P = shape.pages_per_row;
+  std::vector<int32_t> tokens(K, 0), positions(K, -1), table(P, 0);
+  for (int32_t j = 0; j < n; ++j) {
+    tokens[j] = s.tokens[start + j];
+    positions[j] = static_cast<int32_t>(start + j);
   }
-  const auto table = Tables(seqs, R, P);
-  models::ScoreShape shape{R, K, P, opt_.page_size, pool_->total_pages(), false, false, false, {}};
-  if (any_spec) shape.hidden_layers = drafter_->target_layer_ids;
+  std::copy(s.pages.begin(), s.pages.end(), table.begin());
   auto& prog = ScoreProgram(shape);
-  auto tok = Upload(tokens, {R, K}), pos = Upload(positions, {R, K}), tab = Upload(table, {R, P});
+  auto tok = Upload(tokens, {1, K}), pos = Upload(positions, {1, K}), tab = Upload(table, {1, P});
   Invocation inv(prog);
   BindCommon(inv);
   inv.BindDonated("k_cache", pool_->k.get()).BindDonated("v_cache", pool_->v.get());
@@ -82,20 +95,19 @@ void Runtime::Prefill(const std::vector<std::pair<Sequence*, int32_t>>& rows) {
   Outputs out = inv.Run(counters_);
   pool_->k = out.Take("k_cache");
   pool_->v = out.Take("v_cache");
-  if (!any_spec) return;
-
-  // The drafter's context rows for the same positions (append only, no block).
-  auto feats = out.Take("hidden");
-  models::DraftShape ds{R, K, 0, P, opt_.page_size, pool_->total_pages(), 0, 0, false, false};
-  auto& dprog = DraftProgram(ds);
-  auto cpos = Upload(ctx_positions, {R, K});
-  Invocation dinv(dprog);
-  BindCommon(dinv);
-  dinv.BindDonated("dk_cache", pool_->dk.get()).BindDonated("dv_cache", pool_->dv.get());
-  dinv.Bind("feats", feats.get()).Bind("positions", cpos.get()).Bind("block_table", tab.get());
-  Outputs dout = dinv.Run(counters_);
-  pool_->dk = dout.Take("dk_cache");
-  pool_->dv = dout.Take("dv_cache");
+  if (spec) {
+    // The drafter's context rows for the same positions (append only, no block).
+    auto feats = out.Take("hidden");
+    auto& dprog = DraftProgram(DraftShapeFor(1, K, 0, last, false));
+    Invocation dinv(dprog);
+    BindCommon(dinv);
+    dinv.BindDonated("dk_cache", pool_->dk.get()).BindDonated("dv_cache", pool_->dv.get());
+    dinv.Bind("feats", feats.get()).Bind("positions", pos.get()).Bind("block_table", tab.get());
+    Outputs dout = dinv.Run(counters_);
+    pool_->dk = dout.Take("dk_cache");
+    pool_->dv = dout.Take("dv_cache");
+  }
+  return n;
 }
 
 std::vector<std::vector<int32_t>> Runtime::Verify(const std::vector<Sequence*>& rows, int32_t k) {
@@ -107,7 +119,8 @@ std::vector<std::vector<int32_t>> Runtime::Verify(const std::vector<Sequence*>& 
     any_spec |= s->speculative();
     any_sampling |= s->sampling;
   }
-  const int64_t P = PagesBucket(max_pos);
+  const models::ScoreShape shape = VerifyShape(static_cast<int64_t>(rows.size()), k, max_pos, any_spec, any_sampling);
+  const int64_t P = shape.pages_per_row;
   const int32_t none = none_slot();
   std::vector<int32_t> tokens(R * K, 0), positions(R * K, -1), slots(R, none);
   for (size_t r = 0; r < rows.size(); ++r) {
@@ -119,10 +132,6 @@ std::vector<std::vector<int32_t>> Runtime::Verify(const std::vector<Sequence*>& 
     if (s.pending_block > 0) slots[r] = s.slot;
   }
   const auto table = Tables(rows, R, P);
-  models::ScoreShape shape{R, K, P, opt_.page_size, pool_->total_pages(), false, false, true, {}};
-  if (any_spec) shape.hidden_layers = drafter_->target_layer_ids;
-  if (drafter_) shape.pool_rows = opt_.max_sequences + 1, shape.pool_width = drafter_->block_size;
-  shape.sampling = any_sampling;
   if (any_sampling && drafter_) EnsureProbsPool();
   auto& prog = ScoreProgram(shape);
   auto tok = Upload(tokens, {R, K}), pos = Upload(positions, {R, K}), tab = Upload(table, {R, P});
@@ -183,7 +192,8 @@ void Runtime::Draft(const std::vector<Sequence*>& rows, const std::vector<int32_
     max_pos = std::max<int64_t>(max_pos, rows[r]->kv_len + n[r] - 1);
     any_sampling |= B && rows[r]->sampling && block_len[r] >= 2;
   }
-  const int64_t P = PagesBucket(max_pos);
+  const models::DraftShape shape = DraftShapeFor(static_cast<int64_t>(rows.size()), A, block, max_pos, any_sampling);
+  const int64_t P = shape.pages_per_row;
   const int32_t none = none_slot();
   // Rows' state is still the verify's: kv_len is where the verified block started.
   std::vector<int32_t> positions(R * A, -1), last(R, 0), start(R, 0), len(R, 0), slots(R, none);
@@ -196,8 +206,6 @@ void Runtime::Draft(const std::vector<Sequence*>& rows, const std::vector<int32_
     if (B && block_len[r] >= 2) len[r] = block_len[r], slots[r] = s.slot;
   }
   const auto table = Tables(rows, R, P);
-  models::DraftShape shape{R, A, B, P, opt_.page_size, pool_->total_pages(), 0, 0, false, any_sampling};
-  if (B) shape.pool_rows = opt_.max_sequences + 1, shape.pool_width = drafter_->block_size;
   auto& prog = DraftProgram(shape);
   auto pos = Upload(positions, {R, A}), tab = Upload(table, {R, P});
   Invocation inv(prog);
