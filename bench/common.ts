@@ -81,7 +81,7 @@ export function resultFile(name: string, m: Models, client: NativeClient): strin
 }
 
 /** The machine line every table starts with. */
-export function machine(client: NativeClient): string {
+export function machine(client: Pick<NativeClient, 'platformName' | 'platformVersion' | 'pluginPath'>): string {
   const cpus = os.cpus();
   const plat = `${client.platformName} (${client.platformVersion})`;
   const cpuNote = client.platformName === 'cpu' ? ' — absolute times are XLA CPU-plugin measurements' : '';
