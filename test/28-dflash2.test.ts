@@ -94,6 +94,21 @@ describe('speculative greedy decoding with a DFlash2 drafter is lossless', () =>
     });
   }
 
+  it('bf16 weights and activations, tied embeddings: equals plain greedy decoding', async () => {
+    const dir = tmpDir();
+    const t = JSON.parse(fs.readFileSync(path.join(MODELS, 'qwen3-bf16-tied', 'config.json'), 'utf8'));
+    makeDrafter(dir, t, { blockSize: 8, seed: 18, targetLayerIds: [0, 2], dflash2: { kernel: 2, groupSize: 16, rank: 16, topK: 8, softcap: 4 } });
+    const engine = await Engine.load({ target: path.join(MODELS, 'qwen3-bf16-tied'), drafter: dir, maxSeqLen: 128, maxSequences: 2, adaptive: false });
+    engines.push(engine);
+    expect(engine.stats().dtype).toBe('bf16');
+    for (const prompt of [[1, 2, 3], [200, 17, 45, 9, 88, 120, 3]]) {
+      const plain = await engine.generate(prompt, { maxTokens: 30, speculative: false }).done();
+      const spec = await engine.generate(prompt, { maxTokens: 30 }).done();
+      expect(spec.ids).toEqual(plain.ids);
+      expect(spec.stats.steps).toBeLessThan(31);
+    }
+  });
+
   it('a fully predictable pair accepts every draft (tau = block size)', async () => {
     // Zero final norms: every logit is 0 for both, every selector score 0; the target picks token 0,
     // and so does the walk (candidates in id order on equal logits, the first of equal scores).
