@@ -57,4 +57,27 @@ export function checkDrafterTensors(cfg: DrafterConfig, tensors: readonly Tensor
   expect(label, 'target_layer_ids count * hidden_size', cfg.targetLayerIds.length * cfg.hiddenSize, 'fc.weight', s.get('fc.weight'), 1,
     cfg.targetLayerIds.length * cfg.hiddenSize);
   expect(label, 'hidden_size', cfg.hiddenSize, 'fc.weight', s.get('fc.weight'), 0, cfg.hiddenSize);
+  if (cfg.dflash2) checkDFlash2Tensors(cfg, s, label);
+}
+
+// DFlash2's tensors in the hub layout (docs/DRAFTERS.md §5): present, and sized as the config says.
+function checkDFlash2Tensors(cfg: DrafterConfig, s: Map<string, number[]>, label: string): void {
+  const d2 = cfg.dflash2!;
+  const H = cfg.hiddenSize, K = d2.convKernelSize, rank = d2.selectorRank;
+  const want = new Map<string, [string, number[]]>([
+    ['candidate_selector.hidden_projection.weight', ['selector_rank', [rank, H]]],
+    ['candidate_selector.predecessor_codebook', ['selector_rank', [-1, rank]]],
+    ['candidate_selector.successor_codebook', ['selector_rank', [-1, rank]]],
+  ]);
+  for (let l = 0; l < cfg.numLayers; l++)
+    for (const conv of ['attention_conv', 'mlp_conv']) {
+      want.set(`layers.${l}.${conv}.base_kernel`, ['conv_kernel_size', [2, K, H]]);
+      want.set(`layers.${l}.${conv}.kernel_projection.weight`, ['conv_kernel_size / conv_group_size', [2 * K * (H / d2.convGroupSize), H]]);
+    }
+  for (const [name, [keys, shape]] of want) {
+    const got = s.get(name);
+    if (!got) throw new Error(`${label}: architectures DFlash2DraftModel needs the tensor ${name}, which the checkpoint does not hold`);
+    if (got.length !== shape.length || shape.some((n, i) => n >= 0 && got[i] !== n))
+      throw new Error(`${label}: dflash_config.${keys} does not match the checkpoint: ${name} is [${got.join(', ')}], expected [${shape.map((n) => (n < 0 ? 'vocab' : n)).join(', ')}]`);
+  }
 }

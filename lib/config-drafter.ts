@@ -3,6 +3,8 @@
 //
 //  - z-lab (architectures ["DFlashDraftModel"]): a Qwen3 config plus block_size, num_target_layers
 //    and dflash_config {mask_token_id, target_layer_ids, block_size, ...}.
+//  - z-lab DFlash2 (architectures ["DFlash2DraftModel"]): the same plus the convolution and selector
+//    keys and the logit transforms (docs/DRAFTERS.md §5).
 //  - speculators (vllm-project/speculators, speculators_model_type "dflash"): the Qwen3 config
 //    nested in transformer_layer_config, top-level block_size / mask_token_id / draft_vocab_size,
 //    and aux_hidden_state_layer_ids counting target layers from 1 (z-lab id + 1).
@@ -19,6 +21,24 @@ export interface DrafterFields {
   numTargetLayers: number | undefined;
   inputEmbeddingScale: number;
   draftVocabSize: { value: number; key: string } | undefined;
+  /** DFlash2 keys (architectures ["DFlash2DraftModel"]), or null for a DFlash drafter. */
+  dflash2: DFlash2Fields | null;
+}
+
+/** A DFlash2 drafter's additions, as z-lab's DFlash2DraftModel reads them (docs/DRAFTERS.md §5). */
+export interface DFlash2Fields {
+  /** Taps of the grouped dynamic causal convolutions (conv_kernel_size). */
+  convKernelSize: number;
+  /** Channels sharing one dynamic coefficient (conv_group_size; divides hidden_size). */
+  convGroupSize: number;
+  /** Width of the selector's codebooks and hidden projection (selector_rank). */
+  selectorRank: number;
+  /** Candidates per block row, the target head's top-k (selector_top_k). */
+  selectorTopK: number;
+  /** Drafter logits are lm_head(h) * outputMultiplier ... (output_multiplier, default 1) */
+  outputMultiplier: number;
+  /** ... then softcap * tanh(logits / softcap) (final_logit_softcapping; null / <= 0 = none). */
+  finalLogitSoftcapping: number | null;
 }
 
 // transformers' Qwen3Config defaults: speculators stores transformer_layer_config with
@@ -34,21 +54,24 @@ export function isSpeculators(cfg: Json): boolean {
     (Array.isArray(cfg.architectures) && cfg.architectures.includes('DFlashSpeculator'));
 }
 
+const DFLASH2_KEYS = ['conv_kernel_size', 'conv_group_size', 'selector_rank', 'selector_top_k'] as const;
+
 // Keys of drafter variants dflash does not implement, each refused by name rather than ignored
-// (ignoring any of them would run a different model than the one trained).
-function rejectUnsupported(r: Reader, cfg: Json, dc: Json, dcKey: string): void {
-  const archs = Array.isArray(cfg.architectures) ? cfg.architectures.map(String) : [];
-  if (archs.includes('DFlash2DraftModel') || dc.selector_rank !== undefined || dc.conv_kernel_size !== undefined)
-    r.fail(archs.includes('DFlash2DraftModel') ? 'architectures' : `${dcKey}.selector_rank / conv_kernel_size`,
-      'describe a DFlash2 drafter (dynamic convolutions + candidate selector), which dflash does not run yet (see docs/DRAFTERS.md)');
+// (ignoring any of them would run a different model than the one trained). `dflash2`: the config
+// is a DFlash2 drafter, whose logit transforms dflash applies.
+function rejectUnsupported(r: Reader, cfg: Json, dc: Json, dcKey: string, dflash2 = false): void {
+  const stray = DFLASH2_KEYS.find((k) => dc[k] !== undefined || cfg[k] !== undefined);
+  if (!dflash2 && stray)
+    r.fail(dc[stray] !== undefined ? `${dcKey}.${stray}` : stray, 'is a DFlash2 key, but architectures is not ["DFlash2DraftModel"]: z-lab\'s DFlashDraftModel would ignore it (set architectures to run the DFlash2 drafter)');
   if (cfg.is_causal === true) r.fail('is_causal', 'true is not supported: dflash runs the non-causal DFlash drafter');
   if (dc.causal === true) r.fail(`${dcKey}.causal`, 'true is not supported: dflash runs the non-causal DFlash drafter');
   for (const k of ['use_swa', 'swa_window_size', 'attention_sink_bias', 'sample_from_anchor', 'markov_rank'])
     if (dc[k] !== undefined && dc[k] !== null && dc[k] !== false) r.fail(`${dcKey}.${k}`, `${JSON.stringify(dc[k])} is not supported`);
-  // Logit transforms: only their neutral values (absent, null, or a scale of 1) are accepted.
+  // Logit transforms: only their neutral values (absent, null, or a scale of 1) are accepted, but
+  // for DFlash2's own output_multiplier and final_logit_softcapping (z-lab's compute_logits).
   for (const [k, neutral] of [['final_logit_softcapping', null], ['output_multiplier', 1], ['logit_scale', 1]] as const)
     for (const [where, obj] of [[k, cfg], [`${dcKey}.${k}`, dc]] as const)
-      if (obj[k] !== undefined && obj[k] !== null && obj[k] !== neutral)
+      if (!(dflash2 && k !== 'logit_scale') && obj[k] !== undefined && obj[k] !== null && obj[k] !== neutral)
         r.fail(where, `${JSON.stringify(obj[k])} is not supported (dflash applies the target's lm_head unscaled)`);
   if (cfg.quantization_config !== undefined && cfg.quantization_config !== null)
     r.fail('quantization_config', 'is not supported: dflash loads f32 / bf16 / f16 weights');
@@ -61,8 +84,10 @@ function rejectUnsupported(r: Reader, cfg: Json, dc: Json, dcKey: string): void 
 export function zlabFields(r: Reader, cfg: Json): DrafterFields {
   const archs = Array.isArray(cfg.architectures) ? cfg.architectures.map(String) : [];
   const dc = subObject(r, cfg, 'dflash_config');
-  rejectUnsupported(r, cfg, dc, 'dflash_config');
-  if (!archs.includes('DFlashDraftModel')) r.fail('architectures', `must be ["DFlashDraftModel"] (got ${JSON.stringify(cfg.architectures)})`);
+  const isDFlash2 = archs.includes('DFlash2DraftModel');
+  rejectUnsupported(r, cfg, dc, 'dflash_config', isDFlash2);
+  if (!isDFlash2 && !archs.includes('DFlashDraftModel'))
+    r.fail('architectures', `must be ["DFlashDraftModel"] or ["DFlash2DraftModel"] (got ${JSON.stringify(cfg.architectures)})`);
   const blockKey = cfg.block_size !== undefined ? 'block_size' : 'dflash_config.block_size';
   const blockSize = r.int(cfg.block_size !== undefined ? cfg : dc, 'block_size', undefined, 2, blockKey, LIMITS.blockSize);
   let numTargetLayers: number | undefined;
@@ -84,6 +109,36 @@ export function zlabFields(r: Reader, cfg: Json): DrafterFields {
     numTargetLayers,
     inputEmbeddingScale: r.num(scaleInDc ? dc : cfg, 'input_embedding_scale', 1, scaleInDc ? 'dflash_config.input_embedding_scale' : 'input_embedding_scale'),
     draftVocabSize: vocab === null ? undefined : { value: r.int(cfg, 'draft_vocab_size', undefined, 1, undefined, LIMITS.vocabSize), key: 'draft_vocab_size' },
+    dflash2: isDFlash2 ? dflash2Fields(r, cfg, dc) : null,
+  };
+}
+
+// z-lab's _draft_value(config, name): dflash_config's key first, else the top-level one.
+function draftValue(cfg: Json, dc: Json, name: string): { obj: Json; key: string } {
+  return dc[name] !== undefined ? { obj: dc, key: `dflash_config.${name}` } : { obj: cfg, key: name };
+}
+
+// The DFlash2 keys: z-lab's DFlash2DraftModel has no defaults for the four sizes (int(None) fails),
+// nor has vLLM's (dflash_config[...]) or llama.cpp's loader ("missing conv/selector metadata").
+function dflash2Fields(r: Reader, cfg: Json, dc: Json): DFlash2Fields {
+  const size = (name: string, max: number) => {
+    const { obj, key } = draftValue(cfg, dc, name);
+    if (obj[name] === undefined || obj[name] === null) r.bad(`dflash_config.${name}`, 'is missing (a DFlash2 drafter needs it)');
+    return r.int(obj, name, undefined, 1, key, max);
+  };
+  const m = draftValue(cfg, dc, 'output_multiplier');
+  const outputMultiplier = m.obj.output_multiplier === null ? 1 : r.num(m.obj, 'output_multiplier', 1, m.key);
+  // A multiplier <= 0 would reverse or erase the candidates' order: no published drafter has one.
+  if (!(outputMultiplier > 0)) r.fail(m.key, `${outputMultiplier} must be positive`);
+  const c = draftValue(cfg, dc, 'final_logit_softcapping');
+  const cap = c.obj.final_logit_softcapping === null ? 0 : r.num(c.obj, 'final_logit_softcapping', 0, c.key);
+  return {
+    convKernelSize: size('conv_kernel_size', LIMITS.blockSize),
+    convGroupSize: size('conv_group_size', LIMITS.hiddenSize),
+    selectorRank: size('selector_rank', LIMITS.hiddenSize),
+    selectorTopK: size('selector_top_k', LIMITS.selectorTopK),
+    outputMultiplier,
+    finalLogitSoftcapping: cap > 0 ? cap : null,
   };
 }
 
@@ -116,6 +171,7 @@ export function speculatorsFields(r: Reader, cfg: Json): DrafterFields {
     targetLayerIds: { value: auxIds.map((a) => a - 1), key: 'aux_hidden_state_layer_ids' },
     numTargetLayers: undefined,
     inputEmbeddingScale: 1,
+    dflash2: null,
     draftVocabSize: cfg.draft_vocab_size === undefined || cfg.draft_vocab_size === null ? undefined
       : { value: r.int(cfg, 'draft_vocab_size', undefined, 1, undefined, LIMITS.vocabSize), key: 'draft_vocab_size' },
   };

@@ -29,6 +29,9 @@ export const LIMITS = {
   /** DFlash block_size: a draft is one forward over the block, so its cost grows linearly; the
    *  published drafters use 16 (speculators' default is 8). */
   blockSize: 64,
+  /** DFlash2 selector_top_k: the selector walks the top-k candidates of every block row, one
+   *  argmax over the vocabulary per candidate [16]. */
+  selectorTopK: 256,
   /** Number of target layers a drafter reads (fc input is count * hidden_size) [6]. */
   targetLayers: 64,
   /** Elements of any single weight tensor (int32-indexable). */

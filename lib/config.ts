@@ -27,7 +27,7 @@
 //     sparseLayers: per layer, true = routed experts, false = a dense MLP of intermediate_size;
 //       transformers' rule: i not in mlp_only_layers and num_experts > 0 and (i + 1) % step == 0
 import { asObject, Json, LIMITS, Reader, RopeLlama3 } from './config-reader';
-import { DrafterFields, isSpeculators, layerWindows, speculatorsFields, zlabFields } from './config-drafter';
+import { DFlash2Fields, DrafterFields, isSpeculators, layerWindows, speculatorsFields, zlabFields } from './config-drafter';
 
 export { LIMITS } from './config-reader';
 export type { RopeLlama3 } from './config-reader';
@@ -78,6 +78,13 @@ export interface TargetConfig {
 //     p with |p - q| < window for a query at position q, context and block alike), or null for
 //     full attention; from use_sliding_window + sliding_window + layer_types / max_window_layers
 //     as transformers' Qwen3Config derives them (lib/config-drafter.ts layerWindows)
+//   dflash2 <- absent, or for architectures ["DFlash2DraftModel"] (docs/DRAFTERS.md §5), each key read
+//     from dflash_config, else the top level (z-lab's _draft_value):
+//     convKernelSize <- conv_kernel_size, convGroupSize <- conv_group_size (divides hidden_size),
+//     selectorRank <- selector_rank, selectorTopK <- selector_top_k (<= vocab_size): all required;
+//     outputMultiplier <- output_multiplier (1, > 0); finalLogitSoftcapping <- final_logit_softcapping
+//     (null when absent, null or <= 0). Sliding layers need is_causal: false (z-lab's newest
+//     Qwen3DFlashAttention makes them causal when is_causal is absent; dflash runs them non-causal).
 export interface DrafterConfig {
   numLayers: number;
   hiddenSize: number;
@@ -94,6 +101,14 @@ export interface DrafterConfig {
   /** llama3 RoPE scaling of the drafter's own layers (drafters of Llama 3.1 targets). */
   ropeLlama3: RopeLlama3 | null;
   slidingWindows: (number | null)[];
+  /** DFlash2's convolutions, candidate selector and logit transforms; absent for DFlash. */
+  dflash2?: DFlash2Config;
+}
+
+export interface DFlash2Config extends DFlash2Fields {
+  /** Rows of the selector codebooks: the target's vocab_size (z-lab sizes them by the drafter's own
+   *  vocab_size, which must then equal it). */
+  vocabSize: number;
 }
 
 /** What the engine that will run a config implements. A config needing more is refused, so that
@@ -236,6 +251,20 @@ export function drafterConfigFromHF(json: Json, target: TargetConfig, file?: str
     dr.fail(dr.prefix + 'layer_types', 'has sliding-window layers: speculators trains a different window than z-lab\'s (context keys [anchor - w, anchor), causal inside the block) and dflash implements z-lab\'s; see docs/DRAFTERS.md');
   if (!engine.slidingWindows && slidingWindows.some((w) => w !== null))
     dr.fail(dr.prefix + 'use_sliding_window', `true with sliding-window layers (windows ${JSON.stringify(slidingWindows)}): read, but this engine does not run them yet (full attention instead would draft badly)`);
+  const d2 = f.dflash2;
+  if (d2) {
+    if (d.hiddenSize % d2.convGroupSize !== 0)
+      r.fail('dflash_config.conv_group_size', `${d2.convGroupSize} must divide hidden_size ${d.hiddenSize} (channels are convolved in groups of this size)`);
+    if (d2.selectorTopK > target.vocabSize)
+      r.fail('dflash_config.selector_top_k', `${d2.selectorTopK} is above the target's vocab_size ${target.vocabSize}`);
+    if (f.decoder.vocab_size !== undefined && f.decoder.vocab_size !== target.vocabSize)
+      r.fail('vocab_size', `${JSON.stringify(f.decoder.vocab_size)} differs from the target's vocab_size ${target.vocabSize}: the selector's codebooks are indexed by the target's token ids`);
+    r.elements('the selector codebooks', 'vocab_size * dflash_config.selector_rank', target.vocabSize, d2.selectorRank);
+    // z-lab's Qwen3DFlashAttention (with DFlash2DraftModel): a sliding layer is causal unless the
+    // config says is_causal false, as the published DFlash2 config does.
+    if (slidingWindows.some((w) => w !== null) && f.decoder.is_causal !== false)
+      r.fail('is_causal', `${f.decoder.is_causal === undefined ? '(absent)' : JSON.stringify(f.decoder.is_causal)} with sliding-window layers: z-lab's DFlash2 code makes them causal unless is_causal is false, and dflash runs the non-causal drafter`);
+  }
   return {
     numLayers: d.numLayers,
     hiddenSize: d.hiddenSize,
@@ -251,5 +280,6 @@ export function drafterConfigFromHF(json: Json, target: TargetConfig, file?: str
     inputEmbeddingScale: f.inputEmbeddingScale,
     ropeLlama3: d.ropeLlama3,
     slidingWindows,
+    ...(d2 ? { dflash2: { ...d2, vocabSize: target.vocabSize } } : {}),
   };
 }

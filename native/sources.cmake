@@ -19,6 +19,7 @@ set(DFLASH_CORE_SOURCES
   native/models/moe.cc
   native/models/target.cc
   native/models/drafter.cc
+  native/models/drafter2.cc
   native/engine/options.cc
   native/engine/dtype_policy.cc
   native/engine/page_allocator.cc

@@ -97,6 +97,18 @@ models::DrafterConfig ParseDrafter(Napi::Object o) {
       c.sliding_windows.push_back(x.IsNumber() ? x.As<Napi::Number>().Int64Value() : 0);  // null = full attention
     }
   }
+  Napi::Value d2 = o.Get("dflash2");
+  if (d2.IsObject()) {  // lib/config.ts DFlash2Config
+    auto m = d2.As<Napi::Object>();
+    c.dflash2.conv_kernel_size = Int(m, "convKernelSize");
+    c.dflash2.conv_group_size = Int(m, "convGroupSize");
+    c.dflash2.selector_rank = Int(m, "selectorRank");
+    c.dflash2.selector_top_k = Int(m, "selectorTopK");
+    c.dflash2.vocab_size = Int(m, "vocabSize");
+    c.dflash2.output_multiplier = static_cast<float>(NumOr(m, "outputMultiplier", 1.0));
+    Napi::Value cap = m.Get("finalLogitSoftcapping");
+    c.dflash2.final_logit_softcapping = cap.IsNumber() ? cap.As<Napi::Number>().FloatValue() : 0.0f;  // null = none
+  }
   return c;
 }
 

@@ -47,6 +47,19 @@ struct TargetConfig {
   bool sparse(int64_t layer) const { return moe.num_experts > 0 && layer < static_cast<int64_t>(moe.sparse_layers.size()) && moe.sparse_layers[layer]; }
 };
 
+// DFlash2's additions to the drafter (docs/DRAFTERS.md §5, models/drafter2.h): a grouped dynamic
+// causal convolution pair around every attention and MLP sub-layer of the block, and a candidate
+// selector that walks the top-k candidates of the block rows. conv_kernel_size 0 = plain DFlash.
+struct DFlash2Config {
+  int64_t conv_kernel_size = 0;  // taps K
+  int64_t conv_group_size = 0;   // channels per dynamic coefficient (divides hidden_size)
+  int64_t selector_rank = 0;     // codebook / hidden projection width
+  int64_t selector_top_k = 0;    // candidates per block row
+  int64_t vocab_size = 0;        // codebook rows (the target's vocab_size)
+  float output_multiplier = 1.0f;
+  float final_logit_softcapping = 0.0f;  // 0 = none
+};
+
 // The DFlash drafter: a stack of Qwen3 decoder layers fed with target features (see
 // docs/ARCHITECTURE.md). It borrows the target's embed_tokens and lm_head.
 struct DrafterConfig {
@@ -66,6 +79,8 @@ struct DrafterConfig {
   // Per draft layer: 0 = full attention over the context, w > 0 = keys within w positions of the
   // query on either side (z-lab's flash-attention sliding window). Empty = every layer full.
   std::vector<int64_t> sliding_windows;
+  DFlash2Config dflash2;
+  bool is_dflash2() const { return dflash2.conv_kernel_size > 0; }
 };
 
 }  // namespace dflash::models

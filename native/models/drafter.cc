@@ -5,12 +5,15 @@
 //   x = input_layernorm(h); q, k, v of the block from x (q, k with q_norm/k_norm and RoPE);
 //   attention is non-causal over [context slots < block_start ; block rows < block_len], each
 //   limited to the layer's sliding window when it has one; then residual + SiLU MLP.
+// A DFlash2 drafter (models/drafter2.h) wraps both sub-layers of the block in its grouped dynamic
+// causal convolutions and proposes with its candidate selector instead of the per-row argmax.
 #include "models/drafter.h"
 
 #include <stdexcept>
 #include <string>
 
 #include "hlo/builder.h"
+#include "models/drafter2.h"
 #include "models/layers.h"
 #include "models/paged.h"
 #include "models/rope.h"
@@ -38,6 +41,16 @@ void Validate(const DrafterConfig& d, const TargetConfig& t) {
   if (d.mask_token_id < 0 || d.mask_token_id >= t.vocab_size) throw std::invalid_argument("drafter: mask_token_id outside the vocabulary");
   if (!d.sliding_windows.empty() && static_cast<int64_t>(d.sliding_windows.size()) != d.num_layers)
     throw std::invalid_argument("drafter: sliding_windows needs one entry per layer");
+  if (!d.is_dflash2()) return;
+  const DFlash2Config& c = d.dflash2;
+  if (c.conv_group_size <= 0 || d.hidden_size % c.conv_group_size != 0)
+    throw std::invalid_argument("drafter: DFlash2 conv_group_size must divide hidden_size");
+  if (c.selector_rank <= 0 || c.selector_top_k <= 0 || c.selector_top_k > t.vocab_size)
+    throw std::invalid_argument("drafter: DFlash2 selector_rank must be positive and selector_top_k in [1, vocab_size]");
+  if (c.vocab_size != t.vocab_size)
+    throw std::invalid_argument("drafter: DFlash2 codebooks of " + std::to_string(c.vocab_size) + " rows for a vocabulary of " +
+                                std::to_string(t.vocab_size));
+  if (!(c.output_multiplier > 0.0f)) throw std::invalid_argument("drafter: DFlash2 output_multiplier must be positive");
 }
 
 // |q - k| < window, elementwise over broadcastable s32 position tensors (window 0 = no limit).
@@ -63,10 +76,13 @@ std::vector<WeightSpec> DrafterWeightSpecs(const DrafterConfig& d, pjrt::DType t
   std::vector<WeightSpec> s;
   s.push_back({"fc.weight", {h, n * h}, t});
   s.push_back({"hidden_norm.weight", {h}, t});
-  for (int64_t i = 0; i < d.num_layers; ++i)
-    AppendDecoderLayerSpecs(s, "layers." + std::to_string(i) + ".", h, d.num_heads, d.num_kv_heads, d.head_dim,
-                            d.intermediate_size, /*qk_norm=*/true, t);
+  for (int64_t i = 0; i < d.num_layers; ++i) {
+    const std::string p = "layers." + std::to_string(i) + ".";
+    AppendDecoderLayerSpecs(s, p, h, d.num_heads, d.num_kv_heads, d.head_dim, d.intermediate_size, /*qk_norm=*/true, t);
+    if (d.is_dflash2()) AppendDFlash2ConvSpecs(s, p, d, t);
+  }
   s.push_back({"norm.weight", {h}, t});
+  if (d.is_dflash2()) AppendDFlash2SelectorSpecs(s, d, t);
   return s;
 }
 
@@ -149,20 +165,40 @@ Program BuildDrafter(const DrafterConfig& d, const TargetConfig& t, const Numeri
   }
 
   for (int64_t l = 0; l < Ld; ++l) {
-    const DecoderLayer lw = TakeDecoderLayer(w, kDrafterPrefix + std::string("layers.") + std::to_string(l) + ".", true);
+    const std::string lp = kDrafterPrefix + std::string("layers.") + std::to_string(l) + ".";
+    const DecoderLayer lw = TakeDecoderLayer(w, lp, true);
     const Value kc = rope(RmsNorm(b, SplitHeads(b, Dense(b, fused, lw.k, nm), kvh, hd), lw.k_norm, d.rms_norm_eps, nm), ctx_rope);
     const Value vc = SplitHeads(b, Dense(b, fused, lw.v, nm), kvh, hd);  // (R, A, kvh, hd)
     dk = PagedWrite(b, dk, l, cindex, kc);
     dv = PagedWrite(b, dv, l, cindex, vc);
     if (!B) continue;
-    const Value x = RmsNorm(b, h, lw.ln1, d.rms_norm_eps, nm);  // (R, B, H)
+    Value x = RmsNorm(b, h, lw.ln1, d.rms_norm_eps, nm);  // (R, B, H)
+    // DFlash2: conv side 0 on the sub-layer's input, side 1 on its output, both with the
+    // coefficients of its normed input (z-lab GroupedDynamicCausalConv.prepare / finish).
+    GroupedConv conv;
+    Value coeffs;
+    if (d.is_dflash2()) {
+      conv = TakeGroupedConv(w, lp + "attention_conv.", d);
+      coeffs = ConvCoefficients(b, x, conv, nm);
+      x = GroupedCausalConv(b, x, conv.base, coeffs, 0, conv.group, nm);
+    }
     const Value q = rope(RmsNorm(b, SplitHeads(b, Dense(b, x, lw.q, nm), heads, hd), lw.q_norm, d.rms_norm_eps, nm), blk_rope);
     const Value kb = rope(RmsNorm(b, SplitHeads(b, Dense(b, x, lw.k, nm), kvh, hd), lw.k_norm, d.rms_norm_eps, nm), blk_rope);
     const Value vb = SplitHeads(b, Dense(b, x, lw.v, nm), kvh, hd);  // (R, B, kvh, hd)
     const Value keys = b.Concatenate({b.Convert(PagedRead(b, dk, l, table), nm.act()), kb}, 1);  // (R, T + B, kvh, hd)
     const Value vals = b.Concatenate({b.Convert(PagedRead(b, dv, l, table), nm.act()), vb}, 1);
-    h = b.Add(h, Dense(b, Attention(b, q, keys, vals, visible[l], nm), lw.o, nm));
-    h = b.Add(h, SiluMlp(b, RmsNorm(b, h, lw.ln2, d.rms_norm_eps, nm), lw.gate, lw.up, lw.down, nm));
+    Value attn = Dense(b, Attention(b, q, keys, vals, visible[l], nm), lw.o, nm);
+    if (d.is_dflash2()) attn = GroupedCausalConv(b, attn, conv.base, coeffs, 1, conv.group, nm);
+    h = b.Add(h, attn);
+    x = RmsNorm(b, h, lw.ln2, d.rms_norm_eps, nm);
+    if (d.is_dflash2()) {
+      conv = TakeGroupedConv(w, lp + "mlp_conv.", d);
+      coeffs = ConvCoefficients(b, x, conv, nm);
+      x = GroupedCausalConv(b, x, conv.base, coeffs, 0, conv.group, nm);
+    }
+    Value mlp = SiluMlp(b, x, lw.gate, lw.up, lw.down, nm);
+    if (d.is_dflash2()) mlp = GroupedCausalConv(b, mlp, conv.base, coeffs, 1, conv.group, nm);
+    h = b.Add(h, mlp);
   }
 
   std::vector<std::pair<std::string, Value>> results{{"dk_cache", dk}, {"dv_cache", dv}};
@@ -170,14 +206,18 @@ Program BuildDrafter(const DrafterConfig& d, const TargetConfig& t, const Numeri
 
   const Value hn = RmsNorm(b, h, W("norm.weight"), d.rms_norm_eps, nm);  // (R, B, H)
   Value logits, proposals, probs;  // proposals: (R, B - 1)
-  if (sh.want_logits || sh.sampling) {
+  if (d.is_dflash2()) {
+    const DraftHead head = DFlash2Head(b, w, kDrafterPrefix, d, hn, lm_head, last, sh.sampling ? &params : nullptr,
+                                       sh.sampling ? &uniforms : nullptr, sh.want_logits, nm);
+    logits = head.logits, proposals = head.proposals, probs = head.probs;
+  } else if (sh.want_logits || sh.sampling) {
     logits = DenseF32(b, hn, lm_head, nm);  // (R, B, V)
     proposals = b.Argmax(b.SliceAxis(logits, 1, 1, B - 1), 2);
   } else {
     // Row 0 predicts the already-known `last`: skip its lm_head row.
     proposals = b.Argmax(DenseF32(b, b.SliceAxis(hn, 1, 1, B - 1), lm_head, nm), 2);
   }
-  if (sh.sampling) {
+  if (sh.sampling && !d.is_dflash2()) {
     const Value rows = b.Reshape(b.SliceAxis(logits, 1, 1, B - 1), {R * (B - 1), V});
     const Value q = SamplingProbs(b, rows, RepeatRows(b, params, B - 1));  // (R * (B - 1), V)
     const Value draws = b.Reshape(SampleRows(b, q, b.Reshape(b.SliceAxis(uniforms, 1, 1, B - 1), {R * (B - 1)})), {R, B - 1});

@@ -2,7 +2,8 @@
 // dflash/model.py. Target features of committed tokens are fused (fc + hidden_norm) and, in every
 // draft layer, projected by that layer's k_proj/v_proj into a paged context cache that shares the
 // target's block tables (context row = token position). A block [last, mask x (B-1)] then attends
-// non-causally over [valid context ; block] and rows 1..B-1 propose the next tokens.
+// non-causally over [valid context ; block] and rows 1..B-1 propose the next tokens (a DFlash2
+// drafter's through its candidate selector, models/drafter2.h).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -32,8 +33,9 @@ struct DraftShape {
   std::string Key() const;
 };
 
-// fc, hidden_norm, per-layer Qwen3 tensors, norm (checkpoint names without the optional
-// "model." prefix). Programs take them as inputs named "drafter." + name.
+// fc, hidden_norm, per-layer Qwen3 tensors (+ a DFlash2 drafter's convolutions), norm (+ a DFlash2
+// drafter's candidate_selector.*), with checkpoint names without the optional "model." prefix.
+// Programs take them as inputs named "drafter." + name.
 std::vector<WeightSpec> DrafterWeightSpecs(const DrafterConfig& cfg, pjrt::DType dtype);
 inline constexpr const char* kDrafterPrefix = "drafter.";
 

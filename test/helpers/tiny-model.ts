@@ -1,5 +1,6 @@
 // Tiny random-weight checkpoints in the real Hugging Face layouts (Qwen3 / Qwen3-MoE / Llama
-// targets, z-lab DFlash drafters), written by the tests themselves, plus a byte-level tokenizer.json.
+// targets, z-lab DFlash and DFlash2 drafters), written by the tests themselves, plus a byte-level
+// tokenizer.json.
 // (The Qwen3-MoE fixtures with transformers goldens are written by transformers itself:
 // tools/oracle/make_moe_fixtures.py; this writer makes further shapes for engine tests.)
 import * as fs from 'fs';
@@ -61,6 +62,23 @@ export interface TinyDrafter {
    *  sliding_window = window, layer_types = layerTypes (default: every layer sliding). */
   slidingWindow?: number;
   layerTypes?: ('sliding_attention' | 'full_attention')[];
+  /** A DFlash2 drafter (architectures ["DFlash2DraftModel"], docs/DRAFTERS.md §5). */
+  dflash2?: TinyDFlash2;
+}
+
+/** DFlash2 additions, with the hub tensor names of z-lab's checkpoints. */
+export interface TinyDFlash2 {
+  kernel?: number;            // dflash_config.conv_kernel_size (default 2)
+  groupSize?: number;         // conv_group_size (16)
+  rank?: number;              // selector_rank (16)
+  topK?: number;              // selector_top_k (8)
+  outputMultiplier?: number;  // written only when given
+  softcap?: number;           // final_logit_softcapping, written only when given
+  /** Top-level is_causal (default false, as the published config writes it; null = absent). */
+  isCausal?: boolean | null;
+  /** Standard deviation of the selector codebooks (default 1: the pair term competes with the
+   *  logits, so the walk often picks another candidate than the per-position argmax). */
+  codebookStd?: number;
 }
 
 export function rng(seed: number): () => number {
@@ -202,13 +220,23 @@ export function makeDrafter(dir: string, target: Record<string, unknown>, o: Tin
   const std = o.std ?? 0.15;
   const g = rng(o.seed ?? 7);
   const t: TensorToWrite[] = [tensor('fc.weight', [H, ids.length * H], g, std), tensor('hidden_norm.weight', [H], g, 0.1, 1)];
-  for (let i = 0; i < L; i++) decoderLayer(t, `layers.${i}.`, { H, I, nh, kvh, hd }, g, std, true);
+  const d2 = o.dflash2 && { kernel: 2, groupSize: 16, rank: 16, topK: 8, codebookStd: 1, ...o.dflash2 };
+  for (let i = 0; i < L; i++) {
+    decoderLayer(t, `layers.${i}.`, { H, I, nh, kvh, hd }, g, std, true);
+    if (d2) for (const conv of ['attention_conv', 'mlp_conv']) dflash2Conv(t, `layers.${i}.${conv}.`, H, d2.kernel, d2.groupSize, g);
+  }
   t.push(tensor('norm.weight', [H], g, o.constant ? 0 : 0.1, o.constant ? 0 : 1));
+  if (d2) {
+    t.push(tensor('candidate_selector.hidden_projection.weight', [d2.rank, H], g, std));
+    t.push(tensor('candidate_selector.predecessor_codebook', [V, d2.rank], g, d2.codebookStd));
+    t.push(tensor('candidate_selector.successor_codebook', [V, d2.rank], g, d2.codebookStd));
+  }
   fs.mkdirSync(dir, { recursive: true });
   writeSafetensors(path.join(dir, 'model.safetensors'), t);
+  const dflashConfig: Record<string, unknown> = { mask_token_id: V - 1, target_layer_ids: ids };
   const cfg: Record<string, unknown> = {
-    architectures: ['DFlashDraftModel'], model_type: 'qwen3', block_size: o.blockSize ?? 8,
-    num_target_layers: target.num_hidden_layers, dflash_config: { mask_token_id: V - 1, target_layer_ids: ids },
+    architectures: [d2 ? 'DFlash2DraftModel' : 'DFlashDraftModel'], model_type: 'qwen3', block_size: o.blockSize ?? 8,
+    num_target_layers: target.num_hidden_layers, dflash_config: dflashConfig,
     vocab_size: V, hidden_size: H, intermediate_size: I, num_hidden_layers: L, num_attention_heads: nh,
     num_key_value_heads: kvh, head_dim: hd, rms_norm_eps: 1e-6, rope_theta: 1000000, max_position_embeddings: 4096,
     torch_dtype: 'float32', tie_word_embeddings: false,
@@ -218,8 +246,28 @@ export function makeDrafter(dir: string, target: Record<string, unknown>, o: Tin
     cfg.sliding_window = o.slidingWindow;
     cfg.layer_types = o.layerTypes ?? new Array(L).fill('sliding_attention');
   }
+  if (d2) {
+    // As z-lab's published DFlash2 config: the DFlash2 keys and block_size in dflash_config.
+    delete cfg.block_size;
+    Object.assign(dflashConfig, {
+      block_size: o.blockSize ?? 8, conv_kernel_size: d2.kernel, conv_group_size: d2.groupSize,
+      selector_rank: d2.rank, selector_top_k: d2.topK,
+    });
+    if (d2.outputMultiplier !== undefined) dflashConfig.output_multiplier = d2.outputMultiplier;
+    if (d2.softcap !== undefined) dflashConfig.final_logit_softcapping = d2.softcap;
+    if (d2.isCausal !== null) cfg.is_causal = d2.isCausal ?? false;
+  }
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg, null, 2));
   return cfg;
+}
+
+// A DFlash2 grouped dynamic convolution: base_kernel (2, kernel, H) near the identity (tap 0 about
+// 1, older taps small, as speculators initialises it) and kernel_projection (2 * kernel * H / group, H).
+function dflash2Conv(t: TensorToWrite[], p: string, H: number, kernel: number, group: number, g: () => number): void {
+  const base = new Float32Array(2 * kernel * H);
+  for (let i = 0; i < base.length; i++) base[i] = (Math.floor(i / H) % kernel === 0 ? 1 : 0) + 0.3 * g();
+  t.push({ name: p + 'base_kernel', dtype: 'F32', shape: [2, kernel, H], data: base });
+  t.push(tensor(p + 'kernel_projection.weight', [2 * kernel * (H / group), H], g, 0.05));
 }
 
 function toBf16(t: TensorToWrite): TensorToWrite {

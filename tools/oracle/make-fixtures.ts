@@ -24,6 +24,17 @@ makeDrafter(fresh('qwen3-f32-dflash-b4'), q, { layers: 1, heads: 2, kvHeads: 1, 
 // Sliding-window drafter as the published ones mix them ([S, ..., F]): layer 0 a window of 6
 // (smaller than the block of 8, so block keys are windowed too), layer 1 full attention.
 makeDrafter(fresh('qwen3-f32-dflash-swa'), q, { layers: 2, blockSize: 8, targetLayerIds: [0, 1], seed: 14, slidingWindow: 6, layerTypes: ['sliding_attention', 'full_attention'] });
+// DFlash2 drafters (docs/DRAFTERS.md §5): convolutions of 2 taps over groups of 16 channels, a
+// selector of rank 16 over the top 8 candidates, the logit transforms of the published config; and
+// 3 taps over groups of 8, top 4, rank 8, a sliding layer (window 6 < block 8) then a full one.
+makeDrafter(fresh('qwen3-f32-dflash2'), q, {
+  layers: 2, blockSize: 8, targetLayerIds: [0, 1], seed: 16,
+  dflash2: { kernel: 2, groupSize: 16, rank: 16, topK: 8, outputMultiplier: 0.5, softcap: 6 },
+});
+makeDrafter(fresh('qwen3-f32-dflash2-swa'), q, {
+  layers: 2, blockSize: 8, targetLayerIds: [1, 0], seed: 17, slidingWindow: 6, layerTypes: ['sliding_attention', 'full_attention'],
+  dflash2: { kernel: 3, groupSize: 8, rank: 8, topK: 4 },
+});
 // Qwen3, bf16, tied embeddings, MQA (1 kv head), head_dim 32 != hidden/heads, 3 layers, 2 shards.
 makeTarget(fresh('qwen3-bf16-tied'), { family: 'qwen3', vocab: 256, hidden: 64, layers: 3, heads: 4, kvHeads: 1, headDim: 32, tie: true, bf16: true, shards: 2, seed: 21 });
 // Llama, f32, GQA 4/2, llama3 rope scaling.
