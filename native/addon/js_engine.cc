@@ -6,6 +6,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <stdexcept>
 #include <thread>
 
 #include "addon/async.h"
@@ -88,6 +89,17 @@ Napi::Array SequenceEventsToJs(Napi::Env env, const std::vector<engine::Sequence
     arr.Set(i, o);
   }
   return arr;
+}
+
+// An option the schema refuses is a RangeError (the value is outside what the option accepts; the
+// message names option, value and range); Parse* throws std::invalid_argument for nothing else.
+template <class Parse>
+auto SchemaChecked(Napi::Env env, Parse&& parse) {
+  try {
+    return parse();
+  } catch (const std::invalid_argument& e) {
+    throw Napi::RangeError::New(env, e.what());
+  }
 }
 
 // A non-negative integer JS keeps exactly (offsets and sizes past 2^53 cannot come from a header).
@@ -246,7 +258,7 @@ Napi::Value JsEngine::Submit(const Napi::CallbackInfo& info) {
   auto a = info[0].As<Napi::Int32Array>();
   std::vector<int32_t> prompt(a.Data(), a.Data() + a.ElementLength());
   return Guard(env, [&]() -> Napi::Value {
-    const auto opts = engine::ParseRequestOptions(OptionMap(env, info[1], "generate"), "generate");
+    const auto opts = SchemaChecked(env, [&] { return engine::ParseRequestOptions(OptionMap(env, info[1], "generate"), "generate"); });
     int64_t id;
     try {
       id = eng->Submit(std::move(prompt), opts);
@@ -339,7 +351,8 @@ Napi::Value CreateEngine(const Napi::CallbackInfo& info) {
     auto target = ParseTarget(cfg.Get("target").As<Napi::Object>());
     std::optional<models::DrafterConfig> drafter;
     if (cfg.Get("drafter").IsObject()) drafter = ParseDrafter(cfg.Get("drafter").As<Napi::Object>());
-    const auto options = engine::ParseEngineOptions(OptionMap(env, cfg.Get("options"), "Engine.load"), "Engine.load");
+    const auto options =
+        SchemaChecked(env, [&] { return engine::ParseEngineOptions(OptionMap(env, cfg.Get("options"), "Engine.load"), "Engine.load"); });
     std::set<int32_t> eos;
     if (cfg.Get("eosTokenIds").IsArray()) {
       auto a = cfg.Get("eosTokenIds").As<Napi::Array>();
@@ -373,7 +386,7 @@ void InitEngine(Napi::Env env, Napi::Object exports) {
   exports.Set("validateRequestOptions", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
                 Napi::Env env = info.Env();
                 return Guard(env, [&]() -> Napi::Value {
-                  engine::ParseRequestOptions(OptionMap(env, info[0], "generate"), "generate");
+                  SchemaChecked(env, [&] { return engine::ParseRequestOptions(OptionMap(env, info[0], "generate"), "generate"); });
                   return env.Undefined();
                 });
               }));
