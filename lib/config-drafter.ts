@@ -41,8 +41,8 @@ function rejectUnsupported(r: Reader, cfg: Json, dc: Json, dcKey: string): void 
   if (archs.includes('DFlash2DraftModel') || dc.selector_rank !== undefined || dc.conv_kernel_size !== undefined)
     r.fail(archs.includes('DFlash2DraftModel') ? 'architectures' : `${dcKey}.selector_rank / conv_kernel_size`,
       'describe a DFlash2 drafter (dynamic convolutions + candidate selector), which dflash does not run yet (see docs/DRAFTERS.md)');
-  if (cfg.is_causal === true) r.fail('is_causal', 'true is not supported: dflash runs the non-causal DFlash drafter');
-  if (dc.causal === true) r.fail(`${dcKey}.causal`, 'true is not supported: dflash runs the non-causal DFlash drafter');
+  if (r.bool(cfg, 'is_causal', false)) r.fail('is_causal', 'true is not supported: dflash runs the non-causal DFlash drafter');
+  if (r.bool(dc, 'causal', false, `${dcKey}.causal`)) r.fail(`${dcKey}.causal`, 'true is not supported: dflash runs the non-causal DFlash drafter');
   for (const k of ['use_swa', 'swa_window_size', 'attention_sink_bias', 'sample_from_anchor', 'markov_rank'])
     if (dc[k] !== undefined && dc[k] !== null && dc[k] !== false) r.fail(`${dcKey}.${k}`, `${JSON.stringify(dc[k])} is not supported`);
   // Logit transforms: only their neutral values (absent, null, or a scale of 1) are accepted.
@@ -97,7 +97,7 @@ export function speculatorsFields(r: Reader, cfg: Json): DrafterFields {
     r.fail('transformer_layer_config.model_type', `${JSON.stringify(tl.model_type)} is not supported: DFlash drafter layers are Qwen3 layers`);
   rejectUnsupported(r, cfg, {}, 'dflash_config');
   for (const k of ['sample_from_anchor', 'sliding_window_non_causal'])
-    if (cfg[k] === true) r.fail(k, 'true is not supported');
+    if (r.bool(cfg, k, false)) r.fail(k, 'true is not supported');
   const tlr = r.nested('transformer_layer_config.');
   const decoder: Json = { ...QWEN3_DEFAULTS, ...tl };
   // aux_hidden_state_layer_ids count target layers from 1 (hidden_states[0] is the embedding
