@@ -201,7 +201,10 @@ pjrt::DType CheckpointDtype(const std::vector<TensorSource>& sources) {
 
 void CheckTensorSources(const std::vector<TensorSource>& sources) {
   std::map<std::string, std::vector<const TensorSource*>> by_file;
+  std::map<std::string, const TensorSource*> by_name;
   for (const auto& s : sources) {
+    if (!by_name.emplace(s.name, &s).second)
+      throw std::runtime_error("tensor " + s.name + " is given twice (" + by_name[s.name]->file + " and " + s.file + ")");
     const std::string where = "tensor " + s.name + " in " + s.file;
     if (s.offset < 0 || s.nbytes < 0)
       throw std::runtime_error(where + ": negative byte range [" + std::to_string(s.offset) + ", +" + std::to_string(s.nbytes) + ")");
@@ -243,10 +246,7 @@ std::vector<std::string> UploadWeights(pjrt::Client& client, const std::vector<m
                                        const std::function<void(const LoadProgress&)>& progress, LoadProgress prog) {
   CheckTensorSources(sources);
   std::map<std::string, const TensorSource*> by_name;
-  for (const auto& s : sources) {
-    if (!by_name.emplace(s.name, &s).second)
-      throw std::runtime_error("tensor " + s.name + " is given twice (" + by_name[s.name]->file + " and " + s.file + ")");
-  }
+  for (const auto& s : sources) by_name[s.name] = &s;
 
   // Check everything before the first byte moves.
   std::vector<const TensorSource*> picked;

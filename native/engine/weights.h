@@ -42,7 +42,7 @@ pjrt::DType CheckpointDtype(const std::vector<TensorSource>& sources);
 
 // Checks every source before a byte is mapped, so a bad range never reaches the upload whoever
 // built the list (lib/safetensors.ts checks the same from the header; this keeps the native API
-// safe on its own): offset and size non-negative, the range inside its file's data section (after
+// safe on its own): each name once, offset and size non-negative, the range inside its file's data section (after
 // the 8-byte length and the JSON header, not past the end), no two ranges of one file overlapping,
 // dimensions non-negative, and nbytes == product(shape) * element size for every dtype with a
 // known size. Throws std::runtime_error naming the tensor and the file.

@@ -108,6 +108,12 @@ TEST(CheckTensorSources, RefusesSizesThatDisagreeWithShapeAndDtype) {
   EXPECT_NE(Problem({s}).find("too many elements"), std::string::npos) << Problem({s});
 }
 
+TEST(CheckTensorSources, RefusesANameGivenTwice) {
+  File f;
+  const std::string m = Problem({F32(f.path, "w", kDataStart, 4), F32(f.path, "w", kDataStart + 16, 4)});
+  EXPECT_NE(m.find("tensor w is given twice (" + f.path + " and " + f.path + ")"), std::string::npos) << m;
+}
+
 TEST(CheckTensorSources, NamesAFileThatIsNotSafetensors) {
   const std::string path = (fs::temp_directory_path() / "dflash-weights-short").string();
   std::ofstream(path, std::ios::binary) << "abc";
