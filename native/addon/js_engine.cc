@@ -266,6 +266,9 @@ Napi::Value JsEngine::Submit(const Napi::CallbackInfo& info) {
       Napi::Error err = Napi::Error::New(env, e.what());
       err.Set("code", "QUEUE_FULL");
       throw err;
+    } catch (const std::invalid_argument& e) {
+      // The request does not fit this engine (vocabulary, blockSize, maxSeqLen, pool size).
+      throw Napi::RangeError::New(env, e.what());
     }
     if (shared_->in_flight++ == 0) shared_->events.Ref(env);
     return Napi::Number::New(env, static_cast<double>(id));
