@@ -76,6 +76,12 @@ export class Reader {
     return v;
   }
 
+  str(cfg: Json, key: string, dflt: string, label = this.prefix + key): string {
+    const v = cfg[key] ?? dflt;
+    if (typeof v !== 'string') this.bad(label, `must be a string (got ${JSON.stringify(v)})`);
+    return v;
+  }
+
   ids(cfg: Json, key: string): number[] {
     const v = cfg[key];
     if (v === undefined || v === null) return [];

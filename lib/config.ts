@@ -179,7 +179,7 @@ export function targetConfigFromHF(json: Json, file?: string, engine: EngineCapa
     eosTokenIds: r.ids(cfg, 'eos_token_id'),
     bosTokenId: bos.length ? bos[0] : null,
     maxPositionEmbeddings: r.int(cfg, 'max_position_embeddings', family === 'llama' ? 2048 : 32768, 1, undefined, LIMITS.positions),
-    torchDtype: String(cfg.torch_dtype ?? cfg.dtype ?? 'float32'),
+    torchDtype: r.str(cfg, cfg.torch_dtype !== undefined && cfg.torch_dtype !== null ? 'torch_dtype' : 'dtype', 'float32'),
     moe: family === 'qwen3_moe' ? moeConfig(r, cfg, d.numLayers, d.hiddenSize) : null,
   };
 }

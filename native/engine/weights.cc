@@ -173,6 +173,22 @@ std::pair<int64_t, int64_t> DataSection(const std::string& path) {
   return {8 + static_cast<int64_t>(n), static_cast<int64_t>(st.st_size)};
 }
 
+// "looked in model-00001-of-00002.safetensors, model-00002-of-00002.safetensors of /models/x":
+// where a missing tensor was looked for, as lib/safetensors.ts requireTensor() says it.
+std::string LookedIn(const std::vector<TensorSource>& sources) {
+  std::set<std::string> files, dirs;
+  for (const auto& s : sources) {
+    const size_t slash = s.file.rfind('/');
+    files.insert(slash == std::string::npos ? s.file : s.file.substr(slash + 1));
+    dirs.insert(slash == std::string::npos ? "." : s.file.substr(0, slash));
+  }
+  if (files.empty()) return "looked in no files";
+  std::string list, where;
+  for (const auto& f : files) list += (list.empty() ? "" : ", ") + f;
+  for (const auto& d : dirs) where += (where.empty() ? "" : ", ") + d;
+  return "looked in " + list + " of " + where;
+}
+
 }  // namespace
 
 std::vector<uint8_t> EncodeFloats(const std::vector<float>& values, pjrt::DType dtype) {
@@ -261,7 +277,7 @@ std::vector<std::string> UploadWeights(pjrt::Client& client, const std::vector<m
       int64_t bytes = 0;
       for (const auto& part : models::StackedExpertSources(spec)) {
         auto pit = by_name.find(part);
-        if (pit == by_name.end()) throw std::runtime_error("checkpoint is missing tensor " + part);
+        if (pit == by_name.end()) throw std::runtime_error("checkpoint is missing tensor " + part + "; " + LookedIn(sources));
         const std::vector<int64_t> slice(spec.shape.begin() + 1, spec.shape.end());
         if (pit->second->shape != slice)
           throw std::runtime_error("tensor " + part + " in " + pit->second->file + " has shape " + Dims(pit->second->shape) + ", expected " + Dims(slice));
@@ -274,7 +290,7 @@ std::vector<std::string> UploadWeights(pjrt::Client& client, const std::vector<m
       continue;
     }
     auto it = by_name.find(spec.name);
-    if (it == by_name.end()) throw std::runtime_error("checkpoint is missing tensor " + spec.name);
+    if (it == by_name.end()) throw std::runtime_error("checkpoint is missing tensor " + spec.name + "; " + LookedIn(sources));
     const TensorSource& src = *it->second;
     if (src.shape != spec.shape)
       throw std::runtime_error("tensor " + spec.name + " in " + src.file + " has shape " + Dims(src.shape) + ", expected " + Dims(spec.shape));
