@@ -13,7 +13,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Engine } from '../lib/engine';
 import { findPlugin } from '../lib/plugins';
 import { readCheckpoint, readSafetensorsHeader, TensorToWrite, writeSafetensors } from '../lib/safetensors';
-import { copyModel, DIST, editHeader, Header, MODELS, readRaw, runEngines, writeRaw } from './helpers/checkpoint-edit';
+import { ChildResult, copyModel, DIST, editHeader, Header, MODELS, readRaw, runEngines, writeRaw } from './helpers/checkpoint-edit';
 
 const SCRATCH = fs.mkdtempSync(path.join(os.tmpdir(), 'dflash-harden-'));
 afterAll(() => fs.rmSync(SCRATCH, { recursive: true, force: true }));
@@ -195,7 +195,7 @@ describe('3. the disk program cache does not trust its files', () => {
     expect(r.results[0].ok, JSON.stringify(r.results[0].error)).toBe(true);
     return r.results[0];
   };
-  const kinds = (res: { events: { kind: string }[] }, kind: string) => res.events.filter((e) => e.kind === kind);
+  const kinds = (res: ChildResult, kind: string) => res.events.filter((e) => e.kind === kind);
 
   it('a valid entry copied over another program\'s file: a reported cache-reject, the same logits, and the next start hits the cache', () => {
     const first = start('first');

@@ -5,7 +5,8 @@
 //
 // cases.json: [{ id, target, drafter?, options?, prompt?: number[], maxTokens? }]. For each case,
 // in order: Engine.load(target, drafter, options); if it loads, the target's logits over `prompt`
-// (sha256 of the f32 bytes, and whether all are finite) and `maxTokens` greedy tokens; then
+// (sha256 of the f32 bytes, and whether all are finite) and `maxTokens` greedy tokens (default 6,
+// 0 = none); then
 // close(). One JSON line per case on stdout, written synchronously, so the lines before a crash
 // survive it: { id, ok, error?: { name, message, code }, logits?, finite?, ids?, events, warnings }.
 'use strict';
@@ -38,8 +39,7 @@ process.on('warning', (w) => warnings.push({ code: w.code, message: w.message })
       const f = logits[0];
       out.logits = crypto.createHash('sha256').update(Buffer.from(f.buffer, f.byteOffset, f.byteLength)).digest('hex');
       out.finite = f.every(Number.isFinite);
-      const done = await engine.generate(Array.from(prompt), { maxTokens: c.maxTokens || 6 }).done();
-      out.ids = done.ids;
+      if (c.maxTokens !== 0) out.ids = (await engine.generate(Array.from(prompt), { maxTokens: c.maxTokens || 6 }).done()).ids;
       out.stats = engine.stats();
       out.ok = true;
     } catch (e) {
