@@ -1,9 +1,10 @@
 // Issue #10, the files a user hands Engine.load: (1) a truncated PJRT plugin, (2) safetensors
 // offsets that point into the header, share bytes, are fractional, leave gaps or trailing bytes,
 // and the same ranges handed straight to the native engine, (3) a disk program cache entry made
-// for another program, and a cut one, (5) config values of the wrong type, (6) tensors the model
-// does not use. Every risky case runs in a child process (test/helpers/engine-child.js) and
-// asserts the child exits normally; every error must name the file and the culprit.
+// for another program, and a cut one, (5) config and tokenizer values of the wrong type, (6)
+// tensors the model does not use. Every risky case runs in a child process
+// (test/helpers/engine-child.js) and asserts the child exits normally; every error must name the
+// file and the culprit.
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -245,6 +246,23 @@ describe('5. config values of the wrong type name the file, the key and the valu
     const dir = copyModel(TARGET, path.join(SCRATCH, `config-${key}`));
     const file = path.join(dir, 'config.json');
     fs.writeFileSync(file, JSON.stringify({ ...base, [key]: value }));
+    const err = await Engine.load({ target: dir, ...FAST }).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message).toMatch(new RegExp(`^${esc(file)}: ${message.source}`));
+  });
+});
+
+describe('5. tokenizer files: a value of the wrong type is an error, not a template or token dropped', () => {
+  it.each([
+    ['tokenizer_config.json', { chat_template: 5 }, /'chat_template' must be a template string or a list of \{name, template\}, got 5/],
+    ['tokenizer_config.json', { chat_template: [{ name: 'default' }] }, /'chat_template' must be a template string or a list of \{name, template\}/],
+    ['tokenizer_config.json', { eos_token: 7 }, /'eos_token' must be a token string or an object with a string "content", got 7/],
+    ['generation_config.json', { eos_token_id: ['x'] }, /'eos_token_id' must be a token id or a list of token ids, got \["x"\]/],
+  ] as const)('%s %j', async (name, json, message) => {
+    const dir = copyModel(TARGET, path.join(SCRATCH, `tokenizer-${name}-${Object.keys(json)[0]}-${JSON.stringify(json).length}`));
+    const file = path.join(dir, name);
+    const before = fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, 'utf8')) : {};
+    fs.writeFileSync(file, JSON.stringify({ ...before, ...json }));
     const err = await Engine.load({ target: dir, ...FAST }).catch((e: Error) => e);
     expect(err).toBeInstanceOf(Error);
     expect((err as Error).message).toMatch(new RegExp(`^${esc(file)}: ${message.source}`));
