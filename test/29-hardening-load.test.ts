@@ -14,7 +14,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Engine } from '../lib/engine';
 import { findPlugin } from '../lib/plugins';
 import { readCheckpoint, readSafetensorsHeader, TensorToWrite, writeSafetensors } from '../lib/safetensors';
-import { ChildResult, copyModel, DIST, editHeader, Header, MODELS, readRaw, runEngines, writeRaw } from './helpers/checkpoint-edit';
+import { ChildResult, copyModel, DIST, editHeader, Header, MODELS, readRaw, runEngines, runEnginesAsync, writeRaw } from './helpers/checkpoint-edit';
 
 const SCRATCH = fs.mkdtempSync(path.join(os.tmpdir(), 'dflash-harden-'));
 afterAll(() => fs.rmSync(SCRATCH, { recursive: true, force: true }));
@@ -231,6 +231,24 @@ describe('3. the disk program cache does not trust its files', () => {
     expect(rejects).toHaveLength(1);
     expect(rejects[0].detail).toMatch(new RegExp(`^${esc(entry)}: .+; recompiling$`));
     expect(fs.statSync(entry).size).toBe(bytes.length);  // overwritten by the recompiled entry
+  });
+});
+
+describe('3. two processes sharing a cache directory', () => {
+  it('two starts at once on an empty cache both load and leave no temporary file; a third start only loads (no entry half-written)', async () => {
+    const cacheDir = path.join(SCRATCH, 'shared-programs');
+    const start = () => runEnginesAsync([{ id: 'p', target: TARGET, options: { cacheDir, maxSeqLen: 64, maxSequences: 1 } }], SCRATCH);
+    const both = await Promise.all([start(), start()]);
+    for (const r of both) {
+      expect(r.signal, r.stderr).toBeNull();
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.results[0].ok, JSON.stringify(r.results[0].error)).toBe(true);
+    }
+    expect(both[1].results[0].logits).toBe(both[0].results[0].logits);
+    expect(fs.readdirSync(cacheDir).filter((f) => !f.endsWith('.pjrt'))).toEqual([]);  // no temporary file left
+    const third = await start();
+    expect(third.results[0].events.map((e) => e.kind).filter((k) => k !== 'cache-load')).toEqual([]);
+    expect(third.results[0].logits).toBe(both[0].results[0].logits);
   });
 });
 

@@ -1,7 +1,7 @@
 // Editing copies of the fixture checkpoints at the byte level (a header rewritten, bytes appended,
 // a file cut), and running engines on them in a child process (engine-child.js), for the
 // hardening and fuzz tests (test/29-*).
-import { spawnSync } from 'child_process';
+import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 
@@ -69,11 +69,27 @@ export interface ChildResult {
  * crash shows as `signal` (or a status other than 0) with the results before it.
  */
 export function runEngines(cases: ChildCase[], scratch: string, timeoutMs = 240_000) {
-  const file = path.join(scratch, `cases-${process.pid}-${Date.now()}.json`);
-  fs.writeFileSync(file, JSON.stringify(cases));
-  const r = spawnSync(process.execPath, [path.join(__dirname, 'engine-child.js'), DIST, file], {
-    encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 << 20,
-  });
-  const results = r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as ChildResult);
-  return { status: r.status, signal: r.signal, stderr: r.stderr, results };
+  const r = spawnSync(process.execPath, childArgs(cases, scratch), { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 << 20 });
+  return { status: r.status, signal: r.signal, stderr: r.stderr, results: parseResults(r.stdout) };
 }
+
+/** runEngines() without waiting: several children at once (processes sharing a cache). */
+export function runEnginesAsync(cases: ChildCase[], scratch: string) {
+  return new Promise<ReturnType<typeof runEngines>>((resolve) => {
+    const child = spawn(process.execPath, childArgs(cases, scratch));
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('close', (status, signal) => resolve({ status, signal, stderr, results: parseResults(stdout) }));
+  });
+}
+
+let written = 0;
+function childArgs(cases: ChildCase[], scratch: string): string[] {
+  const file = path.join(scratch, `cases-${process.pid}-${written++}.json`);
+  fs.writeFileSync(file, JSON.stringify(cases));
+  return [path.join(__dirname, 'engine-child.js'), DIST, file];
+}
+
+const parseResults = (stdout: string) => stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as ChildResult);
