@@ -63,8 +63,8 @@ function rejectUnsupported(r: Reader, cfg: Json, dc: Json, dcKey: string, dflash
   const stray = DFLASH2_KEYS.find((k) => dc[k] !== undefined || cfg[k] !== undefined);
   if (!dflash2 && stray)
     r.fail(dc[stray] !== undefined ? `${dcKey}.${stray}` : stray, 'is a DFlash2 key, but architectures is not ["DFlash2DraftModel"]: z-lab\'s DFlashDraftModel would ignore it (set architectures to run the DFlash2 drafter)');
-  if (cfg.is_causal === true) r.fail('is_causal', 'true is not supported: dflash runs the non-causal DFlash drafter');
-  if (dc.causal === true) r.fail(`${dcKey}.causal`, 'true is not supported: dflash runs the non-causal DFlash drafter');
+  if (r.bool(cfg, 'is_causal', false)) r.fail('is_causal', 'true is not supported: dflash runs the non-causal DFlash drafter');
+  if (r.bool(dc, 'causal', false, `${dcKey}.causal`)) r.fail(`${dcKey}.causal`, 'true is not supported: dflash runs the non-causal DFlash drafter');
   for (const k of ['use_swa', 'swa_window_size', 'attention_sink_bias', 'sample_from_anchor', 'markov_rank'])
     if (dc[k] !== undefined && dc[k] !== null && dc[k] !== false) r.fail(`${dcKey}.${k}`, `${JSON.stringify(dc[k])} is not supported`);
   // Logit transforms: only their neutral values (absent, null, or a scale of 1) are accepted, but
@@ -152,7 +152,7 @@ export function speculatorsFields(r: Reader, cfg: Json): DrafterFields {
     r.fail('transformer_layer_config.model_type', `${JSON.stringify(tl.model_type)} is not supported: DFlash drafter layers are Qwen3 layers`);
   rejectUnsupported(r, cfg, {}, 'dflash_config');
   for (const k of ['sample_from_anchor', 'sliding_window_non_causal'])
-    if (cfg[k] === true) r.fail(k, 'true is not supported');
+    if (r.bool(cfg, k, false)) r.fail(k, 'true is not supported');
   const tlr = r.nested('transformer_layer_config.');
   const decoder: Json = { ...QWEN3_DEFAULTS, ...tl };
   // aux_hidden_state_layer_ids count target layers from 1 (hidden_states[0] is the embedding

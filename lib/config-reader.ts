@@ -79,6 +79,12 @@ export class Reader {
     return v;
   }
 
+  str(cfg: Json, key: string, dflt: string, label = this.prefix + key): string {
+    const v = cfg[key] ?? dflt;
+    if (typeof v !== 'string') this.bad(label, `must be a string (got ${JSON.stringify(v)})`);
+    return v;
+  }
+
   ids(cfg: Json, key: string): number[] {
     const v = cfg[key];
     if (v === undefined || v === null) return [];
@@ -139,8 +145,9 @@ export class Reader {
   // The parts a decoder stack shares: attention shape, norms, unsupported switches, bounds.
   decoder(cfg: Json, headDimDefault: (hidden: number, heads: number) => number) {
     const p = this.prefix;
-    if (cfg.attention_bias === true) this.fail(p + 'attention_bias', 'true is not supported (no q/k/v/o biases)');
-    if (cfg.mlp_bias === true) this.fail(p + 'mlp_bias', 'true is not supported');
+    // Switches are read as booleans: a string such as "true" is an error, not false.
+    if (this.bool(cfg, 'attention_bias', false)) this.fail(p + 'attention_bias', 'true is not supported (no q/k/v/o biases)');
+    if (this.bool(cfg, 'mlp_bias', false)) this.fail(p + 'mlp_bias', 'true is not supported');
     if (cfg.hidden_act !== undefined && cfg.hidden_act !== 'silu') this.fail(p + 'hidden_act', `${JSON.stringify(cfg.hidden_act)} is not supported (silu only)`);
     const hiddenSize = this.int(cfg, 'hidden_size', undefined, 1, undefined, LIMITS.hiddenSize);
     const numHeads = this.int(cfg, 'num_attention_heads', undefined, 1, undefined, LIMITS.numHeads);

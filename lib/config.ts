@@ -169,7 +169,7 @@ export function targetConfigFromHF(json: Json, file?: string, engine: EngineCapa
   const family = targetFamily(cfg, label);
   if (family === 'qwen3_moe' && !engine.moe)
     r.fail('model_type', '"qwen3_moe": Qwen3-MoE targets are read (lib/config.ts) but this engine does not run them yet');
-  if (cfg.use_sliding_window === true) r.fail('use_sliding_window', 'true is not supported for a target (full attention only)');
+  if (r.bool(cfg, 'use_sliding_window', false)) r.fail('use_sliding_window', 'true is not supported for a target (full attention only)');
   if (Array.isArray(cfg.layer_types) && cfg.layer_types.some((t) => t !== 'full_attention'))
     r.fail('layer_types', 'must all be "full_attention" for a target');
   // transformers: Qwen3Config(head_dim=128); Qwen3MoeConfig and LlamaConfig: hidden_size // num_attention_heads.
@@ -189,12 +189,12 @@ export function targetConfigFromHF(json: Json, file?: string, engine: EngineCapa
     rmsNormEps: d.rmsNormEps,
     ropeTheta: d.ropeTheta,
     qkNorm: family !== 'llama',
-    tieWordEmbeddings: cfg.tie_word_embeddings === true,
+    tieWordEmbeddings: r.bool(cfg, 'tie_word_embeddings', false),
     ropeLlama3: d.ropeLlama3,
     eosTokenIds: r.ids(cfg, 'eos_token_id'),
     bosTokenId: bos.length ? bos[0] : null,
     maxPositionEmbeddings: r.int(cfg, 'max_position_embeddings', family === 'llama' ? 2048 : 32768, 1, undefined, LIMITS.positions),
-    torchDtype: String(cfg.torch_dtype ?? cfg.dtype ?? 'float32'),
+    torchDtype: r.str(cfg, cfg.torch_dtype !== undefined && cfg.torch_dtype !== null ? 'torch_dtype' : 'dtype', 'float32'),
     moe: family === 'qwen3_moe' ? moeConfig(r, cfg, d.numLayers, d.hiddenSize) : null,
   };
 }

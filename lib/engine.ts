@@ -18,9 +18,12 @@ import {
 } from './native';
 import type { EngineOptions } from './options.generated';
 import { findPlugin } from './plugins';
+import { checkLoadOptions, GenerateOptions, promptTokens, requestOptions } from './request';
 import { readCheckpoint } from './safetensors';
 import { AbortError, DoneEvent, GenerationStream } from './stream';
 import { ChatMessage, loadTokenizer, Tokenizer } from './tokenizer';
+
+export type { GenerateOptions };
 
 /** Loading progress: weight bytes per model, then compile / disk-cache events per program. */
 export type LoadProgress = NativeWeightProgress | NativeProgramEvent;
@@ -37,24 +40,6 @@ export interface EngineLoadOptions extends Omit<EngineOptions, 'cacheDir'> {
    *  `false` turns the disk cache off. */
   cacheDir?: string | false;
   onProgress?: (p: LoadProgress) => void;
-}
-
-export interface GenerateOptions {
-  /** Tokens to generate at most (default 256). */
-  maxTokens?: number;
-  /** Sampling temperature; 0 (default) = greedy. */
-  temperature?: number;
-  topP?: number;
-  topK?: number;
-  /** Seed of the sampling draws; default: a random one. */
-  seed?: number;
-  /** Stop strings: generation ends before the first occurrence, which is never streamed. */
-  stop?: string | string[];
-  signal?: AbortSignal;
-  /** Speculative decoding: on by default when a drafter is loaded; `false` forces plain decoding;
-   *  `{ blockSize }` caps the block (the scheduler may still verify fewer tokens per step when
-   *  adaptive speculation finds that faster). */
-  speculative?: { blockSize?: number } | false;
 }
 
 export type EngineStats = NativeEngineStats;
@@ -82,10 +67,7 @@ export class Engine extends (EventEmitter as new () => TypedEmitter<EngineEvents
   }
 
   static async load(opts: EngineLoadOptions): Promise<Engine> {
-    if (!opts || typeof opts !== 'object') throw new TypeError('Engine.load(options): options must be an object with at least `target`');
-    if (typeof opts.target !== 'string' || !opts.target) throw new TypeError(`Engine.load: option 'target' must be a model directory, got ${JSON.stringify(opts.target)}`);
-    if (opts.drafter !== undefined && (typeof opts.drafter !== 'string' || !opts.drafter))
-      throw new TypeError(`Engine.load: option 'drafter' must be a model directory, got ${JSON.stringify(opts.drafter)}`);
+    checkLoadOptions(opts);
     const { target, drafter, plugin, onProgress, cacheDir, ...engineOptions } = opts;
     const targetFile = path.join(target, 'config.json');
     const targetCfg = targetConfigFromHF(readJson(targetFile), targetFile, CAPABILITIES);
@@ -137,17 +119,15 @@ export class Engine extends (EventEmitter as new () => TypedEmitter<EngineEvents
     return this.engine;
   }
 
-  generate(prompt: string | ChatMessage[] | number[], options: GenerateOptions = {}): GenerationStream {
+  generate(prompt: string | ChatMessage[] | number[] | Int32Array, options: GenerateOptions = {}): GenerationStream {
     if (this.disposed) throw new Error('Engine is disposed');
-    const request = this.requestOptions(options);
-    const stops = stopList(options.stop);
-    const ids = Array.isArray(prompt) && (prompt.length === 0 || typeof prompt[0] === 'number')
-      ? (prompt as number[])
-      : this.tokenizer.encode(typeof prompt === 'string' ? prompt : this.tokenizer.applyChatTemplate(prompt as ChatMessage[]));
+    // Argument errors throw here; what the scheduler finds (vocabulary, length, a full queue)
+    // rejects the stream.
+    const { request, stops } = requestOptions(options, this.config.drafter !== undefined);
+    const tokens = promptTokens(prompt, this.tokenizer);
     const startedAt = performance.now();
     return new GenerationStream((stream, signal) => new Promise<DoneEvent>((resolve, reject) => {
       if (signal.aborted) return reject(new AbortError());
-      const tokens = toInt32(ids);
       const id = this.engine.submit(tokens, request);  // throws: prompt errors, QUEUE_FULL
       const block = request.blockSize === 1 || !this.config.drafter ? 1 : (request.blockSize as number | undefined) || this.config.drafter.blockSize;
       const gen = new Generation(stream, this.tokenizer, stops, tokens.length, startedAt, () => this.engine.cancel(id), block);
@@ -178,21 +158,6 @@ export class Engine extends (EventEmitter as new () => TypedEmitter<EngineEvents
     }
   }
 
-  private requestOptions(o: GenerateOptions): Record<string, unknown> {
-    if (o === null || typeof o !== 'object') throw new TypeError('generate: options must be an object');
-    const spec = o.speculative;
-    if (spec !== undefined && spec !== false && (spec === null || typeof spec !== 'object' || Array.isArray(spec)))
-      throw new TypeError(`generate: option 'speculative' must be false or { blockSize }, got ${JSON.stringify(spec)}`);
-    if (spec && !this.config.drafter) throw new Error('speculative decoding needs a drafter: pass `drafter` to Engine.load()');
-    const request: Record<string, unknown> = {
-      maxTokens: o.maxTokens, temperature: o.temperature, topP: o.topP, topK: o.topK,
-      seed: o.seed ?? Math.floor(Math.random() * 2 ** 31),
-      blockSize: spec === false ? 1 : spec ? spec.blockSize : undefined,
-    };
-    native().validateRequestOptions(request);  // the schema's message: option, value, range
-    return request;
-  }
-
   /** Ends every stream (reason 'abort') and releases the device; returns at once. close() waits. */
   dispose(): void {
     void this.close();
@@ -216,25 +181,6 @@ export class Engine extends (EventEmitter as new () => TypedEmitter<EngineEvents
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
-}
-
-function stopList(stop: unknown): string[] {
-  if (stop === undefined) return [];
-  const list = Array.isArray(stop) ? stop : [stop];
-  for (const s of list)
-    if (typeof s !== 'string') throw new TypeError(`generate: option 'stop' must be a string or an array of strings, got ${JSON.stringify(stop)}`);
-  return list as string[];
-}
-
-function toInt32(ids: number[]): Int32Array {
-  const out = new Int32Array(ids.length);
-  for (let i = 0; i < ids.length; i++) {
-    const t = ids[i];
-    if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t > 0x7fffffff)
-      throw new RangeError(`prompt token at index ${i} must be a non-negative integer token id, got ${JSON.stringify(t)}`);
-    out[i] = t;
-  }
-  return out;
 }
 
 function defaultCacheDir(): string {

@@ -4,9 +4,12 @@
 // and uploaded by the native engine. Also writes small files: tests make tiny checkpoints with it.
 //
 // Header checks (each an Error naming the file and, where there is one, the tensor): header length
-// larger than the file or than 100 MB, JSON that is not an object, entries without dtype / shape /
-// data_offsets, unknown dtypes, byte counts that differ from product(shape) * dtype size, offsets
-// not aligned to the element size, overlapping tensors, data past the end of the file (truncated).
+// larger than the file or than 100 MB, a header that is not UTF-8, JSON that is not an object, a
+// tensor named twice, __metadata__ that is not a string map, entries without dtype / shape /
+// data_offsets, offsets or dimensions that are not non-negative integers, unknown dtypes, byte
+// counts that differ from product(shape) * dtype size, offsets not aligned to the element size,
+// data past the end of the file (truncated), and a data section that is not exactly the tensors
+// back to back: overlaps, gaps and trailing bytes are refused, as the reference reader does.
 import * as fs from 'fs';
 import * as path from 'path';
 
@@ -30,6 +33,68 @@ function fail(file: string, msg: string): never {
 
 const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 
+// fatal: a header that is not UTF-8 is an error, not text with U+FFFD in its tensor names.
+// ignoreBOM: a byte-order mark stays in the text, where JSON.parse refuses it (as the reference does).
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** Bytes [a, b) of the data section, holding tensor `name`. */
+interface Span { name: string; a: number; b: number }
+
+/**
+ * The data section must hold exactly the tensors, back to back: sorted by offset, each starts where
+ * the previous ended, from 0 to the end of the file. This is the reference reader's rule (so every
+ * file it loads passes), and what makes the header trustworthy: an overlap reads one tensor's bytes
+ * as another's, and a gap or trailing bytes mean the header does not describe this file (an edited
+ * header, a header of another file, bytes appended).
+ */
+function checkCoverage(file: string, spans: Span[], dataBytes: number): void {
+  spans.sort((x, y) => x.a - y.a || x.b - y.b);
+  let end = 0;
+  let prev: Span | undefined;
+  for (const c of spans) {
+    if (c.a < end)
+      fail(file, `malformed header: tensor ${c.name} [${c.a}, ${c.b}) overlaps tensor ${prev!.name} [${prev!.a}, ${prev!.b})`);
+    if (c.a > end)
+      fail(file, `malformed header: bytes [${end}, ${c.a}) of the data section belong to no tensor ` +
+        `(${prev ? `between tensor ${prev.name} and` : 'before'} tensor ${c.name})`);
+    end = c.b;
+    prev = c;
+  }
+  if (end !== dataBytes)
+    fail(file, `malformed header: the data section has ${dataBytes} bytes but the tensors describe ${end}: ` +
+      `${dataBytes - end} trailing bytes after ${prev ? `tensor ${prev.name}` : 'the header'} ` +
+      '(a header that does not describe this file, or bytes appended to it)');
+}
+
+/**
+ * The first top-level key that appears twice in `text` (valid JSON of an object), if any: JSON.parse
+ * silently keeps the last of two equal keys, and a header naming a tensor twice is ambiguous.
+ */
+function repeatedKey(text: string): string | undefined {
+  const seen = new Set<string>();
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '{' || c === '[') depth++;
+    else if (c === '}' || c === ']') depth--;
+    else if (c === '"') {
+      let j = i + 1;
+      while (text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
+      if (depth === 1) {
+        let k = j + 1;
+        while (text[k] === ' ' || text[k] === '\t' || text[k] === '\n' || text[k] === '\r') k++;
+        if (text[k] === ':') {
+          const key = JSON.parse(text.slice(i, j + 1)) as string;  // escapes decoded: "\u0061" is "a"
+          if (seen.has(key)) return key;
+          seen.add(key);
+        }
+      }
+      i = j;
+    }
+  }
+  return undefined;
+}
+
 /** Tensors of one .safetensors file, read from its header only (no tensor data is read). */
 export function readSafetensorsHeader(file: string): TensorSource[] {
   let fd: number;
@@ -50,16 +115,28 @@ export function readSafetensorsHeader(file: string): TensorSource[] {
     if (headerLen > MAX_HEADER) fail(file, `malformed header: header length ${headerLen} exceeds ${MAX_HEADER} bytes`);
     const hb = Buffer.alloc(headerLen);
     if (fs.readSync(fd, hb, 0, headerLen, 8) !== headerLen) fail(file, 'truncated: short read of the header');
+    let text: string;
+    try {
+      text = UTF8.decode(hb);
+    } catch {
+      fail(file, 'malformed header: not UTF-8 text');
+    }
     let header: unknown;
     try {
-      header = JSON.parse(hb.toString('utf8'));
+      header = JSON.parse(text);
     } catch (e) {
       fail(file, `malformed header: not JSON (${(e as Error).message})`);
     }
     if (!header || typeof header !== 'object' || Array.isArray(header)) fail(file, 'malformed header: not a JSON object');
+    const twice = repeatedKey(text);
+    if (twice !== undefined) fail(file, `malformed header: ${JSON.stringify(twice)} appears twice`);
+    const meta = (header as Record<string, unknown>).__metadata__;
+    if (meta !== undefined && meta !== null &&
+        (typeof meta !== 'object' || Array.isArray(meta) || !Object.values(meta).every((v) => typeof v === 'string')))
+      fail(file, `malformed header: __metadata__ must map names to strings, got ${JSON.stringify(meta)}`);
     const dataStart = 8 + headerLen;
     const out: TensorSource[] = [];
-    const spans: { name: string; a: number; b: number }[] = [];
+    const spans: Span[] = [];
     for (const [name, v] of Object.entries(header as Record<string, unknown>)) {
       if (name === '__metadata__') continue;
       const t = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
@@ -69,7 +146,7 @@ export function readSafetensorsHeader(file: string): TensorSource[] {
       const offs = t.data_offsets as unknown[];
       if (!shape.every(isCount)) fail(file, `malformed header: tensor ${name} has shape ${JSON.stringify(shape)}`);
       if (offs.length !== 2 || !isCount(offs[0]) || !isCount(offs[1]) || offs[1] < offs[0])
-        fail(file, `malformed header: tensor ${name} has data_offsets ${JSON.stringify(offs)}`);
+        fail(file, `malformed header: tensor ${name} has data_offsets ${JSON.stringify(offs)}; they must be two integers 0 <= begin <= end`);
       const [a, b] = offs as [number, number];
       const width = DTYPE_BYTES[t.dtype];
       if (width === undefined) fail(file, `tensor ${name} has unknown dtype ${t.dtype}`);
@@ -81,15 +158,7 @@ export function readSafetensorsHeader(file: string): TensorSource[] {
       spans.push({ name, a, b });
       out.push({ name, file, offset: dataStart + a, nbytes: b - a, dtype: t.dtype, shape: (shape as number[]).slice() });
     }
-    // Overlaps: sweep the non-empty spans by start, against the furthest end seen so far.
-    spans.sort((x, y) => x.a - y.a || x.b - y.b);
-    let last: { name: string; a: number; b: number } | undefined;
-    for (const c of spans) {
-      if (c.b === c.a) continue;
-      if (last && c.a < last.b)
-        fail(file, `malformed header: tensor ${c.name} [${c.a}, ${c.b}) overlaps tensor ${last.name} [${last.a}, ${last.b})`);
-      if (!last || c.b > last.b) last = c;
-    }
+    checkCoverage(file, spans, size - dataStart);
     return out;
   } finally {
     fs.closeSync(fd);

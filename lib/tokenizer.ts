@@ -63,10 +63,13 @@ function readJson(file: string): Json | undefined {
   return v as Json;
 }
 
-function tokenText(v: unknown): string | null {
+/** A special token's text: a string or an AddedToken {content}; absent or null is null, any other
+ *  value is an error naming the file and the key (not a token silently dropped). */
+function tokenText(v: unknown, file: string, key: string): string | null {
+  if (v === undefined || v === null) return null;
   if (typeof v === 'string') return v;
-  if (v && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string') return (v as { content: string }).content;
-  return null;
+  if (typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string') return (v as { content: string }).content;
+  throw new Error(`${file}: '${key}' must be a token string or an object with a string "content", got ${JSON.stringify(v)}`);
 }
 
 /** The chat template source: chat_template.jinja, chat_template.json, then tokenizer_config.json
@@ -74,13 +77,16 @@ function tokenText(v: unknown): string | null {
 function chatTemplateSource(dir: string, tc: Json): string | undefined {
   const jinja = path.join(dir, 'chat_template.jinja');
   if (fs.existsSync(jinja)) return fs.readFileSync(jinja, 'utf8');
-  const ct = readJson(path.join(dir, 'chat_template.json'))?.chat_template ?? tc.chat_template;
-  if (typeof ct === 'string') return ct;
-  if (Array.isArray(ct)) {
-    const named = ct as { name?: string; template?: string }[];
-    return (named.find((t) => t.name === 'default') ?? named[0])?.template;
-  }
-  return undefined;
+  const ctFile = path.join(dir, 'chat_template.json');
+  const fromFile = readJson(ctFile)?.chat_template;
+  const file = fromFile !== undefined ? ctFile : path.join(dir, 'tokenizer_config.json');
+  const ct = fromFile ?? tc.chat_template;
+  if (ct === undefined || ct === null || typeof ct === 'string') return ct ?? undefined;
+  const named = Array.isArray(ct) ? (ct as { name?: unknown; template?: unknown }[]) : [];
+  const pick = named.find((t) => t?.name === 'default') ?? named[0];
+  if (typeof pick?.template !== 'string')
+    throw new Error(`${file}: 'chat_template' must be a template string or a list of {name, template}, got ${JSON.stringify(ct).slice(0, 80)}`);
+  return pick.template;
 }
 
 /** Loads tokenizer.json (+ tokenizer_config.json, generation_config.json and a chat template
@@ -105,13 +111,18 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
     throw new Error(`${tjFile}: @huggingface/tokenizers cannot load this tokenizer (model ${JSON.stringify(model.type)}, ${parts}): ${(e as Error).message}`);
   }
 
-  const bosToken = tokenText(tc.bos_token);
-  const eosToken = tokenText(tc.eos_token);
+  const tcFile = path.join(dir, 'tokenizer_config.json');
+  const bosToken = tokenText(tc.bos_token, tcFile, 'bos_token');
+  const eosToken = tokenText(tc.eos_token, tcFile, 'eos_token');
   const idOf = (t: string | null) => (t === null ? undefined : tok.token_to_id(t));
   const eos = new Set<number>();
   const eosId = idOf(eosToken);
   if (eosId !== undefined) eos.add(eosId);
-  for (const id of [gen.eos_token_id].flat()) if (typeof id === 'number') eos.add(id);
+  for (const id of [gen.eos_token_id ?? []].flat()) {
+    if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0)
+      throw new Error(`${path.join(dir, 'generation_config.json')}: 'eos_token_id' must be a token id or a list of token ids, got ${JSON.stringify(gen.eos_token_id)}`);
+    eos.add(id);
+  }
   const vocab = tok.get_vocab(true);
   let vocabSize = 0;
   for (const id of vocab.values()) vocabSize = Math.max(vocabSize, id + 1);
@@ -127,7 +138,7 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
   }
   const specials: Json = {};
   for (const k of ['bos_token', 'eos_token', 'pad_token', 'unk_token', 'sep_token', 'cls_token', 'mask_token']) {
-    const t = tokenText(tc[k]);
+    const t = tokenText(tc[k], tcFile, k);
     if (t !== null) specials[k] = t;
   }
 

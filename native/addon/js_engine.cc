@@ -2,9 +2,11 @@
 #include "addon/js_engine.h"
 
 #include <atomic>
+#include <cmath>
 #include <mutex>
 #include <optional>
 #include <set>
+#include <stdexcept>
 #include <thread>
 
 #include "addon/async.h"
@@ -89,21 +91,54 @@ Napi::Array SequenceEventsToJs(Napi::Env env, const std::vector<engine::Sequence
   return arr;
 }
 
+// An option the schema refuses is a RangeError (the value is outside what the option accepts; the
+// message names option, value and range); Parse* throws std::invalid_argument for nothing else.
+template <class Parse>
+auto SchemaChecked(Napi::Env env, Parse&& parse) {
+  try {
+    return parse();
+  } catch (const std::invalid_argument& e) {
+    throw Napi::RangeError::New(env, e.what());
+  }
+}
+
+// A non-negative integer JS keeps exactly (offsets and sizes past 2^53 cannot come from a header).
+bool IsCount(const Napi::Value& v) {
+  if (!v.IsNumber()) return false;
+  const double x = v.As<Napi::Number>().DoubleValue();
+  return std::isfinite(x) && x >= 0 && x <= 9007199254740991.0 && x == std::floor(x);
+}
+
+// Tensor sources from JS, every field checked (a NaN or fractional offset must not reach the
+// int64 conversion): errors name the entry and the field.
 std::vector<engine::TensorSource> Sources(Napi::Env env, Napi::Value v) {
   std::vector<engine::TensorSource> out;
   if (v.IsUndefined() || v.IsNull()) return out;
   if (!v.IsArray()) throw Napi::TypeError::New(env, "load: tensor sources must be an array");
   auto arr = v.As<Napi::Array>();
   for (uint32_t i = 0; i < arr.Length(); ++i) {
-    auto o = arr.Get(i).As<Napi::Object>();
+    const Napi::Value item = arr.Get(i);
+    const std::string at = "load: tensor source " + std::to_string(i);
+    if (!item.IsObject()) throw Napi::TypeError::New(env, at + " must be an object {name, file, offset, nbytes, dtype, shape}");
+    auto o = item.As<Napi::Object>();
+    for (const char* key : {"name", "file", "dtype"})
+      if (!o.Get(key).IsString()) throw Napi::TypeError::New(env, at + ": '" + key + "' must be a string");
     engine::TensorSource s;
-    s.name = o.Get("name").ToString().Utf8Value();
-    s.file = o.Get("file").ToString().Utf8Value();
-    s.offset = static_cast<int64_t>(o.Get("offset").ToNumber().DoubleValue());
-    s.nbytes = static_cast<int64_t>(o.Get("nbytes").ToNumber().DoubleValue());
-    s.dtype = o.Get("dtype").ToString().Utf8Value();
-    auto shape = o.Get("shape").As<Napi::Array>();
-    for (uint32_t k = 0; k < shape.Length(); ++k) s.shape.push_back(shape.Get(k).ToNumber().Int64Value());
+    s.name = o.Get("name").As<Napi::String>().Utf8Value();
+    const std::string what = at + " (" + s.name + ")";
+    for (const char* key : {"offset", "nbytes"})
+      if (!IsCount(o.Get(key))) throw Napi::TypeError::New(env, what + ": '" + key + "' must be a non-negative integer");
+    s.file = o.Get("file").As<Napi::String>().Utf8Value();
+    s.offset = static_cast<int64_t>(o.Get("offset").As<Napi::Number>().DoubleValue());
+    s.nbytes = static_cast<int64_t>(o.Get("nbytes").As<Napi::Number>().DoubleValue());
+    s.dtype = o.Get("dtype").As<Napi::String>().Utf8Value();
+    const Napi::Value shape = o.Get("shape");
+    if (!shape.IsArray()) throw Napi::TypeError::New(env, what + ": 'shape' must be an array");
+    auto dims = shape.As<Napi::Array>();
+    for (uint32_t k = 0; k < dims.Length(); ++k) {
+      if (!IsCount(dims.Get(k))) throw Napi::TypeError::New(env, what + ": 'shape' must hold non-negative integers");
+      s.shape.push_back(static_cast<int64_t>(dims.Get(k).As<Napi::Number>().DoubleValue()));
+    }
     out.push_back(std::move(s));
   }
   return out;
@@ -223,7 +258,7 @@ Napi::Value JsEngine::Submit(const Napi::CallbackInfo& info) {
   auto a = info[0].As<Napi::Int32Array>();
   std::vector<int32_t> prompt(a.Data(), a.Data() + a.ElementLength());
   return Guard(env, [&]() -> Napi::Value {
-    const auto opts = engine::ParseRequestOptions(OptionMap(env, info[1], "generate"), "generate");
+    const auto opts = SchemaChecked(env, [&] { return engine::ParseRequestOptions(OptionMap(env, info[1], "generate"), "generate"); });
     int64_t id;
     try {
       id = eng->Submit(std::move(prompt), opts);
@@ -231,6 +266,9 @@ Napi::Value JsEngine::Submit(const Napi::CallbackInfo& info) {
       Napi::Error err = Napi::Error::New(env, e.what());
       err.Set("code", "QUEUE_FULL");
       throw err;
+    } catch (const std::invalid_argument& e) {
+      // The request does not fit this engine (vocabulary, blockSize, maxSeqLen, pool size).
+      throw Napi::RangeError::New(env, e.what());
     }
     if (shared_->in_flight++ == 0) shared_->events.Ref(env);
     return Napi::Number::New(env, static_cast<double>(id));
@@ -317,7 +355,8 @@ Napi::Value CreateEngine(const Napi::CallbackInfo& info) {
     auto target = ParseTarget(cfg.Get("target").As<Napi::Object>());
     std::optional<models::DrafterConfig> drafter;
     if (cfg.Get("drafter").IsObject()) drafter = ParseDrafter(cfg.Get("drafter").As<Napi::Object>());
-    const auto options = engine::ParseEngineOptions(OptionMap(env, cfg.Get("options"), "Engine.load"), "Engine.load");
+    const auto options =
+        SchemaChecked(env, [&] { return engine::ParseEngineOptions(OptionMap(env, cfg.Get("options"), "Engine.load"), "Engine.load"); });
     std::set<int32_t> eos;
     if (cfg.Get("eosTokenIds").IsArray()) {
       auto a = cfg.Get("eosTokenIds").As<Napi::Array>();
@@ -351,7 +390,7 @@ void InitEngine(Napi::Env env, Napi::Object exports) {
   exports.Set("validateRequestOptions", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
                 Napi::Env env = info.Env();
                 return Guard(env, [&]() -> Napi::Value {
-                  engine::ParseRequestOptions(OptionMap(env, info[0], "generate"), "generate");
+                  SchemaChecked(env, [&] { return engine::ParseRequestOptions(OptionMap(env, info[0], "generate"), "generate"); });
                   return env.Undefined();
                 });
               }));

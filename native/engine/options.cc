@@ -3,7 +3,9 @@
 #include "engine/options.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <functional>
+#include <iomanip>
 #include <sstream>
 #include <stdexcept>
 
@@ -27,11 +29,23 @@ OptionSpec Enum(const char* name, const char* def, std::vector<std::string> choi
   return OptionSpec{name, OptionKind::kEnum, std::string(def), 0, 0, false, std::move(choices), doc};
 }
 
+// The shortest text that reads back as `v` (JavaScript's own rule): 1e-09, not
+// 1.0000000000000001e-09, so a message shows the bound the schema states.
 std::string Num2Str(double v) {
-  std::ostringstream os;
-  os.precision(17);
-  os << v;
-  return os.str();
+  if (v == std::floor(v) && std::fabs(v) < 1e21) {  // integers in full, as JavaScript prints them
+    std::ostringstream os;
+    os << std::fixed << std::setprecision(0) << v;
+    return os.str();
+  }
+  std::string text;
+  for (int precision = 1; precision <= 17; ++precision) {
+    std::ostringstream os;
+    os.precision(precision);
+    os << v;
+    text = os.str();
+    if (std::strtod(text.c_str(), nullptr) == v) break;
+  }
+  return text;
 }
 
 std::string Range(const OptionSpec& s) {

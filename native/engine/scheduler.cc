@@ -45,8 +45,8 @@ int64_t Scheduler::Submit(std::vector<int32_t> prompt, const RequestOptions& opt
   if (opts.block_size > 1 && !rt.drafter())
     throw std::invalid_argument("option 'blockSize' " + std::to_string(opts.block_size) + " needs a drafter (speculative decoding); this engine has none");
   if (opts.block_size > drafter_block)
-    throw std::invalid_argument("option 'blockSize' must be in [1, " + std::to_string(drafter_block) + "] (the drafter's block size), got " +
-                                std::to_string(opts.block_size));
+    throw std::invalid_argument("option 'blockSize' must be in [0, " + std::to_string(drafter_block) + "] (0 = the drafter's block size, " +
+                                std::to_string(drafter_block) + "), got " + std::to_string(opts.block_size));
   s->block_cap = opts.block_size == 0 ? drafter_block : opts.block_size;
   s->sampling = opts.temperature > 0;
   const int64_t total = static_cast<int64_t>(prompt.size()) + opts.max_tokens;

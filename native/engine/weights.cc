@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <climits>
 #include <cstring>
 #include <set>
 #include <stdexcept>
@@ -146,6 +148,47 @@ std::string Dims(const std::vector<int64_t>& d) {
   return "[" + s + "]";
 }
 
+// Bytes per element of the safetensors dtypes; 0 for a name we do not know.
+int64_t ElementBytes(const std::string& dtype) {
+  static const std::map<std::string, int64_t> sizes = {
+      {"F64", 8}, {"I64", 8}, {"U64", 8}, {"C64", 8}, {"F32", 4}, {"I32", 4}, {"U32", 4}, {"F16", 2}, {"BF16", 2},
+      {"I16", 2}, {"U16", 2}, {"F8_E4M3", 1}, {"F8_E5M2", 1}, {"F8_E8M0", 1}, {"I8", 1}, {"U8", 1}, {"BOOL", 1}};
+  auto it = sizes.find(dtype);
+  return it == sizes.end() ? 0 : it->second;
+}
+
+// Where the data section of a safetensors file starts (8 + its header length) and the file size.
+std::pair<int64_t, int64_t> DataSection(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error("cannot open weights file " + path + ": " + std::strerror(errno));
+  struct stat st {};
+  uint8_t len[8] = {};
+  const bool ok = ::fstat(fd, &st) == 0 && ::pread(fd, len, 8, 0) == 8;
+  ::close(fd);
+  if (!ok) throw std::runtime_error(path + " is not a safetensors file: shorter than its 8-byte header length");
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | len[i];  // little-endian
+  if (n > static_cast<uint64_t>(st.st_size) - 8)
+    throw std::runtime_error(path + ": header length " + std::to_string(n) + " does not fit in the file's " + std::to_string(st.st_size) + " bytes");
+  return {8 + static_cast<int64_t>(n), static_cast<int64_t>(st.st_size)};
+}
+
+// "looked in model-00001-of-00002.safetensors, model-00002-of-00002.safetensors of /models/x":
+// where a missing tensor was looked for, as lib/safetensors.ts requireTensor() says it.
+std::string LookedIn(const std::vector<TensorSource>& sources) {
+  std::set<std::string> files, dirs;
+  for (const auto& s : sources) {
+    const size_t slash = s.file.rfind('/');
+    files.insert(slash == std::string::npos ? s.file : s.file.substr(slash + 1));
+    dirs.insert(slash == std::string::npos ? "." : s.file.substr(0, slash));
+  }
+  if (files.empty()) return "looked in no files";
+  std::string list, where;
+  for (const auto& f : files) list += (list.empty() ? "" : ", ") + f;
+  for (const auto& d : dirs) where += (where.empty() ? "" : ", ") + d;
+  return "looked in " + list + " of " + where;
+}
+
 }  // namespace
 
 std::vector<uint8_t> EncodeFloats(const std::vector<float>& values, pjrt::DType dtype) {
@@ -172,9 +215,52 @@ pjrt::DType CheckpointDtype(const std::vector<TensorSource>& sources) {
   return top == "BF16" ? pjrt::DType::kBF16 : top == "F16" ? pjrt::DType::kF16 : pjrt::DType::kF32;
 }
 
+void CheckTensorSources(const std::vector<TensorSource>& sources) {
+  std::map<std::string, std::vector<const TensorSource*>> by_file;
+  std::map<std::string, const TensorSource*> by_name;
+  for (const auto& s : sources) {
+    if (!by_name.emplace(s.name, &s).second)
+      throw std::runtime_error("tensor " + s.name + " is given twice (" + by_name[s.name]->file + " and " + s.file + ")");
+    const std::string where = "tensor " + s.name + " in " + s.file;
+    if (s.offset < 0 || s.nbytes < 0)
+      throw std::runtime_error(where + ": negative byte range [" + std::to_string(s.offset) + ", +" + std::to_string(s.nbytes) + ")");
+    int64_t count = 1;
+    for (auto d : s.shape) {
+      if (d < 0) throw std::runtime_error(where + " has a negative dimension in shape " + Dims(s.shape));
+      if (d != 0 && count > INT64_MAX / d) throw std::runtime_error(where + ": shape " + Dims(s.shape) + " has too many elements");
+      count *= d;
+    }
+    const int64_t width = ElementBytes(s.dtype);
+    if (width > 0 && (count > INT64_MAX / width || count * width != s.nbytes))
+      throw std::runtime_error(where + ": " + std::to_string(s.nbytes) + " bytes for " + s.dtype + Dims(s.shape));
+    by_file[s.file].push_back(&s);
+  }
+  for (auto& [file, list] : by_file) {
+    const auto [data_start, size] = DataSection(file);
+    std::sort(list.begin(), list.end(), [](const TensorSource* a, const TensorSource* b) { return a->offset < b->offset; });
+    const TensorSource* prev = nullptr;
+    for (const TensorSource* s : list) {
+      // Both are non-negative int64 here, so their sum fits in uint64 (no overflow before the check).
+      const std::string range = "bytes [" + std::to_string(s->offset) + ", " +
+                                std::to_string(static_cast<uint64_t>(s->offset) + static_cast<uint64_t>(s->nbytes)) + ")";
+      if (s->offset < data_start)
+        throw std::runtime_error("tensor " + s->name + ": " + range + " of " + file + " lie in its header (the data starts at byte " +
+                                 std::to_string(data_start) + ")");
+      if (s->nbytes > size - s->offset)
+        throw std::runtime_error("tensor " + s->name + ": " + range + " lie past the end of " + file + " (" + std::to_string(size) +
+                                 " bytes; file truncated?)");
+      if (prev && s->nbytes > 0 && s->offset < prev->offset + prev->nbytes)
+        throw std::runtime_error("tensor " + s->name + ": " + range + " of " + file + " overlap tensor " + prev->name + " [" +
+                                 std::to_string(prev->offset) + ", " + std::to_string(prev->offset + prev->nbytes) + ")");
+      if (s->nbytes > 0 && (!prev || s->offset + s->nbytes > prev->offset + prev->nbytes)) prev = s;
+    }
+  }
+}
+
 std::vector<std::string> UploadWeights(pjrt::Client& client, const std::vector<models::WeightSpec>& specs,
                                        const std::vector<TensorSource>& sources, const std::string& prefix, WeightMap& out,
                                        const std::function<void(const LoadProgress&)>& progress, LoadProgress prog) {
+  CheckTensorSources(sources);
   std::map<std::string, const TensorSource*> by_name;
   for (const auto& s : sources) by_name[s.name] = &s;
 
@@ -191,7 +277,7 @@ std::vector<std::string> UploadWeights(pjrt::Client& client, const std::vector<m
       int64_t bytes = 0;
       for (const auto& part : models::StackedExpertSources(spec)) {
         auto pit = by_name.find(part);
-        if (pit == by_name.end()) throw std::runtime_error("checkpoint is missing tensor " + part);
+        if (pit == by_name.end()) throw std::runtime_error("checkpoint is missing tensor " + part + "; " + LookedIn(sources));
         const std::vector<int64_t> slice(spec.shape.begin() + 1, spec.shape.end());
         if (pit->second->shape != slice)
           throw std::runtime_error("tensor " + part + " in " + pit->second->file + " has shape " + Dims(pit->second->shape) + ", expected " + Dims(slice));
@@ -204,7 +290,7 @@ std::vector<std::string> UploadWeights(pjrt::Client& client, const std::vector<m
       continue;
     }
     auto it = by_name.find(spec.name);
-    if (it == by_name.end()) throw std::runtime_error("checkpoint is missing tensor " + spec.name);
+    if (it == by_name.end()) throw std::runtime_error("checkpoint is missing tensor " + spec.name + "; " + LookedIn(sources));
     const TensorSource& src = *it->second;
     if (src.shape != spec.shape)
       throw std::runtime_error("tensor " + spec.name + " in " + src.file + " has shape " + Dims(src.shape) + ", expected " + Dims(spec.shape));

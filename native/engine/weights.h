@@ -40,6 +40,14 @@ std::vector<float> DecodeFloats(const uint8_t* bytes, int64_t count, pjrt::DType
 // The dtype most of the sources' bytes use (F32 / BF16 / F16).
 pjrt::DType CheckpointDtype(const std::vector<TensorSource>& sources);
 
+// Checks every source before a byte is mapped, so a bad range never reaches the upload whoever
+// built the list (lib/safetensors.ts checks the same from the header; this keeps the native API
+// safe on its own): each name once, offset and size non-negative, the range inside its file's data section (after
+// the 8-byte length and the JSON header, not past the end), no two ranges of one file overlapping,
+// dimensions non-negative, and nbytes == product(shape) * element size for every dtype with a
+// known size. Throws std::runtime_error naming the tensor and the file.
+void CheckTensorSources(const std::vector<TensorSource>& sources);
+
 // Uploads every spec (converted to spec.dtype) into `out` under `prefix + spec.name`. Throws
 // std::runtime_error naming the tensor (and file) for a missing tensor, a wrong shape, an
 // unsupported dtype or a file shorter than its header says. Returns the names of source tensors

@@ -1,0 +1,95 @@
+// Editing copies of the fixture checkpoints at the byte level (a header rewritten, bytes appended,
+// a file cut), and running engines on them in a child process (engine-child.js), for the
+// hardening and fuzz tests (test/29-*).
+import { spawn, spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+
+export const ROOT = path.join(__dirname, '..', '..');
+export const DIST = path.join(ROOT, 'dist', 'lib');
+export const MODELS = path.join(ROOT, 'test', 'fixtures', 'models');
+
+/** Copies a model directory (flat: config, weights, tokenizer files). */
+export function copyModel(src: string, dst: string): string {
+  fs.mkdirSync(dst, { recursive: true });
+  for (const f of fs.readdirSync(src)) fs.copyFileSync(path.join(src, f), path.join(dst, f));
+  return dst;
+}
+
+export type Header = Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] } | Record<string, string>>;
+
+/** A safetensors file split into its header (parsed and as text) and its data section. */
+export function readRaw(file: string): { header: Header; text: string; data: Buffer } {
+  const bytes = fs.readFileSync(file);
+  const n = Number(bytes.readBigUInt64LE(0));
+  const text = bytes.subarray(8, 8 + n).toString('utf8');
+  return { header: JSON.parse(text) as Header, text, data: bytes.subarray(8 + n) };
+}
+
+/** Writes length + header (an object is serialized, text is used as is) + data. `length`
+ *  overrides the 8-byte header length (to write one that lies). */
+export function writeRaw(file: string, header: object | string, data: Buffer, length?: bigint): void {
+  const text = Buffer.from(typeof header === 'string' ? header : JSON.stringify(header), 'utf8');
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(length ?? BigInt(text.length));
+  fs.writeFileSync(file, Buffer.concat([len, text, data]));
+}
+
+/** The header edited by `edit` (which changes it in place), written back with the same data. */
+export function editHeader(file: string, edit: (h: Header) => void): void {
+  const { header, data } = readRaw(file);
+  edit(header);
+  writeRaw(file, header, data);
+}
+
+export interface ChildCase {
+  id: string;
+  target: string;
+  drafter?: string;
+  options?: Record<string, unknown>;
+  prompt?: number[];
+  maxTokens?: number;
+}
+
+export interface ChildResult {
+  id: string;
+  ok: boolean;
+  error?: { name: string; message: string; code?: string };
+  logits?: string;
+  finite?: boolean;
+  ids?: number[];
+  stats?: Record<string, number | string>;
+  events: { kind: string; program: string; detail?: string; later?: boolean }[];
+  warnings: { code?: string; message: string }[];
+}
+
+/**
+ * Runs the cases in one child process (test/helpers/engine-child.js over the compiled package)
+ * and returns its exit status, signal, stderr and one result per case that finished. A native
+ * crash shows as `signal` (or a status other than 0) with the results before it.
+ */
+export function runEngines(cases: ChildCase[], scratch: string, timeoutMs = 240_000) {
+  const r = spawnSync(process.execPath, childArgs(cases, scratch), { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 << 20 });
+  return { status: r.status, signal: r.signal, stderr: r.stderr, results: parseResults(r.stdout) };
+}
+
+/** runEngines() without waiting: several children at once (processes sharing a cache). */
+export function runEnginesAsync(cases: ChildCase[], scratch: string) {
+  return new Promise<ReturnType<typeof runEngines>>((resolve) => {
+    const child = spawn(process.execPath, childArgs(cases, scratch));
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('close', (status, signal) => resolve({ status, signal, stderr, results: parseResults(stdout) }));
+  });
+}
+
+let written = 0;
+function childArgs(cases: ChildCase[], scratch: string): string[] {
+  const file = path.join(scratch, `cases-${process.pid}-${written++}.json`);
+  fs.writeFileSync(file, JSON.stringify(cases));
+  return [path.join(__dirname, 'engine-child.js'), DIST, file];
+}
+
+const parseResults = (stdout: string) => stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as ChildResult);
