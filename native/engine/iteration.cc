@@ -219,6 +219,9 @@ void Scheduler::RunDecode(const std::vector<Sequence*>& rows) {
     if (next >= 2) Draft(rows, committed, n, continues, next, k);
     // next == 1: plain steps run no drafter; the context catches up before the next block.
   }
+  // The verify's hidden features serve only the draft that follows it: without one (plain next
+  // block, or no row goes on speculating) they are released now, not held until the next draft.
+  if (next < 2) rt_->DropFeatures();
   for (size_t r = 0; r < rows.size(); ++r) {
     Sequence& s = *rows[r];
     if (s.phase == Sequence::Phase::kDone) continue;

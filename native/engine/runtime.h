@@ -49,6 +49,8 @@ class Runtime {
   // Every row scores [last, its pending draft block] (or [last] alone); one host transfer of the
   // packed accept vectors. Returns, per row, the committed tokens (accepted drafts + bonus).
   std::vector<std::vector<int32_t>> Verify(const std::vector<Sequence*>& rows, int32_t k);
+  // Releases the last verify's hidden features (kept only for the draft right after it).
+  void DropFeatures() { feats_.reset(); }
   // After Verify, same rows in the same order (their state still the verify's): row r appends
   // its first n[r] verified feature rows to the drafter context and, if block_len[r] >= 2,
   // drafts its next block [last[r], ...] into the pool. Rows with n[r] == 0 are skipped. block
