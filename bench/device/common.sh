@@ -31,3 +31,25 @@ devkit_sum_sizes() {
 }
 
 devkit_mib() { awk -v b="$1" 'BEGIN {printf "%.1f MiB", b / 1048576}'; }
+
+# xz-compresses stdin to stdout at level $1 ("0" .. "9", "9e"), through the x86 branch filter when
+# $2 is x86 (executables); Python's lzma where xz-utils is not installed.
+devkit_xz() {
+  if command -v xz >/dev/null; then
+    if [ "${2:-}" = x86 ]; then xz --x86 --lzma2=preset="$1" -T0 -c; else xz "-$1" -T0 -c; fi
+  else
+    python3 -c '
+import lzma, shutil, sys
+level, x86 = sys.argv[1], sys.argv[2] == "x86"
+preset = int(level[0]) | (lzma.PRESET_EXTREME if level.endswith("e") else 0)
+filters = ([{"id": lzma.FILTER_X86}] if x86 else []) + [{"id": lzma.FILTER_LZMA2, "preset": preset}]
+with lzma.open(sys.stdout.buffer, "w", format=lzma.FORMAT_XZ, filters=filters) as out:
+    shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)' "$1" "${2:-}"
+  fi
+}
+
+# Decompresses the .xz file $1 to stdout (xz, or Python's lzma).
+devkit_unxz() {
+  if command -v xz >/dev/null; then xz -dc "$1"
+  else python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer, 1 << 20)' "$1"; fi
+}

@@ -35,8 +35,7 @@ while [ $# -gt 0 ]; do
 done
 cd "$ROOT"
 mkdir -p "$CARRY"
-XZ_LEVEL=(-9e); [ "$FAST" = 1 ] && XZ_LEVEL=(-0)
-command -v xz >/dev/null || devkit_die "xz is needed to pack (apt-get install xz-utils)"
+XZ_LEVEL=9e; [ "$FAST" = 1 ] && XZ_LEVEL=0
 [ -d node_modules ] || devkit_die "no node_modules: run npm install first"
 
 # --- 1. the Node binary -------------------------------------------------------------------------
@@ -49,7 +48,7 @@ NODE_VERSION=$("$NODE_BIN" -p process.version)
 if ldd "$NODE_BIN" 2>/dev/null | grep -q 'libnode\.so'; then
   devkit_die "$NODE_BIN links libnode.so (a distribution build); point DEVKIT_NODE at an official Node binary"
 fi
-NODE_ID="$NODE_BIN:$(stat -c %s:%Y "$NODE_BIN"):${XZ_LEVEL[*]}"
+NODE_ID="$NODE_BIN:$(stat -c %s:%Y "$NODE_BIN"):$XZ_LEVEL"
 OLD_NODE_ID=$( [ -f "$CARRY/manifest.env" ] && (source "$CARRY/manifest.env"; echo "${DEVKIT_NODE_ID:-}") || true)
 if [ -f "$CARRY/node.xz" ] && [ "$OLD_NODE_ID" = "$NODE_ID" ]; then
   devkit_log "node.xz: up to date ($NODE_VERSION)"
@@ -60,8 +59,8 @@ else
   cp "$NODE_BIN" "$TMP_NODE" && chmod 755 "$TMP_NODE"
   # Debug symbols are ~13 MB of the binary; the stripped copy must still run.
   if command -v strip >/dev/null && strip --strip-all "$TMP_NODE" && "$TMP_NODE" -e 0; then :; else cp "$NODE_BIN" "$TMP_NODE"; fi
-  # --x86: the branch-call-jump filter, ~3% smaller executables.
-  xz --x86 --lzma2=preset="${XZ_LEVEL[0]#-}" -T0 -c "$TMP_NODE" > "$CARRY/node.xz.part"
+  # x86: the branch-call-jump filter, ~4% smaller executables.
+  devkit_xz "$XZ_LEVEL" x86 < "$TMP_NODE" > "$CARRY/node.xz.part"
   mv "$CARRY/node.xz.part" "$CARRY/node.xz"
 fi
 
@@ -88,7 +87,7 @@ tar --create --sort=name --owner=0 --group=0 --numeric-owner \
   --exclude='*.ts' --exclude='node_modules/*/test' --exclude='node_modules/*/docs' \
   --exclude='node_modules/*/benchmark' --exclude='node_modules/*/examples' \
   "${DIST[@]}" "${DEPS[@]}" node_modules/node-api-headers/include node_modules/node-addon-api \
-  | xz "${XZ_LEVEL[@]}" -T0 > "$CARRY/runtime.tar.xz"
+  | devkit_xz "$XZ_LEVEL" > "$CARRY/runtime.tar.xz"
 devkit_log "runtime.tar.xz: dist/ and ${#DEPS[@]} runtime packages"
 
 # --- 3. the addon and pjrt_run built here (run.sh's fallback) ---------------------------------
@@ -107,7 +106,7 @@ fresh build-tests/native/tests/pjrt_run build-tests pjrt_run && PREBUILT+=(build
 rm -f "$CARRY/prebuilt.tar.xz"
 if [ ${#PREBUILT[@]} -gt 0 ]; then
   tar --create --owner=0 --group=0 --numeric-owner --transform='s|.*/|prebuilt/|' "${PREBUILT[@]}" |
-    xz "${XZ_LEVEL[@]}" -T0 > "$CARRY/prebuilt.tar.xz"
+    devkit_xz "$XZ_LEVEL" > "$CARRY/prebuilt.tar.xz"
   devkit_log "prebuilt.tar.xz: ${PREBUILT[*]}"
 else
   devkit_log "prebuilt.tar.xz: skipped (no addon built from the current native sources)"
@@ -118,7 +117,7 @@ GTEST_SRC=${GTEST_SOURCE_DIR:-/usr/src/googletest/googletest}
 rm -f "$CARRY/googletest.tar.xz"
 if [ -f "$GTEST_SRC/CMakeLists.txt" ] && [ -d "$GTEST_SRC/src" ]; then
   tar --create --sort=name --owner=0 --group=0 --numeric-owner -C "$GTEST_SRC" \
-    --transform='s|^|googletest/|' CMakeLists.txt cmake include src | xz -9 -T0 > "$CARRY/googletest.tar.xz"
+    --transform='s|^|googletest/|' CMakeLists.txt cmake include src | devkit_xz 9 > "$CARRY/googletest.tar.xz"
   devkit_log "googletest.tar.xz: from $GTEST_SRC"
 else
   devkit_log "googletest.tar.xz: skipped (no GoogleTest sources at $GTEST_SRC; set GTEST_SOURCE_DIR)"

@@ -89,10 +89,6 @@ devkit_log "run.sh $ARGS"
 devkit_log "device: $DEVICE_DESC; results -> $RESULTS; kit -> $KIT"
 
 # --- the carry: Node, dist/, node_modules ---------------------------------------------------
-unxz_stdout() {  # xz, or Python's lzma where xz-utils is missing
-  if command -v xz >/dev/null; then xz -dc "$1"
-  else python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer, 1 << 20)' "$1"; fi
-}
 [ -f "$CARRY/manifest.env" ] && [ -f "$CARRY/node.xz" ] && [ -f "$CARRY/runtime.tar.xz" ] ||
   devkit_die "no carry in $CARRY: run bench/device/pack-node.sh on a machine with Node (bench/device/README.md)"
 # shellcheck source=/dev/null
@@ -100,7 +96,7 @@ source "$CARRY/manifest.env"
 devkit_log "carry: packed $DEVKIT_PACKED_AT from commit $DEVKIT_GIT_COMMIT (uncommitted changes: $DEVKIT_GIT_DIRTY); node $DEVKIT_NODE_VERSION"
 if [ "$(cat "$KIT/.node-stamp" 2>/dev/null)" != "$DEVKIT_NODE_SHA" ]; then
   mkdir -p "$KIT/bin"
-  unxz_stdout "$CARRY/node.xz" > "$KIT/bin/node.part" && chmod 755 "$KIT/bin/node.part" && mv "$KIT/bin/node.part" "$KIT/bin/node" ||
+  devkit_unxz "$CARRY/node.xz" > "$KIT/bin/node.part" && chmod 755 "$KIT/bin/node.part" && mv "$KIT/bin/node.part" "$KIT/bin/node" ||
     devkit_die "could not unpack $CARRY/node.xz"
   echo "$DEVKIT_NODE_SHA" > "$KIT/.node-stamp"
 fi
@@ -109,7 +105,7 @@ NODE="$KIT/bin/node"
   devkit_die "the carried Node does not run here: $("$NODE" -p process.version 2>&1 | head -3)"
 if [ "$(cat "$KIT/.runtime-stamp" 2>/dev/null)" != "$DEVKIT_RUNTIME_SHA" ]; then
   rm -rf "$KIT/dist" "$KIT/node_modules"
-  unxz_stdout "$CARRY/runtime.tar.xz" | tar -x -C "$KIT" || devkit_die "could not unpack $CARRY/runtime.tar.xz"
+  devkit_unxz "$CARRY/runtime.tar.xz" | tar -x -C "$KIT" || devkit_die "could not unpack $CARRY/runtime.tar.xz"
   echo "$DEVKIT_RUNTIME_SHA" > "$KIT/.runtime-stamp"
 fi
 # The kit directory is the package root the compiled code finds (package.json) and loads the

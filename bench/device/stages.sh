@@ -51,7 +51,7 @@ stage_build() {
   command -v ninja >/dev/null && gen=(-G Ninja)
   # GoogleTest: the system's, else the carried sources (GPU hosts have none and no network).
   if [ ! -f /usr/include/gtest/gtest.h ] && [ -f "$CARRY/googletest.tar.xz" ]; then
-    [ -d "$KIT/googletest" ] || unxz_stdout "$CARRY/googletest.tar.xz" | tar -x -C "$KIT"
+    [ -d "$KIT/googletest" ] || devkit_unxz "$CARRY/googletest.tar.xz" | tar -x -C "$KIT"
     [ -f "$KIT/googletest/CMakeLists.txt" ] && gtest=("-DDFLASH_GTEST_SOURCE_DIR=$KIT/googletest")
   fi
   if ! command -v cmake >/dev/null; then
@@ -88,7 +88,7 @@ fallback_addon() {
     return 1
   fi
   rm -rf "$KIT/prebuilt"
-  unxz_stdout "$CARRY/prebuilt.tar.xz" | tar -x -C "$KIT" || return 1
+  devkit_unxz "$CARRY/prebuilt.tar.xz" | tar -x -C "$KIT" || return 1
   [ -f "$KIT/prebuilt/dflash.node" ] || { devkit_log "the carried prebuilt has no addon"; return 1; }
   mkdir -p "$KIT/build/Release"
   cp "$KIT/prebuilt/dflash.node" "$KIT/build/Release/dflash.node"
