@@ -1,10 +1,10 @@
 // Real-scale shapes on this machine: random-weight checkpoints at the published Qwen3-0.6B and
 // Qwen3-4B shapes (+ the 4B's DFlash drafter: 5 layers, taps [1, 9, 17, 25, 33], block 16),
-// written once (tools/shapes), then loaded twice in fresh processes — first start (compiles) and
+// written once (tools/shapes/make_random.py), then loaded twice in fresh processes — first start (compiles) and
 // second start (disk cache) — reporting load s, compile s, peak RSS against weights + KV pool,
 // decode ms/token against the memory roofline (weight bytes / the streaming bandwidth XLA reaches
 // here, measured), verify(K)/verify(1) for K = 1..32, and the draft's cost.
-//   npm run bench:shapes -- --shape qwen3-0.6b|qwen3-4b [--drafter] [--dtype auto|f32|bf16] [--dir DIR] [--keep]
+//   npm run bench:shapes -- --shape qwen3-0.6b|qwen3-4b|mini [--drafter] [--dtype auto|f32|bf16] [--dir DIR] [--keep]
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -12,7 +12,7 @@ import * as path from 'path';
 
 import { packageRoot } from '../lib/native';
 import { Client } from '../lib/runtime';
-import { SHAPES, writeDrafter, writeTarget } from '../tools/shapes/random-checkpoint';
+import { makeRandomShape } from '../test/helpers/random-shape';
 import { arg, flag, machine, publish, run } from './common';
 
 async function bandwidth(): Promise<number> {
@@ -50,16 +50,20 @@ function worker(args: string[]): Record<string, any> {
   return JSON.parse(r.stdout.trim().split('\n').pop()!);
 }
 
+function describeDrafter(dir: string): string {
+  const d = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+  return `${d.num_hidden_layers} layers, taps [${d.dflash_config.target_layer_ids.join(', ')}], block ${d.block_size}`;
+}
+
 async function main(): Promise<void> {
   const name = arg('shape', 'qwen3-0.6b');
-  const shape = SHAPES[name];
-  if (!shape) throw new Error(`--shape must be one of ${Object.keys(SHAPES).join(', ')}`);
   const withDrafter = flag('drafter');
   const base = arg('dir', path.join(os.tmpdir(), `dflash-shape-${name}`));
   const target = path.join(base, 'target'), drafter = path.join(base, 'drafter');
   const t0 = performance.now();
-  if (!fs.existsSync(path.join(target, 'model.safetensors'))) writeTarget(target, shape, 'BF16');
-  if (withDrafter && !fs.existsSync(path.join(drafter, 'model.safetensors'))) writeDrafter(drafter, shape);
+  if (!fs.existsSync(path.join(target, 'model.safetensors')) || (withDrafter && !fs.existsSync(path.join(drafter, 'model.safetensors'))))
+    makeRandomShape(name, target, { drafter: withDrafter ? drafter : undefined });
+  const shape = JSON.parse(fs.readFileSync(path.join(target, 'config.json'), 'utf8'));
   const writeSeconds = (performance.now() - t0) / 1000;
   const fileBytes = fs.statSync(path.join(target, 'model.safetensors')).size;
   const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'dflash-shape-cache-'));
@@ -76,11 +80,11 @@ async function main(): Promise<void> {
   const roof = (first.weightBytes / bw) * 1000;
   const kList = ks.split(',').map(Number);
   const lines = [
-    `# Real-scale shape: ${shape.name} (${new Date().toISOString().slice(0, 10)})`,
+    `# Real-scale shape: ${name} (${new Date().toISOString().slice(0, 10)})`,
     '',
     machine(c),
-    `- RANDOM weights at the published shape (tools/shapes/random-checkpoint.ts): hidden ${shape.hidden}, ${shape.layers} layers, ` +
-      `vocab ${shape.vocab}, bf16 file ${gb(fileBytes)} GB${withDrafter ? '; DFlash drafter 5 layers, taps [1, 9, 17, 25, 33], block 16' : ''}` +
+    `- RANDOM weights at the published shape (tools/shapes/make_random.py): hidden ${shape.hidden_size}, ${shape.num_hidden_layers} layers, ` +
+      `vocab ${shape.vocab_size}, bf16 file ${gb(fileBytes)} GB${withDrafter ? `; DFlash drafter ${describeDrafter(drafter)}` : ''}` +
       ` (written in ${writeSeconds.toFixed(0)} s); engine dtype ${first.dtype} (${first.reason})`,
     `- memory roofline: weight bytes / ${(bw / 1e9).toFixed(1)} GB/s (XLA streaming a 1 GiB sum on this machine, measured now)`,
     '',

@@ -10,7 +10,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { SHAPES, writeTarget } from '../tools/shapes/random-checkpoint';
+import { makeRandomShape } from './helpers/random-shape';
 
 const CHILD = path.join(__dirname, 'helpers', 'measure-rss.js');
 let dir: string, cacheDir: string, fileBytes: number;
@@ -25,7 +25,7 @@ function child(args: string[]): Record<string, any> {
 beforeAll(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dflash-0.6b-'));
   cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dflash-0.6b-cache-'));
-  fileBytes = writeTarget(dir, SHAPES['qwen3-0.6b'], 'BF16');
+  fileBytes = makeRandomShape('qwen3-0.6b', dir).tensorBytes;
 });
 afterAll(() => {
   fs.rmSync(dir, { recursive: true, force: true });

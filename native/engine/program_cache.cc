@@ -166,6 +166,9 @@ std::unique_ptr<CompiledProgram> ProgramCache::Make(const std::string& key, cons
     cp->exe = LoadFromDisk(path, header, *cp);
   }
   if (!cp->exe) {
+    // One XLA compile at a time (the scheduler's and the background thread's): their working
+    // memory (hundreds of MB at real scale) would add up in the peak, and they share the cores.
+    std::lock_guard<std::mutex> one_compile(compile_mu_);
     Emit(ProgramEvent::kCompileStart, key);
     const auto t0 = std::chrono::steady_clock::now();
     cp->exe = client_->Compile(prog.mlir);

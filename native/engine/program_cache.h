@@ -86,6 +86,7 @@ class ProgramCache {
   std::string disk_dir_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
+  std::mutex compile_mu_;  // held by the one XLA compile running (Make)
   std::unordered_map<std::string, std::unique_ptr<CompiledProgram>> programs_;  // ready, by key
   std::set<std::string> in_flight_;                                               // being made
   std::deque<std::pair<std::string, std::function<models::Program()>>> queue_;    // for the background thread
