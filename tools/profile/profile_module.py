@@ -10,8 +10,10 @@ built from), binds inputs like lib/internal/probe.ts timeVerify / timeDraft do (
      slows the run (about 2x here) and slows YNNPACK dot thunks more than the generated kernels;
   3. perf (if the `perf` tool works): samples of an untraced loop, split into the time the thread
      running the thunk executor spends in YNNPACK thunks vs the other thunks — unbiased, coarse.
-Each thunk's reported ms is its traced time scaled so that its class total (YNNPACK dots / other
-thunks) matches the untraced run: by the perf split when there is one, else uniformly.
+A thunk's traced time is its share of the run's wall time (overlapping thunks split the stretch they
+share), scaled so that its class total (YNNPACK dots / other thunks) matches the untraced run: by
+the perf split when there is a plausible one, else uniformly. Time between and around thunks
+(dispatch, executor gaps, the result's transfer) is taken from the traced run as is.
 Prints one JSON object on stdout.
   python tools/profile/profile_module.py --hlo FILE --kind score|draft --context 256 --config JSON
 """
@@ -152,16 +154,30 @@ def trace(runner, reps, workdir):
                     starts.append((st['run_id'], st['hlo_op'], ev.start_ns, ev.duration_ns, st.get('_p')))
                 elif ev.name.startswith('end: ') and '_c' in st:
                     ends[st['_c']] = ev.start_ns + ev.duration_ns
-    per_thunk, spans = {}, {}
+    runs = {}
     for run, op, s, d, p in starts:
-        # An async thunk (YNNPACK) returns before it completes: its "end: op" event closes it.
+        # An async thunk (YNNPACK, a parallel kernel) returns before it completes: "end: op" closes it.
         end = ends.get(p, s + d) if p is not None else s + d
-        per_thunk.setdefault(op, {}).setdefault(run, 0)
-        per_thunk[op][run] += end - s
-        lo, hi = spans.get(run, (s, end))
-        spans[run] = (min(lo, s), max(hi, end))
-    return ({op: statistics.median(v.values()) / 1e3 for op, v in per_thunk.items()},
-            statistics.median(walls) * 1e3, statistics.median(hi - lo for lo, hi in spans.values()) / 1e6, len(spans))
+        runs.setdefault(run, []).append((s, max(end, s), op))
+    per_thunk, busy = {}, []
+    for intervals in runs.values():
+        # Sweep the run's timeline: each stretch of wall time is shared equally by the thunks active
+        # in it, so overlapping thunks are not counted twice and the sum is the busy wall time.
+        events = sorted([(s, 1, op) for s, e, op in intervals] + [(e, -1, op) for s, e, op in intervals])
+        own, active, last = {}, {}, None
+        for t, kind, op in events:
+            if active and last is not None and t > last:
+                for a in active:
+                    own[a] = own.get(a, 0.0) + (t - last) / len(active)
+            last = t
+            active[op] = active.get(op, 0) + kind
+            if active[op] == 0:
+                del active[op]
+        for op, ns in own.items():
+            per_thunk.setdefault(op, []).append(ns)
+        busy.append(sum(own.values()))
+    return ({op: statistics.median(v + [0.0] * (len(runs) - len(v))) / 1e3 for op, v in per_thunk.items()},
+            statistics.median(walls) * 1e3, statistics.median(busy) / 1e6, len(runs))
 
 
 def perf_split(runner, seconds, workdir):
@@ -222,19 +238,21 @@ def main():
 
     cls = Classifier(optimized, cfg, range(caches[0]), caches, first_input if a.kind == 'draft' else None)
     untraced_ms = statistics.median(untraced + after) * 1e3
-    # Time outside the thunks (dispatch, the result's transfer) taken from the traced run as is.
     outside = max(0.0, traced_wall - traced_span)
     thunk_ms = max(untraced_ms - outside, 0.5 * untraced_ms)
     ynn_traced = sum(v for k, v in per_thunk.items() if cls.is_ynn(k)) / 1e3
     other_traced = sum(v for k, v in per_thunk.items() if not cls.is_ynn(k)) / 1e3
+    uniform = thunk_ms / (ynn_traced + other_traced)
+    scale_ynn = scale_other = uniform
+    method = 'uniform'
     if split:
         ynn_share = split['ynn'] / (split['ynn'] + split['other thunks'] + split['executor'])
-        scale_ynn = thunk_ms * ynn_share / ynn_traced if ynn_traced else 0.0
-        scale_other = thunk_ms * (1 - ynn_share) / other_traced if other_traced else 0.0
-        method = 'perf'
-    else:
-        scale_ynn = scale_other = thunk_ms / (ynn_traced + other_traced)
-        method = 'uniform'
+        p_ynn = thunk_ms * ynn_share / ynn_traced if ynn_traced else uniform
+        p_other = thunk_ms * (1 - ynn_share) / other_traced if other_traced else uniform
+        # perf sees only the thread that runs the executor: a parallel kernel during which it
+        # blocks looks cheap to it. Factors far apart mean such a blind spot: keep the uniform one.
+        if max(p_ynn, p_other) < 3 * min(p_ynn, p_other):
+            scale_ynn, scale_other, method = p_ynn, p_other, 'perf'
     thunks = []
     for name, us in per_thunk.items():
         ms = us / 1e3 * (scale_ynn if cls.is_ynn(name) else scale_other)
