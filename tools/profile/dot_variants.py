@@ -24,10 +24,11 @@ SHAPES = {  # hidden, q_dim, kv_dim, intermediate, dtype, rows to try
 
 
 def stack(ws, outs_of, x, dt):
-    """Layer l: y = outs_of(x, ws[l]); x += 1e-3 * y[:, :1] (a cheap dependency, no shortcut)."""
+    """Layer l: y = outs_of(x, ws[l]); x += 1e-3 * rowsum(y): a cheap dependency that uses every
+    output column (a slice of y would let XLA drop the unused dots or weight rows)."""
     for w in ws:
         y = outs_of(x, w)
-        x = (x.astype(jnp.float32) + 1e-3 * y[:, :1]).astype(dt)
+        x = (x.astype(jnp.float32) + 1e-3 * jnp.sum(y, axis=1, keepdims=True)).astype(dt)
     return x
 
 
