@@ -17,7 +17,7 @@ import * as path from 'path';
 
 import { packageRoot } from '../lib/native';
 import { Client } from '../lib/runtime';
-import { SHAPES, writeTarget } from '../tools/shapes/random-checkpoint';
+import { makeRandomShape } from '../test/helpers/random-shape';
 import { arg, machine, run } from './common';
 
 interface Captured {
@@ -130,13 +130,12 @@ async function main(): Promise<void> {
     ], 'profile-cpu.md');
   }
   if (only === 'all' || only === '0.6b') {
-    const shape = SHAPES['qwen3-0.6b'];
     const dir = arg('dir-06b', path.join(os.tmpdir(), 'dflash-shape-qwen3-0.6b'));
     const target = path.join(dir, 'target');
-    if (!fs.existsSync(path.join(target, 'model.safetensors'))) writeTarget(target, shape, 'BF16');
+    if (!fs.existsSync(path.join(target, 'model.safetensors'))) makeRandomShape('qwen3-0.6b', target);
     const common = ['--target', target, '--context', arg('context-06b', '64'), '--reps', '5'];
     await profileModel('Qwen3-0.6B shape (random weights, bf16)',
-      `RANDOM bf16 weights at the Qwen3-0.6B shape (tools/shapes/random-checkpoint.ts, kept in ${dir}); no drafter, so verify has no hidden-state outputs`, [
+      `RANDOM bf16 weights at the Qwen3-0.6B shape (tools/shapes/make_random.py, kept in ${dir}); no drafter, so verify has no hidden-state outputs`, [
         // No batchInvariant false run: 16-bit dots keep 3 rows either way (one bf16 row is ~8x slower).
         { label: 'batchInvariant true (rows padded)', args: [...common, '--batch-invariant', 'true'], programs: ['v1', 'v16'] },
       ], 'profile-random-0.6b-cpu.md');
