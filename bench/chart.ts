@@ -27,6 +27,8 @@ export interface LineChart {
   yTitle: string;
   xLog?: boolean;
   yLog?: boolean;
+  /** x takes whole numbers only (positions, prompt numbers): ticks on integers. */
+  xInteger?: boolean;
   series: Series[];
 }
 
@@ -58,8 +60,8 @@ function titleOf(title: string, subtitle?: string) {
 
 export function lineSpec(c: LineChart): TopLevelSpec {
   const values = c.series.flatMap((s) => s.points.map(([x, y]) => ({ series: s.name, x, y, dashed: !!s.dashed })));
-  // Log axes end at the data (no rounding out to the next power of ten).
-  const scale = (log?: boolean) => (log ? { type: 'log' as const, nice: false } : { zero: false });
+  // Axes end at the data (no rounding out to the next power of ten or round number).
+  const scale = (log?: boolean) => (log ? { type: 'log' as const, nice: false } : { zero: false, nice: false });
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title: titleOf(c.title, c.subtitle),
@@ -67,9 +69,9 @@ export function lineSpec(c: LineChart): TopLevelSpec {
     data: { values },
     mark: { type: 'line', point: true },
     encoding: {
-      x: { field: 'x', type: 'quantitative', title: c.xTitle, scale: scale(c.xLog) },
+      x: { field: 'x', type: 'quantitative', title: c.xTitle, scale: scale(c.xLog), axis: c.xInteger ? { tickMinStep: 1, format: 'd' } : {} },
       y: { field: 'y', type: 'quantitative', title: c.yTitle, scale: scale(c.yLog) },
-      color: { field: 'series', type: 'nominal', title: null, sort: c.series.map((s) => s.name), legend: { orient: 'bottom', columns: 2, labelLimit: 400 } },
+      color: { field: 'series', type: 'nominal', title: null, sort: c.series.map((s) => s.name), legend: { orient: 'bottom', columns: c.series.length <= 4 ? c.series.length : 2, labelLimit: 400 } },
       strokeDash: { field: 'dashed', type: 'nominal', legend: null, scale: { domain: [false, true], range: [[1, 0], [5, 4]] } },
     },
   };

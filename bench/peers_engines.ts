@@ -25,6 +25,8 @@ export interface Peer {
   readonly describe: string;
   generate(prompt: number[], maxTokens: number): Promise<RunResult>;
   dispose(): Promise<void>;
+  /** A helper process the engine runs in, if any (its CPU time is the bench's own, not noise). */
+  readonly pid?: number;
 }
 
 
@@ -181,6 +183,7 @@ export async function loadJax(o: { python: string; target: string; plugin: strin
     : `the same PJRT plugin as dflash (${path.basename(o.plugin)}, loaded into JAX as a PJRT plugin: platform "${ready.platform_version.replace(/\n/g, ' ')}", ${ready.plugin_mapped ? 'plugin library mapped in the process' : 'NOT seen in the process maps'})`;
   return {
     name: 'JAX jit',
+    pid: w.proc.pid,
     describe: `JAX jit: jax ${ready.jax} / jaxlib ${ready.jaxlib} (bench/peers_jax.py: the same forward, KV cache f32, weights ${o.dtype}, one jitted step per token) on ${where}`,
     async generate(prompt, maxTokens) {
       w.proc.stdin.write(JSON.stringify({ prompt, max_tokens: maxTokens, eos: o.eos }) + '\n');

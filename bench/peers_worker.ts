@@ -5,7 +5,6 @@
 // engines alike, and writes every run's timings and ids as JSON for the parent's table.
 //   (started by bench/peers.ts)  vite-node bench/peers_worker.ts -- --job JOB.json --result OUT.json
 import * as fs from 'fs';
-import * as os from 'os';
 
 import { arg, machine, run } from './common';
 import type { Dtype } from './gguf';
@@ -39,12 +38,30 @@ export interface EngineResult {
 export interface WorkerResult {
   cores: number;
   machine: string;
-  /** 1-minute load average when the measured rounds began and ended (this run's processes included). */
-  load: [number, number];
+  /** Share of the machine's CPU time that other processes used during the rounds (0..1). */
+  othersCpu: number;
   engines: EngineResult[];
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Busy and total CPU ticks of the whole machine (/proc/stat), and the ticks of some processes. */
+function machineTicks(): { busy: number; total: number } {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1, 9).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: total - f[3] - f[4], total };  // idle and iowait are not busy
+}
+function processTicks(pids: number[]): number {
+  let sum = 0;
+  for (const pid of pids) {
+    try {
+      // utime and stime, fields 14 and 15; the command name (field 2) may hold spaces, so split after ')'.
+      const rest = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      sum += Number(rest[11]) + Number(rest[12]);
+    } catch { /* a process that is gone adds nothing */ }
+  }
+  return sum;
+}
 
 async function main(): Promise<void> {
   const job: Job = JSON.parse(fs.readFileSync(arg('job', ''), 'utf8'));
@@ -67,10 +84,11 @@ async function main(): Promise<void> {
   await tryLoad('llama.cpp', () => loadLlamaCpp({ gguf: job.gguf, dtype: job.dtype, threads: job.cores, contextSize: maxSeqLen, eos: new Set(eos), tokenizerCheck: job.tokenizerCheck }));
   await tryLoad('JAX jit', () => loadJax({ python: job.jaxPython, target: job.target, plugin: dflash.engine.client.pluginPath, dtype: job.dtype, maxLen: maxSeqLen, eos }));
 
-  let loadStart = 0;
+  const ownPids = [process.pid, ...peers.flatMap((p) => (p.pid ? [p.pid] : []))];
+  let before = { m: machineTicks(), own: 0 }, othersCpu = NaN;
   try {
     for (const p of peers) await p.generate(job.prompt, job.maxTokens);  // compile + warm-up, discarded
-    loadStart = os.loadavg()[0];
+    before = { m: machineTicks(), own: processTicks(ownPids) };
     for (let r = 0; r < job.rounds; r++) {
       for (let i = 0; i < peers.length; i++) {
         const p = peers[(r + i) % peers.length];
@@ -79,10 +97,12 @@ async function main(): Promise<void> {
         results.find((x) => x.name === p.name)!.runs.push(res);
       }
     }
+    const after = { m: machineTicks(), own: processTicks(ownPids) };
+    othersCpu = Math.max(0, (after.m.busy - before.m.busy) - (after.own - before.own)) / (after.m.total - before.m.total);
   } finally {
     for (const p of peers) await p.dispose().catch(() => undefined);
   }
-  const out: WorkerResult = { cores: job.cores, machine: machineLine, load: [loadStart, os.loadavg()[0]], engines: results };
+  const out: WorkerResult = { cores: job.cores, machine: machineLine, othersCpu, engines: results };
   fs.writeFileSync(arg('result', ''), JSON.stringify(out));
 }
 

@@ -7,6 +7,7 @@
 //        [--blocks 4,8,16] [--max-tokens 96] [--limit N] [--out bench/results/NAME.md]
 //   npx vite-node bench/speculative.ts -- --random [--preset tiny] ...
 import * as fs from 'fs';
+import * as path from 'path';
 
 import { Engine } from '../lib/engine';
 import { lineSpec, publishChart } from './chart';
@@ -126,17 +127,17 @@ async function report(engine: Engine, rows: Row[], m: Models, o: { promptFile: s
 }
 
 async function charts(rows: Row[], m: Models, table: string): Promise<void> {
-  const subtitle = m.random ? `random weights (--random --preset ${m.random})` : `${m.target} + ${m.drafter}`;
+  const subtitle = m.random ? `random weights (--random --preset ${m.random})` : `trained pair ${path.dirname(m.target)}`;
   await publishChart(lineSpec({
     title: 'Per-position acceptance: how often draft position i is accepted',
-    subtitle, xTitle: 'draft position in the block', yTitle: 'fraction of steps accepted',
+    subtitle, xTitle: 'draft position in the block', yTitle: 'fraction of steps accepted', xInteger: true,
     series: rows.map((r) => ({ name: `block ${r.block}`, points: r.perPos.map((a, i) => [i + 1, a] as [number, number]) })),
   }), table, 'acceptance');
   const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
   await publishChart(lineSpec({
     title: 'DFlash vs plain greedy decoding, per prompt',
-    subtitle: `${subtitle}; plain = mean of its runs beside each block size`,
-    xTitle: 'prompt', yTitle: 'tokens / s (whole generation)',
+    subtitle: `${subtitle}; plain: mean of its runs`,
+    xTitle: 'prompt', yTitle: 'tokens / s (whole generation)', xInteger: true,
     series: [
       { name: 'plain', dashed: true, points: rows[0].perPrompt.map((_, i) => [i + 1, mean(rows.map((r) => r.perPrompt[i].plain))] as [number, number]) },
       ...rows.map((r) => ({ name: `DFlash block ${r.block}`, points: r.perPrompt.map((p, i) => [i + 1, p.spec] as [number, number]) })),
