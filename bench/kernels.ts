@@ -6,6 +6,7 @@
 //   npx vite-node bench/kernels.ts -- --random --preset tiny|small
 import { Engine } from '../lib/engine';
 import { timeDraft, timeVerify } from '../lib/internal/probe';
+import { lineSpec, publishChart } from './chart';
 import { arg, machine, models, publish, resultFile, run } from './common';
 
 
@@ -57,6 +58,17 @@ async function main(): Promise<void> {
     'On a compute-bound CPU the verify time grows with K; the seed reports it flat to K=1024 on TPU v5p and within 1.04x on H100 (memory-bound at small K).',
   ];
   publish(lines, resultFile('kernels', m, c));
+  await publishChart(lineSpec({
+    title: 'Verify cost vs K: is the target forward K-flat?',
+    subtitle: `${t.numLayers} layers, hidden ${t.hiddenSize}, context ${context}, ${c.platformName}; median of ${reps}`,
+    xTitle: 'K (tokens scored by one target forward)', yTitle: 'ms per execution', xLog: true, yLog: true,
+    series: [
+      { name: 'verify(K), measured', points: allK.map((k) => [k, verify.get(k)! * 1e3]) },
+      { name: 'draft, block = K', points: blocks.map((b) => [b, draft.get(b)! * 1e3]) },
+      { name: 'K-flat ideal: verify(1)', dashed: true, points: allK.map((k) => [k, v1 * 1e3]) },
+      { name: 'no batching gain: K × verify(1)', dashed: true, points: allK.map((k) => [k, k * v1 * 1e3]) },
+    ],
+  }), resultFile('kernels', m, c));
   engine.dispose();
 }
 

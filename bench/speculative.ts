@@ -7,8 +7,10 @@
 //        [--blocks 4,8,16] [--max-tokens 96] [--limit N] [--out bench/results/NAME.md]
 //   npx vite-node bench/speculative.ts -- --random [--preset tiny] ...
 import * as fs from 'fs';
+import * as path from 'path';
 
 import { Engine } from '../lib/engine';
+import { lineSpec, publishChart } from './chart';
 import { arg, machine, Models, models, publish, resultFile, run } from './common';
 
 
@@ -25,6 +27,8 @@ interface Row {
   identical: number;
   prompts: number;
   tokens: number;
+  /** tokens/s of each prompt, plain and speculative, for the chart */
+  perPrompt: Array<{ plain: number; spec: number }>;
 }
 
 async function main(): Promise<void> {
@@ -41,7 +45,7 @@ async function main(): Promise<void> {
   // every shape bucket it touches and is discarded.
   let rows: Row[] = [];
   for (let pass = 0; pass < 2; pass++) rows = await measure(engine, prompts, blocks, maxTokens);
-  report(engine, rows, m, { promptFile, prompts: prompts.length, maxTokens });
+  await report(engine, rows, m, { promptFile, prompts: prompts.length, maxTokens });
 }
 
 async function measure(engine: Engine, prompts: string[], blocks: number[], maxTokens: number): Promise<Row[]> {
@@ -50,6 +54,7 @@ async function measure(engine: Engine, prompts: string[], blocks: number[], maxT
     let plainTok = 0, plainSec = 0, specTok = 0, specSec = 0, steps = 0, stepTokens = 0, proposed = 0, accepted = 0;
     let host = 0, device = 0, plainHost = 0, plainSteps = 0, identical = 0;
     const perPos = new Array<number>(block - 1).fill(0);
+    const perPrompt: Row['perPrompt'] = [];
     for (const p of prompts) {
       const t0 = performance.now();
       const plain = await engine.generate(p, { maxTokens, speculative: false }).done();
@@ -65,6 +70,7 @@ async function measure(engine: Engine, prompts: string[], blocks: number[], maxT
       const done = await spec.done();
       const t2 = performance.now();
       if (JSON.stringify(done.ids) === JSON.stringify(plain.ids)) identical += 1;
+      perPrompt.push({ plain: (plain.ids.length * 1000) / (t1 - t0), spec: (done.ids.length * 1000) / (t2 - t1) });
       plainHost += plain.stats.hostOverheadSeconds;
       plainSteps += plain.stats.steps;
       plainTok += plain.ids.length;
@@ -78,13 +84,13 @@ async function measure(engine: Engine, prompts: string[], blocks: number[], maxT
       block, tau: stepTokens / steps, acceptance: accepted / proposed, perPos: perPos.map((c) => c / steps),
       plainTps: plainTok / plainSec, specTps: specTok / specSec, hostPerStepMs: (host / steps) * 1000,
       devicePerStepMs: (device / steps) * 1000, plainHostPerStepMs: (plainHost / plainSteps) * 1000,
-      identical, prompts: prompts.length, tokens: specTok,
+      identical, prompts: prompts.length, tokens: specTok, perPrompt,
     });
   }
   return rows;
 }
 
-function report(engine: Engine, rows: Row[], m: Models, o: { promptFile: string; prompts: number; maxTokens: number }): void {
+async function report(engine: Engine, rows: Row[], m: Models, o: { promptFile: string; prompts: number; maxTokens: number }): Promise<void> {
   const { promptFile, maxTokens } = o;
 
   const c = engine.client;
@@ -113,10 +119,30 @@ function report(engine: Engine, rows: Row[], m: Models, o: { promptFile: string;
   lines.push('');
   lines.push('For context, the seed system (Qwen3-4B + z-lab/Qwen3-4B-DFlash-b16 on TPU v5p, greedy) reports τ 5.42 on average over 9 sets and 8.80 on math500.');
   publish(lines, resultFile('speculative', m, c));
+  await charts(rows, m, resultFile('speculative', m, c));
   const lossless = rows.every((r) => r.identical === r.prompts);
   console.log(`\nlossless: ${lossless ? 'speculative output ids equal plain output ids for every prompt and block size' : 'MISMATCH: speculative output differs from plain greedy output'}`);
   engine.dispose();
   if (!lossless) process.exitCode = 1;
+}
+
+async function charts(rows: Row[], m: Models, table: string): Promise<void> {
+  const subtitle = m.random ? `random weights (--random --preset ${m.random})` : `trained pair ${path.dirname(m.target)}`;
+  await publishChart(lineSpec({
+    title: 'Per-position acceptance: how often draft position i is accepted',
+    subtitle, xTitle: 'draft position in the block', yTitle: 'fraction of steps accepted', xInteger: true,
+    series: rows.map((r) => ({ name: `block ${r.block}`, points: r.perPos.map((a, i) => [i + 1, a] as [number, number]) })),
+  }), table, 'acceptance');
+  const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
+  await publishChart(lineSpec({
+    title: 'DFlash vs plain greedy decoding, per prompt',
+    subtitle: `${subtitle}; plain: mean of its runs`,
+    xTitle: 'prompt', yTitle: 'tokens / s (whole generation)', xInteger: true,
+    series: [
+      { name: 'plain', dashed: true, points: rows[0].perPrompt.map((_, i) => [i + 1, mean(rows.map((r) => r.perPrompt[i].plain))] as [number, number]) },
+      ...rows.map((r) => ({ name: `DFlash block ${r.block}`, points: r.perPrompt.map((p, i) => [i + 1, p.spec] as [number, number]) })),
+    ],
+  }), table, 'per-prompt');
 }
 
 run(main);
