@@ -27,7 +27,7 @@ export interface PluginRecipe {
 }
 
 // The pins. cpu: the plugin ./.venv uses (requirements.txt). tpu, cuda: requirements-plugins.txt
-// (the test environment .venv-plugins) pins the same wheels; test/23 checks they agree.
+// (the test environment .venv-plugins) pins the same wheels; test/04 checks they agree.
 export const RECIPES: Record<InstallKind, PluginRecipe> = {
   cpu: {
     wheel: { name: 'lammps-jax-pjrt-cpu', version: '0.11.2' },

@@ -22,12 +22,12 @@ if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 # The training tool (JAX on CPU), used by the tests' training smoke run.
 if [ ! -x .venv-train/bin/python ]; then python3 -m venv .venv-train; fi
 .venv-train/bin/python -m pip install -q --disable-pip-version-check -r tools/train/requirements.txt
-# The GGUF converter (gguf package) that test/23 and bench:peers run to give llama.cpp the same weights.
+# The GGUF converter (gguf package) that test/31 and bench:peers run to give llama.cpp the same weights.
 if [ ! -x .venv-gguf/bin/python ]; then python3 -m venv .venv-gguf; fi
 .venv-gguf/bin/python -m pip install -q --disable-pip-version-check -r tools/gguf/requirements.txt
 
 # The TPU and CUDA PJRT plugins (~270 MB of wheels, --no-deps: see requirements-plugins.txt), for
-# test/22, which loads them on this accelerator-less machine. Kept apart from ./.venv, which
+# test/03, which loads them on this accelerator-less machine. Kept apart from ./.venv, which
 # discovery searches, so they never displace the CPU plugin.
 if [ ! -x .venv-plugins/bin/python ]; then python3 -m venv .venv-plugins; fi
 .venv-plugins/bin/python -m pip install -q --disable-pip-version-check --no-deps -r requirements-plugins.txt

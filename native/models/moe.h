@@ -5,7 +5,7 @@
 //   if norm_topk_prob: w_e /= sum_{e in S} p_e
 //   y = sum_{e in S} w_e * down_e(silu(gate_e x) * up_e x)
 // Qwen3-MoE has no shared expert. tools/oracle/moe_ref.py is the same in numpy, checked against
-// transformers' Qwen3MoeForCausalLM (test/25-moe-oracle.test.ts).
+// transformers' Qwen3MoeForCausalLM (test/14-moe-oracle.test.ts).
 //
 // Expert weights are stacked per layer, one (E, ...) tensor per projection, in the engine's dtype
 // (numerics.h): dots take them as they are, accumulate in f32 and round to the activation dtype;

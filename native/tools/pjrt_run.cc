@@ -1,6 +1,6 @@
 // pjrt_run: the native test driver for hosts without Node (e.g. a GPU box with only
 // jax-cuda13-pjrt installed). Loads a PJRT plugin, prints its versions, attributes and devices,
-// then compiles and runs the same small programs as test/02-runtime.test.ts and checks every
+// then compiles and runs the same small programs as test/05-runtime.test.ts and checks every
 // number against values computed here. Exit code 0 only if every check passes.
 //   pjrt_run /path/to/plugin.so [program.mlir]
 #include <cmath>

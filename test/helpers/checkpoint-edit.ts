@@ -1,6 +1,6 @@
 // Editing copies of the fixture checkpoints at the byte level (a header rewritten, bytes appended,
 // a file cut), and running engines on them in a child process (engine-child.js), for the
-// hardening and fuzz tests (test/29-*).
+// hardening and fuzz tests (test/24..27-hardening-*).
 import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';

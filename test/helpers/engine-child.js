@@ -1,5 +1,5 @@
 // Loads engines in a child process, so a crash (a signal, an abort) in the native code shows up
-// as this process's exit instead of killing the test runner. Used by test/29-*.
+// as this process's exit instead of killing the test runner. Used by test/24..27-hardening-*.
 //
 //   node engine-child.js <dist/lib> <cases.json>
 //

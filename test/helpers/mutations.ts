@@ -1,4 +1,4 @@
-// Mutations of a real checkpoint for the fuzz test (test/29-hardening-fuzz): fast-check
+// Mutations of a real checkpoint for the fuzz test (test/26-hardening-fuzz): fast-check
 // generators of (a) byte edits of a safetensors file's length prefix and header, (b) edits of
 // its parsed header (types swapped, numbers out of range, keys dropped / duplicated / renamed,
 // offsets shifted, shuffled, swapped), (c) edits of config.json; and the functions applying them.

@@ -1,5 +1,5 @@
 # The reference safetensors reader (huggingface/safetensors, in ./.venv-train) on a list of files,
-# for the differential fuzz test (test/29-hardening-fuzz): one JSON line per file, either
+# for the differential fuzz test (test/26-hardening-fuzz): one JSON line per file, either
 # {"ok": true, "tensors": {name: [dtype, shape, sha256 of its bytes]}} or {"ok": false, "error": ...}.
 #
 #   python safetensors_reference.py <list.json>

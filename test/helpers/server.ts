@@ -1,4 +1,4 @@
-// Shared by the test/20-server*.test.ts files: the trained code pair (a real tokenizer with a
+// Shared by the test/29-server-*.test.ts files: the trained code pair (a real tokenizer with a
 // chat template), a server on 127.0.0.1 with an ephemeral port, and reading /metrics values.
 import * as path from 'path';
 

@@ -1,5 +1,5 @@
 """Checks the numpy DFlash2 reference (drafter2_ref.py) against z-lab's own DFlash2DraftModel code
-and writes the goldens the test suite compares drafter2_ref.py with (test/28-dflash2.test.ts).
+and writes the goldens the test suite compares drafter2_ref.py with (test/19-dflash2.test.ts).
 
 z-lab's dflash/model.py is not part of this repository: pass the path of a copy that defines
 DFlash2DraftModel (z-lab/dflash at 1012959 or later).

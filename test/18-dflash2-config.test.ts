@@ -2,7 +2,7 @@
 // own code: lib/config.ts reads a config with the published DFlash2 drafter's keys into
 // DrafterConfig.dflash2, refuses what z-lab's DFlash2DraftModel would read differently, and checks
 // the convolution and selector tensors against the config before anything is allocated;
-// tools/oracle/drafter2_ref.py (the oracle of the engine's DFlash2 graph in 28-dflash2) reproduces
+// tools/oracle/drafter2_ref.py (the oracle of the engine's DFlash2 graph in 19-dflash2) reproduces
 // the committed logits, greedy walks and sampled q rows of z-lab's DFlash2DraftModel
 // (tools/oracle/check_dflash2.py).
 import { execFileSync } from 'child_process';

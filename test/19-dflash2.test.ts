@@ -1,6 +1,6 @@
 // DFlash2 drafters (docs/DRAFTERS.md §5) in the engine: the drafter graph (grouped dynamic causal
 // convolutions + candidate selector) against the numpy reference written from the equations
-// (tools/oracle/drafter2_ref.py, itself checked against z-lab's code in 28-dflash2-config), and
+// (tools/oracle/drafter2_ref.py, itself checked against z-lab's code in 18-dflash2-config), and
 // speculative decoding with a DFlash2 drafter lossless: greedy output token for token plain greedy
 // output, sampled output distributed as the target's own (the selector's q is the distribution the
 // proposals were drawn from).
