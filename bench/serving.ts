@@ -11,6 +11,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 
 import { Engine } from '../lib/engine';
+import { lineSpec, publishChart } from './chart';
 import { arg, flag, machine, models, publish, resultFile, run } from './common';
 
 interface Sample { tokens: number; tpot: number; ttft: number; tau: number; steps: number }
@@ -41,7 +42,7 @@ async function main(): Promise<void> {
         process.stderr.write(`pass ${pass + 1}: ${concurrency} streams, ${mode}: done\n`);
       }
   }
-  report(engine, rows, { describe: m.describe, promptFile, maxTokens, adaptive, file: resultFile('serving', m, engine.client) });
+  await report(engine, rows, { describe: m.describe, promptFile, maxTokens, adaptive, file: resultFile('serving', m, engine.client) });
   await engine.close();
 }
 
@@ -67,7 +68,7 @@ function pct(xs: number[], p: number): number {
   return s.length ? s[Math.min(s.length - 1, Math.floor(p * (s.length - 1) + 0.5))] : 0;
 }
 
-function report(engine: Engine, rows: Row[], o: { describe: string; promptFile: string; maxTokens: number; adaptive: boolean; file: string }): void {
+async function report(engine: Engine, rows: Row[], o: { describe: string; promptFile: string; maxTokens: number; adaptive: boolean; file: string }): Promise<void> {
   const st = engine.stats();
   const base = new Map(rows.filter((r) => r.concurrency === rows[0].concurrency).map((r) => [r.mode, r.tokens / r.seconds]));
   const lines = [
@@ -91,6 +92,17 @@ function report(engine: Engine, rows: Row[], o: { describe: string; promptFile: 
   }
   lines.push('', '"tokens per iteration": output tokens over the scheduler\'s decode iterations in the run — how many streams (and accepted drafts) each batched device call served.');
   publish(lines, o.file);
+  const series = (mode: Row['mode']) => rows.filter((r) => r.mode === mode).map((r) => [r.concurrency, r.tokens / r.seconds] as [number, number]);
+  await publishChart(lineSpec({
+    title: 'Continuous batching: output tokens/s vs concurrent streams',
+    subtitle: `${st.dtype}, ${o.maxTokens} new tokens per request, closed loop, one engine`,
+    xTitle: 'concurrent streams', yTitle: 'output tokens / s (all streams)', xLog: true,
+    series: [
+      { name: 'plain', points: series('plain') },
+      { name: `speculative (adaptive ${o.adaptive ? 'on' : 'off'})`, points: series('speculative') },
+      { name: 'ideal: 1-stream plain × streams', dashed: true, points: series('plain').map(([c]) => [c, series('plain')[0][1] * c / series('plain')[0][0]] as [number, number]) },
+    ],
+  }), o.file);
 }
 
 run(main);
