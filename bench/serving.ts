@@ -96,7 +96,7 @@ async function report(engine: Engine, rows: Row[], o: { describe: string; prompt
   await publishChart(lineSpec({
     title: 'Continuous batching: output tokens/s vs concurrent streams',
     subtitle: `${st.dtype}, ${o.maxTokens} new tokens per request, closed loop, one engine`,
-    xTitle: 'concurrent streams', yTitle: 'output tokens / s (all streams)', xLog: true,
+    xTitle: 'concurrent streams', yTitle: 'output tokens / s (all streams)', xLog: true, yLog: true,
     series: [
       { name: 'plain', points: series('plain') },
       { name: `speculative (adaptive ${o.adaptive ? 'on' : 'off'})`, points: series('speculative') },
