@@ -136,6 +136,14 @@ describe('sliding-window drafter layers', () => {
   });
 });
 
+describe('quantized targets', () => {
+  it('are refused by name (their int8 / fp8 tensors would otherwise fail one by one at load)', () => {
+    expect(() => targetConfigFromHF({ ...PAIR_TARGET, quantization_config: { quant_method: 'awq', bits: 4 } }))
+      .toThrow(/quantization_config is not supported: dflash loads f32 \/ bf16 \/ f16 weights/);
+    expect(() => targetConfigFromHF({ ...PAIR_TARGET, quantization_config: null })).not.toThrow();
+  });
+});
+
 describe('Qwen3-MoE targets', () => {
   const targetConfigFromHF = (cfg: Json) => parseTarget(cfg, undefined, { moe: true });
 
