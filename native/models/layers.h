@@ -33,11 +33,18 @@ hlo::Value DenseF32(hlo::Builder& b, const hlo::Value& x, const hlo::Value& w, c
 hlo::Value SiluMlp(hlo::Builder& b, const hlo::Value& x, const hlo::Value& gate, const hlo::Value& up,
                    const hlo::Value& down, const Numerics& n);
 
-// Grouped-query attention. q: (R, Tq, heads, hd) act; k, v: (R, Tk, kvh, hd) act; visible: pred
-// (R, Tq, Tk). Query head h reads kv head h / (heads / kvh), like HF's repeat_kv. Scores are
-// f32, scaled by hd^-0.5; a query row with no visible key gets a uniform (finite) distribution
-// instead of NaN. Returns (R, Tq, heads * hd) in act.
-hlo::Value Attention(hlo::Builder& b, const hlo::Value& q, const hlo::Value& k, const hlo::Value& v,
+// Grouped-query attention. q: (R, Tq, heads, hd) act; keys: one or more segments (R, Tk_i, kvh, hd)
+// (the target: its pages; the drafter: its context pages, then its block); v: (R, Tk, kvh, hd)
+// with Tk = sum Tk_i, in segment order; visible: pred (R, Tq, Tk). Query head h reads kv head
+// h / (heads / kvh), like HF's repeat_kv. Scores are f32, scaled by hd^-0.5; a query row with no
+// visible key gets a uniform (finite) distribution instead of NaN. Returns (R, Tq, heads * hd) in act.
+// Batch invariance: XLA:CPU's f32 score kernels change with the number of key slots of the dot
+// (hd 64: 32..512 slots give one result, 768 and >= 1024 others; hd 128: 32..256), so a segment
+// longer than kScoreChunk slots (then a multiple of it: models/paged.h PagesBucket) is scored
+// kScoreChunk slots at a time: a row's scores are the same in every pages bucket
+// (native/tests/pages_bucket_test.cc). The drafter's block, a segment of its own, keeps its size.
+inline constexpr int64_t kScoreChunk = 256;
+hlo::Value Attention(hlo::Builder& b, const hlo::Value& q, const std::vector<hlo::Value>& keys, const hlo::Value& v,
                      const hlo::Value& visible, const Numerics& n);
 
 // One Qwen3/Llama decoder layer's weights.

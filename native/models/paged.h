@@ -3,9 +3,24 @@
 // its block table (R, P); the token at position q lives in page table[r, q / S], slot q % S.
 // Page 0 is the trash page: padding tokens (position -1) write there and nothing reads it.
 #pragma once
+#include <cstdint>
+#include <vector>
+
 #include "hlo/builder.h"
 
 namespace dflash::models {
+
+// The key and value caches' shapes: (L, N, S, kvh, hd) for `layers` layers of `pages` pages.
+std::vector<int64_t> KeyCacheDims(int64_t layers, int64_t pages, int64_t page_size, int64_t kv_heads, int64_t head_dim);
+std::vector<int64_t> ValueCacheDims(int64_t layers, int64_t pages, int64_t page_size, int64_t kv_heads, int64_t head_dim);
+
+// The pages bucket P (block-table entries per row) of a program whose longest row needs `pages`
+// pages of `page_size` slots: at least kMinBucketSlots key slots (fewer take other XLA:CPU dot
+// kernels, so a row's scores would change with its batch: layers.h), then the next 2^k or
+// 3 * 2^k pages (at most ~1.5x the slots in use, two programs per doubling of the context) that
+// is, past kScoreChunk slots, a whole number of score chunks (so 384 slots round up to 512).
+inline constexpr int64_t kMinBucketSlots = 64;
+int64_t PagesBucket(int64_t pages, int64_t page_size);
 
 // [page, slot] per token, (R, K, 2) s32, for positions (R, K) (padding -> [0, 0]).
 hlo::Value PagedWriteIndex(hlo::Builder& b, const hlo::Value& positions, const hlo::Value& table, int64_t page_size);
