@@ -164,14 +164,21 @@ Program BuildDrafter(const DrafterConfig& d, const TargetConfig& t, const Numeri
     }
   }
 
+  // The context rows of every layer, written by one scatter per cache before any layer reads:
+  // a write per layer would not depend on the previous layer's reads (the context rows come
+  // from `fused` alone), and XLA:CPU then copied the whole cache before each write.
+  std::vector<Value> ctx_keys, ctx_values;  // per layer (R, A, kvh, hd)
   for (int64_t l = 0; l < Ld; ++l) {
+    const DecoderLayer lw = TakeDecoderLayer(w, kDrafterPrefix + std::string("layers.") + std::to_string(l) + ".", true);
+    ctx_keys.push_back(rope(RmsNorm(b, SplitHeads(b, Dense(b, fused, lw.k, nm), kvh, hd), lw.k_norm, d.rms_norm_eps, nm), ctx_rope));
+    ctx_values.push_back(SplitHeads(b, Dense(b, fused, lw.v, nm), kvh, hd));
+  }
+  dk = PagedWriteLayers(b, dk, cindex, ctx_keys);
+  dv = PagedWriteLayers(b, dv, cindex, ctx_values);
+
+  for (int64_t l = 0; l < Ld && B; ++l) {
     const std::string lp = kDrafterPrefix + std::string("layers.") + std::to_string(l) + ".";
     const DecoderLayer lw = TakeDecoderLayer(w, lp, true);
-    const Value kc = rope(RmsNorm(b, SplitHeads(b, Dense(b, fused, lw.k, nm), kvh, hd), lw.k_norm, d.rms_norm_eps, nm), ctx_rope);
-    const Value vc = SplitHeads(b, Dense(b, fused, lw.v, nm), kvh, hd);  // (R, A, kvh, hd)
-    dk = PagedWrite(b, dk, l, cindex, kc);
-    dv = PagedWrite(b, dv, l, cindex, vc);
-    if (!B) continue;
     Value x = RmsNorm(b, h, lw.ln1, d.rms_norm_eps, nm);  // (R, B, H)
     // DFlash2: conv side 0 on the sub-layer's input, side 1 on its output, both with the
     // coefficients of its normed input (z-lab GroupedDynamicCausalConv.prepare / finish).

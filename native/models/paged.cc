@@ -52,6 +52,18 @@ Value PagedWrite(hlo::Builder& b, const Value& cache, int64_t layer, const Value
   return b.Scatter(cache, idx, b.Convert(rows, cache.dtype), hlo::ScatterDims{{2, 3}, {0, 1, 2}, {0, 1, 2}, 2});
 }
 
+Value PagedWriteLayers(hlo::Builder& b, const Value& cache, const Value& index, const std::vector<Value>& rows) {
+  const int64_t layers = static_cast<int64_t>(rows.size()), r = index.shape[0], k = index.shape[1];
+  if (layers != cache.shape[0]) throw std::invalid_argument("paged: " + std::to_string(layers) + " layers of rows for cache " + hlo::ShapeString(cache.shape));
+  std::vector<Value> stacked, idx;
+  for (int64_t l = 0; l < layers; ++l) {
+    stacked.push_back(b.Reshape(b.Convert(rows[l], cache.dtype), {1, r, k, cache.shape[3], cache.shape[4]}));
+    idx.push_back(b.Reshape(b.Concatenate({b.Splat(static_cast<double>(l), {r, k, 1}, DType::kS32), index}, 2), {1, r, k, 3}));
+  }
+  // (L, R, K, 3) indices [layer, page, slot]; updates (L, R, K, kvh, hd), window (kvh, hd).
+  return b.Scatter(cache, b.Concatenate(idx, 0), b.Concatenate(stacked, 0), hlo::ScatterDims{{3, 4}, {0, 1, 2}, {0, 1, 2}, 3});
+}
+
 Value PagedRead(hlo::Builder& b, const Value& cache, int64_t layer, const Value& table) {
   const int64_t r = table.shape[0], p = table.shape[1], s = cache.shape[2], kvh = cache.shape[3], hd = cache.shape[4];
   const Value idx = b.Concatenate({b.Splat(static_cast<double>(layer), {r, p, 1}, DType::kS32), b.Reshape(table, {r, p, 1})}, 2);

@@ -29,6 +29,9 @@ hlo::Value PagedWriteIndex(hlo::Builder& b, const hlo::Value& positions, const h
 // (converted to the cache's dtype).
 hlo::Value PagedWrite(hlo::Builder& b, const hlo::Value& cache, int64_t layer, const hlo::Value& index, const hlo::Value& rows);
 
+// The same for every layer at once: rows[l] (R, K, kvh, hd) into layer l, one scatter.
+hlo::Value PagedWriteLayers(hlo::Builder& b, const hlo::Value& cache, const hlo::Value& index, const std::vector<hlo::Value>& rows);
+
 // Layer `layer`'s slots of every row's pages, in position order: (R, P * S, kvh, hd).
 hlo::Value PagedRead(hlo::Builder& b, const hlo::Value& cache, int64_t layer, const hlo::Value& table);
 
