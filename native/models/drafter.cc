@@ -204,7 +204,7 @@ Program BuildDrafter(const DrafterConfig& d, const TargetConfig& t, const Numeri
       coeffs = ConvCoefficients(b, x, conv, nm);
       x = GroupedCausalConv(b, x, conv.base, coeffs, 0, conv.group, nm);
     }
-    Value mlp = SiluMlp(b, x, lw.gate, lw.up, lw.down, nm);
+    Value mlp = SiluMlp(b, x, lw.gate_up, lw.down, nm);
     if (d.is_dflash2()) mlp = GroupedCausalConv(b, mlp, conv.base, coeffs, 1, conv.group, nm);
     h = b.Add(h, mlp);
   }

@@ -70,9 +70,10 @@ Value DenseF32(hlo::Builder& b, const Value& x, const Value& w, const Numerics& 
   return b.DotGeneral(xa, wa, hlo::DotDims{{}, {}, {x.rank() - 1}, {1}}, DType::kF32);
 }
 
-Value SiluMlp(hlo::Builder& b, const Value& x, const Value& gate, const Value& up, const Value& down, const Numerics& n) {
-  const Value g = Dense(b, x, gate, n);  // (..., I)
-  const Value u = Dense(b, x, up, n);    // (..., I)
+Value SiluMlp(hlo::Builder& b, const Value& x, const Value& gate_up, const Value& down, const Numerics& n) {
+  const Value gu = Dense(b, x, gate_up, n);  // (..., 2I)
+  const int64_t i = gate_up.shape[0] / 2, axis = gu.rank() - 1;
+  const Value g = b.SliceAxis(gu, axis, 0, i), u = b.SliceAxis(gu, axis, i, i);  // (..., I) each
   return Dense(b, b.Mul(b.Mul(g, b.Logistic(g)), u), down, n);  // silu(g) = g * sigmoid(g)
 }
 
@@ -164,8 +165,7 @@ DecoderLayer TakeDecoderLayer(const WeightInputs& w, const std::string& p, bool 
     l.k_norm = Weight(w, p + "self_attn.k_norm.weight");
   }
   l.ln2 = Weight(w, p + "post_attention_layernorm.weight");
-  l.gate = Weight(w, p + "mlp.gate_proj.weight");
-  l.up = Weight(w, p + "mlp.up_proj.weight");
+  l.gate_up = Weight(w, p + "mlp.gate_up_proj.weight");
   l.down = Weight(w, p + "mlp.down_proj.weight");
   return l;
 }
@@ -183,8 +183,7 @@ void AppendDecoderLayerSpecs(std::vector<WeightSpec>& s, const std::string& p, i
     s.push_back({p + "self_attn.k_norm.weight", {hd}, t});
   }
   s.push_back({p + "post_attention_layernorm.weight", {h}, t});
-  s.push_back({p + "mlp.gate_proj.weight", {inter, h}, t});
-  s.push_back({p + "mlp.up_proj.weight", {inter, h}, t});
+  s.push_back({p + "mlp.gate_up_proj.weight", {2 * inter, h}, t, {p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"}});
   s.push_back({p + "mlp.down_proj.weight", {h, inter}, t});
 }
 

@@ -74,8 +74,8 @@ std::vector<WeightSpec> TargetWeightSpecs(const TargetConfig& c, pjrt::DType t) 
     const std::string p = "model.layers." + std::to_string(i) + ".";
     AppendDecoderLayerSpecs(s, p, h, c.num_heads, c.num_kv_heads, c.head_dim, c.intermediate_size, c.qk_norm, t);
     if (c.sparse(i)) {
-      // The sparse MLP replaces the dense one: drop gate/up/down_proj, add router + experts.
-      s.resize(s.size() - 3);
+      // The sparse MLP replaces the dense one: drop gate_up/down_proj, add router + experts.
+      s.resize(s.size() - kDenseMlpSpecs);
       AppendMoeLayerSpecs(s, p, h, MoeConfig{c.moe.num_experts, c.moe.experts_per_token, c.moe.intermediate, c.moe.norm_topk_prob}, t);
     }
   }
@@ -177,7 +177,7 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
     if (c.sparse(l))
       h = b.Add(h, b.Reshape(MoeMlp(b, b.Reshape(x2, {r * k, c.hidden_size}), experts[l], moe, MoeImpl::kAuto, nm), {r, k, c.hidden_size}));
     else
-      h = b.Add(h, SiluMlp(b, x2, lw.gate, lw.up, lw.down, nm));
+      h = b.Add(h, SiluMlp(b, x2, lw.gate_up, lw.down, nm));
     if (std::count(sh.hidden_layers.begin(), sh.hidden_layers.end(), static_cast<int32_t>(l))) after[l] = h;
   }
 
