@@ -189,6 +189,28 @@ std::string LookedIn(const std::vector<TensorSource>& sources) {
   return "looked in " + list + " of " + where;
 }
 
+// Host memory for one tensor being assembled, mapped and unmapped on its own: a heap block of
+// this size would stay in the allocator's free lists (and the resident set) after the load.
+class StagingBuffer {
+ public:
+  explicit StagingBuffer(size_t size) : size_(size) {
+    if (size_ == 0) return;
+    void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::runtime_error("cannot map " + std::to_string(size_) + " bytes to assemble a weight: " + std::strerror(errno));
+    data_ = static_cast<uint8_t*>(p);
+  }
+  ~StagingBuffer() {
+    if (data_) ::munmap(data_, size_);
+  }
+  StagingBuffer(const StagingBuffer&) = delete;
+  StagingBuffer& operator=(const StagingBuffer&) = delete;
+  uint8_t* data() { return data_; }
+
+ private:
+  uint8_t* data_ = nullptr;
+  size_t size_;
+};
+
 // A program input made at load of several checkpoint tensors: MoE experts stacked ("*" in the
 // name) or the spec's parts concatenated.
 bool IsMadeOfParts(const models::WeightSpec& spec) { return !spec.parts.empty() || spec.name.find('*') != std::string::npos; }
@@ -322,7 +344,7 @@ std::vector<std::string> UploadWeights(pjrt::Client& client, const std::vector<m
       const int64_t out_size = pjrt::ByteSize(spec.dtype);
       int64_t count = 1;
       for (auto d : spec.shape) count *= d;
-      std::vector<uint8_t> whole(static_cast<size_t>(count * out_size));
+      StagingBuffer whole(static_cast<size_t>(count * out_size));
       uint8_t* dst = whole.data();
       for (const auto& part : PartsOf(spec)) {
         const TensorSource& src = *by_name.at(part);
