@@ -2,7 +2,8 @@
 // machine's PJRT plugin: (1) weight-streaming throughput of y = x W^T for f32 weights, bf16
 // weights, and bf16 weights widened to f32 inside the graph (what the first engine did), at
 // 1..16 rows; (2) for which row counts a row's result is bit-for-bit independent of how many
-// rows share the call (plain and batched dots, f32 and bf16).
+// rows share the call (plain and batched dots, f32 and bf16; the weight as HF stores it and
+// transposed at load); (3) for which key-slot counts the attention scores are the same.
 //   npm run bench:dots -- [--layers 12] [--rows 1,2,3,4,16]
 import { Client, DeviceBuffer } from '../lib/runtime';
 import { arg, machine, publish, run } from './common';
@@ -57,16 +58,19 @@ async function median(c: Client, text: string, args: DeviceBuffer[], reps = 9): 
   return t[Math.floor(t.length / 2)] / 1000;
 }
 
-// Row 0 of a (batched) dot for each row count, compared bit for bit with the others.
-async function invariance(c: Client, dt: 'f32' | 'bf16', batched: boolean, rowCounts: number[]): Promise<string> {
+// Row 0 of a (batched) dot for each row count, compared bit for bit with the others. `layout`:
+// the weight as HF stores it, [out, in] (x . W^T), or transposed at load, [in, out] (x . W).
+async function invariance(c: Client, dt: 'f32' | 'bf16', batched: boolean, rowCounts: number[], layout: 'out,in' | 'in,out' = 'out,in'): Promise<string> {
   const B = batched ? 4 : 1, K = 256, N = 768;
-  const w = await c.upload(dt === 'f32' ? values(B * N * K, 1) : bf16(values(B * N * K, 1)), dt, batched ? [B, N, K] : [N, K]);
+  const wShape = layout === 'out,in' ? [N, K] : [K, N];
+  const w = await c.upload(dt === 'f32' ? values(B * N * K, 1) : bf16(values(B * N * K, 1)), dt, batched ? [B, ...wShape] : wShape);
   const results: Float32Array[] = [];
+  const wc = layout === 'out,in' ? 1 : 0;  // the weight's contracting dimension
   for (const M of rowCounts) {
-    const lhs = batched ? `${B}x${M}x${K}` : `${M}x${K}`, rhs = batched ? `${B}x${N}x${K}` : `${N}x${K}`, res = batched ? `${B}x${M}x${N}` : `${M}x${N}`;
+    const lhs = batched ? `${B}x${M}x${K}` : `${M}x${K}`, rhs = (batched ? `${B}x` : '') + wShape.join('x'), res = batched ? `${B}x${M}x${N}` : `${M}x${N}`;
     const dims = batched
-      ? 'lhs_batching_dimensions = [0], rhs_batching_dimensions = [0], lhs_contracting_dimensions = [2], rhs_contracting_dimensions = [2]'
-      : 'lhs_contracting_dimensions = [1], rhs_contracting_dimensions = [1]';
+      ? `lhs_batching_dimensions = [0], rhs_batching_dimensions = [0], lhs_contracting_dimensions = [2], rhs_contracting_dimensions = [${wc + 1}]`
+      : `lhs_contracting_dimensions = [1], rhs_contracting_dimensions = [${wc}]`;
     const exe = await c.compile(`module @m { func.func public @main(%x: tensor<${lhs}x${dt}>, %w: tensor<${rhs}x${dt}>) -> tensor<${res}xf32> {
       %d = "stablehlo.dot_general"(%x, %w) {dot_dimension_numbers = #stablehlo.dot<${dims}>} : (tensor<${lhs}x${dt}>, tensor<${rhs}x${dt}>) -> tensor<${res}xf32>
       "func.return"(%d) : (tensor<${res}xf32>) -> () } }`);
@@ -89,6 +93,35 @@ async function invariance(c: Client, dt: 'f32' | 'bf16', batched: boolean, rowCo
     const same = classes.find((cl) => results[rowCounts.indexOf(cl[0])].every((v, j) => v === r[j]));
     if (same) same.push(rowCounts[i]);
     else classes.push([rowCounts[i]]);
+  });
+  return classes.map((cl) => `{${cl.join(', ')}}`).join(' ');
+}
+
+// The first 32 scores of q . K^T per kv head for each key-slot count T, compared bit for bit.
+async function keySlots(c: Client, dt: 'f32' | 'bf16', slots: number[]): Promise<string> {
+  const H = 2, M = 4, D = 64, T0 = 32;
+  const results: Float32Array[] = [];
+  for (const T of slots) {
+    const exe = await c.compile(`module @m { func.func public @main(%q: tensor<${H}x${M}x${D}x${dt}>, %k: tensor<${H}x${D}x${T}x${dt}>) -> tensor<${H}x${M}x${T}xf32> {
+      %d = "stablehlo.dot_general"(%q, %k) {dot_dimension_numbers = #stablehlo.dot<lhs_batching_dimensions = [0], rhs_batching_dimensions = [0], lhs_contracting_dimensions = [2], rhs_contracting_dimensions = [1]>} : (tensor<${H}x${M}x${D}x${dt}>, tensor<${H}x${D}x${T}x${dt}>) -> tensor<${H}x${M}x${T}xf32>
+      "func.return"(%d) : (tensor<${H}x${M}x${T}xf32>) -> () } }`);
+    // K^T column t is the same in every call (a function of (h, d, t) only).
+    const k = new Float32Array(H * D * T);
+    for (let h = 0; h < H; h++) for (let d = 0; d < D; d++) for (let t = 0; t < T; t++) k[(h * D + d) * T + t] = Math.sin(h * 5 + d * 0.7 + t * 1.3);
+    const q = values(H * M * D, 4);
+    const qb = await c.upload(dt === 'f32' ? q : bf16(q), dt, [H, M, D]), kb = await c.upload(dt === 'f32' ? k : bf16(k), dt, [H, D, T]);
+    const [o] = await exe.execute([qb, kb], { keep: [0, 1] });
+    const all = new Float32Array(((await o.toHost()) as Float32Array).buffer);
+    const first = new Float32Array(H * M * T0);
+    for (let r = 0; r < H * M; r++) first.set(all.subarray(r * T, r * T + T0), r * T0);
+    results.push(first);
+    o.dispose(); qb.dispose(); kb.dispose(); exe.dispose();
+  }
+  const classes: number[][] = [];
+  results.forEach((r, i) => {
+    const same = classes.find((cl) => results[slots.indexOf(cl[0])].every((v, j) => v === r[j]));
+    if (same) same.push(slots[i]);
+    else classes.push([slots[i]]);
   });
   return classes.map((cl) => `{${cl.join(', ')}}`).join(' ');
 }
@@ -124,12 +157,19 @@ async function main(): Promise<void> {
     }
     lines.push(`| ${rows} | ${cells.join(' | ')} |`);
   }
-  const counts = [1, 2, 3, 4, 8, 16, 17, 64];
+  const counts = [1, 2, 3, 4, 8, 16, 17, 64, 128, 512];
   lines.push('', '## Batch invariance: row counts that give row 0 bit for bit the same result', '',
     `Row 0 holds the same values in every call; each set below is one class of identical results (counts ${counts.join(', ')}).`, '',
     '| dot | f32 | bf16 |', '|---|---|---|',
     `| plain (M x 256) . (768 x 256)^T | ${await invariance(c, 'f32', false, counts)} | ${await invariance(c, 'bf16', false, counts)} |`,
-    `| batched (4 x M x 256) . (4 x 768 x 256)^T | ${await invariance(c, 'f32', true, counts)} | ${await invariance(c, 'bf16', true, counts)} |`);
+    `| batched (4 x M x 256) . (4 x 768 x 256)^T | ${await invariance(c, 'f32', true, counts)} | ${await invariance(c, 'bf16', true, counts)} |`,
+    `| plain, weight stored [in, out]: (M x 256) . (256 x 768) | ${await invariance(c, 'f32', false, counts, 'in,out')} | ${await invariance(c, 'bf16', false, counts, 'in,out')} |`);
+  const slots = [32, 64, 128, 256, 384, 512, 768, 1024, 2048];
+  lines.push('', '## Attention scores: key-slot counts that give the same scores', '',
+    `q (2 x 4 x 64) . K^T (2 x 64 x T), the first 32 slots compared (T = ${slots.join(', ')}); the engine scores keys 256 at a time ` +
+    '(models/layers.h kScoreChunk) because of this.', '',
+    '| dot | f32 | bf16 |', '|---|---|---|',
+    `| scores over T key slots | ${await keySlots(c, 'f32', slots)} | ${await keySlots(c, 'bf16', slots)} |`);
   wF32.concat(wBf16).forEach((w) => w.dispose());
   const platform = c.platformName;
   c.dispose();

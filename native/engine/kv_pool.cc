@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "hlo/builder.h"
+#include "models/paged.h"
 #include "models/program.h"
 
 namespace dflash::engine {
@@ -26,13 +27,11 @@ int64_t KvPool::PageBytes(const models::TargetConfig& t, const models::DrafterCo
 KvPool::KvPool(pjrt::Client& client, const models::TargetConfig& t, const models::DrafterConfig* d,
                const models::Numerics& n, int32_t page_size, int32_t total_pages)
     : pages_(total_pages), page_size_(page_size) {
-  const std::vector<int64_t> dims = {t.num_layers, total_pages, page_size, t.num_kv_heads, t.head_dim};
-  k = ZerosOnDevice(client, n.kv_dtype, dims);
-  v = ZerosOnDevice(client, n.kv_dtype, dims);
+  k = ZerosOnDevice(client, n.kv_dtype, models::KeyCacheDims(t.num_layers, total_pages, page_size, t.num_kv_heads, t.head_dim));
+  v = ZerosOnDevice(client, n.kv_dtype, models::ValueCacheDims(t.num_layers, total_pages, page_size, t.num_kv_heads, t.head_dim));
   if (d) {
-    const std::vector<int64_t> ddims = {d->num_layers, total_pages, page_size, d->num_kv_heads, d->head_dim};
-    dk = ZerosOnDevice(client, n.kv_dtype, ddims);
-    dv = ZerosOnDevice(client, n.kv_dtype, ddims);
+    dk = ZerosOnDevice(client, n.kv_dtype, models::KeyCacheDims(d->num_layers, total_pages, page_size, d->num_kv_heads, d->head_dim));
+    dv = ZerosOnDevice(client, n.kv_dtype, models::ValueCacheDims(d->num_layers, total_pages, page_size, d->num_kv_heads, d->head_dim));
   }
   bytes_ = PageBytes(t, d, n, page_size) * total_pages;
 }

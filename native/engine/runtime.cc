@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "engine/page_allocator.h"
+#include "models/paged.h"
 
 namespace dflash::engine {
 
@@ -52,10 +53,7 @@ Runtime::Runtime(std::shared_ptr<pjrt::Client> client, models::TargetConfig targ
 int64_t Runtime::prefill_bucket(int64_t len) const { return std::max<int64_t>(16, NextPow2(len)); }
 
 int64_t Runtime::PagesBucket(int64_t max_position) const {
-  // At least 256 key slots: fewer buckets to compile; below that the gather costs nothing.
-  const int64_t s = opt_.page_size;
-  const int64_t min_pages = std::max<int64_t>(1, 256 / s);
-  return std::max(min_pages, NextPow2(PageAllocator::PagesFor(max_position + 1, static_cast<int32_t>(s))));
+  return models::PagesBucket(PageAllocator::PagesFor(max_position + 1, opt_.page_size), opt_.page_size);
 }
 
 std::vector<std::string> Runtime::LoadWeights(const std::vector<TensorSource>& target, const std::vector<TensorSource>& drafter,

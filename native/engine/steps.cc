@@ -26,13 +26,17 @@ float KeyedUniform(uint64_t seed, int64_t position, Purpose purpose) {
   return static_cast<float>(z >> 40) * (1.0f / 16777216.0f);  // [0, 1), 24 random bits
 }
 
+// The first `pages` entries of a row's page list (padded with the trash page): a row may already
+// hold pages for tokens after this step's (its next block, the rest of its prompt); the program,
+// whose bucket covers the step's positions, reads and writes only slots below pages * S.
+void CopyTable(const std::vector<int32_t>& row_pages, int64_t pages, std::vector<int32_t>::iterator out) {
+  std::copy_n(row_pages.begin(), std::min<int64_t>(pages, static_cast<int64_t>(row_pages.size())), out);
+}
+
 // Block tables of `rows`, padded with trash-page rows to `bucket` rows of `pages` entries.
 std::vector<int32_t> Tables(const std::vector<Sequence*>& rows, int64_t bucket, int64_t pages) {
   std::vector<int32_t> t(static_cast<size_t>(bucket * pages), 0);
-  for (size_t r = 0; r < rows.size(); ++r) {
-    if (static_cast<int64_t>(rows[r]->pages.size()) > pages) throw std::logic_error("block table larger than its bucket");
-    std::copy(rows[r]->pages.begin(), rows[r]->pages.end(), t.begin() + static_cast<int64_t>(r) * pages);
-  }
+  for (size_t r = 0; r < rows.size(); ++r) CopyTable(rows[r]->pages, pages, t.begin() + static_cast<int64_t>(r) * pages);
   return t;
 }
 
@@ -85,7 +89,7 @@ int32_t Runtime::Prefill(Sequence& s, int64_t start, int32_t len) {
     tokens[j] = s.tokens[start + j];
     positions[j] = static_cast<int32_t>(start + j);
   }
-  std::copy(s.pages.begin(), s.pages.end(), table.begin());
+  CopyTable(s.pages, P, table.begin());
   auto& prog = ScoreProgram(shape);
   auto tok = Upload(tokens, {1, K}), pos = Upload(positions, {1, K}), tab = Upload(table, {1, P});
   Invocation inv(prog);

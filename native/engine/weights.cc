@@ -189,6 +189,36 @@ std::string LookedIn(const std::vector<TensorSource>& sources) {
   return "looked in " + list + " of " + where;
 }
 
+// Host memory for one tensor being assembled, mapped and unmapped on its own: a heap block of
+// this size would stay in the allocator's free lists (and the resident set) after the load.
+class StagingBuffer {
+ public:
+  explicit StagingBuffer(size_t size) : size_(size) {
+    if (size_ == 0) return;
+    void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::runtime_error("cannot map " + std::to_string(size_) + " bytes to assemble a weight: " + std::strerror(errno));
+    data_ = static_cast<uint8_t*>(p);
+  }
+  ~StagingBuffer() {
+    if (data_) ::munmap(data_, size_);
+  }
+  StagingBuffer(const StagingBuffer&) = delete;
+  StagingBuffer& operator=(const StagingBuffer&) = delete;
+  uint8_t* data() { return data_; }
+
+ private:
+  uint8_t* data_ = nullptr;
+  size_t size_;
+};
+
+// A program input made at load of several checkpoint tensors: MoE experts stacked ("*" in the
+// name) or the spec's parts concatenated.
+bool IsMadeOfParts(const models::WeightSpec& spec) { return !spec.parts.empty() || spec.name.find('*') != std::string::npos; }
+
+std::vector<std::string> PartsOf(const models::WeightSpec& spec) {
+  return spec.parts.empty() ? models::StackedExpertSources(spec) : spec.parts;
+}
+
 }  // namespace
 
 std::vector<uint8_t> EncodeFloats(const std::vector<float>& values, pjrt::DType dtype) {
@@ -272,20 +302,21 @@ std::vector<std::string> UploadWeights(pjrt::Client& client, const std::vector<m
   prog.total_tensors = static_cast<int64_t>(specs.size());
   prog.total_bytes = 0;
   for (const auto& spec : specs) {
-    if (spec.name.find('*') != std::string::npos) {
-      // A stacked (E, ...) tensor made of one checkpoint tensor per expert (MoE).
-      int64_t bytes = 0;
-      for (const auto& part : models::StackedExpertSources(spec)) {
+    if (IsMadeOfParts(spec)) {
+      // Parts along dim 0: one checkpoint tensor per expert, stacked (MoE: shape[1:] each), or
+      // equal parts concatenated (spec.parts, e.g. gate_proj + up_proj: [shape[0] / n, shape[1:]]).
+      const auto parts = PartsOf(spec);
+      std::vector<int64_t> want(spec.shape.begin() + 1, spec.shape.end());
+      if (!spec.parts.empty()) want.insert(want.begin(), spec.shape[0] / static_cast<int64_t>(parts.size()));
+      for (const auto& part : parts) {
         auto pit = by_name.find(part);
         if (pit == by_name.end()) throw std::runtime_error("checkpoint is missing tensor " + part + "; " + LookedIn(sources));
-        const std::vector<int64_t> slice(spec.shape.begin() + 1, spec.shape.end());
-        if (pit->second->shape != slice)
-          throw std::runtime_error("tensor " + part + " in " + pit->second->file + " has shape " + Dims(pit->second->shape) + ", expected " + Dims(slice));
+        if (pit->second->shape != want)
+          throw std::runtime_error("tensor " + part + " in " + pit->second->file + " has shape " + Dims(pit->second->shape) + ", expected " + Dims(want));
         ParseDType(pit->second->dtype, part);
-        bytes += pit->second->nbytes;
+        prog.total_bytes += pit->second->nbytes;
         used.insert(part);
       }
-      prog.total_bytes += bytes;
       picked.push_back(nullptr);
       continue;
     }
@@ -308,23 +339,25 @@ std::vector<std::string> UploadWeights(pjrt::Client& client, const std::vector<m
   for (size_t i = 0; i < specs.size(); ++i) {
     const auto& spec = specs[i];
     if (!picked[i]) {
-      // Stacked experts: one host buffer of the stacked tensor, filled expert by expert.
-      const auto parts = models::StackedExpertSources(spec);
+      // Made of parts: one host buffer of this one tensor (per-tensor staging, never the model),
+      // filled part after part (row-major, so each part is one contiguous run).
       const int64_t out_size = pjrt::ByteSize(spec.dtype);
-      int64_t slice = 1;
-      for (size_t d = 1; d < spec.shape.size(); ++d) slice *= spec.shape[d];
-      std::vector<uint8_t> stacked(static_cast<size_t>(slice * out_size) * parts.size());
-      for (size_t e = 0; e < parts.size(); ++e) {
-        const TensorSource& src = *by_name.at(parts[e]);
-        const pjrt::DType have = ParseDType(src.dtype, parts[e]);
+      int64_t count = 1;
+      for (auto d : spec.shape) count *= d;
+      StagingBuffer whole(static_cast<size_t>(count * out_size));
+      uint8_t* dst = whole.data();
+      for (const auto& part : PartsOf(spec)) {
+        const TensorSource& src = *by_name.at(part);
+        const pjrt::DType have = ParseDType(src.dtype, part);
+        const int64_t n = src.nbytes / pjrt::ByteSize(have);
         MappedRange map(src.file, src.offset, src.nbytes);
-        uint8_t* dst = stacked.data() + e * slice * out_size;
         if (have == spec.dtype) std::memcpy(dst, map.data(), static_cast<size_t>(src.nbytes));
         else
-          for (int64_t k = 0; k < slice; ++k) FromFloat(ToFloat(map.data() + k * pjrt::ByteSize(have), have), dst + k * out_size, spec.dtype);
+          for (int64_t k = 0; k < n; ++k) FromFloat(ToFloat(map.data() + k * pjrt::ByteSize(have), have), dst + k * out_size, spec.dtype);
+        dst += n * out_size;
         prog.bytes += src.nbytes;
       }
-      out[prefix + spec.name] = client.BufferFromHost(stacked.data(), spec.dtype, spec.shape);
+      out[prefix + spec.name] = client.BufferFromHost(whole.data(), spec.dtype, spec.shape);
       prog.tensors += 1;
       if (progress) progress(prog);
       continue;

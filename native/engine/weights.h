@@ -48,7 +48,9 @@ pjrt::DType CheckpointDtype(const std::vector<TensorSource>& sources);
 // known size. Throws std::runtime_error naming the tensor and the file.
 void CheckTensorSources(const std::vector<TensorSource>& sources);
 
-// Uploads every spec (converted to spec.dtype) into `out` under `prefix + spec.name`. Throws
+// Uploads every spec (converted to spec.dtype) into `out` under `prefix + spec.name`; a spec made
+// of parts (spec.parts, or MoE experts "*") is staged alone in one host buffer of its size.
+// Missing or misshapen parts are named as the checkpoint's tensors. Throws
 // std::runtime_error naming the tensor (and file) for a missing tensor, a wrong shape, an
 // unsupported dtype or a file shorter than its header says. Returns the names of source tensors
 // no spec uses (the caller warns about them).

@@ -105,8 +105,8 @@ Program BuildDrafter(const DrafterConfig& d, const TargetConfig& t, const Numeri
   auto W = [&](const std::string& name) { return Weight(w, kDrafterPrefix + name); };
   const Value embed = b.Input("model.embed_tokens.weight", {V, H}, nm.act());
   const Value lm_head = t.tie_word_embeddings ? embed : b.Input("lm_head.weight", {V, H}, nm.act());
-  Value dk = b.Input("dk_cache", {Ld, N, S, kvh, hd}, nm.kv(), 0);
-  Value dv = b.Input("dv_cache", {Ld, N, S, kvh, hd}, nm.kv(), 1);
+  Value dk = b.Input("dk_cache", KeyCacheDims(Ld, N, S, kvh, hd), nm.kv(), 0);
+  Value dv = b.Input("dv_cache", ValueCacheDims(Ld, N, S, kvh, hd), nm.kv(), 1);
   const Value feats = b.Input("feats", {R, A, nfeat}, nm.act());
   const Value positions = b.Input("positions", {R, A}, DType::kS32);
   const Value table = b.Input("block_table", {R, P}, DType::kS32);
@@ -164,14 +164,21 @@ Program BuildDrafter(const DrafterConfig& d, const TargetConfig& t, const Numeri
     }
   }
 
+  // The context rows of every layer, written by one scatter per cache before any layer reads:
+  // a write per layer would not depend on the previous layer's reads (the context rows come
+  // from `fused` alone), and XLA:CPU then copied the whole cache before each write.
+  std::vector<Value> ctx_keys, ctx_values;  // per layer (R, A, kvh, hd)
   for (int64_t l = 0; l < Ld; ++l) {
+    const DecoderLayer lw = TakeDecoderLayer(w, kDrafterPrefix + std::string("layers.") + std::to_string(l) + ".", true);
+    ctx_keys.push_back(rope(RmsNorm(b, SplitHeads(b, Dense(b, fused, lw.k, nm), kvh, hd), lw.k_norm, d.rms_norm_eps, nm), ctx_rope));
+    ctx_values.push_back(SplitHeads(b, Dense(b, fused, lw.v, nm), kvh, hd));
+  }
+  dk = PagedWriteLayers(b, dk, cindex, ctx_keys);
+  dv = PagedWriteLayers(b, dv, cindex, ctx_values);
+
+  for (int64_t l = 0; l < Ld && B; ++l) {
     const std::string lp = kDrafterPrefix + std::string("layers.") + std::to_string(l) + ".";
     const DecoderLayer lw = TakeDecoderLayer(w, lp, true);
-    const Value kc = rope(RmsNorm(b, SplitHeads(b, Dense(b, fused, lw.k, nm), kvh, hd), lw.k_norm, d.rms_norm_eps, nm), ctx_rope);
-    const Value vc = SplitHeads(b, Dense(b, fused, lw.v, nm), kvh, hd);  // (R, A, kvh, hd)
-    dk = PagedWrite(b, dk, l, cindex, kc);
-    dv = PagedWrite(b, dv, l, cindex, vc);
-    if (!B) continue;
     Value x = RmsNorm(b, h, lw.ln1, d.rms_norm_eps, nm);  // (R, B, H)
     // DFlash2: conv side 0 on the sub-layer's input, side 1 on its output, both with the
     // coefficients of its normed input (z-lab GroupedDynamicCausalConv.prepare / finish).
@@ -185,9 +192,10 @@ Program BuildDrafter(const DrafterConfig& d, const TargetConfig& t, const Numeri
     const Value q = rope(RmsNorm(b, SplitHeads(b, Dense(b, x, lw.q, nm), heads, hd), lw.q_norm, d.rms_norm_eps, nm), blk_rope);
     const Value kb = rope(RmsNorm(b, SplitHeads(b, Dense(b, x, lw.k, nm), kvh, hd), lw.k_norm, d.rms_norm_eps, nm), blk_rope);
     const Value vb = SplitHeads(b, Dense(b, x, lw.v, nm), kvh, hd);  // (R, B, kvh, hd)
-    const Value keys = b.Concatenate({b.Convert(PagedRead(b, dk, l, table), nm.act()), kb}, 1);  // (R, T + B, kvh, hd)
-    const Value vals = b.Concatenate({b.Convert(PagedRead(b, dv, l, table), nm.act()), vb}, 1);
-    Value attn = Dense(b, Attention(b, q, keys, vals, visible[l], nm), lw.o, nm);
+    // Keys in two segments, context pages (R, T, kvh, hd) then the block (R, B, kvh, hd), each
+    // scored on its own (layers.h: the block's scores then do not depend on the pages bucket).
+    const Value vals = b.Concatenate({b.Convert(PagedRead(b, dv, l, table), nm.act()), vb}, 1);  // (R, T + B, kvh, hd)
+    Value attn = Dense(b, Attention(b, q, {PagedRead(b, dk, l, table), kb}, vals, visible[l], nm), lw.o, nm);
     if (d.is_dflash2()) attn = GroupedCausalConv(b, attn, conv.base, coeffs, 1, conv.group, nm);
     h = b.Add(h, attn);
     x = RmsNorm(b, h, lw.ln2, d.rms_norm_eps, nm);
@@ -196,7 +204,7 @@ Program BuildDrafter(const DrafterConfig& d, const TargetConfig& t, const Numeri
       coeffs = ConvCoefficients(b, x, conv, nm);
       x = GroupedCausalConv(b, x, conv.base, coeffs, 0, conv.group, nm);
     }
-    Value mlp = SiluMlp(b, x, lw.gate, lw.up, lw.down, nm);
+    Value mlp = SiluMlp(b, x, lw.gate_up, lw.down, nm);
     if (d.is_dflash2()) mlp = GroupedCausalConv(b, mlp, conv.base, coeffs, 1, conv.group, nm);
     h = b.Add(h, mlp);
   }

@@ -1,6 +1,7 @@
 // Shared transformer blocks (see layers.h).
 #include "models/layers.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -69,9 +70,10 @@ Value DenseF32(hlo::Builder& b, const Value& x, const Value& w, const Numerics& 
   return b.DotGeneral(xa, wa, hlo::DotDims{{}, {}, {x.rank() - 1}, {1}}, DType::kF32);
 }
 
-Value SiluMlp(hlo::Builder& b, const Value& x, const Value& gate, const Value& up, const Value& down, const Numerics& n) {
-  const Value g = Dense(b, x, gate, n);  // (..., I)
-  const Value u = Dense(b, x, up, n);    // (..., I)
+Value SiluMlp(hlo::Builder& b, const Value& x, const Value& gate_up, const Value& down, const Numerics& n) {
+  const Value gu = Dense(b, x, gate_up, n);  // (..., 2I)
+  const int64_t i = gate_up.shape[0] / 2, axis = gu.rank() - 1;
+  const Value g = b.SliceAxis(gu, axis, 0, i), u = b.SliceAxis(gu, axis, i, i);  // (..., I) each
   return Dense(b, b.Mul(b.Mul(g, b.Logistic(g)), u), down, n);  // silu(g) = g * sigmoid(g)
 }
 
@@ -84,14 +86,23 @@ Value SplitHeads(hlo::Builder& b, const Value& x, int64_t heads, int64_t hd) {
   return b.Reshape(x, s);
 }
 
-Value Attention(hlo::Builder& b, const Value& q, const Value& k, const Value& v, const Value& visible, const Numerics& n) {
-  if (q.rank() != 4 || k.rank() != 4 || v.shape != k.shape)
-    throw std::invalid_argument("attention: q " + hlo::ShapeString(q.shape) + ", k " + hlo::ShapeString(k.shape) + ", v " +
+Value Attention(hlo::Builder& b, const Value& q, const std::vector<Value>& keys, const Value& v, const Value& visible,
+                const Numerics& n) {
+  if (q.rank() != 4 || keys.empty() || v.rank() != 4)
+    throw std::invalid_argument("attention: q " + hlo::ShapeString(q.shape) + ", " + std::to_string(keys.size()) + " key segments, v " +
                                 hlo::ShapeString(v.shape));
   const int64_t r = q.shape[0], tq = q.shape[1], heads = q.shape[2], hd = q.shape[3];
-  const int64_t tk = k.shape[1], kvh = k.shape[2];
-  if (k.shape[0] != r || k.shape[3] != hd || heads % kvh != 0)
-    throw std::invalid_argument("attention: q " + hlo::ShapeString(q.shape) + " and k " + hlo::ShapeString(k.shape) + " do not match");
+  const int64_t tk = v.shape[1], kvh = v.shape[2];
+  int64_t segments_tk = 0;
+  for (const Value& k : keys) {
+    if (k.rank() != 4 || k.shape[0] != r || k.shape[2] != kvh || k.shape[3] != hd)
+      throw std::invalid_argument("attention: key segment " + hlo::ShapeString(k.shape) + " for q " + hlo::ShapeString(q.shape) +
+                                  " and v " + hlo::ShapeString(v.shape));
+    segments_tk += k.shape[1];
+  }
+  if (v.shape[0] != r || v.shape[3] != hd || segments_tk != tk || heads % kvh != 0)
+    throw std::invalid_argument("attention: q " + hlo::ShapeString(q.shape) + " and v " + hlo::ShapeString(v.shape) +
+                                " do not match the key segments (" + std::to_string(segments_tk) + " slots)");
   if (visible.shape != hlo::Shape{r, tq, tk} || visible.dtype != DType::kPred)
     throw std::invalid_argument("attention: mask must be pred " + hlo::ShapeString({r, tq, tk}));
   const int64_t g = heads / kvh;
@@ -103,12 +114,31 @@ Value Attention(hlo::Builder& b, const Value& q, const Value& k, const Value& v,
     const Value vp = b.Concatenate({visible, b.Splat(0, {r, tq_pad - tq, tk}, DType::kPred)}, 1);
     Numerics no_pad = n;
     no_pad.min_dot_rows = 1;
-    return b.SliceAxis(Attention(b, qp, k, v, vp, no_pad), 1, 0, tq);
+    return b.SliceAxis(Attention(b, qp, keys, v, vp, no_pad), 1, 0, tq);
   }
   const Value q5 = b.Reshape(b.Convert(q, n.act()), {r, tq, kvh, g, hd});  // head = kv * g + j
-  const Value ka = b.Convert(k, n.act()), va = b.Convert(v, n.act());
-  // scores: (R, kvh, Tq, g, Tk), f32
-  Value s = b.DotGeneral(q5, ka, hlo::DotDims{{0, 2}, {0, 2}, {4}, {3}}, DType::kF32);
+  // scores: (R, kvh, Tq, g, Tk), f32, one dot per segment; a segment longer than kScoreChunk is
+  // scored as chunks of kScoreChunk slots by one dot batched over the chunks (each chunk's scores
+  // are bit-identical to a lone chunk's).
+  std::vector<Value> parts;
+  for (const Value& k : keys) {
+    const Value ka = b.Convert(k, n.act());
+    const int64_t tk_i = k.shape[1];
+    if (tk_i <= kScoreChunk) {
+      parts.push_back(b.DotGeneral(q5, ka, hlo::DotDims{{0, 2}, {0, 2}, {4}, {3}}, DType::kF32));
+      continue;
+    }
+    if (tk_i % kScoreChunk != 0)
+      throw std::invalid_argument("attention: a key segment of " + std::to_string(tk_i) + " slots is not a multiple of " +
+                                  std::to_string(kScoreChunk) + " (models/paged.h PagesBucket)");
+    // q (R, C, Tq, kvh, g, hd) . k (R, C, chunk, kvh, hd) -> (R, kvh, C, Tq, g, chunk)
+    const int64_t chunks = tk_i / kScoreChunk;
+    const Value kc = b.Reshape(ka, {r, chunks, kScoreChunk, kvh, hd});
+    const Value qc = b.BroadcastInDim(q5, {r, chunks, tq, kvh, g, hd}, {0, 2, 3, 4, 5});
+    const Value sc = b.DotGeneral(qc, kc, hlo::DotDims{{0, 3, 1}, {0, 3, 1}, {5}, {4}}, DType::kF32);
+    parts.push_back(b.Reshape(b.Transpose(sc, {0, 1, 3, 4, 2, 5}), {r, kvh, tq, g, tk_i}));
+  }
+  Value s = parts.size() == 1 ? parts[0] : b.Concatenate(parts, 4);
   s = b.Mul(s, b.Scalar(1.0 / std::sqrt(static_cast<double>(hd)), DType::kF32));
   const Value vis = b.BroadcastInDim(visible, s.shape, {0, 2, 4});
   // A finite fill keeps fully masked rows (padding queries) NaN-free after the max subtraction.
@@ -119,7 +149,7 @@ Value Attention(hlo::Builder& b, const Value& q, const Value& k, const Value& v,
   const Value e = b.Exp(b.Sub(s, m));
   const Value p = b.Convert(b.Div(e, b.Reshape(b.Reduce(e, {4}, hlo::ReduceKind::kSum), keep)), n.act());
   // out: (R, kvh, Tq, g, hd) -> (R, Tq, kvh, g, hd) -> (R, Tq, heads * hd)
-  const Value o = b.DotGeneral(p, va, hlo::DotDims{{0, 1}, {0, 2}, {4}, {1}}, DType::kF32);
+  const Value o = b.DotGeneral(p, b.Convert(v, n.act()), hlo::DotDims{{0, 1}, {0, 2}, {4}, {1}}, DType::kF32);
   return b.Convert(b.Reshape(b.Transpose(o, {0, 2, 1, 3, 4}), {r, tq, heads * hd}), n.act());
 }
 
@@ -135,8 +165,7 @@ DecoderLayer TakeDecoderLayer(const WeightInputs& w, const std::string& p, bool 
     l.k_norm = Weight(w, p + "self_attn.k_norm.weight");
   }
   l.ln2 = Weight(w, p + "post_attention_layernorm.weight");
-  l.gate = Weight(w, p + "mlp.gate_proj.weight");
-  l.up = Weight(w, p + "mlp.up_proj.weight");
+  l.gate_up = Weight(w, p + "mlp.gate_up_proj.weight");
   l.down = Weight(w, p + "mlp.down_proj.weight");
   return l;
 }
@@ -154,8 +183,7 @@ void AppendDecoderLayerSpecs(std::vector<WeightSpec>& s, const std::string& p, i
     s.push_back({p + "self_attn.k_norm.weight", {hd}, t});
   }
   s.push_back({p + "post_attention_layernorm.weight", {h}, t});
-  s.push_back({p + "mlp.gate_proj.weight", {inter, h}, t});
-  s.push_back({p + "mlp.up_proj.weight", {inter, h}, t});
+  s.push_back({p + "mlp.gate_up_proj.weight", {2 * inter, h}, t, {p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"}});
   s.push_back({p + "mlp.down_proj.weight", {h, inter}, t});
 }
 

@@ -29,25 +29,36 @@ hlo::Value Dense(hlo::Builder& b, const hlo::Value& x, const hlo::Value& w, cons
 // The same, returning the f32 accumulator unrounded (LM heads: logits stay f32).
 hlo::Value DenseF32(hlo::Builder& b, const hlo::Value& x, const hlo::Value& w, const Numerics& n);
 
-// down(silu(gate(x)) * up(x))
-hlo::Value SiluMlp(hlo::Builder& b, const hlo::Value& x, const hlo::Value& gate, const hlo::Value& up,
-                   const hlo::Value& down, const Numerics& n);
+// down(silu(gate(x)) * up(x)), gate and up as one (2I, H) weight [gate; up]: one dot of 2I
+// outputs instead of two of I (each output the same H-term reduction; faster from a few rows on,
+// bench/PROFILE.md).
+hlo::Value SiluMlp(hlo::Builder& b, const hlo::Value& x, const hlo::Value& gate_up, const hlo::Value& down, const Numerics& n);
 
-// Grouped-query attention. q: (R, Tq, heads, hd) act; k, v: (R, Tk, kvh, hd) act; visible: pred
-// (R, Tq, Tk). Query head h reads kv head h / (heads / kvh), like HF's repeat_kv. Scores are
-// f32, scaled by hd^-0.5; a query row with no visible key gets a uniform (finite) distribution
-// instead of NaN. Returns (R, Tq, heads * hd) in act.
-hlo::Value Attention(hlo::Builder& b, const hlo::Value& q, const hlo::Value& k, const hlo::Value& v,
+// Grouped-query attention. q: (R, Tq, heads, hd) act; keys: one or more segments (R, Tk_i, kvh, hd)
+// (the target: its pages; the drafter: its context pages, then its block); v: (R, Tk, kvh, hd)
+// with Tk = sum Tk_i, in segment order; visible: pred (R, Tq, Tk). Query head h reads kv head
+// h / (heads / kvh), like HF's repeat_kv. Scores are f32, scaled by hd^-0.5; a query row with no
+// visible key gets a uniform (finite) distribution instead of NaN. Returns (R, Tq, heads * hd) in act.
+// Batch invariance: XLA:CPU's f32 score kernels change with the number of key slots of the dot
+// (hd 64: 32..512 slots give one result, 768 and >= 1024 others; hd 128: 32..256), so a segment
+// longer than kScoreChunk slots (then a multiple of it: models/paged.h PagesBucket) is scored
+// kScoreChunk slots at a time: a row's scores are the same in every pages bucket
+// (native/tests/pages_bucket_test.cc). The drafter's block, a segment of its own, keeps its size.
+inline constexpr int64_t kScoreChunk = 256;
+hlo::Value Attention(hlo::Builder& b, const hlo::Value& q, const std::vector<hlo::Value>& keys, const hlo::Value& v,
                      const hlo::Value& visible, const Numerics& n);
 
 // One Qwen3/Llama decoder layer's weights.
 struct DecoderLayer {
-  hlo::Value ln1, q, k, v, o, q_norm, k_norm, ln2, gate, up, down;  // q_norm/k_norm: qwen3 only
+  hlo::Value ln1, q, k, v, o, q_norm, k_norm, ln2, gate_up, down;  // q_norm/k_norm: qwen3 only
 };
 DecoderLayer TakeDecoderLayer(const WeightInputs& w, const std::string& prefix, bool qk_norm);
 
-// Appends one Qwen3/Llama decoder layer's HF tensor specs, in parameter order, under `prefix`
-// (e.g. "model.layers.3." for a target, "layers.0." for a DFlash drafter).
+// Appends one Qwen3/Llama decoder layer's tensor specs, in parameter order, under `prefix`
+// (e.g. "model.layers.3." for a target, "layers.0." for a DFlash drafter): HF names, but
+// mlp.gate_up_proj.weight (2I, H), made at load of mlp.gate_proj.weight and mlp.up_proj.weight.
+// The MLP's specs come last (a sparse MoE layer drops kDenseMlpSpecs of them).
+inline constexpr size_t kDenseMlpSpecs = 2;
 void AppendDecoderLayerSpecs(std::vector<WeightSpec>& specs, const std::string& prefix, int64_t hidden, int64_t heads,
                              int64_t kv_heads, int64_t head_dim, int64_t intermediate, bool qk_norm, pjrt::DType dtype);
 

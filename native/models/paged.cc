@@ -1,12 +1,33 @@
 // Paged-cache addressing: see paged.h.
 #include "models/paged.h"
 
+#include <algorithm>
 #include <stdexcept>
+
+#include "models/layers.h"
 
 namespace dflash::models {
 
 using hlo::DType;
 using hlo::Value;
+
+std::vector<int64_t> KeyCacheDims(int64_t layers, int64_t pages, int64_t page_size, int64_t kv_heads, int64_t head_dim) {
+  return {layers, pages, page_size, kv_heads, head_dim};
+}
+
+std::vector<int64_t> ValueCacheDims(int64_t layers, int64_t pages, int64_t page_size, int64_t kv_heads, int64_t head_dim) {
+  return {layers, pages, page_size, kv_heads, head_dim};
+}
+
+int64_t PagesBucket(int64_t pages, int64_t page_size) {
+  const int64_t need = std::max({pages, (kMinBucketSlots + page_size - 1) / page_size, int64_t{1}});
+  int64_t pow2 = 1;
+  while (pow2 < need) pow2 *= 2;
+  // 3 * 2^(k-2) lies between 2^(k-1) and 2^k: take it when it is enough and whole chunks.
+  const int64_t three = 3 * (pow2 / 4), slots = three * page_size;
+  const bool whole_chunks = slots <= kScoreChunk || slots % kScoreChunk == 0;
+  return pow2 >= 4 && three >= need && whole_chunks ? three : pow2;
+}
 
 Value PagedWriteIndex(hlo::Builder& b, const Value& positions, const Value& table, int64_t s) {
   const int64_t r = positions.shape[0], k = positions.shape[1];
@@ -29,6 +50,18 @@ Value PagedWrite(hlo::Builder& b, const Value& cache, int64_t layer, const Value
   const Value li = b.Splat(static_cast<double>(layer), {r, k, 1}, DType::kS32);
   const Value idx = b.Concatenate({li, index}, 2);  // (R, K, 3): layer, page, slot; window (kvh, hd)
   return b.Scatter(cache, idx, b.Convert(rows, cache.dtype), hlo::ScatterDims{{2, 3}, {0, 1, 2}, {0, 1, 2}, 2});
+}
+
+Value PagedWriteLayers(hlo::Builder& b, const Value& cache, const Value& index, const std::vector<Value>& rows) {
+  const int64_t layers = static_cast<int64_t>(rows.size()), r = index.shape[0], k = index.shape[1];
+  if (layers != cache.shape[0]) throw std::invalid_argument("paged: " + std::to_string(layers) + " layers of rows for cache " + hlo::ShapeString(cache.shape));
+  std::vector<Value> stacked, idx;
+  for (int64_t l = 0; l < layers; ++l) {
+    stacked.push_back(b.Reshape(b.Convert(rows[l], cache.dtype), {1, r, k, cache.shape[3], cache.shape[4]}));
+    idx.push_back(b.Reshape(b.Concatenate({b.Splat(static_cast<double>(l), {r, k, 1}, DType::kS32), index}, 2), {1, r, k, 3}));
+  }
+  // (L, R, K, 3) indices [layer, page, slot]; updates (L, R, K, kvh, hd), window (kvh, hd).
+  return b.Scatter(cache, b.Concatenate(idx, 0), b.Concatenate(stacked, 0), hlo::ScatterDims{{3, 4}, {0, 1, 2}, {0, 1, 2}, 3});
 }
 
 Value PagedRead(hlo::Builder& b, const Value& cache, int64_t layer, const Value& table) {

@@ -3,9 +3,24 @@
 // its block table (R, P); the token at position q lives in page table[r, q / S], slot q % S.
 // Page 0 is the trash page: padding tokens (position -1) write there and nothing reads it.
 #pragma once
+#include <cstdint>
+#include <vector>
+
 #include "hlo/builder.h"
 
 namespace dflash::models {
+
+// The key and value caches' shapes: (L, N, S, kvh, hd) for `layers` layers of `pages` pages.
+std::vector<int64_t> KeyCacheDims(int64_t layers, int64_t pages, int64_t page_size, int64_t kv_heads, int64_t head_dim);
+std::vector<int64_t> ValueCacheDims(int64_t layers, int64_t pages, int64_t page_size, int64_t kv_heads, int64_t head_dim);
+
+// The pages bucket P (block-table entries per row) of a program whose longest row needs `pages`
+// pages of `page_size` slots: at least kMinBucketSlots key slots (fewer take other XLA:CPU dot
+// kernels, so a row's scores would change with its batch: layers.h), then the next 2^k or
+// 3 * 2^k pages (at most ~1.5x the slots in use, two programs per doubling of the context) that
+// is, past kScoreChunk slots, a whole number of score chunks (so 384 slots round up to 512).
+inline constexpr int64_t kMinBucketSlots = 64;
+int64_t PagesBucket(int64_t pages, int64_t page_size);
 
 // [page, slot] per token, (R, K, 2) s32, for positions (R, K) (padding -> [0, 0]).
 hlo::Value PagedWriteIndex(hlo::Builder& b, const hlo::Value& positions, const hlo::Value& table, int64_t page_size);
@@ -13,6 +28,9 @@ hlo::Value PagedWriteIndex(hlo::Builder& b, const hlo::Value& positions, const h
 // cache with layer `layer`'s slots at `index` (R, K, 2) replaced by rows (R, K, kvh, hd)
 // (converted to the cache's dtype).
 hlo::Value PagedWrite(hlo::Builder& b, const hlo::Value& cache, int64_t layer, const hlo::Value& index, const hlo::Value& rows);
+
+// The same for every layer at once: rows[l] (R, K, kvh, hd) into layer l, one scatter.
+hlo::Value PagedWriteLayers(hlo::Builder& b, const hlo::Value& cache, const hlo::Value& index, const std::vector<hlo::Value>& rows);
 
 // Layer `layer`'s slots of every row's pages, in position order: (R, P * S, kvh, hd).
 hlo::Value PagedRead(hlo::Builder& b, const hlo::Value& cache, int64_t layer, const hlo::Value& table);

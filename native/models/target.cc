@@ -74,8 +74,8 @@ std::vector<WeightSpec> TargetWeightSpecs(const TargetConfig& c, pjrt::DType t) 
     const std::string p = "model.layers." + std::to_string(i) + ".";
     AppendDecoderLayerSpecs(s, p, h, c.num_heads, c.num_kv_heads, c.head_dim, c.intermediate_size, c.qk_norm, t);
     if (c.sparse(i)) {
-      // The sparse MLP replaces the dense one: drop gate/up/down_proj, add router + experts.
-      s.resize(s.size() - 3);
+      // The sparse MLP replaces the dense one: drop gate_up/down_proj, add router + experts.
+      s.resize(s.size() - kDenseMlpSpecs);
       AppendMoeLayerSpecs(s, p, h, MoeConfig{c.moe.num_experts, c.moe.experts_per_token, c.moe.intermediate, c.moe.norm_topk_prob}, t);
     }
   }
@@ -128,8 +128,8 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
   }
   const Value final_norm = Weight(w, "model.norm.weight");
   const Value lm_head = c.tie_word_embeddings ? embed : Weight(w, "lm_head.weight");
-  Value k_cache = b.Input("k_cache", {L, n, s, kvh, hd}, nm.kv(), 0);
-  Value v_cache = b.Input("v_cache", {L, n, s, kvh, hd}, nm.kv(), 1);
+  Value k_cache = b.Input("k_cache", KeyCacheDims(L, n, s, kvh, hd), nm.kv(), 0);
+  Value v_cache = b.Input("v_cache", ValueCacheDims(L, n, s, kvh, hd), nm.kv(), 1);
   Value tokens = b.Input("tokens", {r, k}, DType::kS32);          // (R, K)
   const Value positions = b.Input("positions", {r, k}, DType::kS32);  // (R, K), -1 = padding
   const Value table = b.Input("block_table", {r, p}, DType::kS32);    // (R, P)
@@ -171,13 +171,13 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
     k_cache = PagedWrite(b, k_cache, l, windex, kk);
     v_cache = PagedWrite(b, v_cache, l, windex, vv);
     const Value keys = PagedRead(b, k_cache, l, table), vals = PagedRead(b, v_cache, l, table);
-    const Value attn = Attention(b, q, keys, vals, visible, nm);  // (R, K, heads * hd)
+    const Value attn = Attention(b, q, {keys}, vals, visible, nm);  // (R, K, heads * hd)
     h = b.Add(h, Dense(b, attn, lw.o, nm));
     const Value x2 = RmsNorm(b, h, lw.ln2, c.rms_norm_eps, nm);  // (R, K, H)
     if (c.sparse(l))
       h = b.Add(h, b.Reshape(MoeMlp(b, b.Reshape(x2, {r * k, c.hidden_size}), experts[l], moe, MoeImpl::kAuto, nm), {r, k, c.hidden_size}));
     else
-      h = b.Add(h, SiluMlp(b, x2, lw.gate, lw.up, lw.down, nm));
+      h = b.Add(h, SiluMlp(b, x2, lw.gate_up, lw.down, nm));
     if (std::count(sh.hidden_layers.begin(), sh.hidden_layers.end(), static_cast<int32_t>(l))) after[l] = h;
   }
 

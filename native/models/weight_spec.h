@@ -1,5 +1,6 @@
-// One weight tensor a model program takes as a parameter: HF checkpoint name, shape and the
-// dtype it is uploaded in (the checkpoint's; programs convert to f32 in-graph).
+// One weight tensor a model program takes as a parameter: its name (the HF checkpoint tensor's,
+// unless made of parts), shape and the dtype it is uploaded in (the engine's; the loader
+// converts checkpoint tensors of another dtype).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -13,6 +14,11 @@ struct WeightSpec {
   std::string name;
   std::vector<int64_t> shape;
   pjrt::DType dtype;
+  // When not empty: the checkpoint tensors this input is made of at load, concatenated along
+  // dim 0 in this order, each [shape[0] / parts, shape[1:]...] (e.g. a layer's gate_proj and
+  // up_proj as one gate_up_proj). The checkpoint keeps its own names; only the program sees the
+  // fused one.
+  std::vector<std::string> parts = {};
 };
 
 }  // namespace dflash::models

@@ -60,7 +60,7 @@ std::vector<std::string> Names(const std::vector<IoSpec>& v) {
 
 TEST(ModelBuild, TargetWeightSpecsQwen3) {
   const auto specs = TargetWeightSpecs(TinyTarget("qwen3"), pjrt::DType::kBF16);
-  ASSERT_EQ(specs.size(), 1u + 3 * 11 + 1 + 1);
+  ASSERT_EQ(specs.size(), 1u + 3 * 10 + 1 + 1);
   EXPECT_EQ(specs[0].name, "model.embed_tokens.weight");
   EXPECT_EQ(specs[0].shape, (std::vector<int64_t>{64, 32}));
   EXPECT_EQ(specs[1].name, "model.layers.0.input_layernorm.weight");
@@ -70,8 +70,12 @@ TEST(ModelBuild, TargetWeightSpecsQwen3) {
   EXPECT_EQ(specs[6].name, "model.layers.0.self_attn.q_norm.weight");
   EXPECT_EQ(specs[7].name, "model.layers.0.self_attn.k_norm.weight");
   EXPECT_EQ(specs[8].name, "model.layers.0.post_attention_layernorm.weight");
-  EXPECT_EQ(specs[11].name, "model.layers.0.mlp.down_proj.weight");
-  EXPECT_EQ(specs[11].shape, (std::vector<int64_t>{32, 48}));
+  // gate and up: one program input, made at load of the two checkpoint tensors.
+  EXPECT_EQ(specs[9].name, "model.layers.0.mlp.gate_up_proj.weight");
+  EXPECT_EQ(specs[9].shape, (std::vector<int64_t>{96, 32}));
+  EXPECT_EQ(specs[9].parts, (std::vector<std::string>{"model.layers.0.mlp.gate_proj.weight", "model.layers.0.mlp.up_proj.weight"}));
+  EXPECT_EQ(specs[10].name, "model.layers.0.mlp.down_proj.weight");
+  EXPECT_EQ(specs[10].shape, (std::vector<int64_t>{32, 48}));
   EXPECT_EQ(specs[specs.size() - 2].name, "model.norm.weight");
   EXPECT_EQ(specs.back().name, "lm_head.weight");
   for (const auto& s : specs) EXPECT_EQ(s.dtype, pjrt::DType::kBF16);
@@ -79,7 +83,7 @@ TEST(ModelBuild, TargetWeightSpecsQwen3) {
 
 TEST(ModelBuild, TargetWeightSpecsLlamaTied) {
   const auto specs = TargetWeightSpecs(TinyTarget("llama"), pjrt::DType::kF32);
-  ASSERT_EQ(specs.size(), 1u + 3 * 9 + 1);
+  ASSERT_EQ(specs.size(), 1u + 3 * 8 + 1);
   EXPECT_EQ(specs.back().name, "model.norm.weight");
   for (const auto& s : specs) EXPECT_EQ(s.name.find("_norm.weight") != std::string::npos && s.name.find("self_attn") != std::string::npos, false);
 }
@@ -185,7 +189,7 @@ TEST(ModelBuild, TargetScoreErrors) {
 TEST(ModelBuild, DrafterSpecsAndSignature) {
   const DrafterConfig d = TinyDrafter();
   const auto specs = DrafterWeightSpecs(d, pjrt::DType::kF32);
-  ASSERT_EQ(specs.size(), 2u + 2 * 11 + 1);
+  ASSERT_EQ(specs.size(), 2u + 2 * 10 + 1);
   EXPECT_EQ(specs[0].name, "fc.weight");
   EXPECT_EQ(specs[0].shape, (std::vector<int64_t>{32, 64}));
   EXPECT_EQ(specs[1].name, "hidden_norm.weight");

@@ -175,7 +175,7 @@ class Classifier:
             return 'LM head'
         if c.get('feat_dim') and [n, k] == [c['hidden'], c['feat_dim']] and self.reaches_feats(ins):
             return 'drafter fc'
-        if [n, k] == [c['intermediate'], c['hidden']]:
+        if [n, k] in ([c['intermediate'], c['hidden']], [2 * c['intermediate'], c['hidden']]):  # gate, up or gate_up
             return 'MLP gate/up (+act)'
         if [n, k] == [c['hidden'], c['intermediate']]:
             return 'MLP down'
