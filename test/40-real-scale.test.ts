@@ -35,7 +35,7 @@ afterAll(() => {
 describe('Qwen3-0.6B shape, bf16', () => {
   let first: Record<string, any>, baseline: number;
 
-  it('loads 16-bit weights as 16-bit, generates, and stays within 1.2x of weights + KV pool in memory', () => {
+  it('loads 16-bit weights as 16-bit within 1.2x of weights + KV pool in memory, and generates within 1.3x', () => {
     baseline = child(['baseline', dir]).baseline.peak;
     first = child(['engine', dir, cacheDir]);
     expect(first.dtype).toBe('bf16');
@@ -48,8 +48,12 @@ describe('Qwen3-0.6B shape, bf16', () => {
     console.log(report);
     // Loading: weights go from the file to the device tensor by tensor (no second full copy).
     expect(first.loaded.peak - baseline, report).toBeLessThanOrEqual(1.2 * model);
-    // Generating, compiles included.
-    expect(first.generated.peak - baseline, report).toBeLessThanOrEqual(1.2 * model);
+    // Generating, compiles included. The bound counts the compiled programs too: on XLA:CPU
+    // their runtime state (YNNPACK dot fusions, per program and growing with the layer count) adds
+    // 150-250 MB here that PJRT does not report (measured: +96 MB at 4 layers, +166 at 14, +241 at
+    // 28; docs/ARCHITECTURE.md, memory), so generating is bounded at 1.3x: a second copy of the
+    // weights or their widening to f32 (+1.19 GB) still fails it by far.
+    expect(first.generated.peak - baseline, report).toBeLessThanOrEqual(1.3 * model);
   });
 
   it('a second start loads its programs from the disk cache', () => {
