@@ -252,16 +252,18 @@ void Scheduler::Draft(const std::vector<Sequence*>& rows, const std::vector<std:
     block_len[r] = std::min(next, s.block_cap);
     block = std::max(block, block_len[r]);
   }
-  const auto t0 = std::chrono::steady_clock::now();
   try {
     // Rows that decoded plainly since their last block: their context first (the positions of
-    // this verify are appended by the draft itself).
+    // this verify are appended by the draft itself). A one-off cost of switching back to blocks,
+    // kept out of the per-step draft cost the policy weighs (a long plain streak would otherwise
+    // make every later block look dear, and keep the policy plain).
     for (Sequence* s : spec)
       for (int64_t pos = s->ctx_len; pos < s->kv_len;) {
         pos += rt_->Prefill(*s, pos, static_cast<int32_t>(std::min<int64_t>(s->kv_len - pos, rt_->options().prefill_chunk)));
         s->ctx_len = pos;
         ++local_.catch_ups;
       }
+    const auto t0 = std::chrono::steady_clock::now();
     rt_->Draft(rows, append, last, block_len, block);
     policy_.RecordCost(BlockPolicy::Stage::kDraft, bucket, block, Since(t0));
     for (size_t r = 0; r < rows.size(); ++r) rows[r]->pending_block = block_len[r] >= 2 ? block_len[r] : 0;

@@ -20,14 +20,15 @@ void AcceptanceStats::Record(int32_t proposed, int32_t accepted) {
 std::vector<double> AcceptanceStats::Conditional(const AcceptanceStats* prior) const {
   std::vector<double> a(offered_.size(), 0.0);
   for (size_t i = 1; i < a.size(); ++i) {
-    // Beta prior: the engine-wide rate with the weight of 4 observations, else a flat 0.5.
+    // Beta prior: the engine-wide rate with the weight of 4 observations; where the engine has
+    // never offered position i, the estimate of position i-1 (0.5 for i = 1) with the weight of 2.
     double pn = 0, pa = 0;
     if (prior && prior != this && i < prior->offered_.size() && prior->offered_[i] > 0) {
       pn = 4.0;
       pa = 4.0 * static_cast<double>(prior->accepted_[i]) / static_cast<double>(prior->offered_[i]);
     } else {
       pn = 2.0;
-      pa = 1.0;
+      pa = 2.0 * (i == 1 ? 0.5 : a[i - 1]);
     }
     a[i] = (static_cast<double>(accepted_[i]) + pa) / (static_cast<double>(offered_[i]) + pn);
   }
@@ -52,8 +53,11 @@ BlockPolicy::BlockPolicy(int32_t max_block, bool adaptive)
 
 void BlockPolicy::RecordCost(Stage stage, int64_t rows, int32_t block, double seconds) {
   CostTable& t = stage == Stage::kVerify ? verify_ : draft_;
-  auto [it, fresh] = t.try_emplace({rows, block}, seconds);
-  if (!fresh) it->second = 0.8 * it->second + 0.2 * seconds;  // EMA: follows load changes, damps noise
+  const int64_t runs = ++(stage == Stage::kVerify ? verify_runs_ : draft_runs_)[{rows, block}];
+  // The first run is a warm-up: the second replaces it; then an EMA follows load changes and
+  // damps noise.
+  if (runs <= 2) t[{rows, block}] = seconds;
+  else t[{rows, block}] = 0.8 * t[{rows, block}] + 0.2 * seconds;
 }
 
 double BlockPolicy::Interpolate(const CostTable& t, int64_t rows, int32_t block) {

@@ -2,7 +2,9 @@
 // verify and draft time and yields more tokens only as far as the drafter's proposals hold, so
 // the policy keeps
 //   - per-position acceptance: of the steps that offered draft position i with positions
-//     1..i-1 accepted, how many accepted i (per sequence, with the engine-wide counts as prior);
+//     1..i-1 accepted, how many accepted i (per sequence, with the engine-wide counts as prior;
+//     a position nobody has reached yet takes the estimate of the position before it, since
+//     drafts that held to i-1 tend to hold on);
 //   - the measured cost of an iteration at each (batch-rows bucket, block) it has run;
 // and picks the block K (1 = plain decoding) maximising  sum over rows of E[tokens | K] / cost(K),
 // E[tokens | K] = 1 + sum_{i<K} prod_{j<=i} alpha_j, cost(K) = verify(K) + draft(K). Plain
@@ -48,8 +50,10 @@ class BlockPolicy {
   // handed to `want` (compiled in the background) and the best ready one is used meanwhile.
   int32_t Choose(int64_t rows_bucket, const std::vector<int32_t>& caps, const std::vector<const AcceptanceStats*>& stats,
                  const std::function<bool(int32_t)>& ready, const std::function<void(int32_t)>& want);
-  // Seconds a verify (with its host transfer) or a draft (with any context catch-up before it)
-  // took at (rows_bucket, block). A block of 1 runs no drafter: its draft cost is 0.
+  // Seconds a verify (with its host transfer) or a draft took at (rows_bucket, block). A block of
+  // 1 runs no drafter: its draft cost is 0. A context catch-up after plain steps is a one-off
+  // switching cost, not a per-step one: callers leave it out. The first run of a program is a
+  // warm-up (page faults, the plugin packing its kernels): the second replaces it outright.
   enum class Stage { kVerify, kDraft };
   void RecordCost(Stage stage, int64_t rows_bucket, int32_t block, double seconds);
   // The cost of one iteration at (rows_bucket, block) the model uses: verify + draft, each
@@ -67,6 +71,7 @@ class BlockPolicy {
   using CostTable = std::map<std::pair<int64_t, int32_t>, double>;  // EMA seconds by (rows bucket, block)
   static double Interpolate(const CostTable& t, int64_t rows, int32_t block);
   CostTable verify_, draft_;
+  std::map<std::pair<int64_t, int32_t>, int64_t> verify_runs_, draft_runs_;  // runs recorded per key
   AcceptanceStats global_;
   int64_t plain_streak_ = 0, explore_every_ = 8;
 };

@@ -130,6 +130,30 @@ TEST(Speculation, MeasuresBothEndsBeforeTrustingTheModel) {
   EXPECT_EQ(off.Choose(1, {4}, {&s}), 4);
 }
 
+TEST(Speculation, AnUnreachedPositionTakesTheEstimateOfThePositionBeforeIt) {
+  // One block that held for 6 of 15 positions: positions 2..6 are estimated above position 1's
+  // flat prior, and the never-reached 8.. follow the rejected 7 instead of snapping back to 0.5.
+  AcceptanceStats s(16);
+  s.Record(15, 6);
+  const std::vector<double> a = s.Conditional(nullptr);
+  EXPECT_DOUBLE_EQ(a[1], 2.0 / 3.0);
+  for (int i = 2; i <= 6; ++i) EXPECT_GT(a[i], a[i - 1]);
+  EXPECT_LT(a[7], a[6]);
+  EXPECT_DOUBLE_EQ(a[8], a[7]);
+  EXPECT_GT(ExpectedTokens(a, 16), 4.0);  // one good block is enough evidence to try blocks again
+}
+
+TEST(Speculation, TheFirstRunOfAProgramIsAWarmUp) {
+  // A first verify at 50 ms (page faults, kernel packing) would otherwise sit in the EMA for many
+  // runs of a block that is rarely tried: the second run replaces it.
+  BlockPolicy p(16, true);
+  p.RecordCost(BlockPolicy::Stage::kVerify, 1, 16, 50e-3);
+  p.RecordCost(BlockPolicy::Stage::kVerify, 1, 16, 5e-3);
+  EXPECT_DOUBLE_EQ(p.Cost(1, 16), 5e-3);
+  p.RecordCost(BlockPolicy::Stage::kVerify, 1, 16, 10e-3);
+  EXPECT_DOUBLE_EQ(p.Cost(1, 16), 0.8 * 5e-3 + 0.2 * 10e-3);
+}
+
 TEST(ProgramCacheDisk, AForeignEntryIsRejectedAndRecompiled) {
   DFLASH_REQUIRE_PLUGIN();
   const auto dir = std::filesystem::temp_directory_path() / ("dflash-pc-" + std::to_string(::getpid()));
