@@ -99,7 +99,7 @@ export function demoArgs(args: Args): Args {
   return {
     'max-tokens': '64',
     ...args,
-    _: ['generate', ...(prompt.length ? prompt : ['class Error(Exception):'])],
+    _: ['generate', ...(prompt.length ? prompt : ['def __eq__(self, other):'])],
     target: path.join(dir, 'target'),
     drafter: path.join(dir, 'drafter'),
   };
