@@ -25,7 +25,7 @@ export interface EngineOptions {
   cacheDir?: string;
   /** Adaptive speculation: each iteration picks the block size (1 = plain decoding) that maximises expected tokens per second from measured verify/draft costs and per-position acceptance. Output is identical either way. Default: true. */
   adaptive?: boolean;
-  /** Compute every row of a matmul the same way whatever the batch, so a sequence's tokens do not depend on the other sequences, its block size, or plain vs speculative decoding. On XLA:CPU this pads matmuls to 2 rows (f32) or 3 (16-bit); for a single f32 stream that costs ~1.5x per token (16-bit: nothing). false trades it for the fastest single-row f32 path. Default: true. */
+  /** Compute every row of a matmul the same way whatever the batch, so a sequence's tokens do not depend on the other sequences, its block size, or plain vs speculative decoding. On XLA:CPU this pads matmuls to 2 rows (f32) or 3 (16-bit); for a single f32 stream that costs ~1.8x per token (16-bit: nothing). false trades it for the fastest single-row f32 path. Without a drafter and with maxSequences 1 there is nothing to be invariant against: that engine takes the single-row path either way. Default: true. */
   batchInvariant?: boolean;
   /** Compile the programs a single stream needs while loading (with progress events). Default: true. */
   warmup?: boolean;

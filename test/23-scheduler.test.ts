@@ -189,3 +189,21 @@ describe('admission, queue and preemption', () => {
     }
   });
 });
+
+describe('batch invariance applies where rows can differ', () => {
+  it('one plain stream takes the single-row path; a batch or a drafter keeps the padded kernels', async () => {
+    const target = path.join(MODELS, 'qwen3-f32'), drafter = path.join(MODELS, 'qwen3-f32-dflash');
+    const reason = async (o: Record<string, unknown>) => {
+      const e = await Engine.load({ target, maxSeqLen: 64, cacheDir: false, warmup: false, ...o });
+      try {
+        return e.stats().dtypeReason;
+      } finally {
+        e.dispose();
+      }
+    };
+    expect(await reason({ maxSequences: 1 })).toContain('not batch-invariant');
+    expect(await reason({ maxSequences: 2 })).not.toContain('not batch-invariant');
+    expect(await reason({ maxSequences: 1, drafter })).not.toContain('not batch-invariant');
+    expect(await reason({ maxSequences: 2, batchInvariant: false })).toContain('not batch-invariant');
+  });
+});

@@ -58,7 +58,11 @@ int64_t Runtime::PagesBucket(int64_t max_position) const {
 
 std::vector<std::string> Runtime::LoadWeights(const std::vector<TensorSource>& target, const std::vector<TensorSource>& drafter,
                                               const std::function<void(const LoadProgress&)>& progress) {
-  dtypes_ = ChooseDtypes(client_->platform_name(), CheckpointDtype(target), opt_.dtype, opt_.kv_dtype, opt_.batch_invariant);
+  // Invariance matters only where a row's matmuls could see another row count: a verify next to
+  // plain decoding (a drafter), or a batch (several sequences). One plain stream has nothing to be
+  // invariant against, so it takes the fastest single-row path.
+  const bool invariant = opt_.batch_invariant && (drafter_.has_value() || opt_.max_sequences > 1);
+  dtypes_ = ChooseDtypes(client_->platform_name(), CheckpointDtype(target), opt_.dtype, opt_.kv_dtype, invariant);
   const pjrt::DType dt = dtypes_.numerics.dtype;
   LoadProgress base;
   base.model = "target";
