@@ -65,6 +65,7 @@ async function main(): Promise<void> {
     makeRandomShape(name, target, { drafter: withDrafter ? drafter : undefined });
   const shape = JSON.parse(fs.readFileSync(path.join(target, 'config.json'), 'utf8'));
   const writeSeconds = (performance.now() - t0) / 1000;
+  const drafterText = withDrafter ? describeDrafter(drafter) : '';  // read before the directory is removed
   const fileBytes = fs.statSync(path.join(target, 'model.safetensors')).size;
   const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'dflash-shape-cache-'));
   const bw = await bandwidth();
@@ -84,7 +85,7 @@ async function main(): Promise<void> {
     '',
     machine(c),
     `- RANDOM weights at the published shape (tools/shapes/make_random.py): hidden ${shape.hidden_size}, ${shape.num_hidden_layers} layers, ` +
-      `vocab ${shape.vocab_size}, bf16 file ${gb(fileBytes)} GB${withDrafter ? `; DFlash drafter ${describeDrafter(drafter)}` : ''}` +
+      `vocab ${shape.vocab_size}, bf16 file ${gb(fileBytes)} GB${withDrafter ? `; DFlash drafter ${drafterText}` : ''}` +
       ` (written in ${writeSeconds.toFixed(0)} s); engine dtype ${first.dtype} (${first.reason})`,
     `- memory roofline: weight bytes / ${(bw / 1e9).toFixed(1)} GB/s (XLA streaming a 1 GiB sum on this machine, measured now)`,
     '',
