@@ -44,6 +44,11 @@ export async function doctor(args: Args): Promise<void> {
     const client = report.client as { error?: string; platformName?: string; platformVersion?: string; devices?: { kind: string }[] } | undefined;
     if (client?.error) out.push(`  client: ${client.error}`);
     else if (client) out.push(`  client: ${client.platformName} ${client.platformVersion}, ${client.devices?.length} device(s): ${client.devices?.map((d) => d.kind).join(', ')}`);
+    if (client?.platformName) {
+      // What Engine.load({ dtype: 'auto' }) computes in on this platform (engine/dtype_policy.cc).
+      out.push('  compute dtype (dtype auto; Engine.load({ dtype, kvDtype }) overrides):');
+      for (const dt of ['f32', 'bf16', 'f16'] as const) out.push(`    ${native().dtypePolicy(client.platformName, dt)}`);
+    }
   }
   console.log(out.join('\n'));
 }

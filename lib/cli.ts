@@ -29,7 +29,7 @@ const HELP = `usage:
       the trained code pair (package dflash-demo-pair, or models/code-pair in a checkout)
 ${SERVE_HELP}
   dflash doctor [--plugin PATH] [--verbose | --json]
-      plugin discovery (one line per source; --verbose: every path), versions, devices
+      plugin discovery (one line per source; --verbose: every path), versions, devices, compute dtype per checkpoint dtype
   dflash install-plugin cpu|cuda|tpu [--force] [--no-cuda-libs] [--index-url URL] [--dir DIR]
       fetch a pinned PJRT plugin (no Python needed) into ~/.cache/dflash/plugins
       ($DFLASH_CACHE_DIR/plugins or $XDG_CACHE_HOME/dflash/plugins when set)`;

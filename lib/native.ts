@@ -167,6 +167,7 @@ export interface NativeAddon {
   createEngine(client: NativeClient, config: Record<string, unknown>,
     onEvents: (kind: 'tokens' | 'program', data: NativeSequenceEvent[] | NativeProgramEvent) => void): NativeEngine;
   optionSchemas(): { engine: OptionSchema[]; request: OptionSchema[] };
+  dtypePolicy(platform: string, checkpointDtype: 'f32' | 'bf16' | 'f16'): string;
   /** Throws the schema's error for a bad generate() option (the same check submit() runs). */
   validateRequestOptions(options: Record<string, unknown>): void;
   internal: NativeInternal;

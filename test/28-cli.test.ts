@@ -46,4 +46,12 @@ describe('dflash doctor', () => {
     expect(report.client.platformName).toBe('cpu');
     expect(report.client.devices.length).toBeGreaterThan(0);
   });
+
+  it('shows the compute dtype policy of the platform, per checkpoint dtype', () => {
+    const r = cli(['doctor']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('compute dtype (dtype auto');
+    expect(r.stdout).toContain('bf16 checkpoint kept in bf16 on cpu');
+    expect(r.stdout).toContain('f16 checkpoint computed in f32 on cpu');
+  });
 });

@@ -14,6 +14,7 @@
 #include "addon/instance.h"
 #include "addon/js_config.h"
 #include "addon/js_runtime.h"
+#include "engine/dtype_policy.h"
 
 namespace dflash::addon {
 
@@ -392,6 +393,17 @@ void InitEngine(Napi::Env env, Napi::Object exports) {
                 return Guard(env, [&]() -> Napi::Value {
                   SchemaChecked(env, [&] { return engine::ParseRequestOptions(OptionMap(env, info[0], "generate"), "generate"); });
                   return env.Undefined();
+                });
+              }));
+  // dtypePolicy(platform, checkpointDtype) -> the reason string an engine would report with
+  // dtype 'auto' (doctor shows it per checkpoint dtype for the selected plugin's platform).
+  exports.Set("dtypePolicy", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+                Napi::Env env = info.Env();
+                return Guard(env, [&]() -> Napi::Value {
+                  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString())
+                    throw Napi::TypeError::New(env, "dtypePolicy(platform: string, checkpointDtype: 'f32' | 'bf16' | 'f16')");
+                  const auto dt = engine::ParseDtypeName(info[1].As<Napi::String>().Utf8Value());
+                  return Napi::String::New(env, engine::ChooseDtypes(info[0].As<Napi::String>().Utf8Value(), dt, "auto", "auto").reason);
                 });
               }));
   auto internal = Napi::Object::New(env);
