@@ -121,8 +121,10 @@ int32_t BlockPolicy::Choose(int64_t rows, const std::vector<int32_t>& caps, cons
   std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.first > b.first; });  // ties: smaller block
   int32_t best = settle(ranked.front().second, ranked);
   if (best == 1 && cap > 1) {
-    // Plain decoding learns nothing about acceptance: re-try the block now and then.
-    if (++plain_streak_ >= explore_every_ && ready(cap)) {
+    // Plain decoding learns nothing about acceptance: re-try the block now and then. A re-try
+    // costs every row of the batch a full block (and a context catch-up), while an iteration
+    // yields one acceptance sample per row: so the interval grows with the rows.
+    if (++plain_streak_ >= explore_every_ * std::max<int64_t>(1, rows) && ready(cap)) {
       plain_streak_ = 0;
       explore_every_ = std::min<int64_t>(explore_every_ * 2, 256);
       return cap;

@@ -11,8 +11,8 @@
 // decoding and the full block are each run once per rows bucket to measure them; other costs
 // are interpolated linearly in K between measured blocks (K-flat beyond the measured range), so
 // an unexplored block gets tried when the model believes in it. When plain decoding wins
-// for long, the full block is re-tried now and then (every 8, 16, ... 256 iterations) to keep
-// the acceptance estimates honest. The output never depends on the choice (lossless either way).
+// for long, the full block is re-tried now and then (every 8, 16, ... 256 iterations, times the
+// rows bucket: a re-try costs every row a block) to keep the acceptance estimates honest. The output never depends on the choice (lossless either way).
 #pragma once
 #include <cstdint>
 #include <functional>
