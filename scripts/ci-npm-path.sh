@@ -52,7 +52,7 @@ again=$(run_bare npx dflash install-plugin cpu 2>&1)
 grep -q '^already installed: ' <<<"$again" || { echo "second install-plugin was not a no-op"; exit 1; }
 
 step "npx dflash demo"
-run_bare npx dflash demo --max-tokens 24 "def main():" > "$work/demo.out" 2> "$work/demo.err" || { cat "$work/demo.err"; exit 1; }
+run_bare npx dflash demo --max-tokens 24 > "$work/demo.out" 2> "$work/demo.err" || { cat "$work/demo.err"; exit 1; }
 cat "$work/demo.out" "$work/demo.err"
 grep -q '^-- maxTokens: 24 tokens' "$work/demo.err" || { echo "the demo did not stream 24 tokens"; exit 1; }
 
