@@ -15,7 +15,6 @@ reference follows z-lab's sampled path and its q rows (softmax(score / T) over t
 compared with z-lab's, candidate by candidate (z-lab's torch.topk is unsorted).
 """
 import argparse
-import importlib.util
 import json
 import pathlib
 import sys
@@ -28,6 +27,7 @@ from transformers import DynamicCache, Qwen3Config
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from drafter2_ref import dflash2_params, drafter2_forward, select  # noqa: E402
 from drafter_ref import load_safetensors  # noqa: E402
+from zlab import crop_to, load_zlab  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MODELS = ROOT / "test" / "fixtures" / "models"
@@ -36,19 +36,6 @@ DRAFTERS = ["qwen3-f32-dflash2", "qwen3-f32-dflash2-swa"]
 OUT = ROOT / "test" / "fixtures" / "goldens" / "dflash2-zlab.json"
 STEPS = [[1], [5], [17], [40], [17, 40], [1, 5, 17]]
 TEMPERATURE = 1.5
-
-
-def load_zlab(path: str):
-    spec = importlib.util.spec_from_file_location("zlab_dflash_model", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def crop_to(cache, length: int) -> None:
-    extra = cache.get_seq_length() - length
-    if extra > 0:
-        cache.crop(length if transformers.__version__.startswith("4.") else -extra)
 
 
 def zlab_model(zlab, drafter: pathlib.Path):

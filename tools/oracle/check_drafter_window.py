@@ -17,7 +17,6 @@ embedded by the target, positions cache_len .. start + block, a DynamicCache cro
 context length after each draft, is_causal=False.
 """
 import argparse
-import importlib.util
 import json
 import pathlib
 import sys
@@ -30,6 +29,7 @@ from transformers.modeling_utils import AttentionInterface
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from drafter_ref import config_windows, drafter_forward, load_safetensors  # noqa: E402
+from zlab import crop_to, load_zlab  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MODELS = ROOT / "test" / "fixtures" / "models"
@@ -53,21 +53,6 @@ def flash_window_attention(module, query, key, value, attention_mask, scaling=No
         scores = scores.masked_fill(~((j >= i - (sliding_window - 1)) & (j <= i + (sliding_window - 1))), float("-inf"))
     out = torch.softmax(scores.float(), dim=-1).to(query.dtype) @ value
     return out.transpose(1, 2).contiguous(), None
-
-
-def load_zlab(path: str):
-    spec = importlib.util.spec_from_file_location("zlab_dflash_model", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def crop_to(cache, length: int) -> None:
-    """z-lab's past_key_values_draft.crop(start) with transformers 4.57.1 (keep `length` tokens);
-    transformers 5 takes the number of tokens to remove, as a negative integer."""
-    extra = cache.get_seq_length() - length
-    if extra > 0:
-        cache.crop(length if transformers.__version__.startswith("4.") else -extra)
 
 
 def zlab_draft(zlab, dcfg: dict, window, attn: str, feats: np.ndarray, steps: list[int], last: int, block: int):
