@@ -52,24 +52,22 @@ BlockPolicy::BlockPolicy(int32_t max_block, bool adaptive)
 }
 
 void BlockPolicy::RecordCost(Stage stage, int64_t rows, int32_t block, double seconds) {
-  CostTable& t = stage == Stage::kVerify ? verify_ : draft_;
-  const int64_t runs = ++(stage == Stage::kVerify ? verify_runs_ : draft_runs_)[{rows, block}];
+  Observed& m = (stage == Stage::kVerify ? verify_ : draft_)[{rows, block}];
   // The first run is a warm-up: the second replaces it; then an EMA follows load changes and
   // damps noise.
-  if (runs <= 2) t[{rows, block}] = seconds;
-  else t[{rows, block}] = 0.8 * t[{rows, block}] + 0.2 * seconds;
+  m.seconds = ++m.runs <= 2 ? seconds : 0.8 * m.seconds + 0.2 * seconds;
 }
 
-double BlockPolicy::Interpolate(const CostTable& t, int64_t rows, int32_t block) {
+double BlockPolicy::Interpolate(const CostTable& t, int64_t rows, int32_t block, bool zero_at_one) {
   auto exact = t.find({rows, block});
-  if (exact != t.end()) return exact->second;
+  if (exact != t.end()) return exact->second.seconds;
   // Nearest measured blocks below and above at this rows bucket: interpolate linearly in K.
-  bool has_lo = false, has_hi = false;
-  std::pair<int32_t, double> lo, hi;
+  bool has_lo = zero_at_one && block > 1, has_hi = false;
+  std::pair<int32_t, double> lo{1, 0.0}, hi;
   for (const auto& [key, c] : t) {
     if (key.first != rows) continue;
-    if (key.second < block && (!has_lo || key.second > lo.first)) lo = {key.second, c}, has_lo = true;
-    if (key.second > block && (!has_hi || key.second < hi.first)) hi = {key.second, c}, has_hi = true;
+    if (key.second < block && (!has_lo || key.second > lo.first)) lo = {key.second, c.seconds}, has_lo = true;
+    if (key.second > block && (!has_hi || key.second < hi.first)) hi = {key.second, c.seconds}, has_hi = true;
   }
   if (has_lo && has_hi) return lo.second + (hi.second - lo.second) * (block - lo.first) / double(hi.first - lo.first);
   if (has_lo) return lo.second;  // K-flat beyond the largest measured block
@@ -78,12 +76,10 @@ double BlockPolicy::Interpolate(const CostTable& t, int64_t rows, int32_t block)
 }
 
 double BlockPolicy::Cost(int64_t rows, int32_t block) const {
-  // A block of 1 runs no drafter (its context catches up later, which Record()s a draft cost of
-  // the block that follows); between 1 and the measured blocks the draft cost interpolates from 0.
+  // A block of 1 runs no drafter; between 1 and the measured blocks the draft cost interpolates
+  // from 0.
   if (block <= 1) return Interpolate(verify_, rows, 1);
-  CostTable draft = draft_;
-  draft.try_emplace({rows, 1}, 0.0);
-  return Interpolate(verify_, rows, block) + Interpolate(draft, rows, block);
+  return Interpolate(verify_, rows, block) + Interpolate(draft_, rows, block, true);
 }
 
 bool BlockPolicy::Measured(int64_t rows, int32_t block) const { return verify_.count({rows, block}) > 0; }

@@ -68,10 +68,12 @@ class BlockPolicy {
   int32_t max_block_;
   bool adaptive_;
   std::vector<int32_t> candidates_;                        // 1, powers of two, max_block
-  using CostTable = std::map<std::pair<int64_t, int32_t>, double>;  // EMA seconds by (rows bucket, block)
-  static double Interpolate(const CostTable& t, int64_t rows, int32_t block);
+  struct Observed { double seconds = 0; int64_t runs = 0; };          // EMA seconds, runs recorded
+  using CostTable = std::map<std::pair<int64_t, int32_t>, Observed>;  // by (rows bucket, block)
+  // The cost at `block` from the measured blocks around it; `zero_at_one`: a block of 1 counts as
+  // measured at 0 s (the draft stage: plain steps run no drafter).
+  static double Interpolate(const CostTable& t, int64_t rows, int32_t block, bool zero_at_one = false);
   CostTable verify_, draft_;
-  std::map<std::pair<int64_t, int32_t>, int64_t> verify_runs_, draft_runs_;  // runs recorded per key
   AcceptanceStats global_;
   int64_t plain_streak_ = 0, explore_every_ = 8;
 };
