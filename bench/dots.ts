@@ -58,6 +58,17 @@ async function median(c: Client, text: string, args: DeviceBuffer[], reps = 9): 
   return t[Math.floor(t.length / 2)] / 1000;
 }
 
+// `keys[i]` grouped by bit-identical `results[i]`, as "{a, b} {c}".
+function identicalClasses(keys: number[], results: Float32Array[]): string {
+  const classes: number[][] = [];
+  results.forEach((r, i) => {
+    const same = classes.find((cl) => results[keys.indexOf(cl[0])].every((v, j) => v === r[j]));
+    if (same) same.push(keys[i]);
+    else classes.push([keys[i]]);
+  });
+  return classes.map((cl) => `{${cl.join(', ')}}`).join(' ');
+}
+
 // Row 0 of a (batched) dot for each row count, compared bit for bit with the others. `layout`:
 // the weight as HF stores it, [out, in] (x . W^T), or transposed at load, [in, out] (x . W).
 async function invariance(c: Client, dt: 'f32' | 'bf16', batched: boolean, rowCounts: number[], layout: 'out,in' | 'in,out' = 'out,in'): Promise<string> {
@@ -87,14 +98,7 @@ async function invariance(c: Client, dt: 'f32' | 'bf16', batched: boolean, rowCo
     o.dispose(); xb.dispose(); exe.dispose();
   }
   w.dispose();
-  // Classes of row counts whose row 0 is bit-identical.
-  const classes: number[][] = [];
-  results.forEach((r, i) => {
-    const same = classes.find((cl) => results[rowCounts.indexOf(cl[0])].every((v, j) => v === r[j]));
-    if (same) same.push(rowCounts[i]);
-    else classes.push([rowCounts[i]]);
-  });
-  return classes.map((cl) => `{${cl.join(', ')}}`).join(' ');
+  return identicalClasses(rowCounts, results);  // row counts whose row 0 is bit-identical
 }
 
 // The first 32 scores of q . K^T per kv head for each key-slot count T, compared bit for bit.
@@ -117,13 +121,7 @@ async function keySlots(c: Client, dt: 'f32' | 'bf16', slots: number[]): Promise
     results.push(first);
     o.dispose(); qb.dispose(); kb.dispose(); exe.dispose();
   }
-  const classes: number[][] = [];
-  results.forEach((r, i) => {
-    const same = classes.find((cl) => results[slots.indexOf(cl[0])].every((v, j) => v === r[j]));
-    if (same) same.push(slots[i]);
-    else classes.push([slots[i]]);
-  });
-  return classes.map((cl) => `{${cl.join(', ')}}`).join(' ');
+  return identicalClasses(slots, results);
 }
 
 async function main(): Promise<void> {
