@@ -4,31 +4,17 @@
 // speculative decoding with a DFlash2 drafter lossless: greedy output token for token plain greedy
 // output, sampled output distributed as the target's own (the selector's q is the distribution the
 // proposals were drawn from).
-import { execFileSync } from 'child_process';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { Engine } from '../lib/engine';
-import { draftLogits, scoreLogits } from '../lib/internal/probe';
+import { scoreLogits } from '../lib/internal/probe';
+import { draftsAgainstReference } from './helpers/drafter-reference';
 import { makeDrafter, makeTarget, tmpDir } from './helpers/tiny-model';
 
-const ROOT = path.join(__dirname, '..');
 const MODELS = path.join(__dirname, 'fixtures', 'models');
 const TARGET = path.join(MODELS, 'qwen3-f32');
-const PYTHON = [path.join(ROOT, '.venv', 'bin', 'python'), 'python3'].find((p) => p === 'python3' || fs.existsSync(p))!;
-
-interface Ref { logits: number[][]; argmax: number[]; draft: number[] }
-
-function reference(drafter: string, features: number[][], last: number, block: number): Ref {
-  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'dflash2-ref-')), 'case.json');
-  fs.writeFileSync(file, JSON.stringify({ features, last_token: last, block_size: block }));
-  const out = execFileSync(PYTHON, [path.join(ROOT, 'tools', 'oracle', 'drafter2_ref.py'), '--drafter', drafter, '--target', TARGET, '--input', file],
-    { encoding: 'utf8', maxBuffer: 64 << 20 });
-  return JSON.parse(out);
-}
-
 const engines: Engine[] = [];
 afterAll(() => Promise.all(engines.map((e) => e.close())));
 
@@ -44,23 +30,10 @@ describe('the DFlash2 drafter graph against the numpy reference', () => {
       const drafterDir = path.join(MODELS, name);
       const engine = await Engine.load({ target: TARGET, drafter: drafterDir, maxSeqLen: 128, maxSequences: 1 });
       engines.push(engine);
-      const ids = engine.config.drafter!.targetLayerIds;
-      const H = engine.config.target.hiddenSize, V = engine.config.target.vocabSize;
-      for (const [n, last] of [[1, 7], [5, 200], [17, 33], [40, 129]]) {
-        const prompt = Int32Array.from({ length: n }, (_, i) => (i * 37 + 11) % V);
-        const feats = (await scoreLogits(engine, [prompt], { hiddenLayers: ids })).hidden![0];
-        const rows: number[][] = [];
-        for (let t = 0; t < n; t++) rows.push(Array.from(feats.subarray(t * ids.length * H, (t + 1) * ids.length * H)));
-        const mine = await draftLogits(engine, feats, n, last, block);
-        const ref = reference(drafterDir, rows, last, block);
-        expect(mine.logits.length).toBe(block * V);
-        let worst = 0;
-        for (let r = 0; r < block; r++)
-          for (let v = 0; v < V; v++) worst = Math.max(worst, Math.abs(mine.logits[r * V + v] - ref.logits[r][v]) - 1e-4 * Math.abs(ref.logits[r][v]));
-        expect(worst, `context ${n}: worst logit difference`).toBeLessThan(2e-3);
+      for (const { n, last, draft, ref } of await draftsAgainstReference(engine, 'drafter2_ref.py', drafterDir, TARGET, block)) {
         // The draft is [last, the selector's walk], not the per-row argmax.
-        expect(Array.from(mine.draft), `context ${n}`).toEqual([last, ...ref.draft]);
-        walkLeftArgmax += ref.draft.filter((t, i) => t !== ref.argmax[i + 1]).length;
+        expect(draft, `context ${n}`).toEqual([last, ...ref.draft!]);
+        walkLeftArgmax += ref.draft!.filter((t, i) => t !== ref.argmax[i + 1]).length;
       }
     });
   });
