@@ -4,6 +4,8 @@ import { spawnSync } from 'child_process';
 import * as path from 'path';
 import { describe, expect, it } from 'vitest';
 
+import { native } from '../lib/native';
+
 const ROOT = path.join(__dirname, '..');
 const CLI = path.join(ROOT, 'dist', 'lib', 'cli.js');
 const MODELS = path.join(__dirname, 'fixtures', 'models');
@@ -53,5 +55,10 @@ describe('dflash doctor', () => {
     expect(r.stdout).toContain('compute dtype (dtype auto');
     expect(r.stdout).toContain('bf16 checkpoint kept in bf16 on cpu');
     expect(r.stdout).toContain('f16 checkpoint computed in f32 on cpu');
+  });
+
+  it('the policy query names a bad dtype or missing arguments instead of crashing', () => {
+    expect(() => native().dtypePolicy('cpu', 'int8' as 'f32')).toThrow("dtype must be f32, bf16 or f16, got 'int8'");
+    expect(() => (native().dtypePolicy as unknown as () => string)()).toThrow(/dtypePolicy\(platform: string/);
   });
 });
