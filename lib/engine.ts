@@ -35,6 +35,10 @@ export interface EngineLoadOptions extends Omit<EngineOptions, 'cacheDir'> {
   drafter?: string;
   /** Path of a PJRT plugin; otherwise discovered (see describePlugins()). */
   plugin?: string;
+  /** Device ids to run on (see `dflash doctor`): `tensorParallel` per replica, replica after
+   *  replica. Default: the first tensorParallel x dataParallel devices. On the CPU plugin that
+   *  many virtual devices are made (its `cpu_device_count` option). */
+  devices?: number[];
   /** Directory for compiled programs, so a second start does not recompile. Default:
    *  $DFLASH_CACHE_DIR, else $XDG_CACHE_HOME/dflash/programs (~/.cache/dflash/programs);
    *  `false` turns the disk cache off. */
@@ -68,7 +72,7 @@ export class Engine extends (EventEmitter as new () => TypedEmitter<EngineEvents
 
   static async load(opts: EngineLoadOptions): Promise<Engine> {
     checkLoadOptions(opts);
-    const { target, drafter, plugin, onProgress, cacheDir, ...engineOptions } = opts;
+    const { target, drafter, plugin, onProgress, cacheDir, devices, ...engineOptions } = opts;
     const targetFile = path.join(target, 'config.json');
     const targetCfg = targetConfigFromHF(readJson(targetFile), targetFile, CAPABILITIES);
     const drafterFile = drafter ? path.join(drafter, 'config.json') : undefined;
@@ -82,13 +86,13 @@ export class Engine extends (EventEmitter as new () => TypedEmitter<EngineEvents
     if (drafterCfg && drafterTensors) checkDrafterTensors(drafterCfg, drafterTensors, drafterFile);
 
     const found = findPlugin({ plugin });
-    const client = await native().openClient(found.path);
+    const client = await openClientFor(found.path, meshDevices(engineOptions, devices));
     let engine: Engine | undefined;
     let nativeEngine: NativeEngine | undefined;
     try {
       const options = { ...engineOptions, cacheDir: cacheDir === false ? '' : cacheDir ?? defaultCacheDir() };
       const eos = [...new Set(tokenizer.eosTokenIds.concat(targetCfg.eosTokenIds ?? []))];
-      nativeEngine = native().createEngine(client, { target: targetCfg, drafter: drafterCfg, eosTokenIds: eos, options },
+      nativeEngine = native().createEngine(client, { target: targetCfg, drafter: drafterCfg, eosTokenIds: eos, options, devices },
         (kind, data) => engine?.onNative(kind, data));
       engine = new Engine(client, nativeEngine, tokenizer, { target: targetCfg, drafter: drafterCfg });
       const { unusedTensors } = await nativeEngine.load(targetTensors, drafterTensors, onProgress && ((p) => onProgress(p)));
@@ -181,6 +185,23 @@ export class Engine extends (EventEmitter as new () => TypedEmitter<EngineEvents
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
+}
+
+/** How many devices (of ids 0..n-1) a mesh needs: tensorParallel x dataParallel, or up to the
+ *  largest id listed in `devices`. */
+function meshDevices(o: { tensorParallel?: number; dataParallel?: number }, devices: number[] | undefined): number {
+  const tp = typeof o.tensorParallel === 'number' ? o.tensorParallel : 1;
+  const dp = typeof o.dataParallel === 'number' ? o.dataParallel : 1;
+  return Math.max(tp * dp, devices ? Math.max(...devices) + 1 : 1);
+}
+
+/** The plugin's client; the CPU plugin is reopened with as many virtual devices as the mesh
+ *  needs (XLA's CPU client splits the host into `cpu_device_count` devices). */
+async function openClientFor(pluginPath: string, needed: number): Promise<NativeClient> {
+  const client = await native().openClient(pluginPath);
+  if (needed <= 1 || needed > 256 || client.platformName !== 'cpu' || client.devices().length >= needed) return client;
+  client.dispose();
+  return native().openClient(pluginPath, { cpu_device_count: needed });
 }
 
 function defaultCacheDir(): string {

@@ -45,7 +45,8 @@ export interface NativeClient {
   devices(): DeviceInfo[];
   compile(program: string | Uint8Array, options?: { format?: 'mlir' }): Promise<NativeExecutable>;
   deserialize(bytes: Uint8Array): Promise<NativeExecutable>;
-  bufferFromHost(data: ArrayBufferView, dtype: DType, dims: number[]): Promise<NativeBuffer>;
+  /** `device`: a device id (devices()[i].id); the plugin's first device by default. */
+  bufferFromHost(data: ArrayBufferView, dtype: DType, dims: number[], device?: number): Promise<NativeBuffer>;
   dispose(): void;
 }
 
@@ -128,6 +129,23 @@ export interface NativeEngineStats {
   maxBlock: number;
   pageSize: number;
   maxSequences: number;
+  /** The devices in use: `dataParallel` replicas of `tensorParallel` devices each. Counters and
+   *  sequence counts above are summed over the replicas; weightBytes, kvCacheBytes and pageBytes
+   *  are one replica's model and pool (over all its devices). */
+  mesh: MeshStats;
+}
+
+export interface MeshStats {
+  tensorParallel: number;
+  dataParallel: number;
+  replicas: Array<{
+    /** Each device of the replica: what it holds of the weights (its shards) and of the KV pool. */
+    devices: Array<{ id: number; weightBytes: number; kvCacheBytes: number }>;
+    runningSequences: number;
+    queuedSequences: number;
+    freePages: number;
+    totalPages: number;
+  }>;
 }
 
 export interface NativeEngine {

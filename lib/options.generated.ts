@@ -29,6 +29,10 @@ export interface EngineOptions {
   batchInvariant?: boolean;
   /** Compile the programs a single stream needs while loading (with progress events). Default: true. */
   warmup?: boolean;
+  /** Devices each replica's target and drafter are split over (tensor parallelism, Megatron layout: attention by heads, MLPs by columns, embedding and LM head by vocabulary, KV caches by KV heads; XLA inserts the all-reduces). Must divide the attention heads and MLP sizes. vLLM's --tensor-parallel-size. An integer in [1, 1024]. Default: 1. */
+  tensorParallel?: number;
+  /** Replicas of the whole engine, each on its own tensorParallel devices with its own KV pool and scheduler; requests go to the least loaded. vLLM's --data-parallel-size. An integer in [1, 1024]. Default: 1. */
+  dataParallel?: number;
 }
 
 /** Per-generation options the native scheduler takes (generate() maps its options onto these). */
@@ -47,5 +51,5 @@ export interface RequestOptions {
   blockSize?: number;
 }
 
-export const ENGINE_OPTION_NAMES = ["pageSize","maxSeqLen","maxSequences","maxQueue","prefillChunk","prefillBudget","kvCacheMemory","dtype","kvDtype","cacheDir","adaptive","batchInvariant","warmup"] as const;
+export const ENGINE_OPTION_NAMES = ["pageSize","maxSeqLen","maxSequences","maxQueue","prefillChunk","prefillBudget","kvCacheMemory","dtype","kvDtype","cacheDir","adaptive","batchInvariant","warmup","tensorParallel","dataParallel"] as const;
 export const REQUEST_OPTION_NAMES = ["maxTokens","temperature","topP","topK","seed","blockSize"] as const;

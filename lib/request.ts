@@ -29,7 +29,7 @@ export interface GenerateOptions {
 
 const GENERATE_OPTIONS = ['maxTokens', 'temperature', 'topP', 'topK', 'seed', 'stop', 'signal', 'speculative'] as const;
 /** Engine.load's own options besides the native engine options. */
-const LOAD_OPTIONS = ['target', 'drafter', 'plugin', 'cacheDir', 'onProgress'] as const;
+const LOAD_OPTIONS = ['target', 'drafter', 'plugin', 'cacheDir', 'onProgress', 'devices'] as const;
 
 /** A value as an error message shows it: NaN as NaN (JSON.stringify would say null), strings quoted. */
 export function describeValue(v: unknown): string {
@@ -66,6 +66,15 @@ export function checkLoadOptions(opts: unknown): void {
     throw new TypeError(`Engine.load: option 'cacheDir' must be a directory path or false, got ${describeValue(o.cacheDir)}`);
   if (o.onProgress !== undefined && typeof o.onProgress !== 'function')
     throw new TypeError(`Engine.load: option 'onProgress' must be a function, got ${describeValue(o.onProgress)}`);
+  if (o.devices !== undefined) {
+    if (!Array.isArray(o.devices) || o.devices.length === 0 || !o.devices.every((d) => Number.isSafeInteger(d) && d >= 0))
+      throw new TypeError(`Engine.load: option 'devices' must be a non-empty array of device ids (integers >= 0), got ${describeValue(o.devices)}`);
+    const seen = new Set<number>();
+    for (const d of o.devices as number[]) {
+      if (seen.has(d)) throw new RangeError(`Engine.load: option 'devices' lists device ${d} twice`);
+      seen.add(d);
+    }
+  }
 }
 
 /** generate()'s options as the native request options (checked by the schema), plus stop strings. */

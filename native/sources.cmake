@@ -6,7 +6,9 @@ set(DFLASH_CORE_SOURCES
   native/pjrt/libtpu_host.cc
   native/pjrt/errors.cc
   native/pjrt/client.cc
+  native/pjrt/executable.cc
   native/pjrt/signature.cc
+  native/pjrt/mesh.cc
   native/hlo/builder.cc
   native/hlo/builder_shape.cc
   native/hlo/builder_index.cc
@@ -16,6 +18,7 @@ set(DFLASH_CORE_SOURCES
   native/models/paged.cc
   native/models/accept.cc
   native/models/sampling.cc
+  native/models/parallel.cc
   native/models/moe.cc
   native/models/target.cc
   native/models/drafter.cc
@@ -25,6 +28,7 @@ set(DFLASH_CORE_SOURCES
   native/engine/page_allocator.cc
   native/engine/program_cache.cc
   native/engine/invocation.cc
+  native/engine/float_codec.cc
   native/engine/weights.cc
   native/engine/kv_pool.cc
   native/engine/speculation.cc

@@ -324,6 +324,31 @@ Napi::Value JsEngine::Stats(const Napi::CallbackInfo& info) {
   num("maxBlock", s.max_block);
   num("pageSize", s.page_size);
   num("maxSequences", s.max_sequences);
+  // The mesh: replicas of tensorParallel devices each, and what every device holds.
+  auto mesh = Napi::Object::New(env);
+  mesh.Set("tensorParallel", s.tensor_parallel);
+  mesh.Set("dataParallel", s.data_parallel);
+  auto replicas = Napi::Array::New(env, s.replicas.size());
+  for (size_t r = 0; r < s.replicas.size(); ++r) {
+    const auto& rs = s.replicas[r];
+    auto ro = Napi::Object::New(env);
+    auto devices = Napi::Array::New(env, rs.device_ids.size());
+    for (size_t d = 0; d < rs.device_ids.size(); ++d) {
+      auto dev = Napi::Object::New(env);
+      dev.Set("id", static_cast<double>(rs.device_ids[d]));
+      dev.Set("weightBytes", static_cast<double>(d < rs.device_weight_bytes.size() ? rs.device_weight_bytes[d] : 0));
+      dev.Set("kvCacheBytes", static_cast<double>(rs.device_kv_bytes));
+      devices.Set(d, dev);
+    }
+    ro.Set("devices", devices);
+    ro.Set("runningSequences", rs.running);
+    ro.Set("queuedSequences", rs.queued);
+    ro.Set("freePages", rs.free_pages);
+    ro.Set("totalPages", rs.total_pages);
+    replicas.Set(r, ro);
+  }
+  mesh.Set("replicas", replicas);
+  o.Set("mesh", mesh);
   return o;
 }
 
@@ -358,6 +383,11 @@ Napi::Value CreateEngine(const Napi::CallbackInfo& info) {
     if (cfg.Get("drafter").IsObject()) drafter = ParseDrafter(cfg.Get("drafter").As<Napi::Object>());
     const auto options =
         SchemaChecked(env, [&] { return engine::ParseEngineOptions(OptionMap(env, cfg.Get("options"), "Engine.load"), "Engine.load"); });
+    std::vector<int64_t> devices;
+    if (cfg.Get("devices").IsArray()) {
+      auto a = cfg.Get("devices").As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length(); ++i) devices.push_back(a.Get(i).ToNumber().Int64Value());
+    }
     std::set<int32_t> eos;
     if (cfg.Get("eosTokenIds").IsArray()) {
       auto a = cfg.Get("eosTokenIds").As<Napi::Array>();
@@ -372,7 +402,13 @@ Napi::Value CreateEngine(const Napi::CallbackInfo& info) {
     self->shared_ = shared;
     // The sink runs on the scheduler thread: it only queues the batch for the JS thread.
     auto sink = [shared](std::vector<engine::SequenceEvent>&& evs) { PostEvents(shared, new EventPayload{std::move(evs), std::nullopt}); };
-    self->engine_ = std::make_shared<engine::Engine>(client, std::move(target), std::move(drafter), options, std::move(eos), sink);
+    try {
+      self->engine_ = std::make_shared<engine::Engine>(client, std::move(target), std::move(drafter), options, std::move(devices),
+                                                       std::move(eos), sink);
+    } catch (const std::invalid_argument& e) {
+      // A mesh the devices or the models cannot make (named numbers): a value out of range.
+      throw Napi::RangeError::New(env, e.what());
+    }
     ++g_live_engines;
     return obj;
   });

@@ -309,12 +309,22 @@ Napi::Value JsClient::BufferFromHost(const Napi::CallbackInfo& info) {
   if (ta.ByteLength() != want)
     throw Napi::RangeError::New(env, "bufferFromHost: data has " + std::to_string(ta.ByteLength()) + " bytes, " +
                                          DTypeString(dtype) + " dims need " + std::to_string(want));
+  // The device: an id (client.devices()[i].id), by default the plugin's first device.
+  PJRT_Device* device = client->addressable_devices().at(0);
+  if (info.Length() > 3 && !info[3].IsUndefined()) {
+    if (!info[3].IsNumber()) throw Napi::TypeError::New(env, "bufferFromHost: device must be a device id (number)");
+    try {
+      device = client->device_by_id(info[3].As<Napi::Number>().Int64Value());
+    } catch (const std::exception& e) {
+      throw Napi::RangeError::New(env, std::string("bufferFromHost: ") + e.what());
+    }
+  }
   // Copy now: the JS array may be changed or collected while the transfer runs off-thread.
   auto data = std::make_shared<std::vector<uint8_t>>(static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset(),
                                                      static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset() + want);
   auto out = std::make_shared<std::shared_ptr<pjrt::Buffer>>();
   return PromiseWorker::Run(
-      env, [client, data, dtype, dims, out] { *out = client->BufferFromHost(data->data(), dtype, dims); },
+      env, [client, data, dtype, dims, device, out] { *out = client->BufferFromHost(data->data(), dtype, dims, device); },
       [out](Napi::Env env) { return JsBuffer::Wrap(env, *out); });
 }
 

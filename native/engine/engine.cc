@@ -2,43 +2,187 @@
 #include "engine/engine.h"
 
 #include <algorithm>
+#include <stdexcept>
 
 namespace dflash::engine {
+namespace {
+
+std::string Ids(const std::vector<int64_t>& ids) {
+  std::string s;
+  for (int64_t id : ids) s += (s.empty() ? "" : ", ") + std::to_string(id);
+  return s;
+}
+
+void Add(SchedulerStats& sum, const SchedulerStats& s) {
+  sum.iterations += s.iterations, sum.decode_iterations += s.decode_iterations, sum.prefill_calls += s.prefill_calls;
+  sum.preemptions += s.preemptions, sum.tokens += s.tokens, sum.verify_rows += s.verify_rows, sum.catch_ups += s.catch_ups;
+  sum.running += s.running, sum.queued += s.queued, sum.free_pages += s.free_pages, sum.total_pages += s.total_pages;
+  sum.last_block = std::max(sum.last_block, s.last_block);
+  sum.offered.resize(std::max(sum.offered.size(), s.offered.size()), 0);
+  sum.accepted.resize(std::max(sum.accepted.size(), s.accepted.size()), 0);
+  for (size_t i = 0; i < s.offered.size(); ++i) sum.offered[i] += s.offered[i];
+  for (size_t i = 0; i < s.accepted.size(); ++i) sum.accepted[i] += s.accepted[i];
+  sum.device.executions += s.device.executions, sum.device.host_transfers += s.device.host_transfers;
+  sum.device.cache_copies += s.device.cache_copies, sum.device.device_seconds += s.device.device_seconds;
+}
+
+}  // namespace
+
+std::vector<std::vector<int64_t>> PlanReplicas(const std::vector<int64_t>& available, const std::vector<int64_t>& wanted,
+                                               int32_t tp, int32_t dp, const std::string& platform) {
+  const size_t need = static_cast<size_t>(tp) * static_cast<size_t>(dp);
+  const std::string mesh = "tensorParallel " + std::to_string(tp) + " x dataParallel " + std::to_string(dp);
+  std::vector<int64_t> ids = wanted;
+  if (ids.empty()) {
+    if (available.size() < need)
+      throw std::invalid_argument(mesh + " needs " + std::to_string(need) + " devices; the " + platform + " plugin has " +
+                                  std::to_string(available.size()) + " (ids " + Ids(available) + ")");
+    ids.assign(available.begin(), available.begin() + static_cast<std::ptrdiff_t>(need));
+  }
+  if (ids.size() != need)
+    throw std::invalid_argument(mesh + " needs " + std::to_string(need) + " devices; 'devices' lists " + std::to_string(ids.size()) +
+                                " (" + Ids(ids) + ")");
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (std::find(available.begin(), available.end(), ids[i]) == available.end())
+      throw std::invalid_argument("device " + std::to_string(ids[i]) + " is not one of the " + platform + " plugin's devices (ids " +
+                                  Ids(available) + ")");
+    for (size_t j = 0; j < i; ++j)
+      if (ids[j] == ids[i]) throw std::invalid_argument("device " + std::to_string(ids[i]) + " is listed twice in 'devices'");
+  }
+  std::vector<std::vector<int64_t>> plan(static_cast<size_t>(dp));
+  for (size_t r = 0; r < plan.size(); ++r) plan[r].assign(ids.begin() + r * tp, ids.begin() + (r + 1) * tp);
+  return plan;
+}
 
 Engine::Engine(std::shared_ptr<pjrt::Client> client, models::TargetConfig target, std::optional<models::DrafterConfig> drafter,
-               EngineOptions options, std::set<int32_t> eos_ids, Scheduler::EventSink sink) {
-  auto rt = std::make_unique<Runtime>(std::move(client), std::move(target), std::move(drafter), std::move(options));
-  scheduler_ = std::make_unique<Scheduler>(std::move(rt), std::move(eos_ids), std::move(sink));
+               EngineOptions options, std::vector<int64_t> device_ids, std::set<int32_t> eos_ids, Scheduler::EventSink sink)
+    : sink_(std::move(sink)) {
+  std::vector<int64_t> available;
+  for (PJRT_Device* d : client->addressable_devices()) available.push_back(client->device_id(d));
+  const auto plan = PlanReplicas(available, device_ids, options.tensor_parallel, options.data_parallel, client->platform_name());
+  auto store = std::make_shared<ProgramStore>();
+  store->share = plan.size() > 1;
+  // Every runtime first (each checks that the models split over its mesh), then the threads.
+  std::vector<std::unique_ptr<Runtime>> runtimes;
+  for (const auto& ids : plan)
+    runtimes.push_back(std::make_unique<Runtime>(pjrt::Mesh::OfIds(client, ids), target, drafter, options, store));
+  for (size_t r = 0; r < runtimes.size(); ++r) {
+    auto rep = std::make_unique<Replica>();
+    rep->scheduler = std::make_unique<Scheduler>(std::move(runtimes[r]), eos_ids,
+                                                 [this, r](std::vector<SequenceEvent>&& evs) { OnEvents(r, std::move(evs)); });
+    replicas_.push_back(std::move(rep));
+  }
+}
+
+void Engine::OnEvents(size_t replica, std::vector<SequenceEvent>&& events) {
+  int64_t finished = 0;
+  {
+    std::lock_guard<std::mutex> lock(route_mu_);
+    for (const auto& e : events)
+      if (!e.finish.empty() && replica_of_.erase(e.id)) ++finished;
+  }
+  replicas_[replica]->in_flight -= finished;
+  sink_(std::move(events));
 }
 
 void Engine::Load(std::vector<TensorSource> target, std::vector<TensorSource> drafter, std::function<void(const LoadProgress&)> progress,
                   std::function<void(const ProgramEvent&)> programs,
                   std::function<void(const LoadResult&, const std::string& error)> done) {
-  scheduler_->Post([target = std::move(target), drafter = std::move(drafter), progress = std::move(progress),
-                    programs = std::move(programs), done = std::move(done)](Runtime& rt) {
+  // Every replica loads on its own thread; the last one to finish reports.
+  struct Join {
+    std::mutex mu;
+    size_t left;
     LoadResult result;
     std::string error;
-    try {
-      rt.programs().set_observer(programs);
-      result.unused_tensors = rt.LoadWeights(target, drafter, progress);
-      rt.CreatePools();
-      if (rt.options().warmup) rt.Warmup();
-    } catch (const std::exception& e) {
-      error = e.what();
-      if (error.empty()) error = "dflash: engine load failed";
+  };
+  auto join = std::make_shared<Join>();
+  join->left = replicas_.size();
+  auto shared_target = std::make_shared<const std::vector<TensorSource>>(std::move(target));
+  auto shared_drafter = std::make_shared<const std::vector<TensorSource>>(std::move(drafter));
+  for (size_t r = 0; r < replicas_.size(); ++r) {
+    replicas_[r]->scheduler->Post([=, this](Runtime& rt) {
+      LoadResult result;
+      std::string error;
+      try {
+        rt.programs().set_observer(programs);
+        // Progress of the first replica only: the others move the same bytes to other devices.
+        result.unused_tensors = rt.LoadWeights(*shared_target, *shared_drafter, r == 0 ? progress : nullptr);
+        rt.CreatePools();
+        if (rt.options().warmup) rt.Warmup();
+      } catch (const std::exception& e) {
+        error = e.what();
+        if (error.empty()) error = "dflash: engine load failed";
+        if (replicas_.size() > 1) error = "replica " + std::to_string(r) + " (devices " + Ids(rt.mesh().ids()) + "): " + error;
+      }
+      bool last;
+      {
+        std::lock_guard<std::mutex> lock(join->mu);
+        if (r == 0) join->result = std::move(result);
+        if (join->error.empty()) join->error = error;
+        last = --join->left == 0;
+      }
+      if (last) done(join->result, join->error);
+    });
+  }
+}
+
+int64_t Engine::Submit(std::vector<int32_t> prompt, const RequestOptions& opts) {
+  // The least loaded replica (fewest sequences submitted and not finished); ties: the first.
+  size_t best = 0;
+  for (size_t r = 1; r < replicas_.size(); ++r)
+    if (replicas_[r]->in_flight.load() < replicas_[best]->in_flight.load()) best = r;
+  const int64_t id = next_id_++;
+  {
+    std::lock_guard<std::mutex> lock(route_mu_);
+    replica_of_[id] = best;
+  }
+  ++replicas_[best]->in_flight;
+  try {
+    replicas_[best]->scheduler->Submit(std::move(prompt), opts, id);
+  } catch (...) {
+    {
+      std::lock_guard<std::mutex> lock(route_mu_);
+      replica_of_.erase(id);
     }
-    done(result, error);
-  });
+    --replicas_[best]->in_flight;
+    throw;
+  }
+  return id;
+}
+
+void Engine::Cancel(int64_t id) {
+  size_t replica;
+  {
+    std::lock_guard<std::mutex> lock(route_mu_);
+    auto it = replica_of_.find(id);
+    if (it == replica_of_.end()) return;  // finished already
+    replica = it->second;
+  }
+  replicas_[replica]->scheduler->Cancel(id);
+}
+
+void Engine::Stop() {
+  for (auto& r : replicas_) r->scheduler->Stop();
 }
 
 EngineStats Engine::Stats() const {
   EngineStats s;
-  s.scheduler = scheduler_->Stats();
-  const Runtime& rt = scheduler_->runtime();
-  // Programs compile during load (warm-up) and at first use, between snapshots: read them live.
-  s.scheduler.compiles = rt.programs().compiles();
-  s.scheduler.disk_hits = rt.programs().disk_hits();
-  s.scheduler.disk_rejects = rt.programs().disk_rejects();
+  for (size_t r = 0; r < replicas_.size(); ++r) {
+    const SchedulerStats one = replicas_[r]->scheduler->Stats();
+    Add(s.scheduler, one);
+    const Runtime& rt = replicas_[r]->scheduler->runtime();
+    // Programs compile during load (warm-up) and at first use, between snapshots: read them live.
+    s.scheduler.compiles += rt.programs().compiles();
+    s.scheduler.disk_hits += rt.programs().disk_hits();
+    s.scheduler.disk_rejects += rt.programs().disk_rejects();
+    ReplicaStats rs;
+    rs.device_ids = rt.mesh().ids();
+    rs.running = one.running, rs.queued = one.queued, rs.free_pages = one.free_pages, rs.total_pages = one.total_pages;
+    rs.device_weight_bytes = rt.DeviceWeightBytes();
+    if (rt.has_pool()) rs.device_kv_bytes = rt.pool().bytes();
+    s.replicas.push_back(std::move(rs));
+  }
+  const Runtime& rt = replicas_[0]->scheduler->runtime();
   s.dtype = pjrt::DTypeName(rt.dtypes().numerics.dtype);
   s.kv_dtype = pjrt::DTypeName(rt.dtypes().numerics.kv_dtype);
   s.dtype_reason = rt.dtypes().reason;
@@ -48,8 +192,10 @@ EngineStats Engine::Stats() const {
   s.page_size = rt.options().page_size;
   s.max_sequences = rt.options().max_sequences;
   s.platform = rt.client().platform_name();
+  s.tensor_parallel = rt.options().tensor_parallel;
+  s.data_parallel = static_cast<int32_t>(replicas_.size());
   if (rt.has_pool()) {
-    s.kv_bytes = rt.pool().bytes();
+    s.kv_bytes = rt.pool().bytes() * rt.devices();
     s.page_bytes = s.kv_bytes / std::max(1, rt.pool().total_pages());
   }
   return s;

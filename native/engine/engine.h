@@ -1,15 +1,22 @@
-// The engine: one target model (and optionally its DFlash drafter) resident on one PJRT device,
-// served by a scheduler thread (engine/scheduler.h). This facade is what the addon talks to:
-// Load (a task on the scheduler thread), Submit / Cancel (queue operations), Stats (a snapshot).
+// The engine: one target model (and optionally its DFlash drafter) served by one or more
+// replicas. Each replica owns a mesh of `tensorParallel` devices (its programs are SPMD programs
+// split over them: models/parallel.h), its weights, KV pool and scheduler thread; with
+// `dataParallel` > 1 every request goes to the least loaded replica. This facade is what the
+// addon talks to: Load (a task on every replica's scheduler thread), Submit / Cancel (queue
+// operations), Stats (a snapshot).
 //
 //   Engine
-//    ├─ Scheduler   queue, admission, preemption, iterations; the only thread that runs programs
-//    │   └─ Runtime weights, KV pool, draft pools, programs, prefill / verify / draft steps
+//    ├─ replica 0: Scheduler ── Runtime on Mesh{devices 0..tp-1}
+//    ├─ replica 1: Scheduler ── Runtime on Mesh{devices tp..2tp-1}
+//    ├─ ...          (one ProgramStore: a program compiles once and loads onto every replica)
 //    └─ static facts: dtypes chosen, memory sizes
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -19,11 +26,21 @@
 
 namespace dflash::engine {
 
+// One replica's devices and what they hold.
+struct ReplicaStats {
+  std::vector<int64_t> device_ids;
+  int32_t running = 0, queued = 0, free_pages = 0, total_pages = 0;
+  std::vector<int64_t> device_weight_bytes;  // per device of the replica's mesh: its weight shards
+  int64_t device_kv_bytes = 0;               // each device's part of the KV pool
+};
+
 struct EngineStats {
-  SchedulerStats scheduler;
+  SchedulerStats scheduler;  // summed over the replicas
   std::string platform, dtype, kv_dtype, dtype_reason;
-  int64_t weight_bytes = 0, kv_bytes = 0, page_bytes = 0;
+  int64_t weight_bytes = 0, kv_bytes = 0, page_bytes = 0;  // one replica's model and pool (all its devices)
   int32_t max_seq_len = 0, max_block = 1, page_size = 0, max_sequences = 0;
+  int32_t tensor_parallel = 1, data_parallel = 1;
+  std::vector<ReplicaStats> replicas;
 };
 
 struct LoadResult {
@@ -32,22 +49,45 @@ struct LoadResult {
 
 class Engine {
  public:
+  // `device_ids`: the devices to use, tensor_parallel per replica in order (empty = the first
+  // tensorParallel x dataParallel devices). Throws std::invalid_argument naming the numbers for a
+  // mesh the client's devices or the models cannot make.
   Engine(std::shared_ptr<pjrt::Client> client, models::TargetConfig target, std::optional<models::DrafterConfig> drafter,
-         EngineOptions options, std::set<int32_t> eos_ids, Scheduler::EventSink sink);
+         EngineOptions options, std::vector<int64_t> device_ids, std::set<int32_t> eos_ids, Scheduler::EventSink sink);
 
-  // Uploads the weights, sizes the KV pool, compiles the warm-up programs: on the scheduler
-  // thread; `done` is called there with the result or an error message.
+  // Uploads the weights, sizes the KV pool, compiles the warm-up programs: on every replica's
+  // scheduler thread; `done` is called once, after the last replica, with the result or the
+  // first error message.
   void Load(std::vector<TensorSource> target, std::vector<TensorSource> drafter, std::function<void(const LoadProgress&)> progress,
             std::function<void(const ProgramEvent&)> programs, std::function<void(const LoadResult&, const std::string& error)> done);
 
-  int64_t Submit(std::vector<int32_t> prompt, const RequestOptions& opts) { return scheduler_->Submit(std::move(prompt), opts); }
-  void Cancel(int64_t id) { scheduler_->Cancel(id); }
-  void Post(std::function<void(Runtime&)> task) { scheduler_->Post(std::move(task)); }
-  EngineStats Stats() const;  // the scheduler's last snapshot, with live compile counters
-  void Stop() { scheduler_->Stop(); }
+  // Queues the request on the least loaded replica; returns its id.
+  int64_t Submit(std::vector<int32_t> prompt, const RequestOptions& opts);
+  void Cancel(int64_t id);
+  // Runs `task` on one replica's scheduler thread (probes and benchmarks: replica 0).
+  void Post(std::function<void(Runtime&)> task, size_t replica = 0) { replicas_.at(replica)->scheduler->Post(std::move(task)); }
+  EngineStats Stats() const;  // the schedulers' last snapshots, with live compile counters
+  void Stop();
+  size_t num_replicas() const { return replicas_.size(); }
 
  private:
-  std::unique_ptr<Scheduler> scheduler_;
+  struct Replica {
+    std::unique_ptr<Scheduler> scheduler;
+    std::atomic<int64_t> in_flight{0};  // submitted and not finished: the load the router balances
+  };
+  // The sink of replica r: counts finished sequences, then forwards.
+  void OnEvents(size_t replica, std::vector<SequenceEvent>&& events);
+
+  Scheduler::EventSink sink_;
+  std::vector<std::unique_ptr<Replica>> replicas_;
+  std::atomic<int64_t> next_id_{1};
+  std::mutex route_mu_;
+  std::map<int64_t, size_t> replica_of_;  // running ids -> replica (under route_mu_)
 };
+
+// The device ids of replica r given tensor_parallel x data_parallel over `available` (or the
+// caller's `wanted`): throws std::invalid_argument naming what is missing.
+std::vector<std::vector<int64_t>> PlanReplicas(const std::vector<int64_t>& available, const std::vector<int64_t>& wanted,
+                                               int32_t tensor_parallel, int32_t data_parallel, const std::string& platform);
 
 }  // namespace dflash::engine

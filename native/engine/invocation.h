@@ -1,6 +1,7 @@
 // One execution of a compiled program with its inputs bound by name and its outputs taken by
-// name (never by position). Counts executions, device seconds and the KV-cache donations that
-// a plugin failed to honour.
+// name (never by position), every one an Array over the program's mesh laid out as the
+// program's signature says (a mismatch is an error naming the input). Counts executions, device
+// seconds and the KV-cache donations that a plugin failed to honour.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -21,37 +22,40 @@ struct DeviceCounters {
 
 class Outputs {
  public:
-  Outputs(const CompiledProgram* p, std::vector<std::unique_ptr<pjrt::Buffer>> buffers);
+  Outputs(const CompiledProgram* p, std::vector<std::unique_ptr<pjrt::Array>> arrays);
   // Moves the named output out; throws std::logic_error naming the program and output when the
   // program has no such output or it was taken already.
-  std::unique_ptr<pjrt::Buffer> Take(const std::string& name);
+  std::unique_ptr<pjrt::Array> Take(const std::string& name);
   bool Has(const std::string& name) const;
 
  private:
   const CompiledProgram* program_;
-  std::vector<std::unique_ptr<pjrt::Buffer>> buffers_;
+  std::vector<std::unique_ptr<pjrt::Array>> arrays_;
 };
 
 class Invocation {
  public:
-  explicit Invocation(const CompiledProgram& p);
-  Invocation& Bind(const std::string& name, pjrt::Buffer* buffer);
+  Invocation(const CompiledProgram& p, const pjrt::Mesh& mesh);
+  // Throws std::logic_error naming the input when the array's shape or layout is not the program's.
+  Invocation& Bind(const std::string& name, pjrt::Array* array);
   // Binds every input whose name is a key of `weights`.
   Invocation& BindWeights(const WeightMap& weights);
-  // Binds `buffer` under `name` and remembers that the program donates it: after Run() the
-  // buffer must be marked donated, else the plugin copied it (counted in cache_copies).
-  Invocation& BindDonated(const std::string& name, pjrt::Buffer* buffer);
+  // Binds `array` under `name` and remembers that the program donates it: after Run() the
+  // array must be marked donated, else the plugin copied it (counted in cache_copies).
+  Invocation& BindDonated(const std::string& name, pjrt::Array* array);
   // Runs and waits; throws std::logic_error naming every unbound input.
   Outputs Run(DeviceCounters& counters);
 
  private:
   const CompiledProgram& program_;
-  std::vector<pjrt::Buffer*> args_;
-  std::vector<pjrt::Buffer*> donated_;
+  const pjrt::Mesh& mesh_;
+  std::vector<pjrt::Array*> args_;
+  std::vector<pjrt::Array*> donated_;
 };
 
-// Blocking copy of a whole buffer to the host, counted as one host transfer.
+// Blocking copy of a whole replicated array to the host (from its first device), counted as one
+// host transfer.
 template <typename T>
-std::vector<T> CopyToHost(pjrt::Buffer& b, DeviceCounters& counters);
+std::vector<T> CopyToHost(pjrt::Array& a, DeviceCounters& counters);
 
 }  // namespace dflash::engine

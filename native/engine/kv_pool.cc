@@ -6,34 +6,43 @@
 
 #include "hlo/builder.h"
 #include "models/paged.h"
+#include "models/parallel.h"
 #include "models/program.h"
 
 namespace dflash::engine {
 
-std::unique_ptr<pjrt::Buffer> ZerosOnDevice(pjrt::Client& client, pjrt::DType dtype, const std::vector<int64_t>& dims) {
-  hlo::Builder b;
-  const std::string mlir = b.Finish({b.Splat(0, dims, models::ToHlo(dtype))});
-  auto exe = client.Compile(mlir);
-  auto out = exe->Execute({});
+std::unique_ptr<pjrt::Array> ZerosOnDevice(const pjrt::Mesh& mesh, pjrt::DType dtype, const std::vector<int64_t>& dims,
+                                           hlo::Sharding sharding) {
+  const int64_t n = static_cast<int64_t>(mesh.size());
+  if (n == 1) sharding = {};
+  hlo::Builder b(n);
+  const std::string mlir = b.Finish({b.Splat(0, dims, models::ToHlo(dtype))}, {sharding});
+  auto exe = mesh.Compile(mlir);
+  auto out = mesh.Run(*exe, {}, {sharding.dim});
   return std::move(out.at(0));
 }
 
 int64_t KvPool::PageBytes(const models::TargetConfig& t, const models::DrafterConfig* d, const models::Numerics& n,
-                          int32_t page_size) {
-  const int64_t per_token = t.num_layers * t.num_kv_heads * t.head_dim + (d ? d->num_layers * d->num_kv_heads * d->head_dim : 0);
+                          int32_t page_size, int64_t devices) {
+  // KV heads per device: the caches hold TensorParallel::kv_heads heads, split over the devices.
+  int64_t per_token = t.num_layers * (models::TargetParallel(t, devices).kv_heads / devices) * t.head_dim;
+  if (d) per_token += d->num_layers * (models::DrafterParallel(*d, t, devices).kv_heads / devices) * d->head_dim;
   return 2 * per_token * page_size * pjrt::ByteSize(n.kv_dtype);  // K and V
 }
 
-KvPool::KvPool(pjrt::Client& client, const models::TargetConfig& t, const models::DrafterConfig* d,
+KvPool::KvPool(const pjrt::Mesh& mesh, const models::TargetConfig& t, const models::DrafterConfig* d,
                const models::Numerics& n, int32_t page_size, int32_t total_pages)
     : pages_(total_pages), page_size_(page_size) {
-  k = ZerosOnDevice(client, n.kv_dtype, models::KeyCacheDims(t.num_layers, total_pages, page_size, t.num_kv_heads, t.head_dim));
-  v = ZerosOnDevice(client, n.kv_dtype, models::ValueCacheDims(t.num_layers, total_pages, page_size, t.num_kv_heads, t.head_dim));
+  const int64_t devices = static_cast<int64_t>(mesh.size());
+  const models::TensorParallel tp = models::TargetParallel(t, devices);
+  k = ZerosOnDevice(mesh, n.kv_dtype, models::KeyCacheDims(t.num_layers, total_pages, page_size, tp.kv_heads, t.head_dim), tp.Cache());
+  v = ZerosOnDevice(mesh, n.kv_dtype, models::ValueCacheDims(t.num_layers, total_pages, page_size, tp.kv_heads, t.head_dim), tp.Cache());
   if (d) {
-    dk = ZerosOnDevice(client, n.kv_dtype, models::KeyCacheDims(d->num_layers, total_pages, page_size, d->num_kv_heads, d->head_dim));
-    dv = ZerosOnDevice(client, n.kv_dtype, models::ValueCacheDims(d->num_layers, total_pages, page_size, d->num_kv_heads, d->head_dim));
+    const models::TensorParallel dtp = models::DrafterParallel(*d, t, devices);
+    dk = ZerosOnDevice(mesh, n.kv_dtype, models::KeyCacheDims(d->num_layers, total_pages, page_size, dtp.kv_heads, d->head_dim), dtp.Cache());
+    dv = ZerosOnDevice(mesh, n.kv_dtype, models::ValueCacheDims(d->num_layers, total_pages, page_size, dtp.kv_heads, d->head_dim), dtp.Cache());
   }
-  bytes_ = PageBytes(t, d, n, page_size) * total_pages;
+  bytes_ = PageBytes(t, d, n, page_size, devices) * total_pages;
 }
 
 }  // namespace dflash::engine

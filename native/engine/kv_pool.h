@@ -11,28 +11,30 @@
 #include "models/config.h"
 #include "models/numerics.h"
 #include "pjrt/client.h"
+#include "pjrt/mesh.h"
 
 namespace dflash::engine {
 
 class KvPool {
  public:
-  // total_pages includes the trash page 0.
-  KvPool(pjrt::Client& client, const models::TargetConfig& target, const models::DrafterConfig* drafter,
+  // total_pages includes the trash page 0. Over a tensor-parallel mesh every cache is split by
+  // KV heads (models/parallel.h): a page's slots are spread over the devices, head by head.
+  KvPool(const pjrt::Mesh& mesh, const models::TargetConfig& target, const models::DrafterConfig* drafter,
          const models::Numerics& numerics, int32_t page_size, int32_t total_pages);
 
-  // Bytes one page costs on the device (target + drafter context, K and V).
+  // Bytes one page costs on each device of a mesh of `devices` (target + drafter context, K and V).
   static int64_t PageBytes(const models::TargetConfig& target, const models::DrafterConfig* drafter,
-                           const models::Numerics& numerics, int32_t page_size);
+                           const models::Numerics& numerics, int32_t page_size, int64_t devices = 1);
 
   PageAllocator& pages() { return pages_; }
   const PageAllocator& pages() const { return pages_; }
   int32_t page_size() const { return page_size_; }
   int32_t total_pages() const { return pages_.total_pages(); }
-  int64_t bytes() const { return bytes_; }
+  int64_t bytes() const { return bytes_; }  // on each device
 
   // The caches. Programs take them donated and return the updated ones, which replace these.
-  std::unique_ptr<pjrt::Buffer> k, v;    // (L, N, S, kvh, hd)
-  std::unique_ptr<pjrt::Buffer> dk, dv;  // (Ld, N, S, kvh_d, hd_d), drafter only
+  std::unique_ptr<pjrt::Array> k, v;    // (L, N, S, kvh, hd), kvh split over the mesh
+  std::unique_ptr<pjrt::Array> dk, dv;  // (Ld, N, S, kvh_d, hd_d), drafter only
 
  private:
   PageAllocator pages_;
@@ -40,8 +42,10 @@ class KvPool {
   int64_t bytes_ = 0;
 };
 
-// A zero-filled device buffer made on the device by a tiny compiled program, so no host buffer of
-// the cache's size ever exists (it would double the process's peak memory on the CPU plugin).
-std::unique_ptr<pjrt::Buffer> ZerosOnDevice(pjrt::Client& client, pjrt::DType dtype, const std::vector<int64_t>& dims);
+// A zero-filled array made on the mesh's devices by a tiny compiled program (each device makes
+// its own part of a split array), so no host buffer of the cache's size ever exists (it would
+// double the process's peak memory on the CPU plugin).
+std::unique_ptr<pjrt::Array> ZerosOnDevice(const pjrt::Mesh& mesh, pjrt::DType dtype, const std::vector<int64_t>& dims,
+                                           hlo::Sharding sharding = {});
 
 }  // namespace dflash::engine

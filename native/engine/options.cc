@@ -162,6 +162,13 @@ const std::vector<OptionSpec>& EngineOptionSpecs() {
            "for the fastest single-row f32 path. Without a drafter and with maxSequences 1 there is nothing to be "
            "invariant against: that engine takes the single-row path either way."),
       Bool("warmup", true, "Compile the programs a single stream needs while loading (with progress events)."),
+      Int("tensorParallel", 1, 1, 1024,
+          "Devices each replica's target and drafter are split over (tensor parallelism, Megatron layout: attention by heads, "
+          "MLPs by columns, embedding and LM head by vocabulary, KV caches by KV heads; XLA inserts the all-reduces). "
+          "Must divide the attention heads and MLP sizes. vLLM's --tensor-parallel-size."),
+      Int("dataParallel", 1, 1, 1024,
+          "Replicas of the whole engine, each on its own tensorParallel devices with its own KV pool and scheduler; "
+          "requests go to the least loaded. vLLM's --data-parallel-size."),
   };
   return specs;
 }
@@ -195,6 +202,8 @@ EngineOptions ParseEngineOptions(const std::map<std::string, OptionValue>& value
     else if (n == "adaptive") o.adaptive = std::get<bool>(v);
     else if (n == "batchInvariant") o.batch_invariant = std::get<bool>(v);
     else if (n == "warmup") o.warmup = std::get<bool>(v);
+    else if (n == "tensorParallel") o.tensor_parallel = I(v);
+    else if (n == "dataParallel") o.data_parallel = I(v);
     else throw std::logic_error("engine option " + n + " has no field");
   });
   return o;

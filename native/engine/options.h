@@ -27,6 +27,8 @@ struct EngineOptions {
   bool adaptive;            // adaptive speculation (block size per iteration by expected tokens/s)
   bool batch_invariant;     // every matmul on the kernels whose per-row result ignores the batch
   bool warmup;              // compile the single-stream programs at load
+  int32_t tensor_parallel;  // devices one replica's programs are split over (models/parallel.h)
+  int32_t data_parallel;    // replicas, each with its own devices, weights, KV pool and scheduler
 };
 
 struct RequestOptions {

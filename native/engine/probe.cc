@@ -29,7 +29,9 @@ class ScratchPages {
   std::deque<std::vector<int32_t>> tables_;  // a deque: references from Take() stay valid
 };
 
-std::vector<uint8_t> Raw(pjrt::Buffer& b) {
+// The bytes of a replicated array (its first device's copy).
+std::vector<uint8_t> Raw(pjrt::Array& a) {
+  pjrt::Buffer& b = a.shard(0);
   std::vector<uint8_t> out(static_cast<size_t>(b.byte_size()));
   b.ToHost(out.data(), out.size());
   return out;
@@ -67,12 +69,12 @@ ScoreResult ScoreLogits(Runtime& rt, const std::vector<std::vector<int32_t>>& ba
   }
   models::ScoreShape shape{R, K, P, S, rt.pool().total_pages(), true, false, false, hidden_layers};
   auto& prog = rt.ScoreProgram(shape);
-  auto& c = rt.client();
-  auto tok = c.BufferFromHost(tokens.data(), pjrt::DType::kS32, {R, K});
-  auto pos = c.BufferFromHost(positions.data(), pjrt::DType::kS32, {R, K});
+  const pjrt::Mesh& c = rt.mesh();
+  auto tok = c.Upload(tokens.data(), pjrt::DType::kS32, {R, K});
+  auto pos = c.Upload(positions.data(), pjrt::DType::kS32, {R, K});
   const auto table = FlatTables(tables, P);
-  auto tab = c.BufferFromHost(table.data(), pjrt::DType::kS32, {R, P});
-  Invocation inv(prog);
+  auto tab = c.Upload(table.data(), pjrt::DType::kS32, {R, P});
+  Invocation inv(prog, rt.mesh());
   inv.BindWeights(rt.weights());
   inv.BindDonated("k_cache", rt.pool().k.get()).BindDonated("v_cache", rt.pool().v.get());
   inv.Bind("tokens", tok.get()).Bind("positions", pos.get()).Bind("block_table", tab.get());
@@ -88,7 +90,7 @@ ScoreResult ScoreLogits(Runtime& rt, const std::vector<std::vector<int32_t>>& ba
     auto hb = out.Take("hidden");
     const int64_t width = hb->dims().back();
     const auto raw = Raw(*hb);
-    const auto h = DecodeFloats(raw.data(), hb->element_count(), hb->dtype());
+    const auto h = DecodeFloats(raw.data(), hb->shard(0).element_count(), hb->dtype());
     for (int64_t r = 0; r < R; ++r)
       res.hidden.emplace_back(h.begin() + r * K * width, h.begin() + (r * K + static_cast<int64_t>(batch[r].size())) * width);
   }
@@ -112,19 +114,19 @@ DraftResult DraftLogits(Runtime& rt, const std::vector<float>& feats, int32_t ro
   for (int32_t i = 0; i < rows; ++i) positions[i] = i;
   models::DraftShape shape{1, A, block, P, S, rt.pool().total_pages(), 0, 0, true, false};
   auto& prog = rt.DraftProgram(shape);
-  auto& c = rt.client();
+  const pjrt::Mesh& c = rt.mesh();
   const pjrt::DType act = rt.dtypes().numerics.dtype;
   const auto fbytes = EncodeFloats(padded, act);
-  auto fb = c.BufferFromHost(fbytes.data(), act, {1, A, width});
-  auto pos = c.BufferFromHost(positions.data(), pjrt::DType::kS32, {1, A});
+  auto fb = c.Upload(fbytes.data(), act, {1, A, width});
+  auto pos = c.Upload(positions.data(), pjrt::DType::kS32, {1, A});
   std::vector<int32_t> table(P, 0);
   std::copy(pages.begin(), pages.end(), table.begin());
-  auto tab = c.BufferFromHost(table.data(), pjrt::DType::kS32, {1, P});
+  auto tab = c.Upload(table.data(), pjrt::DType::kS32, {1, P});
   const int32_t start = rows, len = block;
-  auto lb = c.BufferFromHost(&last, pjrt::DType::kS32, {1});
-  auto sb = c.BufferFromHost(&start, pjrt::DType::kS32, {1});
-  auto nb = c.BufferFromHost(&len, pjrt::DType::kS32, {1});
-  Invocation inv(prog);
+  auto lb = c.Upload(&last, pjrt::DType::kS32, {1});
+  auto sb = c.Upload(&start, pjrt::DType::kS32, {1});
+  auto nb = c.Upload(&len, pjrt::DType::kS32, {1});
+  Invocation inv(prog, rt.mesh());
   inv.BindWeights(rt.weights());
   inv.BindDonated("dk_cache", rt.pool().dk.get()).BindDonated("dv_cache", rt.pool().dv.get());
   inv.Bind("feats", fb.get()).Bind("positions", pos.get()).Bind("block_table", tab.get());
@@ -161,21 +163,21 @@ double TimeVerify(Runtime& rt, int32_t rows, int32_t k, int32_t context, int32_t
     if (k > shape.pool_width) shape.pool_rows = 0, shape.pool_width = 0;  // wider than any draft block
   }
   auto& prog = rt.ScoreProgram(shape);
-  auto& c = rt.client();
-  auto tok = c.BufferFromHost(tokens.data(), pjrt::DType::kS32, {R, k});
-  auto pos = c.BufferFromHost(positions.data(), pjrt::DType::kS32, {R, k});
+  const pjrt::Mesh& c = rt.mesh();
+  auto tok = c.Upload(tokens.data(), pjrt::DType::kS32, {R, k});
+  auto pos = c.Upload(positions.data(), pjrt::DType::kS32, {R, k});
   const auto table = FlatTables(tables, P);
-  auto tab = c.BufferFromHost(table.data(), pjrt::DType::kS32, {R, P});
-  auto slot = c.BufferFromHost(slots.data(), pjrt::DType::kS32, {R});
-  std::unique_ptr<pjrt::Buffer> pool;
+  auto tab = c.Upload(table.data(), pjrt::DType::kS32, {R, P});
+  auto slot = c.Upload(slots.data(), pjrt::DType::kS32, {R});
+  std::unique_ptr<pjrt::Array> pool;
   if (shape.pool_rows) {
     std::vector<int32_t> zeros(static_cast<size_t>(shape.pool_rows * shape.pool_width), 0);
-    pool = c.BufferFromHost(zeros.data(), pjrt::DType::kS32, {shape.pool_rows, shape.pool_width});
+    pool = c.Upload(zeros.data(), pjrt::DType::kS32, {shape.pool_rows, shape.pool_width});
   }
   std::vector<double> times;
   for (int32_t rep = 0; rep <= reps; ++rep) {
     const auto t0 = std::chrono::steady_clock::now();
-    Invocation inv(prog);
+    Invocation inv(prog, rt.mesh());
     inv.BindWeights(rt.weights());
     inv.BindDonated("k_cache", rt.pool().k.get()).BindDonated("v_cache", rt.pool().v.get());
     inv.Bind("tokens", tok.get()).Bind("positions", pos.get()).Bind("block_table", tab.get());
@@ -209,24 +211,24 @@ double TimeDraft(Runtime& rt, int32_t rows, int32_t block, int32_t context, int3
   while (static_cast<int64_t>(tables.size()) < R) tables.push_back(&scratch.Take(0));
   const pjrt::DType act = rt.dtypes().numerics.dtype;
   const auto fbytes = EncodeFloats(std::vector<float>(static_cast<size_t>(R * A * width), 0.01f), act);
-  auto& c = rt.client();
-  auto fb = c.BufferFromHost(fbytes.data(), act, {R, A, width});
-  auto pos = c.BufferFromHost(positions.data(), pjrt::DType::kS32, {R, A});
+  const pjrt::Mesh& c = rt.mesh();
+  auto fb = c.Upload(fbytes.data(), act, {R, A, width});
+  auto pos = c.Upload(positions.data(), pjrt::DType::kS32, {R, A});
   const auto table = FlatTables(tables, P);
-  auto tab = c.BufferFromHost(table.data(), pjrt::DType::kS32, {R, P});
-  auto lb = c.BufferFromHost(last.data(), pjrt::DType::kS32, {R});
-  auto sb = c.BufferFromHost(start.data(), pjrt::DType::kS32, {R});
-  auto nb = c.BufferFromHost(len.data(), pjrt::DType::kS32, {R});
-  auto slot = c.BufferFromHost(slots.data(), pjrt::DType::kS32, {R});
+  auto tab = c.Upload(table.data(), pjrt::DType::kS32, {R, P});
+  auto lb = c.Upload(last.data(), pjrt::DType::kS32, {R});
+  auto sb = c.Upload(start.data(), pjrt::DType::kS32, {R});
+  auto nb = c.Upload(len.data(), pjrt::DType::kS32, {R});
+  auto slot = c.Upload(slots.data(), pjrt::DType::kS32, {R});
   const int64_t M = rt.options().max_sequences + 1;
   std::vector<int32_t> zeros(static_cast<size_t>(M * d.block_size), 0);
-  auto pool = c.BufferFromHost(zeros.data(), pjrt::DType::kS32, {M, d.block_size});
+  auto pool = c.Upload(zeros.data(), pjrt::DType::kS32, {M, d.block_size});
   models::DraftShape shape{R, A, block, P, S, rt.pool().total_pages(), M, d.block_size, false, false};
   auto& prog = rt.DraftProgram(shape);
   std::vector<double> times;
   for (int32_t rep = 0; rep <= reps; ++rep) {
     const auto t0 = std::chrono::steady_clock::now();
-    Invocation inv(prog);
+    Invocation inv(prog, rt.mesh());
     inv.BindWeights(rt.weights());
     inv.BindDonated("dk_cache", rt.pool().dk.get()).BindDonated("dv_cache", rt.pool().dv.get());
     inv.Bind("feats", fb.get()).Bind("positions", pos.get()).Bind("block_table", tab.get());

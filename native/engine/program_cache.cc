@@ -58,8 +58,8 @@ int CompiledProgram::output_index(const std::string& name) const {
   return -1;
 }
 
-ProgramCache::ProgramCache(std::shared_ptr<pjrt::Client> client, std::string disk_dir)
-    : client_(std::move(client)), disk_dir_(std::move(disk_dir)) {}
+ProgramCache::ProgramCache(pjrt::Mesh mesh, std::string disk_dir, std::shared_ptr<ProgramStore> store)
+    : mesh_(std::move(mesh)), disk_dir_(std::move(disk_dir)), store_(store ? std::move(store) : std::make_shared<ProgramStore>()) {}
 
 void ProgramCache::Emit(ProgramEvent::Kind kind, const std::string& key, double seconds, const std::string& detail) {
   if (observer_) observer_(ProgramEvent{kind, key, seconds, detail});
@@ -153,8 +153,13 @@ std::unique_ptr<CompiledProgram> ProgramCache::Make(const std::string& key, cons
   cp->inputs = prog.inputs;
   cp->outputs = prog.outputs;
 
+  if (prog.partitions != static_cast<int64_t>(mesh_.size()))
+    throw std::logic_error("program '" + key + "' is for " + std::to_string(prog.partitions) + " device(s), the mesh has " +
+                           std::to_string(mesh_.size()));
   // What this entry is: everything that changes the compiled code, in the header and the name.
-  const std::string plugin = client_->plugin()->path() + "\n" + client_->platform_name() + " " + client_->platform_version();
+  // Not the device ids: an executable loads onto any devices of its mesh's size (Load()).
+  const pjrt::Client& client = mesh_.client();
+  const std::string plugin = client.plugin()->path() + "\n" + client.platform_name() + " " + client.platform_version();
   const std::string text_hash = std::to_string(Fnv1a64(prog.mlir)) + "-" + std::to_string(Fnv1a64(prog.mlir, 0x9e3779b97f4a7c15ull));
   const std::string header = std::string(kMagic) + "key " + key + "\ntext " + text_hash + "\nplugin " + plugin + "\nsignature " +
                              SignatureLine(cp->inputs, cp->outputs) + "\n";
@@ -165,23 +170,69 @@ std::unique_ptr<CompiledProgram> ProgramCache::Make(const std::string& key, cons
     path = (std::filesystem::path(disk_dir_) / name).string();
     cp->exe = LoadFromDisk(path, header, *cp);
   }
+  // Another replica may have compiled it (or be compiling it: wait for the lock, then look again).
+  auto shared = [&]() -> std::unique_ptr<pjrt::LoadedExecutable> {
+    std::string bytes;
+    {
+      std::lock_guard<std::mutex> lock(store_->mu);
+      auto it = store_->serialized.find(header);
+      if (it == store_->serialized.end()) return nullptr;
+      bytes = it->second;
+    }
+    std::string why;
+    auto exe = Load(bytes, *cp, why);
+    if (exe) Emit(ProgramEvent::kDiskLoad, key, 0, "from another replica");
+    return exe;
+  };
+  if (!cp->exe) cp->exe = shared();
   if (!cp->exe) {
-    // One XLA compile at a time (the scheduler's and the background thread's): their working
-    // memory (hundreds of MB at real scale) would add up in the peak, and they share the cores.
-    std::lock_guard<std::mutex> one_compile(compile_mu_);
-    Emit(ProgramEvent::kCompileStart, key);
-    const auto t0 = std::chrono::steady_clock::now();
-    cp->exe = client_->Compile(prog.mlir);
-    ++compiles_;
+    // One XLA compile at a time (the scheduler's and the background thread's, every replica's):
+    // their working memory (hundreds of MB at real scale) would add up in the peak, and they
+    // share the cores.
+    std::lock_guard<std::mutex> one_compile(store_->compile_mu);
+    cp->exe = shared();
+    if (!cp->exe) {
+      Emit(ProgramEvent::kCompileStart, key);
+      const auto t0 = std::chrono::steady_clock::now();
+      cp->exe = mesh_.Compile(prog.mlir);
+      ++compiles_;
 #if defined(__GLIBC__)
-    // A compile frees hundreds of MB of LLVM working memory back to malloc, which keeps it: hand
-    // it back to the system, or the process's resident size carries every compile's peak.
-    malloc_trim(0);
+      // A compile frees hundreds of MB of LLVM working memory back to malloc, which keeps it: hand
+      // it back to the system, or the process's resident size carries every compile's peak.
+      malloc_trim(0);
 #endif
-    Emit(ProgramEvent::kCompileDone, key, Since(t0));
-    if (!path.empty()) SaveToDisk(path, header, *cp->exe);
+      Emit(ProgramEvent::kCompileDone, key, Since(t0));
+      if (!path.empty()) SaveToDisk(path, header, *cp->exe);
+      if (store_->share) {
+        try {
+          std::string bytes = cp->exe->Serialize();
+          std::lock_guard<std::mutex> lock(store_->mu);
+          store_->serialized.emplace(header, std::move(bytes));
+        } catch (const std::exception&) {
+          // A plugin that cannot serialize: the other replicas compile it themselves.
+        }
+      }
+    }
   }
   return cp;
+}
+
+std::unique_ptr<pjrt::LoadedExecutable> ProgramCache::Load(const std::string& bytes, const CompiledProgram& p, std::string& why) {
+  try {
+    auto exe = mesh_.Deserialize(bytes);
+    if (exe->num_outputs() != static_cast<int>(p.outputs.size())) {
+      why = "the executable has " + std::to_string(exe->num_outputs()) + " outputs, the program " + std::to_string(p.outputs.size());
+      return nullptr;
+    }
+    if (exe->devices() != mesh_.devices()) {
+      why = "the plugin did not place it on " + mesh_.Key();
+      return nullptr;
+    }
+    return exe;
+  } catch (const std::exception& e) {
+    why = std::string("the plugin cannot load it (") + e.what() + ")";
+    return nullptr;
+  }
 }
 
 std::unique_ptr<pjrt::LoadedExecutable> ProgramCache::LoadFromDisk(const std::string& path, const std::string& header,
@@ -201,17 +252,13 @@ std::unique_ptr<pjrt::LoadedExecutable> ProgramCache::LoadFromDisk(const std::st
     const std::string stored = eol == std::string::npos ? "no dflash header" : bytes.substr(eol + 5, bytes.find('\n', eol + 5) - eol - 5);
     return reject(bytes.rfind(kMagic, 0) == 0 ? "made for another program, plugin or version (" + stored + ")" : "not a dflash cache entry");
   }
-  try {
-    const auto t0 = std::chrono::steady_clock::now();
-    auto exe = client_->DeserializeAndLoad(bytes.substr(header.size()));
-    if (exe->num_outputs() != static_cast<int>(p.outputs.size()))
-      return reject("the executable has " + std::to_string(exe->num_outputs()) + " outputs, the program " + std::to_string(p.outputs.size()));
-    ++disk_hits_;
-    Emit(ProgramEvent::kDiskLoad, p.key, Since(t0));
-    return exe;
-  } catch (const std::exception& e) {
-    return reject(std::string("the plugin cannot load it (") + e.what() + ")");
-  }
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string why;
+  auto exe = Load(bytes.substr(header.size()), p, why);
+  if (!exe) return reject(why);
+  ++disk_hits_;
+  Emit(ProgramEvent::kDiskLoad, p.key, Since(t0));
+  return exe;
 }
 
 void ProgramCache::SaveToDisk(const std::string& path, const std::string& header, const pjrt::LoadedExecutable& exe) {

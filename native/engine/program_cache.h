@@ -8,6 +8,11 @@
 // for a real model) does not stall every stream. Get() of a program being compiled in the
 // background waits for that compile instead of starting a second one.
 //
+// Programs are compiled for one mesh (pjrt/mesh.h: the devices of one replica). Replicas of a
+// data-parallel engine share a ProgramStore: one XLA compile at a time for all of them, and a
+// program compiled by one replica is serialized there and loaded by the others onto their own
+// devices (DeserializeAndLoad with their device assignment) instead of compiled again.
+//
 // A disk entry is `<hash>.pjrt`: a header saying what it is — the program key, a hash of the
 // program text, the plugin path and platform version, the named signature — then the serialized
 // executable. The header is checked on load: an entry made by another program, plugin or
@@ -29,8 +34,18 @@
 
 #include "models/program.h"
 #include "pjrt/client.h"
+#include "pjrt/mesh.h"
 
 namespace dflash::engine {
+
+// What the replicas of one engine share: the compile lock and the executables compiled so far
+// (serialized, by disk header), kept only while `share` (more than one replica).
+struct ProgramStore {
+  std::mutex compile_mu;  // held by the one XLA compile running (any replica)
+  std::mutex mu;
+  bool share = false;
+  std::unordered_map<std::string, std::string> serialized;
+};
 
 // A program ready to run: its named signature (models::Program without the text) and executable.
 struct CompiledProgram {
@@ -52,7 +67,7 @@ struct ProgramEvent {
 
 class ProgramCache {
  public:
-  ProgramCache(std::shared_ptr<pjrt::Client> client, std::string disk_dir);
+  ProgramCache(pjrt::Mesh mesh, std::string disk_dir, std::shared_ptr<ProgramStore> store = nullptr);
 
   ProgramCache(const ProgramCache&) = delete;
   ProgramCache& operator=(const ProgramCache&) = delete;
@@ -79,14 +94,17 @@ class ProgramCache {
   std::unique_ptr<CompiledProgram> Make(const std::string& key, const std::function<models::Program()>& build);
   void BackgroundLoop();
   std::unique_ptr<pjrt::LoadedExecutable> LoadFromDisk(const std::string& path, const std::string& header, const CompiledProgram& p);
+  // Loads bytes serialized by this or another replica onto this mesh; nullptr (reported) when the
+  // plugin cannot or places it elsewhere.
+  std::unique_ptr<pjrt::LoadedExecutable> Load(const std::string& bytes, const CompiledProgram& p, std::string& why);
   void SaveToDisk(const std::string& path, const std::string& header, const pjrt::LoadedExecutable& exe);
   void Emit(ProgramEvent::Kind kind, const std::string& key, double seconds = 0, const std::string& detail = "");
 
-  std::shared_ptr<pjrt::Client> client_;
+  pjrt::Mesh mesh_;
   std::string disk_dir_;
+  std::shared_ptr<ProgramStore> store_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::mutex compile_mu_;  // held by the one XLA compile running (Make)
   std::unordered_map<std::string, std::unique_ptr<CompiledProgram>> programs_;  // ready, by key
   std::set<std::string> in_flight_;                                               // being made
   std::deque<std::pair<std::string, std::function<models::Program()>>> queue_;    // for the background thread

@@ -7,6 +7,7 @@
 
 #include "engine/page_allocator.h"
 #include "models/paged.h"
+#include "models/parallel.h"
 
 namespace dflash::engine {
 
@@ -20,14 +21,21 @@ namespace {
 
 // Bytes of memory free for the KV pool: the device's own statistics where the plugin has them
 // (GPU/TPU), else the host's available memory (the CPU plugin's device memory is host memory).
-int64_t FreeDeviceMemory(pjrt::Client& client) {
-  for (const auto& d : client.devices()) {
+// On a mesh: the least any of its devices has free (each holds its part of every page).
+int64_t FreeDeviceMemory(const pjrt::Mesh& mesh) {
+  int64_t least = -1;
+  for (const auto& d : mesh.client().devices()) {
+    if (std::find(mesh.ids().begin(), mesh.ids().end(), d.id) == mesh.ids().end()) continue;
     auto limit = d.memory_stats.find("bytes_limit");
     auto used = d.memory_stats.find("bytes_in_use");
-    if (limit != d.memory_stats.end() && limit->second > 0)
-      return limit->second - (used != d.memory_stats.end() ? used->second : 0);
-    break;
+    if (limit == d.memory_stats.end() || limit->second <= 0) {
+      least = -1;
+      break;
+    }
+    const int64_t free = limit->second - (used != d.memory_stats.end() ? used->second : 0);
+    least = least < 0 ? free : std::min(least, free);
   }
+  if (least >= 0) return least;
   std::ifstream meminfo("/proc/meminfo");
   std::string key;
   int64_t kb = 0;
@@ -39,13 +47,17 @@ int64_t FreeDeviceMemory(pjrt::Client& client) {
 
 }  // namespace
 
-Runtime::Runtime(std::shared_ptr<pjrt::Client> client, models::TargetConfig target, std::optional<models::DrafterConfig> drafter,
-                 EngineOptions options)
-    : client_(std::move(client)),
+Runtime::Runtime(pjrt::Mesh mesh, models::TargetConfig target, std::optional<models::DrafterConfig> drafter, EngineOptions options,
+                 std::shared_ptr<ProgramStore> store)
+    : mesh_(std::move(mesh)),
       target_(std::move(target)),
       drafter_(std::move(drafter)),
       opt_(std::move(options)),
-      programs_(client_, opt_.cache_dir) {
+      programs_(mesh_, opt_.cache_dir, std::move(store)),
+      device_weight_bytes_(mesh_.size()) {
+  // Refuse a mesh the models do not split over before a byte is uploaded.
+  models::TargetParallel(target_, devices());
+  if (drafter_) models::DrafterParallel(*drafter_, target_, devices());
   max_seq_len_ = opt_.max_seq_len > 0 ? opt_.max_seq_len : static_cast<int32_t>(std::min<int64_t>(target_.max_position_embeddings, 1 << 24));
   if (max_seq_len_ < 2) throw std::invalid_argument("maxSeqLen must be at least 2, got " + std::to_string(max_seq_len_));
 }
@@ -62,67 +74,99 @@ std::vector<std::string> Runtime::LoadWeights(const std::vector<TensorSource>& t
   // plain decoding (a drafter), or a batch (several sequences). One plain stream has nothing to be
   // invariant against, so it takes the fastest single-row path.
   const bool invariant = opt_.batch_invariant && (drafter_.has_value() || opt_.max_sequences > 1);
-  dtypes_ = ChooseDtypes(client_->platform_name(), CheckpointDtype(target), opt_.dtype, opt_.kv_dtype, invariant);
+  dtypes_ = ChooseDtypes(client().platform_name(), CheckpointDtype(target), opt_.dtype, opt_.kv_dtype, invariant);
   const pjrt::DType dt = dtypes_.numerics.dtype;
   LoadProgress base;
   base.model = "target";
-  auto unused = UploadWeights(*client_, models::TargetWeightSpecs(target_, dt), target, "", weights_, progress, base);
+  auto unused = UploadWeights(mesh_, models::TargetWeightSpecs(target_, dt, devices()), target, "", weights_, progress, base);
   if (drafter_) {
     base.model = "drafter";
-    auto more = UploadWeights(*client_, models::DrafterWeightSpecs(*drafter_, dt), drafter, models::kDrafterPrefix, weights_, progress, base);
+    auto more = UploadWeights(mesh_, models::DrafterWeightSpecs(*drafter_, dt, target_, devices()), drafter, models::kDrafterPrefix,
+                              weights_, progress, base);
     for (auto& n : more) unused.push_back("drafter " + n);
   }
-  weight_bytes_ = 0;
-  for (const auto& [name, buf] : weights_) weight_bytes_ += buf->byte_size();
+  int64_t total = 0;
+  std::vector<int64_t> per_device(mesh_.size(), 0);
+  for (const auto& [name, arr] : weights_) {
+    total += arr->byte_size();
+    for (size_t d = 0; d < arr->num_shards(); ++d) per_device[d] += arr->device_bytes(d);
+  }
+  weight_bytes_ = total;
+  for (size_t d = 0; d < per_device.size(); ++d) device_weight_bytes_[d] = per_device[d];
   return unused;
+}
+
+std::vector<int64_t> Runtime::DeviceWeightBytes() const {
+  std::vector<int64_t> bytes;
+  for (const auto& b : device_weight_bytes_) bytes.push_back(b.load());
+  return bytes;
 }
 
 void Runtime::CreatePools() {
   const models::DrafterConfig* d = drafter_ ? &*drafter_ : nullptr;
-  const int64_t page_bytes = KvPool::PageBytes(target_, d, dtypes_.numerics, opt_.page_size);
+  const int64_t page_bytes = KvPool::PageBytes(target_, d, dtypes_.numerics, opt_.page_size, devices());  // on each device
   const int64_t per_seq = PageAllocator::PagesFor(max_seq_len_ + max_block(), opt_.page_size);
   const int64_t useful = static_cast<int64_t>(opt_.max_sequences) * per_seq + 1;
   int64_t budget;
   if (opt_.kv_cache_memory > 1) {
     budget = static_cast<int64_t>(opt_.kv_cache_memory);
   } else {
-    const bool cpu = client_->platform_name() == "cpu";
+    const bool cpu = client().platform_name() == "cpu";
     // A CPU shares its memory with everything else on the host: take a quarter, not most of it.
     const double fraction = opt_.kv_cache_memory > 0 ? opt_.kv_cache_memory : (cpu ? 0.25 : 0.9);
-    budget = static_cast<int64_t>(fraction * static_cast<double>(FreeDeviceMemory(*client_)));
+    // Virtual CPU devices share the host's memory: the budget is for all of them together.
+    const double share = cpu ? static_cast<double>(devices()) : 1.0;
+    budget = static_cast<int64_t>(fraction * static_cast<double>(FreeDeviceMemory(mesh_)) / share);
   }
   int64_t pages = std::min(useful, budget / page_bytes);
   if (pages < 2)
     throw std::runtime_error("kvCacheMemory: " + std::to_string(budget) + " bytes hold no KV page (one page is " +
                              std::to_string(page_bytes) + " bytes)");
   pages = std::min<int64_t>(pages, 1 << 30);
-  pool_ = std::make_unique<KvPool>(*client_, target_, d, dtypes_.numerics, opt_.page_size, static_cast<int32_t>(pages));
-  if (drafter_) draft_pool_ = ZerosOnDevice(*client_, pjrt::DType::kS32, {opt_.max_sequences + 1, drafter_->block_size});
+  pool_ = std::make_unique<KvPool>(mesh_, target_, d, dtypes_.numerics, opt_.page_size, static_cast<int32_t>(pages));
+  if (drafter_) draft_pool_ = ZerosOnDevice(mesh_, pjrt::DType::kS32, {opt_.max_sequences + 1, drafter_->block_size});
 }
 
 void Runtime::EnsureProbsPool() {
   if (!probs_pool_)
-    probs_pool_ = ZerosOnDevice(*client_, pjrt::DType::kF32, {opt_.max_sequences + 1, drafter_->block_size, target_.vocab_size});
+    probs_pool_ = ZerosOnDevice(mesh_, pjrt::DType::kF32, {opt_.max_sequences + 1, drafter_->block_size, target_.vocab_size});
 }
 
-CompiledProgram& Runtime::ScoreProgram(const models::ScoreShape& s) {
+// Every program of this runtime runs on its mesh: the shapes callers make say nothing of it.
+namespace {
+template <typename Shape>
+Shape OnMesh(Shape s, int64_t devices) {
+  s.devices = devices;
+  return s;
+}
+}  // namespace
+
+CompiledProgram& Runtime::ScoreProgram(const models::ScoreShape& shape) {
+  const auto s = OnMesh(shape, devices());
   return programs_.Get(s.Key() + " " + dtypes_.numerics.Key(), [&] { return models::BuildTargetScore(target_, dtypes_.numerics, s); });
 }
 
-CompiledProgram& Runtime::DraftProgram(const models::DraftShape& s) {
+CompiledProgram& Runtime::DraftProgram(const models::DraftShape& shape) {
+  const auto s = OnMesh(shape, devices());
   return programs_.Get(s.Key() + " " + dtypes_.numerics.Key(), [&] { return models::BuildDrafter(*drafter_, target_, dtypes_.numerics, s); });
 }
 
-bool Runtime::Ready(const models::ScoreShape& s) { return programs_.Find(s.Key() + " " + dtypes_.numerics.Key()) != nullptr; }
-bool Runtime::Ready(const models::DraftShape& s) { return programs_.Find(s.Key() + " " + dtypes_.numerics.Key()) != nullptr; }
+bool Runtime::Ready(const models::ScoreShape& s) {
+  return programs_.Find(OnMesh(s, devices()).Key() + " " + dtypes_.numerics.Key()) != nullptr;
+}
+bool Runtime::Ready(const models::DraftShape& s) {
+  return programs_.Find(OnMesh(s, devices()).Key() + " " + dtypes_.numerics.Key()) != nullptr;
+}
 
-void Runtime::Prefetch(const models::ScoreShape& s) {
+void Runtime::Prefetch(const models::ScoreShape& shape) {
   // The build runs on the background thread: it captures copies, not this call's references.
+  const auto s = OnMesh(shape, devices());
   programs_.Prefetch(s.Key() + " " + dtypes_.numerics.Key(),
                      [t = target_, n = dtypes_.numerics, s] { return models::BuildTargetScore(t, n, s); });
 }
 
-void Runtime::Prefetch(const models::DraftShape& s) {
+void Runtime::Prefetch(const models::DraftShape& shape) {
+  const auto s = OnMesh(shape, devices());
   programs_.Prefetch(s.Key() + " " + dtypes_.numerics.Key(),
                      [d = *drafter_, t = target_, n = dtypes_.numerics, s] { return models::BuildDrafter(d, t, n, s); });
 }
@@ -143,12 +187,12 @@ models::DraftShape Runtime::DraftShapeFor(int64_t rows, int64_t append, int32_t 
   return shape;
 }
 
-std::unique_ptr<pjrt::Buffer> Runtime::Upload(const std::vector<int32_t>& v, std::vector<int64_t> dims) {
-  return client_->BufferFromHost(v.data(), pjrt::DType::kS32, dims);
+std::unique_ptr<pjrt::Array> Runtime::Upload(const std::vector<int32_t>& v, std::vector<int64_t> dims) {
+  return mesh_.Upload(v.data(), pjrt::DType::kS32, dims);
 }
 
-std::unique_ptr<pjrt::Buffer> Runtime::UploadF32(const std::vector<float>& v, std::vector<int64_t> dims) {
-  return client_->BufferFromHost(v.data(), pjrt::DType::kF32, dims);
+std::unique_ptr<pjrt::Array> Runtime::UploadF32(const std::vector<float>& v, std::vector<int64_t> dims) {
+  return mesh_.Upload(v.data(), pjrt::DType::kF32, dims);
 }
 
 void Runtime::Warmup() {

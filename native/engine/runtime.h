@@ -1,7 +1,9 @@
-// The device side of an engine: client, weights, KV pool, draft pools, compiled programs and the
-// three steps an iteration is made of (prefill, verify, draft). Only the scheduler thread calls
-// it (engine/scheduler.h), which makes it the only code that runs programs.
+// The device side of one replica of an engine: its mesh (the devices of one tensor-parallel
+// group), weights, KV pool, draft pools, compiled programs and the three steps an iteration is
+// made of (prefill, verify, draft). Only the replica's scheduler thread calls it
+// (engine/scheduler.h), which makes it the only code that runs programs.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -26,8 +28,10 @@ int64_t NextPow2(int64_t x);
 
 class Runtime {
  public:
-  Runtime(std::shared_ptr<pjrt::Client> client, models::TargetConfig target, std::optional<models::DrafterConfig> drafter,
-          EngineOptions options);
+  // Throws std::invalid_argument naming the model field when the models do not split over the
+  // mesh (models/parallel.h). `store`: shared by the replicas of one engine (program_cache.h).
+  Runtime(pjrt::Mesh mesh, models::TargetConfig target, std::optional<models::DrafterConfig> drafter, EngineOptions options,
+          std::shared_ptr<ProgramStore> store = nullptr);
 
   // ---- set-up (scheduler thread) ----
   // Chooses the dtypes from the checkpoint, uploads the weights (target first, then drafter);
@@ -78,8 +82,10 @@ class Runtime {
   const std::optional<models::DrafterConfig>& drafter() const { return drafter_; }
   const EngineOptions& options() const { return opt_; }
   const DtypeChoice& dtypes() const { return dtypes_; }
-  pjrt::Client& client() { return *client_; }
-  const pjrt::Client& client() const { return *client_; }
+  const pjrt::Mesh& mesh() const { return mesh_; }
+  int64_t devices() const { return static_cast<int64_t>(mesh_.size()); }
+  pjrt::Client& client() { return mesh_.client(); }
+  const pjrt::Client& client() const { return mesh_.client(); }
   KvPool& pool() { return *pool_; }
   const KvPool& pool() const { return *pool_; }
   bool has_pool() const { return pool_ != nullptr; }
@@ -87,7 +93,12 @@ class Runtime {
   const ProgramCache& programs() const { return programs_; }
   DeviceCounters& counters() { return counters_; }
   const WeightMap& weights() const { return weights_; }
-  int64_t weight_bytes() const { return weight_bytes_; }
+  int64_t weight_bytes() const { return weight_bytes_; }  // of the model (the logical tensors)
+  // What each device of the mesh holds (the sum of its shards' sizes): weights and KV pool.
+  std::vector<int64_t> DeviceWeightBytes() const;
+  // Uploads the same host data to every device of the mesh.
+  std::unique_ptr<pjrt::Array> Upload(const std::vector<int32_t>& v, std::vector<int64_t> dims);
+  std::unique_ptr<pjrt::Array> UploadF32(const std::vector<float>& v, std::vector<int64_t> dims);
   int32_t max_seq_len() const { return max_seq_len_; }
   int32_t max_block() const { return drafter_ ? static_cast<int32_t>(drafter_->block_size) : 1; }
   int32_t none_slot() const { return opt_.max_sequences; }  // the draft pool's padding row
@@ -95,13 +106,11 @@ class Runtime {
 
  private:
   void BindCommon(Invocation& inv) { inv.BindWeights(weights_); }
-  std::unique_ptr<pjrt::Buffer> Upload(const std::vector<int32_t>& v, std::vector<int64_t> dims);
-  std::unique_ptr<pjrt::Buffer> UploadF32(const std::vector<float>& v, std::vector<int64_t> dims);
   void EnsureProbsPool();
   // Per-row (temperature, top_p, top_k), padded to `bucket` rows (greedy and padding rows: 0).
   static std::vector<float> SampleParams(const std::vector<Sequence*>& rows, int64_t bucket);
 
-  std::shared_ptr<pjrt::Client> client_;
+  pjrt::Mesh mesh_;
   models::TargetConfig target_;
   std::optional<models::DrafterConfig> drafter_;
   EngineOptions opt_;
@@ -110,11 +119,12 @@ class Runtime {
   ProgramCache programs_;
   DeviceCounters counters_;
   WeightMap weights_;
-  int64_t weight_bytes_ = 0;
+  std::atomic<int64_t> weight_bytes_{0};                 // read by Stats() from other threads
+  std::vector<std::atomic<int64_t>> device_weight_bytes_;
   std::unique_ptr<KvPool> pool_;
-  std::unique_ptr<pjrt::Buffer> draft_pool_;   // s32 (M + 1, W): each slot's pending block
-  std::unique_ptr<pjrt::Buffer> probs_pool_;   // f32 (M + 1, W, V): its drafter distributions (sampling)
-  std::unique_ptr<pjrt::Buffer> feats_;        // the last verify's hidden features, for Draft
+  std::unique_ptr<pjrt::Array> draft_pool_;   // s32 (M + 1, W): each slot's pending block (replicated)
+  std::unique_ptr<pjrt::Array> probs_pool_;   // f32 (M + 1, W, V): its drafter distributions (sampling)
+  std::unique_ptr<pjrt::Array> feats_;        // the last verify's hidden features, for Draft
   int64_t feats_rows_ = 0, feats_k_ = 0;
 };
 

@@ -30,7 +30,7 @@ void Scheduler::Stop() {
   cv_.notify_all();
 }
 
-int64_t Scheduler::Submit(std::vector<int32_t> prompt, const RequestOptions& opts) {
+void Scheduler::Submit(std::vector<int32_t> prompt, const RequestOptions& opts, int64_t id) {
   const Runtime& rt = *rt_;
   if (!rt.has_pool()) throw std::logic_error("the engine is still loading");
   if (prompt.empty()) throw std::invalid_argument("prompt is empty: at least one token is needed");
@@ -68,12 +68,11 @@ int64_t Scheduler::Submit(std::vector<int32_t> prompt, const RequestOptions& opt
     if (queued_.load() >= rt.options().max_queue)
       throw QueueFull("queue full: " + std::to_string(queued_.load()) + " requests are waiting for admission (maxQueue " +
                       std::to_string(rt.options().max_queue) + ")");
-    s->id = next_id_++;
+    s->id = id;
     ++queued_;
     inbox_.push_back(std::move(s));
   }
   cv_.notify_all();
-  return next_id_ - 1;
 }
 
 void Scheduler::Cancel(int64_t id) {

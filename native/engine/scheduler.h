@@ -58,9 +58,10 @@ class Scheduler {
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
-  // Validates and queues a request; returns its id. Throws std::invalid_argument for a request
-  // that can never run (naming the problem) and QueueFull when the queue is full.
-  int64_t Submit(std::vector<int32_t> prompt, const RequestOptions& opts);
+  // Validates and queues a request under `id` (the engine's, unique over its replicas). Throws
+  // std::invalid_argument for a request that can never run (naming the problem) and QueueFull
+  // when the queue is full.
+  void Submit(std::vector<int32_t> prompt, const RequestOptions& opts, int64_t id);
   void Cancel(int64_t id);  // the sequence ends with finish "abort" at the next iteration
   // Runs `task` on the scheduler thread between iterations (set-up, oracle and bench hooks).
   void Post(std::function<void(Runtime&)> task);
@@ -105,7 +106,6 @@ class Scheduler {
   std::vector<int64_t> cancels_;
   std::vector<std::function<void(Runtime&)>> tasks_;
   bool stop_ = false;
-  std::atomic<int64_t> next_id_{1};
   std::atomic<int64_t> queued_{0};  // inbox + waiting, for the maxQueue check
   mutable std::mutex stats_mu_;
   SchedulerStats stats_;

@@ -92,7 +92,7 @@ int32_t Runtime::Prefill(Sequence& s, int64_t start, int32_t len) {
   CopyTable(s.pages, P, table.begin());
   auto& prog = ScoreProgram(shape);
   auto tok = Upload(tokens, {1, K}), pos = Upload(positions, {1, K}), tab = Upload(table, {1, P});
-  Invocation inv(prog);
+  Invocation inv(prog, mesh_);
   BindCommon(inv);
   inv.BindDonated("k_cache", pool_->k.get()).BindDonated("v_cache", pool_->v.get());
   inv.Bind("tokens", tok.get()).Bind("positions", pos.get()).Bind("block_table", tab.get());
@@ -103,7 +103,7 @@ int32_t Runtime::Prefill(Sequence& s, int64_t start, int32_t len) {
     // The drafter's context rows for the same positions (append only, no block).
     auto feats = out.Take("hidden");
     auto& dprog = DraftProgram(DraftShapeFor(1, K, 0, last, false));
-    Invocation dinv(dprog);
+    Invocation dinv(dprog, mesh_);
     BindCommon(dinv);
     dinv.BindDonated("dk_cache", pool_->dk.get()).BindDonated("dv_cache", pool_->dv.get());
     dinv.Bind("feats", feats.get()).Bind("positions", pos.get()).Bind("block_table", tab.get());
@@ -139,11 +139,11 @@ std::vector<std::vector<int32_t>> Runtime::Verify(const std::vector<Sequence*>& 
   if (any_sampling && drafter_) EnsureProbsPool();
   auto& prog = ScoreProgram(shape);
   auto tok = Upload(tokens, {R, K}), pos = Upload(positions, {R, K}), tab = Upload(table, {R, P});
-  Invocation inv(prog);
+  Invocation inv(prog, mesh_);
   BindCommon(inv);
   inv.BindDonated("k_cache", pool_->k.get()).BindDonated("v_cache", pool_->v.get());
   inv.Bind("tokens", tok.get()).Bind("positions", pos.get()).Bind("block_table", tab.get());
-  std::unique_ptr<pjrt::Buffer> slot_buf, params_buf, uniforms_buf;
+  std::unique_ptr<pjrt::Array> slot_buf, params_buf, uniforms_buf;
   if (drafter_) {
     slot_buf = Upload(slots, {R});
     inv.Bind("draft_pool", draft_pool_.get()).Bind("pool_slot", slot_buf.get());
@@ -212,11 +212,11 @@ void Runtime::Draft(const std::vector<Sequence*>& rows, const std::vector<int32_
   const auto table = Tables(rows, R, P);
   auto& prog = DraftProgram(shape);
   auto pos = Upload(positions, {R, A}), tab = Upload(table, {R, P});
-  Invocation inv(prog);
+  Invocation inv(prog, mesh_);
   BindCommon(inv);
   inv.BindDonated("dk_cache", pool_->dk.get()).BindDonated("dv_cache", pool_->dv.get());
   inv.Bind("feats", feats_.get()).Bind("positions", pos.get()).Bind("block_table", tab.get());
-  std::unique_ptr<pjrt::Buffer> last_buf, start_buf, len_buf, slot_buf, params_buf, uniforms_buf;
+  std::unique_ptr<pjrt::Array> last_buf, start_buf, len_buf, slot_buf, params_buf, uniforms_buf;
   if (B) {
     last_buf = Upload(last, {R});
     start_buf = Upload(start, {R});

@@ -1,6 +1,7 @@
 // Weight upload, tensor by tensor: see weights.h.
 #include "engine/weights.h"
 
+#include "engine/float_codec.h"
 #include "models/moe.h"
 
 #include <fcntl.h>
@@ -68,78 +69,6 @@ pjrt::DType ParseDType(const std::string& s, const std::string& tensor) {
   if (s == "BF16") return pjrt::DType::kBF16;
   if (s == "F16") return pjrt::DType::kF16;
   throw std::runtime_error("tensor " + tensor + " has dtype " + s + "; dflash loads F32, BF16 and F16 weights");
-}
-
-float HalfToFloat(uint16_t h) {
-  const uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
-  uint32_t bits;
-  if (exp == 0) {
-    if (man == 0) {
-      bits = sign;
-    } else {  // subnormal: renormalise
-      int e = -1;
-      uint32_t m = man;
-      do { ++e; m <<= 1; } while ((m & 0x400) == 0);
-      bits = sign | ((112 - e) << 23) | ((m & 0x3ff) << 13);
-    }
-  } else if (exp == 31) {
-    bits = sign | 0x7f800000u | (man << 13);
-  } else {
-    bits = sign | ((exp + 112) << 23) | (man << 13);
-  }
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-
-uint16_t FloatToHalf(float f) {
-  uint32_t x;
-  std::memcpy(&x, &f, 4);
-  const uint32_t sign = (x >> 16) & 0x8000u;
-  const int32_t exp = static_cast<int32_t>((x >> 23) & 0xff);
-  uint32_t mant = x & 0x7fffffu;
-  if (exp == 0xff) return static_cast<uint16_t>(sign | 0x7c00u | (mant ? 0x200u : 0u));
-  int32_t e = exp - 127 + 15;
-  if (e >= 0x1f) return static_cast<uint16_t>(sign | 0x7c00u);
-  if (e <= 0) {  // subnormal or zero, round to nearest even
-    if (e < -10) return static_cast<uint16_t>(sign);
-    mant |= 0x800000u;
-    const int shift = 14 - e;
-    uint32_t m = mant >> shift;
-    const uint32_t rest = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
-    if (rest > half || (rest == half && (m & 1))) ++m;
-    return static_cast<uint16_t>(sign | m);
-  }
-  uint32_t m = mant >> 13;
-  const uint32_t rest = mant & 0x1fffu;
-  if (rest > 0x1000u || (rest == 0x1000u && (m & 1))) ++m;
-  if (m == 0x400u) {
-    m = 0;
-    ++e;
-  }
-  return static_cast<uint16_t>(e >= 0x1f ? (sign | 0x7c00u) : (sign | (static_cast<uint32_t>(e) << 10) | m));
-}
-
-float ToFloat(const uint8_t* p, pjrt::DType t) {
-  if (t == pjrt::DType::kF32) { float f; std::memcpy(&f, p, 4); return f; }
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  if (t == pjrt::DType::kBF16) { const uint32_t b = uint32_t(h) << 16; float f; std::memcpy(&f, &b, 4); return f; }
-  return HalfToFloat(h);
-}
-
-void FromFloat(float f, uint8_t* p, pjrt::DType t) {
-  if (t == pjrt::DType::kF32) { std::memcpy(p, &f, 4); return; }
-  uint16_t h;
-  if (t == pjrt::DType::kBF16) {
-    uint32_t b;
-    std::memcpy(&b, &f, 4);
-    if ((b & 0x7fffffffu) > 0x7f800000u) h = static_cast<uint16_t>((b >> 16) | 0x40);  // NaN stays NaN
-    else h = static_cast<uint16_t>((b + 0x7fffu + ((b >> 16) & 1)) >> 16);             // round to nearest even
-  } else {
-    h = FloatToHalf(f);
-  }
-  std::memcpy(p, &h, 2);
 }
 
 std::string Dims(const std::vector<int64_t>& d) {
@@ -211,8 +140,8 @@ class StagingBuffer {
   size_t size_;
 };
 
-// A program input made at load of several checkpoint tensors: MoE experts stacked ("*" in the
-// name) or the spec's parts concatenated.
+// A program input made at load of several checkpoint tensors stacked along dim 0: MoE experts
+// ("*" in the name) or the spec's parts.
 bool IsMadeOfParts(const models::WeightSpec& spec) { return !spec.parts.empty() || spec.name.find('*') != std::string::npos; }
 
 std::vector<std::string> PartsOf(const models::WeightSpec& spec) {
@@ -220,20 +149,6 @@ std::vector<std::string> PartsOf(const models::WeightSpec& spec) {
 }
 
 }  // namespace
-
-std::vector<uint8_t> EncodeFloats(const std::vector<float>& values, pjrt::DType dtype) {
-  const int64_t w = pjrt::ByteSize(dtype);
-  std::vector<uint8_t> out(values.size() * static_cast<size_t>(w));
-  for (size_t i = 0; i < values.size(); ++i) FromFloat(values[i], out.data() + i * w, dtype);
-  return out;
-}
-
-std::vector<float> DecodeFloats(const uint8_t* bytes, int64_t count, pjrt::DType dtype) {
-  const int64_t w = pjrt::ByteSize(dtype);
-  std::vector<float> out(static_cast<size_t>(count));
-  for (int64_t i = 0; i < count; ++i) out[i] = ToFloat(bytes + i * w, dtype);
-  return out;
-}
 
 pjrt::DType CheckpointDtype(const std::vector<TensorSource>& sources) {
   std::map<std::string, int64_t> bytes;
@@ -287,7 +202,75 @@ void CheckTensorSources(const std::vector<TensorSource>& sources) {
   }
 }
 
-std::vector<std::string> UploadWeights(pjrt::Client& client, const std::vector<models::WeightSpec>& specs,
+namespace {
+
+// A run of a spec's elements (row-major over spec.shape) that one checkpoint tensor holds: the
+// whole tensor, or one stacked part (an expert, gate_proj or up_proj) of shape[1:].
+struct Piece {
+  const TensorSource* src;
+  pjrt::DType have;
+  int64_t first, count;  // spec elements [first, first + count)
+};
+
+int64_t Product(const std::vector<int64_t>& d, size_t from, size_t to) {
+  int64_t n = 1;
+  for (size_t i = from; i < to; ++i) n *= d[i];
+  return n;
+}
+
+// Puts one spec on the mesh's devices: replicated, or device k gets its part along the split
+// dimension. A device's part is read from the mapped file where it is one contiguous run in the
+// engine's dtype (a tensor split by rows, or any tensor on one device); otherwise it is gathered
+// (and converted) into a staging buffer of that part's size alone, never of the whole model.
+std::unique_ptr<pjrt::Array> UploadSpec(const pjrt::Mesh& mesh, const models::WeightSpec& spec, const std::vector<Piece>& pieces) {
+  const int64_t n = static_cast<int64_t>(mesh.size());
+  const int split = n > 1 ? spec.sharding.dim : -1;
+  const int64_t out_size = pjrt::ByteSize(spec.dtype);
+  std::vector<std::unique_ptr<MappedRange>> maps;
+  for (const Piece& p : pieces) maps.push_back(std::make_unique<MappedRange>(p.src->file, p.src->offset, p.src->nbytes));
+  // Copies spec elements [first, first + count) into dst (in spec.dtype), piece by piece.
+  auto copy_run = [&](int64_t first, int64_t count, uint8_t* dst) {
+    for (size_t i = 0; i < pieces.size() && count > 0; ++i) {
+      const Piece& p = pieces[i];
+      if (first >= p.first + p.count || first < p.first) continue;
+      const int64_t take = std::min(count, p.first + p.count - first), in_size = pjrt::ByteSize(p.have);
+      const uint8_t* src = maps[i]->data() + (first - p.first) * in_size;
+      if (p.have == spec.dtype) std::memcpy(dst, src, static_cast<size_t>(take * out_size));
+      else
+        for (int64_t k = 0; k < take; ++k) FromFloat(ToFloat(src + k * in_size, p.have), dst + k * out_size, spec.dtype);
+      first += take, count -= take, dst += take * out_size;
+    }
+    if (count > 0) throw std::logic_error("weights: spec " + spec.name + " has elements no checkpoint tensor holds");
+  };
+  const bool direct = pieces.size() == 1 && pieces[0].have == spec.dtype;
+  const int64_t total = Product(spec.shape, 0, spec.shape.size());
+  if (split < 0) {
+    if (direct) return mesh.Upload(maps[0]->data(), spec.dtype, spec.shape);
+    StagingBuffer whole(static_cast<size_t>(total * out_size));
+    copy_run(0, total, whole.data());
+    return mesh.Upload(whole.data(), spec.dtype, spec.shape);
+  }
+  // Device k: for every index of the dims before `split`, one run of `block` elements.
+  std::vector<int64_t> shard_dims = spec.shape;
+  shard_dims[split] /= n;
+  const int64_t inner = Product(spec.shape, split + 1, spec.shape.size()), block = shard_dims[split] * inner;
+  const int64_t outer = Product(spec.shape, 0, split), stride = spec.shape[split] * inner;
+  std::vector<std::unique_ptr<pjrt::Buffer>> shards;
+  for (int64_t k = 0; k < n; ++k) {
+    if (direct && split == 0) {
+      shards.push_back(mesh.client().BufferFromHost(maps[0]->data() + k * block * out_size, spec.dtype, shard_dims, mesh.devices()[k]));
+      continue;
+    }
+    StagingBuffer part(static_cast<size_t>(outer * block * out_size));
+    for (int64_t o = 0; o < outer; ++o) copy_run(o * stride + k * block, block, part.data() + o * block * out_size);
+    shards.push_back(mesh.client().BufferFromHost(part.data(), spec.dtype, shard_dims, mesh.devices()[k]));
+  }
+  return std::make_unique<pjrt::Array>(std::move(shards), split);
+}
+
+}  // namespace
+
+std::vector<std::string> UploadWeights(const pjrt::Mesh& mesh, const std::vector<models::WeightSpec>& specs,
                                        const std::vector<TensorSource>& sources, const std::string& prefix, WeightMap& out,
                                        const std::function<void(const LoadProgress&)>& progress, LoadProgress prog) {
   CheckTensorSources(sources);
@@ -295,92 +278,55 @@ std::vector<std::string> UploadWeights(pjrt::Client& client, const std::vector<m
   for (const auto& s : sources) by_name[s.name] = &s;
 
   // Check everything before the first byte moves.
-  std::vector<const TensorSource*> picked;
+  std::vector<std::vector<Piece>> plan;
   std::set<std::string> used;
   prog.tensors = 0;
   prog.bytes = 0;
   prog.total_tensors = static_cast<int64_t>(specs.size());
   prog.total_bytes = 0;
   for (const auto& spec : specs) {
+    const int64_t n = spec.sharding.dim >= 0 && mesh.size() > 1 ? static_cast<int64_t>(mesh.size()) : 1;
+    if (spec.sharding.dim >= 0 && (spec.sharding.dim >= static_cast<int>(spec.shape.size()) || spec.shape[spec.sharding.dim] % n != 0))
+      throw std::logic_error("weights: " + spec.name + Dims(spec.shape) + " does not split into " + std::to_string(n) + " parts");
+    std::vector<Piece> pieces;
     if (IsMadeOfParts(spec)) {
-      // Parts along dim 0: one checkpoint tensor per expert, stacked (MoE: shape[1:] each), or
-      // equal parts concatenated (spec.parts, e.g. gate_proj + up_proj: [shape[0] / n, shape[1:]]).
+      // Parts stacked along dim 0, each of shape[1:]: one checkpoint tensor per expert (MoE), or
+      // spec.parts (gate_proj and up_proj as gate_up_proj).
       const auto parts = PartsOf(spec);
-      std::vector<int64_t> want(spec.shape.begin() + 1, spec.shape.end());
-      if (!spec.parts.empty()) want.insert(want.begin(), spec.shape[0] / static_cast<int64_t>(parts.size()));
-      for (const auto& part : parts) {
+      const std::vector<int64_t> want(spec.shape.begin() + 1, spec.shape.end());
+      const int64_t each = Product(want, 0, want.size());
+      for (size_t i = 0; i < parts.size(); ++i) {
+        const std::string& part = parts[i];
         auto pit = by_name.find(part);
         if (pit == by_name.end()) throw std::runtime_error("checkpoint is missing tensor " + part + "; " + LookedIn(sources));
         if (pit->second->shape != want)
           throw std::runtime_error("tensor " + part + " in " + pit->second->file + " has shape " + Dims(pit->second->shape) + ", expected " + Dims(want));
-        ParseDType(pit->second->dtype, part);
+        pieces.push_back({pit->second, ParseDType(pit->second->dtype, part), static_cast<int64_t>(i) * each, each});
         prog.total_bytes += pit->second->nbytes;
         used.insert(part);
       }
-      picked.push_back(nullptr);
-      continue;
+    } else {
+      auto it = by_name.find(spec.name);
+      if (it == by_name.end()) throw std::runtime_error("checkpoint is missing tensor " + spec.name + "; " + LookedIn(sources));
+      const TensorSource& src = *it->second;
+      if (src.shape != spec.shape)
+        throw std::runtime_error("tensor " + spec.name + " in " + src.file + " has shape " + Dims(src.shape) + ", expected " + Dims(spec.shape));
+      const pjrt::DType have = ParseDType(src.dtype, spec.name);
+      const int64_t count = Product(spec.shape, 0, spec.shape.size());
+      if (count * pjrt::ByteSize(have) != src.nbytes)
+        throw std::runtime_error("tensor " + spec.name + " in " + src.file + ": " + std::to_string(src.nbytes) + " bytes for " +
+                                 src.dtype + Dims(src.shape));
+      pieces.push_back({&src, have, 0, count});
+      prog.total_bytes += src.nbytes;
+      used.insert(spec.name);
     }
-    auto it = by_name.find(spec.name);
-    if (it == by_name.end()) throw std::runtime_error("checkpoint is missing tensor " + spec.name + "; " + LookedIn(sources));
-    const TensorSource& src = *it->second;
-    if (src.shape != spec.shape)
-      throw std::runtime_error("tensor " + spec.name + " in " + src.file + " has shape " + Dims(src.shape) + ", expected " + Dims(spec.shape));
-    const pjrt::DType have = ParseDType(src.dtype, spec.name);
-    int64_t count = 1;
-    for (auto d : spec.shape) count *= d;
-    if (count * pjrt::ByteSize(have) != src.nbytes)
-      throw std::runtime_error("tensor " + spec.name + " in " + src.file + ": " + std::to_string(src.nbytes) + " bytes for " +
-                               src.dtype + Dims(src.shape));
-    prog.total_bytes += src.nbytes;
-    picked.push_back(&src);
-    used.insert(spec.name);
+    plan.push_back(std::move(pieces));
   }
 
   for (size_t i = 0; i < specs.size(); ++i) {
-    const auto& spec = specs[i];
-    if (!picked[i]) {
-      // Made of parts: one host buffer of this one tensor (per-tensor staging, never the model),
-      // filled part after part (row-major, so each part is one contiguous run).
-      const int64_t out_size = pjrt::ByteSize(spec.dtype);
-      int64_t count = 1;
-      for (auto d : spec.shape) count *= d;
-      StagingBuffer whole(static_cast<size_t>(count * out_size));
-      uint8_t* dst = whole.data();
-      for (const auto& part : PartsOf(spec)) {
-        const TensorSource& src = *by_name.at(part);
-        const pjrt::DType have = ParseDType(src.dtype, part);
-        const int64_t n = src.nbytes / pjrt::ByteSize(have);
-        MappedRange map(src.file, src.offset, src.nbytes);
-        if (have == spec.dtype) std::memcpy(dst, map.data(), static_cast<size_t>(src.nbytes));
-        else
-          for (int64_t k = 0; k < n; ++k) FromFloat(ToFloat(map.data() + k * pjrt::ByteSize(have), have), dst + k * out_size, spec.dtype);
-        dst += n * out_size;
-        prog.bytes += src.nbytes;
-      }
-      out[prefix + spec.name] = client.BufferFromHost(whole.data(), spec.dtype, spec.shape);
-      prog.tensors += 1;
-      if (progress) progress(prog);
-      continue;
-    }
-    const TensorSource& src = *picked[i];
-    const pjrt::DType have = ParseDType(src.dtype, spec.name);
-    std::unique_ptr<pjrt::Buffer> buf;
-    {
-      MappedRange map(src.file, src.offset, src.nbytes);
-      if (have == spec.dtype) {
-        buf = client.BufferFromHost(map.data(), spec.dtype, spec.shape);
-      } else {
-        // Another dtype than the engine's: convert this one tensor into a tensor-sized buffer.
-        const int64_t count = src.nbytes / pjrt::ByteSize(have);
-        const int64_t in_size = pjrt::ByteSize(have), out_size = pjrt::ByteSize(spec.dtype);
-        std::vector<uint8_t> tmp(static_cast<size_t>(count * out_size));
-        for (int64_t k = 0; k < count; ++k) FromFloat(ToFloat(map.data() + k * in_size, have), tmp.data() + k * out_size, spec.dtype);
-        buf = client.BufferFromHost(tmp.data(), spec.dtype, spec.shape);
-      }
-    }
-    out[prefix + spec.name] = std::move(buf);
+    out[prefix + specs[i].name] = UploadSpec(mesh, specs[i], plan[i]);
     prog.tensors += 1;
-    prog.bytes += src.nbytes;
+    for (const Piece& p : plan[i]) prog.bytes += p.src->nbytes;
     if (progress) progress(prog);
   }
   std::vector<std::string> unused;

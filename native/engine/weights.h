@@ -10,8 +10,10 @@
 #include <string>
 #include <vector>
 
+#include "engine/float_codec.h"  // EncodeFloats / DecodeFloats for the weights' callers
 #include "models/weight_spec.h"
 #include "pjrt/client.h"
+#include "pjrt/mesh.h"
 
 namespace dflash::engine {
 
@@ -30,12 +32,10 @@ struct LoadProgress {
   int64_t tensors = 0, total_tensors = 0, bytes = 0, total_bytes = 0;
 };
 
-// Device weights by the name programs bind them with (models/program.h).
-using WeightMap = std::map<std::string, std::unique_ptr<pjrt::Buffer>>;
+// Device weights by the name programs bind them with (models/program.h), each laid out over the
+// mesh as its spec says.
+using WeightMap = std::map<std::string, std::unique_ptr<pjrt::Array>>;
 
-// Host float conversions (round to nearest even): f32 values <-> raw bytes of `dtype`.
-std::vector<uint8_t> EncodeFloats(const std::vector<float>& values, pjrt::DType dtype);
-std::vector<float> DecodeFloats(const uint8_t* bytes, int64_t count, pjrt::DType dtype);
 
 // The dtype most of the sources' bytes use (F32 / BF16 / F16).
 pjrt::DType CheckpointDtype(const std::vector<TensorSource>& sources);
@@ -48,13 +48,16 @@ pjrt::DType CheckpointDtype(const std::vector<TensorSource>& sources);
 // known size. Throws std::runtime_error naming the tensor and the file.
 void CheckTensorSources(const std::vector<TensorSource>& sources);
 
-// Uploads every spec (converted to spec.dtype) into `out` under `prefix + spec.name`; a spec made
-// of parts (spec.parts, or MoE experts "*") is staged alone in one host buffer of its size.
+// Uploads every spec (converted to spec.dtype) into `out` under `prefix + spec.name`, over the
+// mesh's devices as spec.sharding says: a split tensor sends each device only its part, read
+// from the mapped file (directly when it is one contiguous run in the right dtype, else through a
+// staging buffer of that part's size alone); a spec made of parts (spec.parts, or MoE experts "*")
+// is assembled the same way.
 // Missing or misshapen parts are named as the checkpoint's tensors. Throws
 // std::runtime_error naming the tensor (and file) for a missing tensor, a wrong shape, an
 // unsupported dtype or a file shorter than its header says. Returns the names of source tensors
 // no spec uses (the caller warns about them).
-std::vector<std::string> UploadWeights(pjrt::Client& client, const std::vector<models::WeightSpec>& specs,
+std::vector<std::string> UploadWeights(const pjrt::Mesh& mesh, const std::vector<models::WeightSpec>& specs,
                                        const std::vector<TensorSource>& sources, const std::string& prefix, WeightMap& out,
                                        const std::function<void(const LoadProgress&)>& progress, LoadProgress base);
 

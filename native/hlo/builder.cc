@@ -118,6 +118,32 @@ int64_t NormAxis(const char* op, int64_t axis, int64_t rank) {
 
 // ---- builder core --------------------------------------------------------------------------
 
+Builder::Builder(int64_t partitions) : partitions_(partitions) {
+  if (partitions < 1) throw std::invalid_argument("builder: partitions must be >= 1, got " + std::to_string(partitions));
+}
+
+std::string Builder::ShardingAttr(const char* op, const Shape& shape, Sharding s) const {
+  if (!s.replicated()) {
+    if (s.dim >= static_cast<int>(shape.size()))
+      throw std::invalid_argument(std::string(op) + ": split dimension " + std::to_string(s.dim) + " of a value of shape " + ShapeString(shape));
+    if (shape[s.dim] % partitions_ != 0)
+      throw std::invalid_argument(std::string(op) + ": dimension " + std::to_string(s.dim) + " of " + ShapeString(shape) +
+                                  " does not split into " + std::to_string(partitions_) + " equal parts");
+  }
+  std::string dims;
+  for (size_t d = 0; d < shape.size(); ++d) dims += std::string(d ? ", " : "") + (static_cast<int>(d) == s.dim ? "{\"tp\"}" : "{}");
+  return "#sdy.sharding<@mesh, [" + dims + "]>";
+}
+
+Value Builder::Constrain(const Value& x, Sharding s) {
+  const std::string attr = ShardingAttr("sharding_constraint", x.shape, s);
+  if (partitions_ == 1) return x;
+  const Value out{NewName(), x.shape, x.dtype};
+  body_ += "    " + out.name + " = \"sdy.sharding_constraint\"(" + x.name + ") <{sharding = " + attr + "}> : (" + TensorType(x) +
+           ") -> " + TensorType(out) + "\n";
+  return out;
+}
+
 std::string Builder::NewName() { return "%v" + std::to_string(next_id_++); }
 
 Value Builder::Emit(const std::string& op, const std::vector<Value>& operands, const Shape& shape,
@@ -189,18 +215,19 @@ Value Builder::Parameter(const Shape& shape, DType dtype, std::optional<int> ali
   return Input("", shape, dtype, alias_output);
 }
 
-Value Builder::Input(const std::string& name, const Shape& shape, DType dtype, std::optional<int> alias_output) {
+Value Builder::Input(const std::string& name, const Shape& shape, DType dtype, std::optional<int> alias_output, Sharding sharding) {
   CheckShape("parameter", shape);
+  ShardingAttr(name.empty() ? "parameter" : ("input " + name).c_str(), shape, sharding);  // checks that it fits
   if (!name.empty())
     for (const Param& p : params_)
       if (p.name == name) throw std::invalid_argument("parameter: duplicate input name " + name);
-  params_.push_back({name, shape, dtype, alias_output});
+  params_.push_back({name, shape, dtype, alias_output, sharding});
   return Value{"%arg" + std::to_string(params_.size() - 1), shape, dtype};
 }
 
 std::vector<Builder::ParamInfo> Builder::params() const {
   std::vector<ParamInfo> out;
-  for (const Param& p : params_) out.push_back({p.name, p.shape, p.dtype});
+  for (const Param& p : params_) out.push_back({p.name, p.shape, p.dtype, p.sharding});
   return out;
 }
 
@@ -363,14 +390,21 @@ Value Builder::Convert(const Value& x, DType dtype) {
 
 // ---- finish --------------------------------------------------------------------------------
 
-std::string Builder::Finish(const std::vector<Value>& results) {
+std::string Builder::Finish(const std::vector<Value>& results, const std::vector<Sharding>& shardings) {
   if (results.empty()) throw std::invalid_argument("finish: no results");
+  if (!shardings.empty() && shardings.size() != results.size())
+    throw std::invalid_argument("finish: " + std::to_string(shardings.size()) + " shardings for " + std::to_string(results.size()) + " results");
+  auto result_sharding = [&](size_t i) { return shardings.empty() ? Sharding{} : shardings[i]; };
+  const bool spmd = partitions_ > 1;
   std::ostringstream os;
-  os << "module @dflash attributes {mhlo.num_partitions = 1 : i32, mhlo.num_replicas = 1 : i32} {\n";
+  os << "module @dflash attributes {mhlo.num_partitions = " << partitions_ << " : i32, mhlo.num_replicas = 1 : i32} {\n";
+  if (spmd) os << "  sdy.mesh @mesh = <[\"tp\"=" << partitions_ << "]>\n";
   os << "  func.func public @main(";
   for (size_t i = 0; i < params_.size(); ++i) {
     const Param& p = params_[i];
     os << (i ? ", " : "") << "%arg" << i << ": " << TensorType(p.shape, p.dtype);
+    std::string attrs;
+    if (spmd) attrs = "sdy.sharding = " + ShardingAttr("parameter", p.shape, p.sharding);
     if (p.alias) {
       if (*p.alias < 0 || *p.alias >= static_cast<int>(results.size()))
         throw std::invalid_argument("finish: parameter " + std::to_string(i) + " aliases missing result " + std::to_string(*p.alias));
@@ -378,16 +412,22 @@ std::string Builder::Finish(const std::vector<Value>& results) {
       if (r.shape != p.shape || r.dtype != p.dtype)
         throw std::invalid_argument("finish: parameter " + std::to_string(i) + " " + TensorType(p.shape, p.dtype) +
                                     " aliases result " + std::to_string(*p.alias) + " of type " + TensorType(r));
-      os << " {tf.aliasing_output = " << *p.alias << " : i32}";
+      if (spmd && !(result_sharding(*p.alias) == p.sharding))
+        throw std::invalid_argument("finish: parameter " + std::to_string(i) + " aliases result " + std::to_string(*p.alias) +
+                                    " of another sharding");
+      attrs += std::string(attrs.empty() ? "" : ", ") + "tf.aliasing_output = " + std::to_string(*p.alias) + " : i32";
     }
+    if (!attrs.empty()) os << " {" << attrs << "}";
   }
   os << ") -> (";
-  std::string types, names;
+  std::string types, names, signature;
   for (size_t i = 0; i < results.size(); ++i) {
     types += (i ? ", " : "") + TensorType(results[i]);
+    signature += (i ? ", " : "") + TensorType(results[i]);
+    if (spmd) signature += " {sdy.sharding = " + ShardingAttr("result", results[i].shape, result_sharding(i)) + "}";
     names += (i ? ", " : "") + results[i].name;
   }
-  os << types << ") {\n" << body_ << "    func.return " << names << " : " << types << "\n  }\n}\n";
+  os << signature << ") {\n" << body_ << "    func.return " << names << " : " << types << "\n  }\n}\n";
   return os.str();
 }
 

@@ -35,6 +35,18 @@ struct DotDims {
   std::vector<int64_t> lhs_batch, rhs_batch, lhs_contract, rhs_contract;
 };
 
+// How a value lies over the program's devices (one mesh axis, "tp": a tensor-parallel group):
+// replicated (dim -1: every device holds all of it) or split along `dim` into equal parts, part
+// i on device i. Inputs and results carry it as dtypes do (models/program.h); XLA's SPMD
+// partitioner (Shardy) propagates it through the graph and inserts the collectives.
+struct Sharding {
+  int dim = -1;
+  static Sharding Replicated() { return {}; }
+  static Sharding Split(int d) { return {d}; }
+  bool replicated() const { return dim < 0; }
+  bool operator==(const Sharding& o) const { return dim == o.dim; }
+};
+
 // StableHLO gather dimension numbers (no operand batching dims).
 struct GatherDims {
   std::vector<int64_t> offset_dims, collapsed_slice_dims, start_index_map;
@@ -54,17 +66,25 @@ std::string ShapeString(const Shape& shape);  // "[2, 3]", for error messages
 
 class Builder {
  public:
+  // A program for `partitions` devices (an SPMD program with a one-axis mesh "tp" when > 1;
+  // with 1 the text carries no sharding at all).
+  explicit Builder(int64_t partitions = 1);
+  int64_t partitions() const { return partitions_; }
+
   // ---- arguments and constants ------------------------------------------------------------
   // Appends an argument of @main. alias_output = N marks it donated into result N
   // (`tf.aliasing_output = N : i32`); the result must have the same type.
   Value Parameter(const Shape& shape, DType dtype, std::optional<int> alias_output = std::nullopt);
-  // The same, with a name the program's callers bind buffers by (models/program.h).
-  Value Input(const std::string& name, const Shape& shape, DType dtype, std::optional<int> alias_output = std::nullopt);
+  // The same, with a name the program's callers bind buffers by (models/program.h), and how it
+  // lies over the devices (a split dimension must divide by partitions()).
+  Value Input(const std::string& name, const Shape& shape, DType dtype, std::optional<int> alias_output = std::nullopt,
+              Sharding sharding = {});
   int num_params() const { return static_cast<int>(params_.size()); }
   struct ParamInfo {
     std::string name;  // "" for unnamed Parameter()s
     Shape shape;
     DType dtype;
+    Sharding sharding;
   };
   std::vector<ParamInfo> params() const;
 
@@ -141,9 +161,15 @@ class Builder {
   Value Scatter(const Value& operand, const Value& indices, const Value& updates,
                 const ScatterDims& dims);
 
+  // ---- sharding ----------------------------------------------------------------------------
+  // x, required to lie as `s` over the devices from here on (`sdy.sharding_constraint`): where
+  // the partitioner's propagation alone would choose another layout. x itself with one device.
+  Value Constrain(const Value& x, Sharding s);
+
   // ---- output ------------------------------------------------------------------------------
-  // Returns the complete module text. Results aliased by a Parameter must match its type.
-  std::string Finish(const std::vector<Value>& results);
+  // Returns the complete module text. Results aliased by a Parameter must match its type (and
+  // sharding). `shardings`: one per result (default: all replicated).
+  std::string Finish(const std::vector<Value>& results, const std::vector<Sharding>& shardings = {});
 
  private:
   struct Param {
@@ -151,7 +177,10 @@ class Builder {
     Shape shape;
     DType dtype;
     std::optional<int> alias;
+    Sharding sharding;
   };
+  // `#sdy.sharding<@mesh, [{}, {"tp"}]>` for a value of `rank`; throws when `s` does not fit shape.
+  std::string ShardingAttr(const char* op, const Shape& shape, Sharding s) const;
   std::string NewName();
   // Emits `%vN = "stablehlo.<op>"(operands) <region> <attrs> : (operand types) -> result`
   // and returns the result value.
@@ -170,6 +199,7 @@ class Builder {
   // Returns the common broadcast shape; throws naming op.
   Shape BroadcastShapes(const char* op, const Shape& a, const Shape& b);
 
+  int64_t partitions_ = 1;
   std::vector<Param> params_;
   std::string body_;
   int64_t next_id_ = 0;

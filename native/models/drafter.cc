@@ -67,10 +67,12 @@ std::string DraftShape::Key() const {
   if (pool_rows) k += " pool" + std::to_string(pool_rows) + "x" + std::to_string(pool_width);
   if (want_logits) k += " logits";
   if (sampling) k += " sample";
+  if (devices > 1) k += " tp" + std::to_string(devices);
   return k;
 }
 
-std::vector<WeightSpec> DrafterWeightSpecs(const DrafterConfig& d, pjrt::DType t) {
+std::vector<WeightSpec> DrafterWeightSpecs(const DrafterConfig& d, pjrt::DType t, const TargetConfig& target, int64_t devices) {
+  const TensorParallel tp = DrafterParallel(d, target, devices);
   const int64_t h = d.hidden_size;
   const int64_t n = static_cast<int64_t>(d.target_layer_ids.size());
   std::vector<WeightSpec> s;
@@ -78,7 +80,7 @@ std::vector<WeightSpec> DrafterWeightSpecs(const DrafterConfig& d, pjrt::DType t
   s.push_back({"hidden_norm.weight", {h}, t});
   for (int64_t i = 0; i < d.num_layers; ++i) {
     const std::string p = "layers." + std::to_string(i) + ".";
-    AppendDecoderLayerSpecs(s, p, h, d.num_heads, d.num_kv_heads, d.head_dim, d.intermediate_size, /*qk_norm=*/true, t);
+    AppendDecoderLayerSpecs(s, p, h, d.num_heads, d.num_kv_heads, d.head_dim, d.intermediate_size, /*qk_norm=*/true, t, tp);
     if (d.is_dflash2()) AppendDFlash2ConvSpecs(s, p, d, t);
   }
   s.push_back({"norm.weight", {h}, t});
@@ -93,20 +95,22 @@ Program BuildDrafter(const DrafterConfig& d, const TargetConfig& t, const Numeri
     throw std::invalid_argument("drafter: need rows, append, pages > 0 and block 0 (append only) or >= 2");
   if (sh.pool_rows && (sh.pool_rows < 2 || sh.pool_width < B)) throw std::invalid_argument("drafter: draft pool narrower than the block");
   if (B == 0 && (sh.want_logits || sh.sampling)) throw std::invalid_argument("drafter: logits and sampling need a block");
-  const int64_t H = d.hidden_size, hd = d.head_dim, heads = d.num_heads, kvh = d.num_kv_heads, Ld = d.num_layers;
+  const TensorParallel tp = DrafterParallel(d, t, sh.devices);
+  const int64_t H = d.hidden_size, hd = d.head_dim, heads = d.num_heads, kvh = tp.kv_heads, Ld = d.num_layers;
   const int64_t V = t.vocab_size, T = P * S;
   const int64_t nfeat = static_cast<int64_t>(d.target_layer_ids.size()) * H;
 
-  Builder b;
+  Builder b(sh.devices);
   // ---- inputs ----
-  auto specs = DrafterWeightSpecs(d, nm.dtype);
+  auto specs = DrafterWeightSpecs(d, nm.dtype, t, sh.devices);
   for (auto& s : specs) s.name = kDrafterPrefix + s.name;
   const WeightInputs w = DeclareWeights(b, specs);
   auto W = [&](const std::string& name) { return Weight(w, kDrafterPrefix + name); };
-  const Value embed = b.Input("model.embed_tokens.weight", {V, H}, nm.act());
-  const Value lm_head = t.tie_word_embeddings ? embed : b.Input("lm_head.weight", {V, H}, nm.act());
-  Value dk = b.Input("dk_cache", KeyCacheDims(Ld, N, S, kvh, hd), nm.kv(), 0);
-  Value dv = b.Input("dv_cache", ValueCacheDims(Ld, N, S, kvh, hd), nm.kv(), 1);
+  // The target's embedding and lm_head, laid out as the target's programs take them.
+  const Value embed = b.Input("model.embed_tokens.weight", {V, H}, nm.act(), std::nullopt, tp.Vocab());
+  const Value lm_head = t.tie_word_embeddings ? embed : b.Input("lm_head.weight", {V, H}, nm.act(), std::nullopt, tp.Vocab());
+  Value dk = b.Input("dk_cache", KeyCacheDims(Ld, N, S, kvh, hd), nm.kv(), 0, tp.Cache());  // KV heads split
+  Value dv = b.Input("dv_cache", ValueCacheDims(Ld, N, S, kvh, hd), nm.kv(), 1, tp.Cache());
   const Value feats = b.Input("feats", {R, A, nfeat}, nm.act());
   const Value positions = b.Input("positions", {R, A}, DType::kS32);
   const Value table = b.Input("block_table", {R, P}, DType::kS32);
@@ -170,8 +174,9 @@ Program BuildDrafter(const DrafterConfig& d, const TargetConfig& t, const Numeri
   std::vector<Value> ctx_keys, ctx_values;  // per layer (R, A, kvh, hd)
   for (int64_t l = 0; l < Ld; ++l) {
     const DecoderLayer lw = TakeDecoderLayer(w, kDrafterPrefix + std::string("layers.") + std::to_string(l) + ".", true);
-    ctx_keys.push_back(rope(RmsNorm(b, SplitHeads(b, Dense(b, fused, lw.k, nm), kvh, hd), lw.k_norm, d.rms_norm_eps, nm), ctx_rope));
-    ctx_values.push_back(SplitHeads(b, Dense(b, fused, lw.v, nm), kvh, hd));
+    const Qkv kv = ProjectQkv(b, fused, lw, heads, d.num_kv_heads, hd, tp, nm);  // (its q is unused: XLA drops it)
+    ctx_keys.push_back(rope(RmsNorm(b, kv.k, lw.k_norm, d.rms_norm_eps, nm), ctx_rope));
+    ctx_values.push_back(kv.v);
   }
   dk = PagedWriteLayers(b, dk, cindex, ctx_keys);
   dv = PagedWriteLayers(b, dv, cindex, ctx_values);
@@ -189,9 +194,10 @@ Program BuildDrafter(const DrafterConfig& d, const TargetConfig& t, const Numeri
       coeffs = ConvCoefficients(b, x, conv, nm);
       x = GroupedCausalConv(b, x, conv.base, coeffs, 0, conv.group, nm);
     }
-    const Value q = rope(RmsNorm(b, SplitHeads(b, Dense(b, x, lw.q, nm), heads, hd), lw.q_norm, d.rms_norm_eps, nm), blk_rope);
-    const Value kb = rope(RmsNorm(b, SplitHeads(b, Dense(b, x, lw.k, nm), kvh, hd), lw.k_norm, d.rms_norm_eps, nm), blk_rope);
-    const Value vb = SplitHeads(b, Dense(b, x, lw.v, nm), kvh, hd);  // (R, B, kvh, hd)
+    const Qkv qkv = ProjectQkv(b, x, lw, heads, d.num_kv_heads, hd, tp, nm);
+    const Value q = rope(RmsNorm(b, qkv.q, lw.q_norm, d.rms_norm_eps, nm), blk_rope);
+    const Value kb = rope(RmsNorm(b, qkv.k, lw.k_norm, d.rms_norm_eps, nm), blk_rope);
+    const Value vb = qkv.v;  // (R, B, kvh, hd)
     // Keys in two segments, context pages (R, T, kvh, hd) then the block (R, B, kvh, hd), each
     // scored on its own (layers.h: the block's scores then do not depend on the pages bucket).
     const Value vals = b.Concatenate({b.Convert(PagedRead(b, dv, l, table), nm.act()), vb}, 1);  // (R, T + B, kvh, hd)
@@ -209,7 +215,7 @@ Program BuildDrafter(const DrafterConfig& d, const TargetConfig& t, const Numeri
     h = b.Add(h, mlp);
   }
 
-  std::vector<std::pair<std::string, Value>> results{{"dk_cache", dk}, {"dv_cache", dv}};
+  std::vector<NamedResult> results{{"dk_cache", dk, tp.Cache()}, {"dv_cache", dv, tp.Cache()}};
   if (!B) return FinishProgram(b, results);
 
   const Value hn = RmsNorm(b, h, W("norm.weight"), d.rms_norm_eps, nm);  // (R, B, H)

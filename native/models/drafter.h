@@ -29,6 +29,7 @@ struct DraftShape {
   int64_t pool_width = 0;
   bool want_logits = false;  // logits f32 (R, B, V) of every block row (oracle tests)
   bool sampling = false;     // proposals drawn per row (sample_params, uniforms) instead of argmax
+  int64_t devices = 1;       // tensor-parallel mesh (models/parallel.h), as the target's ScoreShape
 
   std::string Key() const;
 };
@@ -36,7 +37,8 @@ struct DraftShape {
 // fc, hidden_norm, per-layer Qwen3 tensors (+ a DFlash2 drafter's convolutions), norm (+ a DFlash2
 // drafter's candidate_selector.*), with checkpoint names without the optional "model." prefix.
 // Programs take them as inputs named "drafter." + name.
-std::vector<WeightSpec> DrafterWeightSpecs(const DrafterConfig& cfg, pjrt::DType dtype);
+std::vector<WeightSpec> DrafterWeightSpecs(const DrafterConfig& cfg, pjrt::DType dtype, const TargetConfig& target,
+                                           int64_t devices = 1);
 inline constexpr const char* kDrafterPrefix = "drafter.";
 
 // Named inputs: drafter.* weights; model.embed_tokens.weight and (untied) lm_head.weight of the

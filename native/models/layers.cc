@@ -22,7 +22,7 @@ std::string Numerics::Key() const {
 
 WeightInputs DeclareWeights(hlo::Builder& b, const std::vector<WeightSpec>& specs) {
   WeightInputs w;
-  for (const auto& s : specs) w.emplace(s.name, b.Input(s.name, s.shape, ToHlo(s.dtype)));
+  for (const auto& s : specs) w.emplace(s.name, b.Input(s.name, s.shape, ToHlo(s.dtype), std::nullopt, s.sharding));
   return w;
 }
 
@@ -51,29 +51,36 @@ Value Dense(hlo::Builder& b, const Value& x, const Value& w, const Numerics& n) 
 }
 
 Value DenseF32(hlo::Builder& b, const Value& x, const Value& w, const Numerics& n) {
-  // x: (..., in) -> (M, in) rows; w: (out, in). The result type f32 makes XLA accumulate in f32.
-  if (w.rank() != 2 || x.dim(-1) != w.shape[1])
+  // x: (..., in) -> (M, in) rows; w: (out..., in), usually (out, in). The result type f32 makes
+  // XLA accumulate in f32. A w of several output axes (gate_up (2, I, H)) is contracted as it is:
+  // reshaping it to (2I, H) would merge an axis split over devices with one that is not.
+  const int64_t wc = w.rank() - 1;
+  if (w.rank() < 2 || x.dim(-1) != w.shape[wc])
     throw std::invalid_argument("dense: x " + hlo::ShapeString(x.shape) + " and w " + hlo::ShapeString(w.shape));
   const Value xa = b.Convert(x, n.act());
   const Value wa = b.Convert(w, n.act());
-  hlo::Shape out = x.shape;
-  out.back() = w.shape[0];
+  hlo::Shape out(x.shape.begin(), x.shape.end() - 1);
+  out.insert(out.end(), w.shape.begin(), w.shape.end() - 1);
   const int64_t rows = x.elements() / x.dim(-1);
   if (rows < n.min_dot_rows) {
     // (rows, in) ++ zeros -> (min_dot_rows, in): the same kernel as every larger call (see
     // numerics.h); the padding rows of the result are discarded.
     const int64_t in = x.dim(-1), pad = n.min_dot_rows - rows;
     const Value padded = b.Concatenate({b.Reshape(xa, {rows, in}), b.Splat(0, {pad, in}, n.act())}, 0);
-    const Value y = b.DotGeneral(padded, wa, hlo::DotDims{{}, {}, {1}, {1}}, DType::kF32);  // (min_dot_rows, out)
+    const Value y = b.DotGeneral(padded, wa, hlo::DotDims{{}, {}, {1}, {wc}}, DType::kF32);  // (min_dot_rows, out...)
     return b.Reshape(b.SliceAxis(y, 0, 0, rows), out);
   }
-  return b.DotGeneral(xa, wa, hlo::DotDims{{}, {}, {x.rank() - 1}, {1}}, DType::kF32);
+  return b.DotGeneral(xa, wa, hlo::DotDims{{}, {}, {x.rank() - 1}, {wc}}, DType::kF32);
 }
 
 Value SiluMlp(hlo::Builder& b, const Value& x, const Value& gate_up, const Value& down, const Numerics& n) {
-  const Value gu = Dense(b, x, gate_up, n);  // (..., 2I)
-  const int64_t i = gate_up.shape[0] / 2, axis = gu.rank() - 1;
-  const Value g = b.SliceAxis(gu, axis, 0, i), u = b.SliceAxis(gu, axis, i, i);  // (..., I) each
+  if (gate_up.rank() != 3 || gate_up.shape[0] != 2)
+    throw std::invalid_argument("mlp: gate_up " + hlo::ShapeString(gate_up.shape) + " is not (2, I, H)");
+  const Value gu = Dense(b, x, gate_up, n);  // (..., 2, I)
+  const int64_t axis = x.rank() - 1;
+  hlo::Shape half = x.shape;
+  half.back() = gate_up.shape[1];
+  const Value g = b.Reshape(b.SliceAxis(gu, axis, 0, 1), half), u = b.Reshape(b.SliceAxis(gu, axis, 1, 1), half);  // (..., I) each
   return Dense(b, b.Mul(b.Mul(g, b.Logistic(g)), u), down, n);  // silu(g) = g * sigmoid(g)
 }
 
@@ -171,20 +178,35 @@ DecoderLayer TakeDecoderLayer(const WeightInputs& w, const std::string& p, bool 
 }
 
 void AppendDecoderLayerSpecs(std::vector<WeightSpec>& s, const std::string& p, int64_t h, int64_t heads,
-                             int64_t kv_heads, int64_t hd, int64_t inter, bool qk_norm, pjrt::DType t) {
+                             int64_t kv_heads, int64_t hd, int64_t inter, bool qk_norm, pjrt::DType t, const TensorParallel& tp) {
   const int64_t qd = heads * hd, kvd = kv_heads * hd;
   s.push_back({p + "input_layernorm.weight", {h}, t});
-  s.push_back({p + "self_attn.q_proj.weight", {qd, h}, t});
-  s.push_back({p + "self_attn.k_proj.weight", {kvd, h}, t});
-  s.push_back({p + "self_attn.v_proj.weight", {kvd, h}, t});
-  s.push_back({p + "self_attn.o_proj.weight", {h, qd}, t});
+  s.push_back({p + "self_attn.q_proj.weight", {qd, h}, t, {}, tp.Split(0)});
+  s.push_back({p + "self_attn.k_proj.weight", {kvd, h}, t, {}, tp.KvProj()});
+  s.push_back({p + "self_attn.v_proj.weight", {kvd, h}, t, {}, tp.KvProj()});
+  s.push_back({p + "self_attn.o_proj.weight", {h, qd}, t, {}, tp.Split(1)});
   if (qk_norm) {
     s.push_back({p + "self_attn.q_norm.weight", {hd}, t});
     s.push_back({p + "self_attn.k_norm.weight", {hd}, t});
   }
   s.push_back({p + "post_attention_layernorm.weight", {h}, t});
-  s.push_back({p + "mlp.gate_up_proj.weight", {2 * inter, h}, t, {p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"}});
-  s.push_back({p + "mlp.down_proj.weight", {h, inter}, t});
+  s.push_back({p + "mlp.gate_up_proj.weight", {2, inter, h}, t, {p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"}, tp.Split(1)});
+  s.push_back({p + "mlp.down_proj.weight", {h, inter}, t, {}, tp.Split(1)});
+}
+
+Qkv ProjectQkv(hlo::Builder& b, const Value& x, const DecoderLayer& w, int64_t heads, int64_t kv_heads, int64_t hd,
+               const TensorParallel& tp, const Numerics& n) {
+  Qkv r;
+  r.q = SplitHeads(b, Dense(b, x, w.q, n), heads, hd);  // (..., heads, hd), heads split
+  r.k = SplitHeads(b, Dense(b, x, w.k, n), kv_heads, hd);
+  r.v = SplitHeads(b, Dense(b, x, w.v, n), kv_heads, hd);
+  if (tp.kv_repeat > 1) {
+    // Replicated k/v_proj: every device has all KV heads; each keeps its repeated one.
+    const int head_axis = static_cast<int>(r.k.rank()) - 2;
+    r.k = b.Constrain(RepeatHeads(b, r.k, tp.kv_repeat), tp.Split(head_axis));
+    r.v = b.Constrain(RepeatHeads(b, r.v, tp.kv_repeat), tp.Split(head_axis));
+  }
+  return r;
 }
 
 }  // namespace dflash::models

@@ -10,6 +10,7 @@
 #include "hlo/builder.h"
 #include "models/config.h"
 #include "models/numerics.h"
+#include "models/parallel.h"
 #include "models/weight_spec.h"
 
 namespace dflash::models {
@@ -29,9 +30,9 @@ hlo::Value Dense(hlo::Builder& b, const hlo::Value& x, const hlo::Value& w, cons
 // The same, returning the f32 accumulator unrounded (LM heads: logits stay f32).
 hlo::Value DenseF32(hlo::Builder& b, const hlo::Value& x, const hlo::Value& w, const Numerics& n);
 
-// down(silu(gate(x)) * up(x)), gate and up as one (2I, H) weight [gate; up]: one dot of 2I
+// down(silu(gate(x)) * up(x)), gate and up as one (2, I, H) weight [gate; up]: one dot of 2I
 // outputs instead of two of I (each output the same H-term reduction; faster from a few rows on,
-// bench/PROFILE.md).
+// bench/PROFILE.md). The stacked axis keeps gate and up apart when I is split over devices.
 hlo::Value SiluMlp(hlo::Builder& b, const hlo::Value& x, const hlo::Value& gate_up, const hlo::Value& down, const Numerics& n);
 
 // Grouped-query attention. q: (R, Tq, heads, hd) act; keys: one or more segments (R, Tk_i, kvh, hd)
@@ -56,11 +57,22 @@ DecoderLayer TakeDecoderLayer(const WeightInputs& w, const std::string& prefix, 
 
 // Appends one Qwen3/Llama decoder layer's tensor specs, in parameter order, under `prefix`
 // (e.g. "model.layers.3." for a target, "layers.0." for a DFlash drafter): HF names, but
-// mlp.gate_up_proj.weight (2I, H), made at load of mlp.gate_proj.weight and mlp.up_proj.weight.
-// The MLP's specs come last (a sparse MoE layer drops kDenseMlpSpecs of them).
+// mlp.gate_up_proj.weight (2, I, H), made at load of mlp.gate_proj.weight and mlp.up_proj.weight;
+// shardings of the Megatron layout (models/parallel.h). The MLP's specs come last (a sparse MoE
+// layer drops kDenseMlpSpecs of them).
 inline constexpr size_t kDenseMlpSpecs = 2;
 void AppendDecoderLayerSpecs(std::vector<WeightSpec>& specs, const std::string& prefix, int64_t hidden, int64_t heads,
-                             int64_t kv_heads, int64_t head_dim, int64_t intermediate, bool qk_norm, pjrt::DType dtype);
+                             int64_t kv_heads, int64_t head_dim, int64_t intermediate, bool qk_norm, pjrt::DType dtype,
+                             const TensorParallel& tp);
+
+// One decoder layer's attention projections, per token: q (..., heads, hd) and k, v
+// (..., tp.kv_heads, hd) — KV heads repeated when the mesh has more devices than the model has KV
+// heads — split by heads over the devices.
+struct Qkv {
+  hlo::Value q, k, v;
+};
+Qkv ProjectQkv(hlo::Builder& b, const hlo::Value& x, const DecoderLayer& w, int64_t heads, int64_t kv_heads, int64_t hd,
+               const TensorParallel& tp, const Numerics& n);
 
 // x: (..., heads * hd) -> (..., heads, hd)
 hlo::Value SplitHeads(hlo::Builder& b, const hlo::Value& x, int64_t heads, int64_t hd);

@@ -102,12 +102,13 @@ Value MoeMlp(hlo::Builder& b, const Value& x, const MoeWeights& w, const MoeConf
   return impl == MoeImpl::kGathered ? GatheredExperts(b, x, w, r, n) : DenseExperts(b, x, w, r, cfg.num_experts, n);
 }
 
-void AppendMoeLayerSpecs(std::vector<WeightSpec>& s, const std::string& p, int64_t h, const MoeConfig& c, pjrt::DType t) {
+void AppendMoeLayerSpecs(std::vector<WeightSpec>& s, const std::string& p, int64_t h, const MoeConfig& c, pjrt::DType t,
+                         const TensorParallel& tp) {
   const int64_t e = c.num_experts, i = c.intermediate;
   s.push_back({p + "mlp.gate.weight", {e, h}, t});
-  s.push_back({p + "mlp.experts.*.gate_proj.weight", {e, i, h}, t});
-  s.push_back({p + "mlp.experts.*.up_proj.weight", {e, i, h}, t});
-  s.push_back({p + "mlp.experts.*.down_proj.weight", {e, h, i}, t});
+  s.push_back({p + "mlp.experts.*.gate_proj.weight", {e, i, h}, t, {}, tp.Split(1)});
+  s.push_back({p + "mlp.experts.*.up_proj.weight", {e, i, h}, t, {}, tp.Split(1)});
+  s.push_back({p + "mlp.experts.*.down_proj.weight", {e, h, i}, t, {}, tp.Split(2)});
 }
 
 std::vector<std::string> StackedExpertSources(const WeightSpec& spec) {

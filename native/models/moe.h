@@ -19,6 +19,7 @@
 
 #include "hlo/builder.h"
 #include "models/numerics.h"
+#include "models/parallel.h"
 #include "models/weight_spec.h"
 
 namespace dflash::models {
@@ -75,8 +76,11 @@ MoeImpl ChooseMoeImpl(int64_t tokens, const MoeConfig& cfg, const Numerics& n = 
 // Appends the weight specs of one sparse layer's MLP under `prefix` ("model.layers.3."), in
 // MoeWeights order: router, gate, up, down. The stacked specs' names hold '*' where the expert
 // index goes ("model.layers.3.mlp.experts.*.gate_proj.weight", shape (E, I, H)).
+// Over a tensor-parallel mesh each expert is split by its intermediate columns (gate/up dim 1,
+// down dim 2), the router replicated: a token's selected experts run on every device, each on
+// its columns, and the down projections' partial sums meet in one all-reduce.
 void AppendMoeLayerSpecs(std::vector<WeightSpec>& specs, const std::string& prefix, int64_t hidden, const MoeConfig& cfg,
-                         pjrt::DType dtype);
+                         pjrt::DType dtype, const TensorParallel& tp = {});
 
 // For a stacked spec (name containing '*'), the checkpoint tensors of its slices 0..E-1, in
 // order; for any other spec, just its own name.

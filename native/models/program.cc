@@ -42,19 +42,22 @@ hlo::DType ToHlo(pjrt::DType t) {
   throw std::invalid_argument(std::string("models: unsupported element type ") + pjrt::DTypeName(t));
 }
 
-Program FinishProgram(hlo::Builder& b, const std::vector<std::pair<std::string, hlo::Value>>& results) {
+Program FinishProgram(hlo::Builder& b, const std::vector<NamedResult>& results) {
   Program p;
   for (const auto& in : b.params()) {
     if (in.name.empty()) throw std::invalid_argument("program: every input needs a name");
-    p.inputs.push_back({in.name, in.shape, FromHlo(in.dtype)});
+    p.inputs.push_back({in.name, in.shape, FromHlo(in.dtype), in.sharding});
   }
   std::vector<hlo::Value> values;
-  for (const auto& [name, v] : results) {
-    if (p.output_index(name) >= 0) throw std::invalid_argument("program: duplicate output name " + name);
-    p.outputs.push_back({name, v.shape, FromHlo(v.dtype)});
-    values.push_back(v);
+  std::vector<hlo::Sharding> shardings;
+  for (const auto& r : results) {
+    if (p.output_index(r.name) >= 0) throw std::invalid_argument("program: duplicate output name " + r.name);
+    p.outputs.push_back({r.name, r.value.shape, FromHlo(r.value.dtype), r.sharding});
+    values.push_back(r.value);
+    shardings.push_back(r.sharding);
   }
-  p.mlir = b.Finish(values);
+  p.partitions = b.partitions();
+  p.mlir = b.Finish(values, shardings);
   return p;
 }
 

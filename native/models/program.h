@@ -15,14 +15,23 @@ namespace dflash::models {
 
 struct IoSpec {
   std::string name;
-  std::vector<int64_t> shape;
+  std::vector<int64_t> shape;     // the logical (global) shape
   pjrt::DType dtype;
+  hlo::Sharding sharding = {};    // how it lies over the program's devices (hlo/builder.h)
+};
+
+// A program result: its name, value and sharding.
+struct NamedResult {
+  std::string name;
+  hlo::Value value;
+  hlo::Sharding sharding = {};
 };
 
 struct Program {
   std::string mlir;              // module text for PJRT_Client_Compile ("mlir" format)
   std::vector<IoSpec> inputs;    // in parameter order
   std::vector<IoSpec> outputs;   // in result order
+  int64_t partitions = 1;        // devices the program runs on (an SPMD program when > 1)
   int input_index(std::string_view name) const;   // -1 when absent
   int output_index(std::string_view name) const;  // -1 when absent
 };
@@ -32,6 +41,6 @@ hlo::DType ToHlo(pjrt::DType t);  // f32/bf16/f16/s32 only; throws std::invalid_
 
 // Finishes `b` into a Program whose outputs carry the given names. Every parameter of `b` must
 // have been declared with Builder::Input (a name).
-Program FinishProgram(hlo::Builder& b, const std::vector<std::pair<std::string, hlo::Value>>& results);
+Program FinishProgram(hlo::Builder& b, const std::vector<NamedResult>& results);
 
 }  // namespace dflash::models

@@ -62,25 +62,27 @@ std::string ScoreShape::Key() const {
   }
   if (sampling) k += " sample";
   if (pool_rows) k += " pool" + std::to_string(pool_rows) + "x" + std::to_string(pool_width);
+  if (devices > 1) k += " tp" + std::to_string(devices);
   return k;
 }
 
-std::vector<WeightSpec> TargetWeightSpecs(const TargetConfig& c, pjrt::DType t) {
+std::vector<WeightSpec> TargetWeightSpecs(const TargetConfig& c, pjrt::DType t, int64_t devices) {
   Validate(c);
+  const TensorParallel tp = TargetParallel(c, devices);
   const int64_t h = c.hidden_size;
   std::vector<WeightSpec> s;
-  s.push_back({"model.embed_tokens.weight", {c.vocab_size, h}, t});
+  s.push_back({"model.embed_tokens.weight", {c.vocab_size, h}, t, {}, tp.Vocab()});
   for (int64_t i = 0; i < c.num_layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
-    AppendDecoderLayerSpecs(s, p, h, c.num_heads, c.num_kv_heads, c.head_dim, c.intermediate_size, c.qk_norm, t);
+    AppendDecoderLayerSpecs(s, p, h, c.num_heads, c.num_kv_heads, c.head_dim, c.intermediate_size, c.qk_norm, t, tp);
     if (c.sparse(i)) {
       // The sparse MLP replaces the dense one: drop gate_up/down_proj, add router + experts.
       s.resize(s.size() - kDenseMlpSpecs);
-      AppendMoeLayerSpecs(s, p, h, MoeConfig{c.moe.num_experts, c.moe.experts_per_token, c.moe.intermediate, c.moe.norm_topk_prob}, t);
+      AppendMoeLayerSpecs(s, p, h, MoeConfig{c.moe.num_experts, c.moe.experts_per_token, c.moe.intermediate, c.moe.norm_topk_prob}, t, tp);
     }
   }
   s.push_back({"model.norm.weight", {h}, t});
-  if (!c.tie_word_embeddings) s.push_back({"lm_head.weight", {c.vocab_size, h}, t});
+  if (!c.tie_word_embeddings) s.push_back({"lm_head.weight", {c.vocab_size, h}, t, {}, tp.Vocab()});
   return s;
 }
 
@@ -96,12 +98,13 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
                                 " cannot supply " + std::to_string(k) + " tokens per row");
   if (sh.sampling && sh.want_accept && k > 1 && !sh.pool_rows)
     throw std::invalid_argument("target score: speculative sampling needs the draft pool (the drafter's distributions)");
-  const int64_t L = c.num_layers, hd = c.head_dim, heads = c.num_heads, kvh = c.num_kv_heads, V = c.vocab_size;
+  const TensorParallel tp = TargetParallel(c, sh.devices);
+  const int64_t L = c.num_layers, hd = c.head_dim, heads = c.num_heads, kvh = tp.kv_heads, V = c.vocab_size;
   const int64_t T = p * s;  // key slots visible to one row
 
-  Builder b;
+  Builder b(sh.devices);
   // ---- inputs ----
-  const WeightInputs w = DeclareWeights(b, TargetWeightSpecs(c, nm.dtype));
+  const WeightInputs w = DeclareWeights(b, TargetWeightSpecs(c, nm.dtype, sh.devices));
   const Value embed = Weight(w, "model.embed_tokens.weight");
   std::vector<DecoderLayer> layers;
   std::vector<MoeWeights> experts(L);
@@ -128,8 +131,8 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
   }
   const Value final_norm = Weight(w, "model.norm.weight");
   const Value lm_head = c.tie_word_embeddings ? embed : Weight(w, "lm_head.weight");
-  Value k_cache = b.Input("k_cache", KeyCacheDims(L, n, s, kvh, hd), nm.kv(), 0);
-  Value v_cache = b.Input("v_cache", ValueCacheDims(L, n, s, kvh, hd), nm.kv(), 1);
+  Value k_cache = b.Input("k_cache", KeyCacheDims(L, n, s, kvh, hd), nm.kv(), 0, tp.Cache());  // KV heads split
+  Value v_cache = b.Input("v_cache", ValueCacheDims(L, n, s, kvh, hd), nm.kv(), 1, tp.Cache());
   Value tokens = b.Input("tokens", {r, k}, DType::kS32);          // (R, K)
   const Value positions = b.Input("positions", {r, k}, DType::kS32);  // (R, K), -1 = padding
   const Value table = b.Input("block_table", {r, p}, DType::kS32);    // (R, P)
@@ -158,9 +161,9 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
   for (int64_t l = 0; l < L; ++l) {
     const DecoderLayer& lw = layers[l];
     const Value x = RmsNorm(b, h, lw.ln1, c.rms_norm_eps, nm);
-    Value q = SplitHeads(b, Dense(b, x, lw.q, nm), heads, hd);  // (R, K, heads, hd)
-    Value kk = SplitHeads(b, Dense(b, x, lw.k, nm), kvh, hd);   // (R, K, kvh, hd)
-    const Value vv = SplitHeads(b, Dense(b, x, lw.v, nm), kvh, hd);
+    const Qkv qkv = ProjectQkv(b, x, lw, heads, c.num_kv_heads, hd, tp, nm);  // q (R, K, heads, hd), k/v (R, K, kvh, hd)
+    Value q = qkv.q, kk = qkv.k;
+    const Value vv = qkv.v;
     if (c.qk_norm) {
       q = RmsNorm(b, q, lw.q_norm, c.rms_norm_eps, nm);
       kk = RmsNorm(b, kk, lw.k_norm, c.rms_norm_eps, nm);
@@ -181,7 +184,7 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
     if (std::count(sh.hidden_layers.begin(), sh.hidden_layers.end(), static_cast<int32_t>(l))) after[l] = h;
   }
 
-  std::vector<std::pair<std::string, Value>> results{{"k_cache", k_cache}, {"v_cache", v_cache}};
+  std::vector<NamedResult> results{{"k_cache", k_cache, tp.Cache()}, {"v_cache", v_cache, tp.Cache()}};
   const bool want_head = sh.want_logits || sh.want_argmax || sh.want_accept;
   const bool want_final = want_head || after.count(static_cast<int32_t>(L - 1));
   Value hn;

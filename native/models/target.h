@@ -36,12 +36,16 @@ struct ScoreShape {
   // "none" row). 0 = every token comes from `tokens`.
   int64_t pool_rows = 0;
   int64_t pool_width = 0;
+  // Devices of the tensor-parallel mesh the program runs on (models/parallel.h): weights, caches
+  // and activations split as TargetParallel() lays them out; 1 = a one-device program.
+  int64_t devices = 1;
 
   std::string Key() const;  // every field, for program caches
 };
 
-// HF tensor names in parameter order (see the contract), in `dtype`.
-std::vector<WeightSpec> TargetWeightSpecs(const TargetConfig& cfg, pjrt::DType dtype);
+// HF tensor names in parameter order (see the contract), in `dtype`, with their shardings over
+// `devices` (models/parallel.h).
+std::vector<WeightSpec> TargetWeightSpecs(const TargetConfig& cfg, pjrt::DType dtype, int64_t devices = 1);
 
 // Named inputs: the weights (HF names), k_cache, v_cache (L, N, S, kvh, hd) in kv_dtype (donated
 // into the outputs of the same names), tokens s32 (R, K), positions s32 (R, K), block_table

@@ -2,11 +2,12 @@
 #include "pjrt/client.h"
 
 #include <cstring>
+#include <exception>
 
 namespace dflash::pjrt {
 namespace {
 
-std::atomic<int64_t> g_clients{0}, g_buffers{0}, g_executables{0};
+std::atomic<int64_t> g_clients{0}, g_buffers{0};
 
 std::string Dims(const std::vector<int64_t>& d) {
   std::string s = "[";
@@ -16,7 +17,9 @@ std::string Dims(const std::vector<int64_t>& d) {
 
 }  // namespace
 
-LiveCountsT LiveCounts() { return {g_clients.load(), g_buffers.load(), g_executables.load()}; }
+std::atomic<int64_t> g_live_executables{0};  // counted by executable.cc
+
+LiveCountsT LiveCounts() { return {g_clients.load(), g_buffers.load(), g_live_executables.load()}; }
 
 int64_t ByteSize(DType t) {
   switch (t) {
@@ -139,7 +142,17 @@ std::shared_ptr<Client> Client::Create(std::shared_ptr<Plugin> plugin, const std
   devs.client = args.client;
   Check(plugin->api(), PJRT_CALL(*plugin, PJRT_Client_AddressableDevices, &devs), "PJRT_Client_AddressableDevices");
   if (devs.num_addressable_devices == 0) throw std::runtime_error("PJRT client on " + plugin->path() + " has no addressable device");
-  client->device0_ = devs.addressable_devices[0];
+  for (size_t i = 0; i < devs.num_addressable_devices; ++i) {
+    PJRT_Device* dev = devs.addressable_devices[i];
+    auto gd = DFLASH_ARGS(PJRT_Device_GetDescription_Args, device_description);
+    gd.device = dev;
+    Check(plugin->api(), PJRT_CALL(*plugin, PJRT_Device_GetDescription, &gd), "PJRT_Device_GetDescription");
+    auto id = DFLASH_ARGS(PJRT_DeviceDescription_Id_Args, id);
+    id.device_description = gd.device_description;
+    Check(plugin->api(), PJRT_CALL(*plugin, PJRT_DeviceDescription_Id, &id), "PJRT_DeviceDescription_Id");
+    client->devices_.push_back(dev);
+    client->device_ids_.push_back(id.id);
+  }
   return client;
 }
 
@@ -152,6 +165,21 @@ Client::~Client() {
     api()->PJRT_Error_Destroy(&d);  // nothing sensible to do with it in a destructor
   }
   --g_clients;
+}
+
+int64_t Client::device_id(PJRT_Device* device) const {
+  for (size_t i = 0; i < devices_.size(); ++i)
+    if (devices_[i] == device) return device_ids_[i];
+  throw std::invalid_argument("device is not one of this client's addressable devices");
+}
+
+PJRT_Device* Client::device_by_id(int64_t id) const {
+  std::string ids;
+  for (size_t i = 0; i < devices_.size(); ++i) {
+    if (device_ids_[i] == id) return devices_[i];
+    ids += (ids.empty() ? "" : ", ") + std::to_string(device_ids_[i]);
+  }
+  throw std::invalid_argument("no device with id " + std::to_string(id) + " on " + platform_name_ + " (devices: " + ids + ")");
 }
 
 std::vector<DeviceInfo> Client::devices() const {
@@ -217,16 +245,22 @@ std::unique_ptr<LoadedExecutable> Client::Compile(const std::string& program, co
   return exe;
 }
 
-std::unique_ptr<LoadedExecutable> Client::DeserializeAndLoad(const std::string& bytes) const {
+std::unique_ptr<LoadedExecutable> Client::DeserializeAndLoad(const std::string& bytes, const std::string& compile_options) const {
   auto args = DFLASH_ARGS(PJRT_Executable_DeserializeAndLoad_Args, load_options);
   args.client = handle_;
   args.serialized_executable = bytes.data();
   args.serialized_executable_size = bytes.size();
+  if (!compile_options.empty()) {
+    args.overridden_serialized_compile_options = compile_options.data();
+    args.overridden_serialized_compile_options_size = compile_options.size();
+  }
   Check(api(), PJRT_CALL(*plugin_, PJRT_Executable_DeserializeAndLoad, &args), "deserialize executable");
   return std::make_unique<LoadedExecutable>(shared_from_this(), args.loaded_executable);
 }
 
-std::unique_ptr<Buffer> Client::BufferFromHost(const void* data, DType dtype, const std::vector<int64_t>& dims) const {
+std::unique_ptr<Buffer> Client::BufferFromHost(const void* data, DType dtype, const std::vector<int64_t>& dims,
+                                               PJRT_Device* device) const {
+  if (!device) throw std::invalid_argument("host-to-device copy: no device given");
   for (int64_t d : dims)
     if (d < 0) throw std::invalid_argument("buffer dims must be non-negative, got " + Dims(dims));
   auto args = DFLASH_ARGS(PJRT_Client_BufferFromHostBuffer_Args, buffer);
@@ -236,7 +270,7 @@ std::unique_ptr<Buffer> Client::BufferFromHost(const void* data, DType dtype, co
   args.dims = dims.data();
   args.num_dims = dims.size();
   args.host_buffer_semantics = PJRT_HostBufferSemantics_kImmutableUntilTransferCompletes;
-  args.device = device0_;
+  args.device = device;
   Check(api(), PJRT_CALL(*plugin_, PJRT_Client_BufferFromHostBuffer, &args), "host-to-device copy");
   auto buf = std::make_unique<Buffer>(shared_from_this(), args.buffer);
   AwaitAndDestroy(*plugin_, args.done_with_host_buffer, "host-to-device copy");
@@ -275,6 +309,25 @@ int64_t Buffer::element_count() const {
   return n;
 }
 
+PJRT_Device* Buffer::device() const {
+  auto args = DFLASH_ARGS(PJRT_Buffer_Device_Args, device);
+  args.buffer = handle_;
+  Check(client_->api(), PJRT_CALL(*client_->plugin(), PJRT_Buffer_Device, &args), "PJRT_Buffer_Device");
+  return args.device;
+}
+
+int64_t Buffer::on_device_bytes() const {
+  auto args = DFLASH_ARGS(PJRT_Buffer_OnDeviceSizeInBytes_Args, on_device_size_in_bytes);
+  args.buffer = handle_;
+  if (PJRT_Error* e = client_->api()->PJRT_Buffer_OnDeviceSizeInBytes(&args)) {
+    auto d = DFLASH_ARGS(PJRT_Error_Destroy_Args, error);
+    d.error = e;
+    client_->api()->PJRT_Error_Destroy(&d);
+    return byte_size();
+  }
+  return static_cast<int64_t>(args.on_device_size_in_bytes);
+}
+
 PJRT_Buffer* Buffer::handle() const {
   if (donated_) throw std::runtime_error("buffer was donated to an execution and can no longer be used");
   return handle_;
@@ -299,108 +352,6 @@ void Buffer::ToHost(void* dst, size_t dst_bytes) {
   args.dst_size = dst_bytes;
   Check(client_->api(), PJRT_CALL(*client_->plugin(), PJRT_Buffer_ToHostBuffer, &args), "device-to-host copy");
   AwaitAndDestroy(*client_->plugin(), args.event, "device-to-host copy");
-}
-
-// ------------------------------------------------------------------------- LoadedExecutable
-
-LoadedExecutable::LoadedExecutable(std::shared_ptr<const Client> client, PJRT_LoadedExecutable* handle)
-    : client_(std::move(client)), handle_(handle) {
-  ++g_executables;
-  const Plugin& plugin = *client_->plugin();
-  auto ge = DFLASH_ARGS(PJRT_LoadedExecutable_GetExecutable_Args, executable);
-  ge.loaded_executable = handle_;
-  Check(plugin.api(), PJRT_CALL(plugin, PJRT_LoadedExecutable_GetExecutable, &ge), "PJRT_LoadedExecutable_GetExecutable");
-  auto no = DFLASH_ARGS(PJRT_Executable_NumOutputs_Args, num_outputs);
-  no.executable = ge.executable;
-  PJRT_Error* err = PJRT_CALL(plugin, PJRT_Executable_NumOutputs, &no);
-  auto d = DFLASH_ARGS(PJRT_Executable_Destroy_Args, executable);
-  d.executable = ge.executable;
-  plugin.api()->PJRT_Executable_Destroy(&d);
-  Check(plugin.api(), err, "PJRT_Executable_NumOutputs");
-  num_outputs_ = static_cast<int>(no.num_outputs);
-}
-
-LoadedExecutable::~LoadedExecutable() {
-  auto args = DFLASH_ARGS(PJRT_LoadedExecutable_Destroy_Args, executable);
-  args.executable = handle_;
-  if (PJRT_Error* e = client_->api()->PJRT_LoadedExecutable_Destroy(&args)) {
-    auto d = DFLASH_ARGS(PJRT_Error_Destroy_Args, error);
-    d.error = e;
-    client_->api()->PJRT_Error_Destroy(&d);
-  }
-  --g_executables;
-}
-
-void LoadedExecutable::CheckArgs(const std::vector<Buffer*>& args) const {
-  if (!signature_) return;
-  const auto& sig = *signature_;
-  if (args.size() != sig.size())
-    throw std::invalid_argument("execute: the program expects " + std::to_string(sig.size()) + " input buffers, got " +
-                                std::to_string(args.size()));
-  for (size_t i = 0; i < args.size(); ++i) {
-    if (!args[i]) continue;
-    if (args[i]->dims() != sig[i].dims || args[i]->dtype() != sig[i].dtype)
-      throw std::invalid_argument("execute: input " + std::to_string(i) + " is " + DTypeName(args[i]->dtype()) +
-                                  Dims(args[i]->dims()) + " but the program expects " + DTypeName(sig[i].dtype) +
-                                  Dims(sig[i].dims));
-  }
-}
-
-std::vector<std::unique_ptr<Buffer>> LoadedExecutable::Execute(const std::vector<Buffer*>& args,
-                                                               const std::vector<int64_t>& keep) {
-  const Plugin& plugin = *client_->plugin();
-  CheckArgs(args);
-  std::vector<PJRT_Buffer*> in;
-  in.reserve(args.size());
-  for (size_t i = 0; i < args.size(); ++i) {
-    if (!args[i]) throw std::invalid_argument("execute: input " + std::to_string(i) + " is null");
-    in.push_back(args[i]->handle());  // throws for donated buffers
-  }
-  std::vector<PJRT_Buffer*> out(static_cast<size_t>(num_outputs_), nullptr);
-  PJRT_Buffer* const* arg_list = in.data();
-  PJRT_Buffer** out_list = out.data();
-  PJRT_Event* done = nullptr;
-
-  auto opts = DFLASH_ARGS(PJRT_ExecuteOptions, num_hlo_output_callbacks);
-  opts.non_donatable_input_indices = keep.data();
-  opts.num_non_donatable_input_indices = keep.size();
-  auto ex = DFLASH_ARGS(PJRT_LoadedExecutable_Execute_Args, execute_device);
-  ex.executable = handle_;
-  ex.options = &opts;
-  ex.argument_lists = &arg_list;
-  ex.num_devices = 1;
-  ex.num_args = in.size();
-  ex.output_lists = &out_list;
-  ex.device_complete_events = &done;
-  Check(plugin.api(), PJRT_CALL(plugin, PJRT_LoadedExecutable_Execute, &ex), "execute");
-
-  // Own the outputs first, so they are released even if the execution reports an error.
-  std::vector<std::unique_ptr<Buffer>> result;
-  result.reserve(out.size());
-  for (PJRT_Buffer* b : out)
-    if (b) result.push_back(std::make_unique<Buffer>(client_, b));
-  for (Buffer* a : args) a->MarkDonatedIfDeleted();
-  AwaitAndDestroy(plugin, done, "execute");
-  if (result.size() != out.size()) throw std::runtime_error("execute: the plugin returned fewer outputs than the program has");
-  return result;
-}
-
-std::string LoadedExecutable::Serialize() const {
-  const Plugin& plugin = *client_->plugin();
-  auto ge = DFLASH_ARGS(PJRT_LoadedExecutable_GetExecutable_Args, executable);
-  ge.loaded_executable = handle_;
-  Check(plugin.api(), PJRT_CALL(plugin, PJRT_LoadedExecutable_GetExecutable, &ge), "PJRT_LoadedExecutable_GetExecutable");
-  auto args = DFLASH_ARGS(PJRT_Executable_Serialize_Args, serialized_executable_deleter);
-  args.executable = ge.executable;
-  PJRT_Error* err = PJRT_CALL(plugin, PJRT_Executable_Serialize, &args);
-  std::string bytes;
-  if (!err) bytes.assign(args.serialized_bytes, args.serialized_bytes_size);
-  if (args.serialized_executable && args.serialized_executable_deleter) args.serialized_executable_deleter(args.serialized_executable);
-  auto d = DFLASH_ARGS(PJRT_Executable_Destroy_Args, executable);
-  d.executable = ge.executable;
-  plugin.api()->PJRT_Executable_Destroy(&d);
-  Check(plugin.api(), err, "serialize executable");
-  return bytes;
 }
 
 }  // namespace dflash::pjrt

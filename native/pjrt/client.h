@@ -50,6 +50,8 @@ class Buffer {
 
   DType dtype() const { return dtype_; }
   const std::vector<int64_t>& dims() const { return dims_; }
+  PJRT_Device* device() const;         // where the buffer lives
+  int64_t on_device_bytes() const;     // what the device allocated for it (byte_size() if the plugin cannot say)
   int64_t element_count() const;
   int64_t byte_size() const { return element_count() * ByteSize(dtype_); }
   // Blocking copy to host memory of exactly byte_size() bytes.
@@ -76,18 +78,27 @@ class LoadedExecutable {
   LoadedExecutable& operator=(const LoadedExecutable&) = delete;
 
   int num_outputs() const { return num_outputs_; }
-  // Runs on the first addressable device and waits for completion. Inputs whose parameters are
-  // aliased to outputs are donated unless their index is in `keep` (non-donatable).
+  // The devices the executable runs on, in partition order (its compile options' device
+  // assignment): argument list i of ExecuteOnDevices goes to devices()[i].
+  const std::vector<PJRT_Device*>& devices() const { return devices_; }
+  // Runs one SPMD program on every device of devices() and waits for all of them. args[d] are
+  // device d's buffers (its shard of each argument, on that device); returns each device's
+  // outputs. Inputs whose parameters are aliased to outputs are donated unless their index is in
+  // `keep` (non-donatable).
+  std::vector<std::vector<std::unique_ptr<Buffer>>> ExecuteOnDevices(const std::vector<std::vector<Buffer*>>& args,
+                                                                     const std::vector<int64_t>& keep = {});
+  // The one-device case: an executable compiled for a single device.
   std::vector<std::unique_ptr<Buffer>> Execute(const std::vector<Buffer*>& args, const std::vector<int64_t>& keep = {});
   std::string Serialize() const;
   // Parameter types read from the program text at compile time (absent after deserialize).
   void set_signature(std::optional<std::vector<ParamType>> sig) { signature_ = std::move(sig); }
 
  private:
-  void CheckArgs(const std::vector<Buffer*>& args) const;
+  void CheckArgs(const std::vector<Buffer*>& args, PJRT_Device* device) const;
   std::shared_ptr<const Client> client_;
   PJRT_LoadedExecutable* handle_;
   int num_outputs_ = 0;
+  std::vector<PJRT_Device*> devices_;
   std::optional<std::vector<ParamType>> signature_;
 };
 
@@ -104,14 +115,19 @@ class Client : public std::enable_shared_from_this<Client> {
   const std::string& platform_name() const { return platform_name_; }
   const std::string& platform_version() const { return platform_version_; }
   std::vector<DeviceInfo> devices() const;
-  PJRT_Device* device0() const { return device0_; }
+  // The devices this process can use, in the plugin's order, and their ids (DeviceInfo::id).
+  const std::vector<PJRT_Device*>& addressable_devices() const { return devices_; }
+  int64_t device_id(PJRT_Device* device) const;  // throws for a device of another client
+  PJRT_Device* device_by_id(int64_t id) const;   // throws naming the ids there are
 
-  // Compiles StableHLO (MLIR text or bytecode) with the given serialized CompileOptionsProto
-  // (default: one replica, one partition).
+  // Compiles StableHLO (MLIR text or bytecode) with a serialized CompileOptionsProto
+  // (CompileOptions() below; empty: one replica, one partition, the plugin's default device).
   std::unique_ptr<LoadedExecutable> Compile(const std::string& program, const std::string& compile_options = "") const;
-  std::unique_ptr<LoadedExecutable> DeserializeAndLoad(const std::string& bytes) const;
-  // Copies host data to device 0; returns once the host memory may be reused.
-  std::unique_ptr<Buffer> BufferFromHost(const void* data, DType dtype, const std::vector<int64_t>& dims) const;
+  // Loads a serialized executable; non-empty `compile_options` replace the ones it was compiled
+  // with (another device assignment of the same shape: the same program on other devices).
+  std::unique_ptr<LoadedExecutable> DeserializeAndLoad(const std::string& bytes, const std::string& compile_options = "") const;
+  // Copies host data to `device`; returns once the host memory may be reused.
+  std::unique_ptr<Buffer> BufferFromHost(const void* data, DType dtype, const std::vector<int64_t>& dims, PJRT_Device* device) const;
 
   Client(std::shared_ptr<Plugin> plugin, PJRT_Client* handle);
 
@@ -119,7 +135,8 @@ class Client : public std::enable_shared_from_this<Client> {
   std::shared_ptr<Plugin> plugin_;
   PJRT_Client* handle_;
   std::string platform_name_, platform_version_;
-  PJRT_Device* device0_ = nullptr;
+  std::vector<PJRT_Device*> devices_;
+  std::vector<int64_t> device_ids_;
 };
 
 // Waits for and destroys an event, throwing its error (if any) as PjrtError.
@@ -127,5 +144,9 @@ void AwaitAndDestroy(const Plugin& plugin, PJRT_Event* event, const char* what);
 
 // xla.CompileOptionsProto{executable_build_options{num_replicas: 1, num_partitions: 1}}.
 std::string DefaultCompileOptions();
+// An SPMD program over `device_ids` (partition i on device device_ids[i]): num_replicas 1,
+// num_partitions = device_ids.size(), SPMD partitioning with the Shardy partitioner (the
+// programs carry sdy shardings), that device assignment. One id: a one-device program placed there.
+std::string CompileOptions(const std::vector<int64_t>& device_ids);
 
 }  // namespace dflash::pjrt

@@ -190,6 +190,10 @@ struct PJRT_LoadedExecutable_Execute_Args {
   PJRT_Event** device_complete_events;        // [num_devices], optional
   PJRT_Device* execute_device;
 };
+struct PJRT_LoadedExecutable_AddressableDevices_Args {
+  size_t struct_size; void* extension_start; PJRT_LoadedExecutable* executable;
+  PJRT_Device* const* addressable_devices; size_t num_addressable_devices;  // out, the executable's lifetime
+};
 struct PJRT_Executable_DeserializeAndLoad_Args {
   size_t struct_size; void* extension_start; PJRT_Client* client;
   const char* serialized_executable; size_t serialized_executable_size;
@@ -201,6 +205,10 @@ struct PJRT_Executable_DeserializeAndLoad_Args {
 struct PJRT_Buffer_Destroy_Args { size_t struct_size; void* extension_start; PJRT_Buffer* buffer; };
 struct PJRT_Buffer_ElementType_Args { size_t struct_size; void* extension_start; PJRT_Buffer* buffer; PJRT_Buffer_Type type; };
 struct PJRT_Buffer_Dimensions_Args { size_t struct_size; void* extension_start; PJRT_Buffer* buffer; const int64_t* dims; size_t num_dims; };
+struct PJRT_Buffer_Device_Args { size_t struct_size; void* extension_start; PJRT_Buffer* buffer; PJRT_Device* device; };
+struct PJRT_Buffer_OnDeviceSizeInBytes_Args {
+  size_t struct_size; void* extension_start; PJRT_Buffer* buffer; size_t on_device_size_in_bytes;
+};
 struct PJRT_Buffer_IsDeleted_Args { size_t struct_size; void* extension_start; PJRT_Buffer* buffer; bool is_deleted; };
 struct PJRT_Buffer_ToHostBuffer_Args {
   size_t struct_size; void* extension_start; PJRT_Buffer* src;
@@ -255,16 +263,18 @@ struct PJRT_Api {
   DFLASH_FN(PJRT_Executable_Serialize);                   // 49
   DFLASH_FN(PJRT_LoadedExecutable_Destroy);               // 50
   DFLASH_FN(PJRT_LoadedExecutable_GetExecutable);         // 51
-  PJRT_Slot PJRT_LoadedExecutable_AddressableDevices, PJRT_LoadedExecutable_Delete,
-      PJRT_LoadedExecutable_IsDeleted;                    // 52-54
+  DFLASH_FN(PJRT_LoadedExecutable_AddressableDevices);    // 52
+  PJRT_Slot PJRT_LoadedExecutable_Delete, PJRT_LoadedExecutable_IsDeleted;  // 53, 54
   DFLASH_FN(PJRT_LoadedExecutable_Execute);               // 55
   DFLASH_FN(PJRT_Executable_DeserializeAndLoad);          // 56
   PJRT_Slot PJRT_LoadedExecutable_Fingerprint;            // 57
   DFLASH_FN(PJRT_Buffer_Destroy);                         // 58
   DFLASH_FN(PJRT_Buffer_ElementType);                     // 59
   DFLASH_FN(PJRT_Buffer_Dimensions);                      // 60
-  PJRT_Slot PJRT_Buffer_UnpaddedDimensions, PJRT_Buffer_DynamicDimensionIndices, PJRT_Buffer_GetMemoryLayout,
-      PJRT_Buffer_OnDeviceSizeInBytes, PJRT_Buffer_Device, PJRT_Buffer_Memory, PJRT_Buffer_Delete;  // 61-67
+  PJRT_Slot PJRT_Buffer_UnpaddedDimensions, PJRT_Buffer_DynamicDimensionIndices, PJRT_Buffer_GetMemoryLayout;  // 61-63
+  DFLASH_FN(PJRT_Buffer_OnDeviceSizeInBytes);             // 64
+  DFLASH_FN(PJRT_Buffer_Device);                          // 65
+  PJRT_Slot PJRT_Buffer_Memory, PJRT_Buffer_Delete;       // 66, 67
   DFLASH_FN(PJRT_Buffer_IsDeleted);                       // 68
   PJRT_Slot PJRT_Buffer_CopyToDevice;                     // 69
   DFLASH_FN(PJRT_Buffer_ToHostBuffer);                    // 70
@@ -294,6 +304,11 @@ static_assert(DFLASH_ABI_SIZE(PJRT_Executable_DeserializeAndLoad_Args, load_opti
 static_assert(DFLASH_ABI_SIZE(PJRT_Executable_Serialize_Args, serialized_executable_deleter) == 56);
 static_assert(DFLASH_ABI_SIZE(PJRT_Device_MemoryStats_Args, peak_allocated_bytes_is_set) == 201);
 static_assert(DFLASH_ABI_SIZE(PJRT_Program, format_size) == 48);
+static_assert(DFLASH_ABI_SIZE(PJRT_LoadedExecutable_AddressableDevices_Args, num_addressable_devices) == 40);
+static_assert(DFLASH_ABI_SIZE(PJRT_Buffer_Device_Args, device) == 32);
+static_assert(DFLASH_ABI_SIZE(PJRT_Buffer_OnDeviceSizeInBytes_Args, on_device_size_in_bytes) == 32);
+static_assert(offsetof(PJRT_Api, PJRT_LoadedExecutable_AddressableDevices) == 40 + 52 * 8);
+static_assert(offsetof(PJRT_Api, PJRT_Buffer_Device) == 40 + 65 * 8);
 static_assert(DFLASH_ABI_SIZE(PJRT_Plugin_Attributes_Args, num_attributes) == 32);
 static_assert(DFLASH_ABI_SIZE(PJRT_Error_Message_Args, message_size) == 40);
 static_assert(DFLASH_ABI_SIZE(PJRT_Error_GetCode_Args, code) == 28);

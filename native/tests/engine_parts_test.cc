@@ -167,20 +167,20 @@ TEST(ProgramCacheDisk, AForeignEntryIsRejectedAndRecompiled) {
   };
   std::string first_file;
   {
-    ProgramCache c(testing::TestClient(), dir.string());
+    ProgramCache c(testing::TestMesh(), dir.string());
     c.Get("add one", build(1));
     EXPECT_EQ(c.compiles(), 1);
     for (auto& e : std::filesystem::directory_iterator(dir)) first_file = e.path().string();
   }
   {
-    ProgramCache c(testing::TestClient(), dir.string());  // a second start loads it
+    ProgramCache c(testing::TestMesh(), dir.string());  // a second start loads it
     c.Get("add one", build(1));
     EXPECT_EQ(c.compiles(), 0);
     EXPECT_EQ(c.disk_hits(), 1);
   }
   // Another program's entry copied over this one's file: refused by its header, recompiled.
   {
-    ProgramCache other(testing::TestClient(), (dir / "other").string());
+    ProgramCache other(testing::TestMesh(), (dir / "other").string());
     other.Get("add two", build(2));
   }
   std::string other_file;
@@ -188,7 +188,7 @@ TEST(ProgramCacheDisk, AForeignEntryIsRejectedAndRecompiled) {
   std::filesystem::copy_file(other_file, first_file, std::filesystem::copy_options::overwrite_existing);
   std::vector<std::string> log;
   {
-    ProgramCache c(testing::TestClient(), dir.string());
+    ProgramCache c(testing::TestMesh(), dir.string());
     c.set_observer([&](const ProgramEvent& e) {
       if (e.kind == ProgramEvent::kDiskReject) log.push_back(e.detail);
     });
@@ -204,7 +204,7 @@ TEST(ProgramCacheDisk, AForeignEntryIsRejectedAndRecompiled) {
   // A truncated entry: refused too.
   std::filesystem::resize_file(first_file, 40);
   {
-    ProgramCache c(testing::TestClient(), dir.string());
+    ProgramCache c(testing::TestMesh(), dir.string());
     c.Get("add one", build(1));
     EXPECT_EQ(c.disk_rejects(), 1);
   }

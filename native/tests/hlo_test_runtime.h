@@ -1,5 +1,6 @@
 // Test helper for the hlo_* and model_* tests: one shared CPU-plugin client (from
-// DFLASH_PJRT_PLUGIN; tests skip when it is unset), plus typed upload/download/run helpers.
+// DFLASH_PJRT_PLUGIN; tests skip when it is unset) with kTestDevices virtual devices, plus typed
+// upload/download/run helpers. One-device programs run on its first device.
 #pragma once
 #include <gtest/gtest.h>
 
@@ -10,18 +11,28 @@
 #include <vector>
 
 #include "pjrt/client.h"
+#include "pjrt/mesh.h"
 #include "pjrt/plugin.h"
 
 namespace dflash::testing {
+
+inline constexpr int64_t kTestDevices = 8;
 
 // The process-wide client, or nullptr when DFLASH_PJRT_PLUGIN is not set.
 inline std::shared_ptr<pjrt::Client> TestClient() {
   static std::shared_ptr<pjrt::Client> client = [] {
     const char* path = std::getenv("DFLASH_PJRT_PLUGIN");
     if (!path || !*path) return std::shared_ptr<pjrt::Client>();
-    return pjrt::Client::Create(pjrt::Plugin::Load(path));
+    return pjrt::Client::Create(pjrt::Plugin::Load(path), {{"cpu_device_count", kTestDevices}});
   }();
   return client;
+}
+
+// The device one-device tests use, and a mesh of the first n devices.
+inline PJRT_Device* TestDevice() { return TestClient()->addressable_devices().at(0); }
+inline pjrt::Mesh TestMesh(size_t n = 1) {
+  const auto& all = TestClient()->addressable_devices();
+  return pjrt::Mesh(TestClient(), std::vector<PJRT_Device*>(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(n)));
 }
 
 #define DFLASH_REQUIRE_PLUGIN()                                                  \
@@ -40,7 +51,7 @@ inline pjrt::DType DTypeOf<uint16_t>() { return pjrt::DType::kBF16; }  // raw bf
 
 template <typename T>
 std::unique_ptr<pjrt::Buffer> Upload(const std::vector<T>& data, const std::vector<int64_t>& dims) {
-  return TestClient()->BufferFromHost(data.data(), DTypeOf<T>(), dims);
+  return TestClient()->BufferFromHost(data.data(), DTypeOf<T>(), dims, TestDevice());
 }
 
 template <typename T>

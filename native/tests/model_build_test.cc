@@ -10,6 +10,7 @@
 
 #include "models/drafter.h"
 #include "models/rope.h"
+#include "models/parallel.h"
 #include "models/target.h"
 
 namespace dflash::models {
@@ -72,7 +73,7 @@ TEST(ModelBuild, TargetWeightSpecsQwen3) {
   EXPECT_EQ(specs[8].name, "model.layers.0.post_attention_layernorm.weight");
   // gate and up: one program input, made at load of the two checkpoint tensors.
   EXPECT_EQ(specs[9].name, "model.layers.0.mlp.gate_up_proj.weight");
-  EXPECT_EQ(specs[9].shape, (std::vector<int64_t>{96, 32}));
+  EXPECT_EQ(specs[9].shape, (std::vector<int64_t>{2, 48, 32}));
   EXPECT_EQ(specs[9].parts, (std::vector<std::string>{"model.layers.0.mlp.gate_proj.weight", "model.layers.0.mlp.up_proj.weight"}));
   EXPECT_EQ(specs[10].name, "model.layers.0.mlp.down_proj.weight");
   EXPECT_EQ(specs[10].shape, (std::vector<int64_t>{32, 48}));
@@ -186,9 +187,65 @@ TEST(ModelBuild, TargetScoreErrors) {
   EXPECT_THROW(TargetWeightSpecs(c, pjrt::DType::kF32), std::invalid_argument);
 }
 
+TEST(ModelBuild, TensorParallelLayoutsAndTheirRefusals) {
+  // 4 heads, 2 KV heads, I 48, V 64 over 2 devices: Megatron splits, KV heads split.
+  const TargetConfig c = TinyTarget("qwen3");
+  const auto specs = TargetWeightSpecs(c, pjrt::DType::kF32, 2);
+  auto split = [&](const std::string& name) {
+    for (const auto& s : specs)
+      if (s.name == name) return s.sharding.dim;
+    ADD_FAILURE() << "no spec " << name;
+    return -2;
+  };
+  EXPECT_EQ(split("model.embed_tokens.weight"), 0);
+  EXPECT_EQ(split("model.layers.0.self_attn.q_proj.weight"), 0);
+  EXPECT_EQ(split("model.layers.0.self_attn.k_proj.weight"), 0);
+  EXPECT_EQ(split("model.layers.0.self_attn.o_proj.weight"), 1);
+  EXPECT_EQ(split("model.layers.0.self_attn.q_norm.weight"), -1);
+  EXPECT_EQ(split("model.layers.0.mlp.gate_up_proj.weight"), 1);
+  EXPECT_EQ(split("model.layers.0.mlp.down_proj.weight"), 1);
+  EXPECT_EQ(split("model.norm.weight"), -1);
+  EXPECT_EQ(split("lm_head.weight"), 0);
+  // One device: nothing split, the same specs as before.
+  for (const auto& s : TargetWeightSpecs(c, pjrt::DType::kF32, 1)) EXPECT_TRUE(s.sharding.replicated()) << s.name;
+  // 4 devices, 2 KV heads: each KV head repeated twice, k/v_proj replicated, caches of 4 heads.
+  const TensorParallel four = TargetParallel(c, 4);
+  EXPECT_EQ(four.kv_heads, 4);
+  EXPECT_EQ(four.kv_repeat, 2);
+  EXPECT_TRUE(four.KvProj().replicated());
+  // A vocabulary the devices do not divide stays whole.
+  TargetConfig odd = c;
+  odd.vocab_size = 66;
+  EXPECT_FALSE(TargetParallel(odd, 4).split_vocab);
+  auto refusal = [&](const TargetConfig& t, int64_t n) {
+    try {
+      TargetParallel(t, n);
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_EQ(refusal(c, 3), "tensorParallel 3 does not divide the target's 4 attention heads (num_attention_heads)");
+  TargetConfig wide = c;
+  wide.num_heads = 12, wide.num_kv_heads = 3;
+  EXPECT_EQ(refusal(wide, 2), "tensorParallel 2 neither divides nor is a multiple of the target's 3 key/value heads (num_key_value_heads)");
+  TargetConfig mlp = c;
+  mlp.intermediate_size = 50;
+  EXPECT_EQ(refusal(mlp, 4), "tensorParallel 4 does not divide the target's 50 MLP columns (intermediate_size)");
+  // The score program carries the shardings in its signature and text.
+  ScoreShape sh{1, 4, 4, 4, 9, false, true, false, {}};
+  sh.devices = 2;
+  const Program p = BuildTargetScore(c, kF32, sh);
+  EXPECT_EQ(p.partitions, 2);
+  EXPECT_EQ(p.inputs[IndexOf(p.inputs, "k_cache")].sharding.dim, 3);
+  EXPECT_EQ(p.outputs[IndexOf(p.outputs, "argmax")].sharding.dim, -1);
+  EXPECT_NE(p.mlir.find("sdy.mesh @mesh = <[\"tp\"=2]>"), std::string::npos);
+  EXPECT_NE(sh.Key().find(" tp2"), std::string::npos);
+}
+
 TEST(ModelBuild, DrafterSpecsAndSignature) {
   const DrafterConfig d = TinyDrafter();
-  const auto specs = DrafterWeightSpecs(d, pjrt::DType::kF32);
+  const auto specs = DrafterWeightSpecs(d, pjrt::DType::kF32, TinyTarget("qwen3"));
   ASSERT_EQ(specs.size(), 2u + 2 * 10 + 1);
   EXPECT_EQ(specs[0].name, "fc.weight");
   EXPECT_EQ(specs[0].shape, (std::vector<int64_t>{32, 64}));

@@ -150,7 +150,7 @@ TEST(ModelRun, SpeculativeRoundTripThroughTheDraftPool) {
   const DrafterConfig d = TinyDrafter();
   const int64_t B = d.block_size, M = 3;  // pool rows: 2 sequences + the "none" row
   auto weights = RandomWeights(TargetWeightSpecs(c, pjrt::DType::kF32), 2);
-  auto dweights = RandomWeights(DrafterWeightSpecs(d, pjrt::DType::kF32), 3, kDrafterPrefix);
+  auto dweights = RandomWeights(DrafterWeightSpecs(d, pjrt::DType::kF32, c), 3, kDrafterPrefix);
   auto kc = Zeros({c.num_layers, kPages, kPageSize, c.num_kv_heads, c.head_dim});
   auto vc = Zeros({c.num_layers, kPages, kPageSize, c.num_kv_heads, c.head_dim});
   auto dk = Zeros({d.num_layers, kPages, kPageSize, d.num_kv_heads, d.head_dim});

@@ -56,7 +56,7 @@ double MedianMs(pjrt::Client& c, const models::MoeConfig& cfg, int64_t h, int64_
   std::normal_distribution<float> d;
   std::vector<float> xs(tokens * h);
   for (auto& v : xs) v = d(gen);
-  auto bx = c.BufferFromHost(xs.data(), pjrt::DType::kF32, {tokens, h});
+  auto bx = c.BufferFromHost(xs.data(), pjrt::DType::kF32, {tokens, h}, c.addressable_devices()[0]);
   std::vector<pjrt::Buffer*> args{bx.get()};
   args.insert(args.end(), weights.begin(), weights.end());
   std::vector<float> host(tokens * h);
@@ -95,9 +95,9 @@ int main(int argc, char** argv) {
   const auto router = RandomBf16(experts * h, 0.5f, gen), gate = RandomBf16(experts * inter * h, 0.05f, gen),
              up = RandomBf16(experts * inter * h, 0.05f, gen), down = RandomBf16(experts * h * inter, 0.05f, gen);
   const auto upload = [&](const std::vector<uint16_t>& bits, const std::vector<int64_t>& dims) {
-    if (!f32) return client->BufferFromHost(bits.data(), pjrt::DType::kBF16, dims);
+    if (!f32) return client->BufferFromHost(bits.data(), pjrt::DType::kBF16, dims, client->addressable_devices()[0]);
     const std::vector<float> wide = ToF32(bits);
-    return client->BufferFromHost(wide.data(), pjrt::DType::kF32, dims);
+    return client->BufferFromHost(wide.data(), pjrt::DType::kF32, dims, client->addressable_devices()[0]);
   };
   auto br = upload(router, {experts, h}), bg = upload(gate, {experts, inter, h});
   auto bu = upload(up, {experts, inter, h}), bd = upload(down, {experts, h, inter});

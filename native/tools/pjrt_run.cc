@@ -28,7 +28,7 @@ std::vector<float> RunF32(Client& c, const std::string& mlir, const std::vector<
   std::vector<std::unique_ptr<Buffer>> bufs;
   std::vector<Buffer*> args;
   for (size_t i = 0; i < inputs.size(); ++i) {
-    bufs.push_back(c.BufferFromHost(inputs[i].data(), DType::kF32, dims[i]));
+    bufs.push_back(c.BufferFromHost(inputs[i].data(), DType::kF32, dims[i], c.addressable_devices()[0]));
     args.push_back(bufs.back().get());
   }
   auto out = exe->Execute(args);
@@ -83,7 +83,7 @@ void CheckDonation(Client& c) {
       "  %0 = stablehlo.add %x, %one : tensor<8xf32>\n  return %0 : tensor<8xf32>\n}\n";
   auto exe = c.Compile(mlir);
   std::vector<float> v(8, 2.0f);
-  auto x = c.BufferFromHost(v.data(), DType::kF32, {8});
+  auto x = c.BufferFromHost(v.data(), DType::kF32, {8}, c.addressable_devices()[0]);
   auto out = exe->Execute({x.get()});
   std::vector<float> host(8);
   out[0]->ToHost(host.data(), 32);
@@ -96,7 +96,7 @@ void CheckBf16(Client& c) {
       "  %0 = stablehlo.convert %x : (tensor<4xbf16>) -> tensor<4xf32>\n  return %0 : tensor<4xf32>\n}\n";
   auto exe = c.Compile(mlir);
   const uint16_t bits[4] = {0x3fc0, 0xc010, 0x4049, 0x0000};
-  auto x = c.BufferFromHost(bits, DType::kBF16, {4});
+  auto x = c.BufferFromHost(bits, DType::kBF16, {4}, c.addressable_devices()[0]);
   auto out = exe->Execute({x.get()});
   float host[4];
   out[0]->ToHost(host, sizeof(host));
