@@ -86,7 +86,7 @@ export class Engine extends (EventEmitter as new () => TypedEmitter<EngineEvents
     if (drafterCfg && drafterTensors) checkDrafterTensors(drafterCfg, drafterTensors, drafterFile);
 
     const found = findPlugin({ plugin });
-    const client = await openClientFor(found.path, meshDevices(engineOptions, devices));
+    const client = await openClientFor(found.path, meshDevices(engineOptions));
     let engine: Engine | undefined;
     let nativeEngine: NativeEngine | undefined;
     try {
@@ -187,12 +187,12 @@ export class Engine extends (EventEmitter as new () => TypedEmitter<EngineEvents
   }
 }
 
-/** How many devices (of ids 0..n-1) a mesh needs: tensorParallel x dataParallel, or up to the
- *  largest id listed in `devices`. */
-function meshDevices(o: { tensorParallel?: number; dataParallel?: number }, devices: number[] | undefined): number {
+/** How many devices a mesh needs: tensorParallel x dataParallel (the native engine checks that
+ *  the plugin has them, and the ids of `devices`). */
+function meshDevices(o: { tensorParallel?: number; dataParallel?: number }): number {
   const tp = typeof o.tensorParallel === 'number' ? o.tensorParallel : 1;
   const dp = typeof o.dataParallel === 'number' ? o.dataParallel : 1;
-  return Math.max(tp * dp, devices ? Math.max(...devices) + 1 : 1);
+  return tp * dp;
 }
 
 /** The plugin's client; the CPU plugin is reopened with as many virtual devices as the mesh

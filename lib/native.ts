@@ -145,6 +145,8 @@ export interface MeshStats {
     queuedSequences: number;
     freePages: number;
     totalPages: number;
+    /** Requests the engine sent to this replica (the least loaded at the time), ever. */
+    submitted: number;
   }>;
 }
 

@@ -345,6 +345,7 @@ Napi::Value JsEngine::Stats(const Napi::CallbackInfo& info) {
     ro.Set("queuedSequences", rs.queued);
     ro.Set("freePages", rs.free_pages);
     ro.Set("totalPages", rs.total_pages);
+    ro.Set("submitted", static_cast<double>(rs.submitted));
     replicas.Set(r, ro);
   }
   mesh.Set("replicas", replicas);

@@ -139,6 +139,7 @@ int64_t Engine::Submit(std::vector<int32_t> prompt, const RequestOptions& opts) 
   ++replicas_[best]->in_flight;
   try {
     replicas_[best]->scheduler->Submit(std::move(prompt), opts, id);
+    ++replicas_[best]->submitted;
   } catch (...) {
     {
       std::lock_guard<std::mutex> lock(route_mu_);
@@ -178,6 +179,7 @@ EngineStats Engine::Stats() const {
     ReplicaStats rs;
     rs.device_ids = rt.mesh().ids();
     rs.running = one.running, rs.queued = one.queued, rs.free_pages = one.free_pages, rs.total_pages = one.total_pages;
+    rs.submitted = replicas_[r]->submitted.load();
     rs.device_weight_bytes = rt.DeviceWeightBytes();
     if (rt.has_pool()) rs.device_kv_bytes = rt.pool().bytes();
     s.replicas.push_back(std::move(rs));

@@ -30,6 +30,7 @@ namespace dflash::engine {
 struct ReplicaStats {
   std::vector<int64_t> device_ids;
   int32_t running = 0, queued = 0, free_pages = 0, total_pages = 0;
+  int64_t submitted = 0;                     // requests the router sent here, ever
   std::vector<int64_t> device_weight_bytes;  // per device of the replica's mesh: its weight shards
   int64_t device_kv_bytes = 0;               // each device's part of the KV pool
 };
@@ -74,6 +75,7 @@ class Engine {
   struct Replica {
     std::unique_ptr<Scheduler> scheduler;
     std::atomic<int64_t> in_flight{0};  // submitted and not finished: the load the router balances
+    std::atomic<int64_t> submitted{0};
   };
   // The sink of replica r: counts finished sequences, then forwards.
   void OnEvents(size_t replica, std::vector<SequenceEvent>&& events);
