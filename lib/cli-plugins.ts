@@ -1,5 +1,7 @@
 // The plugin and demo commands of the `dflash` command line (cli.ts dispatches here):
-//   dflash doctor [--plugin PATH] [--verbose | --json]   what discovery found and what loads
+//   dflash doctor [--plugin PATH] [--verbose | --json] [--target DIR [--drafter DIR]] [--devices N]
+//                                                       what discovery found and what loads, the
+//                                                       devices, the meshes a checkpoint fits
 //   dflash install-plugin cpu|cuda|tpu [--force] [--no-cuda-libs] [--index-url URL] [--dir DIR]
 //   dflash demo ["prompt"] [generate options]           the shipped code pair (dflash-demo-pair)
 import * as fs from 'fs';
@@ -7,15 +9,32 @@ import * as path from 'path';
 
 import { describePluginsWithProbe } from './index';
 import { native, packageRoot } from './native';
+import { describeMeshPlan, MeshPlan, planMeshes } from './mesh-plan';
+import type { DeviceInfo } from './native';
 import { installPlugin, InstallKind, RECIPES } from './plugin-install';
 import { findPlugin, summarizeSources } from './plugins';
 
 type Args = { _: string[]; [k: string]: string | boolean | string[] };
 
 export async function doctor(args: Args): Promise<void> {
-  const report = await describePluginsWithProbe({ plugin: args.plugin as string | undefined });
+  let virtual: number | undefined;
+  if (args.devices !== undefined) {
+    virtual = Number(args.devices);
+    if (!Number.isInteger(virtual) || virtual < 1 || virtual > 256) throw new Error(`--devices must be an integer in [1, 256], got '${String(args.devices)}'`);
+  }
+  // --devices N: the CPU plugin made into N virtual devices (other plugins ignore the option).
+  const report = await describePluginsWithProbe({ plugin: args.plugin as string | undefined, clientOptions: virtual ? { cpu_device_count: virtual } : undefined });
+  const client = report.client as { error?: string; platformName?: string; platformVersion?: string; devices?: DeviceInfo[] } | undefined;
+  let plan: MeshPlan | { error: string } | undefined;
+  if (args.target && client?.devices && client.platformName) {
+    try {
+      plan = planMeshes(client.platformName, client.devices, args.target as string, args.drafter as string | undefined);
+    } catch (e) {
+      plan = { error: (e as Error).message };
+    }
+  }
   if (args.json) {
-    console.log(JSON.stringify(report, null, 2));
+    console.log(JSON.stringify({ ...report, meshes: plan }, null, 2));
     return;
   }
   const out: string[] = [];
@@ -41,15 +60,26 @@ export async function doctor(args: Args): Promise<void> {
       out.push(`  PJRT C API ${probeVersion(sel.probe)} (dflash is written for 0.${sel.probe?.addonApiMinor}), ` +
         Object.entries(attrs).map(([k, v]) => `${k} ${v}`).join(', '));
     }
-    const client = report.client as { error?: string; platformName?: string; platformVersion?: string; devices?: { kind: string }[] } | undefined;
     if (client?.error) out.push(`  client: ${client.error}`);
-    else if (client) out.push(`  client: ${client.platformName} ${client.platformVersion}, ${client.devices?.length} device(s): ${client.devices?.map((d) => d.kind).join(', ')}`);
+    else if (client) {
+      out.push(`  client: ${client.platformName} ${client.platformVersion}, ${client.devices?.length} device(s):`);
+      for (const d of client.devices ?? []) {
+        const limit = d.memoryStats?.bytes_limit, used = d.memoryStats?.bytes_in_use;
+        const mem = limit ? `${(limit / 2 ** 30).toFixed(2)} GiB${used !== undefined ? `, ${(used / 2 ** 30).toFixed(2)} GiB in use` : ''}` :
+          client.platformName === 'cpu' ? 'host memory' : 'memory unknown';
+        out.push(`    device ${d.id}: ${d.kind} (${mem})`);
+      }
+    }
     if (client?.platformName) {
       // What Engine.load({ dtype: 'auto' }) computes in on this platform (engine/dtype_policy.cc).
       out.push('  compute dtype (dtype auto; Engine.load({ dtype, kvDtype }) overrides):');
       for (const dt of ['f32', 'bf16', 'f16'] as const) out.push(`    ${native().dtypePolicy(client.platformName, dt)}`);
     }
   }
+  if (plan && 'error' in plan) out.push('', `meshes for ${args.target}: ${plan.error}`);
+  else if (plan) out.push('', `meshes for ${args.target}${args.drafter ? ` + ${args.drafter}` : ''} on these ${client?.devices?.length} device(s):`, ...describeMeshPlan(plan));
+  else if (!args.target) out.push('', 'meshes: `dflash doctor --target DIR [--drafter DIR]` shows which tensorParallel x dataParallel fit a checkpoint' +
+    (client?.platformName === 'cpu' ? ' (--devices N: as N virtual CPU devices)' : ''));
   console.log(out.join('\n'));
 }
 

@@ -23,13 +23,16 @@ const HELP = `usage:
       --top-p P, --top-k K, --seed N   sampling controls
       --dtype D          auto | f32 | bf16 | f16 (default auto: the checkpoint's)
       --max-seq-len N    longest prompt + generation (default: the model's)
+      --tensor-parallel-size N   split the model over N devices (default 1)
       --plugin PATH      PJRT plugin to use (default: discovered)
       --json             one JSON object per line (token, step, done)
   dflash demo ["prompt"] [generate options]
       the trained code pair (package dflash-demo-pair, or models/code-pair in a checkout)
 ${SERVE_HELP}
-  dflash doctor [--plugin PATH] [--verbose | --json]
-      plugin discovery (one line per source; --verbose: every path), versions, devices, compute dtype per checkpoint dtype
+  dflash doctor [--plugin PATH] [--verbose | --json] [--target DIR [--drafter DIR]] [--devices N]
+      plugin discovery (one line per source; --verbose: every path), versions, devices (kind, memory), compute dtype
+      per checkpoint dtype; with --target, the tensorParallel x dataParallel meshes that fit the checkpoint
+      (--devices N: the CPU plugin as N virtual devices)
   dflash install-plugin cpu|cuda|tpu [--force] [--no-cuda-libs] [--index-url URL] [--dir DIR]
       fetch a pinned PJRT plugin (no Python needed) into ~/.cache/dflash/plugins
       ($DFLASH_CACHE_DIR/plugins or $XDG_CACHE_HOME/dflash/plugins when set)`;
@@ -39,14 +42,17 @@ const generateOptions = {
   'max-tokens': { type: 'string' }, 'block-size': { type: 'string' }, 'no-speculative': { type: 'boolean' },
   chat: { type: 'boolean' }, stop: { type: 'string', multiple: true }, temperature: { type: 'string' },
   'top-p': { type: 'string' }, 'top-k': { type: 'string' }, seed: { type: 'string' }, json: { type: 'boolean' },
-  dtype: { type: 'string' }, 'max-seq-len': { type: 'string' },
+  dtype: { type: 'string' }, 'max-seq-len': { type: 'string' }, 'tensor-parallel-size': { type: 'string' },
 } as const;
 
 const COMMANDS: Record<string, ParseArgsConfig['options']> = {
   generate: generateOptions,
   demo: generateOptions,
   serve: serveOptions,
-  doctor: { plugin: { type: 'string' }, verbose: { type: 'boolean' }, json: { type: 'boolean' } },
+  doctor: {
+    plugin: { type: 'string' }, verbose: { type: 'boolean' }, json: { type: 'boolean' }, target: { type: 'string' }, drafter: { type: 'string' },
+    devices: { type: 'string' },
+  },
   'install-plugin': {
     force: { type: 'boolean' }, 'no-cuda-libs': { type: 'boolean' }, 'index-url': { type: 'string' }, dir: { type: 'string' },
     plugin: { type: 'string' },
@@ -84,6 +90,7 @@ async function generate(args: Args): Promise<void> {
     dtype: args.dtype as 'auto' | 'f32' | 'bf16' | 'f16' | undefined,
     maxSeqLen: num(args, 'max-seq-len'),
     maxSequences: 1,
+    tensorParallel: num(args, 'tensor-parallel-size'),
   }, !json);
   const blockSize = num(args, 'block-size');
   const ac = new AbortController();

@@ -19,8 +19,8 @@ export type { InstallKind, InstallOptions, InstallResult, PluginRecipe, WheelPin
 
 /** describePlugins() with each found candidate loaded by the addon: PJRT API version (ours and
  *  the plugin's), plugin attributes such as stablehlo_current_version, or the load error. */
-export async function describePluginsWithProbe(opts: { plugin?: string } = {}) {
-  const report = describePlugins({ ...opts, probe: (p: string) => native().probePlugin(p) });
+export async function describePluginsWithProbe(opts: { plugin?: string; clientOptions?: Record<string, string | number | boolean> } = {}) {
+  const report = describePlugins({ plugin: opts.plugin, probe: (p: string) => native().probePlugin(p) });
   let selected: string | undefined;
   try {
     selected = findPlugin(opts).path;
@@ -30,7 +30,7 @@ export async function describePluginsWithProbe(opts: { plugin?: string } = {}) {
   let client: Record<string, unknown> | undefined;
   if (selected) {
     try {
-      const c = await native().openClient(selected);
+      const c = await native().openClient(selected, opts.clientOptions);
       client = { platformName: c.platformName, platformVersion: c.platformVersion, devices: c.devices() };
       c.dispose();
     } catch (e) {

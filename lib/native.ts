@@ -188,6 +188,11 @@ export interface NativeAddon {
     onEvents: (kind: 'tokens' | 'program', data: NativeSequenceEvent[] | NativeProgramEvent) => void): NativeEngine;
   optionSchemas(): { engine: OptionSchema[]; request: OptionSchema[] };
   dtypePolicy(platform: string, checkpointDtype: 'f32' | 'bf16' | 'f16'): string;
+  /** What each device of a tensor-parallel group of `tensorParallel` holds, with the dtype an
+   *  engine picks on `platform`; throws a RangeError naming the config field when the models do
+   *  not split over that many devices. */
+  meshLayout(target: Record<string, unknown>, drafter: Record<string, unknown> | undefined, tensorParallel: number, platform: string,
+    checkpointDtype: 'f32' | 'bf16' | 'f16'): { dtype: string; weightBytes: number; kvHeads: number; splitVocab: boolean; kvBytesPerToken: number };
   /** Throws the schema's error for a bad generate() option (the same check submit() runs). */
   validateRequestOptions(options: Record<string, unknown>): void;
   internal: NativeInternal;

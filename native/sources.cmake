@@ -46,4 +46,5 @@ set(DFLASH_ADDON_SOURCES
   native/addon/js_config.cc
   native/addon/js_engine.cc
   native/addon/js_probe.cc
+  native/addon/js_queries.cc
 )

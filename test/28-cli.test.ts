@@ -57,6 +57,22 @@ describe('dflash doctor', () => {
     expect(r.stdout).toContain('f16 checkpoint computed in f32 on cpu');
   });
 
+  it('lists the devices and which meshes fit a checkpoint (the engine\'s own layout)', () => {
+    const r = cli(['doctor', '--json', '--devices', '4', '--target', path.join(MODELS, 'qwen3-f32'), '--drafter', path.join(MODELS, 'qwen3-f32-dflash')]);
+    expect(r.code, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report.client.devices.map((d: { id: number }) => d.id)).toEqual([0, 1, 2, 3]);
+    const byTp = Object.fromEntries(report.meshes.meshes.map((m: { tensorParallel: number }) => [m.tensorParallel, m]));
+    expect(Object.keys(byTp)).toEqual(['1', '2', '4']);
+    expect(byTp[1].dataParallel).toBe(4);
+    expect(byTp[2].weightBytesPerDevice).toBeLessThan(byTp[1].weightBytesPerDevice);
+    expect(byTp[4].fits).toBe(true);
+    const text = cli(['doctor', '--devices', '8', '--target', path.join(MODELS, 'qwen3-f32')]);
+    expect(text.stdout).toContain("tensorParallel 8 x dataParallel 1: no — tensorParallel 8 does not divide the target's 4 attention heads");
+    expect(text.stdout).toMatch(/tensorParallel 2 x dataParallel 4: [0-9.]+ GB of weights per device of [0-9.]+ GB: fits/);
+    expect(() => native().meshLayout({}, undefined, 2, 'cpu', 'f32')).toThrow();
+  });
+
   it('the policy query names a bad dtype or missing arguments instead of crashing', () => {
     expect(() => native().dtypePolicy('cpu', 'int8' as 'f32')).toThrow("dtype must be f32, bf16 or f16, got 'int8'");
     expect(() => (native().dtypePolicy as unknown as () => string)()).toThrow(/dtypePolicy\(platform: string/);

@@ -93,6 +93,24 @@ describe('dflash serve', () => {
     expect(s.stderr()).toMatch(/stopped, device released/);
   });
 
+  it('--tensor-parallel-size 2 --data-parallel-size 2: four devices, requests on both replicas, per-replica metrics', async () => {
+    const s = await serve(['--served-model-name', 'code-pair', '--tensor-parallel-size', '2', '--data-parallel-size', '2', '--max-sequences', '2']);
+    expect(s.stderr()).toMatch(/tensor parallel 2 x data parallel 2 on devices 0,1 \| 2,3/);
+    const ask = () => fetch(`${s.url}/v1/completions`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'code-pair', prompt: 'def main():\n', max_tokens: 16, temperature: 0 }),
+    }).then((r) => r.json());
+    const answers = await Promise.all([ask(), ask(), ask(), ask()]);
+    for (const a of answers) expect(a.choices[0].text).toBe(answers[0].choices[0].text);  // greedy: the same on either replica
+    const metrics = await (await fetch(`${s.url}/metrics`)).text();
+    for (const r of ['0', '1']) {
+      expect(metrics).toMatch(new RegExp(`dflash_replica_requests_total\\{replica="${r}"\\} [1-9]`));
+      expect(metrics).toContain(`dflash_replica_devices{replica="${r}"} 2`);
+    }
+    s.child.kill('SIGTERM');
+    expect(await s.exited).toBe(0);
+  });
+
   it('rejects bad options with a message naming them', async () => {
     const child = spawn(process.execPath, [CLI, 'serve', '--target', TARGET, '--queue=-3'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
@@ -100,5 +118,10 @@ describe('dflash serve', () => {
     const code = await new Promise((r) => child.on('exit', r));
     expect(code).toBe(1);
     expect(err).toMatch(/--queue must be an integer in 0\.\.\d+, got '-3'/);
+    const tp = spawn(process.execPath, [CLI, 'serve', '--target', TARGET, '--tensor-parallel-size', '3'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let tpErr = '';
+    tp.stderr!.on('data', (d) => (tpErr += d));
+    expect(await new Promise((r) => tp.on('exit', r))).toBe(1);
+    expect(tpErr).toContain("tensorParallel 3 does not divide the target's 4 attention heads (num_attention_heads)");
   });
 });

@@ -70,6 +70,13 @@ export function createServer(engine: Engine, options: ServerOptions = {}): Dflas
     running: () => engineStat('runningSequences') ?? admission.runningCount,
     queued: () => admission.queuedCount + (engineStat('queuedSequences') ?? 0),
     pages: () => ({ free: engineStat('freePages'), total: engineStat('totalPages') }),
+    replicas: () => {
+      try {
+        return engine.stats().mesh?.replicas ?? [];
+      } catch {
+        return [];
+      }
+    },
   });
   function engineStat(name: string): number | undefined {
     try {

@@ -11,6 +11,8 @@ export interface LiveState {
   queued(): number;
   /** engine.stats(): freePages / totalPages when the engine reports them. */
   pages(): { free?: number; total?: number };
+  /** engine.stats().mesh.replicas: each replica's sequences and pages (data parallelism). */
+  replicas?(): Array<{ runningSequences: number; queuedSequences: number; freePages: number; submitted: number; devices: unknown[] }>;
 }
 
 export type AbortCause = 'client_disconnect' | 'shutdown';
@@ -56,6 +58,17 @@ export class ServerMetrics {
     new Gauge({ name: 'dflash_queued_sequences', help: 'Requests waiting for a free sequence slot', registers, collect() { this.set(live.queued()); } });
     new Gauge({ name: 'dflash_kv_free_pages', help: 'Free KV-cache pages', registers, collect() { const p = live.pages(); if (p.free !== undefined) this.set(p.free); } });
     new Gauge({ name: 'dflash_kv_total_pages', help: 'KV-cache pages in the pool', registers, collect() { const p = live.pages(); if (p.total !== undefined) this.set(p.total); } });
+    // One series per data-parallel replica (label replica="0".."M-1"): how the router spreads the load.
+    const perReplica = (name: string, help: string, value: (r: NonNullable<ReturnType<NonNullable<LiveState['replicas']>>>[number]) => number) =>
+      new Gauge({
+        name, help, labelNames: ['replica'], registers,
+        collect() { (live.replicas?.() ?? []).forEach((r, i) => this.set({ replica: String(i) }, value(r))); },
+      });
+    perReplica('dflash_replica_running_sequences', 'Sequences generating now, per data-parallel replica', (r) => r.runningSequences);
+    perReplica('dflash_replica_queued_sequences', 'Sequences waiting for admission, per data-parallel replica', (r) => r.queuedSequences);
+    perReplica('dflash_replica_kv_free_pages', 'Free KV-cache pages, per data-parallel replica', (r) => r.freePages);
+    perReplica('dflash_replica_requests_total', 'Requests sent to each data-parallel replica (counter semantics)', (r) => r.submitted);
+    perReplica('dflash_replica_devices', 'Devices of each replica (its tensor-parallel size)', (r) => r.devices.length);
     this.promptTokens = new Counter({ name: 'dflash_prompt_tokens_total', help: 'Prompt tokens of admitted requests', registers });
     this.generatedTokens = new Counter({ name: 'dflash_generated_tokens_total', help: 'Generated tokens, by decoding mode', labelNames: ['mode'], registers });
     this.ttft = new Histogram({ name: 'dflash_time_to_first_token_seconds', help: 'Request arrival to first token, queue wait included', labelNames: ['mode'], buckets: TTFT_BUCKETS, registers });

@@ -10,9 +10,11 @@ import { Engine } from '../engine';
 export const SERVE_HELP = `  dflash serve --target DIR [--drafter DIR] [options]
       --host H                  address to listen on (default 127.0.0.1)
       --port N                  port (default 8000; 0 picks a free one)
-      --max-sequences N         requests generating at once (default 4)
+      --max-sequences N         requests generating at once, per replica (default 4)
       --queue N                 requests waiting for a slot before 429 (default 64)
       --max-seq-len N           longest prompt + completion in tokens (default 2048)
+      --tensor-parallel-size N  devices each replica's model is split over (default 1)
+      --data-parallel-size M    replicas, each on its own N devices; requests go to the least loaded (default 1)
       --api-key KEY             require "Authorization: Bearer KEY" on /v1 (default $DFLASH_API_KEY)
       --served-model-name NAME  the model id clients send (default: the --target path)
       --shutdown-timeout S      seconds running requests get on SIGINT/SIGTERM (default 30)
@@ -28,6 +30,8 @@ export const serveOptions = {
   'max-sequences': { type: 'string' },
   queue: { type: 'string' },
   'max-seq-len': { type: 'string' },
+  'tensor-parallel-size': { type: 'string' },
+  'data-parallel-size': { type: 'string' },
   'api-key': { type: 'string' },
   'served-model-name': { type: 'string' },
   'shutdown-timeout': { type: 'string' },
@@ -66,6 +70,8 @@ export async function serve(v: Values): Promise<void> {
   const maxSequences = intOption(v, 'max-sequences', 4, 1);
   const queue = intOption(v, 'queue', 64, 0);
   const maxSeqLen = intOption(v, 'max-seq-len', 2048, 1);
+  const tensorParallel = intOption(v, 'tensor-parallel-size', 1, 1, 1024);
+  const dataParallel = intOption(v, 'data-parallel-size', 1, 1, 1024);
   const shutdownTimeout = Number(v['shutdown-timeout'] ?? 30);
   if (!(shutdownTimeout >= 0)) throw new Error(`--shutdown-timeout must be a number of seconds >= 0, got '${v['shutdown-timeout']}'`);
   const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
@@ -75,11 +81,13 @@ export async function serve(v: Values): Promise<void> {
 
   // Loaded here, not at the top, so that `dflash generate` / `doctor` do not load Fastify.
   const { createServer } = await import('./app');
-  const engine = await Engine.load({ target: v.target, drafter: v.drafter, plugin: v.plugin, maxSeqLen, maxSequences, maxQueue: queue });
+  // --max-sequences is per replica (each has its own batch and KV pool), as vLLM's max_num_seqs.
+  const engine = await Engine.load({ target: v.target, drafter: v.drafter, plugin: v.plugin, maxSeqLen, maxSequences, maxQueue: queue,
+    tensorParallel, dataParallel });
   const server = createServer(engine, {
     servedModelName: v['served-model-name'] ?? v.target,
     apiKey: v['api-key'] ?? process.env.DFLASH_API_KEY,
-    maxSequences, queue, maxSeqLen, defaults,
+    maxSequences: maxSequences * dataParallel, queue, maxSeqLen, defaults,
     shutdownTimeoutMs: shutdownTimeout * 1000,
     logger: { level },
   });
@@ -91,8 +99,11 @@ export async function serve(v: Values): Promise<void> {
     throw e;
   }
   const mode = engine.config.drafter ? `speculative, block ${engine.config.drafter.blockSize}` : 'plain decoding (no --drafter)';
+  const mesh = engine.stats().mesh;
+  const devices = mesh.replicas.map((r) => r.devices.map((d) => d.id).join(',')).join(' | ');
   process.stderr.write(`dflash serve: listening on ${url} (model '${v['served-model-name'] ?? v.target}', ${mode}, ` +
-    `${maxSequences} sequences + ${queue} queued, platform ${engine.platform})\n`);
+    `${maxSequences} sequences + ${queue} queued, platform ${engine.platform}, ` +
+    `tensor parallel ${mesh.tensorParallel} x data parallel ${mesh.dataParallel} on devices ${devices})\n`);
 
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {

@@ -22,4 +22,15 @@ std::map<std::string, engine::OptionValue> OptionMap(Napi::Env env, Napi::Value 
 // The schemas as plain objects: [{name, kind, default, min, max, powerOfTwo, choices, doc}].
 Napi::Value SchemaToJs(Napi::Env env, const std::vector<engine::OptionSpec>& specs);
 
+// An option the schema refuses is a RangeError (the value is outside what the option accepts; the
+// message names option, value and range); Parse* throws std::invalid_argument for nothing else.
+template <class Parse>
+auto SchemaChecked(Napi::Env env, Parse&& parse) {
+  try {
+    return parse();
+  } catch (const std::invalid_argument& e) {
+    throw Napi::RangeError::New(env, e.what());
+  }
+}
+
 }  // namespace dflash::addon

@@ -92,17 +92,6 @@ Napi::Array SequenceEventsToJs(Napi::Env env, const std::vector<engine::Sequence
   return arr;
 }
 
-// An option the schema refuses is a RangeError (the value is outside what the option accepts; the
-// message names option, value and range); Parse* throws std::invalid_argument for nothing else.
-template <class Parse>
-auto SchemaChecked(Napi::Env env, Parse&& parse) {
-  try {
-    return parse();
-  } catch (const std::invalid_argument& e) {
-    throw Napi::RangeError::New(env, e.what());
-  }
-}
-
 // A non-negative integer JS keeps exactly (offsets and sizes past 2^53 cannot come from a header).
 bool IsCount(const Napi::Value& v) {
   if (!v.IsNumber()) return false;
@@ -419,30 +408,7 @@ void InitEngine(Napi::Env env, Napi::Object exports) {
   Instance::Get(env).engine_ctor = Napi::Persistent(JsEngine::Init(env));
   env.AddCleanupHook([] { Teardowns::Get().JoinAll(); });
   exports.Set("createEngine", Napi::Function::New(env, CreateEngine));
-  exports.Set("optionSchemas", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
-                auto o = Napi::Object::New(info.Env());
-                o.Set("engine", SchemaToJs(info.Env(), engine::EngineOptionSpecs()));
-                o.Set("request", SchemaToJs(info.Env(), engine::RequestOptionSpecs()));
-                return o;
-              }));
-  exports.Set("validateRequestOptions", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
-                Napi::Env env = info.Env();
-                return Guard(env, [&]() -> Napi::Value {
-                  SchemaChecked(env, [&] { return engine::ParseRequestOptions(OptionMap(env, info[0], "generate"), "generate"); });
-                  return env.Undefined();
-                });
-              }));
-  // dtypePolicy(platform, checkpointDtype) -> the reason string an engine would report with
-  // dtype 'auto' (doctor shows it per checkpoint dtype for the selected plugin's platform).
-  exports.Set("dtypePolicy", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
-                Napi::Env env = info.Env();
-                return Guard(env, [&]() -> Napi::Value {
-                  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString())
-                    throw Napi::TypeError::New(env, "dtypePolicy(platform: string, checkpointDtype: 'f32' | 'bf16' | 'f16')");
-                  const auto dt = engine::ParseDtypeName(info[1].As<Napi::String>().Utf8Value());
-                  return Napi::String::New(env, engine::ChooseDtypes(info[0].As<Napi::String>().Utf8Value(), dt, "auto", "auto").reason);
-                });
-              }));
+  InitQueries(env, exports);
   auto internal = Napi::Object::New(env);
   InitProbes(env, internal);
   exports.Set("internal", internal);

@@ -39,5 +39,6 @@ class JsEngine : public Napi::ObjectWrap<JsEngine> {
 Napi::Value CreateEngine(const Napi::CallbackInfo& info);
 void InitEngine(Napi::Env env, Napi::Object exports);
 void InitProbes(Napi::Env env, Napi::Object internal);  // js_probe.cc
+void InitQueries(Napi::Env env, Napi::Object exports);  // js_queries.cc
 
 }  // namespace dflash::addon

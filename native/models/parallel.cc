@@ -47,6 +47,16 @@ TensorParallel DrafterParallel(const DrafterConfig& d, const TargetConfig& t, in
   return p;
 }
 
+int64_t BytesPerDevice(const std::vector<WeightSpec>& specs, int64_t devices) {
+  int64_t total = 0;
+  for (const auto& s : specs) {
+    int64_t bytes = pjrt::ByteSize(s.dtype);
+    for (int64_t d : s.shape) bytes *= d;
+    total += devices > 1 && !s.sharding.replicated() ? bytes / devices : bytes;
+  }
+  return total;
+}
+
 hlo::Value RepeatHeads(hlo::Builder& b, const hlo::Value& x, int64_t repeat) {
   if (repeat == 1) return x;
   const int64_t rank = x.rank(), kvh = x.dim(-2), hd = x.dim(-1);

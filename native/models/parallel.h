@@ -19,7 +19,10 @@
 #include <string>
 
 #include "hlo/builder.h"
+#include <vector>
+
 #include "models/config.h"
+#include "models/weight_spec.h"
 
 namespace dflash::models {
 
@@ -41,6 +44,9 @@ struct TensorParallel {
 TensorParallel TargetParallel(const TargetConfig& c, int64_t devices);
 // The drafter's, over the same devices (it shares the target's embedding and lm_head).
 TensorParallel DrafterParallel(const DrafterConfig& d, const TargetConfig& t, int64_t devices);
+
+// What each of `devices` devices holds of these weights: split specs 1/devices, the rest whole.
+int64_t BytesPerDevice(const std::vector<WeightSpec>& specs, int64_t devices);
 
 // x: (..., kvh, hd) -> (..., kvh * repeat, hd), head j of the result = head j / repeat of x.
 hlo::Value RepeatHeads(hlo::Builder& b, const hlo::Value& x, int64_t repeat);
