@@ -75,9 +75,29 @@ export function models(withDrafter = true): Models {
   return { target, drafter, random: all ? `${preset}-all-accepted` : preset, describe };
 }
 
-/** Result file name: `<name>[-random-<preset>]-<platform>.md`. */
+/** The mesh a bench runs on: `--tp N` devices per replica (tensor parallelism), `--dp M` replicas. */
+export function meshArgs(): { tensorParallel: number; dataParallel: number } {
+  const tensorParallel = Number(arg('tp', '1')), dataParallel = Number(arg('dp', '1'));
+  for (const [k, v] of [['tp', tensorParallel], ['dp', dataParallel]] as const)
+    if (!Number.isInteger(v) || v < 1) throw new Error(`--${k} must be an integer >= 1, got '${arg(k, '')}'`);
+  return { tensorParallel, dataParallel };
+}
+
+/** Result file name: `<name>[-random-<preset>]-<platform>[-tpN][-dpM].md`. */
 export function resultFile(name: string, m: Models, client: NativeClient): string {
-  return `${name}${m.random ? `-random-${m.random}` : ''}-${client.platformName}.md`;
+  const { tensorParallel, dataParallel } = meshArgs();
+  const mesh = (tensorParallel > 1 ? `-tp${tensorParallel}` : '') + (dataParallel > 1 ? `-dp${dataParallel}` : '');
+  return `${name}${m.random ? `-random-${m.random}` : ''}-${client.platformName}${mesh}.md`;
+}
+
+/** The mesh line of a table: devices, and on the CPU plugin that its virtual devices share the cores. */
+export function meshLine(stats: { mesh: { tensorParallel: number; dataParallel: number; replicas: { devices: { id: number }[] }[] } }, platform: string): string {
+  const m = stats.mesh;
+  const ids = m.replicas.map((r) => r.devices.map((d) => d.id).join(',')).join(' | ');
+  return `- mesh: tensor parallel ${m.tensorParallel} x data parallel ${m.dataParallel} (devices ${ids})` +
+    (platform === 'cpu' && m.tensorParallel * m.dataParallel > 1
+      ? `; the CPU plugin's ${m.tensorParallel * m.dataParallel} virtual devices share this machine's ${os.cpus().length} cores: the table proves the plumbing, not a speed-up`
+      : '');
 }
 
 /** The machine line every table starts with. */

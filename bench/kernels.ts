@@ -6,13 +6,15 @@
 //   npx vite-node bench/kernels.ts -- --target DIR --drafter DIR [--context 256] [--reps 11] [--max-seq-len 2048]
 //        [--ks 1,16,...] [--blocks 4,8,16] [--contexts 64,128,...,2048]
 //   npx vite-node bench/kernels.ts -- --random --preset tiny|small
+//   ... --tp N: the engine split over N devices (tensor parallelism); adds the all-reduce share of
+//       each verify (the step's collectives alone, timed as one program, over the verify's time)
 import * as fs from 'fs';
 import * as path from 'path';
 
 import { Engine } from '../lib/engine';
-import { timeDraft, timeVerify } from '../lib/internal/probe';
+import { timeCollectives, timeDraft, timeVerify } from '../lib/internal/probe';
 import { lineSpec, publishChart } from './chart';
-import { arg, machine, models, publish, resultFile, run } from './common';
+import { arg, machine, meshArgs, meshLine, models, publish, resultFile, run } from './common';
 
 
 async function main(): Promise<void> {
@@ -27,10 +29,13 @@ async function main(): Promise<void> {
   // Every block size is also verified, so each draft has its verify(K = block) beside it.
   const allK = [...new Set([...ks, ...blocks, 1])].sort((a, b) => a - b);
   const maxSeqLen = Math.max(Number(arg('max-seq-len', '2048')), context + allK[allK.length - 1] + 64, Math.max(...contexts) + 64);
-  const engine = await Engine.load({ target: m.target, drafter: m.drafter, maxSeqLen, maxSequences: 1 });
+  const { tensorParallel } = meshArgs();
+  const engine = await Engine.load({ target: m.target, drafter: m.drafter, maxSeqLen, maxSequences: 1, tensorParallel });
   const ne = engine.nativeEngine;
   const verify = new Map<number, number>();
   for (const k of allK) verify.set(k, await timeVerify(engine, k, context, reps));
+  const collectives = new Map<number, number>();
+  if (tensorParallel > 1) for (const k of allK) collectives.set(k, await timeCollectives(engine, k, reps));
   const draft = new Map<number, number>();
   for (const b of blocks) draft.set(b, await timeDraft(engine, b, context, reps));
   const tpot = new Map<number, number>();
@@ -52,17 +57,22 @@ async function main(): Promise<void> {
     `# Verify and draft cost (${new Date().toISOString().slice(0, 10)})`,
     '',
     machine(c),
+    meshLine(st, c.platformName),
     `- ${m.describe}`,
     `- target: ${t.numLayers} layers, hidden ${t.hiddenSize}, vocab ${t.vocabSize}; engine maxSeqLen ${maxSeqLen}, 1 sequence, page 16`,
     `- context ${context} tokens; median of ${reps} executions after a warm-up execution (compile excluded); dtype ${st.dtype}, KV ${st.kvDtype}`,
     `- KV-cache copies by the plugin (donation not honoured) during the run: ${st.cacheCopies} of ${st.executions} executions`,
     '',
-    '| K (tokens verified) | ms / verify | vs K=1 | vs K=16 | ms per token |',
-    '|---|---|---|---|---|',
+    `| K (tokens verified) | ms / verify | vs K=1 | vs K=16 | ms per token |${tensorParallel > 1 ? ' ms of all-reduces alone | all-reduce share |' : ''}`,
+    `|---|---|---|---|---|${tensorParallel > 1 ? '---|---|' : ''}`,
     ...allK.map((k) => {
       const v = verify.get(k)!;
-      return `| ${k} | ${ms(v)} | ${(v / v1).toFixed(2)}x | ${v16 ? (v / v16).toFixed(2) + 'x' : '-'} | ${((v / k) * 1e3).toFixed(3)} |`;
+      const ar = collectives.get(k);
+      return `| ${k} | ${ms(v)} | ${(v / v1).toFixed(2)}x | ${v16 ? (v / v16).toFixed(2) + 'x' : '-'} | ${((v / k) * 1e3).toFixed(3)} |` +
+        (ar !== undefined ? ` ${ms(ar)} | ${((ar / v) * 100).toFixed(0)}% |` : '');
     }),
+    ...(tensorParallel > 1 ? ['', `All-reduces: ${2 * t.numLayers + 1} per verify (after every o_proj and down_proj, and the vocabulary-split embedding lookup), ` +
+      'timed alone as one program of the same shapes on the same devices, each waiting for the one before; the share is that time over the verify\'s.'] : []),
     '',
     '| block | ms / draft | draft / verify(K=block) | draft / verify(K=1) | break-even τ = (draft + verify(K=block)) / verify(K=1) |',
     '|---|---|---|---|---|',

@@ -6,13 +6,14 @@
 //   npm run bench:serving -- [--target DIR --drafter DIR | --random [--preset tiny|small]]
 //        [--concurrency 1,4,16,64] [--requests 64] [--max-tokens 64] [--prompts FILE.jsonl]
 //        [--adaptive true|false] [--http]   (--http: the same over HTTP, bench/serving-http.ts)
+//        [--tp N] [--dp M]   the engine over M replicas of N devices (maxSequences split over the replicas)
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 
 import { Engine } from '../lib/engine';
 import { lineSpec, publishChart } from './chart';
-import { arg, flag, machine, models, publish, resultFile, run } from './common';
+import { arg, flag, machine, meshArgs, meshLine, models, publish, resultFile, run } from './common';
 
 interface Sample { tokens: number; tpot: number; ttft: number; tau: number; steps: number }
 interface Row { concurrency: number; mode: 'plain' | 'speculative'; seconds: number; tokens: number; iterations: number; samples: Sample[] }
@@ -32,7 +33,10 @@ async function main(): Promise<void> {
   const promptFile = arg('prompts', 'bench/prompts/heldout-code.jsonl');
   const prompts = fs.readFileSync(promptFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l).prompt as string);
   const m = models();
-  const engine = await Engine.load({ target: m.target, drafter: m.drafter, maxSequences: Math.max(...levels), maxSeqLen: 1024, adaptive });
+  const { tensorParallel, dataParallel } = meshArgs();
+  // maxSequences is per replica: together they hold the largest concurrency.
+  const engine = await Engine.load({ target: m.target, drafter: m.drafter, maxSequences: Math.ceil(Math.max(...levels) / dataParallel), maxSeqLen: 1024,
+    adaptive, tensorParallel, dataParallel });
   let rows: Row[] = [];
   for (let pass = 0; pass < 2; pass++) {
     rows = [];
@@ -75,9 +79,10 @@ async function report(engine: Engine, rows: Row[], o: { describe: string; prompt
     `# Continuous batching: throughput and latency vs concurrency (${new Date().toISOString().slice(0, 10)})`,
     '',
     machine(engine.client),
+    meshLine(st, engine.client.platformName),
     `- ${o.describe}`,
     `- ${o.promptFile}, ${o.maxTokens} new tokens, greedy; closed loop: each stream starts its next request when one ends; ` +
-      `engine maxSequences ${st.maxSequences}, ${st.dtype}, adaptive speculation ${o.adaptive ? 'on' : 'off'}; second of two passes`,
+      `engine maxSequences ${st.maxSequences} per replica, ${st.dtype}, adaptive speculation ${o.adaptive ? 'on' : 'off'}; second of two passes`,
     '',
     '| streams | mode | output tok/s | vs 1 stream | TPOT p50 / p99 (ms) | TTFT p50 / p99 (ms) | τ | tokens per iteration |',
     '|---|---|---|---|---|---|---|---|',

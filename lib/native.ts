@@ -178,6 +178,7 @@ export interface NativeInternal {
   draftLogits(engine: NativeEngine, features: Float32Array, rows: number, lastToken: number, blockSize: number): Promise<{ logits: Float32Array; draft: Int32Array }>;
   timeVerify(engine: NativeEngine, rows: number, k: number, context: number, reps: number): Promise<number>;
   timeDraft(engine: NativeEngine, rows: number, block: number, context: number, reps: number): Promise<number>;
+  timeCollectives(engine: NativeEngine, rows: number, k: number, reps: number): Promise<number>;
 }
 
 export interface NativeAddon {

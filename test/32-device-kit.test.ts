@@ -120,13 +120,18 @@ describe('bench/device: pack-node.sh + run.sh --cpu --quick', () => {
     expect(log).toMatch(/smoke: identical outputs; 48 tokens/);
 
     const summary = fs.readFileSync(path.join(results, 'devkit-cpu.md'), 'utf8');
-    for (const stage of ['build', 'check', 'kernels', 'speculative']) expect(summary).toMatch(new RegExp(`\\| ${stage} \\| ok \\| \\d+ \\|`));
-    const tables = ['kernels-cpu.md', 'kernels-mini-cpu.md', 'roofline-mini-cpu.md', 'speculative-cpu.md'];
+    for (const stage of ['build', 'check', 'kernels', 'speculative', 'mesh']) expect(summary).toMatch(new RegExp(`\\| ${stage} \\| ok \\| \\d+ \\|`));
+    // mesh: 2 virtual CPU devices: kernels over tensor parallel 2 (with the all-reduce share), serving on it.
+    const tables = ['kernels-cpu.md', 'kernels-mini-cpu.md', 'roofline-mini-cpu.md', 'speculative-cpu.md',
+      'kernels-cpu-tp2.md', 'kernels-mini-cpu-tp2.md', 'serving-cpu-tp2.md'];
     for (const t of tables) expect(fs.readFileSync(path.join(results, t), 'utf8'), t).toMatch(/^\|/m);
     const roof = fs.readFileSync(path.join(results, 'roofline-mini-cpu.md'), 'utf8');
     const rows = roof.split('\n').filter((l) => /^\| \d+ \|/.test(l)).map((l) => l.split('|').map((c) => c.trim()));
     expect(rows.map((c) => Number(c[1]))).toEqual([1, 16, 64]);
     for (const c of rows) expect(Number(c[2])).toBeGreaterThan(0);  // ms per verify
+    const tp = fs.readFileSync(path.join(results, 'kernels-mini-cpu-tp2.md'), 'utf8');
+    expect(tp).toMatch(/- mesh: tensor parallel 2 x data parallel 1 \(devices 0,1\)/);
+    expect(tp).toMatch(/\| 16 \| [\d.]+ \| [\d.]+x \| [\d.]+x \| [\d.]+ \| [\d.]+ \| \d+% \|/);
     expect(fs.readdirSync(out).sort()).toEqual([...tables, 'devkit-cpu.log', 'devkit-cpu.md'].sort());
   });
 

@@ -2,8 +2,10 @@
 // and never committed) loads with its weights kept 16-bit, without a second host copy of the
 // model, and generates; peak resident memory stays within 1.2x of what the model needs (weights +
 // KV pool) on top of the runtime's own footprint (tokenizer + PJRT plugin/client, measured in a
-// separate process); a second start loads its compiled programs from the disk cache. The only
-// heavy test file: its data is built once for all its cases.
+// separate process); a second start loads its compiled programs from the disk cache; split over 2
+// devices (tensor parallelism) each device receives half of the split weights, straight from the
+// mapped file, and loading stays within the same bound. The only heavy test file: its data is
+// built once for all its cases.
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -54,6 +56,18 @@ describe('Qwen3-0.6B shape, bf16', () => {
     // 28; docs/ARCHITECTURE.md, memory), so generating is bounded at 1.3x: a second copy of the
     // weights or their widening to f32 (+1.19 GB) still fails it by far.
     expect(first.generated.peak - baseline, report).toBeLessThanOrEqual(1.3 * model);
+  });
+
+  it('over 2 devices: each holds its half of every split weight, loaded within 1.2x of what the devices hold', () => {
+    const two = child(['mesh', dir, '2']);
+    const held = two.devices.map((d: { weightBytes: number }) => d.weightBytes);
+    // Everything but the norms (a few hundred kB) is split: each device ~ half the checkpoint.
+    for (const b of held) expect(b / fileBytes).toBeGreaterThan(0.5), expect(b / fileBytes).toBeLessThan(0.501);
+    const onDevices = held.reduce((a: number, b: number) => a + b, 0) + two.kvCacheBytes;  // the CPU devices' memory is this process's
+    const mb = (x: number) => `${(x / 1e6).toFixed(0)} MB`;
+    const report = `baseline ${mb(baseline)}, on the devices ${mb(onDevices)}, peak after load ${mb(two.loaded.peak)}`;
+    console.log(report);
+    expect(two.loaded.peak - baseline, report).toBeLessThanOrEqual(1.2 * onDevices);
   });
 
   it('a second start loads its programs from the disk cache', () => {

@@ -3,7 +3,7 @@
 # has a PJRT plugin, CMake and a C++ compiler but no Node and no network (a lent GPU machine), or
 # here on the CPU plugin (--cpu). What it needs beyond the tree comes from the carry that
 # pack-node.sh made on a machine with Node (bench/device/carry/). See bench/device/README.md.
-#   bash bench/device/run.sh [--cpu] [--quick] [--stage all|build,check,kernels,speculative]
+#   bash bench/device/run.sh [--cpu] [--quick] [--stage all|build,check,kernels,speculative,mesh]
 #        [--shape qwen3-4b|qwen3-0.6b|mini] [--ks 1,2,4,...] [--results DIR] [--copy-to DIR]
 #        [--carry DIR] [--kit-dir DIR] [--plugin PATH] [--allow-stale]
 # Stages (each builds first when the addon is missing, so each can run alone on a fresh machine):
@@ -13,6 +13,9 @@
 #   kernels      bench/kernels on the shipped pair and on a random checkpoint of --shape made
 #                here, and bench/device/roofline (verify K = 1..1024 against the HBM roofline)
 #   speculative  bench/speculative on the shipped pair
+#   mesh         with 2+ devices: bench/kernels --tp N (all-reduce share) and bench/serving --tp N --dp M
+#                for every tensor-parallel size 2, 4, 8 the devices allow (--cpu: DEVKIT_CPU_DEVICES
+#                virtual devices, default 2)
 # Tables go to --results (default bench/results on a GPU, .devkit/results with --cpu) named
 # <bench>-<device>.md (device e.g. cuda-h100), with devkit-<device>.md summing up the run and
 # devkit-<device>.log holding its output; --copy-to also copies them there after every stage
@@ -53,10 +56,10 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-[ "$STAGES" = all ] && STAGES=build,check,kernels,speculative
+[ "$STAGES" = all ] && STAGES=build,check,kernels,speculative,mesh
 IFS=, read -r -a STAGE_LIST <<< "$STAGES"
 for s in "${STAGE_LIST[@]}"; do
-  case "$s" in build|check|kernels|speculative) ;; *) devkit_die "unknown stage '$s' (build, check, kernels, speculative, all)" ;; esac
+  case "$s" in build|check|kernels|speculative|mesh) ;; *) devkit_die "unknown stage '$s' (build, check, kernels, speculative, mesh, all)" ;; esac
 done
 mkdir -p "$KIT"
 cd "$ROOT"

@@ -256,6 +256,44 @@ stage_speculative() {
     --target models/code-pair/target --drafter models/code-pair/drafter "${extra[@]}" "${user[@]}"
 }
 
+# --- mesh: tensor and data parallelism over every device of the machine ----------------------
+# Devices: the GPUs nvidia-smi lists; with --cpu, DEVKIT_CPU_DEVICES (default 2) virtual devices
+# of the CPU plugin (they share the cores: plumbing, not speed).
+device_count() {
+  if [ "$CPU" = 1 ]; then echo "${DEVKIT_CPU_DEVICES:-2}"; return; fi
+  nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | grep -c .
+}
+
+# For every tensor-parallel size N in 2, 4, 8 that the devices allow: bench/kernels --tp N (verify
+# per device, the all-reduce share of each verify) on the shipped pair and the random shape, and
+# bench/serving on the mesh N x (devices / N) that fills the machine.
+stage_mesh() {
+  ensure_built || return 1
+  local n tp dp rc=0 shape ks quick=() serving_quick=()
+  local pair=(--target models/code-pair/target --drafter models/code-pair/drafter)
+  n=$(device_count)
+  if [ "${n:-0}" -lt 2 ]; then
+    note "$n device(s): no mesh to run"
+    return 0
+  fi
+  shape=${SHAPE:-$([ "$QUICK" = 1 ] && echo mini || { [ "$CPU" = 1 ] && echo qwen3-0.6b || echo qwen3-4b; })}
+  ks=${KS:-$([ "$QUICK" = 1 ] && echo 1,16 || echo 1,4,16,64,256)}
+  [ "$QUICK" = 1 ] && quick=(--reps 3 --context 64 --contexts 64) && serving_quick=(--concurrency 1,4 --requests 8 --max-tokens 16)
+  make_shape "$shape" || return 1
+  local shaped=(--target "$KIT/models/$shape" --drafter "$KIT/models/$shape-dflash")
+  for tp in 2 4 8; do
+    [ "$tp" -le "$n" ] && [ $((n % tp)) -eq 0 ] || continue
+    dp=$((n / tp))
+    bench "kernels: shipped pair over $tp devices" "kernels-$SLUG-tp$tp.md" "$KIT/dist/bench/kernels.js" "${pair[@]}" --tp "$tp" \
+      --ks "$ks" --blocks "$(draft_blocks models/code-pair/drafter)" "${quick[@]}" || rc=1
+    bench "kernels: $shape over $tp devices" "kernels-$shape-$SLUG-tp$tp.md" "$KIT/dist/bench/kernels.js" "${shaped[@]}" --tp "$tp" \
+      --ks "$ks" --blocks "$(draft_blocks "$KIT/models/$shape-dflash")" "${quick[@]}" || rc=1
+    bench "serving: shipped pair, $tp x $dp devices" "serving-$SLUG-tp$tp$([ "$dp" -gt 1 ] && echo "-dp$dp").md" \
+      "$KIT/dist/bench/serving.js" "${pair[@]}" --tp "$tp" --dp "$dp" "${serving_quick[@]}" || rc=1
+  done
+  return $rc
+}
+
 # --- the summary and the copies -------------------------------------------------------------
 write_summary() {
   local s

@@ -22,3 +22,9 @@ export function timeVerify(engine: Engine, k: number, context: number, reps: num
 export function timeDraft(engine: Engine, block: number, context: number, reps: number, rows = 1) {
   return native().internal.timeDraft(engine.nativeEngine, rows, block, context, reps);
 }
+
+/** Median seconds of the all-reduces alone of a tensor-parallel verify of `rows` x `k` tokens
+ *  (2 per layer + the embedding's, each after the one before); 0 on one device. */
+export function timeCollectives(engine: Engine, k: number, reps: number, rows = 1) {
+  return native().internal.timeCollectives(engine.nativeEngine, rows, k, reps);
+}

@@ -122,6 +122,13 @@ void InitProbes(Napi::Env env, Napi::Object internal) {
   internal.Set("draftLogits", Napi::Function::New(env, DraftLogits));
   internal.Set("timeVerify", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return TimeProgram(i, true); }));
   internal.Set("timeDraft", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return TimeProgram(i, false); }));
+  internal.Set("timeCollectives", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+                 auto eng = EngineArg(info);
+                 const int32_t rows = IntArg(info, 1, "rows"), k = IntArg(info, 2, "k"), reps = IntArg(info, 3, "reps");
+                 return Run<double>(
+                     info.Env(), eng, [=](engine::Runtime& rt) { return engine::probe::TimeCollectives(rt, rows, k, reps); },
+                     [](Napi::Env env, const double& s) -> Napi::Value { return Napi::Number::New(env, s); });
+               }));
 }
 
 }  // namespace dflash::addon

@@ -7,6 +7,8 @@
 #include <stdexcept>
 
 #include "engine/page_allocator.h"
+#include "hlo/builder.h"
+#include "models/program.h"
 
 namespace dflash::engine::probe {
 namespace {
@@ -238,6 +240,45 @@ double TimeDraft(Runtime& rt, int32_t rows, int32_t block, int32_t context, int3
     rt.pool().dk = out.Take("dk_cache");
     rt.pool().dv = out.Take("dv_cache");
     pool = out.Take("draft_pool");
+    if (rep > 0) times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return Median(times);
+}
+
+double TimeCollectives(Runtime& rt, int32_t rows, int32_t k, int32_t reps) {
+  if (rows < 1 || k < 1 || reps < 1) throw std::invalid_argument("timeCollectives: rows >= 1, k >= 1, reps >= 1");
+  const int64_t n = rt.devices();
+  if (n == 1) return 0;
+  const int64_t R = NextPow2(rows), H = rt.target().hidden_size;
+  const int64_t count = 2 * rt.target().num_layers + 1;
+  const hlo::DType act = models::ToHlo(rt.dtypes().numerics.dtype);
+  // x (n, R, k, H) split along dim 0: a sum over dim 0 is an all-reduce of one (R, k, H) part.
+  // Each next sum scales x by the previous result, so it cannot start (or merge) before it.
+  hlo::Builder b(n);
+  const hlo::Value x = b.Input("x", {n, R, k, H}, act, std::nullopt, hlo::Sharding::Split(0));
+  hlo::Value y;
+  for (int64_t i = 0; i < count; ++i) {
+    const hlo::Value term = i == 0 ? x : b.Mul(x, b.BroadcastInDim(y, {n, R, k, H}, {1, 2, 3}));
+    y = b.Convert(b.Reduce(b.Convert(term, hlo::DType::kF32), {0}, hlo::ReduceKind::kSum), act);  // (R, k, H) replicated
+  }
+  const models::Program prog = models::FinishProgram(b, {{"y", y}});
+  auto& cp = rt.programs().Get("collectives r" + std::to_string(R) + " k" + std::to_string(k) + " x" + std::to_string(count) + " tp" +
+                                   std::to_string(n) + " " + rt.dtypes().numerics.Key(),
+                               [&] { return prog; });
+  std::vector<float> ones(static_cast<size_t>(n * R * k * H), 1.0f / static_cast<float>(n));
+  const auto bytes = EncodeFloats(ones, rt.dtypes().numerics.dtype);
+  // Device i holds part i of x.
+  std::vector<const void*> parts;
+  const size_t part = bytes.size() / static_cast<size_t>(n);
+  for (int64_t i = 0; i < n; ++i) parts.push_back(bytes.data() + i * part);
+  auto split = rt.mesh().UploadShards(parts, rt.dtypes().numerics.dtype, {1, R, k, H}, 0);
+  std::vector<double> times;
+  for (int32_t rep = 0; rep <= reps; ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    Invocation inv(cp, rt.mesh());
+    inv.Bind("x", split.get());
+    Outputs out = inv.Run(rt.counters());
+    out.Take("y");
     if (rep > 0) times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   return Median(times);

@@ -31,4 +31,10 @@ DraftResult DraftLogits(Runtime& rt, const std::vector<float>& feats, int32_t ro
 double TimeVerify(Runtime& rt, int32_t rows, int32_t k, int32_t context, int32_t reps);
 double TimeDraft(Runtime& rt, int32_t rows, int32_t block, int32_t context, int32_t reps);
 
+// Median seconds of the collectives alone that a tensor-parallel verify of `rows` rows x `k`
+// tokens runs (models/parallel.h: one all-reduce of (R, K, H) activations after every o_proj and
+// down_proj, one after the vocabulary-split embedding lookup), as one program on the runtime's
+// mesh: each all-reduce waits for the one before, as a verify's do. 0 on a one-device mesh.
+double TimeCollectives(Runtime& rt, int32_t rows, int32_t k, int32_t reps);
+
 }  // namespace dflash::engine::probe

@@ -290,10 +290,12 @@ std::vector<std::string> UploadWeights(const pjrt::Mesh& mesh, const std::vector
       throw std::logic_error("weights: " + spec.name + Dims(spec.shape) + " does not split into " + std::to_string(n) + " parts");
     std::vector<Piece> pieces;
     if (IsMadeOfParts(spec)) {
-      // Parts stacked along dim 0, each of shape[1:]: one checkpoint tensor per expert (MoE), or
-      // spec.parts (gate_proj and up_proj as gate_up_proj).
+      // Parts along dim 0: one checkpoint tensor per expert, stacked (MoE: shape[1:] each), or
+      // spec.parts (gate_proj and up_proj as gate_up_proj), stacked (2, I, H) or concatenated (2I, H).
       const auto parts = PartsOf(spec);
-      const std::vector<int64_t> want(spec.shape.begin() + 1, spec.shape.end());
+      std::vector<int64_t> want(spec.shape.begin() + 1, spec.shape.end());
+      if (!spec.parts.empty() && spec.shape[0] != static_cast<int64_t>(parts.size()))
+        want.insert(want.begin(), spec.shape[0] / static_cast<int64_t>(parts.size()));
       const int64_t each = Product(want, 0, want.size());
       for (size_t i = 0; i < parts.size(); ++i) {
         const std::string& part = parts[i];

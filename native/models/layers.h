@@ -30,9 +30,10 @@ hlo::Value Dense(hlo::Builder& b, const hlo::Value& x, const hlo::Value& w, cons
 // The same, returning the f32 accumulator unrounded (LM heads: logits stay f32).
 hlo::Value DenseF32(hlo::Builder& b, const hlo::Value& x, const hlo::Value& w, const Numerics& n);
 
-// down(silu(gate(x)) * up(x)), gate and up as one (2, I, H) weight [gate; up]: one dot of 2I
-// outputs instead of two of I (each output the same H-term reduction; faster from a few rows on,
-// bench/PROFILE.md). The stacked axis keeps gate and up apart when I is split over devices.
+// down(silu(gate(x)) * up(x)), gate and up as one weight [gate; up]: one dot of 2I outputs instead
+// of two of I (each output the same H-term reduction; faster from a few rows on, bench/PROFILE.md).
+// gate_up is (2I, H) on one device, (2, I, H) over a tensor-parallel mesh (the stacked axis keeps
+// gate and up apart when I is split).
 hlo::Value SiluMlp(hlo::Builder& b, const hlo::Value& x, const hlo::Value& gate_up, const hlo::Value& down, const Numerics& n);
 
 // Grouped-query attention. q: (R, Tq, heads, hd) act; keys: one or more segments (R, Tk_i, kvh, hd)
@@ -57,7 +58,8 @@ DecoderLayer TakeDecoderLayer(const WeightInputs& w, const std::string& prefix, 
 
 // Appends one Qwen3/Llama decoder layer's tensor specs, in parameter order, under `prefix`
 // (e.g. "model.layers.3." for a target, "layers.0." for a DFlash drafter): HF names, but
-// mlp.gate_up_proj.weight (2, I, H), made at load of mlp.gate_proj.weight and mlp.up_proj.weight;
+// mlp.gate_up_proj.weight ((2I, H), over a mesh (2, I, H)), made at load of mlp.gate_proj.weight
+// and mlp.up_proj.weight;
 // shardings of the Megatron layout (models/parallel.h). The MLP's specs come last (a sparse MoE
 // layer drops kDenseMlpSpecs of them).
 inline constexpr size_t kDenseMlpSpecs = 2;

@@ -15,9 +15,10 @@ struct WeightSpec {
   std::string name;
   std::vector<int64_t> shape;
   pjrt::DType dtype;
-  // When not empty: the checkpoint tensors this input is made of at load, stacked along a new
-  // dim 0 in this order, each of shape[1:] (e.g. a layer's gate_proj and up_proj as one
-  // gate_up_proj (2, I, H)). The checkpoint keeps its own names; only the program sees the fused one.
+  // When not empty: the checkpoint tensors this input is made of at load, in this order along
+  // dim 0 — stacked (shape[0] == parts, each of shape[1:]: gate_up_proj (2, I, H)) or
+  // concatenated (each [shape[0] / parts, shape[1:]]: gate_up_proj (2I, H)); the same bytes either
+  // way. The checkpoint keeps its own names; only the program sees the fused one.
   std::vector<std::string> parts = {};
   // How the tensor lies over the devices of a tensor-parallel mesh (models/parallel.h): each
   // device is sent only its part of a split tensor.

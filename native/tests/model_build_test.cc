@@ -73,7 +73,7 @@ TEST(ModelBuild, TargetWeightSpecsQwen3) {
   EXPECT_EQ(specs[8].name, "model.layers.0.post_attention_layernorm.weight");
   // gate and up: one program input, made at load of the two checkpoint tensors.
   EXPECT_EQ(specs[9].name, "model.layers.0.mlp.gate_up_proj.weight");
-  EXPECT_EQ(specs[9].shape, (std::vector<int64_t>{2, 48, 32}));
+  EXPECT_EQ(specs[9].shape, (std::vector<int64_t>{96, 32}));  // over a mesh: (2, 48, 32), split by I
   EXPECT_EQ(specs[9].parts, (std::vector<std::string>{"model.layers.0.mlp.gate_proj.weight", "model.layers.0.mlp.up_proj.weight"}));
   EXPECT_EQ(specs[10].name, "model.layers.0.mlp.down_proj.weight");
   EXPECT_EQ(specs[10].shape, (std::vector<int64_t>{32, 48}));

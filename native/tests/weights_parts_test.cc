@@ -56,7 +56,7 @@ TEST(UploadWeightsParts, ConcatenatesThePartsInSpecOrder) {
   const std::vector<TensorSource> sources = {{"mlp.gate_proj.weight", file.path, kStart, 24, "F32", {2, 3}},
                                              {"mlp.up_proj.weight", file.path, kStart + 24, 12, "BF16", {2, 3}}};
   const std::vector<models::WeightSpec> specs = {
-      {"mlp.gate_up_proj.weight", {2, 2, 3}, pjrt::DType::kF32, {"mlp.gate_proj.weight", "mlp.up_proj.weight"}}};
+      {"mlp.gate_up_proj.weight", {4, 3}, pjrt::DType::kF32, {"mlp.gate_proj.weight", "mlp.up_proj.weight"}}};
   WeightMap out;
   const auto unused = UploadWeights(testing::TestMesh(), specs, sources, "x.", out, nullptr, {});
   EXPECT_TRUE(unused.empty());

@@ -2,6 +2,7 @@
 // peak resident memory (VmHWM) at each stage as one JSON line. Run as
 //   node test/helpers/measure-rss.js baseline DIR          tokenizer + PJRT client, no model
 //   node test/helpers/measure-rss.js engine DIR CACHE_DIR  Engine.load + a short generation
+//   node test/helpers/measure-rss.js mesh DIR N            Engine.load over N devices (tensorParallel), no generation
 const fs = require('fs');
 const path = require('path');
 
@@ -22,6 +23,15 @@ async function main() {
     const c = await lib.Client.open();
     console.log(JSON.stringify({ baseline: mem() }));
     c.dispose();
+    return;
+  }
+  if (mode === 'mesh') {
+    const engine = await lib.Engine.load({
+      target: dir, maxSeqLen: 512, maxSequences: 2, kvCacheMemory: 128e6, cacheDir: false, warmup: false, tensorParallel: Number(cacheDir),
+    });
+    const st = engine.stats();
+    console.log(JSON.stringify({ loaded: mem(), weightBytes: st.weightBytes, kvCacheBytes: st.kvCacheBytes, devices: st.mesh.replicas[0].devices }));
+    await engine.close();
     return;
   }
   const t0 = performance.now();
