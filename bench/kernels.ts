@@ -8,6 +8,7 @@
 //   npx vite-node bench/kernels.ts -- --random --preset tiny|small
 //   ... --tp N: the engine split over N devices (tensor parallelism); adds the all-reduce share of
 //       each verify (the step's collectives alone, timed as one program, over the verify's time)
+//       and the drafter split vs kept whole on every device (drafterSharding) side by side
 import * as fs from 'fs';
 import * as path from 'path';
 
@@ -38,6 +39,13 @@ async function main(): Promise<void> {
   if (tensorParallel > 1) for (const k of allK) collectives.set(k, await timeCollectives(engine, k, reps));
   const draft = new Map<number, number>();
   for (const b of blocks) draft.set(b, await timeDraft(engine, b, context, reps));
+  // Over a mesh: the drafter kept whole on every device, timed in the same run.
+  const draftWhole = new Map<number, number>();
+  if (tensorParallel > 1) {
+    const whole = await Engine.load({ target: m.target, drafter: m.drafter, maxSeqLen, maxSequences: 1, tensorParallel, drafterSharding: 'replicated', warmup: false });
+    for (const b of blocks) draftWhole.set(b, await timeDraft(whole, b, context, reps));
+    await whole.close();
+  }
   const tpot = new Map<number, number>();
   for (const ctx of contexts) tpot.set(ctx, await timeVerify(engine, 1, ctx, reps));
   const st = ne.stats();
@@ -82,6 +90,9 @@ async function main(): Promise<void> {
     }),
     '',
     'Break-even τ counts device time only: speculation beats plain decoding when τ exceeds it (host overhead aside).',
+    ...(tensorParallel > 1 ? ['', '| block | ms / draft, drafter split over the devices (default) | ms / draft, drafter whole on every device | faster |', '|---|---|---|---|',
+      ...blocks.map((b) => `| ${b} | ${ms(draft.get(b)!)} | ${ms(draftWhole.get(b)!)} | ${draft.get(b)! <= draftWhole.get(b)! ? 'split' : 'whole'} |`),
+      'Engine option drafterSharding: split (weights and context cache 1/N per device, two all-reduces per drafter layer) or replicated (no all-reduces, N times its memory).'] : []),
     `Issue #14 goal draft(16) ≤ 0.25 × verify(16): ${draft.has(16) && v16 ? `${(draft.get(16)! / v16).toFixed(2)}x (${draft.get(16)! / v16 <= 0.25 ? 'met' : 'not met'})` : 'no block 16 measured'}.`,
     '',
     '| context (tokens) | ms / decode step (verify K=1) | vs context 64 | memory floor vs context 64 (weights + KV read) |',

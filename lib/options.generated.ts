@@ -33,6 +33,8 @@ export interface EngineOptions {
   tensorParallel?: number;
   /** Replicas of the whole engine, each on its own tensorParallel devices with its own KV pool and scheduler; requests go to the least loaded. vLLM's --data-parallel-size. An integer in [1, 1024]. Default: 1. */
   dataParallel?: number;
+  /** With tensorParallel > 1: split the drafter over the devices as the target (its weights and context cache 1/N per device, two all-reduces per drafter layer), or keep it whole on every device (no all-reduces, N times its memory). bench:kernels -- --tp N times both. Default: 'split'. */
+  drafterSharding?: 'split' | 'replicated';
 }
 
 /** Per-generation options the native scheduler takes (generate() maps its options onto these). */
@@ -51,5 +53,5 @@ export interface RequestOptions {
   blockSize?: number;
 }
 
-export const ENGINE_OPTION_NAMES = ["pageSize","maxSeqLen","maxSequences","maxQueue","prefillChunk","prefillBudget","kvCacheMemory","dtype","kvDtype","cacheDir","adaptive","batchInvariant","warmup","tensorParallel","dataParallel"] as const;
+export const ENGINE_OPTION_NAMES = ["pageSize","maxSeqLen","maxSequences","maxQueue","prefillChunk","prefillBudget","kvCacheMemory","dtype","kvDtype","cacheDir","adaptive","batchInvariant","warmup","tensorParallel","dataParallel","drafterSharding"] as const;
 export const REQUEST_OPTION_NAMES = ["maxTokens","temperature","topP","topK","seed","blockSize"] as const;

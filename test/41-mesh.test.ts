@@ -143,6 +143,24 @@ describe('qwen3-f32 with its drafter over 2 and 4 devices', () => {
   });
 });
 
+describe('the drafter kept whole on every device (drafterSharding: replicated)', () => {
+  it('is lossless on the mesh and holds the whole drafter per device', async () => {
+    const target = path.join(MODELS, 'qwen3-f32'), drafter = path.join(MODELS, 'qwen3-f32-dflash');
+    const opts = { target, drafter, tensorParallel: 2, pageSize: 8, maxSeqLen: 128, maxSequences: 2, adaptive: false, warmup: false };
+    const split = await load(opts);
+    const whole = await load({ ...opts, drafterSharding: 'replicated' });
+    const prompt = [11, 22, 33, 44, 55, 66, 77];
+    const plain = (await whole.generate(prompt, { maxTokens: 24, speculative: false }).done()).ids;
+    expect((await whole.generate(prompt, { maxTokens: 24, speculative: { blockSize: 8 } }).done()).ids).toEqual(plain);
+    await split.generate(prompt, { maxTokens: 2 }).done();
+    const device = (e: Engine) => e.stats().mesh.replicas[0].devices[0];
+    const perPage = (e: Engine) => device(e).kvCacheBytes / e.stats().totalPages;
+    // The drafter's weights and context cache are whole on each device: more per device than split.
+    expect(device(whole).weightBytes).toBeGreaterThan(device(split).weightBytes);
+    expect(perPage(whole)).toBeGreaterThan(perPage(split));
+  });
+});
+
 describe('8 devices: 8 heads, 2 KV heads (each repeated 4x), against one device', () => {
   let dir: string;
   beforeAll(() => {

@@ -23,26 +23,29 @@ std::unique_ptr<pjrt::Array> ZerosOnDevice(const pjrt::Mesh& mesh, pjrt::DType d
 }
 
 int64_t KvPool::PageBytes(const models::TargetConfig& t, const models::DrafterConfig* d, const models::Numerics& n,
-                          int32_t page_size, int64_t devices) {
+                          int32_t page_size, int64_t devices, bool drafter_replicated) {
   // KV heads per device: the caches hold TensorParallel::kv_heads heads, split over the devices.
   int64_t per_token = t.num_layers * (models::TargetParallel(t, devices).kv_heads / devices) * t.head_dim;
-  if (d) per_token += d->num_layers * (models::DrafterParallel(*d, t, devices).kv_heads / devices) * d->head_dim;
+  if (d) {
+    const models::TensorParallel dtp = models::DrafterParallel(*d, t, devices, drafter_replicated);
+    per_token += d->num_layers * (dtp.replicated ? dtp.kv_heads : dtp.kv_heads / devices) * d->head_dim;
+  }
   return 2 * per_token * page_size * pjrt::ByteSize(n.kv_dtype);  // K and V
 }
 
 KvPool::KvPool(const pjrt::Mesh& mesh, const models::TargetConfig& t, const models::DrafterConfig* d,
-               const models::Numerics& n, int32_t page_size, int32_t total_pages)
+               const models::Numerics& n, int32_t page_size, int32_t total_pages, bool drafter_replicated)
     : pages_(total_pages), page_size_(page_size) {
   const int64_t devices = static_cast<int64_t>(mesh.size());
   const models::TensorParallel tp = models::TargetParallel(t, devices);
   k = ZerosOnDevice(mesh, n.kv_dtype, models::KeyCacheDims(t.num_layers, total_pages, page_size, tp.kv_heads, t.head_dim), tp.Cache());
   v = ZerosOnDevice(mesh, n.kv_dtype, models::ValueCacheDims(t.num_layers, total_pages, page_size, tp.kv_heads, t.head_dim), tp.Cache());
   if (d) {
-    const models::TensorParallel dtp = models::DrafterParallel(*d, t, devices);
+    const models::TensorParallel dtp = models::DrafterParallel(*d, t, devices, drafter_replicated);
     dk = ZerosOnDevice(mesh, n.kv_dtype, models::KeyCacheDims(d->num_layers, total_pages, page_size, dtp.kv_heads, d->head_dim), dtp.Cache());
     dv = ZerosOnDevice(mesh, n.kv_dtype, models::ValueCacheDims(d->num_layers, total_pages, page_size, dtp.kv_heads, d->head_dim), dtp.Cache());
   }
-  bytes_ = PageBytes(t, d, n, page_size, devices) * total_pages;
+  bytes_ = PageBytes(t, d, n, page_size, devices, drafter_replicated) * total_pages;
 }
 
 }  // namespace dflash::engine

@@ -20,11 +20,11 @@ class KvPool {
   // total_pages includes the trash page 0. Over a tensor-parallel mesh every cache is split by
   // KV heads (models/parallel.h): a page's slots are spread over the devices, head by head.
   KvPool(const pjrt::Mesh& mesh, const models::TargetConfig& target, const models::DrafterConfig* drafter,
-         const models::Numerics& numerics, int32_t page_size, int32_t total_pages);
+         const models::Numerics& numerics, int32_t page_size, int32_t total_pages, bool drafter_replicated = false);
 
   // Bytes one page costs on each device of a mesh of `devices` (target + drafter context, K and V).
   static int64_t PageBytes(const models::TargetConfig& target, const models::DrafterConfig* drafter,
-                           const models::Numerics& numerics, int32_t page_size, int64_t devices = 1);
+                           const models::Numerics& numerics, int32_t page_size, int64_t devices = 1, bool drafter_replicated = false);
 
   PageAllocator& pages() { return pages_; }
   const PageAllocator& pages() const { return pages_; }

@@ -169,6 +169,10 @@ const std::vector<OptionSpec>& EngineOptionSpecs() {
       Int("dataParallel", 1, 1, 1024,
           "Replicas of the whole engine, each on its own tensorParallel devices with its own KV pool and scheduler; "
           "requests go to the least loaded. vLLM's --data-parallel-size."),
+      Enum("drafterSharding", "split", {"split", "replicated"},
+           "With tensorParallel > 1: split the drafter over the devices as the target (its weights and context cache 1/N "
+           "per device, two all-reduces per drafter layer), or keep it whole on every device (no all-reduces, N times its "
+           "memory). bench:kernels -- --tp N times both."),
   };
   return specs;
 }
@@ -204,6 +208,7 @@ EngineOptions ParseEngineOptions(const std::map<std::string, OptionValue>& value
     else if (n == "warmup") o.warmup = std::get<bool>(v);
     else if (n == "tensorParallel") o.tensor_parallel = I(v);
     else if (n == "dataParallel") o.data_parallel = I(v);
+    else if (n == "drafterSharding") o.drafter_sharding = std::get<std::string>(v);
     else throw std::logic_error("engine option " + n + " has no field");
   });
   return o;

@@ -29,6 +29,7 @@ struct EngineOptions {
   bool warmup;              // compile the single-stream programs at load
   int32_t tensor_parallel;  // devices one replica's programs are split over (models/parallel.h)
   int32_t data_parallel;    // replicas, each with its own devices, weights, KV pool and scheduler
+  std::string drafter_sharding;  // split | replicated: the drafter over the tensor-parallel devices
 };
 
 struct RequestOptions {

@@ -57,7 +57,7 @@ Runtime::Runtime(pjrt::Mesh mesh, models::TargetConfig target, std::optional<mod
       device_weight_bytes_(mesh_.size()) {
   // Refuse a mesh the models do not split over before a byte is uploaded.
   models::TargetParallel(target_, devices());
-  if (drafter_) models::DrafterParallel(*drafter_, target_, devices());
+  if (drafter_) models::DrafterParallel(*drafter_, target_, devices(), drafter_replicated());
   max_seq_len_ = opt_.max_seq_len > 0 ? opt_.max_seq_len : static_cast<int32_t>(std::min<int64_t>(target_.max_position_embeddings, 1 << 24));
   if (max_seq_len_ < 2) throw std::invalid_argument("maxSeqLen must be at least 2, got " + std::to_string(max_seq_len_));
 }
@@ -81,7 +81,7 @@ std::vector<std::string> Runtime::LoadWeights(const std::vector<TensorSource>& t
   auto unused = UploadWeights(mesh_, models::TargetWeightSpecs(target_, dt, devices()), target, "", weights_, progress, base);
   if (drafter_) {
     base.model = "drafter";
-    auto more = UploadWeights(mesh_, models::DrafterWeightSpecs(*drafter_, dt, target_, devices()), drafter, models::kDrafterPrefix,
+    auto more = UploadWeights(mesh_, models::DrafterWeightSpecs(*drafter_, dt, target_, devices(), drafter_replicated()), drafter, models::kDrafterPrefix,
                               weights_, progress, base);
     for (auto& n : more) unused.push_back("drafter " + n);
   }
@@ -104,7 +104,7 @@ std::vector<int64_t> Runtime::DeviceWeightBytes() const {
 
 void Runtime::CreatePools() {
   const models::DrafterConfig* d = drafter_ ? &*drafter_ : nullptr;
-  const int64_t page_bytes = KvPool::PageBytes(target_, d, dtypes_.numerics, opt_.page_size, devices());  // on each device
+  const int64_t page_bytes = KvPool::PageBytes(target_, d, dtypes_.numerics, opt_.page_size, devices(), drafter_replicated());  // on each device
   const int64_t per_seq = PageAllocator::PagesFor(max_seq_len_ + max_block(), opt_.page_size);
   const int64_t useful = static_cast<int64_t>(opt_.max_sequences) * per_seq + 1;
   int64_t budget;
@@ -123,7 +123,7 @@ void Runtime::CreatePools() {
     throw std::runtime_error("kvCacheMemory: " + std::to_string(budget) + " bytes hold no KV page (one page is " +
                              std::to_string(page_bytes) + " bytes)");
   pages = std::min<int64_t>(pages, 1 << 30);
-  pool_ = std::make_unique<KvPool>(mesh_, target_, d, dtypes_.numerics, opt_.page_size, static_cast<int32_t>(pages));
+  pool_ = std::make_unique<KvPool>(mesh_, target_, d, dtypes_.numerics, opt_.page_size, static_cast<int32_t>(pages), drafter_replicated());
   if (drafter_) draft_pool_ = ZerosOnDevice(mesh_, pjrt::DType::kS32, {opt_.max_sequences + 1, drafter_->block_size});
 }
 
@@ -134,39 +134,43 @@ void Runtime::EnsureProbsPool() {
 
 // Every program of this runtime runs on its mesh: the shapes callers make say nothing of it.
 namespace {
-template <typename Shape>
-Shape OnMesh(Shape s, int64_t devices) {
+models::ScoreShape OnMesh(models::ScoreShape s, int64_t devices, bool) {
   s.devices = devices;
+  return s;
+}
+models::DraftShape OnMesh(models::DraftShape s, int64_t devices, bool replicated) {
+  s.devices = devices;
+  s.replicated = devices > 1 && replicated;
   return s;
 }
 }  // namespace
 
 CompiledProgram& Runtime::ScoreProgram(const models::ScoreShape& shape) {
-  const auto s = OnMesh(shape, devices());
+  const auto s = OnMesh(shape, devices(), drafter_replicated());
   return programs_.Get(s.Key() + " " + dtypes_.numerics.Key(), [&] { return models::BuildTargetScore(target_, dtypes_.numerics, s); });
 }
 
 CompiledProgram& Runtime::DraftProgram(const models::DraftShape& shape) {
-  const auto s = OnMesh(shape, devices());
+  const auto s = OnMesh(shape, devices(), drafter_replicated());
   return programs_.Get(s.Key() + " " + dtypes_.numerics.Key(), [&] { return models::BuildDrafter(*drafter_, target_, dtypes_.numerics, s); });
 }
 
 bool Runtime::Ready(const models::ScoreShape& s) {
-  return programs_.Find(OnMesh(s, devices()).Key() + " " + dtypes_.numerics.Key()) != nullptr;
+  return programs_.Find(OnMesh(s, devices(), drafter_replicated()).Key() + " " + dtypes_.numerics.Key()) != nullptr;
 }
 bool Runtime::Ready(const models::DraftShape& s) {
-  return programs_.Find(OnMesh(s, devices()).Key() + " " + dtypes_.numerics.Key()) != nullptr;
+  return programs_.Find(OnMesh(s, devices(), drafter_replicated()).Key() + " " + dtypes_.numerics.Key()) != nullptr;
 }
 
 void Runtime::Prefetch(const models::ScoreShape& shape) {
   // The build runs on the background thread: it captures copies, not this call's references.
-  const auto s = OnMesh(shape, devices());
+  const auto s = OnMesh(shape, devices(), drafter_replicated());
   programs_.Prefetch(s.Key() + " " + dtypes_.numerics.Key(),
                      [t = target_, n = dtypes_.numerics, s] { return models::BuildTargetScore(t, n, s); });
 }
 
 void Runtime::Prefetch(const models::DraftShape& shape) {
-  const auto s = OnMesh(shape, devices());
+  const auto s = OnMesh(shape, devices(), drafter_replicated());
   programs_.Prefetch(s.Key() + " " + dtypes_.numerics.Key(),
                      [d = *drafter_, t = target_, n = dtypes_.numerics, s] { return models::BuildDrafter(d, t, n, s); });
 }

@@ -84,6 +84,7 @@ class Runtime {
   const DtypeChoice& dtypes() const { return dtypes_; }
   const pjrt::Mesh& mesh() const { return mesh_; }
   int64_t devices() const { return static_cast<int64_t>(mesh_.size()); }
+  bool drafter_replicated() const { return opt_.drafter_sharding == "replicated"; }
   pjrt::Client& client() { return mesh_.client(); }
   const pjrt::Client& client() const { return mesh_.client(); }
   KvPool& pool() { return *pool_; }

@@ -67,12 +67,13 @@ std::string DraftShape::Key() const {
   if (pool_rows) k += " pool" + std::to_string(pool_rows) + "x" + std::to_string(pool_width);
   if (want_logits) k += " logits";
   if (sampling) k += " sample";
-  if (devices > 1) k += " tp" + std::to_string(devices);
+  if (devices > 1) k += " tp" + std::to_string(devices) + (replicated ? " whole" : "");
   return k;
 }
 
-std::vector<WeightSpec> DrafterWeightSpecs(const DrafterConfig& d, pjrt::DType t, const TargetConfig& target, int64_t devices) {
-  const TensorParallel tp = DrafterParallel(d, target, devices);
+std::vector<WeightSpec> DrafterWeightSpecs(const DrafterConfig& d, pjrt::DType t, const TargetConfig& target, int64_t devices,
+                                           bool replicated) {
+  const TensorParallel tp = DrafterParallel(d, target, devices, replicated);
   const int64_t h = d.hidden_size;
   const int64_t n = static_cast<int64_t>(d.target_layer_ids.size());
   std::vector<WeightSpec> s;
@@ -95,14 +96,14 @@ Program BuildDrafter(const DrafterConfig& d, const TargetConfig& t, const Numeri
     throw std::invalid_argument("drafter: need rows, append, pages > 0 and block 0 (append only) or >= 2");
   if (sh.pool_rows && (sh.pool_rows < 2 || sh.pool_width < B)) throw std::invalid_argument("drafter: draft pool narrower than the block");
   if (B == 0 && (sh.want_logits || sh.sampling)) throw std::invalid_argument("drafter: logits and sampling need a block");
-  const TensorParallel tp = DrafterParallel(d, t, sh.devices);
+  const TensorParallel tp = DrafterParallel(d, t, sh.devices, sh.replicated);
   const int64_t H = d.hidden_size, hd = d.head_dim, heads = d.num_heads, kvh = tp.kv_heads, Ld = d.num_layers;
   const int64_t V = t.vocab_size, T = P * S;
   const int64_t nfeat = static_cast<int64_t>(d.target_layer_ids.size()) * H;
 
   Builder b(sh.devices);
   // ---- inputs ----
-  auto specs = DrafterWeightSpecs(d, nm.dtype, t, sh.devices);
+  auto specs = DrafterWeightSpecs(d, nm.dtype, t, sh.devices, sh.replicated);
   for (auto& s : specs) s.name = kDrafterPrefix + s.name;
   const WeightInputs w = DeclareWeights(b, specs);
   auto W = [&](const std::string& name) { return Weight(w, kDrafterPrefix + name); };

@@ -30,6 +30,7 @@ struct DraftShape {
   bool want_logits = false;  // logits f32 (R, B, V) of every block row (oracle tests)
   bool sampling = false;     // proposals drawn per row (sample_params, uniforms) instead of argmax
   int64_t devices = 1;       // tensor-parallel mesh (models/parallel.h), as the target's ScoreShape
+  bool replicated = false;   // the drafter whole on every device (DrafterParallel)
 
   std::string Key() const;
 };
@@ -38,7 +39,7 @@ struct DraftShape {
 // drafter's candidate_selector.*), with checkpoint names without the optional "model." prefix.
 // Programs take them as inputs named "drafter." + name.
 std::vector<WeightSpec> DrafterWeightSpecs(const DrafterConfig& cfg, pjrt::DType dtype, const TargetConfig& target,
-                                           int64_t devices = 1);
+                                           int64_t devices = 1, bool replicated = false);
 inline constexpr const char* kDrafterPrefix = "drafter.";
 
 // Named inputs: drafter.* weights; model.embed_tokens.weight and (untied) lm_head.weight of the

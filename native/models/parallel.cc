@@ -41,7 +41,14 @@ TensorParallel TargetParallel(const TargetConfig& c, int64_t devices) {
   return p;
 }
 
-TensorParallel DrafterParallel(const DrafterConfig& d, const TargetConfig& t, int64_t devices) {
+TensorParallel DrafterParallel(const DrafterConfig& d, const TargetConfig& t, int64_t devices, bool replicated) {
+  if (replicated) {
+    if (devices < 1) throw std::invalid_argument("tensorParallel must be at least 1, got " + std::to_string(devices));
+    TensorParallel p;
+    p.devices = devices, p.kv_heads = d.num_kv_heads, p.replicated = true;
+    p.split_vocab = devices > 1 && t.vocab_size % devices == 0;  // the target's embedding and lm_head
+    return p;
+  }
   TensorParallel p = Layout(devices, d.num_heads, d.num_kv_heads, t.vocab_size, "drafter");
   Divides(devices, d.intermediate_size, "MLP columns (intermediate_size)", "drafter");
   return p;

@@ -31,10 +31,11 @@ struct TensorParallel {
   int64_t kv_heads = 0;      // KV heads in the caches (the model's, or `devices` when repeated)
   int64_t kv_repeat = 1;     // times each model KV head is repeated (> 1: k/v_proj replicated)
   bool split_vocab = false;  // embedding / lm_head rows split by vocabulary
+  bool replicated = false;   // the model's own weights and caches whole on every device (a drafter's choice)
 
   bool spmd() const { return devices > 1; }
-  hlo::Sharding Split(int dim) const { return spmd() ? hlo::Sharding::Split(dim) : hlo::Sharding{}; }
-  hlo::Sharding Vocab() const { return split_vocab ? Split(0) : hlo::Sharding{}; }
+  hlo::Sharding Split(int dim) const { return spmd() && !replicated ? hlo::Sharding::Split(dim) : hlo::Sharding{}; }
+  hlo::Sharding Vocab() const { return split_vocab ? hlo::Sharding::Split(0) : hlo::Sharding{}; }  // the target's, always
   hlo::Sharding KvProj() const { return kv_repeat == 1 ? Split(0) : hlo::Sharding{}; }
   hlo::Sharding Cache() const { return Split(3); }  // (L, N, S, kvh, hd)
 };
@@ -42,8 +43,10 @@ struct TensorParallel {
 // The layout of a target over `devices`; throws std::invalid_argument naming the config field
 // and the numbers when the model does not split that way (heads, KV heads, intermediate sizes).
 TensorParallel TargetParallel(const TargetConfig& c, int64_t devices);
-// The drafter's, over the same devices (it shares the target's embedding and lm_head).
-TensorParallel DrafterParallel(const DrafterConfig& d, const TargetConfig& t, int64_t devices);
+// The drafter's, over the same devices (it shares the target's embedding and lm_head, split as the
+// target's). `replicated`: every device holds the whole drafter and its context cache and runs all
+// of it (no all-reduces; N times the drafter's memory) — Engine option drafterSharding.
+TensorParallel DrafterParallel(const DrafterConfig& d, const TargetConfig& t, int64_t devices, bool replicated = false);
 
 // What each of `devices` devices holds of these weights: split specs 1/devices, the rest whole.
 int64_t BytesPerDevice(const std::vector<WeightSpec>& specs, int64_t devices);

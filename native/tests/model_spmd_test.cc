@@ -173,6 +173,15 @@ TEST_P(ModelSpmd, DrafterMatchesOneDevice) {
   const auto many = RunOn(testing::TestMesh(n), BuildDrafter(d, c, Numerics{}, s), host, ints);
   EXPECT_LT(MaxDiff(one.at("logits"), many.at("logits")), 2e-4);
   EXPECT_EQ(one.at("draft"), many.at("draft"));
+  // The drafter whole on every device (drafterSharding 'replicated'): only the target's
+  // vocabulary-split embedding and LM head are split.
+  s.replicated = true;
+  const Program whole = BuildDrafter(d, c, Numerics{}, s);
+  EXPECT_TRUE(whole.inputs[whole.input_index("dk_cache")].sharding.replicated());
+  EXPECT_EQ(whole.inputs[whole.input_index("model.embed_tokens.weight")].sharding.dim, 0);
+  const auto rep = RunOn(testing::TestMesh(n), whole, host, ints);
+  EXPECT_LT(MaxDiff(one.at("logits"), rep.at("logits")), 2e-4);
+  EXPECT_EQ(one.at("draft"), rep.at("draft"));
 }
 
 INSTANTIATE_TEST_SUITE_P(Devices, ModelSpmd, ::testing::Values(2, 4));
