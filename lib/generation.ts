@@ -20,6 +20,7 @@ export class Generation {
   private accepted = 0;
   private deviceSeconds = 0;
   private firstAt = 0;
+  private cachedTokens = 0;
   private readonly offered: number[] = [];
   private readonly acceptedAt: number[] = [];
 
@@ -41,6 +42,7 @@ export class Generation {
 
   /** Applies one iteration's event; returns the done event when the sequence has ended. */
   onEvent(e: NativeSequenceEvent): DoneEvent | undefined {
+    if (e.cachedTokens !== undefined) this.cachedTokens = e.cachedTokens;
     if (!this.stopped && e.block > 0) this.step(e);
     if (e.finish === undefined) return undefined;
     if (e.finish === 'error') throw new Error(e.error ?? 'generation failed');
@@ -117,6 +119,7 @@ export class Generation {
     const decodeWall = this.firstAt ? (end - this.firstAt) / 1000 : 0;
     return {
       promptTokens: this.promptTokens,
+      cachedTokens: this.cachedTokens,
       tokens: gen,
       steps: this.steps,
       meanAcceptanceLength: this.steps > 0 ? this.stepTokens / this.steps : 0,

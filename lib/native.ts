@@ -75,6 +75,8 @@ export interface NativeSequenceEvent {
   seconds: number;
   finish?: 'eos' | 'maxTokens' | 'abort' | 'error';
   error?: string;
+  /** Prompt tokens found in the prefix cache when the sequence was admitted (absent before). */
+  cachedTokens?: number;
 }
 
 /** Compile / disk-cache activity of the engine's program cache. */
@@ -115,6 +117,11 @@ export interface NativeEngineStats {
   compiles: number;
   diskCacheHits: number;
   diskCacheRejects: number;
+  /** KV pages held by the prefix cache (shared by running sequences or kept for later ones). */
+  cachedPages: number;
+  /** Prefix caching since load: prompt tokens looked up at admission, and of those found cached. */
+  prefixCacheQueries: number;
+  prefixCacheHits: number;
   /** Engine-wide: positionOffered[i] steps offered draft position i + 1, positionAccepted[i] accepted it. */
   positionOffered: number[];
   positionAccepted: number[];

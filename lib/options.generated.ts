@@ -33,6 +33,8 @@ export interface EngineOptions {
   tensorParallel?: number;
   /** Replicas of the whole engine, each on its own tensorParallel devices with its own KV pool and scheduler; requests go to the least loaded. vLLM's --data-parallel-size. An integer in [1, 1024]. Default: 1. */
   dataParallel?: number;
+  /** Automatic prefix caching: full KV pages are kept, indexed by a hash chained over every token before them, and shared by later sequences whose prompt starts with the same tokens (a multi-turn chat, a common system prompt, n > 1 choices), which prefill only the rest. Unused cached pages are evicted least recently used. Output is identical with or without a hit. Default: true. */
+  prefixCaching?: boolean;
   /** With tensorParallel > 1: split the drafter over the devices as the target (its weights and context cache 1/N per device, two all-reduces per drafter layer), or keep it whole on every device (no all-reduces, N times its memory). bench:kernels -- --tp N times both. Default: 'split'. */
   drafterSharding?: 'split' | 'replicated';
 }
@@ -53,5 +55,5 @@ export interface RequestOptions {
   blockSize?: number;
 }
 
-export const ENGINE_OPTION_NAMES = ["pageSize","maxSeqLen","maxSequences","maxQueue","prefillChunk","prefillBudget","kvCacheMemory","dtype","kvDtype","cacheDir","adaptive","batchInvariant","warmup","tensorParallel","dataParallel","drafterSharding"] as const;
+export const ENGINE_OPTION_NAMES = ["pageSize","maxSeqLen","maxSequences","maxQueue","prefillChunk","prefillBudget","kvCacheMemory","dtype","kvDtype","cacheDir","adaptive","batchInvariant","warmup","tensorParallel","dataParallel","prefixCaching","drafterSharding"] as const;
 export const REQUEST_OPTION_NAMES = ["maxTokens","temperature","topP","topK","seed","blockSize"] as const;

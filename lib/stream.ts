@@ -32,6 +32,8 @@ export type StopReason = 'eos' | 'stop' | 'maxTokens' | 'abort';
 
 export interface GenerationStats {
   promptTokens: number;
+  /** Prompt tokens whose KV pages were found in the prefix cache (not computed again). */
+  cachedTokens: number;
   tokens: number;
   /** Verify steps (target forwards after prefill, speculative or plain) this sequence took part in. */
   steps: number;

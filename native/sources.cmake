@@ -36,6 +36,7 @@ set(DFLASH_CORE_SOURCES
   native/engine/steps.cc
   native/engine/scheduler.cc
   native/engine/iteration.cc
+  native/engine/prefix_reuse.cc
   native/engine/probe.cc
   native/engine/engine.cc
 )

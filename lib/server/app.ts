@@ -69,7 +69,7 @@ export function createServer(engine: Engine, options: ServerOptions = {}): Dflas
     // server's admission gate is where requests run and wait.
     running: () => engineStat('runningSequences') ?? admission.runningCount,
     queued: () => admission.queuedCount + (engineStat('queuedSequences') ?? 0),
-    pages: () => ({ free: engineStat('freePages'), total: engineStat('totalPages') }),
+    pages: () => ({ free: engineStat('freePages'), total: engineStat('totalPages'), cached: engineStat('cachedPages') }),
     replicas: () => {
       try {
         return engine.stats().mesh?.replicas ?? [];

@@ -155,7 +155,7 @@ async function handle(ctx: RequestContext, req: FastifyRequest, reply: FastifyRe
     ctx.metrics.generation({ stats: done.stats, speculative, finishReason: fr, ttft: timing.ttft(), tpot: timing.tpot() });
     if (abortCause) ctx.metrics.abortedRequest(abortCause);
     const ext = dflashExtension(done.stats, speculative, { queueMs, ttftMs: (timing.ttft() ?? 0) * 1000, tpotMs: (timing.tpot() ?? 0) * 1000 });
-    const u = usage(ids.length, done.ids.length);
+    const u = usage(ids.length, done.ids.length, done.stats.cachedTokens);
     if (streamed) return await finishStream(reply, shaper, fr, ext, u, body.stream_options?.include_usage === true);
     if (abortCause === 'client_disconnect') return answerAborted(ctx, reply, abortCause, false);
     return shaper.full(done.text, fr, u, ext);

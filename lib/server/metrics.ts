@@ -10,7 +10,7 @@ export interface LiveState {
   running(): number;
   queued(): number;
   /** engine.stats(): freePages / totalPages when the engine reports them. */
-  pages(): { free?: number; total?: number };
+  pages(): { free?: number; total?: number; cached?: number };
   /** engine.stats().mesh.replicas: each replica's sequences and pages (data parallelism). */
   replicas?(): Array<{ runningSequences: number; queuedSequences: number; freePages: number; submitted: number; devices: unknown[] }>;
 }
@@ -37,6 +37,8 @@ export class ServerMetrics {
   private readonly finished: Counter<'finish_reason'>;
   private readonly aborted: Counter<'cause'>;
   private readonly promptTokens: Counter;
+  private readonly prefixQueries: Counter;
+  private readonly prefixHits: Counter;
   private readonly generatedTokens: Counter<'mode'>;
   private readonly ttft: Histogram<'mode'>;
   private readonly tpot: Histogram<'mode'>;
@@ -70,6 +72,10 @@ export class ServerMetrics {
     perReplica('dflash_replica_requests_total', 'Requests sent to each data-parallel replica (counter semantics)', (r) => r.submitted);
     perReplica('dflash_replica_devices', 'Devices of each replica (its tensor-parallel size)', (r) => r.devices.length);
     this.promptTokens = new Counter({ name: 'dflash_prompt_tokens_total', help: 'Prompt tokens of admitted requests', registers });
+    // vLLM's prefix-cache counters, in tokens: hits / queries is the hit rate.
+    this.prefixQueries = new Counter({ name: 'dflash_prefix_cache_queries_total', help: 'Prompt tokens looked up in the prefix cache (finished requests)', registers });
+    this.prefixHits = new Counter({ name: 'dflash_prefix_cache_hits_total', help: 'Prompt tokens found in the prefix cache (their KV pages reused)', registers });
+    new Gauge({ name: 'dflash_prefix_cache_pages', help: 'KV pages held by the prefix cache', registers, collect() { const p = live.pages(); if (p.cached !== undefined) this.set(p.cached); } });
     this.generatedTokens = new Counter({ name: 'dflash_generated_tokens_total', help: 'Generated tokens, by decoding mode', labelNames: ['mode'], registers });
     this.ttft = new Histogram({ name: 'dflash_time_to_first_token_seconds', help: 'Request arrival to first token, queue wait included', labelNames: ['mode'], buckets: TTFT_BUCKETS, registers });
     this.tpot = new Histogram({ name: 'dflash_time_per_output_token_seconds', help: 'Seconds per output token after the first', labelNames: ['mode'], buckets: TPOT_BUCKETS, registers });
@@ -100,6 +106,8 @@ export class ServerMetrics {
     const s = o.stats;
     this.finished.inc({ finish_reason: o.finishReason });
     this.promptTokens.inc(s.promptTokens);
+    this.prefixQueries.inc(s.promptTokens);
+    this.prefixHits.inc(s.cachedTokens ?? 0);
     this.generatedTokens.inc({ mode }, s.tokens);
     if (o.ttft !== undefined) this.ttft.observe({ mode }, o.ttft);
     if (o.tpot !== undefined) this.tpot.observe({ mode }, o.tpot);

@@ -56,10 +56,12 @@ export interface Usage {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
+  /** OpenAI's shape: prompt tokens served from the prefix cache (KV pages computed before). */
+  prompt_tokens_details: { cached_tokens: number };
 }
 
-export const usage = (prompt: number, completion: number): Usage =>
-  ({ prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion });
+export const usage = (prompt: number, completion: number, cached = 0): Usage =>
+  ({ prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion, prompt_tokens_details: { cached_tokens: cached } });
 
 /** The `dflash` extension field: how speculative decoding went for this one generation. */
 export interface DflashExtension {

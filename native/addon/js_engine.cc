@@ -87,6 +87,7 @@ Napi::Array SequenceEventsToJs(Napi::Env env, const std::vector<engine::Sequence
     o.Set("seconds", e.iteration_seconds);
     if (!e.finish.empty()) o.Set("finish", e.finish);
     if (!e.error.empty()) o.Set("error", e.error);
+    if (e.cached_tokens >= 0) o.Set("cachedTokens", static_cast<double>(e.cached_tokens));
     arr.Set(i, o);
   }
   return arr;
@@ -295,6 +296,9 @@ Napi::Value JsEngine::Stats(const Napi::CallbackInfo& info) {
   num("compiles", sc.compiles);
   num("diskCacheHits", sc.disk_hits);
   num("diskCacheRejects", sc.disk_rejects);
+  num("cachedPages", sc.cached_pages);
+  num("prefixCacheQueries", sc.prefix_queries);
+  num("prefixCacheHits", sc.prefix_hits);
   auto offered = Napi::Array::New(env), accepted = Napi::Array::New(env);
   for (size_t i = 1; i < sc.offered.size(); ++i) {
     offered.Set(i - 1, static_cast<double>(sc.offered[i]));

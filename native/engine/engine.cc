@@ -24,6 +24,7 @@ void Add(SchedulerStats& sum, const SchedulerStats& s) {
   for (size_t i = 0; i < s.accepted.size(); ++i) sum.accepted[i] += s.accepted[i];
   sum.device.executions += s.device.executions, sum.device.host_transfers += s.device.host_transfers;
   sum.device.cache_copies += s.device.cache_copies, sum.device.device_seconds += s.device.device_seconds;
+  sum.prefix_queries += s.prefix_queries, sum.prefix_hits += s.prefix_hits, sum.cached_pages += s.cached_pages;
 }
 
 }  // namespace

@@ -21,17 +21,25 @@ void Scheduler::Admit() {
   const int32_t page_size = rt_->options().page_size;
   while (!waiting_.empty() && static_cast<int32_t>(running_.size()) < rt_->options().max_sequences && !free_slots_.empty()) {
     Sequence& s = *waiting_.front();
+    // The pages its known tokens start with that are cached (prefix caching); it waits while a
+    // running prefill is about to register its next one (FIFO: then everybody behind it waits).
+    const std::vector<int32_t> cached = CachedPrefix(s);
+    if (WaitsForPromised(s, cached.size())) break;
+    int32_t evictable = 0;  // cached pages nobody uses count as free until it shares them
+    for (int32_t p : cached) evictable += pages.users(p) == 0;
     // Pages for every known token and one block, with one page of headroom per running
     // sequence (their next blocks), so an admission does not immediately force a preemption.
-    const int64_t need = PageAllocator::PagesFor(static_cast<int64_t>(s.tokens.size()) + s.block_cap, page_size);
-    if (need + static_cast<int64_t>(running_.size()) > pages.free_pages()) break;  // FIFO: nobody overtakes
+    const int64_t need = PageAllocator::PagesFor(static_cast<int64_t>(s.tokens.size()) + s.block_cap, page_size) -
+                         static_cast<int64_t>(cached.size());
+    if (need + static_cast<int64_t>(running_.size()) > pages.free_pages() - evictable) break;  // FIFO: nobody overtakes
     s.slot = free_slots_.back();
     free_slots_.pop_back();
     s.admitted_at = ++admissions_;
     s.kv_len = 0;
     s.ctx_len = 0;
     s.pending_block = 0;
-    s.phase = s.tokens.size() > 1 ? Sequence::Phase::kPrefill : Sequence::Phase::kDecode;
+    ShareCachedPrefix(s, cached);
+    s.phase = s.kv_len < static_cast<int64_t>(s.tokens.size()) - 1 ? Sequence::Phase::kPrefill : Sequence::Phase::kDecode;
     running_.push_back(std::move(waiting_.front()));
     waiting_.pop_front();
     --queued_;
@@ -39,7 +47,10 @@ void Scheduler::Admit() {
 }
 
 void Scheduler::Preempt(Sequence& s) {
-  rt_->pool().pages().Release(s.pages);
+  rt_->pool().pages().Release(s.pages);  // its registered pages stay cached: it finds them when admitted again
+  Unpromise(s);
+  s.registered_pages = 0;
+  s.context_pages = 0;
   if (s.slot >= 0) free_slots_.push_back(s.slot);
   s.slot = -1;
   s.kv_len = 0;
@@ -116,6 +127,7 @@ void Scheduler::Iterate() {
         ++local_.prefill_calls;
       }
       s->ctx_len = s->kv_len;
+      RegisterFullPages(*s);
       if (s->kv_len == static_cast<int64_t>(s->tokens.size()) - 1) s->phase = Sequence::Phase::kDecode;
     } catch (const std::exception& e) {
       FailAll({s}, e.what());
@@ -158,6 +170,7 @@ void Scheduler::RunDecode(const std::vector<Sequence*>& rows) {
     }
     SequenceEvent ev;
     ev.id = s.id;
+    ev.cached_tokens = s.cached_tokens;
     ev.block = block;
     ev.proposed = s.pending_block > 0 ? block - 1 : 0;
     std::string finish;
@@ -230,6 +243,7 @@ void Scheduler::RunDecode(const std::vector<Sequence*>& rows) {
     s.kv_len += n[r];
     // Pages past the committed tokens return to the pool; the next verify grows them again.
     rt_->pool().pages().ShrinkTo(s.pages, PageAllocator::PagesFor(s.kv_len, rt_->options().page_size));
+    RegisterFullPages(s);
   }
 }
 
@@ -262,6 +276,7 @@ void Scheduler::Draft(const std::vector<Sequence*>& rows, const std::vector<std:
         pos += rt_->Prefill(*s, pos, static_cast<int32_t>(std::min<int64_t>(s->kv_len - pos, rt_->options().prefill_chunk)));
         s->ctx_len = pos;
         ++local_.catch_ups;
+        RegisterFullPages(*s);  // marks the pages whose context rows it wrote
       }
     const auto t0 = std::chrono::steady_clock::now();
     rt_->Draft(rows, append, last, block_len, block);

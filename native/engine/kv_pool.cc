@@ -35,7 +35,7 @@ int64_t KvPool::PageBytes(const models::TargetConfig& t, const models::DrafterCo
 
 KvPool::KvPool(const pjrt::Mesh& mesh, const models::TargetConfig& t, const models::DrafterConfig* d,
                const models::Numerics& n, int32_t page_size, int32_t total_pages, bool drafter_replicated)
-    : pages_(total_pages), page_size_(page_size) {
+    : pages_(total_pages, page_size), page_size_(page_size) {
   const int64_t devices = static_cast<int64_t>(mesh.size());
   const models::TensorParallel tp = models::TargetParallel(t, devices);
   k = ZerosOnDevice(mesh, n.kv_dtype, models::KeyCacheDims(t.num_layers, total_pages, page_size, tp.kv_heads, t.head_dim), tp.Cache());

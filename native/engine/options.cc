@@ -169,6 +169,11 @@ const std::vector<OptionSpec>& EngineOptionSpecs() {
       Int("dataParallel", 1, 1, 1024,
           "Replicas of the whole engine, each on its own tensorParallel devices with its own KV pool and scheduler; "
           "requests go to the least loaded. vLLM's --data-parallel-size."),
+      Bool("prefixCaching", true,
+           "Automatic prefix caching: full KV pages are kept, indexed by a hash chained over every token before them, and "
+           "shared by later sequences whose prompt starts with the same tokens (a multi-turn chat, a common system prompt, "
+           "n > 1 choices), which prefill only the rest. Unused cached pages are evicted least recently used. Output is "
+           "identical with or without a hit."),
       Enum("drafterSharding", "split", {"split", "replicated"},
            "With tensorParallel > 1: split the drafter over the devices as the target (its weights and context cache 1/N "
            "per device, two all-reduces per drafter layer), or keep it whole on every device (no all-reduces, N times its "
@@ -209,6 +214,7 @@ EngineOptions ParseEngineOptions(const std::map<std::string, OptionValue>& value
     else if (n == "tensorParallel") o.tensor_parallel = I(v);
     else if (n == "dataParallel") o.data_parallel = I(v);
     else if (n == "drafterSharding") o.drafter_sharding = std::get<std::string>(v);
+    else if (n == "prefixCaching") o.prefix_caching = std::get<bool>(v);
     else throw std::logic_error("engine option " + n + " has no field");
   });
   return o;

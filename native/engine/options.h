@@ -30,6 +30,7 @@ struct EngineOptions {
   int32_t tensor_parallel;  // devices one replica's programs are split over (models/parallel.h)
   int32_t data_parallel;    // replicas, each with its own devices, weights, KV pool and scheduler
   std::string drafter_sharding;  // split | replicated: the drafter over the tensor-parallel devices
+  bool prefix_caching;      // share the KV pages of common prompt prefixes (engine/page_allocator.h)
 };
 
 struct RequestOptions {

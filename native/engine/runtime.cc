@@ -75,6 +75,14 @@ std::vector<std::string> Runtime::LoadWeights(const std::vector<TensorSource>& t
   // invariant against, so it takes the fastest single-row path.
   const bool invariant = opt_.batch_invariant && (drafter_.has_value() || opt_.max_sequences > 1);
   dtypes_ = ChooseDtypes(client().platform_name(), CheckpointDtype(target), opt_.dtype, opt_.kv_dtype, invariant);
+  {
+    // What makes a page's bytes: the checkpoints (tensor names, shapes, byte ranges, files),
+    // the numerics and the drafter's configuration.
+    std::string id = dtypes_.numerics.Key() + (drafter_ ? " drafter" + std::to_string(drafter_->block_size) : " plain");
+    for (const auto* list : {&target, &drafter})
+      for (const auto& t : *list) id += "|" + t.file + ":" + t.name + "@" + std::to_string(t.offset) + "+" + std::to_string(t.nbytes);
+    prefix_seed_ = Fnv1a64(id);
+  }
   const pjrt::DType dt = dtypes_.numerics.dtype;
   LoadProgress base;
   base.model = "target";

@@ -85,6 +85,9 @@ class Runtime {
   const pjrt::Mesh& mesh() const { return mesh_; }
   int64_t devices() const { return static_cast<int64_t>(mesh_.size()); }
   bool drafter_replicated() const { return opt_.drafter_sharding == "replicated"; }
+  // The first page's previous hash in the prefix index: this engine's models and numerics (a page
+  // is the same bytes only for the same weights, dtypes and drafter).
+  uint64_t prefix_seed() const { return prefix_seed_; }
   pjrt::Client& client() { return mesh_.client(); }
   const pjrt::Client& client() const { return mesh_.client(); }
   KvPool& pool() { return *pool_; }
@@ -117,6 +120,7 @@ class Runtime {
   EngineOptions opt_;
   DtypeChoice dtypes_;
   int32_t max_seq_len_ = 0;
+  uint64_t prefix_seed_ = 0;
   ProgramCache programs_;
   DeviceCounters counters_;
   WeightMap weights_;

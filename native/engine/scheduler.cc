@@ -159,6 +159,7 @@ void Scheduler::Finish(Sequence& s, const std::string& reason, const std::string
     it = event_index_.emplace(s.id, events_.size()).first;
     events_.push_back(SequenceEvent{});
     events_.back().id = s.id;
+    events_.back().cached_tokens = s.cached_tokens;
   }
   events_[it->second].finish = reason;
   events_[it->second].error = error;
@@ -177,7 +178,8 @@ void Scheduler::Retire() {
   auto& pages = rt_->pool().pages();
   for (auto& s : running_) {
     if (s->phase != Sequence::Phase::kDone) continue;
-    pages.Release(s->pages);
+    pages.Release(s->pages);  // registered pages stay cached (evictable) for later prompts
+    Unpromise(*s);
     if (s->slot >= 0) free_slots_.push_back(s->slot);
     s->slot = -1;
   }
@@ -190,6 +192,7 @@ void Scheduler::Publish() {
   if (rt_->has_pool()) {
     local_.free_pages = rt_->pool().pages().free_pages();
     local_.total_pages = rt_->pool().total_pages() - 1;
+    local_.cached_pages = rt_->pool().pages().cached_pages();
   }
   local_.device = rt_->counters();
   local_.compiles = rt_->programs().compiles();

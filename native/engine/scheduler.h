@@ -25,6 +25,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "engine/runtime.h"
@@ -47,6 +48,9 @@ struct SchedulerStats {
   std::vector<int64_t> offered, accepted;  // engine-wide per draft position (index 0 unused)
   DeviceCounters device;
   int64_t compiles = 0, disk_hits = 0, disk_rejects = 0;
+  // Prefix caching: prompt tokens looked up / found cached at admission, pages cached now.
+  int64_t prefix_queries = 0, prefix_hits = 0;
+  int32_t cached_pages = 0;
 };
 
 class Scheduler {
@@ -93,6 +97,20 @@ class Scheduler {
              const std::vector<bool>& continues, int32_t next, int32_t k);
   void Retire();
   void Publish();
+  // ---- prefix caching (prefix_reuse.cc) ----
+  // Extends s.page_hashes over its full pages of tokens[0, n).
+  void HashPages(Sequence& s, int64_t n);
+  // The cached pages a new admission of s would share: its known tokens but the last (what its
+  // prefill would compute), page by page while the index has them.
+  std::vector<int32_t> CachedPrefix(Sequence& s);
+  // Whether s should wait for a running prefill that promised its first uncached page.
+  bool WaitsForPromised(const Sequence& s, size_t cached) const;
+  // At admission: shares `cached`, sets kv_len / ctx_len past what needs no computing, promises
+  // the rest of its prompt's full pages.
+  void ShareCachedPrefix(Sequence& s, const std::vector<int32_t>& cached);
+  // After s's kv_len / ctx_len advanced: registers its newly full pages, marks their context.
+  void RegisterFullPages(Sequence& s);
+  void Unpromise(Sequence& s, size_t keep = 0);
 
   std::unique_ptr<Runtime> rt_;
   std::set<int32_t> eos_ids_;
@@ -116,6 +134,7 @@ class Scheduler {
   std::vector<int32_t> free_slots_;
   std::vector<SequenceEvent> events_;
   std::map<int64_t, size_t> event_index_;  // sequence id -> its event in events_
+  std::unordered_multiset<uint64_t> promised_;  // page hashes running prefills will register
   int64_t admissions_ = 0;
   SchedulerStats local_;
   std::thread thread_;

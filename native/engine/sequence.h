@@ -36,6 +36,16 @@ struct Sequence {
   int64_t admitted_at = 0;          // admission order (preemption takes the newest first)
   int64_t preemptions = 0;
   AcceptanceStats acceptance;
+  // Prefix caching (engine/page_allocator.h): chained hashes of its full pages of known tokens,
+  // how many of its leading pages were offered to the prefix index (registered, shared, or
+  // duplicates kept private) and marked as holding drafter context rows, the hashes its prefill
+  // promised to register (others wait for them rather than compute them again), and the prompt
+  // tokens its first admission found cached (-1 before it).
+  std::vector<uint64_t> page_hashes;
+  int32_t registered_pages = 0;
+  int32_t context_pages = 0;
+  std::vector<uint64_t> promised;
+  int64_t cached_tokens = -1;
 
   bool speculative() const { return block_cap > 1; }
   int32_t last() const { return tokens.back(); }
@@ -51,6 +61,7 @@ struct SequenceEvent {
   std::string finish;            // "" while running; "eos" | "maxTokens" | "abort" | "error"
   std::string error;             // the message when finish == "error"
   double iteration_seconds = 0;  // device time of the iteration the step ran in (shared by its rows)
+  int64_t cached_tokens = -1;    // prompt tokens the prefix cache held at admission (-1: not admitted yet)
 };
 
 }  // namespace dflash::engine

@@ -1,0 +1,95 @@
+// Prefix caching in the scheduler (page_allocator.h has the index): at admission a sequence
+// shares every cached page its known tokens start with and prefills only the rest; as its pages
+// fill with committed tokens — prompt and generated alike, so a multi-turn chat finds its whole
+// history — they are registered for later sequences. A sequence whose first uncached page is one
+// a running prefill promised waits for it instead of computing it again (n > 1 choices, many
+// requests behind one system prompt). Output is unchanged by a hit: with batch-invariant kernels a
+// page's K/V (and drafter context rows) are the same bytes whoever computed them.
+#include <algorithm>
+
+#include "engine/page_allocator.h"
+#include "engine/scheduler.h"
+
+namespace dflash::engine {
+
+void Scheduler::HashPages(Sequence& s, int64_t n) {
+  const int32_t S = rt_->options().page_size;
+  while (static_cast<int64_t>(s.page_hashes.size() + 1) * S <= n) {
+    const size_t p = s.page_hashes.size();
+    const uint64_t previous = p == 0 ? rt_->prefix_seed() : s.page_hashes[p - 1];
+    s.page_hashes.push_back(PrefixHash(previous, s.tokens.data() + p * S, S));
+  }
+}
+
+std::vector<int32_t> Scheduler::CachedPrefix(Sequence& s) {
+  std::vector<int32_t> pages;
+  if (!rt_->options().prefix_caching) return pages;
+  const int32_t S = rt_->options().page_size;
+  HashPages(s, static_cast<int64_t>(s.tokens.size()) - 1);
+  const auto& alloc = rt_->pool().pages();
+  for (size_t p = 0; p < s.page_hashes.size(); ++p) {
+    const int32_t page = alloc.Find(s.page_hashes[p], s.tokens.data() + p * S);
+    if (page < 0) break;
+    pages.push_back(page);
+  }
+  return pages;
+}
+
+bool Scheduler::WaitsForPromised(const Sequence& s, size_t cached) const {
+  return cached < s.page_hashes.size() && promised_.count(s.page_hashes[cached]) > 0;
+}
+
+void Scheduler::ShareCachedPrefix(Sequence& s, const std::vector<int32_t>& cached) {
+  const int32_t S = rt_->options().page_size;
+  auto& alloc = rt_->pool().pages();
+  for (int32_t page : cached) alloc.Share(s.pages, page);
+  // A speculative sequence needs the drafter's context rows of its prefix too: its prefill resumes
+  // at the first shared page without them (rewriting the same target K/V there, and writing the
+  // context rows any sequence would write).
+  int32_t usable = static_cast<int32_t>(cached.size());
+  if (s.speculative()) {
+    usable = 0;
+    while (usable < static_cast<int32_t>(cached.size()) && alloc.has_context(cached[usable])) ++usable;
+  }
+  s.kv_len = s.ctx_len = static_cast<int64_t>(usable) * S;
+  s.registered_pages = static_cast<int32_t>(cached.size());
+  s.context_pages = usable;
+  for (size_t p = cached.size(); p < s.page_hashes.size(); ++p) {
+    promised_.insert(s.page_hashes[p]);
+    s.promised.push_back(s.page_hashes[p]);
+  }
+  const bool first = s.cached_tokens < 0;
+  if (first) s.cached_tokens = s.kv_len;
+  local_.prefix_queries += static_cast<int64_t>(s.tokens.size());
+  local_.prefix_hits += s.kv_len;
+}
+
+void Scheduler::RegisterFullPages(Sequence& s) {
+  if (!rt_->options().prefix_caching) return;
+  const int32_t S = rt_->options().page_size;
+  auto& alloc = rt_->pool().pages();
+  HashPages(s, s.kv_len);
+  while (s.registered_pages < static_cast<int32_t>(std::min(s.page_hashes.size(), s.pages.size())) &&
+         static_cast<int64_t>(s.registered_pages + 1) * S <= s.kv_len) {
+    const int32_t p = s.registered_pages++;
+    alloc.Register(s.pages[p], s.page_hashes[p], s.tokens.data() + static_cast<size_t>(p) * S);  // false: a duplicate, kept private
+    auto it = std::find(s.promised.begin(), s.promised.end(), s.page_hashes[p]);
+    if (it != s.promised.end()) {
+      promised_.erase(promised_.find(*it));
+      s.promised.erase(it);
+    }
+  }
+  if (!s.speculative()) return;
+  const int32_t with_context = static_cast<int32_t>(std::min<int64_t>(s.ctx_len / S, s.registered_pages));
+  while (s.context_pages < with_context) alloc.MarkContext(s.pages[s.context_pages++]);
+}
+
+void Scheduler::Unpromise(Sequence& s, size_t keep) {
+  while (s.promised.size() > keep) {
+    auto it = promised_.find(s.promised.back());
+    if (it != promised_.end()) promised_.erase(it);
+    s.promised.pop_back();
+  }
+}
+
+}  // namespace dflash::engine
