@@ -134,7 +134,8 @@ export class Engine extends (EventEmitter as new () => TypedEmitter<EngineEvents
       if (signal.aborted) return reject(new AbortError());
       const id = this.engine.submit(tokens, request);  // throws: prompt errors, QUEUE_FULL
       const block = request.blockSize === 1 || !this.config.drafter ? 1 : (request.blockSize as number | undefined) || this.config.drafter.blockSize;
-      const gen = new Generation(stream, this.tokenizer, stops, tokens.length, startedAt, () => this.engine.cancel(id), block);
+      const gen = new Generation(stream, this.tokenizer, stops, tokens, startedAt, () => this.engine.cancel(id), block,
+        options.logprobs !== undefined && options.logprobs >= 0, options.promptLogprobs !== undefined && options.promptLogprobs >= 0);
       this.live.set(id, { gen, resolve, reject });
       signal.addEventListener('abort', () => this.engine.cancel(id), { once: true });
     }), options.signal);

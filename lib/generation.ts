@@ -4,7 +4,8 @@
 // there); stop strings are found here, after which the native sequence is cancelled and no
 // further text is released.
 import type { NativeSequenceEvent } from './native';
-import type { DoneEvent, GenerationStats, GenerationStream, StopReason } from './stream';
+import type { NativeLogprobs } from './native';
+import type { DoneEvent, GenerationStats, GenerationStream, PromptLogprob, StopReason, TokenLogprob } from './stream';
 import { IncrementalDetokenizer, Tokenizer } from './tokenizer';
 
 export class Generation {
@@ -21,6 +22,8 @@ export class Generation {
   private deviceSeconds = 0;
   private firstAt = 0;
   private cachedTokens = 0;
+  private readonly tokenLogprobs: Array<TokenLogprob & { top: TokenLogprob[] }> = [];
+  private promptLogprobs: Array<PromptLogprob | null> | undefined;
   private readonly offered: number[] = [];
   private readonly acceptedAt: number[] = [];
 
@@ -28,13 +31,17 @@ export class Generation {
     private readonly stream: GenerationStream,
     tokenizer: Tokenizer,
     private readonly stops: string[],
-    private readonly promptTokens: number,
+    /** The prompt's token ids (for prompt log-probabilities). */
+    private readonly prompt: ArrayLike<number>,
     private readonly startedAt: number,
     /** Cancels the native sequence (after a stop string). */
     private readonly cancel: () => void,
     /** Largest block this sequence may verify: per-position acceptance has block - 1 entries. */
     maxBlock = 1,
+    private readonly wantsLogprobs = false,
+    wantsPromptLogprobs = false,
   ) {
+    if (wantsPromptLogprobs) this.promptLogprobs = [null];
     for (let i = 0; i + 1 < maxBlock; i++) this.offered[i] = this.acceptedAt[i] = 0;
     this.detok = new IncrementalDetokenizer(tokenizer);
     this.maxStop = stops.reduce((m, s) => Math.max(m, s.length), 0);
@@ -43,6 +50,12 @@ export class Generation {
   /** Applies one iteration's event; returns the done event when the sequence has ended. */
   onEvent(e: NativeSequenceEvent): DoneEvent | undefined {
     if (e.cachedTokens !== undefined) this.cachedTokens = e.cachedTokens;
+    if (e.promptLogprobs) {
+      this.promptLogprobs ??= [null];
+      const p = e.promptLogprobs;
+      for (let i = 0; i < p.logprobs.length; i++)
+        this.promptLogprobs[p.from + i] = { id: this.prompt[p.from + i], logprob: p.logprobs[i], top: alternatives(p, i) };
+    }
     if (!this.stopped && e.block > 0) this.step(e);
     if (e.finish === undefined) return undefined;
     if (e.finish === 'error') throw new Error(e.error ?? 'generation failed');
@@ -55,7 +68,10 @@ export class Generation {
         this.stream.pushToken({ id: -1, text: tail, drafted: false });
       }
     }
-    return { reason, text: this.text, ids: this.ids.slice(), stats: this.stats() };
+    const done: DoneEvent = { reason, text: this.text, ids: this.ids.slice(), stats: this.stats() };
+    if (this.promptLogprobs) done.promptLogprobs = this.promptLogprobs;
+    if (this.wantsLogprobs) done.logprobs = this.tokenLogprobs.slice(0, this.ids.length);
+    return done;
   }
 
   private step(e: NativeSequenceEvent): void {
@@ -76,11 +92,16 @@ export class Generation {
       block: e.block,
     });
     if (e.tokens.length > 0 && !this.firstAt) this.firstAt = performance.now();
-    for (let i = 0; i < e.tokens.length && !this.stopped; i++) this.commit(e.tokens[i], i < e.drafted, e.finish !== undefined && i === e.tokens.length - 1);
+    for (let i = 0; i < e.tokens.length && !this.stopped; i++) {
+      const lp = e.logprobs ? { id: e.tokens[i], logprob: e.logprobs.logprobs[i], top: alternatives(e.logprobs, i) } : undefined;
+      if (lp) this.tokenLogprobs.push(lp);
+      this.commit(e.tokens[i], i < e.drafted, e.finish !== undefined && i === e.tokens.length - 1, lp);
+    }
   }
 
   // One token: detokenize, look for stop strings, release what cannot be part of one.
-  private commit(id: number, drafted: boolean, last: boolean): void {
+  private commit(id: number, drafted: boolean, last: boolean, lp?: TokenLogprob & { top: TokenLogprob[] }): void {
+    const extra = lp ? { logprob: lp.logprob, topLogprobs: lp.top } : {};
     this.ids.push(id);
     this.held += this.detok.push([id]);
     let release: string;
@@ -90,7 +111,7 @@ export class Generation {
         release = this.held.slice(0, hit);
         this.text += release;
         this.held = '';
-        this.stream.pushToken({ id, text: release, drafted });
+        this.stream.pushToken({ id, text: release, drafted, ...extra });
         this.stopped = true;
         this.cancel();
         return;
@@ -109,7 +130,7 @@ export class Generation {
       this.held = '';
     }
     this.text += release;
-    this.stream.pushToken({ id, text: release, drafted });
+    this.stream.pushToken({ id, text: release, drafted, ...extra });
   }
 
   private stats(): GenerationStats {
@@ -118,7 +139,7 @@ export class Generation {
     const gen = this.ids.length;
     const decodeWall = this.firstAt ? (end - this.firstAt) / 1000 : 0;
     return {
-      promptTokens: this.promptTokens,
+      promptTokens: this.prompt.length,
       cachedTokens: this.cachedTokens,
       tokens: gen,
       steps: this.steps,
@@ -132,6 +153,13 @@ export class Generation {
       hostOverheadSeconds: Math.max(0, wall - this.deviceSeconds),
     };
   }
+}
+
+/** Token i's alternatives from a native log-probability block. */
+function alternatives(lp: NativeLogprobs, i: number): TokenLogprob[] {
+  const out: TokenLogprob[] = [];
+  for (let t = 0; t < lp.top; t++) out.push({ id: lp.topIds[i * lp.top + t], logprob: lp.topLogprobs[i * lp.top + t] });
+  return out;
 }
 
 function firstStop(text: string, stops: string[]): number {

@@ -77,6 +77,18 @@ export interface NativeSequenceEvent {
   error?: string;
   /** Prompt tokens found in the prefix cache when the sequence was admitted (absent before). */
   cachedTokens?: number;
+  /** With request option logprobs >= 0: one per token of `tokens`, `top` alternatives each. */
+  logprobs?: NativeLogprobs;
+  /** With promptLogprobs >= 0: of the prompt tokens at positions from, from + 1, ... */
+  promptLogprobs?: NativeLogprobs & { from: number };
+}
+
+export interface NativeLogprobs {
+  logprobs: Float32Array;
+  top: number;
+  /** top per token, most likely first */
+  topIds: Int32Array;
+  topLogprobs: Float32Array;
 }
 
 /** Compile / disk-cache activity of the engine's program cache. */

@@ -53,7 +53,11 @@ export interface RequestOptions {
   seed?: number;
   /** Largest speculative block (tokens verified per step); 0 = the drafter's block size, 1 = plain decoding. An integer in [0, 1024]. Default: 0. */
   blockSize?: number;
+  /** Log-probability of every generated token under the target's own distribution (log_softmax of its logits), and this many most likely alternatives at each position; -1 = off, 0 = the token's own only. With speculation they come from the verify pass that accepted the token: the same values plain decoding gives. An integer in [-1, 20]. Default: -1. */
+  logprobs?: number;
+  /** The same for every prompt token after the first (OpenAI's echo), computed by the prefill; -1 = off. Such a request computes its whole prompt (no prefix-cache reuse). An integer in [-1, 20]. Default: -1. */
+  promptLogprobs?: number;
 }
 
 export const ENGINE_OPTION_NAMES = ["pageSize","maxSeqLen","maxSequences","maxQueue","prefillChunk","prefillBudget","kvCacheMemory","dtype","kvDtype","cacheDir","adaptive","batchInvariant","warmup","tensorParallel","dataParallel","prefixCaching","drafterSharding"] as const;
-export const REQUEST_OPTION_NAMES = ["maxTokens","temperature","topP","topK","seed","blockSize"] as const;
+export const REQUEST_OPTION_NAMES = ["maxTokens","temperature","topP","topK","seed","blockSize","logprobs","promptLogprobs"] as const;

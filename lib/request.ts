@@ -25,9 +25,17 @@ export interface GenerateOptions {
    *  `{ blockSize }` caps the block (the scheduler may still verify fewer tokens per step when
    *  adaptive speculation finds that faster). */
   speculative?: { blockSize?: number } | false;
+  /** Log-probability of every generated token under the target's own distribution (log_softmax
+   *  of its logits, before temperature / top-k / top-p), with this many most likely alternatives
+   *  (0-20) at each position: token events and done.logprobs carry them. With speculation they
+   *  come from the verify pass that accepted the token, equal to plain decoding's. */
+  logprobs?: number;
+  /** The same (0-20 alternatives) for every prompt token after the first: done.promptLogprobs
+   *  (OpenAI's echo). The prompt is then computed whole (no prefix-cache reuse). */
+  promptLogprobs?: number;
 }
 
-const GENERATE_OPTIONS = ['maxTokens', 'temperature', 'topP', 'topK', 'seed', 'stop', 'signal', 'speculative'] as const;
+const GENERATE_OPTIONS = ['maxTokens', 'temperature', 'topP', 'topK', 'seed', 'stop', 'signal', 'speculative', 'logprobs', 'promptLogprobs'] as const;
 /** Engine.load's own options besides the native engine options. */
 const LOAD_OPTIONS = ['target', 'drafter', 'plugin', 'cacheDir', 'onProgress', 'devices'] as const;
 
@@ -96,6 +104,7 @@ export function requestOptions(o: unknown, hasDrafter: boolean): { request: Reco
     maxTokens: opts.maxTokens, temperature: opts.temperature, topP: opts.topP, topK: opts.topK,
     seed: opts.seed ?? Math.floor(Math.random() * 2 ** 31),
     blockSize: spec === false ? 1 : spec ? (spec as { blockSize?: unknown }).blockSize : undefined,
+    logprobs: opts.logprobs, promptLogprobs: opts.promptLogprobs,
   };
   native().validateRequestOptions(request);  // the schema's message: option, value, range
   return { request, stops: stopList(opts.stop) };

@@ -13,6 +13,21 @@ export interface TokenEvent {
   text: string;
   /** True when the token was proposed by the drafter and accepted by the target. */
   drafted: boolean;
+  /** With generate({ logprobs }): the token's log-probability under the target's own
+   *  distribution (log_softmax of its logits), and the `logprobs` most likely tokens there. */
+  logprob?: number;
+  topLogprobs?: TokenLogprob[];
+}
+
+/** A token id and its log-probability. */
+export interface TokenLogprob {
+  id: number;
+  logprob: number;
+}
+
+/** A prompt token's log-probability given the tokens before it, and the most likely tokens there. */
+export interface PromptLogprob extends TokenLogprob {
+  top: TokenLogprob[];
 }
 
 export interface StepEvent {
@@ -62,6 +77,11 @@ export interface DoneEvent {
   text: string;
   ids: number[];
   stats: GenerationStats;
+  /** With generate({ promptLogprobs }): one entry per prompt token, null for the first (nothing
+   *  predicts it). */
+  promptLogprobs?: Array<PromptLogprob | null>;
+  /** With generate({ logprobs }): per token of `ids`, its log-probability and alternatives. */
+  logprobs?: Array<TokenLogprob & { top: TokenLogprob[] }>;
 }
 
 export type GenerationEvents = {

@@ -17,6 +17,7 @@ set(DFLASH_CORE_SOURCES
   native/models/layers.cc
   native/models/paged.cc
   native/models/accept.cc
+  native/models/logprobs.cc
   native/models/sampling.cc
   native/models/parallel.cc
   native/models/moe.cc

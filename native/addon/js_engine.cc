@@ -72,6 +72,22 @@ Napi::Object ProgramEventToJs(Napi::Env env, const engine::ProgramEvent& e) {
   return o;
 }
 
+// { logprobs: Float32Array, top, topIds: Int32Array, topLogprobs: Float32Array } (top per token).
+Napi::Object LogprobsToJs(Napi::Env env, const engine::TokenLogprobs& lp) {
+  auto o = Napi::Object::New(env);
+  auto l = Napi::Float32Array::New(env, lp.logprob.size());
+  for (size_t i = 0; i < lp.logprob.size(); ++i) l[i] = lp.logprob[i];
+  auto ids = Napi::Int32Array::New(env, lp.top_ids.size());
+  for (size_t i = 0; i < lp.top_ids.size(); ++i) ids[i] = lp.top_ids[i];
+  auto vals = Napi::Float32Array::New(env, lp.top_logprobs.size());
+  for (size_t i = 0; i < lp.top_logprobs.size(); ++i) vals[i] = lp.top_logprobs[i];
+  o.Set("logprobs", l);
+  o.Set("top", lp.top);
+  o.Set("topIds", ids);
+  o.Set("topLogprobs", vals);
+  return o;
+}
+
 Napi::Array SequenceEventsToJs(Napi::Env env, const std::vector<engine::SequenceEvent>& evs) {
   auto arr = Napi::Array::New(env, evs.size());
   for (size_t i = 0; i < evs.size(); ++i) {
@@ -88,6 +104,12 @@ Napi::Array SequenceEventsToJs(Napi::Env env, const std::vector<engine::Sequence
     if (!e.finish.empty()) o.Set("finish", e.finish);
     if (!e.error.empty()) o.Set("error", e.error);
     if (e.cached_tokens >= 0) o.Set("cachedTokens", static_cast<double>(e.cached_tokens));
+    if (e.logprobs.size() > 0) o.Set("logprobs", LogprobsToJs(env, e.logprobs));
+    if (e.prompt_logprobs.size() > 0) {
+      auto p = LogprobsToJs(env, e.prompt_logprobs);
+      p.Set("from", static_cast<double>(e.prompt_logprobs_from));
+      o.Set("promptLogprobs", p);
+    }
     arr.Set(i, o);
   }
   return arr;

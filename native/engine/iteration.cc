@@ -128,6 +128,7 @@ void Scheduler::Iterate() {
       }
       s->ctx_len = s->kv_len;
       RegisterFullPages(*s);
+      if (s->prompt_logprobs.size() > 0 && s->kv_len == static_cast<int64_t>(s->tokens.size()) - 1) TakePromptLogprobs(*s, EventOf(*s));
       if (s->kv_len == static_cast<int64_t>(s->tokens.size()) - 1) s->phase = Sequence::Phase::kDecode;
     } catch (const std::exception& e) {
       FailAll({s}, e.what());
@@ -186,6 +187,11 @@ void Scheduler::RunDecode(const std::vector<Sequence*>& rows) {
       }
     }
     ev.drafted = std::min<int32_t>(drafted, static_cast<int32_t>(ev.tokens.size()));
+    if (s.opts.logprobs >= 0) {
+      ev.logprobs = std::move(s.step_logprobs);
+      ev.logprobs.Truncate(ev.tokens.size());  // not past EOS / maxTokens
+    }
+    TakePromptLogprobs(s, ev);
     ev.iteration_seconds = verify_seconds;
     s.generated += static_cast<int64_t>(ev.tokens.size());
     local_.tokens += static_cast<int64_t>(ev.tokens.size());
@@ -209,17 +215,18 @@ void Scheduler::RunDecode(const std::vector<Sequence*>& rows) {
   if (any_spec) {
     // A block is "ready" when this iteration's draft at it and the next verify at it are both
     // compiled; a better one that is not gets compiled in the background meanwhile.
-    int64_t max_pos = 0, live = 0;
+    int64_t max_pos = 0, live = 0, logprobs = -1;
     bool any_sampling = false;
     for (size_t r = 0; r < rows.size(); ++r) {
       if (!continues[r]) continue;
       ++live;
       max_pos = std::max<int64_t>(max_pos, rows[r]->kv_len + n[r]);
       any_sampling |= rows[r]->sampling;
+      logprobs = std::max<int64_t>(logprobs, rows[r]->opts.logprobs);
     }
     // (A block of 1 runs no drafter: only its verify has to be ready.)
     auto draft_shape = [&](int32_t b) { return rt_->DraftShapeFor(static_cast<int64_t>(rows.size()), k, b, max_pos, any_sampling); };
-    auto verify_shape = [&](int32_t b) { return rt_->VerifyShape(live, b, max_pos + b, true, any_sampling); };
+    auto verify_shape = [&](int32_t b) { return rt_->VerifyShape(live, b, max_pos + b, true, any_sampling, logprobs); };
     next = policy_.Choose(
         bucket, caps, stats,
         [&](int32_t b) { return rt_->Ready(verify_shape(b)) && (b == 1 || rt_->Ready(draft_shape(b))); },
@@ -228,7 +235,7 @@ void Scheduler::RunDecode(const std::vector<Sequence*>& rows) {
           if (b > 1) rt_->Prefetch(draft_shape(b));
         });
     for (Sequence* s : rows) s->pending_block = 0;  // consumed by this verify; Draft sets the next
-    Anticipate(live, next, max_pos + next, any_sampling);
+    Anticipate(live, next, max_pos + next, any_sampling, logprobs);
     if (next >= 2) Draft(rows, committed, n, continues, next, k);
     // next == 1: plain steps run no drafter; the context catches up before the next block.
   }
@@ -289,7 +296,7 @@ void Scheduler::Draft(const std::vector<Sequence*>& rows, const std::vector<std:
   }
 }
 
-void Scheduler::Anticipate(int64_t rows, int32_t block, int64_t max_position, bool any_sampling) {
+void Scheduler::Anticipate(int64_t rows, int32_t block, int64_t max_position, bool any_sampling, int64_t logprobs) {
   // Compile in the background what the next iterations will probably need, before they need it:
   // the next rows bucket while requests wait for admission, the next pages bucket when a row
   // nears the end of its current one.
@@ -299,7 +306,7 @@ void Scheduler::Anticipate(int64_t rows, int32_t block, int64_t max_position, bo
   if (!waiting_.empty() && bucket < NextPow2(rt_->options().max_sequences)) next.emplace_back(2 * bucket, max_position);
   if (max_position * 4 >= slots * 3) next.emplace_back(rows, slots);
   for (auto [r, pos] : next) {
-    rt_->Prefetch(rt_->VerifyShape(r, block, pos, true, any_sampling));
+    rt_->Prefetch(rt_->VerifyShape(r, block, pos, true, any_sampling, logprobs));
     rt_->Prefetch(rt_->DraftShapeFor(r, block, block, pos, any_sampling));
   }
 }

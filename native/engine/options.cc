@@ -191,6 +191,13 @@ const std::vector<OptionSpec>& RequestOptionSpecs() {
       Int("seed", 0, 0, kMaxSafeInteger, "Seed of the sampling draws (the same seed gives the same tokens)."),
       Int("blockSize", 0, 0, 1024,
           "Largest speculative block (tokens verified per step); 0 = the drafter's block size, 1 = plain decoding."),
+      Int("logprobs", -1, -1, 20,
+          "Log-probability of every generated token under the target's own distribution (log_softmax of its logits), and "
+          "this many most likely alternatives at each position; -1 = off, 0 = the token's own only. With speculation they "
+          "come from the verify pass that accepted the token: the same values plain decoding gives."),
+      Int("promptLogprobs", -1, -1, 20,
+          "The same for every prompt token after the first (OpenAI's echo), computed by the prefill; -1 = off. Such a "
+          "request computes its whole prompt (no prefix-cache reuse)."),
   };
   return specs;
 }
@@ -229,6 +236,8 @@ RequestOptions ParseRequestOptions(const std::map<std::string, OptionValue>& val
     else if (n == "topK") o.top_k = I(v);
     else if (n == "seed") o.seed = D(v);
     else if (n == "blockSize") o.block_size = I(v);
+    else if (n == "logprobs") o.logprobs = I(v);
+    else if (n == "promptLogprobs") o.prompt_logprobs = I(v);
     else throw std::logic_error("request option " + n + " has no field");
   });
   return o;

@@ -40,6 +40,8 @@ struct RequestOptions {
   int32_t top_k;        // 0 = off
   double seed;          // integer-valued, 0 .. 2^53
   int32_t block_size;   // speculative block (0 = the drafter's; 1 = plain decoding)
+  int32_t logprobs;     // -1 off; else the log-probability of every generated token and this many top alternatives
+  int32_t prompt_logprobs;  // the same for the prompt's tokens (-1 off)
 };
 
 enum class OptionKind { kInteger, kNumber, kBoolean, kString, kEnum };

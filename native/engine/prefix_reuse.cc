@@ -23,7 +23,8 @@ void Scheduler::HashPages(Sequence& s, int64_t n) {
 
 std::vector<int32_t> Scheduler::CachedPrefix(Sequence& s) {
   std::vector<int32_t> pages;
-  if (!rt_->options().prefix_caching) return pages;
+  // Prompt log-probabilities come from the prefill: such a sequence computes its whole prompt.
+  if (!rt_->options().prefix_caching || s.wants_prompt_logprobs()) return pages;
   const int32_t S = rt_->options().page_size;
   HashPages(s, static_cast<int64_t>(s.tokens.size()) - 1);
   const auto& alloc = rt_->pool().pages();

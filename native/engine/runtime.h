@@ -65,9 +65,12 @@ class Runtime {
   // ---- programs ----
   CompiledProgram& ScoreProgram(const models::ScoreShape& shape);
   CompiledProgram& DraftProgram(const models::DraftShape& shape);
-  models::ScoreShape PrefillShape(int64_t k, int64_t max_position, bool spec) const;
-  // The shapes Verify and Draft run at, for `rows` rows whose largest position is max_position.
-  models::ScoreShape VerifyShape(int64_t rows, int32_t k, int64_t max_position, bool any_spec, bool any_sampling) const;
+  // logprobs: -1, or the top alternatives of the prompt log-probabilities the chunk computes.
+  models::ScoreShape PrefillShape(int64_t k, int64_t max_position, bool spec, int64_t logprobs = -1) const;
+  // The shapes Verify and Draft run at, for `rows` rows whose largest position is max_position;
+  // logprobs: the most top alternatives any row asks for (-1: none asks for log-probabilities).
+  models::ScoreShape VerifyShape(int64_t rows, int32_t k, int64_t max_position, bool any_spec, bool any_sampling,
+                                 int64_t logprobs = -1) const;
   models::DraftShape DraftShapeFor(int64_t rows, int64_t append, int32_t block, int64_t max_position, bool any_sampling) const;
   // Whether a program is compiled; queue it for the background compiler.
   bool Ready(const models::ScoreShape& s);

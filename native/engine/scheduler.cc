@@ -152,8 +152,7 @@ void Scheduler::Loop() {
   Publish();
 }
 
-void Scheduler::Finish(Sequence& s, const std::string& reason, const std::string& error) {
-  s.phase = Sequence::Phase::kDone;
+SequenceEvent& Scheduler::EventOf(Sequence& s) {
   auto it = event_index_.find(s.id);
   if (it == event_index_.end()) {
     it = event_index_.emplace(s.id, events_.size()).first;
@@ -161,8 +160,22 @@ void Scheduler::Finish(Sequence& s, const std::string& reason, const std::string
     events_.back().id = s.id;
     events_.back().cached_tokens = s.cached_tokens;
   }
-  events_[it->second].finish = reason;
-  events_[it->second].error = error;
+  return events_[it->second];
+}
+
+void Scheduler::TakePromptLogprobs(Sequence& s, SequenceEvent& ev) {
+  if (s.prompt_logprobs.size() == 0) return;
+  ev.prompt_logprobs_from = s.prompt_lp_reported;
+  s.prompt_lp_reported += static_cast<int64_t>(s.prompt_logprobs.size());
+  ev.prompt_logprobs = std::move(s.prompt_logprobs);
+  s.prompt_logprobs = TokenLogprobs{};
+}
+
+void Scheduler::Finish(Sequence& s, const std::string& reason, const std::string& error) {
+  s.phase = Sequence::Phase::kDone;
+  SequenceEvent& ev = EventOf(s);
+  ev.finish = reason;
+  ev.error = error;
 }
 
 void Scheduler::FailAll(const std::vector<Sequence*>& rows, const std::string& message) {

@@ -88,9 +88,13 @@ class Scheduler {
   bool Reserve(Sequence& s, int64_t upto, const std::set<const Sequence*>& planned);
   void Preempt(Sequence& s);
   void Finish(Sequence& s, const std::string& reason, const std::string& error = "");
+  // This iteration's event of s (made on first use).
+  SequenceEvent& EventOf(Sequence& s);
+  // Moves the prompt log-probabilities s computed since its last event into `ev`.
+  void TakePromptLogprobs(Sequence& s, SequenceEvent& ev);
   void FailAll(const std::vector<Sequence*>& rows, const std::string& message);
   void RunDecode(const std::vector<Sequence*>& rows);
-  void Anticipate(int64_t rows, int32_t block, int64_t max_position, bool any_sampling);
+  void Anticipate(int64_t rows, int32_t block, int64_t max_position, bool any_sampling, int64_t logprobs = -1);
   // After a verify at block k: catch up the context of rows that decoded plainly, then draft
   // every continuing speculative row's next block of (up to) `next` tokens.
   void Draft(const std::vector<Sequence*>& rows, const std::vector<std::vector<int32_t>>& committed, const std::vector<int32_t>& n,

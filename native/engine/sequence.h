@@ -16,6 +16,24 @@
 
 namespace dflash::engine {
 
+// Log-probabilities of a run of tokens (models/logprobs.h), `top` alternatives each.
+struct TokenLogprobs {
+  int32_t top = 0;
+  std::vector<float> logprob;       // one per token
+  std::vector<int32_t> top_ids;     // top per token
+  std::vector<float> top_logprobs;  // top per token
+  size_t size() const { return logprob.size(); }
+  void Truncate(size_t n) {
+    if (n >= logprob.size()) return;
+    logprob.resize(n), top_ids.resize(n * top), top_logprobs.resize(n * top);
+  }
+  void Append(const TokenLogprobs& o) {
+    logprob.insert(logprob.end(), o.logprob.begin(), o.logprob.end());
+    top_ids.insert(top_ids.end(), o.top_ids.begin(), o.top_ids.end());
+    top_logprobs.insert(top_logprobs.end(), o.top_logprobs.begin(), o.top_logprobs.end());
+  }
+};
+
 struct Sequence {
   enum class Phase { kQueued, kPrefill, kDecode, kDone };
 
@@ -46,6 +64,12 @@ struct Sequence {
   int32_t context_pages = 0;
   std::vector<uint64_t> promised;
   int64_t cached_tokens = -1;
+  // Log-probabilities: of the tokens the last verify committed (opts.logprobs >= 0), and of
+  // prompt tokens computed by prefills since the last event (opts.prompt_logprobs >= 0), from
+  // position prompt_lp_reported on; prompt_lp_next is the next prompt position still to compute.
+  TokenLogprobs step_logprobs, prompt_logprobs;
+  int64_t prompt_lp_next = 1, prompt_lp_reported = 1;
+  bool wants_prompt_logprobs() const { return opts.prompt_logprobs >= 0 && prompt_lp_next < prompt_len; }
 
   bool speculative() const { return block_cap > 1; }
   int32_t last() const { return tokens.back(); }
@@ -62,6 +86,9 @@ struct SequenceEvent {
   std::string error;             // the message when finish == "error"
   double iteration_seconds = 0;  // device time of the iteration the step ran in (shared by its rows)
   int64_t cached_tokens = -1;    // prompt tokens the prefix cache held at admission (-1: not admitted yet)
+  TokenLogprobs logprobs;        // of `tokens` (when the request asked for them)
+  TokenLogprobs prompt_logprobs; // of prompt tokens prompt_logprobs_from, from + 1, ...
+  int64_t prompt_logprobs_from = 0;
 };
 
 }  // namespace dflash::engine

@@ -4,10 +4,12 @@
 // the pool's "none" slot), tokens per row to the step's K — and binds everything by name.
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <stdexcept>
 
 #include "engine/page_allocator.h"
 #include "engine/runtime.h"
+#include "models/logprobs.h"
 
 namespace dflash::engine {
 namespace {
@@ -40,6 +42,25 @@ std::vector<int32_t> Tables(const std::vector<Sequence*>& rows, int64_t bucket, 
   return t;
 }
 
+// Appends `count` slots of a packed log-probability row (models/logprobs.h) of `top` alternatives,
+// keeping `keep` of them (a row may ask for fewer than the program computes).
+void AppendLogprobs(TokenLogprobs& out, const int32_t* packed, int64_t k, int64_t top, int64_t count, int64_t keep) {
+  out.top = static_cast<int32_t>(keep);
+  for (int64_t j = 0; j < count; ++j) {
+    const models::SlotLogprobs slot = models::UnpackSlot(packed, k, top, j);
+    out.logprob.push_back(slot.logprob);
+    for (int64_t t = 0; t < keep; ++t) {
+      float f;
+      std::memcpy(&f, slot.top_bits + t, sizeof f);
+      out.top_ids.push_back(slot.top_ids[t]);
+      out.top_logprobs.push_back(f);
+    }
+  }
+}
+void AppendLogprobs(TokenLogprobs& out, const int32_t* packed, int64_t k, int64_t top, int64_t count) {
+  AppendLogprobs(out, packed, k, top, count, top);
+}
+
 }  // namespace
 
 std::vector<float> Runtime::SampleParams(const std::vector<Sequence*>& rows, int64_t bucket) {
@@ -54,8 +75,9 @@ std::vector<float> Runtime::SampleParams(const std::vector<Sequence*>& rows, int
   return params;
 }
 
-models::ScoreShape Runtime::PrefillShape(int64_t k, int64_t max_position, bool spec) const {
+models::ScoreShape Runtime::PrefillShape(int64_t k, int64_t max_position, bool spec, int64_t logprobs) const {
   models::ScoreShape shape{1, k, PagesBucket(max_position), opt_.page_size, pool_->total_pages(), false, false, false, {}};
+  shape.logprobs = logprobs;
   if (spec) shape.hidden_layers = drafter_->target_layer_ids;
   return shape;
 }
@@ -67,13 +89,16 @@ int32_t Runtime::Prefill(Sequence& s, int64_t start, int32_t len) {
   const bool spec = s.speculative();
   const int64_t last = start + len - 1;
   const int64_t want = prefill_bucket(len);
+  // Prompt log-probabilities (echo): computed by the chunk that reaches their positions first.
+  const bool prompt_lp = s.wants_prompt_logprobs() && start + 1 == s.prompt_lp_next;
+  const int64_t lp = prompt_lp ? s.opts.prompt_logprobs : -1;
   auto ready = [&](int64_t k) {
-    const auto shape = PrefillShape(k, last, spec);
+    const auto shape = PrefillShape(k, last, spec, lp);
     return Ready(shape) && (!spec || Ready(DraftShapeFor(1, k, 0, last, false)));
   };
   int64_t K = want;
   if (!ready(want)) {
-    Prefetch(PrefillShape(want, last, spec));
+    Prefetch(PrefillShape(want, last, spec, lp));
     if (spec) Prefetch(DraftShapeFor(1, want, 0, last, false));
     for (int64_t k = want / 2; k >= 16; k /= 2)
       if (ready(k)) {
@@ -82,12 +107,13 @@ int32_t Runtime::Prefill(Sequence& s, int64_t start, int32_t len) {
       }
   }
   const int32_t n = static_cast<int32_t>(std::min<int64_t>(len, K));
-  const models::ScoreShape shape = PrefillShape(K, last, spec);
+  const models::ScoreShape shape = PrefillShape(K, last, spec, lp);
   const int64_t P = shape.pages_per_row;
-  std::vector<int32_t> tokens(K, 0), positions(K, -1), table(P, 0);
+  std::vector<int32_t> tokens(K, 0), positions(K, -1), table(P, 0), next(K, 0);
   for (int32_t j = 0; j < n; ++j) {
     tokens[j] = s.tokens[start + j];
     positions[j] = static_cast<int32_t>(start + j);
+    if (start + j + 1 < static_cast<int64_t>(s.tokens.size())) next[j] = s.tokens[start + j + 1];
   }
   CopyTable(s.pages, P, table.begin());
   auto& prog = ScoreProgram(shape);
@@ -96,9 +122,21 @@ int32_t Runtime::Prefill(Sequence& s, int64_t start, int32_t len) {
   BindCommon(inv);
   inv.BindDonated("k_cache", pool_->k.get()).BindDonated("v_cache", pool_->v.get());
   inv.Bind("tokens", tok.get()).Bind("positions", pos.get()).Bind("block_table", tab.get());
+  std::unique_ptr<pjrt::Array> next_buf;
+  if (prompt_lp) {
+    next_buf = Upload(next, {1, K});
+    inv.Bind("next_tokens", next_buf.get());
+  }
   Outputs out = inv.Run(counters_);
   pool_->k = out.Take("k_cache");
   pool_->v = out.Take("v_cache");
+  if (prompt_lp) {
+    // Tokens at positions start + 1 .. of the prompt: this request's one extra transfer per chunk.
+    const auto packed = CopyToHost<int32_t>(*out.Take("prompt_logprobs"), counters_);
+    const int64_t count = std::min<int64_t>(n, s.prompt_len - 1 - start);
+    AppendLogprobs(s.prompt_logprobs, packed.data(), K, s.opts.prompt_logprobs, count);
+    s.prompt_lp_next = start + 1 + count;
+  }
   if (spec) {
     // The drafter's context rows for the same positions (append only, no block).
     auto feats = out.Take("hidden");
@@ -116,14 +154,15 @@ int32_t Runtime::Prefill(Sequence& s, int64_t start, int32_t len) {
 
 std::vector<std::vector<int32_t>> Runtime::Verify(const std::vector<Sequence*>& rows, int32_t k) {
   const int64_t R = NextPow2(static_cast<int64_t>(rows.size())), K = k;
-  int64_t max_pos = 0;
+  int64_t max_pos = 0, logprobs = -1;
   bool any_spec = false, any_sampling = false;
   for (Sequence* s : rows) {
     max_pos = std::max<int64_t>(max_pos, s->kv_len + std::max(1, s->pending_block) - 1);
     any_spec |= s->speculative();
     any_sampling |= s->sampling;
+    logprobs = std::max<int64_t>(logprobs, s->opts.logprobs);
   }
-  const models::ScoreShape shape = VerifyShape(static_cast<int64_t>(rows.size()), k, max_pos, any_spec, any_sampling);
+  const models::ScoreShape shape = VerifyShape(static_cast<int64_t>(rows.size()), k, max_pos, any_spec, any_sampling, logprobs);
   const int64_t P = shape.pages_per_row;
   const int32_t none = none_slot();
   std::vector<int32_t> tokens(R * K, 0), positions(R * K, -1), slots(R, none);
@@ -174,12 +213,21 @@ std::vector<std::vector<int32_t>> Runtime::Verify(const std::vector<Sequence*>& 
   }
   auto accept_buf = out.Take("accept");
   const std::vector<int32_t> acc = CopyToHost<int32_t>(*accept_buf, counters_);  // the step's one transfer
+  // A row: [a + 1, tokens.., bonus, 0..] (K + 1), then its packed log-probabilities, if any.
+  const int64_t W = K + 1 + (logprobs >= 0 ? models::PackedLogprobsWidth(K, logprobs) : 0);
   std::vector<std::vector<int32_t>> committed(rows.size());
   for (size_t r = 0; r < rows.size(); ++r) {
-    const int32_t n = acc[r * (K + 1)];
+    const int32_t* row = acc.data() + r * W;
+    const int32_t n = row[0];
     const int32_t b = std::max(1, rows[r]->pending_block);
     if (n < 1 || n > b) throw std::logic_error("verify returned an invalid accept count " + std::to_string(n) + " for a block of " + std::to_string(b));
-    committed[r].assign(acc.begin() + r * (K + 1) + 1, acc.begin() + r * (K + 1) + 1 + n);
+    committed[r].assign(row + 1, row + 1 + n);
+    Sequence& s = *rows[r];
+    s.step_logprobs = TokenLogprobs{};
+    if (s.opts.logprobs >= 0) {
+      s.step_logprobs.top = s.opts.logprobs;
+      AppendLogprobs(s.step_logprobs, row + K + 1, K, logprobs, n, s.opts.logprobs);
+    }
   }
   return committed;
 }

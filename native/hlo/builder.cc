@@ -162,8 +162,9 @@ std::vector<Value> Builder::EmitMulti(const std::string& op, const std::vector<V
     outs.push_back(Value{name, results[i].first, results[i].second});
     result_types += (i ? ", " : "") + TensorType(outs.back());
   }
-  std::string line = "    " + base + (results.size() == 1 ? "" : ":" + std::to_string(results.size())) +
-                     " = \"stablehlo." + op + "\"(";
+  // "top_k" -> "stablehlo.top_k"; a dotted name is another dialect's op as it is ("chlo.top_k").
+  const std::string full = op.find('.') == std::string::npos ? "stablehlo." + op : op;
+  std::string line = "    " + base + (results.size() == 1 ? "" : ":" + std::to_string(results.size())) + " = \"" + full + "\"(";
   std::string types;
   for (size_t i = 0; i < operands.size(); ++i) {
     line += (i ? ", " : "") + operands[i].name;

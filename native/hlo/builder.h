@@ -124,6 +124,9 @@ class Builder {
   // lo/hi are scalars or the shape of x.
   Value Clamp(const Value& lo, const Value& x, const Value& hi);
   Value Convert(const Value& x, DType dtype);  // no-op (returns x) when the dtype already matches
+  // The same bits as another type of the same width (f32 <-> s32): to pack floats into an integer
+  // output (one host transfer for several results).
+  Value BitcastConvert(const Value& x, DType dtype);
 
   // ---- shape ops --------------------------------------------------------------------------
   // dims[i] = result dim of operand dim i; operand dims must be 1 or equal to the result's.
@@ -152,6 +155,9 @@ class Builder {
   // Index (s32) of the largest value along dim; ties and all-equal rows give the smallest
   // index, NaN counts as the largest (numpy/torch argmax). Result drops dim.
   Value Argmax(const Value& x, int64_t dim);
+  // The k largest values along the last dim, largest first, and their s32 indices (ties: the
+  // smaller index first): XLA's TopK (chlo.top_k).
+  std::pair<Value, Value> TopK(const Value& x, int64_t k);
   Value Gather(const Value& operand, const Value& indices, const GatherDims& dims,
                const Shape& slice_sizes);
   // rows of table[V, ...] picked by integer ids of any shape -> ids.shape + table.shape[1:]

@@ -140,6 +140,16 @@ Value Builder::Argmax(const Value& x, int64_t dim) {
                    "dimensions = " + I64Array({d}), region)[1];
 }
 
+std::pair<Value, Value> Builder::TopK(const Value& x, int64_t k) {
+  if (x.rank() < 1 || k < 1 || k > x.shape.back())
+    throw std::invalid_argument("top_k: k = " + std::to_string(k) + " for " + ShapeString(x.shape));
+  if (!IsFloat(x.dtype) && x.dtype != DType::kS32) throw std::invalid_argument("top_k: operand must be float or s32");
+  Shape out = x.shape;
+  out.back() = k;
+  const auto r = EmitMulti("chlo.top_k", {x}, {{out, x.dtype}, {out, DType::kS32}}, "k = " + std::to_string(k) + " : i64", "");
+  return {r[0], r[1]};
+}
+
 Value Builder::Gather(const Value& operand, const Value& indices, const GatherDims& g, const Shape& slice_sizes) {
   const char* op = "gather";
   int64_t index_len = 0;

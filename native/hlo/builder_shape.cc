@@ -1,5 +1,6 @@
 // Shape ops of the StableHLO builder: broadcast_in_dim, reshape, transpose, slice,
-// dynamic_slice, dynamic_update_slice and concatenate, each with build-time shape checks.
+// dynamic_slice, dynamic_update_slice, concatenate and bitcast_convert, each with build-time
+// shape checks.
 #include <algorithm>
 #include <stdexcept>
 
@@ -7,6 +8,14 @@
 #include "hlo/text.h"
 
 namespace dflash::hlo {
+
+Value Builder::BitcastConvert(const Value& x, DType dtype) {
+  const auto width = [](DType t) { return t == DType::kBF16 || t == DType::kF16 ? 2 : t == DType::kS64 ? 8 : t == DType::kU8 || t == DType::kPred ? 1 : 4; };
+  if (width(x.dtype) != width(dtype))
+    throw std::invalid_argument(std::string("bitcast_convert: ") + DTypeName(x.dtype) + " and " + DTypeName(dtype) + " differ in width");
+  if (x.dtype == dtype) return x;
+  return Emit("bitcast_convert", {x}, x.shape, dtype);
+}
 
 Value Builder::BroadcastInDim(const Value& x, const Shape& shape, const std::vector<int64_t>& dims) {
   CheckShape("broadcast_in_dim", shape);

@@ -12,6 +12,7 @@
 #include "hlo/builder.h"
 #include "models/accept.h"
 #include "models/layers.h"
+#include "models/logprobs.h"
 #include "models/moe.h"
 #include "models/paged.h"
 #include "models/rope.h"
@@ -63,6 +64,7 @@ std::string ScoreShape::Key() const {
   if (sampling) k += " sample";
   if (pool_rows) k += " pool" + std::to_string(pool_rows) + "x" + std::to_string(pool_width);
   if (devices > 1) k += " tp" + std::to_string(devices);
+  if (logprobs >= 0) k += " lp" + std::to_string(logprobs);
   return k;
 }
 
@@ -142,6 +144,8 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
     pool_slot = b.Input("pool_slot", {r}, DType::kS32);
     tokens = PoolTokens(b, tokens, pool, pool_slot);
   }
+  Value next_tokens;  // prompt log-probabilities: the token after each slot
+  if (sh.logprobs >= 0 && !sh.want_accept) next_tokens = b.Input("next_tokens", {r, k}, DType::kS32);
   Value sample_params, uniforms, probs_pool;
   if (sh.sampling) {
     sample_params = b.Input("sample_params", {r, 3}, DType::kF32);  // (temperature, top_p, top_k) per row
@@ -185,7 +189,7 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
   }
 
   std::vector<NamedResult> results{{"k_cache", k_cache, tp.Cache()}, {"v_cache", v_cache, tp.Cache()}};
-  const bool want_head = sh.want_logits || sh.want_argmax || sh.want_accept;
+  const bool want_head = sh.want_logits || sh.want_argmax || sh.want_accept || sh.logprobs >= 0;
   const bool want_final = want_head || after.count(static_cast<int32_t>(L - 1));
   Value hn;
   if (want_final) hn = RmsNorm(b, h, final_norm, c.rms_norm_eps, nm);  // (R, K, H)
@@ -226,7 +230,11 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
                                              b.SliceAxis(uniforms, 1, 0, k));
         accept = b.Select(greedy_row, accept, spec);
       }
+      // Log-probabilities of the committed tokens (slot j chose accept[1 + j]) ride along.
+      if (sh.logprobs >= 0) accept = b.Concatenate({accept, PackedLogprobs(b, logits, b.SliceAxis(accept, 1, 1, k), sh.logprobs)}, 1);
       results.push_back({"accept", accept});
+    } else if (sh.logprobs >= 0) {
+      results.push_back({"prompt_logprobs", PackedLogprobs(b, logits, next_tokens, sh.logprobs)});
     }
   } else if (!sh.hidden_layers.empty()) {
     std::vector<Value> parts;

@@ -39,6 +39,10 @@ struct ScoreShape {
   // Devices of the tensor-parallel mesh the program runs on (models/parallel.h): weights, caches
   // and activations split as TargetParallel() lays them out; 1 = a one-device program.
   int64_t devices = 1;
+  // >= 0: log-probabilities with this many top alternatives per slot (models/logprobs.h). With
+  // want_accept they follow the accept vector in the same output, for the committed tokens;
+  // without, input next_tokens s32 (R, K) and output prompt_logprobs: each slot's next token.
+  int64_t logprobs = -1;
 
   std::string Key() const;  // every field, for program caches
 };

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 
@@ -198,6 +199,35 @@ TEST(HloRuntime, ElementwiseShapeOps) {
   const auto a = Download<float>(*out[3]);
   for (int k = 0; k < 6; ++k)
     EXPECT_NEAR(a[k], 1 / (1 + std::exp(-xs[k])) * (std::tanh(xs[k]) + 1 / std::sqrt(std::fabs(xs[k]) + 1)), 1e-6);
+}
+
+}  // namespace
+}  // namespace dflash::hlo
+
+namespace dflash::hlo {
+namespace {
+
+TEST(HloRuntime, TopKAndBitcastPacking) {
+  DFLASH_REQUIRE_PLUGIN();
+  // Two rows of 6: the 3 largest, largest first, ties by smaller index; then the values packed
+  // bit for bit into an s32 result beside the indices (one host transfer).
+  Builder b;
+  const Value x = b.Parameter({2, 6}, DType::kF32);
+  const auto [vals, idx] = b.TopK(x, 3);
+  const Value packed = b.Concatenate({idx, b.BitcastConvert(vals, DType::kS32)}, 1);  // (2, 6) s32
+  const std::vector<float> xs = {0.5f, 2.0f, -1.0f, 2.0f, 7.0f, 0.0f, -3.0f, -2.0f, -1.0f, -4.0f, -5.0f, -6.0f};
+  auto in = Upload(xs, {2, 6});
+  auto out = CompileAndRun(b.Finish({packed}), {in.get()});
+  const auto got = Download<int32_t>(*out[0]);
+  EXPECT_EQ(std::vector<int32_t>(got.begin(), got.begin() + 3), (std::vector<int32_t>{4, 1, 3}));
+  EXPECT_EQ(std::vector<int32_t>(got.begin() + 6, got.begin() + 9), (std::vector<int32_t>{2, 1, 0}));
+  float v[3];
+  std::memcpy(v, got.data() + 3, sizeof v);
+  EXPECT_EQ(v[0], 7.0f);
+  EXPECT_EQ(v[1], 2.0f);
+  EXPECT_EQ(v[2], 2.0f);
+  EXPECT_THROW(b.BitcastConvert(vals, DType::kBF16), std::invalid_argument);
+  EXPECT_THROW(b.TopK(x, 7), std::invalid_argument);
 }
 
 }  // namespace
