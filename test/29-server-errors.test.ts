@@ -59,7 +59,8 @@ describe('400 bad requests', () => {
     [{ top_p: 0 }, 'top_p', /must be > 0/],
     [{ max_tokens: 0 }, 'max_tokens', /must be >= 1/],
     [{ max_tokens: 1.5 }, 'max_tokens', /must be integer/],
-    [{ n: 2 }, 'n', /must be <= 1/],
+    [{ n: 17 }, 'n', /must be <= 16/],
+    [{ top_logprobs: 21, logprobs: true }, 'top_logprobs', /must be <= 20/],
     [{ seed: -1 }, 'seed', /must be >= 0/],
     [{ stop: ['a', 'b', 'c', 'd', 'e'] }, 'stop', /must NOT have more than 4 items/],
     [{ messages: [] }, 'messages', /must NOT have fewer than 1 items/],
@@ -97,7 +98,9 @@ describe('400 bad requests', () => {
     const vocab = engine.config.target.vocabSize;
     expect(await failure(await post(srv.url, '/v1/completions', { model: MODEL, prompt: [1, vocab] }))).toMatchObject({ status: 400, param: 'prompt' });
     expect(await failure(await post(srv.url, '/v1/completions', { model: MODEL, prompt: ['a', 'b'] }))).toMatchObject({ status: 400, param: 'prompt' });
-    expect(await failure(await post(srv.url, '/v1/chat/completions', chat({ logprobs: true })))).toMatchObject({ status: 400, param: 'logprobs', code: 'unsupported_parameter' });
+    expect(await failure(await post(srv.url, '/v1/chat/completions', chat({ top_logprobs: 3 })))).toMatchObject({ status: 400, param: 'top_logprobs' });
+    expect(await failure(await post(srv.url, '/v1/completions', { model: MODEL, prompt: 'x', n: 2, best_of: 3 }))).toMatchObject({ status: 400, param: 'best_of', code: 'unsupported_parameter' });
+    expect(await failure(await post(srv.url, '/v1/completions', { model: MODEL, prompt: 'x', logprobs: 6 }))).toMatchObject({ status: 400, param: 'logprobs' });
     expect(await failure(await post(srv.url, '/v1/chat/completions', chat({ frequency_penalty: 0.5 })))).toMatchObject({ status: 400, param: 'frequency_penalty' });
     expect(await failure(await post(srv.url, '/v1/chat/completions', chat({ messages: [{ role: 'user', content: [{ type: 'image_url' }] }] }))))
       .toMatchObject({ status: 400, param: 'messages[0].content[0]' });

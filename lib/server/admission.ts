@@ -30,12 +30,14 @@ export class Admission {
     return this.waiting.length;
   }
 
-  /** A ticket, or undefined when maxRunning are running and maxQueued are already waiting.
-   *  Aborting `signal` while the ticket waits takes it out of the queue and rejects `ready`. */
-  tryEnter(signal?: AbortSignal): Ticket | undefined {
-    const canRun = this.running < this.maxRunning && this.waiting.length === 0;
+  /** A ticket for `slots` sequences (a request's n choices), or undefined when the running ones
+   *  leave no room and maxQueued requests are already waiting. A request of more slots than
+   *  maxRunning runs alone. Aborting `signal` while the ticket waits takes it out of the queue
+   *  and rejects `ready`. */
+  tryEnter(signal?: AbortSignal, slots = 1): Ticket | undefined {
+    const canRun = this.fits(slots) && this.waiting.length === 0;
     if (!canRun && this.waiting.length >= this.maxQueued) return undefined;
-    const slot = new Slot((s) => this.release(s));
+    const slot = new Slot((s) => this.release(s), slots);
     if (canRun) this.grant(slot);
     else {
       this.waiting.push(slot);
@@ -45,17 +47,20 @@ export class Admission {
     return slot;
   }
 
+  private fits(slots: number): boolean {
+    return this.running === 0 || this.running + slots <= this.maxRunning;
+  }
+
   private grant(slot: Slot): void {
-    this.running += 1;
+    this.running += slot.slots;
     slot.start();
   }
 
   private release(slot: Slot): void {
     if (slot.state === 'running') {
-      this.running -= 1;
-      // The freed slot goes to the oldest waiter.
-      const next = this.waiting.shift();
-      if (next) this.grant(next);
+      this.running -= slot.slots;
+      // Freed slots go to the oldest waiters, in order, while they fit.
+      while (this.waiting.length > 0 && this.fits(this.waiting[0].slots)) this.grant(this.waiting.shift()!);
     } else if (slot.state === 'waiting') {
       const i = this.waiting.indexOf(slot);
       if (i >= 0) this.waiting.splice(i, 1);
@@ -69,7 +74,7 @@ class Slot implements Ticket {
   private resolve!: () => void;
   private reject!: (e: unknown) => void;
 
-  constructor(private readonly onRelease: (s: Slot) => void) {
+  constructor(private readonly onRelease: (s: Slot) => void, readonly slots = 1) {
     this.ready = new Promise<void>((resolve, reject) => {
       this.resolve = resolve;
       this.reject = reject;

@@ -6,14 +6,16 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 
 import type { Engine, GenerateOptions } from '../engine';
-import { AbortError, DoneEvent, GenerationStream } from '../stream';
+import { AbortError, DoneEvent, GenerationStream, TokenEvent } from '../stream';
 import type { ChatMessage } from '../tokenizer';
 import type { Admission } from './admission';
 import type { AbortCause, ServerMetrics } from './metrics';
+import { chatLogprobs, completionLogprobs, TokenTexts } from './logprobs';
 import {
   badRequest, chatShaper, completionShaper, dflashExtension, finishReason, OpenAIError, ResponseShaper,
   unsupportedParameter, usage,
 } from './openai';
+import { finishStream, sendStream } from './streaming';
 import type { ChatCompletionBody, CompletionBody } from './schemas';
 
 /** What a request needs from the server around it. */
@@ -49,7 +51,10 @@ export async function handleChat(ctx: RequestContext, req: FastifyRequest<{ Body
     throw badRequest(`The chat template rejected the messages: ${(e as Error).message}`, 'messages');
   }
   const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? undefined;
-  return handle(ctx, req, reply, body, ids, maxTokens, chatShaper(body.model, body.stream_options?.include_usage === true));
+  if (body.top_logprobs !== undefined && body.top_logprobs !== null && body.top_logprobs > 0 && body.logprobs !== true)
+    throw badRequest("'top_logprobs' needs 'logprobs': true.", 'top_logprobs');
+  const lp: LogprobRequest = { tokens: body.logprobs === true ? body.top_logprobs ?? 0 : -1, prompt: -1, echo: false, none: false };
+  return handle(ctx, req, reply, body, ids, maxTokens, chatShaper(body.model, body.stream_options?.include_usage === true), lp);
 }
 
 export async function handleCompletion(ctx: RequestContext, req: FastifyRequest<{ Body: CompletionBody }>, reply: FastifyReply) {
@@ -64,7 +69,22 @@ export async function handleCompletion(ctx: RequestContext, req: FastifyRequest<
   const vocab = ctx.engine.config.target.vocabSize;
   const outside = ids.find((id) => id >= vocab);
   if (outside !== undefined) throw badRequest(`Token id ${outside} in 'prompt' is outside the vocabulary (0..${vocab - 1}).`, 'prompt');
-  return handle(ctx, req, reply, body, ids, body.max_tokens ?? undefined, completionShaper(body.model, body.stream_options?.include_usage === true));
+  // Legacy logprobs: an integer 0..5 of alternatives; with echo the prompt's tokens get theirs too.
+  const top = body.logprobs ?? -1;
+  const lp: LogprobRequest = { tokens: top, prompt: body.echo === true ? top : -1, echo: body.echo === true, none: body.max_tokens === 0 };
+  if (body.max_tokens === 0 && (!lp.echo || body.stream === true))
+    throw badRequest("'max_tokens' must be >= 1 (0 only with 'echo': true, not streamed).", 'max_tokens');
+  return handle(ctx, req, reply, body, ids, body.max_tokens === 0 ? 1 : body.max_tokens ?? undefined, completionShaper(body.model, body.stream_options?.include_usage === true), lp);
+}
+
+/** What a request asked of log-probabilities: alternatives per generated token (-1: none), per
+ *  prompt token (-1: none), and whether the prompt is echoed (completions). */
+interface LogprobRequest {
+  tokens: number;
+  prompt: number;
+  echo: boolean;
+  /** max_tokens 0 with echo: the prompt alone is the answer (one token is generated and dropped). */
+  none: boolean;
 }
 
 function messageText(content: ChatCompletionBody['messages'][number]['content'], index: number): string {
@@ -105,13 +125,13 @@ function generateOptions(ctx: RequestContext, body: ChatCompletionBody | Complet
     stop: body.stop ?? undefined,
     speculative: speculative ? (ext.block_size ? { blockSize: ext.block_size } : undefined) : false,
   };
-  return { options, speculative };
+  return { options, speculative, n: body.n ?? 1 };
 }
 
 async function handle(ctx: RequestContext, req: FastifyRequest, reply: FastifyReply, body: ChatCompletionBody | CompletionBody,
-  ids: number[], requestedTokens: number | undefined, shaper: ResponseShaper) {
+  ids: number[], requestedTokens: number | undefined, shaper: ResponseShaper, lp: LogprobRequest) {
   const arrived = performance.now() - reply.elapsedTime; // when the request's first byte came in
-  const { options, speculative } = generateOptions(ctx, body, ids.length, requestedTokens);
+  const { options, speculative, n } = generateOptions(ctx, body, ids.length, requestedTokens);
 
   // The client leaving (the response closing before it was finished) or a shutdown's deadline
   // aborts this request wherever it is: waiting in the queue or generating.
@@ -124,7 +144,8 @@ async function handle(ctx: RequestContext, req: FastifyRequest, reply: FastifyRe
   };
   reply.raw.on('close', () => { if (!reply.raw.writableFinished) abort('client_disconnect'); });
 
-  const ticket = ctx.admission.tryEnter(controller.signal);
+  // n choices take n sequence slots.
+  const ticket = ctx.admission.tryEnter(controller.signal, n);
   if (!ticket) throw queueFull(`${ctx.admission.maxRunning} sequences are running and ${ctx.admission.maxQueued} requests are queued`);
   let settle!: () => void;
   const untrack = ctx.track(abort, new Promise<void>((r) => (settle = r)));
@@ -135,30 +156,86 @@ async function handle(ctx: RequestContext, req: FastifyRequest, reply: FastifyRe
       return answerAborted(ctx, reply, abortCause ?? 'client_disconnect', true);
     }
     const queueMs = performance.now() - arrived;
-    let stream: GenerationStream;
+    // Choice i samples with seed + i; they share the prompt's pages through the prefix cache (the
+    // first computes them, the others wait for them). Only the first computes prompt
+    // log-probabilities (echo): they are the same for every choice.
+    const streams: GenerationStream[] = [];
     try {
-      stream = ctx.engine.generate(ids, { ...options, signal: controller.signal });
+      for (let i = 0; i < n; i++) {
+        const seed = options.seed !== undefined ? options.seed + i : undefined;
+        streams.push(ctx.engine.generate(ids, {
+          ...options, seed, signal: controller.signal,
+          logprobs: lp.tokens >= 0 ? lp.tokens : undefined,
+          promptLogprobs: lp.prompt >= 0 && i === 0 ? lp.prompt : undefined,
+        }));
+      }
     } catch (e) {
+      controller.abort();
       throw engineError(e);
     }
-    const timing = new TokenTiming(arrived);
-    stream.on('token', (t) => { if (t.id >= 0) timing.token(); });
-    const outcome = body.stream === true
-      ? await sendStream(reply, stream, shaper, () => abortCause, () => abort('client_disconnect'))
-      : await sendWhole(stream, () => abortCause);
-    const { done, streamed } = outcome;
-    if (!done) {
-      if (streamed) return undefined; // an engine failure, already reported in the stream
-      return answerAborted(ctx, reply, abortCause ?? 'client_disconnect', true);
+    const timings = streams.map((stream) => {
+      const timing = new TokenTiming(arrived);
+      stream.on('token', (t) => { if (t.id >= 0) timing.token(); });
+      return timing;
+    });
+    const texts = new TokenTexts(ctx.engine.tokenizer);
+    const chat = 'messages' in body;
+    const echoText = lp.echo ? ctx.engine.tokenizer.decode(ids, { skipSpecialTokens: false }) : '';
+    let done: Array<DoneEvent | undefined>;
+    let streamed = false;
+    let failure: unknown;
+    if (body.stream === true) {
+      const chunkLogprobs = (_index: number, tokens: TokenEvent[]) => {
+        if (lp.tokens < 0) return null;
+        const entries = tokens.map((t) => ({ id: t.id, logprob: t.logprob!, top: t.topLogprobs ?? [] }));
+        return chat ? chatLogprobs(texts, entries) : completionLogprobs(texts, entries, lp.tokens);
+      };
+      // An echoed prompt is the first text of each choice (its log-probabilities are sent by the
+      // non-streaming response only: they are known when the prefill ends, after that chunk).
+      const outcome = await sendStream(reply, streams, shaper, chunkLogprobs, () => abort('client_disconnect'), echoText);
+      ({ done, streamed, failure } = outcome);
+      if (done.some((d) => d === undefined)) {
+        if (!abortCause && failure) {
+          const err = engineError(failure);
+          if (!outcome.out.started) throw err;
+          // Already streaming: report the failure in the stream, as OpenAI does.
+          await outcome.out.write(err.body()).then(() => outcome.out.write('[DONE]')).catch(() => undefined);
+          return undefined;
+        }
+        if (streamed) return undefined;
+        return answerAborted(ctx, reply, abortCause ?? 'client_disconnect', true);
+      }
+      // Nothing was generated as text (e.g. EOS at once): the stream still opens and closes.
+      if (!outcome.out.started && abortCause !== 'client_disconnect') {
+        await outcome.out.write(shaper.chunk(0, '')).catch(() => undefined);
+        streamed = true;
+      }
+    } else {
+      try {
+        done = await Promise.all(streams.map((s) => s.done()));
+      } catch (e) {
+        controller.abort();
+        if (abortCause && e instanceof AbortError) return answerAborted(ctx, reply, abortCause, true);
+        throw engineError(e);
+      }
     }
-    const fr = finishReason(done.reason);
-    ctx.metrics.generation({ stats: done.stats, speculative, finishReason: fr, ttft: timing.ttft(), tpot: timing.tpot() });
+    const finished = done as DoneEvent[];
+    const finishes = finished.map((d) => finishReason(d.reason));
+    finished.forEach((d, i) => ctx.metrics.generation({ stats: d.stats, speculative, finishReason: finishes[i], ttft: timings[i].ttft(), tpot: timings[i].tpot() }));
     if (abortCause) ctx.metrics.abortedRequest(abortCause);
-    const ext = dflashExtension(done.stats, speculative, { queueMs, ttftMs: (timing.ttft() ?? 0) * 1000, tpotMs: (timing.tpot() ?? 0) * 1000 });
-    const u = usage(ids.length, done.ids.length, done.stats.cachedTokens);
-    if (streamed) return await finishStream(reply, shaper, fr, ext, u, body.stream_options?.include_usage === true);
+    const first = finished[0];
+    const ext = dflashExtension(first.stats, speculative, { queueMs, ttftMs: (timings[0].ttft() ?? 0) * 1000, tpotMs: (timings[0].tpot() ?? 0) * 1000 });
+    const u = usage(ids.length, finished.reduce((a, d) => a + d.ids.length, 0), first.stats.cachedTokens);
+    if (streamed) return await finishStream(reply, shaper, finishes, ext, u, body.stream_options?.include_usage === true);
     if (abortCause === 'client_disconnect') return answerAborted(ctx, reply, abortCause, false);
-    return shaper.full(done.text, fr, u, ext);
+    const promptLogprobs = first.promptLogprobs;
+    return shaper.full(finished.map((d, index) => ({
+      index,
+      text: echoText + (lp.none ? '' : d.text),
+      finish: finishes[index],
+      logprobs: lp.tokens < 0 ? null : chat ? chatLogprobs(texts, d.logprobs ?? [])
+        : completionLogprobs(texts, lp.none ? [] : d.logprobs ?? [], lp.tokens, lp.echo ? promptLogprobs : undefined, lp.echo ? ids : undefined),
+    })), lp.none ? usage(ids.length, 0, first.stats.cachedTokens) : u, ext);
   } catch (e) {
     // After the stream started, nothing can be sent as an HTTP error any more.
     if (!reply.sent) throw e;
@@ -190,71 +267,6 @@ class TokenTiming {
   tpot(): number | undefined {
     return this.count > 1 ? (this.last! - this.first!) / 1000 / (this.count - 1) : undefined;
   }
-}
-
-async function sendWhole(stream: GenerationStream, cause: () => AbortCause | undefined): Promise<{ done?: DoneEvent; streamed: false }> {
-  try {
-    return { done: await stream.done(), streamed: false };
-  } catch (e) {
-    if (cause() && e instanceof AbortError) return { done: undefined, streamed: false };
-    throw engineError(e);
-  }
-}
-
-/** Writes SSE chunks; the first write commits the response as a stream (status 200). */
-class ChunkWriter {
-  started = false;
-  constructor(private readonly reply: FastifyReply, private readonly shaper: ResponseShaper) {}
-
-  async write(chunk: object | string): Promise<void> {
-    if (!this.started) {
-      this.started = true;
-      this.reply.hijack(); // from here on the SSE plugin owns the response; Fastify must not send it
-      for (const c of this.shaper.opening()) await this.reply.sse.send({ data: c });
-    }
-    await this.reply.sse.send(typeof chunk === 'string' ? chunk : { data: chunk });
-  }
-}
-
-/** Streams token texts as SSE chunks. Headers are committed with the first text, so an engine
- *  error before it (QUEUE_FULL, a rejected prompt) still becomes a proper HTTP status. */
-async function sendStream(reply: FastifyReply, stream: GenerationStream, shaper: ResponseShaper,
-  cause: () => AbortCause | undefined, clientGone: () => void) {
-  const out = new ChunkWriter(reply, shaper);
-  let failure: unknown;
-  try {
-    for await (const t of stream) if (t.text) await out.write(shaper.chunk(t.text));
-  } catch (e) {
-    // Leaving the loop aborts the generation: either the connection closed under a write, or
-    // the engine failed (then done() rejects too).
-    failure = e;
-    if (!reply.sse.isConnected) clientGone();
-  }
-  const done = await stream.done().catch(() => undefined);
-  if (!done) {
-    if (cause() || !failure) return { done, streamed: out.started };
-    const err = engineError(failure);
-    if (!out.started) throw err;
-    // Already streaming: report the failure in the stream, as OpenAI does.
-    await out.write(err.body()).then(() => out.write('[DONE]')).catch(() => undefined);
-    return { done: undefined, streamed: true };
-  }
-  // Nothing was generated as text (e.g. EOS at once): the stream still opens and closes.
-  if (!out.started && cause() !== 'client_disconnect') await out.write(shaper.chunk('')).catch(() => undefined);
-  return { done, streamed: out.started };
-}
-
-async function finishStream(reply: FastifyReply, shaper: ResponseShaper, fr: ReturnType<typeof finishReason>,
-  ext: ReturnType<typeof dflashExtension>, u: ReturnType<typeof usage>, includeUsage: boolean) {
-  if (!reply.sse.isConnected) return;
-  try {
-    await reply.sse.send({ data: shaper.closing(fr, ext) });
-    if (includeUsage) await reply.sse.send({ data: shaper.usageChunk(u) });
-    await reply.sse.send('[DONE]');
-  } catch {
-    // the client left during the last chunks: nothing more to do
-  }
-  reply.sse.close();
 }
 
 /** A request that ends without a response to send: its client left (nobody to answer; the

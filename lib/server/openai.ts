@@ -33,12 +33,9 @@ export function unsupportedParameter(body: Record<string, unknown>): OpenAIError
     ['presence_penalty', set('presence_penalty') && body.presence_penalty !== 0, 'penalties are not supported'],
     ['frequency_penalty', set('frequency_penalty') && body.frequency_penalty !== 0, 'penalties are not supported'],
     ['logit_bias', set('logit_bias') && Object.keys(body.logit_bias as object).length > 0, 'logit_bias is not supported'],
-    ['logprobs', set('logprobs') && body.logprobs !== false && body.logprobs !== 0, 'logprobs are not supported'],
-    ['top_logprobs', set('top_logprobs') && body.top_logprobs !== 0, 'logprobs are not supported'],
     ['tools', set('tools') && (body.tools as unknown[]).length > 0, 'tool calling is not supported'],
     ['response_format', set('response_format') && (body.response_format as { type?: string }).type !== 'text', 'structured output is not supported'],
-    ['best_of', set('best_of') && body.best_of !== 1, 'best_of > 1 is not supported: one request generates one choice'],
-    ['echo', body.echo === true, 'echo is not supported'],
+    ['best_of', set('best_of') && body.best_of !== (body.n ?? 1), 'best_of other than n is not supported (each choice is one generation)'],
     ['suffix', set('suffix') && body.suffix !== '', 'suffix (insertion) is not supported'],
   ];
   for (const [param, bad, why] of checks) if (bad) return badRequest(`Unsupported parameter '${param}': ${why} by this server.`, param, 'unsupported_parameter');
@@ -97,15 +94,25 @@ export function dflashExtension(stats: GenerationStats, speculative: boolean, ti
   };
 }
 
-/** Builds the objects of one endpoint for one request (same id and timestamp throughout). */
+/** One finished choice of a non-streaming response. */
+export interface FullChoice {
+  index: number;
+  text: string;
+  finish: FinishReason;
+  /** The endpoint's logprobs object (chat: the content list; completions: the legacy object), or null. */
+  logprobs: unknown;
+}
+
+/** Builds the objects of one endpoint for one request (same id and timestamp throughout); with
+ *  n > 1 every chunk names its choice's index. */
 export interface ResponseShaper {
   /** The whole response of a non-streaming request. */
-  full(text: string, finish: FinishReason, u: Usage, dflash: DflashExtension): object;
-  /** Chunks sent before the first text (chat: the assistant role). */
-  opening(): object[];
-  chunk(text: string): object;
-  /** The chunk that ends the choice, with its finish reason and the dflash extension. */
-  closing(finish: FinishReason, dflash: DflashExtension): object;
+  full(choices: FullChoice[], u: Usage, dflash: DflashExtension): object;
+  /** Chunks sent before the first text (chat: the assistant role of every choice). */
+  opening(n: number): object[];
+  chunk(index: number, text: string, logprobs?: unknown): object;
+  /** The chunk that ends a choice, with its finish reason and the dflash extension. */
+  closing(index: number, finish: FinishReason, dflash: DflashExtension): object;
   /** The extra chunk of `stream_options.include_usage` (no choices). */
   usageChunk(u: Usage): object;
 }
@@ -116,16 +123,18 @@ export function chatShaper(model: string, includeUsage: boolean): ResponseShaper
   const head = { id, object: 'chat.completion.chunk', created, model };
   // With include_usage every chunk carries `usage: null` except the last, as OpenAI does.
   const u = includeUsage ? { usage: null } : {};
-  const choice = (delta: object, finish: FinishReason | null) => ({ index: 0, delta, logprobs: null, finish_reason: finish });
+  const lp = (content: unknown) => (content === undefined || content === null ? null : { content, refusal: null });
+  const choice = (index: number, delta: object, finish: FinishReason | null, logprobs: unknown = null) =>
+    ({ index, delta, logprobs: lp(logprobs), finish_reason: finish });
   return {
-    full: (text, finish, usage, dflash) => ({
+    full: (choices, usage, dflash) => ({
       id, object: 'chat.completion', created, model,
-      choices: [{ index: 0, message: { role: 'assistant', content: text }, logprobs: null, finish_reason: finish }],
+      choices: choices.map((c) => ({ index: c.index, message: { role: 'assistant', content: c.text }, logprobs: lp(c.logprobs), finish_reason: c.finish })),
       usage, dflash,
     }),
-    opening: () => [{ ...head, choices: [choice({ role: 'assistant', content: '' }, null)], ...u }],
-    chunk: (text) => ({ ...head, choices: [choice({ content: text }, null)], ...u }),
-    closing: (finish, dflash) => ({ ...head, choices: [choice({}, finish)], ...u, dflash }),
+    opening: (n) => Array.from({ length: n }, (_, i) => ({ ...head, choices: [choice(i, { role: 'assistant', content: '' }, null)], ...u })),
+    chunk: (index, text, logprobs) => ({ ...head, choices: [choice(index, { content: text }, null, logprobs)], ...u }),
+    closing: (index, finish, dflash) => ({ ...head, choices: [choice(index, {}, finish)], ...u, dflash }),
     usageChunk: (usage) => ({ ...head, choices: [], usage }),
   };
 }
@@ -135,12 +144,13 @@ export function completionShaper(model: string, includeUsage: boolean): Response
   const created = Math.floor(Date.now() / 1000);
   const head = { id, object: 'text_completion', created, model };
   const u = includeUsage ? { usage: null } : {};
-  const choice = (text: string, finish: FinishReason | null) => ({ index: 0, text, logprobs: null, finish_reason: finish });
+  const choice = (index: number, text: string, finish: FinishReason | null, logprobs: unknown = null) =>
+    ({ index, text, logprobs: logprobs ?? null, finish_reason: finish });
   return {
-    full: (text, finish, usage, dflash) => ({ ...head, choices: [choice(text, finish)], usage, dflash }),
+    full: (choices, usage, dflash) => ({ ...head, choices: choices.map((c) => choice(c.index, c.text, c.finish, c.logprobs)), usage, dflash }),
     opening: () => [],
-    chunk: (text) => ({ ...head, choices: [choice(text, null)], ...u }),
-    closing: (finish, dflash) => ({ ...head, choices: [choice('', finish)], ...u, dflash }),
+    chunk: (index, text, logprobs) => ({ ...head, choices: [choice(index, text, null, logprobs)], ...u }),
+    closing: (index, finish, dflash) => ({ ...head, choices: [choice(index, '', finish)], ...u, dflash }),
     usageChunk: (usage) => ({ ...head, choices: [], usage }),
   };
 }

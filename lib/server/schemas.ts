@@ -1,7 +1,7 @@
 // JSON schemas of the OpenAI request bodies this server accepts, validated by Fastify (Ajv)
 // before a handler runs, plus the TypeScript shapes they describe. Ranges follow the OpenAI API
-// (temperature 0..2, top_p in (0, 1], at most 4 stop strings); `n` is limited to 1 because one
-// request drives one engine sequence. Fields this server does not know are ignored (as vLLM
+// (temperature 0..2, top_p in (0, 1], at most 4 stop strings); `n` up to 16 choices (each its own
+// engine sequence, sharing the prompt's pages through the prefix cache). Fields this server does not know are ignored (as vLLM
 // does), so clients that send `user`, `store`, `metadata` ... keep working; fields it knows but
 // cannot honour are rejected in openai.ts (unsupportedParameter), not silently dropped.
 
@@ -18,7 +18,7 @@ const samplingProperties = {
   top_k: nullable({ type: 'integer', minimum: -1 }),
   seed: nullable({ type: 'integer', minimum: 0, maximum: MAX_SAFE }),
   stop: nullable({ anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' }, maxItems: 4 }] }),
-  n: nullable({ type: 'integer', minimum: 1, maximum: 1 }),
+  n: nullable({ type: 'integer', minimum: 1, maximum: 16 }),
   stream: nullable({ type: 'boolean' }),
   stream_options: nullable({ type: 'object', properties: { include_usage: nullable({ type: 'boolean' }) } }),
   presence_penalty: nullable({ type: 'number', minimum: -2, maximum: 2 }),
@@ -78,8 +78,10 @@ export const completionBodySchema = {
         { type: 'array', minItems: 1, items: { type: 'array', minItems: 1, items: { type: 'integer', minimum: 0 } } },
       ],
     },
+    // 0 with echo: the prompt's log-probabilities only (lm-evaluation-harness' loglikelihood).
+    max_tokens: nullable({ type: 'integer', minimum: 0 }),
     echo: nullable({ type: 'boolean' }),
-    best_of: nullable({ type: 'integer', minimum: 1 }),
+    best_of: nullable({ type: 'integer', minimum: 1, maximum: 16 }),
     logprobs: nullable({ type: 'integer', minimum: 0, maximum: 5 }),
     suffix: nullable({ type: 'string' }),
   },
