@@ -61,3 +61,27 @@ export async function loadWithProgress(opts: EngineLoadOptions, show: boolean): 
 function mb(bytes: number): string {
   return (bytes / 1e6).toFixed(1);
 }
+
+/** engine.precompile() for the command line: a progress bar on a terminal, else one line at the
+ *  end; returns the program count and the seconds it took. */
+export async function precompileWithProgress(engine: Engine, context: number, show: boolean): Promise<{ programs: number; seconds: number }> {
+  const t0 = performance.now();
+  const bar = show && process.stderr.isTTY
+    ? new SingleBar({ stream: process.stderr, hideCursor: true, format: ' precompile |{bar}| {value}/{total} programs' }, Presets.shades_classic)
+    : undefined;
+  let started = false;
+  try {
+    const r = await engine.precompile({
+      context,
+      onProgress: ({ done, total }) => {
+        if (!bar) return;
+        if (!started) bar.start(total, 0);
+        started = true;
+        bar.update(done);
+      },
+    });
+    return { programs: r.programs, seconds: (performance.now() - t0) / 1000 };
+  } finally {
+    if (started) bar?.stop();
+  }
+}

@@ -176,6 +176,8 @@ export interface NativeEngine {
   submit(prompt: Int32Array, options: Record<string, unknown>): number;
   cancel(id: number): void;
   stats(): NativeEngineStats;
+  precompile(options: { context: number; greedy?: boolean; sampled?: boolean },
+    onProgress?: (p: { phase: 'precompile'; done: number; total: number }) => void): Promise<{ programs: number }>;
   /** Stops the scheduler; resolves once the device memory is released. */
   dispose(): Promise<void>;
 }

@@ -38,6 +38,7 @@ set(DFLASH_CORE_SOURCES
   native/engine/scheduler.cc
   native/engine/iteration.cc
   native/engine/prefix_reuse.cc
+  native/engine/precompile.cc
   native/engine/probe.cc
   native/engine/engine.cc
 )

@@ -18,7 +18,10 @@ afterEach(() => {
 interface Served { child: ChildProcess; url: string; stderr: () => string; exited: Promise<number | null> }
 
 async function serve(args: string[]): Promise<Served> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--target', TARGET, '--drafter', DRAFTER, '--port', '0', '--max-seq-len', '512', ...args],
+  // Precompiling every bucket of 512-token sequences takes minutes on 2 cores: the tests that are
+  // not about it start lazily (--no-precompile), as before.
+  const precompile = args.some((a) => a.startsWith('--precompile')) ? [] : ['--no-precompile'];
+  const child = spawn(process.execPath, [CLI, 'serve', '--target', TARGET, '--drafter', DRAFTER, '--port', '0', '--max-seq-len', '512', ...precompile, ...args],
     { stdio: ['ignore', 'ignore', 'pipe'] });
   children.push(child);
   let err = '';
@@ -27,7 +30,7 @@ async function serve(args: string[]): Promise<Served> {
     child.stderr!.on('data', (d) => {
       err += d;
       const m = /listening on (http:\/\/\S+)/.exec(err);
-      if (m) resolve(m[1]);
+      if (m && /dflash serve: ready/.test(err)) resolve(m[1]);
     });
     exited.then((code) => reject(new Error(`dflash serve exited with ${code}: ${err}`)));
   });
@@ -109,6 +112,37 @@ describe('dflash serve', () => {
     }
     s.child.kill('SIGTERM');
     expect(await s.exited).toBe(0);
+  });
+
+  it('precompiles before it is ready: /health 503 until then, no compile on the first requests', async () => {
+    const child = spawn(process.execPath, [CLI, 'serve', '--target', TARGET, '--drafter', DRAFTER, '--port', '0', '--max-seq-len', '512',
+      '--max-sequences', '2', '--precompile-context', '48', '--served-model-name', 'code-pair'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    children.push(child);
+    let err = '';
+    child.stderr!.on('data', (d) => (err += d));
+    const url = await new Promise<string>((resolve) => {
+      const poll = setInterval(() => {
+        const m = /listening on (http:\/\/\S+)/.exec(err);
+        if (m) {
+          clearInterval(poll);
+          resolve(m[1]);
+        }
+      }, 20);
+    });
+    // Listening, not ready: health says so, completions are refused with Retry-After.
+    const early = await fetch(`${url}/health`);
+    if (!/dflash serve: ready/.test(err)) {
+      expect(early.status).toBe(503);
+      expect(await early.json()).toEqual({ status: 'loading' });
+    }
+    while (!/dflash serve: ready/.test(err)) await new Promise((r) => setTimeout(r, 100));
+    expect(err).toMatch(/ready: \d+ programs precompiled in [\d.]+ s/);
+    expect((await fetch(`${url}/health`)).status).toBe(200);
+    const body = { model: 'code-pair', prompt: 'def main():\n', max_tokens: 12, temperature: 0 };
+    const r = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    expect(r.status).toBe(200);
+    child.kill('SIGTERM');
+    await new Promise((resolve) => child.on('exit', resolve));
   });
 
   it('rejects bad options with a message naming them', async () => {

@@ -35,6 +35,10 @@ export interface ServerOptions {
   bodyLimit?: number;
   /** Fastify's logger option (default off). */
   logger?: FastifyServerOptions['logger'];
+  /** The server is not ready until this settles (e.g. engine.precompile()): /health answers 503
+   *  {status: 'loading'} and requests 503 with Retry-After meanwhile (vLLM's readiness). A
+   *  rejection keeps it unready and is reported by /health. */
+  ready?: Promise<unknown>;
 }
 
 export interface DflashServer {
@@ -63,6 +67,8 @@ export function createServer(engine: Engine, options: ServerOptions = {}): Dflas
   const maxContext = Math.min(maxSeqLen, engine.config.target.maxPositionEmbeddings);
   const active = new Set<ActiveRequest>();
   let closing = false;
+  let readiness: 'loading' | 'ready' | { error: string } = options.ready ? 'loading' : 'ready';
+  options.ready?.then(() => { readiness = 'ready'; }, (e: Error) => { readiness = { error: e?.message ?? String(e) }; });
 
   const metrics = new ServerMetrics({
     // Once the engine schedules sequences itself it reports its own counts; until then the
@@ -114,6 +120,9 @@ export function createServer(engine: Engine, options: ServerOptions = {}): Dflas
     });
     if (!req.url.startsWith('/v1/')) return;
     if (closing) throw new OpenAIError(503, 'The server is shutting down.', 'server_error', null, 'shutting_down');
+    if (readiness !== 'ready' && req.url.startsWith('/v1/c'))
+      throw new OpenAIError(503, readiness === 'loading' ? 'The server is compiling its programs; retry shortly.' : `The server failed to start: ${readiness.error}`,
+        'server_error', null, 'not_ready', { 'retry-after': '5' });
     if (options.apiKey !== undefined && !keyMatches(req.headers.authorization, options.apiKey))
       throw new OpenAIError(401, 'Missing or wrong API key: send `Authorization: Bearer <key>`.', 'invalid_request_error', null, 'invalid_api_key');
   });
@@ -146,6 +155,8 @@ export function createServer(engine: Engine, options: ServerOptions = {}): Dflas
     }));
     api.get('/health', async (_req, reply) => {
       if (closing) return reply.code(503).send({ status: 'shutting_down' });
+      if (readiness === 'loading') return reply.code(503).header('retry-after', '5').send({ status: 'loading' });
+      if (readiness !== 'ready') return reply.code(503).send({ status: 'failed', error: readiness.error });
       return { status: 'ok' };
     });
     api.get('/metrics', async (_req, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));

@@ -18,6 +18,9 @@ export const SERVE_HELP = `  dflash serve --target DIR [--drafter DIR] [options]
       --api-key KEY             require "Authorization: Bearer KEY" on /v1 (default $DFLASH_API_KEY)
       --served-model-name NAME  the model id clients send (default: the --target path)
       --shutdown-timeout S      seconds running requests get on SIGINT/SIGTERM (default 30)
+      --precompile-context N    before it is ready, compile every program sequences of up to N tokens
+                                need (default: --max-seq-len); /health answers 503 until then
+      --no-precompile           ready at once; programs compile on first use (in the background)
       --log-level L             fatal, error, warn, info, debug (default warn)
       --plugin PATH             PJRT plugin to use (default: discovered)`;
 
@@ -36,9 +39,13 @@ export const serveOptions = {
   'served-model-name': { type: 'string' },
   'shutdown-timeout': { type: 'string' },
   'log-level': { type: 'string' },
+  'precompile-context': { type: 'string' },
+  'no-precompile': { type: 'boolean' },
 } as const;
 
-type Values = { [K in keyof typeof serveOptions]?: string };
+type Flags = 'no-precompile';
+
+type Values = { [K in Exclude<keyof typeof serveOptions, Flags>]?: string } & { [K in Flags]?: boolean };
 
 /** An integer option in [min, max], or a message naming the option and the accepted range. */
 function intOption(v: Values, name: keyof Values, dflt: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
@@ -72,6 +79,7 @@ export async function serve(v: Values): Promise<void> {
   const maxSeqLen = intOption(v, 'max-seq-len', 2048, 1);
   const tensorParallel = intOption(v, 'tensor-parallel-size', 1, 1, 1024);
   const dataParallel = intOption(v, 'data-parallel-size', 1, 1, 1024);
+  const precompileContext = intOption(v, 'precompile-context', maxSeqLen, 1, maxSeqLen);
   const shutdownTimeout = Number(v['shutdown-timeout'] ?? 30);
   if (!(shutdownTimeout >= 0)) throw new Error(`--shutdown-timeout must be a number of seconds >= 0, got '${v['shutdown-timeout']}'`);
   const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
@@ -84,7 +92,12 @@ export async function serve(v: Values): Promise<void> {
   // --max-sequences is per replica (each has its own batch and KV pool), as vLLM's max_num_seqs.
   const engine = await Engine.load({ target: v.target, drafter: v.drafter, plugin: v.plugin, maxSeqLen, maxSequences, maxQueue: queue,
     tensorParallel, dataParallel });
+  // Ready means fast: every program the server runs is compiled (or loaded from the disk cache)
+  // before /health says ok; meanwhile requests get 503.
+  const { precompileWithProgress } = await import('../cli-progress');
+  const precompiled = v['no-precompile'] ? undefined : precompileWithProgress(engine, precompileContext, true);
   const server = createServer(engine, {
+    ready: precompiled,
     servedModelName: v['served-model-name'] ?? v.target,
     apiKey: v['api-key'] ?? process.env.DFLASH_API_KEY,
     maxSequences: maxSequences * dataParallel, queue, maxSeqLen, defaults,
@@ -103,7 +116,13 @@ export async function serve(v: Values): Promise<void> {
   const devices = mesh.replicas.map((r) => r.devices.map((d) => d.id).join(',')).join(' | ');
   process.stderr.write(`dflash serve: listening on ${url} (model '${v['served-model-name'] ?? v.target}', ${mode}, ` +
     `${maxSequences} sequences + ${queue} queued, platform ${engine.platform}, ` +
-    `tensor parallel ${mesh.tensorParallel} x data parallel ${mesh.dataParallel} on devices ${devices})\n`);
+    `tensor parallel ${mesh.tensorParallel} x data parallel ${mesh.dataParallel} on devices ${devices})` +
+    (precompiled ? `; precompiling for ${precompileContext}-token sequences, /health is 503 until ready` : '') + '\n');
+  if (!precompiled) process.stderr.write('dflash serve: ready (--no-precompile: programs compile on first use)\n');
+  else
+    precompiled.then(
+      (p) => process.stderr.write(`dflash serve: ready: ${p.programs} programs precompiled in ${p.seconds.toFixed(1)} s\n`),
+      (e: Error) => process.stderr.write(`dflash serve: precompiling failed: ${e.message}; /health reports it\n`));
 
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {

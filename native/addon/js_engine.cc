@@ -180,6 +180,7 @@ Napi::Function JsEngine::Init(Napi::Env env) {
       InstanceMethod<&JsEngine::Submit>("submit"),
       InstanceMethod<&JsEngine::Cancel>("cancel"),
       InstanceMethod<&JsEngine::Stats>("stats"),
+      InstanceMethod<&JsEngine::Precompile>("precompile"),
       InstanceMethod<&JsEngine::Dispose>("dispose"),
   });
 }
@@ -258,6 +259,42 @@ Napi::Value JsEngine::Load(const Napi::CallbackInfo& info) {
           for (size_t i = 0; i < unused.size(); ++i) a.Set(i, unused[i]);
           o.Set("unusedTensors", a);
           return o;
+        });
+      });
+  return p->promise();
+}
+
+// precompile({ context, greedy, sampled }, onProgress?) -> Promise<{ programs }>: onProgress({
+// phase: 'precompile', done, total }) after each program (compile and disk-cache events come as
+// the engine's 'program' events).
+Napi::Value JsEngine::Precompile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto eng = Get(env);
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "precompile({ context, greedy, sampled }, onProgress?)");
+  auto o = info[0].As<Napi::Object>();
+  const int64_t context = o.Get("context").IsNumber() ? o.Get("context").As<Napi::Number>().Int64Value() : 0;
+  if (context < 1) throw Napi::RangeError::New(env, "precompile: context must be a number of tokens >= 1");
+  const bool greedy = !o.Get("greedy").IsBoolean() || o.Get("greedy").As<Napi::Boolean>().Value();
+  const bool sampled = !o.Get("sampled").IsBoolean() || o.Get("sampled").As<Napi::Boolean>().Value();
+  Napi::Function cb = info.Length() > 1 && info[1].IsFunction() ? info[1].As<Napi::Function>() : Napi::Function();
+  auto p = AsyncPromise::Create(env, cb, "dflash-precompile");
+  eng->Precompile(
+      context, greedy, sampled,
+      [p](size_t done, size_t total) {
+        p->Progress([done, total](Napi::Env env, Napi::Function fn) {
+          auto ev = Napi::Object::New(env);
+          ev.Set("phase", "precompile");
+          ev.Set("done", static_cast<double>(done));
+          ev.Set("total", static_cast<double>(total));
+          fn.Call({ev});
+        });
+      },
+      [p](size_t programs, const std::string& error) {
+        if (!error.empty()) return p->Reject(error);
+        p->Resolve([programs](Napi::Env env) -> Napi::Value {
+          auto r = Napi::Object::New(env);
+          r.Set("programs", static_cast<double>(programs));
+          return r;
         });
       });
   return p->promise();

@@ -25,6 +25,7 @@ class JsEngine : public Napi::ObjectWrap<JsEngine> {
  private:
   friend Napi::Value CreateEngine(const Napi::CallbackInfo& info);
   Napi::Value Load(const Napi::CallbackInfo& info);
+  Napi::Value Precompile(const Napi::CallbackInfo& info);
   Napi::Value Submit(const Napi::CallbackInfo& info);
   Napi::Value Cancel(const Napi::CallbackInfo& info);
   Napi::Value Stats(const Napi::CallbackInfo& info);

@@ -127,6 +127,38 @@ void Engine::Load(std::vector<TensorSource> target, std::vector<TensorSource> dr
   }
 }
 
+void Engine::Precompile(int64_t context, bool greedy, bool sampled, std::function<void(size_t, size_t)> progress,
+                        std::function<void(size_t, const std::string&)> done) {
+  struct Join {
+    std::mutex mu;
+    size_t left, programs = 0;
+    std::string error;
+  };
+  auto join = std::make_shared<Join>();
+  join->left = replicas_.size();
+  for (size_t r = 0; r < replicas_.size(); ++r) {
+    replicas_[r]->scheduler->Post([=](Runtime& rt) {
+      std::string error;
+      size_t programs = 0;
+      try {
+        const auto shapes = rt.ServingShapes(context, greedy, sampled);
+        programs = shapes.size();
+        rt.Precompile(shapes, r == 0 ? progress : nullptr);
+      } catch (const std::exception& e) {
+        error = e.what();
+      }
+      bool last;
+      {
+        std::lock_guard<std::mutex> lock(join->mu);
+        if (r == 0) join->programs = programs;
+        if (join->error.empty()) join->error = error;
+        last = --join->left == 0;
+      }
+      if (last) done(join->programs, join->error);
+    });
+  }
+}
+
 int64_t Engine::Submit(std::vector<int32_t> prompt, const RequestOptions& opts) {
   // The least loaded replica (fewest sequences submitted and not finished); ties: the first.
   size_t best = 0;

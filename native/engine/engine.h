@@ -62,6 +62,12 @@ class Engine {
   void Load(std::vector<TensorSource> target, std::vector<TensorSource> drafter, std::function<void(const LoadProgress&)> progress,
             std::function<void(const ProgramEvent&)> programs, std::function<void(const LoadResult&, const std::string& error)> done);
 
+  // Compiles (or loads from the disk cache) what a server runs for sequences of up to `context`
+  // tokens (Runtime::ServingShapes) on every replica; progress is replica 0's; `done` once, after
+  // the last replica, with the number of programs and the first error.
+  void Precompile(int64_t context, bool greedy, bool sampled, std::function<void(size_t done, size_t total)> progress,
+                  std::function<void(size_t programs, const std::string& error)> done);
+
   // Queues the request on the least loaded replica; returns its id.
   int64_t Submit(std::vector<int32_t> prompt, const RequestOptions& opts);
   void Cancel(int64_t id);

@@ -235,7 +235,12 @@ void Scheduler::RunDecode(const std::vector<Sequence*>& rows) {
           if (b > 1) rt_->Prefetch(draft_shape(b));
         });
     for (Sequence* s : rows) s->pending_block = 0;  // consumed by this verify; Draft sets the next
-    Anticipate(live, next, max_pos + next, any_sampling, logprobs);
+    // The farthest position a continuing row can still reach (its maxTokens), past which no pages
+    // bucket is worth compiling ahead.
+    int64_t reach = 0;
+    for (size_t r = 0; r < rows.size(); ++r)
+      if (continues[r]) reach = std::max<int64_t>(reach, rows[r]->kv_len + n[r] + (rows[r]->opts.max_tokens - rows[r]->generated) + next);
+    Anticipate(live, next, max_pos + next, any_sampling, logprobs, reach);
     if (next >= 2) Draft(rows, committed, n, continues, next, k);
     // next == 1: plain steps run no drafter; the context catches up before the next block.
   }
@@ -296,7 +301,7 @@ void Scheduler::Draft(const std::vector<Sequence*>& rows, const std::vector<std:
   }
 }
 
-void Scheduler::Anticipate(int64_t rows, int32_t block, int64_t max_position, bool any_sampling, int64_t logprobs) {
+void Scheduler::Anticipate(int64_t rows, int32_t block, int64_t max_position, bool any_sampling, int64_t logprobs, int64_t reach) {
   // Compile in the background what the next iterations will probably need, before they need it:
   // the next rows bucket while requests wait for admission, the next pages bucket when a row
   // nears the end of its current one.
@@ -304,7 +309,7 @@ void Scheduler::Anticipate(int64_t rows, int32_t block, int64_t max_position, bo
   const int64_t slots = static_cast<int64_t>(rt_->options().page_size) * rt_->PagesBucket(max_position);
   std::vector<std::pair<int64_t, int64_t>> next;  // (rows, max position)
   if (!waiting_.empty() && bucket < NextPow2(rt_->options().max_sequences)) next.emplace_back(2 * bucket, max_position);
-  if (max_position * 4 >= slots * 3) next.emplace_back(rows, slots);
+  if (max_position * 4 >= slots * 3 && reach > slots) next.emplace_back(rows, slots);
   for (auto [r, pos] : next) {
     rt_->Prefetch(rt_->VerifyShape(r, block, pos, true, any_sampling, logprobs));
     rt_->Prefetch(rt_->DraftShapeFor(r, block, block, pos, any_sampling));

@@ -26,6 +26,12 @@ namespace dflash::engine {
 
 int64_t NextPow2(int64_t x);
 
+// One program of a runtime: a target score or a drafter shape.
+struct ProgramShape {
+  std::optional<models::ScoreShape> score;
+  std::optional<models::DraftShape> draft;
+};
+
 class Runtime {
  public:
   // Throws std::invalid_argument naming the model field when the models do not split over the
@@ -42,6 +48,11 @@ class Runtime {
   void CreatePools();
   // Compiles the programs one stream needs (options.warmup).
   void Warmup();
+  // The programs a server runs for sequences of up to `context` tokens and up to maxSequences
+  // rows, greedy and/or sampled (precompile.cc), and compiling them (from the disk cache when
+  // there), with progress after each.
+  std::vector<ProgramShape> ServingShapes(int64_t context, bool greedy, bool sampled) const;
+  void Precompile(const std::vector<ProgramShape>& shapes, const std::function<void(size_t done, size_t total)>& progress);
 
   // ---- the steps of an iteration ----
   // Scores up to `len` known tokens of one sequence from position `start` on (pages already

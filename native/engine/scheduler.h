@@ -94,7 +94,8 @@ class Scheduler {
   void TakePromptLogprobs(Sequence& s, SequenceEvent& ev);
   void FailAll(const std::vector<Sequence*>& rows, const std::string& message);
   void RunDecode(const std::vector<Sequence*>& rows);
-  void Anticipate(int64_t rows, int32_t block, int64_t max_position, bool any_sampling, int64_t logprobs = -1);
+  // `reach`: the farthest position a running row can still get to (no larger pages bucket after it).
+  void Anticipate(int64_t rows, int32_t block, int64_t max_position, bool any_sampling, int64_t logprobs, int64_t reach);
   // After a verify at block k: catch up the context of rows that decoded plainly, then draft
   // every continuing speculative row's next block of (up to) `next` tokens.
   void Draft(const std::vector<Sequence*>& rows, const std::vector<std::vector<int32_t>>& committed, const std::vector<int32_t>& n,

@@ -1,0 +1,53 @@
+// Ready means fast: engine.precompile() compiles every program the scheduler asks for with up to
+// maxSequences streams of up to `context` tokens — prefill chunks, plain decode, full blocks and
+// their drafts, greedy and sampled — so a burst of such requests compiles nothing more; a second
+// engine on the same disk cache loads them all instead of compiling.
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { afterAll, describe, expect, it } from 'vitest';
+
+import { Engine } from '../lib/engine';
+
+const MODELS = path.join(__dirname, 'fixtures', 'models');
+const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dflash-precompile-'));
+afterAll(() => fs.rmSync(cacheDir, { recursive: true, force: true }));
+
+const opts = {
+  target: path.join(MODELS, 'qwen3-f32'), drafter: path.join(MODELS, 'qwen3-f32-dflash'), pageSize: 8, maxSeqLen: 128,
+  maxSequences: 4, adaptive: false, warmup: false, cacheDir,
+};
+
+describe('precompile', () => {
+  it('after it, mixed greedy and sampled bursts of up to maxSequences streams compile nothing', async () => {
+    const engine = await Engine.load(opts);
+    try {
+      const seen: number[] = [];
+      const r = await engine.precompile({ context: 64, onProgress: (p) => seen.push(p.done) });
+      expect(r.programs).toBeGreaterThan(10);
+      expect(seen[seen.length - 1]).toBe(r.programs);
+      const compiled = engine.stats().compiles;
+      expect(compiled).toBe(r.programs);
+      const prompts = [[1, 2, 3], Array.from({ length: 30 }, (_, i) => i + 5), [7, 8], Array.from({ length: 17 }, (_, i) => 200 - i)];
+      for (const n of [1, 2, 3, 4])
+        await Promise.all(prompts.slice(0, n).map((p, i) =>
+          engine.generate(p, i % 2 ? { maxTokens: 24, temperature: 0.8, seed: i } : { maxTokens: 24 }).done()));
+      await engine.generate([9, 9, 9], { maxTokens: 20, speculative: false }).done();
+      expect(engine.stats().compiles).toBe(compiled);
+    } finally {
+      await engine.close();
+    }
+  });
+
+  it('a second start loads every program from the disk cache', async () => {
+    const engine = await Engine.load(opts);
+    try {
+      const r = await engine.precompile({ context: 64 });
+      const s = engine.stats();
+      expect(s.compiles).toBe(0);
+      expect(s.diskCacheHits).toBe(r.programs);
+    } finally {
+      await engine.close();
+    }
+  });
+});
