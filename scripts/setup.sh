@@ -26,6 +26,12 @@ if [ ! -x .venv-train/bin/python ]; then python3 -m venv .venv-train; fi
 if [ ! -x .venv-gguf/bin/python ]; then python3 -m venv .venv-gguf; fi
 .venv-gguf/bin/python -m pip install -q --disable-pip-version-check -r tools/gguf/requirements.txt
 
+# NVIDIA's aiperf client (~1.2 GB, no torch), for test/29-server-aiperf and bench:aiperf.
+if [ ! -x .venv-aiperf/bin/aiperf ]; then
+  [ -x .venv-aiperf/bin/python ] || python3 -m venv .venv-aiperf
+  .venv-aiperf/bin/python -m pip install -q --disable-pip-version-check -r tools/aiperf/requirements.txt
+fi
+
 # The TPU and CUDA PJRT plugins (~270 MB of wheels, --no-deps: see requirements-plugins.txt), for
 # test/03, which loads them on this accelerator-less machine. Kept apart from ./.venv, which
 # discovery searches, so they never displace the CPU plugin.

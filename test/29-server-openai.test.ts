@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import type { Engine } from '../lib/engine';
 import { createServer } from '../lib/server/app';
+import { ServerMetrics } from '../lib/server/metrics';
 import { eventually, loadPair, metric, MODEL, Running, scrape, startServer } from './helpers/server';
 
 let engine: Engine;
@@ -173,6 +174,24 @@ describe('models, health and metrics', () => {
     const accepted1 = metric(m, 'dflash_draft_position_accepted_total', { position: '1' })!;
     expect(metric(m, 'dflash_draft_position_acceptance', { position: '1' })).toBeCloseTo(accepted1 / steps, 6);
     expect(metric(m, 'dflash_draft_position_acceptance', { position: String(engine.config.drafter!.blockSize - 1) })).toBeDefined();
+  });
+});
+
+describe('metrics before any sample', () => {
+  it('never exports NaN: the event-loop delay gauges read 0 until sampled, then keep their last values', async () => {
+    const samples = (t: string) => t.split('\n').filter((l) => l && !l.startsWith('#'));
+    const lag = (t: string) => samples(t).filter((l) => l.includes('eventloop_lag_')).map((l) => Number(l.split(' ').pop()));
+    const { registry } = new ServerMetrics({ running: () => 0, queued: () => 0, pages: () => ({}) });
+    const scrapes = [await registry.metrics(), await registry.metrics()];  // at start, then back to back
+    await new Promise((r) => setTimeout(r, 100));
+    scrapes.push(await registry.metrics(), await registry.metrics());
+    for (const t of scrapes) {
+      expect(samples(t).filter((l) => /\s(NaN|Nan|[+-]?Inf)$/i.test(l))).toEqual([]);
+      for (const v of lag(t)) expect(v).toBeLessThan(60);  // not 2^63 ns
+    }
+    expect(lag(scrapes[0]).slice(1)).toEqual(Array(7).fill(0));
+    expect(lag(scrapes[3]).slice(1)).toEqual(lag(scrapes[2]).slice(1));
+    expect(Math.max(...lag(scrapes[2]).slice(1))).toBeGreaterThan(0);
   });
 });
 

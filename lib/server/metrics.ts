@@ -2,6 +2,7 @@
 // so two servers in one process (tests, an app mounting two models) never share counters.
 // Gauges of live state (running / queued sequences, KV pages) are read at scrape time; request
 // outcomes are recorded once per finished generation. The names are listed in docs/SERVE.md.
+import { monitorEventLoopDelay } from 'perf_hooks';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 import type { GenerationStats } from '../stream';
@@ -53,6 +54,7 @@ export class ServerMetrics {
   constructor(live: LiveState) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'dflash_process_' });
+    eventLoopDelayGauges(this.registry, 'dflash_process_');
     this.requests = new Counter({ name: 'dflash_http_requests_total', help: 'HTTP requests by route and response status', labelNames: ['route', 'status'], registers });
     this.finished = new Counter({ name: 'dflash_generations_finished_total', help: 'Finished generations by OpenAI finish_reason', labelNames: ['finish_reason'], registers });
     this.aborted = new Counter({ name: 'dflash_requests_aborted_total', help: 'Requests aborted before their end, queued or generating (client disconnect, shutdown deadline)', labelNames: ['cause'], registers });
@@ -121,5 +123,43 @@ export class ServerMetrics {
       this.acceptedAt[i] = (this.acceptedAt[i] ?? 0) + accepted;
       this.positionAccepted.inc({ position: String(i + 1) }, accepted);
     });
+  }
+}
+
+/** prom-client's event-loop delay statistics, with its help texts. */
+const LAG_STATS = {
+  min: 'The minimum recorded event loop delay.',
+  max: 'The maximum recorded event loop delay.',
+  mean: 'The mean of the recorded event loop delays.',
+  stddev: 'The standard deviation of the recorded event loop delays.',
+  p50: 'The 50th percentile of the recorded event loop delays.',
+  p90: 'The 90th percentile of the recorded event loop delays.',
+  p99: 'The 99th percentile of the recorded event loop delays.',
+};
+
+/** Replaces prom-client's nodejs_eventloop_lag_{min,max,mean,stddev,p50,p90,p99}_seconds (same
+ *  names and help). Its perf_hooks histogram is reset at every scrape, so a scrape with no sample
+ *  since the previous one (the first after start, or two within its 10 ms resolution) exported
+ *  mean and stddev NaN, min 9223372036.85 s (2^63 ns) and max 0. These start at 0 and keep their
+ *  last sampled values until the histogram has new samples. */
+function eventLoopDelayGauges(registry: Registry, prefix: string): void {
+  const histogram = monitorEventLoopDelay();
+  histogram.enable();
+  const stats = Object.keys(LAG_STATS) as Array<keyof typeof LAG_STATS>;
+  const read = (stat: keyof typeof LAG_STATS): number =>
+    stat.startsWith('p') ? histogram.percentile(Number(stat.slice(1))) : histogram[stat as 'min' | 'max' | 'mean' | 'stddev'];
+  const gauges: Gauge[] = [];
+  for (const stat of stats) {
+    const name = `${prefix}nodejs_eventloop_lag_${stat}_seconds`;
+    registry.removeSingleMetric(name);
+    gauges.push(new Gauge({
+      name, help: LAG_STATS[stat], registers: [registry],
+      // The first gauge's collect (run before the others are serialized) sets all of them.
+      collect: gauges.length > 0 ? undefined : () => {
+        if (histogram.count === 0) return;
+        stats.forEach((s, i) => gauges[i].set(read(s) / 1e9));
+        histogram.reset();
+      },
+    }));
   }
 }

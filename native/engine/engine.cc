@@ -75,6 +75,11 @@ Engine::Engine(std::shared_ptr<pjrt::Client> client, models::TargetConfig target
   }
 }
 
+Engine::~Engine() {
+  Stop();
+  for (auto& r : replicas_) r->scheduler.reset();
+}
+
 void Engine::OnEvents(size_t replica, std::vector<SequenceEvent>&& events) {
   int64_t finished = 0;
   {

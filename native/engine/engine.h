@@ -55,6 +55,10 @@ class Engine {
   // mesh the client's devices or the models cannot make.
   Engine(std::shared_ptr<pjrt::Client> client, models::TargetConfig target, std::optional<models::DrafterConfig> drafter,
          EngineOptions options, std::vector<int64_t> device_ids, std::set<int32_t> eos_ids, Scheduler::EventSink sink);
+  // Joins the schedulers first: their last events go through OnEvents, which uses the members below.
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
 
   // Uploads the weights, sizes the KV pool, compiles the warm-up programs: on every replica's
   // scheduler thread; `done` is called once, after the last replica, with the result or the

@@ -53,6 +53,8 @@ class Runtime {
   // there), with progress after each.
   std::vector<ProgramShape> ServingShapes(int64_t context, bool greedy, bool sampled) const;
   void Precompile(const std::vector<ProgramShape>& shapes, const std::function<void(size_t done, size_t total)>& progress);
+  // Runs a program once on padding rows (precompile.cc): its first-run costs paid before serving.
+  void WarmRun(CompiledProgram& program);
 
   // ---- the steps of an iteration ----
   // Scores up to `len` known tokens of one sequence from position `start` on (pages already
