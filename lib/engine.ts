@@ -92,7 +92,9 @@ export class Engine extends (EventEmitter as new () => TypedEmitter<EngineEvents
     try {
       const options = { ...engineOptions, cacheDir: cacheDir === false ? '' : cacheDir ?? defaultCacheDir() };
       const eos = [...new Set(tokenizer.eosTokenIds.concat(targetCfg.eosTokenIds ?? []))];
-      nativeEngine = native().createEngine(client, { target: targetCfg, drafter: drafterCfg, eosTokenIds: eos, options, devices },
+      // tokenizer.json's text: the grammar engine reads every token's bytes from it.
+      const tokenizerJson = fs.readFileSync(path.join(target, 'tokenizer.json'), 'utf8');
+      nativeEngine = native().createEngine(client, { target: targetCfg, drafter: drafterCfg, eosTokenIds: eos, options, devices, tokenizerJson },
         (kind, data) => engine?.onNative(kind, data));
       engine = new Engine(client, nativeEngine, tokenizer, { target: targetCfg, drafter: drafterCfg });
       const { unusedTensors } = await nativeEngine.load(targetTensors, drafterTensors, onProgress && ((p) => onProgress(p)));
@@ -139,12 +141,12 @@ export class Engine extends (EventEmitter as new () => TypedEmitter<EngineEvents
     if (this.disposed) throw new Error('Engine is disposed');
     // Argument errors throw here; what the scheduler finds (vocabulary, length, a full queue)
     // rejects the stream.
-    const { request, stops } = requestOptions(options, this.config.drafter !== undefined);
+    const { request, stops, grammar } = requestOptions(options, this.config.drafter !== undefined);
     const tokens = promptTokens(prompt, this.tokenizer);
     const startedAt = performance.now();
     return new GenerationStream((stream, signal) => new Promise<DoneEvent>((resolve, reject) => {
       if (signal.aborted) return reject(new AbortError());
-      const id = this.engine.submit(tokens, request);  // throws: prompt errors, QUEUE_FULL
+      const id = this.engine.submit(tokens, request, grammar);  // throws: prompt errors, QUEUE_FULL, INVALID_GRAMMAR
       const block = request.blockSize === 1 || !this.config.drafter ? 1 : (request.blockSize as number | undefined) || this.config.drafter.blockSize;
       const gen = new Generation(stream, this.tokenizer, stops, tokens, startedAt, () => this.engine.cancel(id), block,
         options.logprobs !== undefined && options.logprobs >= 0, options.promptLogprobs !== undefined && options.promptLogprobs >= 0);

@@ -8,6 +8,7 @@ export { Engine } from './engine';
 export { createServer } from './server/app';
 export type { DflashServer, ServerOptions } from './server/app';
 export type { EngineLoadOptions, GenerateOptions, LoadProgress } from './engine';
+export type { Grammar } from './grammar';
 export { AbortError, GenerationStream } from './stream';
 export type { DoneEvent, GenerationStats, StepEvent, StopReason, TokenEvent } from './stream';
 export { Client, DeviceBuffer, Executable, liveObjects } from './runtime';

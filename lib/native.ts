@@ -134,6 +134,10 @@ export interface NativeEngineStats {
   /** Prefix caching since load: prompt tokens looked up at admission, and of those found cached. */
   prefixCacheQueries: number;
   prefixCacheHits: number;
+  /** Structured output: verify rows that ran under a grammar, and the host seconds their grammar
+   *  engine took (token masks, draft checks, commits). */
+  grammarRows: number;
+  grammarSeconds: number;
   /** Engine-wide: positionOffered[i] steps offered draft position i + 1, positionAccepted[i] accepted it. */
   positionOffered: number[];
   positionAccepted: number[];
@@ -173,7 +177,7 @@ export interface NativeEngine {
   load(target: TensorSource[], drafter: TensorSource[] | undefined,
     onProgress?: (e: NativeWeightProgress | NativeProgramEvent) => void): Promise<{ unusedTensors: string[] }>;
   /** Queues a request; throws for invalid options or prompts, or with code QUEUE_FULL. */
-  submit(prompt: Int32Array, options: Record<string, unknown>): number;
+  submit(prompt: Int32Array, options: Record<string, unknown>, grammar?: { kind: string; text: string }): number;
   cancel(id: number): void;
   stats(): NativeEngineStats;
   precompile(options: { context: number; greedy?: boolean; sampled?: boolean },

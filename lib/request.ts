@@ -5,6 +5,7 @@
 // or prompt element, the value received and what is accepted; nothing is coerced. Wrong types and
 // unknown names are TypeErrors; values outside an option's range (the schema's errors) and bad
 // token ids are RangeErrors.
+import { Grammar, GrammarSpec, grammarSpec } from './grammar';
 import { native } from './native';
 import { ENGINE_OPTION_NAMES } from './options.generated';
 import type { ChatMessage, Tokenizer } from './tokenizer';
@@ -33,9 +34,14 @@ export interface GenerateOptions {
   /** The same (0-20 alternatives) for every prompt token after the first: done.promptLogprobs
    *  (OpenAI's echo). The prompt is then computed whole (no prefix-cache reuse). */
   promptLogprobs?: number;
+  /** Structured output: every token follows the grammar (a JSON Schema, any JSON object, a
+   *  regular expression or a Lark grammar), drafted tokens included, so speculative output equals
+   *  plain constrained output. The stream ends (reason 'eos') when the grammar is complete. An
+   *  invalid grammar throws a RangeError (code INVALID_GRAMMAR) naming what is wrong. */
+  grammar?: Grammar;
 }
 
-const GENERATE_OPTIONS = ['maxTokens', 'temperature', 'topP', 'topK', 'seed', 'stop', 'signal', 'speculative', 'logprobs', 'promptLogprobs'] as const;
+const GENERATE_OPTIONS = ['maxTokens', 'temperature', 'topP', 'topK', 'seed', 'stop', 'signal', 'speculative', 'logprobs', 'promptLogprobs', 'grammar'] as const;
 /** Engine.load's own options besides the native engine options. */
 const LOAD_OPTIONS = ['target', 'drafter', 'plugin', 'cacheDir', 'onProgress', 'devices'] as const;
 
@@ -86,7 +92,7 @@ export function checkLoadOptions(opts: unknown): void {
 }
 
 /** generate()'s options as the native request options (checked by the schema), plus stop strings. */
-export function requestOptions(o: unknown, hasDrafter: boolean): { request: Record<string, unknown>; stops: string[] } {
+export function requestOptions(o: unknown, hasDrafter: boolean): { request: Record<string, unknown>; stops: string[]; grammar?: GrammarSpec } {
   if (o === null || typeof o !== 'object' || Array.isArray(o)) throw new TypeError(`generate: options must be an object, got ${describeValue(o)}`);
   const opts = o as GenerateOptions;
   unknownKeys('generate', opts, GENERATE_OPTIONS);
@@ -107,7 +113,7 @@ export function requestOptions(o: unknown, hasDrafter: boolean): { request: Reco
     logprobs: opts.logprobs, promptLogprobs: opts.promptLogprobs,
   };
   native().validateRequestOptions(request);  // the schema's message: option, value, range
-  return { request, stops: stopList(opts.stop) };
+  return { request, stops: stopList(opts.stop), grammar: grammarSpec(opts.grammar) };
 }
 
 function isAbortSignal(v: unknown): v is AbortSignal {

@@ -12,6 +12,7 @@ set(DFLASH_CORE_SOURCES
   native/hlo/builder.cc
   native/hlo/builder_shape.cc
   native/hlo/builder_index.cc
+  native/grammar/grammar.cc
   native/models/program.cc
   native/models/rope.cc
   native/models/layers.cc
@@ -19,6 +20,7 @@ set(DFLASH_CORE_SOURCES
   native/models/accept.cc
   native/models/logprobs.cc
   native/models/sampling.cc
+  native/models/token_mask.cc
   native/models/parallel.cc
   native/models/moe.cc
   native/models/target.cc
@@ -38,6 +40,7 @@ set(DFLASH_CORE_SOURCES
   native/engine/scheduler.cc
   native/engine/iteration.cc
   native/engine/prefix_reuse.cc
+  native/engine/constrain.cc
   native/engine/precompile.cc
   native/engine/probe.cc
   native/engine/engine.cc

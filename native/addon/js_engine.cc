@@ -342,9 +342,24 @@ Napi::Value JsEngine::Submit(const Napi::CallbackInfo& info) {
   std::vector<int32_t> prompt(a.Data(), a.Data() + a.ElementLength());
   return Guard(env, [&]() -> Napi::Value {
     const auto opts = SchemaChecked(env, [&] { return engine::ParseRequestOptions(OptionMap(env, info[1], "generate"), "generate"); });
+    // grammar: {kind, text} (lib/grammar.ts made it from generate()'s `grammar` option).
+    std::optional<grammar::Spec> spec;
+    if (info.Length() > 2 && info[2].IsObject()) {
+      auto g = info[2].As<Napi::Object>();
+      if (!g.Get("kind").IsString() || !g.Get("text").IsString()) throw Napi::TypeError::New(env, "submit: grammar must be {kind: string, text: string}");
+      spec = grammar::Spec{g.Get("kind").As<Napi::String>().Utf8Value(), g.Get("text").As<Napi::String>().Utf8Value()};
+    }
     int64_t id;
     try {
-      id = eng->Submit(std::move(prompt), opts);
+      id = eng->Submit(std::move(prompt), opts, spec ? &*spec : nullptr);
+    } catch (const grammar::GrammarError& e) {
+      Napi::Error err = Napi::RangeError::New(env, e.what());
+      err.Set("code", "INVALID_GRAMMAR");
+      throw err;
+    } catch (const grammar::Unsupported& e) {
+      Napi::Error err = Napi::Error::New(env, e.what());
+      err.Set("code", "GRAMMAR_UNSUPPORTED");
+      throw err;
     } catch (const engine::QueueFull& e) {
       Napi::Error err = Napi::Error::New(env, e.what());
       err.Set("code", "QUEUE_FULL");
@@ -391,6 +406,8 @@ Napi::Value JsEngine::Stats(const Napi::CallbackInfo& info) {
   num("cachedPages", sc.cached_pages);
   num("prefixCacheQueries", sc.prefix_queries);
   num("prefixCacheHits", sc.prefix_hits);
+  num("grammarRows", sc.grammar_rows);
+  num("grammarSeconds", sc.grammar_seconds);
   auto offered = Napi::Array::New(env), accepted = Napi::Array::New(env);
   for (size_t i = 1; i < sc.offered.size(); ++i) {
     offered.Set(i - 1, static_cast<double>(sc.offered[i]));
@@ -479,6 +496,7 @@ Napi::Value CreateEngine(const Napi::CallbackInfo& info) {
       auto a = cfg.Get("eosTokenIds").As<Napi::Array>();
       for (uint32_t i = 0; i < a.Length(); ++i) eos.insert(a.Get(i).ToNumber().Int32Value());
     }
+    const std::string tokenizer_json = cfg.Get("tokenizerJson").IsString() ? cfg.Get("tokenizerJson").As<Napi::String>().Utf8Value() : "";
     Napi::Object obj = inst.engine_ctor.New({});
     JsEngine* self = JsEngine::Unwrap(obj);
     auto shared = std::make_shared<JsEngine::Shared>();
@@ -490,7 +508,7 @@ Napi::Value CreateEngine(const Napi::CallbackInfo& info) {
     auto sink = [shared](std::vector<engine::SequenceEvent>&& evs) { PostEvents(shared, new EventPayload{std::move(evs), std::nullopt}); };
     try {
       self->engine_ = std::make_shared<engine::Engine>(client, std::move(target), std::move(drafter), options, std::move(devices),
-                                                       std::move(eos), sink);
+                                                       std::move(eos), sink, tokenizer_json);
     } catch (const std::invalid_argument& e) {
       // A mesh the devices or the models cannot make (named numbers): a value out of range.
       throw Napi::RangeError::New(env, e.what());

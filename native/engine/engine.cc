@@ -25,6 +25,7 @@ void Add(SchedulerStats& sum, const SchedulerStats& s) {
   sum.device.executions += s.device.executions, sum.device.host_transfers += s.device.host_transfers;
   sum.device.cache_copies += s.device.cache_copies, sum.device.device_seconds += s.device.device_seconds;
   sum.prefix_queries += s.prefix_queries, sum.prefix_hits += s.prefix_hits, sum.cached_pages += s.cached_pages;
+  sum.grammar_rows += s.grammar_rows, sum.grammar_seconds += s.grammar_seconds;
 }
 
 }  // namespace
@@ -56,8 +57,9 @@ std::vector<std::vector<int64_t>> PlanReplicas(const std::vector<int64_t>& avail
 }
 
 Engine::Engine(std::shared_ptr<pjrt::Client> client, models::TargetConfig target, std::optional<models::DrafterConfig> drafter,
-               EngineOptions options, std::vector<int64_t> device_ids, std::set<int32_t> eos_ids, Scheduler::EventSink sink)
-    : sink_(std::move(sink)) {
+               EngineOptions options, std::vector<int64_t> device_ids, std::set<int32_t> eos_ids, Scheduler::EventSink sink,
+               std::string tokenizer_json)
+    : sink_(std::move(sink)), tokenizer_json_(std::move(tokenizer_json)), eos_ids_(eos_ids), vocab_size_(target.vocab_size) {
   std::vector<int64_t> available;
   for (PJRT_Device* d : client->addressable_devices()) available.push_back(client->device_id(d));
   const auto plan = PlanReplicas(available, device_ids, options.tensor_parallel, options.data_parallel, client->platform_name());
@@ -113,6 +115,7 @@ void Engine::Load(std::vector<TensorSource> target, std::vector<TensorSource> dr
         rt.programs().set_observer(programs);
         // Progress of the first replica only: the others move the same bytes to other devices.
         result.unused_tensors = rt.LoadWeights(*shared_target, *shared_drafter, r == 0 ? progress : nullptr);
+        if (r == 0) MakeVocabulary();
         rt.CreatePools();
         if (rt.options().warmup) rt.Warmup();
       } catch (const std::exception& e) {
@@ -164,7 +167,39 @@ void Engine::Precompile(int64_t context, bool greedy, bool sampled, std::functio
   }
 }
 
-int64_t Engine::Submit(std::vector<int32_t> prompt, const RequestOptions& opts) {
+void Engine::MakeVocabulary() {
+  std::shared_ptr<grammar::Vocabulary> vocab;
+  std::string error;
+  if (!grammar::Available()) {
+    error = grammar::Vocabulary::kMissing;
+  } else if (tokenizer_json_.empty()) {
+    error = "this engine was created without a tokenizer (tokenizer.json), which grammars need";
+  } else {
+    try {
+      // The end-of-sequence ids, smallest first: the grammar's end token and its aliases.
+      vocab = std::make_shared<grammar::Vocabulary>(tokenizer_json_, vocab_size_, std::vector<int32_t>(eos_ids_.begin(), eos_ids_.end()));
+    } catch (const std::exception& e) {
+      error = e.what();  // the engine still serves unconstrained requests
+    }
+  }
+  std::lock_guard<std::mutex> lock(vocab_mu_);
+  vocab_ = std::move(vocab);
+  vocab_error_ = error;
+  tokenizer_json_.clear();
+  tokenizer_json_.shrink_to_fit();
+}
+
+int64_t Engine::Submit(std::vector<int32_t> prompt, const RequestOptions& opts, const grammar::Spec* spec) {
+  std::unique_ptr<grammar::Matcher> matcher;
+  if (spec) {
+    std::shared_ptr<grammar::Vocabulary> vocab;
+    {
+      std::lock_guard<std::mutex> lock(vocab_mu_);
+      if (!vocab_) throw grammar::Unsupported("grammar: " + vocab_error_);
+      vocab = vocab_;
+    }
+    matcher = std::make_unique<grammar::Matcher>(std::move(vocab), *spec);  // throws GrammarError
+  }
   // The least loaded replica (fewest sequences submitted and not finished); ties: the first.
   size_t best = 0;
   for (size_t r = 1; r < replicas_.size(); ++r)
@@ -176,7 +211,7 @@ int64_t Engine::Submit(std::vector<int32_t> prompt, const RequestOptions& opts) 
   }
   ++replicas_[best]->in_flight;
   try {
-    replicas_[best]->scheduler->Submit(std::move(prompt), opts, id);
+    replicas_[best]->scheduler->Submit(std::move(prompt), opts, id, std::move(matcher));
     ++replicas_[best]->submitted;
   } catch (...) {
     {

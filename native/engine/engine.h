@@ -53,8 +53,10 @@ class Engine {
   // `device_ids`: the devices to use, tensor_parallel per replica in order (empty = the first
   // tensorParallel x dataParallel devices). Throws std::invalid_argument naming the numbers for a
   // mesh the client's devices or the models cannot make.
+  // `tokenizer_json`: the model's tokenizer.json, for grammars (structured output); "" = none.
   Engine(std::shared_ptr<pjrt::Client> client, models::TargetConfig target, std::optional<models::DrafterConfig> drafter,
-         EngineOptions options, std::vector<int64_t> device_ids, std::set<int32_t> eos_ids, Scheduler::EventSink sink);
+         EngineOptions options, std::vector<int64_t> device_ids, std::set<int32_t> eos_ids, Scheduler::EventSink sink,
+         std::string tokenizer_json = "");
   // Joins the schedulers first: their last events go through OnEvents, which uses the members below.
   ~Engine();
   Engine(const Engine&) = delete;
@@ -72,8 +74,10 @@ class Engine {
   void Precompile(int64_t context, bool greedy, bool sampled, std::function<void(size_t done, size_t total)> progress,
                   std::function<void(size_t programs, const std::string& error)> done);
 
-  // Queues the request on the least loaded replica; returns its id.
-  int64_t Submit(std::vector<int32_t> prompt, const RequestOptions& opts);
+  // Queues the request on the least loaded replica; returns its id. `grammar` (or null)
+  // constrains its output: compiled here, a grammar::GrammarError (std::invalid_argument) names
+  // what is wrong with it.
+  int64_t Submit(std::vector<int32_t> prompt, const RequestOptions& opts, const grammar::Spec* grammar = nullptr);
   void Cancel(int64_t id);
   // Runs `task` on one replica's scheduler thread (probes and benchmarks: replica 0).
   void Post(std::function<void(Runtime&)> task, size_t replica = 0) { replicas_.at(replica)->scheduler->Post(std::move(task)); }
@@ -91,6 +95,15 @@ class Engine {
   void OnEvents(size_t replica, std::vector<SequenceEvent>&& events);
 
   Scheduler::EventSink sink_;
+  // The grammar engine's view of the tokenizer: made by the load (on a scheduler thread, it reads
+  // the whole vocabulary), or why there is none.
+  std::string tokenizer_json_;
+  std::mutex vocab_mu_;
+  std::shared_ptr<grammar::Vocabulary> vocab_;
+  std::string vocab_error_ = "the engine is still loading";
+  std::set<int32_t> eos_ids_;
+  int64_t vocab_size_ = 0;
+  void MakeVocabulary();
   std::vector<std::unique_ptr<Replica>> replicas_;
   std::atomic<int64_t> next_id_{1};
   std::mutex route_mu_;

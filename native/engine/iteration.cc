@@ -137,7 +137,9 @@ void Scheduler::Iterate() {
   if (!decode.empty()) RunDecode(decode);
 }
 
-void Scheduler::RunDecode(const std::vector<Sequence*>& rows) {
+void Scheduler::RunDecode(const std::vector<Sequence*>& planned) {
+  const std::vector<Sequence*> rows = Constrain(planned);
+  if (rows.empty()) return;
   int32_t k = 1;
   for (Sequence* s : rows) k = std::max(k, std::max(1, s->pending_block));
   const int64_t bucket = NextPow2(static_cast<int64_t>(rows.size()));
@@ -193,11 +195,13 @@ void Scheduler::RunDecode(const std::vector<Sequence*>& rows) {
     }
     TakePromptLogprobs(s, ev);
     ev.iteration_seconds = verify_seconds;
+    const std::string grammar_error = CommitGrammar(s, ev.tokens, finish);
     s.generated += static_cast<int64_t>(ev.tokens.size());
     local_.tokens += static_cast<int64_t>(ev.tokens.size());
     event_index_[s.id] = events_.size();
     events_.push_back(std::move(ev));
-    if (!finish.empty()) Finish(s, finish);
+    if (!grammar_error.empty()) Finish(s, "error", grammar_error);
+    else if (!finish.empty()) Finish(s, finish);
     else continues[r] = true;
   }
 
@@ -216,17 +220,18 @@ void Scheduler::RunDecode(const std::vector<Sequence*>& rows) {
     // A block is "ready" when this iteration's draft at it and the next verify at it are both
     // compiled; a better one that is not gets compiled in the background meanwhile.
     int64_t max_pos = 0, live = 0, logprobs = -1;
-    bool any_sampling = false;
+    bool any_sampling = false, any_grammar = false;
     for (size_t r = 0; r < rows.size(); ++r) {
       if (!continues[r]) continue;
       ++live;
       max_pos = std::max<int64_t>(max_pos, rows[r]->kv_len + n[r]);
       any_sampling |= rows[r]->sampling;
+      any_grammar |= rows[r]->grammar != nullptr;
       logprobs = std::max<int64_t>(logprobs, rows[r]->opts.logprobs);
     }
     // (A block of 1 runs no drafter: only its verify has to be ready.)
     auto draft_shape = [&](int32_t b) { return rt_->DraftShapeFor(static_cast<int64_t>(rows.size()), k, b, max_pos, any_sampling); };
-    auto verify_shape = [&](int32_t b) { return rt_->VerifyShape(live, b, max_pos + b, true, any_sampling, logprobs); };
+    auto verify_shape = [&](int32_t b) { return rt_->VerifyShape(live, b, max_pos + b, true, any_sampling, logprobs, any_grammar); };
     next = policy_.Choose(
         bucket, caps, stats,
         [&](int32_t b) { return rt_->Ready(verify_shape(b)) && (b == 1 || rt_->Ready(draft_shape(b))); },
@@ -240,7 +245,7 @@ void Scheduler::RunDecode(const std::vector<Sequence*>& rows) {
     int64_t reach = 0;
     for (size_t r = 0; r < rows.size(); ++r)
       if (continues[r]) reach = std::max<int64_t>(reach, rows[r]->kv_len + n[r] + (rows[r]->opts.max_tokens - rows[r]->generated) + next);
-    Anticipate(live, next, max_pos + next, any_sampling, logprobs, reach);
+    Anticipate(live, next, max_pos + next, any_sampling, logprobs, reach, any_grammar);
     if (next >= 2) Draft(rows, committed, n, continues, next, k);
     // next == 1: plain steps run no drafter; the context catches up before the next block.
   }
@@ -301,7 +306,8 @@ void Scheduler::Draft(const std::vector<Sequence*>& rows, const std::vector<std:
   }
 }
 
-void Scheduler::Anticipate(int64_t rows, int32_t block, int64_t max_position, bool any_sampling, int64_t logprobs, int64_t reach) {
+void Scheduler::Anticipate(int64_t rows, int32_t block, int64_t max_position, bool any_sampling, int64_t logprobs, int64_t reach,
+                           bool any_grammar) {
   // Compile in the background what the next iterations will probably need, before they need it:
   // the next rows bucket while requests wait for admission, the next pages bucket when a row
   // nears the end of its current one.
@@ -311,7 +317,7 @@ void Scheduler::Anticipate(int64_t rows, int32_t block, int64_t max_position, bo
   if (!waiting_.empty() && bucket < NextPow2(rt_->options().max_sequences)) next.emplace_back(2 * bucket, max_position);
   if (max_position * 4 >= slots * 3 && reach > slots) next.emplace_back(rows, slots);
   for (auto [r, pos] : next) {
-    rt_->Prefetch(rt_->VerifyShape(r, block, pos, true, any_sampling, logprobs));
+    rt_->Prefetch(rt_->VerifyShape(r, block, pos, true, any_sampling, logprobs, any_grammar));
     rt_->Prefetch(rt_->DraftShapeFor(r, block, block, pos, any_sampling));
   }
 }

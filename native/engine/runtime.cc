@@ -184,9 +184,10 @@ void Runtime::Prefetch(const models::DraftShape& shape) {
 }
 
 models::ScoreShape Runtime::VerifyShape(int64_t rows, int32_t k, int64_t max_position, bool any_spec, bool any_sampling,
-                                        int64_t logprobs) const {
+                                        int64_t logprobs, bool grammar) const {
   models::ScoreShape shape{NextPow2(rows), k, PagesBucket(max_position), opt_.page_size, pool_->total_pages(), false, false, true, {}};
   shape.logprobs = logprobs;
+  shape.grammar = grammar;
   if (any_spec) shape.hidden_layers = drafter_->target_layer_ids;
   if (drafter_) shape.pool_rows = opt_.max_sequences + 1, shape.pool_width = drafter_->block_size;
   shape.sampling = any_sampling;

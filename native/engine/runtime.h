@@ -66,6 +66,9 @@ class Runtime {
   // Every row scores [last, its pending draft block] (or [last] alone); one host transfer of the
   // packed accept vectors. Returns, per row, the committed tokens (accepted drafts + bonus).
   std::vector<std::vector<int32_t>> Verify(const std::vector<Sequence*>& rows, int32_t k);
+  // The draft pool on the host, (max_sequences + 1) rows of `width` tokens: grammar-constrained
+  // rows check their pending drafts before the verify (engine/constrain.cc), one extra transfer.
+  std::vector<int32_t> DraftPoolToHost(int64_t* width);
   // Releases the last verify's hidden features (kept only for the draft right after it).
   void DropFeatures() { feats_.reset(); }
   // After Verify, same rows in the same order (their state still the verify's): row r appends
@@ -82,8 +85,9 @@ class Runtime {
   models::ScoreShape PrefillShape(int64_t k, int64_t max_position, bool spec, int64_t logprobs = -1) const;
   // The shapes Verify and Draft run at, for `rows` rows whose largest position is max_position;
   // logprobs: the most top alternatives any row asks for (-1: none asks for log-probabilities).
+  // grammar: some row is grammar-constrained (the program takes token_mask).
   models::ScoreShape VerifyShape(int64_t rows, int32_t k, int64_t max_position, bool any_spec, bool any_sampling,
-                                 int64_t logprobs = -1) const;
+                                 int64_t logprobs = -1, bool grammar = false) const;
   models::DraftShape DraftShapeFor(int64_t rows, int64_t append, int32_t block, int64_t max_position, bool any_sampling) const;
   // Whether a program is compiled; queue it for the background compiler.
   bool Ready(const models::ScoreShape& s);

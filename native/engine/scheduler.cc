@@ -30,7 +30,7 @@ void Scheduler::Stop() {
   cv_.notify_all();
 }
 
-void Scheduler::Submit(std::vector<int32_t> prompt, const RequestOptions& opts, int64_t id) {
+void Scheduler::Submit(std::vector<int32_t> prompt, const RequestOptions& opts, int64_t id, std::unique_ptr<grammar::Matcher> grammar) {
   const Runtime& rt = *rt_;
   if (!rt.has_pool()) throw std::logic_error("the engine is still loading");
   if (prompt.empty()) throw std::invalid_argument("prompt is empty: at least one token is needed");
@@ -62,6 +62,7 @@ void Scheduler::Submit(std::vector<int32_t> prompt, const RequestOptions& opts, 
   s->tokens = std::move(prompt);
   s->seed = static_cast<uint64_t>(opts.seed);
   s->acceptance = AcceptanceStats(s->block_cap);
+  s->grammar = std::move(grammar);
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stop_) throw std::logic_error("the engine is disposed");

@@ -51,6 +51,10 @@ struct SchedulerStats {
   // Prefix caching: prompt tokens looked up / found cached at admission, pages cached now.
   int64_t prefix_queries = 0, prefix_hits = 0;
   int32_t cached_pages = 0;
+  // Structured output: verify rows under a grammar, and the host seconds their grammar took
+  // (masks, draft checks, commits; not the draft pool's transfer).
+  int64_t grammar_rows = 0;
+  double grammar_seconds = 0;
 };
 
 class Scheduler {
@@ -65,7 +69,8 @@ class Scheduler {
   // Validates and queues a request under `id` (the engine's, unique over its replicas). Throws
   // std::invalid_argument for a request that can never run (naming the problem) and QueueFull
   // when the queue is full.
-  void Submit(std::vector<int32_t> prompt, const RequestOptions& opts, int64_t id);
+  // `grammar`: constrains the output (structured output), or null.
+  void Submit(std::vector<int32_t> prompt, const RequestOptions& opts, int64_t id, std::unique_ptr<grammar::Matcher> grammar = nullptr);
   void Cancel(int64_t id);  // the sequence ends with finish "abort" at the next iteration
   // Runs `task` on the scheduler thread between iterations (set-up, oracle and bench hooks).
   void Post(std::function<void(Runtime&)> task);
@@ -94,8 +99,16 @@ class Scheduler {
   void TakePromptLogprobs(Sequence& s, SequenceEvent& ev);
   void FailAll(const std::vector<Sequence*>& rows, const std::string& message);
   void RunDecode(const std::vector<Sequence*>& rows);
+  // ---- structured output (constrain.cc) ----
+  // Before a verify: each grammar row's masks and the drafts it keeps; rows whose grammar ended
+  // or failed are finished and left out of the returned rows.
+  std::vector<Sequence*> Constrain(const std::vector<Sequence*>& rows);
+  // After it: the grammar takes the tokens s commits (finish becomes "eos" when it is complete);
+  // returns an error message, or "".
+  std::string CommitGrammar(Sequence& s, const std::vector<int32_t>& tokens, std::string& finish);
   // `reach`: the farthest position a running row can still get to (no larger pages bucket after it).
-  void Anticipate(int64_t rows, int32_t block, int64_t max_position, bool any_sampling, int64_t logprobs, int64_t reach);
+  void Anticipate(int64_t rows, int32_t block, int64_t max_position, bool any_sampling, int64_t logprobs, int64_t reach,
+                  bool any_grammar);
   // After a verify at block k: catch up the context of rows that decoded plainly, then draft
   // every continuing speculative row's next block of (up to) `next` tokens.
   void Draft(const std::vector<Sequence*>& rows, const std::vector<std::vector<int32_t>>& committed, const std::vector<int32_t>& n,

@@ -8,10 +8,12 @@
 // drafter is not run at all (ctx_len falls behind kv_len); before its next block it catches up.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "engine/options.h"
+#include "grammar/grammar.h"
 #include "engine/speculation.h"
 
 namespace dflash::engine {
@@ -69,6 +71,10 @@ struct Sequence {
   // position prompt_lp_reported on; prompt_lp_next is the next prompt position still to compute.
   TokenLogprobs step_logprobs, prompt_logprobs;
   int64_t prompt_lp_next = 1, prompt_lp_reported = 1;
+  // Structured output (grammar/grammar.h): the matcher holds the state after the committed
+  // tokens; masks are the next verify's allowed tokens, one packed mask per slot of its block.
+  std::unique_ptr<grammar::Matcher> grammar;
+  std::vector<uint32_t> masks;
   bool wants_prompt_logprobs() const { return opts.prompt_logprobs >= 0 && prompt_lp_next < prompt_len; }
 
   bool speculative() const { return block_cap > 1; }

@@ -10,6 +10,7 @@
 #include "engine/page_allocator.h"
 #include "engine/runtime.h"
 #include "models/logprobs.h"
+#include "models/token_mask.h"
 
 namespace dflash::engine {
 namespace {
@@ -155,14 +156,16 @@ int32_t Runtime::Prefill(Sequence& s, int64_t start, int32_t len) {
 std::vector<std::vector<int32_t>> Runtime::Verify(const std::vector<Sequence*>& rows, int32_t k) {
   const int64_t R = NextPow2(static_cast<int64_t>(rows.size())), K = k;
   int64_t max_pos = 0, logprobs = -1;
-  bool any_spec = false, any_sampling = false;
+  bool any_spec = false, any_sampling = false, any_grammar = false;
   for (Sequence* s : rows) {
     max_pos = std::max<int64_t>(max_pos, s->kv_len + std::max(1, s->pending_block) - 1);
     any_spec |= s->speculative();
     any_sampling |= s->sampling;
+    any_grammar |= s->grammar != nullptr;
     logprobs = std::max<int64_t>(logprobs, s->opts.logprobs);
   }
-  const models::ScoreShape shape = VerifyShape(static_cast<int64_t>(rows.size()), k, max_pos, any_spec, any_sampling, logprobs);
+  const models::ScoreShape shape =
+      VerifyShape(static_cast<int64_t>(rows.size()), k, max_pos, any_spec, any_sampling, logprobs, any_grammar);
   const int64_t P = shape.pages_per_row;
   const int32_t none = none_slot();
   std::vector<int32_t> tokens(R * K, 0), positions(R * K, -1), slots(R, none);
@@ -203,6 +206,19 @@ std::vector<std::vector<int32_t>> Runtime::Verify(const std::vector<Sequence*>& 
     inv.Bind("sample_params", params_buf.get()).Bind("uniforms", uniforms_buf.get());
     if (drafter_) inv.Bind("probs_pool", probs_pool_.get());
   }
+  std::unique_ptr<pjrt::Array> mask_buf;
+  if (any_grammar) {
+    // Row r, slot j: the tokens its grammar allows there (Sequence::masks); all ones elsewhere.
+    const int64_t W = models::MaskWords(target_.vocab_size);
+    std::vector<int32_t> mask(static_cast<size_t>(R * K * W), -1);
+    for (size_t r = 0; r < rows.size(); ++r) {
+      const auto& m = rows[r]->masks;
+      if (rows[r]->grammar && static_cast<int64_t>(m.size()) > K * W) throw std::logic_error("verify: a row's grammar masks exceed the step's block");
+      std::memcpy(mask.data() + r * K * W, m.data(), m.size() * sizeof(uint32_t));
+    }
+    mask_buf = Upload(mask, {R, K, W});
+    inv.Bind("token_mask", mask_buf.get());
+  }
   Outputs out = inv.Run(counters_);
   pool_->k = out.Take("k_cache");
   pool_->v = out.Take("v_cache");
@@ -230,6 +246,12 @@ std::vector<std::vector<int32_t>> Runtime::Verify(const std::vector<Sequence*>& 
     }
   }
   return committed;
+}
+
+std::vector<int32_t> Runtime::DraftPoolToHost(int64_t* width) {
+  if (!draft_pool_) throw std::logic_error("draft pool: none (no drafter)");
+  *width = drafter_->block_size;
+  return CopyToHost<int32_t>(*draft_pool_, counters_);
 }
 
 void Runtime::Draft(const std::vector<Sequence*>& rows, const std::vector<int32_t>& n, const std::vector<int32_t>& next_last,

@@ -330,6 +330,10 @@ Value Builder::Or(const Value& a, const Value& b) {
   if (IsFloat(a.dtype)) throw std::invalid_argument("or: needs pred or integer operands");
   return Binary("or", a, b);
 }
+Value Builder::ShiftRightLogical(const Value& a, const Value& bits) {
+  if (IsFloat(a.dtype) || a.dtype == DType::kPred) throw std::invalid_argument("shift_right_logical: needs integer operands");
+  return Binary("shift_right_logical", a, bits);
+}
 Value Builder::Not(const Value& a) {
   if (IsFloat(a.dtype)) throw std::invalid_argument("not: needs a pred or integer operand");
   return Emit("not", {a}, a.shape, a.dtype);

@@ -107,6 +107,7 @@ class Builder {
   Value And(const Value& a, const Value& b);  // pred or integer
   Value Or(const Value& a, const Value& b);
   Value Not(const Value& a);
+  Value ShiftRightLogical(const Value& a, const Value& bits);  // integers
   Value Neg(const Value& a);
   Value Abs(const Value& a);
   Value Exp(const Value& a);

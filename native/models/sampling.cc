@@ -31,17 +31,21 @@ Value Triangle(Builder& b, int64_t n, bool inclusive) {
 
 }  // namespace
 
-Value SamplingProbs(Builder& b, const Value& logits, const Value& params) {
+Value SamplingProbs(Builder& b, const Value& logits, const Value& params, const Value* allowed) {
   const int64_t r = logits.shape[0];
   if (params.shape != hlo::Shape{r, 3}) throw std::invalid_argument("sampling: params must be (" + std::to_string(r) + ", 3)");
   const Value col = b.SliceAxis(params, 1, 0, 1);  // (R, 1) temperature
   // Greedy rows (temperature 0) divide by 1 instead: their distribution is never used.
   const Value temperature = b.Select(b.Compare(col, b.Scalar(0, DType::kF32), Cmp::kGT), col, b.Scalar(1, DType::kF32));
   const Value top_p = b.SliceAxis(params, 1, 1, 1), top_k = b.SliceAxis(params, 1, 2, 1);  // (R, 1)
-  const Value scaled = b.Div(logits, temperature);  // (R, V)
+  Value scaled = b.Div(logits, temperature);  // (R, V)
+  if (allowed) scaled = b.Select(*allowed, scaled, b.Scalar(kLowest, DType::kF32));
 
-  // Top-k: the largest threshold t with count(scaled >= t) >= k, by bisection on [min, max].
-  Value lo = RowReduce(b, scaled, ReduceKind::kMin), hi = RowReduce(b, scaled, ReduceKind::kMax);
+  // Top-k: the largest threshold t with count(scaled >= t) >= k, by bisection on [min, max]
+  // (the min of the allowed tokens: refused ones would stretch the range past what 32 halvings
+  // resolve).
+  const Value floor = allowed ? b.Select(*allowed, scaled, b.Scalar(-kLowest, DType::kF32)) : scaled;
+  Value lo = RowReduce(b, floor, ReduceKind::kMin), hi = RowReduce(b, scaled, ReduceKind::kMax);
   const Value half = b.Scalar(0.5, DType::kF32);
   for (int it = 0; it < kBisections; ++it) {
     const Value mid = b.Mul(b.Add(lo, hi), half);

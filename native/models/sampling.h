@@ -10,8 +10,9 @@ namespace dflash::models {
 
 // logits (N, V) f32, params (N, 3) f32 = per row (temperature, top_p in (0, 1], top_k >= 0 with
 // 0 = off) -> probabilities (N, V) f32. Rows with temperature 0 (greedy rows of a mixed batch)
-// get a finite, unused distribution.
-hlo::Value SamplingProbs(hlo::Builder& b, const hlo::Value& logits, const hlo::Value& params);
+// get a finite, unused distribution. allowed (N, V) pred, if given (a grammar's mask,
+// models/token_mask.h): only those tokens keep mass, restricted after the temperature scaling.
+hlo::Value SamplingProbs(hlo::Builder& b, const hlo::Value& logits, const hlo::Value& params, const hlo::Value* allowed = nullptr);
 
 // Inverse-CDF draw from each row of probs (N, V) (need not be normalised) with u (N) in [0, 1):
 // the smallest token whose cumulative mass exceeds u * total. Returns s32 (N). The cumulative

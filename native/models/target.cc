@@ -17,6 +17,7 @@
 #include "models/paged.h"
 #include "models/rope.h"
 #include "models/sampling.h"
+#include "models/token_mask.h"
 
 namespace dflash::models {
 
@@ -65,6 +66,7 @@ std::string ScoreShape::Key() const {
   if (pool_rows) k += " pool" + std::to_string(pool_rows) + "x" + std::to_string(pool_width);
   if (devices > 1) k += " tp" + std::to_string(devices);
   if (logprobs >= 0) k += " lp" + std::to_string(logprobs);
+  if (grammar) k += " grammar";
   return k;
 }
 
@@ -152,6 +154,8 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
     uniforms = b.Input("uniforms", {r, 2 * k}, DType::kF32);  // [draw (K) | accept (K)]
     if (sh.want_accept && sh.pool_rows) probs_pool = b.Input("probs_pool", {sh.pool_rows, sh.pool_width, V}, DType::kF32);
   }
+  Value token_mask;
+  if (sh.grammar) token_mask = b.Input("token_mask", {r, k, MaskWords(V)}, DType::kS32);  // (R, K, W) packed bits
 
   // ---- cache addressing ----
   const Value valid = b.Compare(positions, b.Scalar(0, DType::kS32), hlo::Cmp::kGE);  // (R, K)
@@ -199,11 +203,14 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
   // ---- outputs ----
   if (want_head) {
     const Value logits = DenseF32(b, hn, lm_head, nm);  // (R, K, V) f32
-    Value argmax = b.Argmax(logits, 2);                 // (R, K)
-    Value greedy_row, probs;                            // (R, 1) pred; (R * K, V)
+    Value allowed;                                      // (R, K, V) pred: the grammar's tokens
+    if (sh.grammar) allowed = AllowedTokens(b, token_mask, V);
+    Value argmax = b.Argmax(sh.grammar ? MaskLogits(b, logits, allowed) : logits, 2);  // (R, K)
+    Value greedy_row, probs;                                                            // (R, 1) pred; (R * K, V)
     if (sh.sampling) {
       greedy_row = b.Compare(b.SliceAxis(sample_params, 1, 0, 1), b.Scalar(0, DType::kF32), hlo::Cmp::kLE);
-      probs = SamplingProbs(b, b.Reshape(logits, {r * k, V}), RepeatRows(b, sample_params, k));
+      const Value allowed_rows = sh.grammar ? b.Reshape(allowed, {r * k, V}) : Value{};
+      probs = SamplingProbs(b, b.Reshape(logits, {r * k, V}), RepeatRows(b, sample_params, k), sh.grammar ? &allowed_rows : nullptr);
       const Value draws = b.Reshape(SampleRows(b, probs, b.Reshape(b.SliceAxis(uniforms, 1, 0, k), {r * k})), {r, k});
       if (sh.want_argmax) results.push_back({"argmax", b.Select(greedy_row, argmax, draws)});
     } else if (sh.want_argmax) {

@@ -43,6 +43,10 @@ struct ScoreShape {
   // want_accept they follow the accept vector in the same output, for the committed tokens;
   // without, input next_tokens s32 (R, K) and output prompt_logprobs: each slot's next token.
   int64_t logprobs = -1;
+  // Grammar-constrained rows (models/token_mask.h): input token_mask s32 (R, K, ceil(V / 32))
+  // restricts each slot's tokens before argmax, sampling and the accept rule (log-probabilities
+  // stay the model's own, as vLLM reports them by default).
+  bool grammar = false;
 
   std::string Key() const;  // every field, for program caches
 };
