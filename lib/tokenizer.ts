@@ -45,6 +45,8 @@ export interface Tokenizer {
   readonly bosToken: string | null;
   readonly eosToken: string | null;
   readonly hasChatTemplate: boolean;
+  /** The chat template's source (undefined without one): what the server reads its tool-call format from. */
+  readonly chatTemplate: string | undefined;
   /** Size of the vocabulary including added tokens (max id + 1). */
   readonly vocabSize: number;
 }
@@ -176,6 +178,7 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
     bosToken,
     eosToken,
     hasChatTemplate: template !== undefined,
+    chatTemplate: template !== undefined ? templateSrc : undefined,
     vocabSize,
   };
   return api;

@@ -17,6 +17,8 @@ import {
 } from './openai';
 import { finishStream, sendStream } from './streaming';
 import type { ChatCompletionBody, CompletionBody } from './schemas';
+import { StructuredOutput, structuredOutput } from './structured';
+import { ToolCallParser, ToolPlan, toolMessages, toolPlan } from './tools';
 
 /** What a request needs from the server around it. */
 export interface RequestContext {
@@ -43,10 +45,15 @@ function checkModel(ctx: RequestContext, body: { model: string }): void {
 export async function handleChat(ctx: RequestContext, req: FastifyRequest<{ Body: ChatCompletionBody }>, reply: FastifyReply) {
   const body = req.body;
   checkModel(ctx, body);
-  const messages = body.messages.map((m, i): ChatMessage => ({ role: m.role, content: messageText(m.content, i) }));
+  const tools = toolPlan(body, ctx.engine.tokenizer.chatTemplate);
+  const messages = toolMessages(tools, body.messages.map((m, i): ChatMessage => ({
+    role: m.role, content: messageText(m.content, i),
+    ...(m.tool_calls ? { tool_calls: m.tool_calls } : {}), ...(m.tool_call_id !== undefined ? { tool_call_id: m.tool_call_id } : {}),
+  })));
+  const structured = structuredOutput(body, tools);
   let ids: number[];
   try {
-    ids = ctx.engine.tokenizer.encodeChat(messages);
+    ids = ctx.engine.tokenizer.encodeChat(messages, tools?.templated ? { tools: tools.tools } : undefined);
   } catch (e) {
     throw badRequest(`The chat template rejected the messages: ${(e as Error).message}`, 'messages');
   }
@@ -54,7 +61,7 @@ export async function handleChat(ctx: RequestContext, req: FastifyRequest<{ Body
   if (body.top_logprobs !== undefined && body.top_logprobs !== null && body.top_logprobs > 0 && body.logprobs !== true)
     throw badRequest("'top_logprobs' needs 'logprobs': true.", 'top_logprobs');
   const lp: LogprobRequest = { tokens: body.logprobs === true ? body.top_logprobs ?? 0 : -1, prompt: -1, echo: false, none: false };
-  return handle(ctx, req, reply, body, ids, maxTokens, chatShaper(body.model, body.stream_options?.include_usage === true), lp);
+  return handle(ctx, req, reply, body, ids, maxTokens, chatShaper(body.model, body.stream_options?.include_usage === true), lp, structured, tools);
 }
 
 export async function handleCompletion(ctx: RequestContext, req: FastifyRequest<{ Body: CompletionBody }>, reply: FastifyReply) {
@@ -74,7 +81,8 @@ export async function handleCompletion(ctx: RequestContext, req: FastifyRequest<
   const lp: LogprobRequest = { tokens: top, prompt: body.echo === true ? top : -1, echo: body.echo === true, none: body.max_tokens === 0 };
   if (body.max_tokens === 0 && (!lp.echo || body.stream === true))
     throw badRequest("'max_tokens' must be >= 1 (0 only with 'echo': true, not streamed).", 'max_tokens');
-  return handle(ctx, req, reply, body, ids, body.max_tokens === 0 ? 1 : body.max_tokens ?? undefined, completionShaper(body.model, body.stream_options?.include_usage === true), lp);
+  return handle(ctx, req, reply, body, ids, body.max_tokens === 0 ? 1 : body.max_tokens ?? undefined, completionShaper(body.model, body.stream_options?.include_usage === true), lp,
+    structuredOutput(body));
 }
 
 /** What a request asked of log-probabilities: alternatives per generated token (-1: none), per
@@ -129,9 +137,12 @@ function generateOptions(ctx: RequestContext, body: ChatCompletionBody | Complet
 }
 
 async function handle(ctx: RequestContext, req: FastifyRequest, reply: FastifyReply, body: ChatCompletionBody | CompletionBody,
-  ids: number[], requestedTokens: number | undefined, shaper: ResponseShaper, lp: LogprobRequest) {
+  ids: number[], requestedTokens: number | undefined, shaper: ResponseShaper, lp: LogprobRequest, structured: StructuredOutput, tools?: ToolPlan) {
   const arrived = performance.now() - reply.elapsedTime; // when the request's first byte came in
   const { options, speculative, n } = generateOptions(ctx, body, ids.length, requestedTokens);
+  options.grammar = structured.grammar;
+  const engineError = (e: unknown) => requestError(e, structured.param);
+  const parsers = tools ? Array.from({ length: n }, () => new ToolCallParser(tools.format)) : undefined;
 
   // The client leaving (the response closing before it was finished) or a shutdown's deadline
   // aborts this request wherever it is: waiting in the queue or generating.
@@ -192,7 +203,7 @@ async function handle(ctx: RequestContext, req: FastifyRequest, reply: FastifyRe
       };
       // An echoed prompt is the first text of each choice (its log-probabilities are sent by the
       // non-streaming response only: they are known when the prefill ends, after that chunk).
-      const outcome = await sendStream(reply, streams, shaper, chunkLogprobs, () => abort('client_disconnect'), echoText);
+      const outcome = await sendStream(reply, streams, shaper, chunkLogprobs, () => abort('client_disconnect'), echoText, parsers);
       ({ done, streamed, failure } = outcome);
       if (done.some((d) => d === undefined)) {
         if (!abortCause && failure) {
@@ -220,7 +231,10 @@ async function handle(ctx: RequestContext, req: FastifyRequest, reply: FastifyRe
       }
     }
     const finished = done as DoneEvent[];
-    const finishes = finished.map((d) => finishReason(d.reason));
+    // Tool calls (chat with tools): parsed from each choice's text unless the stream did already.
+    if (parsers && !streamed) finished.forEach((d, i) => { parsers[i].push(d.text); parsers[i].end(); });
+    const calls = finished.map((_, i) => parsers?.[i].toolCalls ?? []);
+    const finishes = finished.map((d, i) => (calls[i].length > 0 && d.reason !== 'maxTokens' && d.reason !== 'abort' ? 'tool_calls' : finishReason(d.reason)));
     finished.forEach((d, i) => ctx.metrics.generation({ stats: d.stats, speculative, finishReason: finishes[i], ttft: timings[i].ttft(), tpot: timings[i].tpot() }));
     if (abortCause) ctx.metrics.abortedRequest(abortCause);
     const first = finished[0];
@@ -231,8 +245,9 @@ async function handle(ctx: RequestContext, req: FastifyRequest, reply: FastifyRe
     const promptLogprobs = first.promptLogprobs;
     return shaper.full(finished.map((d, index) => ({
       index,
-      text: echoText + (lp.none ? '' : d.text),
+      text: echoText + (lp.none ? '' : calls[index].length ? textAround(d.text, tools!) : d.text),
       finish: finishes[index],
+      toolCalls: calls[index].length ? calls[index] : undefined,
       logprobs: lp.tokens < 0 ? null : chat ? chatLogprobs(texts, d.logprobs ?? [])
         : completionLogprobs(texts, lp.none ? [] : d.logprobs ?? [], lp.tokens, lp.echo ? promptLogprobs : undefined, lp.echo ? ids : undefined),
     })), lp.none ? usage(ids.length, 0, first.stats.cachedTokens) : u, ext);
@@ -277,6 +292,22 @@ function answerAborted(ctx: RequestContext, reply: FastifyReply, cause: AbortCau
   reply.hijack();
   if (!reply.raw.destroyed) reply.raw.destroy();
   return undefined;
+}
+
+/** The content of a choice whose tool calls were parsed out of it. */
+function textAround(text: string, tools: ToolPlan): string {
+  const p = new ToolCallParser(tools.format);
+  return p.push(text).content + p.end().content;
+}
+
+/** engineError, with an invalid grammar a 400 naming the parameter it came from. */
+function requestError(e: unknown, grammarParam?: string): OpenAIError {
+  const err = e as Error & { code?: string };
+  // Refused when compiled, or found to admit nothing the model can write while generating.
+  if (err?.code === 'INVALID_GRAMMAR' || (grammarParam && /^grammar: /.test(err?.message ?? '')))
+    return badRequest(`Invalid ${grammarParam ?? 'grammar'}: ${err.message}`, grammarParam ?? null, 'invalid_grammar');
+  if (err?.code === 'GRAMMAR_UNSUPPORTED') return badRequest(`Structured output is not available: ${err.message}`, grammarParam ?? null, 'unsupported_parameter');
+  return engineError(e);
 }
 
 /** Engine failures as OpenAI errors: a full engine queue is 429, a rejected input 400. */

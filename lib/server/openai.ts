@@ -4,6 +4,7 @@
 import { randomUUID } from 'crypto';
 
 import type { GenerationStats, StopReason } from '../stream';
+import type { ToolCall } from './tools';
 
 export class OpenAIError extends Error {
   constructor(
@@ -33,8 +34,6 @@ export function unsupportedParameter(body: Record<string, unknown>): OpenAIError
     ['presence_penalty', set('presence_penalty') && body.presence_penalty !== 0, 'penalties are not supported'],
     ['frequency_penalty', set('frequency_penalty') && body.frequency_penalty !== 0, 'penalties are not supported'],
     ['logit_bias', set('logit_bias') && Object.keys(body.logit_bias as object).length > 0, 'logit_bias is not supported'],
-    ['tools', set('tools') && (body.tools as unknown[]).length > 0, 'tool calling is not supported'],
-    ['response_format', set('response_format') && (body.response_format as { type?: string }).type !== 'text', 'structured output is not supported'],
     ['best_of', set('best_of') && body.best_of !== (body.n ?? 1), 'best_of other than n is not supported (each choice is one generation)'],
     ['suffix', set('suffix') && body.suffix !== '', 'suffix (insertion) is not supported'],
   ];
@@ -42,7 +41,7 @@ export function unsupportedParameter(body: Record<string, unknown>): OpenAIError
   return undefined;
 }
 
-export type FinishReason = 'stop' | 'length' | 'abort';
+export type FinishReason = 'stop' | 'length' | 'abort' | 'tool_calls';
 
 /** eos and stop strings both end with `stop`; `abort` (a shutdown's deadline) follows vLLM. */
 export function finishReason(r: StopReason): FinishReason {
@@ -101,6 +100,8 @@ export interface FullChoice {
   finish: FinishReason;
   /** The endpoint's logprobs object (chat: the content list; completions: the legacy object), or null. */
   logprobs: unknown;
+  /** Chat with tools: the calls parsed from the output (text is then the content around them). */
+  toolCalls?: ToolCall[];
 }
 
 /** Builds the objects of one endpoint for one request (same id and timestamp throughout); with
@@ -111,6 +112,8 @@ export interface ResponseShaper {
   /** Chunks sent before the first text (chat: the assistant role of every choice). */
   opening(n: number): object[];
   chunk(index: number, text: string, logprobs?: unknown): object;
+  /** Chat: one complete tool call of a choice (delta.tool_calls), the call-th of the choice. */
+  toolCall?(index: number, call: number, toolCall: ToolCall): object;
   /** The chunk that ends a choice, with its finish reason and the dflash extension. */
   closing(index: number, finish: FinishReason, dflash: DflashExtension): object;
   /** The extra chunk of `stream_options.include_usage` (no choices). */
@@ -129,11 +132,16 @@ export function chatShaper(model: string, includeUsage: boolean): ResponseShaper
   return {
     full: (choices, usage, dflash) => ({
       id, object: 'chat.completion', created, model,
-      choices: choices.map((c) => ({ index: c.index, message: { role: 'assistant', content: c.text }, logprobs: lp(c.logprobs), finish_reason: c.finish })),
+      choices: choices.map((c) => ({
+        index: c.index,
+        message: c.toolCalls?.length ? { role: 'assistant', content: c.text.trim() || null, tool_calls: c.toolCalls } : { role: 'assistant', content: c.text },
+        logprobs: lp(c.logprobs), finish_reason: c.finish,
+      })),
       usage, dflash,
     }),
     opening: (n) => Array.from({ length: n }, (_, i) => ({ ...head, choices: [choice(i, { role: 'assistant', content: '' }, null)], ...u })),
     chunk: (index, text, logprobs) => ({ ...head, choices: [choice(index, { content: text }, null, logprobs)], ...u }),
+    toolCall: (index, call, tc) => ({ ...head, choices: [choice(index, { tool_calls: [{ index: call, ...tc }] }, null)], ...u }),
     closing: (index, finish, dflash) => ({ ...head, choices: [choice(index, {}, finish)], ...u, dflash }),
     usageChunk: (usage) => ({ ...head, choices: [], usage }),
   };

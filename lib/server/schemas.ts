@@ -23,6 +23,12 @@ const samplingProperties = {
   stream_options: nullable({ type: 'object', properties: { include_usage: nullable({ type: 'boolean' }) } }),
   presence_penalty: nullable({ type: 'number', minimum: -2, maximum: 2 }),
   frequency_penalty: nullable({ type: 'number', minimum: -2, maximum: 2 }),
+  // Structured output, vLLM's extensions (lib/server/structured.ts).
+  guided_json: nullable({ type: ['object', 'string'] }),
+  guided_regex: nullable({ type: 'string', minLength: 1 }),
+  guided_grammar: nullable({ type: 'string', minLength: 1 }),
+  guided_choice: nullable({ type: 'array', minItems: 1, items: { type: 'string' } }),
+  structured_outputs: nullable({ type: 'object' }),
   // dflash's own request extension: per-request speculative decoding control.
   dflash: {
     type: 'object',
@@ -38,6 +44,29 @@ const textPart = {
   type: 'object',
   required: ['type'],
   properties: { type: { type: 'string' }, text: { type: 'string' } },
+} as const;
+
+const toolDefinition = {
+  type: 'object',
+  required: ['type', 'function'],
+  properties: {
+    type: { const: 'function' },
+    function: {
+      type: 'object',
+      required: ['name'],
+      properties: { name: { type: 'string', pattern: '^[a-zA-Z0-9_-]{1,64}$' }, description: { type: 'string' }, parameters: { type: 'object' }, strict: nullable({ type: 'boolean' }) },
+    },
+  },
+} as const;
+
+const toolCall = {
+  type: 'object',
+  required: ['function'],
+  properties: {
+    id: { type: 'string' },
+    type: { const: 'function' },
+    function: { type: 'object', required: ['name', 'arguments'], properties: { name: { type: 'string' }, arguments: { type: 'string' } } },
+  },
 } as const;
 
 export const chatCompletionBodySchema = {
@@ -56,11 +85,29 @@ export const chatCompletionBodySchema = {
           role: { type: 'string', enum: ['system', 'developer', 'user', 'assistant', 'tool'] },
           content: nullable({ anyOf: [{ type: 'string' }, { type: 'array', items: textPart }] }),
           name: { type: 'string' },
+          tool_calls: nullable({ type: 'array', items: toolCall }),
+          tool_call_id: { type: 'string' },
         },
       },
     },
     logprobs: nullable({ type: 'boolean' }),
     top_logprobs: nullable({ type: 'integer', minimum: 0, maximum: 20 }),
+    response_format: nullable({
+      type: 'object',
+      required: ['type'],
+      properties: {
+        type: { type: 'string' },
+        json_schema: { type: 'object', properties: { name: { type: 'string' }, schema: { type: ['object', 'string', 'boolean'] }, strict: nullable({ type: 'boolean' }) } },
+      },
+    }),
+    tools: nullable({ type: 'array', items: toolDefinition }),
+    tool_choice: nullable({
+      anyOf: [
+        { type: 'string', enum: ['none', 'auto', 'required'] },
+        { type: 'object', required: ['type', 'function'], properties: { type: { const: 'function' }, function: { type: 'object', required: ['name'], properties: { name: { type: 'string' } } } } },
+      ],
+    }),
+    parallel_tool_calls: nullable({ type: 'boolean' }),
   },
 } as const;
 
@@ -93,6 +140,8 @@ export interface ChatMessageBody {
   role: 'system' | 'developer' | 'user' | 'assistant' | 'tool';
   content?: string | ContentPart[] | null;
   name?: string;
+  tool_calls?: Array<{ id?: string; type?: 'function'; function: { name: string; arguments: string } }> | null;
+  tool_call_id?: string;
 }
 
 interface SamplingBody {
@@ -117,6 +166,10 @@ export interface ChatCompletionBody extends SamplingBody {
   max_completion_tokens?: number | null;
   logprobs?: boolean | null;
   top_logprobs?: number | null;
+  response_format?: { type: string; json_schema?: { name?: string; schema?: unknown; strict?: boolean | null } } | null;
+  tools?: Array<{ type: 'function'; function: { name: string; description?: string; parameters?: Record<string, unknown> } }> | null;
+  tool_choice?: 'none' | 'auto' | 'required' | { type: 'function'; function: { name: string } } | null;
+  parallel_tool_calls?: boolean | null;
 }
 
 export interface CompletionBody extends SamplingBody {

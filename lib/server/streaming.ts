@@ -6,6 +6,7 @@ import type { FastifyReply } from 'fastify';
 
 import type { DoneEvent, GenerationStream, TokenEvent } from '../stream';
 import type { DflashExtension, FinishReason, ResponseShaper, Usage } from './openai';
+import type { ToolCallParser } from './tools';
 
 /** Writes SSE chunks in order (sends from several choices never interleave within a chunk); the
  *  first write commits the response as a stream (status 200). */
@@ -38,22 +39,36 @@ export interface StreamOutcome {
 /** Streams every choice's token texts as chunks. `logprobs(index, tokens)` turns the tokens behind
  *  a chunk into its logprobs object (null when the request asked for none); a token whose text is
  *  held back (a stop-string prefix, a partial UTF-8 character) has its entry sent with the next
- *  chunk of its choice. */
+ *  chunk of its choice. With `tools` (chat with tools, one parser per choice) the text goes
+ *  through the parser: content chunks, and a delta.tool_calls chunk per completed call. */
 export async function sendStream(reply: FastifyReply, streams: GenerationStream[], shaper: ResponseShaper,
-  logprobs: (index: number, tokens: TokenEvent[]) => unknown, clientGone: () => void, prefix = ''): Promise<StreamOutcome> {
+  logprobs: (index: number, tokens: TokenEvent[]) => unknown, clientGone: () => void, prefix = '',
+  tools?: ToolCallParser[]): Promise<StreamOutcome> {
   const out = new ChunkWriter(reply, shaper, streams.length);
   let failure: unknown;
   await Promise.all(streams.map(async (stream, index) => {
     let pending: TokenEvent[] = [];
     let first = true;
+    const parser = tools?.[index];
+    const send = async (text: string) => {
+      const parsed = parser ? parser.push(text) : { content: text, calls: [] };
+      if (parsed.content) {
+        const lp = logprobs(index, pending);
+        pending = [];
+        await out.write(shaper.chunk(index, first ? prefix + parsed.content : parsed.content, lp));
+        first = false;
+      }
+      for (const call of parsed.calls) await out.write(shaper.toolCall!(index, parser!.toolCalls.indexOf(call), call));
+    };
     try {
       for await (const t of stream) {
         if (t.id >= 0 && t.logprob !== undefined) pending.push(t);
-        if (!t.text) continue;
-        const lp = logprobs(index, pending);
-        pending = [];
-        await out.write(shaper.chunk(index, first ? prefix + t.text : t.text, lp));
-        first = false;
+        if (t.text) await send(t.text);
+      }
+      if (parser) {
+        const rest = parser.end();
+        if (rest.content) await out.write(shaper.chunk(index, rest.content, null));
+        for (const call of rest.calls) await out.write(shaper.toolCall!(index, parser.toolCalls.indexOf(call), call));
       }
     } catch (e) {
       // Leaving the loop aborts this generation: either the connection closed under a write, or
