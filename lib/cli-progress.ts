@@ -64,7 +64,7 @@ function mb(bytes: number): string {
 
 /** engine.precompile() for the command line: a progress bar on a terminal, else one line at the
  *  end; returns the program count and the seconds it took. */
-export async function precompileWithProgress(engine: Engine, context: number, show: boolean): Promise<{ programs: number; seconds: number }> {
+export async function precompileWithProgress(engine: Engine, context: number, show: boolean, grammar = false): Promise<{ programs: number; seconds: number }> {
   const t0 = performance.now();
   const bar = show && process.stderr.isTTY
     ? new SingleBar({ stream: process.stderr, hideCursor: true, format: ' precompile |{bar}| {value}/{total} programs' }, Presets.shades_classic)
@@ -73,6 +73,7 @@ export async function precompileWithProgress(engine: Engine, context: number, sh
   try {
     const r = await engine.precompile({
       context,
+      grammar,
       onProgress: ({ done, total }) => {
         if (!bar) return;
         if (!started) bar.start(total, 0);

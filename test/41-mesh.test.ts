@@ -138,6 +138,12 @@ describe('qwen3-f32 with its drafter over 2 and 4 devices', () => {
     const a = await engine.generate(prompts[1], sample).done();
     const [b] = await Promise.all([engine.generate(prompts[1], sample).done(), engine.generate(prompts[2], { ...sample, seed: 3 }).done()]);
     expect(b.ids).toEqual(a.ids);
+    // Structured output on the mesh (token masks replicated, logits split over the vocabulary):
+    // speculative = plain, and the grammar holds.
+    const grammar = { regex: '[a-z]{2,6}( [a-z]{2,6}){0,4}' };
+    const gPlain = await engine.generate(prompts[0], { maxTokens: 30, grammar, speculative: false }).done();
+    expect((await engine.generate(prompts[0], { maxTokens: 30, grammar }).done()).ids).toEqual(gPlain.ids);
+    if (gPlain.reason === 'eos') expect(gPlain.text).toMatch(/^[a-z]{2,6}( [a-z]{2,6}){0,4}$/);
     expect(engine.stats().freePages).toBe(engine.stats().totalPages);
     expect(engine.stats().cacheCopies).toBe(0);  // the split caches are donated in place too
   });

@@ -1,7 +1,8 @@
 // Ready means fast: engine.precompile() compiles every program the scheduler asks for with up to
 // maxSequences streams of up to `context` tokens — prefill chunks, plain decode, full blocks and
 // their drafts, greedy and sampled — so a burst of such requests compiles nothing more; a second
-// engine on the same disk cache loads them all instead of compiling.
+// engine on the same disk cache loads them all instead of compiling. With `grammar`, the verifies of
+// batches with structured-output rows are ready too.
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -33,6 +34,23 @@ describe('precompile', () => {
         await Promise.all(prompts.slice(0, n).map((p, i) =>
           engine.generate(p, i % 2 ? { maxTokens: 24, temperature: 0.8, seed: i } : { maxTokens: 24 }).done()));
       await engine.generate([9, 9, 9], { maxTokens: 20, speculative: false }).done();
+      expect(engine.stats().compiles).toBe(compiled);
+    } finally {
+      await engine.close();
+    }
+  });
+
+  it('with grammar: batches mixing structured-output rows compile nothing either', async () => {
+    const engine = await Engine.load({ ...opts, cacheDir: false });
+    try {
+      const r = await engine.precompile({ context: 64, grammar: true });
+      const compiled = engine.stats().compiles;
+      expect(compiled).toBe(r.programs);
+      const grammar = { regex: '(.|\\n){0,200}' };
+      for (const n of [1, 3])
+        await Promise.all(Array.from({ length: n }, (_, i) =>
+          engine.generate([3 + i, 4, 5], i === 0 ? { maxTokens: 20, grammar } : i === 1 ? { maxTokens: 20, temperature: 0.8, seed: 1, grammar } : { maxTokens: 20 }).done()));
+      expect(engine.stats().grammarRows).toBeGreaterThan(0);
       expect(engine.stats().compiles).toBe(compiled);
     } finally {
       await engine.close();

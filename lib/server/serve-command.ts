@@ -21,6 +21,8 @@ export const SERVE_HELP = `  dflash serve --target DIR [--drafter DIR] [options]
       --precompile-context N    before it is ready, compile every program sequences of up to N tokens
                                 need (default: --max-seq-len); /health answers 503 until then
       --no-precompile           ready at once; programs compile on first use (in the background)
+      --precompile-grammar      also precompile the verifies of structured output / tool_choice
+                                requests (about 1.5x the programs); else they compile on first use
       --log-level L             fatal, error, warn, info, debug (default warn)
       --plugin PATH             PJRT plugin to use (default: discovered)`;
 
@@ -41,9 +43,10 @@ export const serveOptions = {
   'log-level': { type: 'string' },
   'precompile-context': { type: 'string' },
   'no-precompile': { type: 'boolean' },
+  'precompile-grammar': { type: 'boolean' },
 } as const;
 
-type Flags = 'no-precompile';
+type Flags = 'no-precompile' | 'precompile-grammar';
 
 type Values = { [K in Exclude<keyof typeof serveOptions, Flags>]?: string } & { [K in Flags]?: boolean };
 
@@ -95,7 +98,7 @@ export async function serve(v: Values): Promise<void> {
   // Ready means fast: every program the server runs is compiled (or loaded from the disk cache)
   // before /health says ok; meanwhile requests get 503.
   const { precompileWithProgress } = await import('../cli-progress');
-  const precompiled = v['no-precompile'] ? undefined : precompileWithProgress(engine, precompileContext, true);
+  const precompiled = v['no-precompile'] ? undefined : precompileWithProgress(engine, precompileContext, true, v['precompile-grammar'] === true);
   const server = createServer(engine, {
     ready: precompiled,
     servedModelName: v['served-model-name'] ?? v.target,

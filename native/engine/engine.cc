@@ -135,7 +135,7 @@ void Engine::Load(std::vector<TensorSource> target, std::vector<TensorSource> dr
   }
 }
 
-void Engine::Precompile(int64_t context, bool greedy, bool sampled, std::function<void(size_t, size_t)> progress,
+void Engine::Precompile(int64_t context, bool greedy, bool sampled, bool grammar, std::function<void(size_t, size_t)> progress,
                         std::function<void(size_t, const std::string&)> done) {
   struct Join {
     std::mutex mu;
@@ -149,7 +149,7 @@ void Engine::Precompile(int64_t context, bool greedy, bool sampled, std::functio
       std::string error;
       size_t programs = 0;
       try {
-        const auto shapes = rt.ServingShapes(context, greedy, sampled);
+        const auto shapes = rt.ServingShapes(context, greedy, sampled, grammar);
         programs = shapes.size();
         rt.Precompile(shapes, r == 0 ? progress : nullptr);
       } catch (const std::exception& e) {

@@ -138,10 +138,13 @@ void Scheduler::Iterate() {
 }
 
 void Scheduler::RunDecode(const std::vector<Sequence*>& planned) {
+  // The step's block is the one the policy chose (the drafted blocks), even when grammars cut
+  // some rows' drafts (their slots past the cut are padding): the verify keeps the shapes the
+  // policy and precompile know, rather than one per cut length.
+  int32_t k = 1;
+  for (Sequence* s : planned) k = std::max(k, std::max(1, s->pending_block));
   const std::vector<Sequence*> rows = Constrain(planned);
   if (rows.empty()) return;
-  int32_t k = 1;
-  for (Sequence* s : rows) k = std::max(k, std::max(1, s->pending_block));
   const int64_t bucket = NextPow2(static_cast<int64_t>(rows.size()));
   auto t0 = std::chrono::steady_clock::now();
   std::vector<std::vector<int32_t>> committed;

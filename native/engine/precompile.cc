@@ -12,7 +12,7 @@
 
 namespace dflash::engine {
 
-std::vector<ProgramShape> Runtime::ServingShapes(int64_t context, bool greedy, bool sampled) const {
+std::vector<ProgramShape> Runtime::ServingShapes(int64_t context, bool greedy, bool sampled, bool grammar) const {
   std::vector<ProgramShape> out;
   std::set<std::string> seen;
   auto add = [&](const ProgramShape& p) {
@@ -42,10 +42,14 @@ std::vector<ProgramShape> Runtime::ServingShapes(int64_t context, bool greedy, b
     }
     for (int64_t rows = 1; rows <= NextPow2(opt_.max_sequences); rows *= 2)
       for (const bool sampling : modes) {
-        add({VerifyShape(rows, 1, pos, false, sampling), std::nullopt});  // a batch of plain sequences
+        // Batches with a grammar-constrained row run verifies that take token masks.
+        for (const bool g : {false, grammar}) {
+          add({VerifyShape(rows, 1, pos, false, sampling, -1, g), std::nullopt});  // a batch of plain sequences
+          if (!spec) continue;
+          add({VerifyShape(rows, 1, pos, true, sampling, -1, g), std::nullopt});
+          add({VerifyShape(rows, B, pos, true, sampling, -1, g), std::nullopt});
+        }
         if (!spec) continue;
-        add({VerifyShape(rows, 1, pos, true, sampling), std::nullopt});
-        add({VerifyShape(rows, B, pos, true, sampling), std::nullopt});
         add({std::nullopt, DraftShapeFor(rows, 1, B, pos, sampling)});  // after a plain step
         add({std::nullopt, DraftShapeFor(rows, B, B, pos, sampling)});  // after a full block
       }
@@ -91,7 +95,7 @@ void Runtime::WarmRun(CompiledProgram& prog) {
     }
     int64_t count = 1;
     for (int64_t d : in.shape) count *= d;
-    const int32_t fill = in.name == "positions" ? -1 : in.name == "pool_slot" ? none_slot() : 0;
+    const int32_t fill = in.name == "positions" || in.name == "token_mask" ? -1 : in.name == "pool_slot" ? none_slot() : 0;
     std::vector<uint8_t> bytes(static_cast<size_t>(count * pjrt::ByteSize(in.dtype)), 0);
     if (fill != 0) {
       std::vector<int32_t> ints(static_cast<size_t>(count), fill);

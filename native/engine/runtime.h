@@ -51,7 +51,8 @@ class Runtime {
   // The programs a server runs for sequences of up to `context` tokens and up to maxSequences
   // rows, greedy and/or sampled (precompile.cc), and compiling them (from the disk cache when
   // there), with progress after each.
-  std::vector<ProgramShape> ServingShapes(int64_t context, bool greedy, bool sampled) const;
+  // grammar: also the verifies of batches with grammar-constrained rows (structured output).
+  std::vector<ProgramShape> ServingShapes(int64_t context, bool greedy, bool sampled, bool grammar = false) const;
   void Precompile(const std::vector<ProgramShape>& shapes, const std::function<void(size_t done, size_t total)>& progress);
   // Runs a program once on padding rows (precompile.cc): its first-run costs paid before serving.
   void WarmRun(CompiledProgram& program);

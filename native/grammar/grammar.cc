@@ -1,6 +1,7 @@
 // The grammar engine's interface over llguidance's C API (see grammar.h).
 #include "grammar/grammar.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 #if DFLASH_GRAMMAR
@@ -29,13 +30,14 @@ std::string Brief(const char* message) {
 LlgMatcher* Mat(void* h) { return static_cast<LlgMatcher*>(h); }
 }  // namespace
 
-Vocabulary::Vocabulary(const std::string& tokenizer_json, int64_t vocab_size, const std::vector<int32_t>& eos) : vocab_size_(vocab_size) {
-  if (eos.empty()) throw std::runtime_error("grammar: the model has no end-of-sequence token to end a grammar with");
+Vocabulary::Vocabulary(const std::string& tokenizer_json, int64_t vocab_size, const std::vector<int32_t>& eos)
+    : vocab_size_(vocab_size), engine_vocab_(eos.empty() ? vocab_size + 1 : vocab_size) {
   LlgTokenizerInitV2 init = {};
   init.struct_size = sizeof(init);
-  init.vocab_size = static_cast<uint32_t>(vocab_size);
-  init.tok_eos = static_cast<LlgToken>(eos[0]);
-  std::vector<LlgToken> extra(eos.begin() + 1, eos.end());
+  init.vocab_size = static_cast<uint32_t>(engine_vocab_);
+  init.tok_eos = static_cast<LlgToken>(eos.empty() ? vocab_size : eos[0]);
+  std::vector<LlgToken> extra;
+  if (eos.size() > 1) extra.assign(eos.begin() + 1, eos.end());
   init.tok_eos_extra = extra.empty() ? nullptr : extra.data();
   init.tok_eos_extra_count = static_cast<uint32_t>(extra.size());
   init.tokenizer_json = tokenizer_json.c_str();
@@ -75,10 +77,15 @@ Matcher::~Matcher() {
 }
 
 void Matcher::Mask(uint32_t* words) {
-  const size_t bytes = static_cast<size_t>(vocab_->mask_words()) * 4;
+  const size_t bytes = static_cast<size_t>(vocab_->engine_mask_words()) * 4, model_words = static_cast<size_t>(vocab_->mask_words());
   if (llg_matcher_get_mask_byte_size(Mat(handle_)) != bytes) throw std::logic_error("grammar: mask size differs from the vocabulary's");
-  if (llg_matcher_compute_mask_into(Mat(handle_), words, bytes) != 0) throw std::runtime_error(Brief(llg_matcher_get_error(Mat(handle_))));
-  for (size_t i = 0; i < bytes / 4; ++i)
+  uint32_t* out = words;
+  if (bytes / 4 != model_words) scratch_.resize(bytes / 4), out = scratch_.data();
+  if (llg_matcher_compute_mask_into(Mat(handle_), out, bytes) != 0) throw std::runtime_error(Brief(llg_matcher_get_error(Mat(handle_))));
+  if (out != words) std::copy_n(out, model_words, words);
+  // A virtual end token (a model without EOS) is not a token the model can write.
+  if (vocab_->size() % 32 != 0) words[model_words - 1] &= (1u << (vocab_->size() % 32)) - 1;
+  for (size_t i = 0; i < model_words; ++i)
     if (words[i]) return;
   throw std::runtime_error("grammar: no token of the vocabulary can continue the output here (the grammar admits nothing the model can write)");
 }
@@ -111,7 +118,9 @@ namespace {
 [[noreturn]] void Missing() { throw Unsupported(Vocabulary::kMissing); }
 }  // namespace
 
-Vocabulary::Vocabulary(const std::string&, int64_t vocab_size, const std::vector<int32_t>&) : vocab_size_(vocab_size) { Missing(); }
+Vocabulary::Vocabulary(const std::string&, int64_t vocab_size, const std::vector<int32_t>&) : vocab_size_(vocab_size), engine_vocab_(vocab_size) {
+  Missing();
+}
 Vocabulary::~Vocabulary() = default;
 Matcher::Matcher(std::shared_ptr<Vocabulary>, const Spec&) { Missing(); }
 Matcher::~Matcher() = default;

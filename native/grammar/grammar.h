@@ -44,18 +44,23 @@ class Vocabulary {
       "rebuild with cargo on the PATH (`npm run build:native`)";
   // tokenizer_json: the contents of the model's tokenizer.json (the bytes of every token);
   // vocab_size: the model's (logit) vocabulary, which may exceed the tokenizer's; eos: the ids
-  // that end generation (the first is the grammar's own end token). Throws std::runtime_error.
+  // that end generation (the first is the grammar's own end token; without any, the grammar gets
+  // a virtual one past the vocabulary: a sequence then ends when its grammar is complete).
+  // Throws std::runtime_error.
   Vocabulary(const std::string& tokenizer_json, int64_t vocab_size, const std::vector<int32_t>& eos);
   ~Vocabulary();
   Vocabulary(const Vocabulary&) = delete;
   Vocabulary& operator=(const Vocabulary&) = delete;
   int64_t size() const { return vocab_size_; }
   int64_t mask_words() const { return (vocab_size_ + 31) / 32; }
+  // The grammar engine's own mask size (one more token with a virtual end token).
+  int64_t engine_mask_words() const { return (engine_vocab_ + 31) / 32; }
   void* handle() const { return handle_; }  // LlgTokenizer*
 
  private:
   void* handle_ = nullptr;
   int64_t vocab_size_;
+  int64_t engine_vocab_;
 };
 
 class Matcher {
@@ -83,6 +88,7 @@ class Matcher {
  private:
   std::shared_ptr<Vocabulary> vocab_;
   void* handle_ = nullptr;  // LlgMatcher*
+  std::vector<uint32_t> scratch_;  // the engine's mask when it is wider than the model's
 };
 
 }  // namespace dflash::grammar
