@@ -51,6 +51,7 @@ set(DFLASH_ADDON_SOURCES
   native/addon/async_promise.cc
   native/addon/js_config.cc
   native/addon/js_engine.cc
+  native/addon/js_engine_views.cc
   native/addon/js_probe.cc
   native/addon/js_queries.cc
 )

@@ -13,7 +13,7 @@ describe('native sources', () => {
     const listed = execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'gyp-sources.js'), 'all'], { encoding: 'utf8' })
       .trim().split('\n').sort();
     const onDisk: string[] = [];
-    for (const dir of ['pjrt', 'hlo', 'models', 'engine', 'addon']) {
+    for (const dir of ['pjrt', 'hlo', 'models', 'engine', 'grammar', 'addon']) {
       for (const f of fs.readdirSync(path.join(ROOT, 'native', dir))) if (f.endsWith('.cc')) onDisk.push(`native/${dir}/${f}`);
     }
     expect(listed).toEqual(onDisk.sort());
