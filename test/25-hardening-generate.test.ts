@@ -77,7 +77,7 @@ describe('generate(): the issue\'s inputs', () => {
 
 describe('generate(): what a new user tries next', () => {
   const cases: Case[] = [
-    ['a misspelt option', gen(PROMPT, { max_tokens: 5 }), TypeError, /^generate: unknown option 'max_tokens' \(known: maxTokens, temperature, topP, topK, seed, stop, signal, speculative\)$/],
+    ['a misspelt option', gen(PROMPT, { max_tokens: 5 }), TypeError, /^generate: unknown option 'max_tokens' \(known: maxTokens, temperature, topP, topK, seed, stop, signal, speculative, logprobs, promptLogprobs, grammar\)$/],
     ['a misspelt speculative key', gen(PROMPT, { speculative: { blocksize: 4 } }), TypeError, /^generate: option 'speculative': unknown option 'blocksize' \(known: blockSize\)$/],
     ['speculative: true', gen(PROMPT, { speculative: true }), TypeError, /^generate: option 'speculative' must be false or \{ blockSize \}, got true$/],
     ['a stop list with a number', gen(PROMPT, { stop: ['a', 7] }), TypeError, /^generate: option 'stop' must be a string or an array of strings, got 7 at index 1$/],
@@ -130,7 +130,7 @@ describe('Engine.load(): options are checked before anything is read or allocate
     ['pageSize 3', { pageSize: 3 }, RangeError, /^Engine\.load: option 'pageSize' must be a power of two in \[1, 1024\], got 3$/],
     ['maxSequences NaN', { maxSequences: NaN }, RangeError, /^Engine\.load: option 'maxSequences' must be an integer in \[1, 1024\], got NaN$/],
     ["dtype 'F32'", { dtype: 'F32' }, RangeError, /^Engine\.load: option 'dtype' must be one of 'auto', 'f32', 'bf16', 'f16', got 'F32'$/],
-    ['a misspelt option', { draft: DRAFTER }, TypeError, /^Engine\.load: unknown option 'draft' \(known: target, drafter, plugin, cacheDir, onProgress, pageSize, /],
+    ['a misspelt option', { draft: DRAFTER }, TypeError, /^Engine\.load: unknown option 'draft' \(known: target, drafter, plugin, cacheDir, onProgress, devices, pageSize, .*tensorParallel, dataParallel, /],
     ['plugin 5', { plugin: 5 }, TypeError, /^Engine\.load: option 'plugin' must be a plugin file path, got 5$/],
     ['onProgress 5', { onProgress: 5 }, TypeError, /^Engine\.load: option 'onProgress' must be a function, got 5$/],
     ['cacheDir true', { cacheDir: true }, TypeError, /^Engine\.load: option 'cacheDir' must be a directory path or false, got true$/],
