@@ -19,8 +19,8 @@ LlgTokenizer* Tok(void* h) { return static_cast<LlgTokenizer*>(h); }
 // llguidance's message on one line, without its "<non-verbose/>" marker.
 std::string Brief(const char* message) {
   std::string m = message ? message : "";
-  for (const char* marker : {"<non-verbose/>"})
-    if (auto at = m.find(marker); at != std::string::npos) m.erase(at, std::string(marker).size());
+  const std::string marker = "<non-verbose/>";
+  if (auto at = m.find(marker); at != std::string::npos) m.erase(at, marker.size());
   for (char& c : m)
     if (c == '\n') c = ' ';
   while (!m.empty() && m.back() == ' ') m.pop_back();
@@ -108,7 +108,6 @@ void Matcher::Rollback(size_t n) {
 }
 
 bool Matcher::stopped() const { return llg_matcher_is_stopped(Mat(handle_)); }
-bool Matcher::accepting() const { return llg_matcher_is_accepting(Mat(handle_)); }
 
 #else  // no grammar engine in this build
 
@@ -129,7 +128,6 @@ int32_t Matcher::Valid(const int32_t*, size_t) { Missing(); }
 void Matcher::Consume(const int32_t*, size_t) { Missing(); }
 void Matcher::Rollback(size_t) { Missing(); }
 bool Matcher::stopped() const { return false; }
-bool Matcher::accepting() const { return false; }
 
 #endif
 

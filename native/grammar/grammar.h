@@ -82,8 +82,6 @@ class Matcher {
   void Rollback(size_t n);
   // The grammar is complete and allows nothing but the end: the sequence ends here.
   bool stopped() const;
-  // The grammar may end here (EOS is allowed).
-  bool accepting() const;
 
  private:
   std::shared_ptr<Vocabulary> vocab_;

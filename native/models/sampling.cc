@@ -5,6 +5,8 @@
 #include <limits>
 #include <stdexcept>
 
+#include "models/token_mask.h"
+
 namespace dflash::models {
 namespace {
 
@@ -39,7 +41,7 @@ Value SamplingProbs(Builder& b, const Value& logits, const Value& params, const 
   const Value temperature = b.Select(b.Compare(col, b.Scalar(0, DType::kF32), Cmp::kGT), col, b.Scalar(1, DType::kF32));
   const Value top_p = b.SliceAxis(params, 1, 1, 1), top_k = b.SliceAxis(params, 1, 2, 1);  // (R, 1)
   Value scaled = b.Div(logits, temperature);  // (R, V)
-  if (allowed) scaled = b.Select(*allowed, scaled, b.Scalar(kLowest, DType::kF32));
+  if (allowed) scaled = MaskLogits(b, scaled, *allowed);
 
   // Top-k: the largest threshold t with count(scaled >= t) >= k, by bisection on [min, max]
   // (the min of the allowed tokens: refused ones would stretch the range past what 32 halvings
