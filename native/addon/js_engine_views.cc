@@ -1,6 +1,8 @@
 // JS views of the engine's state: see js_engine_views.h.
 #include "addon/js_engine_views.h"
 
+#include "addon/typed_arrays.h"
+
 namespace dflash::addon {
 
 Napi::Object ProgramEventToJs(Napi::Env env, const engine::ProgramEvent& e) {
@@ -16,16 +18,10 @@ Napi::Object ProgramEventToJs(Napi::Env env, const engine::ProgramEvent& e) {
 
 Napi::Object LogprobsToJs(Napi::Env env, const engine::TokenLogprobs& lp) {
   auto o = Napi::Object::New(env);
-  auto l = Napi::Float32Array::New(env, lp.logprob.size());
-  for (size_t i = 0; i < lp.logprob.size(); ++i) l[i] = lp.logprob[i];
-  auto ids = Napi::Int32Array::New(env, lp.top_ids.size());
-  for (size_t i = 0; i < lp.top_ids.size(); ++i) ids[i] = lp.top_ids[i];
-  auto vals = Napi::Float32Array::New(env, lp.top_logprobs.size());
-  for (size_t i = 0; i < lp.top_logprobs.size(); ++i) vals[i] = lp.top_logprobs[i];
-  o.Set("logprobs", l);
+  o.Set("logprobs", TypedArrayCopy(env, lp.logprob));
   o.Set("top", lp.top);
-  o.Set("topIds", ids);
-  o.Set("topLogprobs", vals);
+  o.Set("topIds", TypedArrayCopy(env, lp.top_ids));
+  o.Set("topLogprobs", TypedArrayCopy(env, lp.top_logprobs));
   return o;
 }
 
@@ -35,9 +31,7 @@ Napi::Array SequenceEventsToJs(Napi::Env env, const std::vector<engine::Sequence
     const auto& e = evs[i];
     auto o = Napi::Object::New(env);
     o.Set("id", static_cast<double>(e.id));
-    auto t = Napi::Int32Array::New(env, e.tokens.size());
-    for (size_t k = 0; k < e.tokens.size(); ++k) t[k] = e.tokens[k];
-    o.Set("tokens", t);
+    o.Set("tokens", TypedArrayCopy(env, e.tokens));
     o.Set("drafted", e.drafted);
     o.Set("proposed", e.proposed);
     o.Set("block", e.block);

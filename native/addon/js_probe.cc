@@ -2,12 +2,11 @@
 // runs on the engine's scheduler thread and settles its promise from there.
 #include <napi.h>
 
-#include <cstring>
-
 #include "addon/async.h"
 #include "addon/async_promise.h"
 #include "addon/instance.h"
 #include "addon/js_engine.h"
+#include "addon/typed_arrays.h"
 #include "engine/probe.h"
 
 namespace dflash::addon {
@@ -31,12 +30,6 @@ std::vector<int32_t> Int32s(Napi::Env env, Napi::Value v, const char* what) {
     throw Napi::TypeError::New(env, std::string(what) + " must be an Int32Array");
   auto a = v.As<Napi::Int32Array>();
   return std::vector<int32_t>(a.Data(), a.Data() + a.ElementLength());
-}
-
-Napi::Float32Array F32(Napi::Env env, const std::vector<float>& v) {
-  auto a = Napi::Float32Array::New(env, v.size());
-  if (!v.empty()) std::memcpy(a.Data(), v.data(), v.size() * sizeof(float));
-  return a;
 }
 
 // Posts `work` to the scheduler; `make` turns its result into the resolved value.
@@ -72,11 +65,11 @@ Napi::Value ScoreLogits(const Napi::CallbackInfo& info) {
       [](Napi::Env env, const engine::probe::ScoreResult& r) -> Napi::Value {
         auto o = Napi::Object::New(env);
         auto l = Napi::Array::New(env, r.logits.size());
-        for (size_t i = 0; i < r.logits.size(); ++i) l.Set(i, F32(env, r.logits[i]));
+        for (size_t i = 0; i < r.logits.size(); ++i) l.Set(i, TypedArrayCopy(env, r.logits[i]));
         o.Set("logits", l);
         if (!r.hidden.empty()) {
           auto h = Napi::Array::New(env, r.hidden.size());
-          for (size_t i = 0; i < r.hidden.size(); ++i) h.Set(i, F32(env, r.hidden[i]));
+          for (size_t i = 0; i < r.hidden.size(); ++i) h.Set(i, TypedArrayCopy(env, r.hidden[i]));
           o.Set("hidden", h);
         }
         return o;
@@ -94,10 +87,8 @@ Napi::Value DraftLogits(const Napi::CallbackInfo& info) {
       env, eng, [feats, rows, last, block](engine::Runtime& rt) { return engine::probe::DraftLogits(rt, feats, rows, last, block); },
       [](Napi::Env env, const engine::probe::DraftResult& r) -> Napi::Value {
         auto o = Napi::Object::New(env);
-        o.Set("logits", F32(env, r.logits));
-        auto d = Napi::Int32Array::New(env, r.draft.size());
-        for (size_t i = 0; i < r.draft.size(); ++i) d[i] = r.draft[i];
-        o.Set("draft", d);
+        o.Set("logits", TypedArrayCopy(env, r.logits));
+        o.Set("draft", TypedArrayCopy(env, r.draft));
         return o;
       });
 }
