@@ -231,8 +231,9 @@ async function handle(ctx: RequestContext, req: FastifyRequest, reply: FastifyRe
       }
     }
     const finished = done as DoneEvent[];
-    // Tool calls (chat with tools): parsed from each choice's text unless the stream did already.
-    if (parsers && !streamed) finished.forEach((d, i) => { parsers[i].push(d.text); parsers[i].end(); });
+    // Tool calls (chat with tools): parsed from each choice's text unless the stream did already;
+    // the content is then the text around them.
+    const contents = finished.map((d, i) => (parsers && !streamed ? parsers[i].push(d.text).content + parsers[i].end().content : d.text));
     const calls = finished.map((_, i) => parsers?.[i].toolCalls ?? []);
     const finishes = finished.map((d, i) => (calls[i].length > 0 && d.reason !== 'maxTokens' && d.reason !== 'abort' ? 'tool_calls' : finishReason(d.reason)));
     finished.forEach((d, i) => ctx.metrics.generation({ stats: d.stats, speculative, finishReason: finishes[i], ttft: timings[i].ttft(), tpot: timings[i].tpot() }));
@@ -245,7 +246,7 @@ async function handle(ctx: RequestContext, req: FastifyRequest, reply: FastifyRe
     const promptLogprobs = first.promptLogprobs;
     return shaper.full(finished.map((d, index) => ({
       index,
-      text: echoText + (lp.none ? '' : calls[index].length ? textAround(d.text, tools!) : d.text),
+      text: echoText + (lp.none ? '' : calls[index].length ? contents[index] : d.text),
       finish: finishes[index],
       toolCalls: calls[index].length ? calls[index] : undefined,
       logprobs: lp.tokens < 0 ? null : chat ? chatLogprobs(texts, d.logprobs ?? [])
@@ -292,12 +293,6 @@ function answerAborted(ctx: RequestContext, reply: FastifyReply, cause: AbortCau
   reply.hijack();
   if (!reply.raw.destroyed) reply.raw.destroy();
   return undefined;
-}
-
-/** The content of a choice whose tool calls were parsed out of it. */
-function textAround(text: string, tools: ToolPlan): string {
-  const p = new ToolCallParser(tools.format);
-  return p.push(text).content + p.end().content;
 }
 
 /** engineError, with an invalid grammar a 400 naming the parameter it came from. */

@@ -6,7 +6,7 @@ import type { FastifyReply } from 'fastify';
 
 import type { DoneEvent, GenerationStream, TokenEvent } from '../stream';
 import type { DflashExtension, FinishReason, ResponseShaper, Usage } from './openai';
-import type { ToolCallParser } from './tools';
+import type { ToolCall, ToolCallParser } from './tools';
 
 /** Writes SSE chunks in order (sends from several choices never interleave within a chunk); the
  *  first write commits the response as a stream (status 200). */
@@ -50,8 +50,8 @@ export async function sendStream(reply: FastifyReply, streams: GenerationStream[
     let pending: TokenEvent[] = [];
     let first = true;
     const parser = tools?.[index];
-    const send = async (text: string) => {
-      const parsed = parser ? parser.push(text) : { content: text, calls: [] };
+    // Content (with the logprobs of the tokens behind it) and then the calls it completed.
+    const send = async (parsed: { content: string; calls: ToolCall[] }) => {
       if (parsed.content) {
         const lp = logprobs(index, pending);
         pending = [];
@@ -63,13 +63,9 @@ export async function sendStream(reply: FastifyReply, streams: GenerationStream[
     try {
       for await (const t of stream) {
         if (t.id >= 0 && t.logprob !== undefined) pending.push(t);
-        if (t.text) await send(t.text);
+        if (t.text) await send(parser ? parser.push(t.text) : { content: t.text, calls: [] });
       }
-      if (parser) {
-        const rest = parser.end();
-        if (rest.content) await out.write(shaper.chunk(index, rest.content, null));
-        for (const call of rest.calls) await out.write(shaper.toolCall!(index, parser.toolCalls.indexOf(call), call));
-      }
+      if (parser) await send(parser.end());  // what it held back as a possible call's start
     } catch (e) {
       // Leaving the loop aborts this generation: either the connection closed under a write, or
       // the engine failed (then done() rejects too).
