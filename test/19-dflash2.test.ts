@@ -9,8 +9,8 @@ import * as path from 'path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { Engine } from '../lib/engine';
-import { scoreLogits } from '../lib/internal/probe';
 import { draftsAgainstReference } from './helpers/drafter-reference';
+import { targetDistribution, TwoTokenDraws } from './helpers/distributions';
 import { makeDrafter, makeTarget, tmpDir } from './helpers/tiny-model';
 
 const MODELS = path.join(__dirname, 'fixtures', 'models');
@@ -114,16 +114,7 @@ describe('speculative sampling with a DFlash2 drafter keeps the target distribut
   });
 
   // The target's processed distribution (temperature, top-k) after `ids`, from its own logits.
-  async function targetDist(ids: number[]): Promise<Map<number, number>> {
-    const { logits } = await scoreLogits(engine, [Int32Array.from(ids)]);
-    const V = engine.config.target.vocabSize;
-    const row = Array.from(logits[0].subarray((ids.length - 1) * V, ids.length * V)).map((x) => x / T);
-    const top = row.map((x, i) => [x, i] as const).sort((a, b) => b[0] - a[0]).slice(0, TOP_K);
-    const z = top.reduce((s, [x]) => s + Math.exp(x - top[0][0]), 0);
-    return new Map(top.map(([x, i]) => [i, Math.exp(x - top[0][0]) / z]));
-  }
-  const tv = (counts: Map<number, number>, n: number, dist: Map<number, number>) =>
-    [...new Set([...counts.keys(), ...dist.keys()])].reduce((s, k) => s + Math.abs((counts.get(k) ?? 0) / n - (dist.get(k) ?? 0)), 0) / 2;
+  const targetDist = (ids: number[]) => targetDistribution(engine, ids, T, TOP_K);
 
   it('seeds reproduce, and top-k 1 is greedy decoding', async () => {
     const prompt = [3, 1, 4, 1, 5];
@@ -135,7 +126,7 @@ describe('speculative sampling with a DFlash2 drafter keeps the target distribut
 
   it('the token after a speculative step is distributed as the target says', async () => {
     const prompt = [2, 7, 1, 8, 2, 8];
-    const second = new Map<number, Map<number, number>>();  // first token -> counts of the second
+    const draws = new TwoTokenDraws();
     let accepted = 0, rejected = 0;
     for (let seed = 1; seed <= N; seed++) {
       const s = engine.generate(prompt, { maxTokens: 2, temperature: T, topK: TOP_K, seed, speculative: { blockSize: 4 } });
@@ -143,18 +134,12 @@ describe('speculative sampling with a DFlash2 drafter keeps the target distribut
         if (st.proposed > 0) st.accepted > 0 ? accepted++ : rejected++;  // the first step is plain
       });
       const [t1, t2] = (await s.done()).ids;
-      if (!second.has(t1)) second.set(t1, new Map());
-      second.get(t1)!.set(t2, (second.get(t1)!.get(t2) ?? 0) + 1);
+      draws.add(t1, t2);
     }
-    let checked = 0;
-    for (const [t1, counts] of second) {
-      const n = [...counts.values()].reduce((a, b) => a + b, 0);
-      if (n < 100) continue;
-      checked++;
-      // <= 5 outcomes: with >= 100 draws sampling noise keeps the total variation under ~0.1.
-      expect(tv(counts, n, await targetDist([...prompt, t1])), `second token after ${t1} (${n} draws)`).toBeLessThan(0.12);
-    }
-    expect(checked).toBeGreaterThan(0);
+    // <= 5 outcomes: with >= 100 draws sampling noise keeps the total variation under ~0.1.
+    const checked = await draws.secondTokenDistances(100, (t1) => targetDist([...prompt, t1]));
+    for (const { t1, n, tv } of checked) expect(tv, `second token after ${t1} (${n} draws)`).toBeLessThan(0.12);
+    expect(checked.length).toBeGreaterThan(0);
     expect(accepted, 'some drafts accepted').toBeGreaterThan(N / 20);
     expect(rejected, 'some drafts rejected').toBeGreaterThan(N / 20);
   });

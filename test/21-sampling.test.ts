@@ -7,7 +7,7 @@ import * as path from 'path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { Engine } from '../lib/engine';
-import { scoreLogits } from '../lib/internal/probe';
+import { targetDistribution, totalVariation, TwoTokenDraws } from './helpers/distributions';
 
 const MODELS = path.join(__dirname, 'fixtures', 'models');
 const PROMPT = [17, 99, 3, 250, 41];
@@ -23,22 +23,7 @@ beforeAll(async () => {
 afterAll(() => engine?.dispose());
 
 // The target's processed distribution (temperature, top-k) after `ids`, from its own logits.
-async function targetDist(ids: number[], e: Engine = engine): Promise<Map<number, number>> {
-  const { logits } = await scoreLogits(e, [Int32Array.from(ids)]);
-  const V = e.config.target.vocabSize;
-  const row = Array.from(logits[0].subarray((ids.length - 1) * V, ids.length * V)).map((x) => x / T);
-  const top = row.map((x, i) => [x, i] as const).sort((a, b) => b[0] - a[0]).slice(0, TOP_K);
-  const m = top[0][0];
-  const z = top.reduce((s, [x]) => s + Math.exp(x - m), 0);
-  return new Map(top.map(([x, i]) => [i, Math.exp(x - m) / z]));
-}
-
-function totalVariation(counts: Map<number, number>, n: number, dist: Map<number, number>): number {
-  const keys = new Set([...counts.keys(), ...dist.keys()]);
-  let tv = 0;
-  for (const k of keys) tv += Math.abs((counts.get(k) ?? 0) / n - (dist.get(k) ?? 0));
-  return tv / 2;
-}
+const targetDist = (ids: number[], e: Engine = engine) => targetDistribution(e, ids, T, TOP_K);
 
 describe('sampling', () => {
   it('the same seed gives the same tokens; different seeds differ; batch neighbours change nothing', async () => {
@@ -69,8 +54,7 @@ describe('sampling', () => {
     try {
       const prompt = e.tokenizer.encode('def add(a, b):\n    return a');
       const N = 600;
-      const first = new Map<number, number>();
-      const second = new Map<number, Map<number, number>>();  // t1 -> counts of t2
+      const draws = new TwoTokenDraws();
       let accepted = 0, rejected = 0;
       for (let seed = 1; seed <= N; seed++) {
         const s = e.generate(prompt, { maxTokens: 2, temperature: T, topK: TOP_K, seed, speculative: { blockSize: 4 } });
@@ -78,25 +62,17 @@ describe('sampling', () => {
           if (st.proposed > 0) st.accepted > 0 ? accepted++ : rejected++;  // the first step is plain
         });
         const [t1, t2] = (await s.done()).ids;
-        first.set(t1, (first.get(t1) ?? 0) + 1);
-        if (!second.has(t1)) second.set(t1, new Map());
-        second.get(t1)!.set(t2, (second.get(t1)!.get(t2) ?? 0) + 1);
+        draws.add(t1, t2);
       }
       const p1 = await targetDist(prompt, e);
       // <= 4 outcomes per distribution: with >= 100 draws, sampling noise keeps the total
       // variation under ~0.1; a sampler that accepts too often or resamples from the wrong
       // residual is far off on the second token (whose value goes through accept / resample).
-      expect(totalVariation(first, N, p1), 'first token vs target').toBeLessThan(0.1);
-      let checked = 0;
-      for (const [t1, counts] of second) {
-        const n = [...counts.values()].reduce((a, b) => a + b, 0);
-        if (n < 100) continue;
-        checked++;
-        const tv = totalVariation(counts, n, await targetDist([...prompt, t1], e));
-        expect(tv, `second token given first = ${t1} (${n} draws) vs target`).toBeLessThan(0.1);
-      }
-      expect(checked).toBeGreaterThan(0);
-      expect([...first.keys()].every((t) => p1.has(t))).toBe(true);  // nothing outside the top-k
+      expect(totalVariation(draws.first, N, p1), 'first token vs target').toBeLessThan(0.1);
+      const checked = await draws.secondTokenDistances(100, (t1) => targetDist([...prompt, t1], e));
+      for (const { t1, n, tv } of checked) expect(tv, `second token given first = ${t1} (${n} draws) vs target`).toBeLessThan(0.1);
+      expect(checked.length).toBeGreaterThan(0);
+      expect([...draws.first.keys()].every((t) => p1.has(t))).toBe(true);  // nothing outside the top-k
       expect(accepted, 'some drafts accepted').toBeGreaterThan(N / 20);
       expect(rejected, 'some drafts rejected').toBeGreaterThan(N / 20);
     } finally {
@@ -108,14 +84,7 @@ describe('sampling', () => {
     // A random drafter's proposals are almost always rejected: the second token then comes from
     // the residual norm(max(0, p - q)). Exact marginal: sum over t1 of p(t1) p(t2 | t1).
     const N = 600, Tr = 1.3, Kr = 6;
-    const dist = async (ids: number[]) => {
-      const { logits } = await scoreLogits(engine, [Int32Array.from(ids)]);
-      const V = engine.config.target.vocabSize;
-      const row = Array.from(logits[0].subarray((ids.length - 1) * V, ids.length * V)).map((x) => x / Tr);
-      const top = row.map((x, i) => [x, i] as const).sort((a, b) => b[0] - a[0]).slice(0, Kr);
-      const z = top.reduce((acc, [x]) => acc + Math.exp(x - top[0][0]), 0);
-      return new Map(top.map(([x, i]) => [i, Math.exp(x - top[0][0]) / z]));
-    };
+    const dist = (ids: number[]) => targetDistribution(engine, ids, Tr, Kr);
     const first = new Map<number, number>(), second = new Map<number, number>();
     for (let seed = 1; seed <= N; seed++) {
       const [t1, t2] = (await engine.generate(PROMPT, { maxTokens: 2, temperature: Tr, topK: Kr, seed }).done()).ids;

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { Engine } from '../lib/engine';
 import type { Grammar } from '../lib/grammar';
-import { scoreLogits } from '../lib/internal/probe';
+import { targetDistribution, totalVariation, TwoTokenDraws } from './helpers/distributions';
 
 const PAIR = path.join(__dirname, '..', 'models', 'code-pair');
 let engine: Engine;
@@ -89,38 +89,21 @@ describe('structured output', () => {
     const eos = engine.tokenizer.eosTokenIds[0];
     const word = new Set<number>();
     for (let id = 0; id < V; id++) if (/^[a-z]+$/.test(engine.tokenizer.decode([id]))) word.add(id);
-    const dist = async (ids: number[], allowed: (id: number) => boolean) => {
-      const { logits } = await scoreLogits(engine, [Int32Array.from(ids)]);
-      const row = Array.from(logits[0].subarray((ids.length - 1) * V, ids.length * V)).map((x, i) => [x / T, i] as const);
-      const top = row.filter(([, i]) => allowed(i)).sort((a, b) => b[0] - a[0]).slice(0, K);
-      const z = top.reduce((s, [x]) => s + Math.exp(x - top[0][0]), 0);
-      return new Map(top.map(([x, i]) => [i, Math.exp(x - top[0][0]) / z]));
-    };
-    const first = new Map<number, number>(), second = new Map<number, Map<number, number>>();
+    const draws = new TwoTokenDraws();
     let refused = 0;
     for (let seed = 1; seed <= N; seed++) {
       const s = engine.generate(prompt, { maxTokens: 2, temperature: T, topK: K, seed, grammar: { regex: '[a-z]+' } });
       s.on('step', (st) => { if (st.proposed > 0 && st.block < 16) refused++; });
       const d = await s.done();
       const [t1, t2 = eos] = d.ids;
-      first.set(t1, (first.get(t1) ?? 0) + 1);
-      if (!second.has(t1)) second.set(t1, new Map());
-      second.get(t1)!.set(t2, (second.get(t1)!.get(t2) ?? 0) + 1);
+      draws.add(t1, t2);
     }
-    const tv = (counts: Map<number, number>, n: number, p: Map<number, number>) =>
-      [...new Set([...counts.keys(), ...p.keys()])].reduce((s, k) => s + Math.abs((counts.get(k) ?? 0) / n - (p.get(k) ?? 0)), 0) / 2;
-    const p1 = await dist(prompt, (i) => word.has(i));
-    expect([...first.keys()].every((t) => word.has(t))).toBe(true);
-    expect(tv(first, N, p1), 'first token vs the constrained target').toBeLessThan(0.1);
-    let checked = 0;
-    for (const [t1, counts] of second) {
-      const n = [...counts.values()].reduce((a, b) => a + b, 0);
-      if (n < 100) continue;
-      checked++;
-      const p2 = await dist([...prompt, t1], (i) => word.has(i) || i === eos);
-      expect(tv(counts, n, p2), `second token after ${t1} (${n} draws)`).toBeLessThan(0.1);
-    }
-    expect(checked).toBeGreaterThan(0);
+    const p1 = await targetDistribution(engine, prompt, T, K, (i) => word.has(i));
+    expect([...draws.first.keys()].every((t) => word.has(t))).toBe(true);
+    expect(totalVariation(draws.first, N, p1), 'first token vs the constrained target').toBeLessThan(0.1);
+    const checked = await draws.secondTokenDistances(100, (t1) => targetDistribution(engine, [...prompt, t1], T, K, (i) => word.has(i) || i === eos));
+    for (const { t1, n, tv } of checked) expect(tv, `second token after ${t1} (${n} draws)`).toBeLessThan(0.1);
+    expect(checked.length).toBeGreaterThan(0);
     expect(refused, 'the grammar cut some draft blocks').toBeGreaterThan(0);
   });
 
