@@ -181,13 +181,23 @@ std::vector<Value> Builder::EmitMulti(const std::string& op, const std::vector<V
 
 std::string Builder::Region(const std::vector<DType>& arg_types,
                             const std::function<std::vector<Value>(const std::vector<Value>&)>& body) {
+  std::vector<std::pair<Shape, DType>> args;
+  for (DType t : arg_types) args.push_back({{}, t});
+  return Region(args, body);
+}
+
+std::string Builder::Region(const std::vector<std::pair<Shape, DType>>& arg_types,
+                            const std::function<std::vector<Value>(const std::vector<Value>&)>& body) {
   std::vector<Value> args;
-  std::string text = "{\n    ^bb0(";
-  for (size_t i = 0; i < arg_types.size(); ++i) {
-    args.push_back(Value{NewName(), {}, arg_types[i]});
-    text += (i ? ", " : "") + args.back().name + ": " + TensorType(args.back());
+  std::string text = "{\n";
+  if (!arg_types.empty()) {  // a block without arguments (if/else branches) has no label
+    text += "    ^bb0(";
+    for (size_t i = 0; i < arg_types.size(); ++i) {
+      args.push_back(Value{NewName(), arg_types[i].first, arg_types[i].second});
+      text += (i ? ", " : "") + args.back().name + ": " + TensorType(args.back());
+    }
+    text += "):\n";
   }
-  text += "):\n";
   // Build the region's ops with the ordinary methods, collecting them apart from the body.
   std::string outer;
   std::swap(outer, body_);

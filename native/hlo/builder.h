@@ -168,6 +168,21 @@ class Builder {
   Value Scatter(const Value& operand, const Value& indices, const Value& updates,
                 const ScatterDims& dims);
 
+  // ---- control flow -----------------------------------------------------------------------
+  // stablehlo.while over the loop-carried values `init`: `cond` maps them to a pred scalar,
+  // `body` to their next values (the same shapes and dtypes); returns the values after the last
+  // iteration. Both regions may read values defined before the loop (implicit capture: XLA
+  // passes them in without copying), which keeps read-only tensors such as caches out of the
+  // carried state.
+  std::vector<Value> While(const std::vector<Value>& init, const std::function<Value(const std::vector<Value>&)>& cond,
+                           const std::function<std::vector<Value>(const std::vector<Value>&)>& body);
+
+  // stablehlo.if: the values `then_fn` builds when `pred` (a pred scalar) holds, else those of
+  // `else_fn` (the same shapes and dtypes). Work a batch does not need (sampling math in an
+  // all-greedy batch) is skipped at run time instead of compiled into a program of its own.
+  std::vector<Value> If(const Value& pred, const std::function<std::vector<Value>()>& then_fn,
+                        const std::function<std::vector<Value>()>& else_fn);
+
   // ---- sharding ----------------------------------------------------------------------------
   // x, required to lie as `s` over the devices from here on (`sdy.sharding_constraint`): where
   // the partitioner's propagation alone would choose another layout. x itself with one device.
@@ -200,6 +215,9 @@ class Builder {
   // Region text `{ ^bb0(args): body "stablehlo.return"(rets) }`. `body` builds the region's
   // ops with this builder's ordinary methods from the block arguments and returns the results.
   std::string Region(const std::vector<DType>& arg_types,
+                     const std::function<std::vector<Value>(const std::vector<Value>&)>& body);
+  // The same with block arguments of any shape (while loops carry tensors).
+  std::string Region(const std::vector<std::pair<Shape, DType>>& arg_types,
                      const std::function<std::vector<Value>(const std::vector<Value>&)>& body);
   Value Unary(const char* op, const Value& a, bool float_only);
   Value Binary(const char* op, const Value& a, const Value& b);
