@@ -36,7 +36,7 @@ async function main(): Promise<void> {
       const t0 = performance.now();
       const engine = await Engine.load({ target: m.target, drafter: m.drafter, maxSequences: concurrency, maxSeqLen: Math.max(1024, context), cacheDir, prefixCaching: false });
       let programs = 0;
-      if (mode === 'precompiled') programs = (await engine.precompile({ context, sampled: false })).programs;
+      if (mode === 'precompiled') programs = (await engine.precompile({ context })).programs;
       const ready = (performance.now() - t0) / 1000;
       const first = await batch(engine, prompts, maxTokens);
       const second = await batch(engine, prompts, maxTokens);
@@ -60,7 +60,7 @@ async function main(): Promise<void> {
     machine(c),
     `- ${m.describe}`,
     `- ${concurrency} concurrent greedy requests (${promptFile}), ${maxTokens} new tokens each; engine maxSequences ${concurrency}; each mode from an empty disk cache; ` +
-      `precompiled: engine.precompile({ context: ${context}, sampled: false }) before the first batch (what \`dflash serve\` runs before /health is ok)`,
+      `precompiled: engine.precompile({ context: ${context} }) before the first batch (what \`dflash serve\` runs before /health is ok)`,
     '',
     '| start | seconds to ready | programs precompiled | programs compiled in all | first batch tok/s | second batch tok/s | steady tok/s | steady / first |',
     '|---|---|---|---|---|---|---|---|',

@@ -180,7 +180,7 @@ export interface NativeEngine {
   submit(prompt: Int32Array, options: Record<string, unknown>, grammar?: { kind: string; text: string }): number;
   cancel(id: number): void;
   stats(): NativeEngineStats;
-  precompile(options: { context: number; greedy?: boolean; sampled?: boolean; grammar?: boolean },
+  precompile(options: { context: number; grammar?: boolean },
     onProgress?: (p: { phase: 'precompile'; done: number; total: number }) => void): Promise<{ programs: number }>;
   /** Stops the scheduler; resolves once the device memory is released. */
   dispose(): Promise<void>;

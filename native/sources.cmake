@@ -12,11 +12,13 @@ set(DFLASH_CORE_SOURCES
   native/hlo/builder.cc
   native/hlo/builder_shape.cc
   native/hlo/builder_index.cc
+  native/hlo/builder_control.cc
   native/grammar/grammar.cc
   native/models/program.cc
   native/models/rope.cc
   native/models/layers.cc
   native/models/paged.cc
+  native/models/paged_attention.cc
   native/models/accept.cc
   native/models/logprobs.cc
   native/models/sampling.cc

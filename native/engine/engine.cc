@@ -63,7 +63,7 @@ Engine::Engine(std::shared_ptr<pjrt::Client> client, models::TargetConfig target
   std::vector<int64_t> available;
   for (PJRT_Device* d : client->addressable_devices()) available.push_back(client->device_id(d));
   const auto plan = PlanReplicas(available, device_ids, options.tensor_parallel, options.data_parallel, client->platform_name());
-  auto store = std::make_shared<ProgramStore>();
+  auto store = std::make_shared<ProgramStore>(CompileSlots(options.compile_threads));
   store->share = plan.size() > 1;
   // Every runtime first (each checks that the models split over its mesh), then the threads.
   std::vector<std::unique_ptr<Runtime>> runtimes;
@@ -135,7 +135,7 @@ void Engine::Load(std::vector<TensorSource> target, std::vector<TensorSource> dr
   }
 }
 
-void Engine::Precompile(int64_t context, bool greedy, bool sampled, bool grammar, std::function<void(size_t, size_t)> progress,
+void Engine::Precompile(int64_t context, bool grammar, std::function<void(size_t, size_t)> progress,
                         std::function<void(size_t, const std::string&)> done) {
   struct Join {
     std::mutex mu;
@@ -149,7 +149,7 @@ void Engine::Precompile(int64_t context, bool greedy, bool sampled, bool grammar
       std::string error;
       size_t programs = 0;
       try {
-        const auto shapes = rt.ServingShapes(context, greedy, sampled, grammar);
+        const auto shapes = rt.ServingShapes(context, grammar);
         programs = shapes.size();
         rt.Precompile(shapes, r == 0 ? progress : nullptr);
       } catch (const std::exception& e) {

@@ -71,7 +71,7 @@ class Engine {
   // Compiles (or loads from the disk cache) what a server runs for sequences of up to `context`
   // tokens (Runtime::ServingShapes) on every replica; progress is replica 0's; `done` once, after
   // the last replica, with the number of programs and the first error.
-  void Precompile(int64_t context, bool greedy, bool sampled, bool grammar, std::function<void(size_t done, size_t total)> progress,
+  void Precompile(int64_t context, bool grammar, std::function<void(size_t done, size_t total)> progress,
                   std::function<void(size_t programs, const std::string& error)> done);
 
   // Queues the request on the least loaded replica; returns its id. `grammar` (or null)

@@ -233,8 +233,8 @@ void Scheduler::RunDecode(const std::vector<Sequence*>& planned) {
       logprobs = std::max<int64_t>(logprobs, rows[r]->opts.logprobs);
     }
     // (A block of 1 runs no drafter: only its verify has to be ready.)
-    auto draft_shape = [&](int32_t b) { return rt_->DraftShapeFor(static_cast<int64_t>(rows.size()), k, b, max_pos, any_sampling); };
-    auto verify_shape = [&](int32_t b) { return rt_->VerifyShape(live, b, max_pos + b, true, any_sampling, logprobs, any_grammar); };
+    auto draft_shape = [&](int32_t b) { return rt_->DraftShapeFor(static_cast<int64_t>(rows.size()), k, b, max_pos); };
+    auto verify_shape = [&](int32_t b) { return rt_->VerifyShape(live, b, max_pos + b, logprobs, any_grammar); };
     next = policy_.Choose(
         bucket, caps, stats,
         [&](int32_t b) { return rt_->Ready(verify_shape(b)) && (b == 1 || rt_->Ready(draft_shape(b))); },
@@ -243,12 +243,7 @@ void Scheduler::RunDecode(const std::vector<Sequence*>& planned) {
           if (b > 1) rt_->Prefetch(draft_shape(b));
         });
     for (Sequence* s : rows) s->pending_block = 0;  // consumed by this verify; Draft sets the next
-    // The farthest position a continuing row can still reach (its maxTokens), past which no pages
-    // bucket is worth compiling ahead.
-    int64_t reach = 0;
-    for (size_t r = 0; r < rows.size(); ++r)
-      if (continues[r]) reach = std::max<int64_t>(reach, rows[r]->kv_len + n[r] + (rows[r]->opts.max_tokens - rows[r]->generated) + next);
-    Anticipate(live, next, max_pos + next, any_sampling, logprobs, reach, any_grammar);
+    Anticipate(live, next, max_pos + next, logprobs, any_grammar);
     if (next >= 2) Draft(rows, committed, n, continues, next, k);
     // next == 1: plain steps run no drafter; the context catches up before the next block.
   }
@@ -309,20 +304,14 @@ void Scheduler::Draft(const std::vector<Sequence*>& rows, const std::vector<std:
   }
 }
 
-void Scheduler::Anticipate(int64_t rows, int32_t block, int64_t max_position, bool any_sampling, int64_t logprobs, int64_t reach,
-                           bool any_grammar) {
+void Scheduler::Anticipate(int64_t rows, int32_t block, int64_t max_position, int64_t logprobs, bool any_grammar) {
   // Compile in the background what the next iterations will probably need, before they need it:
-  // the next rows bucket while requests wait for admission, the next pages bucket when a row
-  // nears the end of its current one.
+  // the next rows bucket while requests wait for admission. (Longer contexts need nothing: every
+  // program reads as many pages as its rows reach, models/paged_attention.h.)
   const int64_t bucket = NextPow2(rows);
-  const int64_t slots = static_cast<int64_t>(rt_->options().page_size) * rt_->PagesBucket(max_position);
-  std::vector<std::pair<int64_t, int64_t>> next;  // (rows, max position)
-  if (!waiting_.empty() && bucket < NextPow2(rt_->options().max_sequences)) next.emplace_back(2 * bucket, max_position);
-  if (max_position * 4 >= slots * 3 && reach > slots) next.emplace_back(rows, slots);
-  for (auto [r, pos] : next) {
-    rt_->Prefetch(rt_->VerifyShape(r, block, pos, true, any_sampling, logprobs, any_grammar));
-    rt_->Prefetch(rt_->DraftShapeFor(r, block, block, pos, any_sampling));
-  }
+  if (waiting_.empty() || bucket >= NextPow2(rt_->options().max_sequences)) return;
+  rt_->Prefetch(rt_->VerifyShape(2 * bucket, block, max_position, logprobs, any_grammar));
+  rt_->Prefetch(rt_->DraftShapeFor(2 * bucket, block, block, max_position));
 }
 
 }  // namespace dflash::engine

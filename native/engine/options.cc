@@ -162,6 +162,9 @@ const std::vector<OptionSpec>& EngineOptionSpecs() {
            "for the fastest single-row f32 path. Without a drafter and with maxSequences 1 there is nothing to be "
            "invariant against: that engine takes the single-row path either way."),
       Bool("warmup", true, "Compile the programs a single stream needs while loading (with progress events)."),
+      Int("compileThreads", 0, 0, 64,
+          "XLA compiles run at once (precompile() compiles its programs on that many threads; each compile holds its own "
+          "working memory, hundreds of MB for a real-size model); 0 = the host's hardware threads, at most 4."),
       Int("tensorParallel", 1, 1, 1024,
           "Devices each replica's target and drafter are split over (tensor parallelism, Megatron layout: attention by heads, "
           "MLPs by columns, embedding and LM head by vocabulary, KV caches by KV heads; XLA inserts the all-reduces). "
@@ -210,6 +213,7 @@ EngineOptions ParseEngineOptions(const std::map<std::string, OptionValue>& value
     else if (n == "maxSequences") o.max_sequences = I(v);
     else if (n == "maxQueue") o.max_queue = I(v);
     else if (n == "prefillChunk") o.prefill_chunk = I(v);
+    else if (n == "compileThreads") o.compile_threads = I(v);
     else if (n == "prefillBudget") o.prefill_budget = I(v);
     else if (n == "kvCacheMemory") o.kv_cache_memory = D(v);
     else if (n == "dtype") o.dtype = std::get<std::string>(v);

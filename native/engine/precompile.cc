@@ -1,66 +1,78 @@
 // Precompiling what a server will run (Runtime::Precompile): every shape bucket the scheduler asks
 // for up to `context` tokens per sequence and up to maxSequences rows — prefill chunks, plain
-// decode, the verify of a full block and the drafts around it, greedy and sampled — so that the
+// decode, the verify of a full block and the drafts around it (greedy and sampled rows alike) — so that the
 // first requests do not wait for (or run slower around) compiles. With the disk cache a later
 // start loads them instead.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <set>
+#include <thread>
 
 #include "engine/runtime.h"
-#include "models/paged.h"
 
 namespace dflash::engine {
 
-std::vector<ProgramShape> Runtime::ServingShapes(int64_t context, bool greedy, bool sampled, bool grammar) const {
+std::vector<ProgramShape> Runtime::ServingShapes(int64_t context, bool grammar) const {
   std::vector<ProgramShape> out;
   std::set<std::string> seen;
   auto add = [&](const ProgramShape& p) {
     const std::string key = p.score ? p.score->Key() : p.draft->Key();
     if (seen.insert(key).second) out.push_back(p);
   };
-  const int64_t S = opt_.page_size;
   context = std::clamp<int64_t>(context, 1, max_seq_len_);
-  // The pages buckets positions up to `context` fall in, each at its largest position.
-  std::vector<int64_t> last_positions;
-  int64_t previous = -1;
-  for (int64_t pos = 0; pos < context; pos += S) {
-    const int64_t bucket = PagesBucket(pos);
-    if (bucket != previous) last_positions.push_back(std::min(context, bucket * S) - 1);
-    previous = bucket;
-  }
+  // Every program reads its rows' pages in a loop bounded by the data (models/paged_attention.h):
+  // one table width serves every context, so the positions only bound the prefill chunks.
+  const int64_t pos = context - 1;
   const bool spec = drafter_.has_value();
   const int32_t B = max_block();
-  std::vector<bool> modes;
-  if (greedy) modes.push_back(false);
-  if (sampled) modes.push_back(true);
-  for (const int64_t pos : last_positions) {
-    // A chunk of bucket k holds more than k / 2 tokens: it reaches past position k / 2.
-    for (int64_t k = prefill_bucket(1); k <= prefill_bucket(opt_.prefill_chunk) && (k == prefill_bucket(1) || k / 2 <= pos); k *= 2) {
-      add({PrefillShape(k, pos, false), std::nullopt});  // plain sequences (no drafter, or speculative: false)
-      if (spec) add({PrefillShape(k, pos, true), std::nullopt}), add({std::nullopt, DraftShapeFor(1, k, 0, pos, false)});
+  // A chunk of bucket k holds more than k / 2 tokens: it reaches past position k / 2.
+  for (int64_t k = prefill_bucket(1); k <= prefill_bucket(opt_.prefill_chunk) && (k == prefill_bucket(1) || k / 2 <= pos); k *= 2) {
+    add({PrefillShape(k, pos), std::nullopt});
+    if (spec) add({std::nullopt, DraftShapeFor(1, k, 0, pos)});  // the drafter's context of the chunk
+  }
+  // Greedy and sampled rows share every program (the sampling math is skipped at run time when
+  // no row samples); only grammar-constrained batches take programs of their own (token masks).
+  for (int64_t rows = 1; rows <= NextPow2(opt_.max_sequences); rows *= 2) {
+    for (const bool g : {false, grammar}) {
+      add({VerifyShape(rows, 1, pos, -1, g), std::nullopt});  // plain decoding
+      if (spec) add({VerifyShape(rows, B, pos, -1, g), std::nullopt});  // a full block
     }
-    for (int64_t rows = 1; rows <= NextPow2(opt_.max_sequences); rows *= 2)
-      for (const bool sampling : modes) {
-        // Batches with a grammar-constrained row run verifies that take token masks.
-        for (const bool g : {false, grammar}) {
-          add({VerifyShape(rows, 1, pos, false, sampling, -1, g), std::nullopt});  // a batch of plain sequences
-          if (!spec) continue;
-          add({VerifyShape(rows, 1, pos, true, sampling, -1, g), std::nullopt});
-          add({VerifyShape(rows, B, pos, true, sampling, -1, g), std::nullopt});
-        }
-        if (!spec) continue;
-        add({std::nullopt, DraftShapeFor(rows, 1, B, pos, sampling)});  // after a plain step
-        add({std::nullopt, DraftShapeFor(rows, B, B, pos, sampling)});  // after a full block
-      }
+    if (!spec) continue;
+    add({std::nullopt, DraftShapeFor(rows, 1, B, pos)});  // after a plain step
+    add({std::nullopt, DraftShapeFor(rows, B, B, pos)});  // after a full block
   }
   return out;
 }
 
 void Runtime::Precompile(const std::vector<ProgramShape>& shapes, const std::function<void(size_t done, size_t total)>& progress) {
+  auto program = [&](const ProgramShape& s) -> CompiledProgram& { return s.score ? ScoreProgram(*s.score) : DraftProgram(*s.draft); };
+  // Workers compile (or load) ahead, as many at once as the store's compile slots allow; this
+  // thread, the scheduler's (the only one that runs programs), takes them in order and runs each
+  // once. A worker's failure is reported by this thread's own Get() of the same program.
+  std::atomic<size_t> next{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> workers;
+  struct Join {
+    std::vector<std::thread>& threads;
+    std::atomic<bool>& stop;
+    ~Join() {
+      stop = true;
+      for (auto& t : threads) t.join();
+    }
+  } join{workers, stop};
+  const size_t threads = std::min<size_t>(shapes.size(), static_cast<size_t>(programs_.compile_slots()));
+  for (size_t w = 0; w < threads; ++w)
+    workers.emplace_back([&] {
+      for (size_t i; !stop && (i = next++) < shapes.size();) {
+        try {
+          program(shapes[i]);
+        } catch (const std::exception&) {
+        }
+      }
+    });
   for (size_t i = 0; i < shapes.size(); ++i) {
-    CompiledProgram& p = shapes[i].score ? ScoreProgram(*shapes[i].score) : DraftProgram(*shapes[i].draft);
-    WarmRun(p);
+    WarmRun(program(shapes[i]));
     if (progress) progress(i + 1, shapes.size());
   }
 }

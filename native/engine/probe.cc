@@ -60,7 +60,7 @@ ScoreResult ScoreLogits(Runtime& rt, const std::vector<std::vector<int32_t>>& ba
     longest = std::max(longest, b.size());
   }
   const int64_t R = static_cast<int64_t>(batch.size()), K = NextPow2(static_cast<int64_t>(longest));
-  const int64_t P = rt.PagesBucket(static_cast<int64_t>(longest) - 1);
+  const int64_t P = rt.TablePages(static_cast<int64_t>(longest) - 1);
   const int32_t S = rt.options().page_size;
   ScratchPages scratch(rt.pool().pages());
   std::vector<std::vector<int32_t>*> tables;
@@ -107,7 +107,7 @@ DraftResult DraftLogits(Runtime& rt, const std::vector<float>& feats, int32_t ro
     throw std::invalid_argument("draftLogits: features must be rows x " + std::to_string(width));
   if (block < 2 || block > d.block_size) throw std::invalid_argument("draftLogits: block must be in [2, " + std::to_string(d.block_size) + "]");
   const int32_t S = rt.options().page_size;
-  const int64_t A = NextPow2(rows), P = rt.PagesBucket(rows + block);
+  const int64_t A = NextPow2(rows), P = rt.TablePages(rows + block);
   ScratchPages scratch(rt.pool().pages());
   std::vector<int32_t>& pages = scratch.Take(PageAllocator::PagesFor(rows + block, S));
   std::vector<float> padded(static_cast<size_t>(A * width), 0.0f);
@@ -145,7 +145,7 @@ DraftResult DraftLogits(Runtime& rt, const std::vector<float>& feats, int32_t ro
 double TimeVerify(Runtime& rt, int32_t rows, int32_t k, int32_t context, int32_t reps) {
   if (rows < 1 || k < 1 || context < 0 || reps < 1) throw std::invalid_argument("timeVerify: rows >= 1, k >= 1, context >= 0, reps >= 1");
   const int32_t S = rt.options().page_size;
-  const int64_t R = NextPow2(rows), P = rt.PagesBucket(context + k - 1);
+  const int64_t R = NextPow2(rows), P = rt.TablePages(context + k - 1);
   ScratchPages scratch(rt.pool().pages());
   std::vector<std::vector<int32_t>*> tables;
   std::vector<int32_t> tokens(R * k, 0), positions(R * k, -1), slots(R, rt.none_slot());
@@ -199,7 +199,7 @@ double TimeDraft(Runtime& rt, int32_t rows, int32_t block, int32_t context, int3
   if (rows < 1 || block < 2 || block > d.block_size || context < 0 || reps < 1)
     throw std::invalid_argument("timeDraft: rows >= 1, block in [2, " + std::to_string(d.block_size) + "], context >= 0, reps >= 1");
   const int32_t S = rt.options().page_size;
-  const int64_t R = NextPow2(rows), A = block, P = rt.PagesBucket(context + 2 * block);
+  const int64_t R = NextPow2(rows), A = block, P = rt.TablePages(context + 2 * block);
   const int64_t width = static_cast<int64_t>(d.target_layer_ids.size()) * rt.target().hidden_size;
   ScratchPages scratch(rt.pool().pages());
   std::vector<std::vector<int32_t>*> tables;

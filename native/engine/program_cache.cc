@@ -6,6 +6,7 @@
 #include <malloc.h>
 #endif
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -25,11 +26,42 @@ std::string Dims(const std::vector<int64_t>& d) {
   return "[" + s + "]";
 }
 
+// One of the store's compile slots, for one program (by disk header), held for its scope.
+class CompileSlot {
+ public:
+  CompileSlot(ProgramStore& store, std::string header) : store_(store), header_(std::move(header)) {
+    std::unique_lock<std::mutex> lock(store_.mu);
+    store_.cv.wait(lock, [&] { return store_.compiling < store_.compile_slots && !store_.compiling_headers.count(header_); });
+    ++store_.compiling;
+    store_.compiling_headers.insert(header_);
+  }
+  ~CompileSlot() {
+    {
+      std::lock_guard<std::mutex> lock(store_.mu);
+      --store_.compiling;
+      store_.compiling_headers.erase(header_);
+    }
+    store_.cv.notify_all();
+  }
+  CompileSlot(const CompileSlot&) = delete;
+  CompileSlot& operator=(const CompileSlot&) = delete;
+
+ private:
+  ProgramStore& store_;
+  std::string header_;
+};
+
 double Since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 }  // namespace
+
+int CompileSlots(int32_t option) {
+  if (option > 0) return option;
+  const unsigned hw = std::thread::hardware_concurrency();
+  return static_cast<int>(std::clamp<unsigned>(hw, 1, 4));
+}
 
 uint64_t Fnv1a64(const std::string& text, uint64_t h) {
   for (unsigned char c : text) {
@@ -186,10 +218,10 @@ std::unique_ptr<CompiledProgram> ProgramCache::Make(const std::string& key, cons
   };
   if (!cp->exe) cp->exe = shared();
   if (!cp->exe) {
-    // One XLA compile at a time (the scheduler's and the background thread's, every replica's):
-    // their working memory (hundreds of MB at real scale) would add up in the peak, and they
-    // share the cores.
-    std::lock_guard<std::mutex> one_compile(store_->compile_mu);
+    // At most compile_slots XLA compiles at once (the scheduler's, the background thread's,
+    // precompile's workers, every replica's): each holds hundreds of MB of working memory at real
+    // scale and they share the cores. A program another replica is compiling is waited for.
+    CompileSlot slot(*store_, header);
     cp->exe = shared();
     if (!cp->exe) {
       Emit(ProgramEvent::kCompileStart, key);

@@ -38,14 +38,21 @@
 
 namespace dflash::engine {
 
-// What the replicas of one engine share: the compile lock and the executables compiled so far
+// What the replicas of one engine share: the compile slots and the executables compiled so far
 // (serialized, by disk header), kept only while `share` (more than one replica).
 struct ProgramStore {
-  std::mutex compile_mu;  // held by the one XLA compile running (any replica)
+  explicit ProgramStore(int slots = 1) : compile_slots(slots < 1 ? 1 : slots) {}
   std::mutex mu;
+  std::condition_variable cv;
+  const int compile_slots;                  // XLA compiles running at once, any replica's
+  int compiling = 0;
+  std::set<std::string> compiling_headers;  // a program being compiled is not compiled twice
   bool share = false;
   std::unordered_map<std::string, std::string> serialized;
 };
+
+// 0 -> the host's hardware threads, at most 4 (EngineOptions::compile_threads).
+int CompileSlots(int32_t option);
 
 // A program ready to run: its named signature (models::Program without the text) and executable.
 struct CompiledProgram {
@@ -88,6 +95,7 @@ class ProgramCache {
   int64_t disk_hits() const { return disk_hits_.load(); }
   int64_t disk_rejects() const { return disk_rejects_.load(); }
   size_t size() const { return programs_.size(); }
+  int compile_slots() const { return store_->compile_slots; }
 
  private:
   // Builds, loads or compiles one program (no lock held: compiles run in parallel with lookups).

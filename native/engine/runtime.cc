@@ -6,7 +6,7 @@
 #include <stdexcept>
 
 #include "engine/page_allocator.h"
-#include "models/paged.h"
+#include "models/paged_attention.h"
 #include "models/parallel.h"
 
 namespace dflash::engine {
@@ -64,8 +64,13 @@ Runtime::Runtime(pjrt::Mesh mesh, models::TargetConfig target, std::optional<mod
 
 int64_t Runtime::prefill_bucket(int64_t len) const { return std::max<int64_t>(16, NextPow2(len)); }
 
-int64_t Runtime::PagesBucket(int64_t max_position) const {
-  return models::PagesBucket(PageAllocator::PagesFor(max_position + 1, opt_.page_size), opt_.page_size);
+int64_t Runtime::TablePages(int64_t max_position) const {
+  // One width for every sequence the engine admits (maxSeqLen, plus the blocks a verify and a
+  // draft reach past it): the programs read pages in a loop bounded by the data, so the width
+  // costs nothing and no program depends on the context length. Only a probe past maxSeqLen
+  // gets a wider table.
+  const int64_t reach = static_cast<int64_t>(max_seq_len_) + 2 * max_block();
+  return models::TableWidth(std::max(reach, max_position + 1), opt_.page_size);
 }
 
 std::vector<std::string> Runtime::LoadWeights(const std::vector<TensorSource>& target, const std::vector<TensorSource>& drafter,
@@ -183,21 +188,20 @@ void Runtime::Prefetch(const models::DraftShape& shape) {
                      [d = *drafter_, t = target_, n = dtypes_.numerics, s] { return models::BuildDrafter(d, t, n, s); });
 }
 
-models::ScoreShape Runtime::VerifyShape(int64_t rows, int32_t k, int64_t max_position, bool any_spec, bool any_sampling,
-                                        int64_t logprobs, bool grammar) const {
-  models::ScoreShape shape{NextPow2(rows), k, PagesBucket(max_position), opt_.page_size, pool_->total_pages(), false, false, true, {}};
+models::ScoreShape Runtime::VerifyShape(int64_t rows, int32_t k, int64_t max_position, int64_t logprobs, bool grammar) const {
+  models::ScoreShape shape{NextPow2(rows), k, TablePages(max_position), opt_.page_size, pool_->total_pages(), false, false, true, {}};
   shape.logprobs = logprobs;
   shape.grammar = grammar;
-  if (any_spec) shape.hidden_layers = drafter_->target_layer_ids;
+  if (drafter_) shape.hidden_layers = drafter_->target_layer_ids;
   if (drafter_) shape.pool_rows = opt_.max_sequences + 1, shape.pool_width = drafter_->block_size;
-  shape.sampling = any_sampling;
+  shape.sampling = true;  // greedy and sampled rows share the program (an all-greedy batch skips sampling)
   return shape;
 }
 
-models::DraftShape Runtime::DraftShapeFor(int64_t rows, int64_t append, int32_t block, int64_t max_position, bool any_sampling) const {
+models::DraftShape Runtime::DraftShapeFor(int64_t rows, int64_t append, int32_t block, int64_t max_position) const {
   const int64_t B = block >= 2 ? block : 0;
-  models::DraftShape shape{NextPow2(rows), append, B, PagesBucket(max_position), opt_.page_size, pool_->total_pages(), 0, 0, false,
-                           B > 0 && any_sampling};
+  models::DraftShape shape{NextPow2(rows), append, B, TablePages(max_position), opt_.page_size, pool_->total_pages(), 0, 0, false,
+                           B > 0};  // a block samples or not per row, in one program
   if (B) shape.pool_rows = opt_.max_sequences + 1, shape.pool_width = drafter_->block_size;
   return shape;
 }
@@ -211,24 +215,18 @@ std::unique_ptr<pjrt::Array> Runtime::UploadF32(const std::vector<float>& v, std
 }
 
 void Runtime::Warmup() {
-  // The programs of one greedy stream with a short prompt: prefill, plain decode and, with a
-  // drafter, the first draft, the verify of a full block and the draft after it.
-  const int64_t p = PagesBucket(0), s = opt_.page_size, n = pool_->total_pages();
-  std::vector<int32_t> hidden;
-  if (drafter_) hidden = drafter_->target_layer_ids;
-  models::ScoreShape pre{1, prefill_bucket(1), p, s, n, false, false, false, hidden};
-  ScoreProgram(pre);
-  models::ScoreShape dec{1, 1, p, s, n, false, false, true, hidden};
-  if (drafter_) dec.pool_rows = opt_.max_sequences + 1, dec.pool_width = drafter_->block_size;
-  ScoreProgram(dec);
+  // The programs of one stream with a short prompt: prefill, plain decode and, with a drafter,
+  // the first draft, the verify of a full block and the draft after it (the shapes the steps ask
+  // for, so the first request finds them compiled).
+  const int64_t pre = prefill_bucket(1);
+  ScoreProgram(PrefillShape(pre, 0));
+  ScoreProgram(VerifyShape(1, 1, 0));
   if (!drafter_) return;
-  const int64_t B = drafter_->block_size, M = opt_.max_sequences + 1;
-  DraftProgram(models::DraftShape{1, pre.tokens, 0, p, s, n, 0, 0, false, false});
-  DraftProgram(models::DraftShape{1, 1, B, p, s, n, M, B, false, false});
-  models::ScoreShape ver = dec;
-  ver.tokens = B;
-  ScoreProgram(ver);
-  DraftProgram(models::DraftShape{1, B, B, p, s, n, M, B, false, false});
+  const int32_t B = max_block();
+  DraftProgram(DraftShapeFor(1, pre, 0, 0));
+  DraftProgram(DraftShapeFor(1, 1, B, 0));
+  ScoreProgram(VerifyShape(1, B, 0));
+  DraftProgram(DraftShapeFor(1, B, B, 0));
 }
 
 }  // namespace dflash::engine

@@ -49,10 +49,10 @@ class Runtime {
   // Compiles the programs one stream needs (options.warmup).
   void Warmup();
   // The programs a server runs for sequences of up to `context` tokens and up to maxSequences
-  // rows, greedy and/or sampled (precompile.cc), and compiling them (from the disk cache when
+  // rows, greedy and sampled alike (precompile.cc), and compiling them (from the disk cache when
   // there), with progress after each.
   // grammar: also the verifies of batches with grammar-constrained rows (structured output).
-  std::vector<ProgramShape> ServingShapes(int64_t context, bool greedy, bool sampled, bool grammar = false) const;
+  std::vector<ProgramShape> ServingShapes(int64_t context, bool grammar = false) const;
   void Precompile(const std::vector<ProgramShape>& shapes, const std::function<void(size_t done, size_t total)>& progress);
   // Runs a program once on padding rows (precompile.cc): its first-run costs paid before serving.
   void WarmRun(CompiledProgram& program);
@@ -83,20 +83,24 @@ class Runtime {
   CompiledProgram& ScoreProgram(const models::ScoreShape& shape);
   CompiledProgram& DraftProgram(const models::DraftShape& shape);
   // logprobs: -1, or the top alternatives of the prompt log-probabilities the chunk computes.
-  models::ScoreShape PrefillShape(int64_t k, int64_t max_position, bool spec, int64_t logprobs = -1) const;
-  // The shapes Verify and Draft run at, for `rows` rows whose largest position is max_position;
+  // With a drafter every prefill and verify also returns the drafter's features (plain rows of a
+  // speculative engine share the speculative rows' programs; unused features cost a copy, not a
+  // program).
+  models::ScoreShape PrefillShape(int64_t k, int64_t max_position, int64_t logprobs = -1) const;
+  // The shapes Verify and Draft run at, for `rows` rows whose largest position is max_position
+  // (greedy and sampled rows alike: one program serves both);
   // logprobs: the most top alternatives any row asks for (-1: none asks for log-probabilities).
   // grammar: some row is grammar-constrained (the program takes token_mask).
-  models::ScoreShape VerifyShape(int64_t rows, int32_t k, int64_t max_position, bool any_spec, bool any_sampling,
-                                 int64_t logprobs = -1, bool grammar = false) const;
-  models::DraftShape DraftShapeFor(int64_t rows, int64_t append, int32_t block, int64_t max_position, bool any_sampling) const;
+  models::ScoreShape VerifyShape(int64_t rows, int32_t k, int64_t max_position, int64_t logprobs = -1, bool grammar = false) const;
+  models::DraftShape DraftShapeFor(int64_t rows, int64_t append, int32_t block, int64_t max_position) const;
   // Whether a program is compiled; queue it for the background compiler.
   bool Ready(const models::ScoreShape& s);
   bool Ready(const models::DraftShape& s);
   void Prefetch(const models::ScoreShape& s);
   void Prefetch(const models::DraftShape& s);
-  // Pages per row bucket for rows whose largest position is `max_position`.
-  int64_t PagesBucket(int64_t max_position) const;
+  // Block-table entries per row of a program whose rows reach `max_position`: the same for
+  // every position below maxSeqLen (models/paged_attention.h).
+  int64_t TablePages(int64_t max_position) const;
 
   // ---- state ----
   const models::TargetConfig& target() const { return target_; }

@@ -76,10 +76,10 @@ std::vector<float> Runtime::SampleParams(const std::vector<Sequence*>& rows, int
   return params;
 }
 
-models::ScoreShape Runtime::PrefillShape(int64_t k, int64_t max_position, bool spec, int64_t logprobs) const {
-  models::ScoreShape shape{1, k, PagesBucket(max_position), opt_.page_size, pool_->total_pages(), false, false, false, {}};
+models::ScoreShape Runtime::PrefillShape(int64_t k, int64_t max_position, int64_t logprobs) const {
+  models::ScoreShape shape{1, k, TablePages(max_position), opt_.page_size, pool_->total_pages(), false, false, false, {}};
   shape.logprobs = logprobs;
-  if (spec) shape.hidden_layers = drafter_->target_layer_ids;
+  if (drafter_) shape.hidden_layers = drafter_->target_layer_ids;
   return shape;
 }
 
@@ -94,13 +94,13 @@ int32_t Runtime::Prefill(Sequence& s, int64_t start, int32_t len) {
   const bool prompt_lp = s.wants_prompt_logprobs() && start + 1 == s.prompt_lp_next;
   const int64_t lp = prompt_lp ? s.opts.prompt_logprobs : -1;
   auto ready = [&](int64_t k) {
-    const auto shape = PrefillShape(k, last, spec, lp);
-    return Ready(shape) && (!spec || Ready(DraftShapeFor(1, k, 0, last, false)));
+    const auto shape = PrefillShape(k, last, lp);
+    return Ready(shape) && (!spec || Ready(DraftShapeFor(1, k, 0, last)));
   };
   int64_t K = want;
   if (!ready(want)) {
-    Prefetch(PrefillShape(want, last, spec, lp));
-    if (spec) Prefetch(DraftShapeFor(1, want, 0, last, false));
+    Prefetch(PrefillShape(want, last, lp));
+    if (spec) Prefetch(DraftShapeFor(1, want, 0, last));
     for (int64_t k = want / 2; k >= 16; k /= 2)
       if (ready(k)) {
         K = k;
@@ -108,7 +108,7 @@ int32_t Runtime::Prefill(Sequence& s, int64_t start, int32_t len) {
       }
   }
   const int32_t n = static_cast<int32_t>(std::min<int64_t>(len, K));
-  const models::ScoreShape shape = PrefillShape(K, last, spec, lp);
+  const models::ScoreShape shape = PrefillShape(K, last, lp);
   const int64_t P = shape.pages_per_row;
   std::vector<int32_t> tokens(K, 0), positions(K, -1), table(P, 0), next(K, 0);
   for (int32_t j = 0; j < n; ++j) {
@@ -141,7 +141,7 @@ int32_t Runtime::Prefill(Sequence& s, int64_t start, int32_t len) {
   if (spec) {
     // The drafter's context rows for the same positions (append only, no block).
     auto feats = out.Take("hidden");
-    auto& dprog = DraftProgram(DraftShapeFor(1, K, 0, last, false));
+    auto& dprog = DraftProgram(DraftShapeFor(1, K, 0, last));
     Invocation dinv(dprog, mesh_);
     BindCommon(dinv);
     dinv.BindDonated("dk_cache", pool_->dk.get()).BindDonated("dv_cache", pool_->dv.get());
@@ -156,16 +156,15 @@ int32_t Runtime::Prefill(Sequence& s, int64_t start, int32_t len) {
 std::vector<std::vector<int32_t>> Runtime::Verify(const std::vector<Sequence*>& rows, int32_t k) {
   const int64_t R = NextPow2(static_cast<int64_t>(rows.size())), K = k;
   int64_t max_pos = 0, logprobs = -1;
-  bool any_spec = false, any_sampling = false, any_grammar = false;
+  bool any_spec = false, any_grammar = false;
   for (Sequence* s : rows) {
     max_pos = std::max<int64_t>(max_pos, s->kv_len + std::max(1, s->pending_block) - 1);
     any_spec |= s->speculative();
-    any_sampling |= s->sampling;
     any_grammar |= s->grammar != nullptr;
     logprobs = std::max<int64_t>(logprobs, s->opts.logprobs);
   }
   const models::ScoreShape shape =
-      VerifyShape(static_cast<int64_t>(rows.size()), k, max_pos, any_spec, any_sampling, logprobs, any_grammar);
+      VerifyShape(static_cast<int64_t>(rows.size()), k, max_pos, logprobs, any_grammar);
   const int64_t P = shape.pages_per_row;
   const int32_t none = none_slot();
   std::vector<int32_t> tokens(R * K, 0), positions(R * K, -1), slots(R, none);
@@ -178,7 +177,7 @@ std::vector<std::vector<int32_t>> Runtime::Verify(const std::vector<Sequence*>& 
     if (s.pending_block > 0) slots[r] = s.slot;
   }
   const auto table = Tables(rows, R, P);
-  if (any_sampling && drafter_) EnsureProbsPool();
+  if (drafter_) EnsureProbsPool();
   auto& prog = ScoreProgram(shape);
   auto tok = Upload(tokens, {R, K}), pos = Upload(positions, {R, K}), tab = Upload(table, {R, P});
   Invocation inv(prog, mesh_);
@@ -190,8 +189,10 @@ std::vector<std::vector<int32_t>> Runtime::Verify(const std::vector<Sequence*>& 
     slot_buf = Upload(slots, {R});
     inv.Bind("draft_pool", draft_pool_.get()).Bind("pool_slot", slot_buf.get());
   }
-  if (any_sampling) {
-    // Row r, slot j: [draw the token at position kv_len + j + 1 | accept the draft at kv_len + j].
+  {
+    // Every verify takes the sampling inputs (one program for greedy and sampled rows; all-greedy
+    // batches skip the sampling math on the device). Row r, slot j: [draw the token at position
+    // kv_len + j + 1 | accept the draft at kv_len + j]; greedy and padding rows have temperature 0.
     std::vector<float> uniforms(static_cast<size_t>(R * 2 * K), 0.0f);
     for (size_t r = 0; r < rows.size(); ++r) {
       const Sequence& s = *rows[r];
@@ -260,13 +261,9 @@ void Runtime::Draft(const std::vector<Sequence*>& rows, const std::vector<int32_
     throw std::logic_error("draft: no verify features for these rows");
   const int64_t R = feats_rows_, A = feats_k_, B = block >= 2 ? block : 0;
   int64_t max_pos = 0;
-  bool any_sampling = false;
-  for (size_t r = 0; r < rows.size(); ++r) {
-    if (n[r] == 0) continue;
-    max_pos = std::max<int64_t>(max_pos, rows[r]->kv_len + n[r] - 1);
-    any_sampling |= B && rows[r]->sampling && block_len[r] >= 2;
-  }
-  const models::DraftShape shape = DraftShapeFor(static_cast<int64_t>(rows.size()), A, block, max_pos, any_sampling);
+  for (size_t r = 0; r < rows.size(); ++r)
+    if (n[r] > 0) max_pos = std::max<int64_t>(max_pos, rows[r]->kv_len + n[r] - 1);
+  const models::DraftShape shape = DraftShapeFor(static_cast<int64_t>(rows.size()), A, block, max_pos);
   const int64_t P = shape.pages_per_row;
   const int32_t none = none_slot();
   // Rows' state is still the verify's: kv_len is where the verified block started.
@@ -294,9 +291,10 @@ void Runtime::Draft(const std::vector<Sequence*>& rows, const std::vector<int32_
     slot_buf = Upload(slots, {R});
     inv.Bind("last", last_buf.get()).Bind("block_start", start_buf.get()).Bind("block_len", len_buf.get());
     inv.BindDonated("draft_pool", draft_pool_.get()).Bind("pool_slot", slot_buf.get());
-    if (any_sampling) {
+    {
+      // The sampling inputs, as for the verify (greedy rows: temperature 0). Row r's block token
+      // i sits at position block_start + i.
       EnsureProbsPool();
-      // Row r's block token i sits at position block_start + i.
       std::vector<Sequence*> drawing(rows.size(), nullptr);
       std::vector<float> uniforms(static_cast<size_t>(R * B), 0.0f);
       for (size_t r = 0; r < rows.size(); ++r) {
@@ -316,7 +314,7 @@ void Runtime::Draft(const std::vector<Sequence*>& rows, const std::vector<int32_
   pool_->dv = out.Take("dv_cache");
   if (B) {
     draft_pool_ = out.Take("draft_pool");
-    if (any_sampling) probs_pool_ = out.Take("probs_pool");
+    probs_pool_ = out.Take("probs_pool");
   }
   feats_.reset();
 }

@@ -16,6 +16,7 @@
 #include "models/drafter2.h"
 #include "models/layers.h"
 #include "models/paged.h"
+#include "models/paged_attention.h"
 #include "models/rope.h"
 #include "models/sampling.h"
 
@@ -98,7 +99,7 @@ Program BuildDrafter(const DrafterConfig& d, const TargetConfig& t, const Numeri
   if (B == 0 && (sh.want_logits || sh.sampling)) throw std::invalid_argument("drafter: logits and sampling need a block");
   const TensorParallel tp = DrafterParallel(d, t, sh.devices, sh.replicated);
   const int64_t H = d.hidden_size, hd = d.head_dim, heads = d.num_heads, kvh = tp.kv_heads, Ld = d.num_layers;
-  const int64_t V = t.vocab_size, T = P * S;
+  const int64_t V = t.vocab_size;
   const int64_t nfeat = static_cast<int64_t>(d.target_layer_ids.size()) * H;
 
   Builder b(sh.devices);
@@ -142,7 +143,8 @@ Program BuildDrafter(const DrafterConfig& d, const TargetConfig& t, const Numeri
   // ---- block: embed[[last, mask x (B-1)]] * input_embedding_scale at block_start + i ----
   Value h, blk_pos;
   RopeTables blk_rope;
-  std::vector<Value> visible;  // per layer (R, B, T + B)
+  std::vector<KeyRange> ctx_range;   // per layer: the context slots each block query sees
+  std::vector<Value> blk_visible;    // per layer (R, B, B)
   if (B) {
     const Value col = b.Iota({R, B}, DType::kS32, 1);
     blk_pos = b.Add(col, b.Reshape(block_start, {R, 1}));  // (R, B)
@@ -151,20 +153,21 @@ Program BuildDrafter(const DrafterConfig& d, const TargetConfig& t, const Numeri
     h = b.Convert(b.Take(embed, ids), nm.act());  // (R, B, H)
     if (d.input_embedding_scale != 1.0f) h = b.Mul(h, b.Scalar(d.input_embedding_scale, nm.act()));
     blk_rope = RopeCosSin(b, blk_pos, inv);
-    // Context slot j holds position j: visible to the block iff j < block_start (committed).
+    // Context slot j holds position j: visible to the block iff j < block_start (committed),
+    // and, in a sliding-window layer, |q - j| < window: j > q - window.
     const Value qpos = b.Reshape(blk_pos, {R, B, 1});
-    const Value ctx_key = b.Iota({R, B, T}, DType::kS32, 2);
-    const Value ctx_vis = b.Compare(ctx_key, b.Reshape(block_start, {R, 1, 1}), Cmp::kLT);
+    const Value ctx_hi = b.BroadcastTo(b.Sub(b.Reshape(block_start, {R, 1}), b.Scalar(1, DType::kS32)), {R, B});  // (R, B)
     const Value blk_key = b.Iota({R, B, B}, DType::kS32, 2);
     const Value blk_vis = b.Compare(blk_key, b.Reshape(block_len, {R, 1, 1}), Cmp::kLT);
     const Value blk_key_pos = b.Add(blk_key, b.Reshape(block_start, {R, 1, 1}));
     for (int64_t l = 0; l < Ld; ++l) {
       const int64_t win = d.sliding_windows.empty() ? 0 : d.sliding_windows[l];
       if (win <= 0) {
-        visible.push_back(b.Concatenate({ctx_vis, blk_vis}, 2));
+        ctx_range.push_back({b.Splat(0, {R, B}, DType::kS32), ctx_hi});
+        blk_visible.push_back(blk_vis);
       } else {
-        visible.push_back(b.Concatenate({b.And(ctx_vis, InWindow(b, qpos, ctx_key, win)),
-                                         b.And(blk_vis, InWindow(b, qpos, blk_key_pos, win))}, 2));
+        ctx_range.push_back({b.Add(blk_pos, b.Scalar(static_cast<double>(1 - win), DType::kS32)), ctx_hi});
+        blk_visible.push_back(b.And(blk_vis, InWindow(b, qpos, blk_key_pos, win)));
       }
     }
   }
@@ -199,10 +202,9 @@ Program BuildDrafter(const DrafterConfig& d, const TargetConfig& t, const Numeri
     const Value q = rope(RmsNorm(b, qkv.q, lw.q_norm, d.rms_norm_eps, nm), blk_rope);
     const Value kb = rope(RmsNorm(b, qkv.k, lw.k_norm, d.rms_norm_eps, nm), blk_rope);
     const Value vb = qkv.v;  // (R, B, kvh, hd)
-    // Keys in two segments, context pages (R, T, kvh, hd) then the block (R, B, kvh, hd), each
-    // scored on its own (layers.h: the block's scores then do not depend on the pages bucket).
-    const Value vals = b.Concatenate({b.Convert(PagedRead(b, dv, l, table), nm.act()), vb}, 1);  // (R, T + B, kvh, hd)
-    Value attn = Dense(b, Attention(b, q, {PagedRead(b, dk, l, table), kb}, vals, visible[l], nm), lw.o, nm);
+    // Keys in two segments: the context pages, chunk by chunk, then the block (R, B, kvh, hd),
+    // scored on its own (its scores then do not depend on the context's length).
+    Value attn = Dense(b, PagedAttention(b, q, dk, dv, l, table, ctx_range[l], nm, ExtraKeys{kb, vb, blk_visible[l]}), lw.o, nm);
     if (d.is_dflash2()) attn = GroupedCausalConv(b, attn, conv.base, coeffs, 1, conv.group, nm);
     h = b.Add(h, attn);
     x = RmsNorm(b, h, lw.ln2, d.rms_norm_eps, nm);
@@ -232,20 +234,42 @@ Program BuildDrafter(const DrafterConfig& d, const TargetConfig& t, const Numeri
     // Row 0 predicts the already-known `last`: skip its lm_head row.
     proposals = b.Argmax(DenseF32(b, b.SliceAxis(hn, 1, 1, B - 1), lm_head, nm), 2);
   }
+  // pool[slot[r], 0 .. B-1] = row r's block; padding rows all write the pool's last ("none") row.
+  const Value idx = sh.pool_rows ? b.Reshape(slot, {R, 1}) : Value{};
+  auto write_probs = [&](const Value& p) { return b.Scatter(probs_pool, idx, p, hlo::ScatterDims{{1, 2}, {0}, {0}, 1}); };
+  Value new_probs_pool;
   if (sh.sampling && !d.is_dflash2()) {
-    const Value rows = b.Reshape(b.SliceAxis(logits, 1, 1, B - 1), {R * (B - 1), V});
-    const Value q = SamplingProbs(b, rows, RepeatRows(b, params, B - 1));  // (R * (B - 1), V)
-    const Value draws = b.Reshape(SampleRows(b, q, b.Reshape(b.SliceAxis(uniforms, 1, 1, B - 1), {R * (B - 1)})), {R, B - 1});
-    const Value greedy = b.Compare(b.SliceAxis(params, 1, 0, 1), b.Scalar(0, DType::kF32), Cmp::kLE);  // (R, 1)
-    proposals = b.Select(greedy, proposals, draws);
-    probs = b.Concatenate({b.Splat(0, {R, 1, V}, DType::kF32), b.Reshape(q, {R, B - 1, V})}, 1);  // (R, B, V); row 0 unused
+    // Sampled rows draw their proposals; a batch without one skips the sampling math (and keeps
+    // the probs pool, which only sampled rows read) at run time: one program serves both.
+    const Value temperature = b.SliceAxis(params, 1, 0, 1);                                   // (R, 1)
+    const Value any_sampled = b.Compare(b.Reduce(temperature, {0, 1}, hlo::ReduceKind::kMax), b.Scalar(0, DType::kF32), Cmp::kGT);
+    const Value greedy_proposals = proposals;
+    const std::vector<Value> chosen = b.If(
+        any_sampled,
+        [&]() {
+          const Value rows = b.Reshape(b.SliceAxis(logits, 1, 1, B - 1), {R * (B - 1), V});
+          const Value q = SamplingProbs(b, rows, RepeatRows(b, params, B - 1));  // (R * (B - 1), V)
+          const Value draws = b.Reshape(SampleRows(b, q, b.Reshape(b.SliceAxis(uniforms, 1, 1, B - 1), {R * (B - 1)})), {R, B - 1});
+          const Value greedy = b.Compare(temperature, b.Scalar(0, DType::kF32), Cmp::kLE);  // (R, 1)
+          std::vector<Value> out{b.Select(greedy, greedy_proposals, draws)};
+          // (R, B, V); row 0 unused
+          if (sh.pool_rows) out.push_back(write_probs(b.Concatenate({b.Splat(0, {R, 1, V}, DType::kF32), b.Reshape(q, {R, B - 1, V})}, 1)));
+          return out;
+        },
+        [&]() {
+          std::vector<Value> out{greedy_proposals};
+          if (sh.pool_rows) out.push_back(probs_pool);
+          return out;
+        });
+    proposals = chosen[0];
+    if (sh.pool_rows) new_probs_pool = chosen[1];
+  } else if (sh.sampling && sh.pool_rows) {
+    new_probs_pool = write_probs(probs);  // DFlash2: the candidate distributions
   }
   const Value draft = b.Concatenate({b.Reshape(last, {R, 1}), proposals}, 1);  // (R, B) = [last, proposals]
   if (sh.pool_rows) {
-    // pool[slot[r], 0 .. B-1] = draft[r]; padding rows all write the pool's last ("none") row.
-    const Value idx = b.Reshape(slot, {R, 1});
     results.push_back({"draft_pool", b.Scatter(pool, idx, draft, hlo::ScatterDims{{1}, {0}, {0}, 1})});
-    if (sh.sampling) results.push_back({"probs_pool", b.Scatter(probs_pool, idx, probs, hlo::ScatterDims{{1, 2}, {0}, {0}, 1})});
+    if (sh.sampling) results.push_back({"probs_pool", new_probs_pool});
   } else {
     results.push_back({"draft", draft});
   }

@@ -147,7 +147,7 @@ Value Attention(hlo::Builder& b, const Value& q, const std::vector<Value>& keys,
     }
     if (tk_i % kScoreChunk != 0)
       throw std::invalid_argument("attention: a key segment of " + std::to_string(tk_i) + " slots is not a multiple of " +
-                                  std::to_string(kScoreChunk) + " (models/paged.h PagesBucket)");
+                                  std::to_string(kScoreChunk));
     // q (R, C, Tq, kvh, g, hd) . k (R, C, chunk, kvh, hd) -> (R, kvh, C, Tq, g, chunk)
     const int64_t chunks = tk_i / kScoreChunk;
     const Value kc = b.Reshape(ka, {r, chunks, kScoreChunk, kvh, hd});

@@ -36,16 +36,13 @@ hlo::Value DenseF32(hlo::Builder& b, const hlo::Value& x, const hlo::Value& w, c
 // gate and up apart when I is split).
 hlo::Value SiluMlp(hlo::Builder& b, const hlo::Value& x, const hlo::Value& gate_up, const hlo::Value& down, const Numerics& n);
 
-// Grouped-query attention. q: (R, Tq, heads, hd) act; keys: one or more segments (R, Tk_i, kvh, hd)
-// (the target: its pages; the drafter: its context pages, then its block); v: (R, Tk, kvh, hd)
-// with Tk = sum Tk_i, in segment order; visible: pred (R, Tq, Tk). Query head h reads kv head
-// h / (heads / kvh), like HF's repeat_kv. Scores are f32, scaled by hd^-0.5; a query row with no
-// visible key gets a uniform (finite) distribution instead of NaN. Returns (R, Tq, heads * hd) in act.
-// Batch invariance: XLA:CPU's f32 score kernels change with the number of key slots of the dot
-// (hd 64: 32..512 slots give one result, 768 and >= 1024 others; hd 128: 32..256), so a segment
-// longer than kScoreChunk slots (then a multiple of it: models/paged.h PagesBucket) is scored
-// kScoreChunk slots at a time: a row's scores are the same in every pages bucket
-// (native/tests/pages_bucket_test.cc). The drafter's block, a segment of its own, keeps its size.
+// Grouped-query attention over whole key segments, with one softmax: the plain reference of
+// models/paged_attention.h (which the programs run) for the tests. q: (R, Tq, heads, hd) act;
+// keys: one or more segments (R, Tk_i, kvh, hd); v: (R, Tk, kvh, hd) with Tk = sum Tk_i, in
+// segment order; visible: pred (R, Tq, Tk). Query head h reads kv head h / (heads / kvh), like
+// HF's repeat_kv. Scores are f32, scaled by hd^-0.5; a query row with no visible key gets a
+// uniform (finite) distribution instead of NaN. Returns (R, Tq, heads * hd) in act. A segment
+// longer than kScoreChunk slots (then a multiple of it) is scored kScoreChunk slots at a time.
 inline constexpr int64_t kScoreChunk = 256;
 hlo::Value Attention(hlo::Builder& b, const hlo::Value& q, const std::vector<hlo::Value>& keys, const hlo::Value& v,
                      const hlo::Value& visible, const Numerics& n);

@@ -19,16 +19,6 @@ std::vector<int64_t> ValueCacheDims(int64_t layers, int64_t pages, int64_t page_
   return {layers, pages, page_size, kv_heads, head_dim};
 }
 
-int64_t PagesBucket(int64_t pages, int64_t page_size) {
-  const int64_t need = std::max({pages, (kMinBucketSlots + page_size - 1) / page_size, int64_t{1}});
-  int64_t pow2 = 1;
-  while (pow2 < need) pow2 *= 2;
-  // 3 * 2^(k-2) lies between 2^(k-1) and 2^k: take it when it is enough and whole chunks.
-  const int64_t three = 3 * (pow2 / 4), slots = three * page_size;
-  const bool whole_chunks = slots <= kScoreChunk || slots % kScoreChunk == 0;
-  return pow2 >= 4 && three >= need && whole_chunks ? three : pow2;
-}
-
 Value PagedWriteIndex(hlo::Builder& b, const Value& positions, const Value& table, int64_t s) {
   const int64_t r = positions.shape[0], k = positions.shape[1];
   if (table.rank() != 2 || table.shape[0] != r)

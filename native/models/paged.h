@@ -14,13 +14,6 @@ namespace dflash::models {
 std::vector<int64_t> KeyCacheDims(int64_t layers, int64_t pages, int64_t page_size, int64_t kv_heads, int64_t head_dim);
 std::vector<int64_t> ValueCacheDims(int64_t layers, int64_t pages, int64_t page_size, int64_t kv_heads, int64_t head_dim);
 
-// The pages bucket P (block-table entries per row) of a program whose longest row needs `pages`
-// pages of `page_size` slots: at least kMinBucketSlots key slots (fewer take other XLA:CPU dot
-// kernels, so a row's scores would change with its batch: layers.h), then the next 2^k or
-// 3 * 2^k pages (at most ~1.5x the slots in use, two programs per doubling of the context) that
-// is, past kScoreChunk slots, a whole number of score chunks (so 384 slots round up to 512).
-inline constexpr int64_t kMinBucketSlots = 64;
-int64_t PagesBucket(int64_t pages, int64_t page_size);
 
 // [page, slot] per token, (R, K, 2) s32, for positions (R, K) (padding -> [0, 0]).
 hlo::Value PagedWriteIndex(hlo::Builder& b, const hlo::Value& positions, const hlo::Value& table, int64_t page_size);
@@ -32,7 +25,9 @@ hlo::Value PagedWrite(hlo::Builder& b, const hlo::Value& cache, int64_t layer, c
 // The same for every layer at once: rows[l] (R, K, kvh, hd) into layer l, one scatter.
 hlo::Value PagedWriteLayers(hlo::Builder& b, const hlo::Value& cache, const hlo::Value& index, const std::vector<hlo::Value>& rows);
 
-// Layer `layer`'s slots of every row's pages, in position order: (R, P * S, kvh, hd).
+// Layer `layer`'s slots of every row's pages, in position order: (R, P * S, kvh, hd). The
+// programs read pages chunk by chunk (paged_attention.h); this whole read is the plain reference
+// the tests compare them with.
 hlo::Value PagedRead(hlo::Builder& b, const hlo::Value& cache, int64_t layer, const hlo::Value& table);
 
 // Causal visibility over the key slots a row reads: query at position q sees slot j iff j <= q.

@@ -15,6 +15,7 @@
 #include "models/logprobs.h"
 #include "models/moe.h"
 #include "models/paged.h"
+#include "models/paged_attention.h"
 #include "models/rope.h"
 #include "models/sampling.h"
 #include "models/token_mask.h"
@@ -104,7 +105,6 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
     throw std::invalid_argument("target score: speculative sampling needs the draft pool (the drafter's distributions)");
   const TensorParallel tp = TargetParallel(c, sh.devices);
   const int64_t L = c.num_layers, hd = c.head_dim, heads = c.num_heads, kvh = tp.kv_heads, V = c.vocab_size;
-  const int64_t T = p * s;  // key slots visible to one row
 
   Builder b(sh.devices);
   // ---- inputs ----
@@ -160,7 +160,7 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
   // ---- cache addressing ----
   const Value valid = b.Compare(positions, b.Scalar(0, DType::kS32), hlo::Cmp::kGE);  // (R, K)
   const Value windex = PagedWriteIndex(b, positions, table, s);                        // (R, K, 2)
-  const Value visible = CausalVisible(b, positions, T);                                // (R, K, T)
+  const KeyRange causal{b.Splat(0, {r, k}, DType::kS32), positions};                   // slot j <= position
   const RopeTables rope = RopeCosSin(b, positions, RopeInvFreq(hd, c.rope_theta, c.rope_llama3));
 
   // ---- layers ----
@@ -178,11 +178,10 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
     }
     q = b.Convert(ApplyRope(b, b.Convert(q, DType::kF32), rope), nm.act());
     kk = b.Convert(ApplyRope(b, b.Convert(kk, DType::kF32), rope), nm.act());
-    // Write this step's K/V first, then read the row's pages back: (R, T, kvh, hd).
+    // Write this step's K/V first; the attention then reads the row's pages chunk by chunk.
     k_cache = PagedWrite(b, k_cache, l, windex, kk);
     v_cache = PagedWrite(b, v_cache, l, windex, vv);
-    const Value keys = PagedRead(b, k_cache, l, table), vals = PagedRead(b, v_cache, l, table);
-    const Value attn = Attention(b, q, {keys}, vals, visible, nm);  // (R, K, heads * hd)
+    const Value attn = PagedAttention(b, q, k_cache, v_cache, l, table, causal, nm);  // (R, K, heads * hd)
     h = b.Add(h, Dense(b, attn, lw.o, nm));
     const Value x2 = RmsNorm(b, h, lw.ln2, c.rms_norm_eps, nm);  // (R, K, H)
     if (c.sparse(l))
@@ -205,17 +204,45 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
     const Value logits = DenseF32(b, hn, lm_head, nm);  // (R, K, V) f32
     Value allowed;                                      // (R, K, V) pred: the grammar's tokens
     if (sh.grammar) allowed = AllowedTokens(b, token_mask, V);
-    Value argmax = b.Argmax(sh.grammar ? MaskLogits(b, logits, allowed) : logits, 2);  // (R, K)
-    Value greedy_row, probs;                                                            // (R, 1) pred; (R * K, V)
+    const Value argmax = b.Argmax(sh.grammar ? MaskLogits(b, logits, allowed) : logits, 2);  // (R, K)
+    Value accept = sh.want_accept ? GreedyAccept(b, tokens, valid, argmax) : Value{};        // (R, K + 1)
+    Value picked = argmax;                                                                   // (R, K): next token per slot
     if (sh.sampling) {
-      greedy_row = b.Compare(b.SliceAxis(sample_params, 1, 0, 1), b.Scalar(0, DType::kF32), hlo::Cmp::kLE);
-      const Value allowed_rows = sh.grammar ? b.Reshape(allowed, {r * k, V}) : Value{};
-      probs = SamplingProbs(b, b.Reshape(logits, {r * k, V}), RepeatRows(b, sample_params, k), sh.grammar ? &allowed_rows : nullptr);
-      const Value draws = b.Reshape(SampleRows(b, probs, b.Reshape(b.SliceAxis(uniforms, 1, 0, k), {r * k})), {r, k});
-      if (sh.want_argmax) results.push_back({"argmax", b.Select(greedy_row, argmax, draws)});
-    } else if (sh.want_argmax) {
-      results.push_back({"argmax", argmax});
+      // Sampled rows draw; greedy rows (temperature 0) keep the argmax. A batch without a sampled
+      // row skips the sampling math at run time (one program serves both).
+      const Value temperature = b.SliceAxis(sample_params, 1, 0, 1);                           // (R, 1)
+      const Value greedy_row = b.Compare(temperature, b.Scalar(0, DType::kF32), hlo::Cmp::kLE);  // (R, 1)
+      const Value any_sampled = b.Compare(b.Reduce(temperature, {0, 1}, hlo::ReduceKind::kMax), b.Scalar(0, DType::kF32), hlo::Cmp::kGT);
+      auto sampled = [&]() {
+        const Value allowed_rows = sh.grammar ? b.Reshape(allowed, {r * k, V}) : Value{};
+        const Value probs = SamplingProbs(b, b.Reshape(logits, {r * k, V}), RepeatRows(b, sample_params, k), sh.grammar ? &allowed_rows : nullptr);
+        const Value draws = b.Reshape(SampleRows(b, probs, b.Reshape(b.SliceAxis(uniforms, 1, 0, k), {r * k})), {r, k});
+        std::vector<Value> out{b.Select(greedy_row, argmax, draws)};
+        if (sh.want_accept) {
+          // Draft distributions for pool-sourced drafts; rows without a pool block (plain sampled
+          // decoding) have no valid drafts, so q is never read for them.
+          Value q = b.Splat(0, {r, k, V}, DType::kF32), drafts = b.Splat(0, {r, k}, DType::kPred);
+          if (probs_pool.name.size()) {
+            q = b.SliceAxis(b.Take(probs_pool, pool_slot), 1, 0, k);  // (R, K, V)
+            drafts = b.And(valid, b.Compare(b.Reshape(pool_slot, {r, 1}), b.Scalar(static_cast<double>(sh.pool_rows - 1), DType::kS32),
+                                            hlo::Cmp::kLT));
+          }
+          const Value spec = SpeculativeAccept(b, tokens, drafts, b.Reshape(probs, {r, k, V}), q, b.SliceAxis(uniforms, 1, k, k),
+                                               b.SliceAxis(uniforms, 1, 0, k));
+          out.push_back(b.Select(greedy_row, accept, spec));
+        }
+        return out;
+      };
+      auto greedy = [&]() {
+        std::vector<Value> out{argmax};
+        if (sh.want_accept) out.push_back(accept);
+        return out;
+      };
+      const std::vector<Value> chosen = b.If(any_sampled, sampled, greedy);
+      picked = chosen[0];
+      if (sh.want_accept) accept = chosen[1];
     }
+    if (sh.want_argmax) results.push_back({"argmax", picked});
     if (sh.want_logits) results.push_back({"logits", logits});
     if (!sh.hidden_layers.empty()) {
       std::vector<Value> parts;
@@ -223,20 +250,6 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
       results.push_back({"hidden", b.Concatenate(parts, 2)});  // (R, K, n * H)
     }
     if (sh.want_accept) {
-      Value accept = GreedyAccept(b, tokens, valid, argmax);
-      if (sh.sampling) {
-        // Draft distributions for pool-sourced drafts; rows without a pool block (plain sampled
-        // decoding) have no valid drafts, so q is never read for them.
-        Value q = b.Splat(0, {r, k, V}, DType::kF32), drafts = b.Splat(0, {r, k}, DType::kPred);
-        if (probs_pool.name.size()) {
-          q = b.SliceAxis(b.Take(probs_pool, pool_slot), 1, 0, k);  // (R, K, V)
-          drafts = b.And(valid, b.Compare(b.Reshape(pool_slot, {r, 1}), b.Scalar(static_cast<double>(sh.pool_rows - 1), DType::kS32),
-                                          hlo::Cmp::kLT));
-        }
-        const Value spec = SpeculativeAccept(b, tokens, drafts, b.Reshape(probs, {r, k, V}), q, b.SliceAxis(uniforms, 1, k, k),
-                                             b.SliceAxis(uniforms, 1, 0, k));
-        accept = b.Select(greedy_row, accept, spec);
-      }
       // Log-probabilities of the committed tokens (slot j chose accept[1 + j]) ride along.
       if (sh.logprobs >= 0) accept = b.Concatenate({accept, PackedLogprobs(b, logits, b.SliceAxis(accept, 1, 1, k), sh.logprobs)}, 1);
       results.push_back({"accept", accept});
