@@ -63,8 +63,10 @@ function mb(bytes: number): string {
 }
 
 /** engine.precompile() for the command line: a progress bar on a terminal, else one line at the
- *  end; returns the program count and the seconds it took. */
-export async function precompileWithProgress(engine: Engine, context: number, show: boolean, grammar = false): Promise<{ programs: number; seconds: number }> {
+ *  end; returns the program count and the seconds it took. `onProgress` sees every step, bar or
+ *  not (programs done of total). */
+export async function precompileWithProgress(engine: Engine, context: number, show: boolean, grammar = false,
+  onProgress?: (p: { done: number; total: number }) => void): Promise<{ programs: number; seconds: number }> {
   const t0 = performance.now();
   const bar = show && process.stderr.isTTY
     ? new SingleBar({ stream: process.stderr, hideCursor: true, format: ' precompile |{bar}| {value}/{total} programs' }, Presets.shades_classic)
@@ -75,6 +77,7 @@ export async function precompileWithProgress(engine: Engine, context: number, sh
       context,
       grammar,
       onProgress: ({ done, total }) => {
+        onProgress?.({ done, total });
         if (!bar) return;
         if (!started) bar.start(total, 0);
         started = true;

@@ -1,8 +1,11 @@
 // `dflash serve` as a process (the compiled CLI, dist/): it listens, honours --api-key and
 // --served-model-name, and on SIGTERM / SIGINT stops accepting connections, lets running
 // streams finish within --shutdown-timeout (or aborts them with a final chunk whose
-// finish_reason is "abort"), releases the device and exits 0.
+// finish_reason is "abort"), releases the device and exits 0; a signal while it is still
+// precompiling exits within seconds (130 / 143) instead of waiting for the compiles.
 import { ChildProcess, spawn } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 
 import { afterEach, describe, expect, it } from 'vitest';
@@ -143,6 +146,42 @@ describe('dflash serve', () => {
     expect(r.status).toBe(200);
     child.kill('SIGTERM');
     await new Promise((resolve) => child.on('exit', resolve));
+  });
+
+  it('SIGINT / SIGTERM while precompiling: a line saying so, exit 130 / 143 within seconds', async () => {
+    // Empty program caches: every program compiles (minutes for 512-token sequences on 2 cores).
+    const cacheDirs: string[] = [];
+    try {
+      const interrupt = async (signal: NodeJS.Signals) => {
+        const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dflash-precompile-signal-'));
+        cacheDirs.push(cacheDir);
+        const child = spawn(process.execPath, [CLI, 'serve', '--target', TARGET, '--drafter', DRAFTER, '--port', '0', '--max-seq-len', '512',
+          '--max-sequences', '8', '--served-model-name', 'code-pair'], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, DFLASH_CACHE_DIR: cacheDir } });
+        children.push(child);
+        let err = '';
+        child.stderr!.on('data', (d) => (err += d));
+        const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+        while (!/listening on/.test(err)) {
+          if (child.exitCode !== null) throw new Error(`dflash serve exited early: ${err}`);
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        await new Promise((r) => setTimeout(r, 300));  // into the compiles (they started before listen)
+        expect(err).not.toMatch(/dflash serve: ready/);
+        const t0 = Date.now();
+        child.kill(signal);
+        const code = await exited;
+        return { code, seconds: (Date.now() - t0) / 1000, err };
+      };
+      const [int, term] = await Promise.all([interrupt('SIGINT'), interrupt('SIGTERM')]);
+      expect(int.err).toMatch(/dflash serve: SIGINT: interrupted while precompiling \(\d+\/(\d+|\?) programs\); exiting/);
+      expect(int.code).toBe(130);
+      expect(int.seconds).toBeLessThan(5);
+      expect(term.err).toMatch(/dflash serve: SIGTERM: interrupted while precompiling \(\d+\/(\d+|\?) programs\); exiting/);
+      expect(term.code).toBe(143);
+      expect(term.seconds).toBeLessThan(5);
+    } finally {
+      for (const dir of cacheDirs) fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('rejects bad options with a message naming them', async () => {

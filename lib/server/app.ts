@@ -7,7 +7,7 @@ import { createHash, timingSafeEqual } from 'crypto';
 import type { IncomingMessage, ServerResponse } from 'http';
 
 import fastifySse from '@fastify/sse';
-import Fastify, { FastifyError, FastifyInstance, FastifyServerOptions } from 'fastify';
+import Fastify, { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify';
 
 import type { Engine } from '../engine';
 import { Admission } from './admission';
@@ -113,10 +113,22 @@ export function createServer(engine: Engine, options: ServerOptions = {}): Dflas
   });
   app.register(fastifySse, { heartbeatInterval: 15_000 });
 
+  // A completion request is accounted (aborted, or its generations finished) by its handler from
+  // the moment it runs; one whose client leaves after the checks below but before the handler
+  // runs (while its body is read or validated) is counted as aborted here, and the handler, if
+  // it still runs, does nothing.
+  const admitted = new WeakSet<FastifyRequest>();
+  const handled = new WeakSet<FastifyRequest>();
+  const closedEarly = new WeakSet<FastifyRequest>();
   app.addHook('onRequest', async (req, reply) => {
     reply.raw.once('close', () => {
       // 499 (client closed the request, as nginx counts it) when no response was sent.
-      metrics.request(req.routeOptions.url ?? 'unmatched', reply.raw.headersSent ? reply.raw.statusCode : 499);
+      const status = reply.raw.headersSent ? reply.raw.statusCode : 499;
+      metrics.request(req.routeOptions.url ?? 'unmatched', status);
+      if (status === 499 && admitted.has(req) && !handled.has(req)) {
+        closedEarly.add(req);
+        metrics.abortedRequest('client_disconnect');
+      }
     });
     if (!req.url.startsWith('/v1/')) return;
     if (closing) throw new OpenAIError(503, 'The server is shutting down.', 'server_error', null, 'shutting_down');
@@ -125,6 +137,7 @@ export function createServer(engine: Engine, options: ServerOptions = {}): Dflas
         'server_error', null, 'not_ready', { 'retry-after': '5' });
     if (options.apiKey !== undefined && !keyMatches(req.headers.authorization, options.apiKey))
       throw new OpenAIError(401, 'Missing or wrong API key: send `Authorization: Bearer <key>`.', 'invalid_request_error', null, 'invalid_api_key');
+    if (req.url.startsWith('/v1/c')) admitted.add(req);
   });
 
   app.setErrorHandler((err: FastifyError | OpenAIError, req, reply) => {
@@ -137,11 +150,20 @@ export function createServer(engine: Engine, options: ServerOptions = {}): Dflas
 
   // Routes go in a child plugin so that they are declared after @fastify/sse, whose onRoute
   // hook gives SSE routes their `reply.sse`.
+  const completion = <B>(handle: (ctx: RequestContext, req: FastifyRequest<{ Body: B }>, reply: FastifyReply) => Promise<unknown>) =>
+    (req: FastifyRequest<{ Body: B }>, reply: FastifyReply) => {
+      if (closedEarly.has(req)) {
+        reply.hijack();  // counted as aborted when its connection closed; nobody to answer
+        return undefined;
+      }
+      handled.add(req);
+      return handle(ctx, req, reply);
+    };
   app.register(async (api) => {
     api.post<{ Body: ChatCompletionBody }>('/v1/chat/completions', { schema: { body: chatCompletionBodySchema }, sse: 'manual' },
-      (req, reply) => handleChat(ctx, req, reply));
+      completion(handleChat));
     api.post<{ Body: CompletionBody }>('/v1/completions', { schema: { body: completionBodySchema }, sse: 'manual' },
-      (req, reply) => handleCompletion(ctx, req, reply));
+      completion(handleCompletion));
     api.get('/v1/models', async () => ({
       object: 'list',
       data: [{

@@ -15,7 +15,7 @@ import {
   badRequest, chatShaper, completionShaper, dflashExtension, finishReason, OpenAIError, ResponseShaper,
   unsupportedParameter, usage,
 } from './openai';
-import { finishStream, sendStream } from './streaming';
+import { ChunkWriter, finishStream, onClientGone, sendStream } from './streaming';
 import type { ChatCompletionBody, CompletionBody } from './schemas';
 import { StructuredOutput, structuredOutput } from './structured';
 import { ToolCallParser, ToolPlan, toolMessages, toolPlan } from './tools';
@@ -153,7 +153,10 @@ async function handle(ctx: RequestContext, req: FastifyRequest, reply: FastifyRe
     abortCause = cause;
     controller.abort(new AbortError(`request aborted: ${cause}`));
   };
-  reply.raw.on('close', () => { if (!reply.raw.writableFinished) abort('client_disconnect'); });
+  // Also when the connection closed before this handler ran (the body was read, then the client
+  // left): the 'close' event is then past, and a listener alone would never abort the request.
+  onClientGone(reply.raw, () => abort('client_disconnect'));
+  if (abortCause) return answerAborted(ctx, reply, abortCause, true);
 
   // n choices take n sequence slots.
   const ticket = ctx.admission.tryEnter(controller.signal, n);
@@ -195,6 +198,7 @@ async function handle(ctx: RequestContext, req: FastifyRequest, reply: FastifyRe
     let done: Array<DoneEvent | undefined>;
     let streamed = false;
     let failure: unknown;
+    let out: ChunkWriter | undefined;
     if (body.stream === true) {
       const chunkLogprobs = (_index: number, tokens: TokenEvent[]) => {
         if (lp.tokens < 0) return null;
@@ -204,7 +208,7 @@ async function handle(ctx: RequestContext, req: FastifyRequest, reply: FastifyRe
       // An echoed prompt is the first text of each choice (its log-probabilities are sent by the
       // non-streaming response only: they are known when the prefill ends, after that chunk).
       const outcome = await sendStream(reply, streams, shaper, chunkLogprobs, () => abort('client_disconnect'), echoText, parsers);
-      ({ done, streamed, failure } = outcome);
+      ({ done, streamed, failure, out } = outcome);
       if (done.some((d) => d === undefined)) {
         if (!abortCause && failure) {
           const err = engineError(failure);
@@ -213,8 +217,10 @@ async function handle(ctx: RequestContext, req: FastifyRequest, reply: FastifyRe
           await outcome.out.write(err.body()).then(() => outcome.out.write('[DONE]')).catch(() => undefined);
           return undefined;
         }
-        if (streamed) return undefined;
-        return answerAborted(ctx, reply, abortCause ?? 'client_disconnect', true);
+        // Aborted before a choice's generation could start (or end with a done event).
+        if (!streamed) return answerAborted(ctx, reply, abortCause ?? 'client_disconnect', true);
+        ctx.metrics.abortedRequest(abortCause ?? 'client_disconnect');
+        return undefined;
       }
       // Nothing was generated as text (e.g. EOS at once): the stream still opens and closes.
       if (!outcome.out.started && abortCause !== 'client_disconnect') {
@@ -237,11 +243,13 @@ async function handle(ctx: RequestContext, req: FastifyRequest, reply: FastifyRe
     const calls = finished.map((_, i) => parsers?.[i].toolCalls ?? []);
     const finishes = finished.map((d, i) => (calls[i].length > 0 && d.reason !== 'maxTokens' && d.reason !== 'abort' ? 'tool_calls' : finishReason(d.reason)));
     finished.forEach((d, i) => ctx.metrics.generation({ stats: d.stats, speculative, finishReason: finishes[i], ttft: timings[i].ttft(), tpot: timings[i].tpot() }));
-    if (abortCause) ctx.metrics.abortedRequest(abortCause);
+    // A request counts as aborted when the abort cut a generation short; one whose generations
+    // all ended on their own first (the client left during the last chunks) counts as finished.
+    if (abortCause && finished.some((d) => d.reason === 'abort')) ctx.metrics.abortedRequest(abortCause);
     const first = finished[0];
     const ext = dflashExtension(first.stats, speculative, { queueMs, ttftMs: (timings[0].ttft() ?? 0) * 1000, tpotMs: (timings[0].tpot() ?? 0) * 1000 });
     const u = usage(ids.length, finished.reduce((a, d) => a + d.ids.length, 0), first.stats.cachedTokens);
-    if (streamed) return await finishStream(reply, shaper, finishes, ext, u, body.stream_options?.include_usage === true);
+    if (streamed) return await finishStream(out!, shaper, finishes, ext, u, body.stream_options?.include_usage === true);
     if (abortCause === 'client_disconnect') return answerAborted(ctx, reply, abortCause, false);
     const promptLogprobs = first.promptLogprobs;
     return shaper.full(finished.map((d, index) => ({

@@ -1,7 +1,7 @@
 // `dflash serve`: loads a target (+ drafter), serves the OpenAI-compatible API on host:port and
 // shuts down gracefully on SIGINT / SIGTERM: stop accepting, let running streams finish within
 // --shutdown-timeout, abort the rest with a final chunk, then release the device. A second
-// signal exits at once.
+// signal exits at once, and so does a signal while the programs are still precompiling.
 import * as fs from 'fs';
 import * as path from 'path';
 
@@ -98,7 +98,11 @@ export async function serve(v: Values): Promise<void> {
   // Ready means fast: every program the server runs is compiled (or loaded from the disk cache)
   // before /health says ok; meanwhile requests get 503.
   const { precompileWithProgress } = await import('../cli-progress');
-  const precompiled = v['no-precompile'] ? undefined : precompileWithProgress(engine, precompileContext, true, v['precompile-grammar'] === true);
+  const compiled = { done: 0, total: 0 };
+  const precompiled = v['no-precompile'] ? undefined
+    : precompileWithProgress(engine, precompileContext, true, v['precompile-grammar'] === true, (p) => Object.assign(compiled, p));
+  let precompiling = precompiled !== undefined;
+  precompiled?.then(() => { precompiling = false; }, () => { precompiling = false; });
   const server = createServer(engine, {
     ready: precompiled,
     servedModelName: v['served-model-name'] ?? v.target,
@@ -107,33 +111,25 @@ export async function serve(v: Values): Promise<void> {
     shutdownTimeoutMs: shutdownTimeout * 1000,
     logger: { level },
   });
-  let url: string;
-  try {
-    url = await server.listen({ host: v.host ?? '127.0.0.1', port });
-  } catch (e) {
-    engine.dispose();
-    throw e;
-  }
-  const mode = engine.config.drafter ? `speculative, block ${engine.config.drafter.blockSize}` : 'plain decoding (no --drafter)';
-  const mesh = engine.stats().mesh;
-  const devices = mesh.replicas.map((r) => r.devices.map((d) => d.id).join(',')).join(' | ');
-  process.stderr.write(`dflash serve: listening on ${url} (model '${v['served-model-name'] ?? v.target}', ${mode}, ` +
-    `${maxSequences} sequences + ${queue} queued, platform ${engine.platform}, ` +
-    `tensor parallel ${mesh.tensorParallel} x data parallel ${mesh.dataParallel} on devices ${devices})` +
-    (precompiled ? `; precompiling for ${precompileContext}-token sequences, /health is 503 until ready` : '') + '\n');
-  if (!precompiled) process.stderr.write('dflash serve: ready (--no-precompile: programs compile on first use)\n');
-  else
-    precompiled.then(
-      (p) => process.stderr.write(`dflash serve: ready: ${p.programs} programs precompiled in ${p.seconds.toFixed(1)} s\n`),
-      (e: Error) => process.stderr.write(`dflash serve: precompiling failed: ${e.message}; /health reports it\n`));
 
   let stopping = false;
+  const exitCode = (signal: NodeJS.Signals) => (signal === 'SIGTERM' ? 143 : 130);
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) {
       process.stderr.write(`dflash serve: ${signal} again, exiting now\n`);
-      process.exit(130);
+      process.exit(exitCode(signal));
     }
     stopping = true;
+    if (precompiling) {
+      // A program compiles on the engine's scheduler thread and cannot be interrupted; the engine's
+      // dispose (and a graceful shutdown after it) would wait for every remaining program, minutes
+      // on a CPU. Nothing runs yet (requests get 503 until ready): stop listening and exit now;
+      // the process's exit releases the device.
+      process.stderr.write(`${process.stderr.isTTY ? '\n' : ''}dflash serve: ${signal}: interrupted while precompiling ` +
+        `(${compiled.done}/${compiled.total || '?'} programs); exiting\n`);
+      void settlesWithin(server.shutdown({ timeoutMs: 0 }), 1_000).finally(() => process.exit(exitCode(signal)));
+      return;
+    }
     process.stderr.write(`dflash serve: ${signal}: no new requests; running ones get ${shutdownTimeout} s\n`);
     server.shutdown().then(
       () => {
@@ -147,5 +143,44 @@ export async function serve(v: Values): Promise<void> {
         process.exitCode = 1;
       });
   };
+  // Before listen(): the precompile already runs, and a signal must not wait for it.
   process.on('SIGINT', stop).on('SIGTERM', stop);
+
+  let url: string;
+  try {
+    url = await server.listen({ host: v.host ?? '127.0.0.1', port });
+  } catch (e) {
+    process.off('SIGINT', stop).off('SIGTERM', stop);
+    if (precompiling) {
+      // As above: disposing the engine would wait for the whole precompile.
+      process.stderr.write(`dflash: ${(e as Error).message}\n`);
+      process.exit(1);
+    }
+    engine.dispose();
+    throw e;
+  }
+  if (stopping) return;  // a signal came while binding
+  const mode = engine.config.drafter ? `speculative, block ${engine.config.drafter.blockSize}` : 'plain decoding (no --drafter)';
+  const mesh = engine.stats().mesh;
+  const devices = mesh.replicas.map((r) => r.devices.map((d) => d.id).join(',')).join(' | ');
+  process.stderr.write(`dflash serve: listening on ${url} (model '${v['served-model-name'] ?? v.target}', ${mode}, ` +
+    `${maxSequences} sequences + ${queue} queued, platform ${engine.platform}, ` +
+    `tensor parallel ${mesh.tensorParallel} x data parallel ${mesh.dataParallel} on devices ${devices})` +
+    (precompiled ? `; precompiling for ${precompileContext}-token sequences, /health is 503 until ready` : '') + '\n');
+  if (!precompiled) process.stderr.write('dflash serve: ready (--no-precompile: programs compile on first use)\n');
+  else
+    precompiled.then(
+      (p) => { if (!stopping) process.stderr.write(`dflash serve: ready: ${p.programs} programs precompiled in ${p.seconds.toFixed(1)} s\n`); },
+      (e: Error) => process.stderr.write(`dflash serve: precompiling failed: ${e.message}; /health reports it\n`));
+}
+
+/** Whether `p` settles within `ms` (it keeps running either way). */
+async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<false>((resolve) => { timer = setTimeout(resolve, ms, false); });
+  try {
+    return await Promise.race([p.then(() => true as const, () => true as const), deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -2,29 +2,81 @@
 // with n > 1), interleaved as they come, then each choice's finish chunk, the usage chunk and
 // [DONE]. Headers are committed with the first text, so an engine error before it (QUEUE_FULL, a
 // rejected prompt) still becomes a proper HTTP status.
+import type { ServerResponse } from 'http';
+
 import type { FastifyReply } from 'fastify';
 
 import type { DoneEvent, GenerationStream, TokenEvent } from '../stream';
 import type { DflashExtension, FinishReason, ResponseShaper, Usage } from './openai';
 import type { ToolCall, ToolCallParser } from './tools';
 
+/** A write to a response whose client has gone. */
+export class ConnectionClosed extends Error {
+  constructor(cause?: unknown) {
+    super('the client closed the connection', { cause });
+    this.name = 'ConnectionClosed';
+  }
+}
+
+/** Whether the response's connection is gone or going: closed, or its socket destroyed with the
+ *  'close' event still to come (Node emits it a loop turn later). */
+export function connectionGone(raw: ServerResponse): boolean {
+  return raw.destroyed || raw.socket?.destroyed === true;
+}
+
+/** Calls `gone` (once) when the connection closes before the response has finished, including
+ *  when that happened before this call: a listener added after the 'close' event never runs. */
+export function onClientGone(raw: ServerResponse, gone: () => void): void {
+  let called = false;
+  const check = () => {
+    if (called || raw.writableFinished) return;
+    called = true;
+    gone();
+  };
+  raw.once('close', check);
+  if (connectionGone(raw)) check();
+}
+
 /** Writes SSE chunks in order (sends from several choices never interleave within a chunk); the
- *  first write commits the response as a stream (status 200). */
+ *  first write commits the response as a stream (status 200). A write rejects with
+ *  ConnectionClosed once the connection is gone: @fastify/sse's send() alone can wait forever
+ *  there (a write to a socket destroyed before its 'close' event returns false, and it then
+ *  waits for a 'drain' or 'error' that never come; so does a write under backpressure when the
+ *  client leaves), which would leave the request unfinished: never counted in the metrics, its
+ *  admission slot never released. */
 export class ChunkWriter {
   started = false;
   private chain: Promise<void> = Promise.resolve();
-  constructor(private readonly reply: FastifyReply, private readonly shaper: ResponseShaper, private readonly n: number) {}
+  /** Rejects once the response has closed (normally after the last write). */
+  private readonly closed: Promise<never>;
+  constructor(readonly reply: FastifyReply, private readonly shaper: ResponseShaper, private readonly n: number) {
+    this.closed = new Promise<never>((_, reject) => {
+      const raw = reply.raw;
+      if (connectionGone(raw)) reject(new ConnectionClosed());
+      else raw.once('close', () => reject(new ConnectionClosed()));
+    });
+    this.closed.catch(() => undefined);
+  }
 
   write(chunk: object | string): Promise<void> {
     this.chain = this.chain.then(async () => {
       if (!this.started) {
         this.started = true;
         this.reply.hijack(); // from here on the SSE plugin owns the response; Fastify must not send it
-        for (const c of this.shaper.opening(this.n)) await this.reply.sse.send({ data: c });
+        for (const c of this.shaper.opening(this.n)) await this.send({ data: c });
       }
-      await this.reply.sse.send(typeof chunk === 'string' ? chunk : { data: chunk });
+      await this.send(typeof chunk === 'string' ? chunk : { data: chunk });
     });
     return this.chain;
+  }
+
+  private async send(message: string | { data: unknown }): Promise<void> {
+    if (connectionGone(this.reply.raw) || !this.reply.sse.isConnected) throw new ConnectionClosed();
+    try {
+      await Promise.race([this.reply.sse.send(message), this.closed]);
+    } catch (e) {
+      throw e instanceof ConnectionClosed ? e : new ConnectionClosed(e);
+    }
   }
 }
 
@@ -69,8 +121,8 @@ export async function sendStream(reply: FastifyReply, streams: GenerationStream[
     } catch (e) {
       // Leaving the loop aborts this generation: either the connection closed under a write, or
       // the engine failed (then done() rejects too).
-      failure ??= e;
-      if (!reply.sse.isConnected) clientGone();
+      if (e instanceof ConnectionClosed || connectionGone(reply.raw) || !reply.sse.isConnected) clientGone();
+      else failure ??= e;
     }
     if (pending.length > 0) await out.write(shaper.chunk(index, '', logprobs(index, pending))).catch(() => undefined);
   }));
@@ -78,16 +130,16 @@ export async function sendStream(reply: FastifyReply, streams: GenerationStream[
   return { done, streamed: out.started, failure, out };
 }
 
-/** Every choice's finish chunk, the usage chunk (stream_options.include_usage), [DONE]. */
-export async function finishStream(reply: FastifyReply, shaper: ResponseShaper, finishes: FinishReason[], ext: DflashExtension,
+/** Every choice's finish chunk, the usage chunk (stream_options.include_usage), [DONE]; then the
+ *  response ends. Returns once it has, or once the client has gone. */
+export async function finishStream(out: ChunkWriter, shaper: ResponseShaper, finishes: FinishReason[], ext: DflashExtension,
   u: Usage, includeUsage: boolean): Promise<void> {
-  if (!reply.sse.isConnected) return;
   try {
-    for (const [index, fr] of finishes.entries()) await reply.sse.send({ data: shaper.closing(index, fr, ext) });
-    if (includeUsage) await reply.sse.send({ data: shaper.usageChunk(u) });
-    await reply.sse.send('[DONE]');
+    for (const [index, fr] of finishes.entries()) await out.write(shaper.closing(index, fr, ext));
+    if (includeUsage) await out.write(shaper.usageChunk(u));
+    await out.write('[DONE]');
   } catch {
     // the client left during the last chunks: nothing more to do
   }
-  reply.sse.close();
+  out.reply.sse.close();
 }
