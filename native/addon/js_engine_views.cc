@@ -95,6 +95,12 @@ Napi::Object EngineStatsToJs(Napi::Env env, const engine::EngineStats& s) {
   num("maxBlock", s.max_block);
   num("pageSize", s.page_size);
   num("maxSequences", s.max_sequences);
+  auto programs = Napi::Object::New(env);
+  programs.Set("loaded", static_cast<double>(s.programs_loaded));
+  programs.Set("servingSet", static_cast<double>(s.serving_programs));
+  programs.Set("processMaps", static_cast<double>(s.process_maps));
+  programs.Set("mapLimit", static_cast<double>(s.map_limit));
+  o.Set("programs", programs);
   // The mesh: replicas of tensorParallel devices each, and what every device holds.
   auto mesh = Napi::Object::New(env);
   mesh.Set("tensorParallel", s.tensor_parallel);

@@ -36,6 +36,9 @@ DtypeChoice ChooseDtypes(const std::string& platform, pjrt::DType checkpoint, co
   // on: padding to that makes results independent of the batch (bench/NOTES.md).
   // Without batch invariance f32 keeps its faster one-row path; 16-bit pads anyway (speed).
   if (cpu) c.numerics.min_dot_rows = c.numerics.dtype == pjrt::DType::kF32 ? (batch_invariant ? 2 : 1) : 3;
+  // The attention loop's chunk (models/paged_attention.h): on XLA:CPU 64 slots beat 256 at the
+  // Qwen3-0.6B shape up to 1024 tokens of context (bench/NOTES.md); accelerators pay per iteration.
+  c.numerics.key_chunk_slots = cpu ? 64 : 512;
   if (cpu && !batch_invariant && c.numerics.dtype == pjrt::DType::kF32) c.reason += " (not batch-invariant)";
   if (c.numerics.kv_dtype != c.numerics.dtype) c.reason += ", KV cache in " + std::string(pjrt::DTypeName(c.numerics.kv_dtype));
   return c;

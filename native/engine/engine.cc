@@ -249,6 +249,7 @@ EngineStats Engine::Stats() const {
     s.scheduler.compiles += rt.programs().compiles();
     s.scheduler.disk_hits += rt.programs().disk_hits();
     s.scheduler.disk_rejects += rt.programs().disk_rejects();
+    s.programs_loaded += static_cast<int64_t>(rt.programs().size());
     ReplicaStats rs;
     rs.device_ids = rt.mesh().ids();
     rs.running = one.running, rs.queued = one.queued, rs.free_pages = one.free_pages, rs.total_pages = one.total_pages;
@@ -272,7 +273,10 @@ EngineStats Engine::Stats() const {
   if (rt.has_pool()) {
     s.kv_bytes = rt.pool().bytes() * rt.devices();
     s.page_bytes = s.kv_bytes / std::max(1, rt.pool().total_pages());
+    s.serving_programs = static_cast<int64_t>(rt.ServingShapes(rt.max_seq_len()).size());
   }
+  s.process_maps = ProcessMapCount();
+  s.map_limit = MaxMapCount();
   return s;
 }
 

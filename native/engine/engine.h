@@ -42,6 +42,9 @@ struct EngineStats {
   int32_t max_seq_len = 0, max_block = 1, page_size = 0, max_sequences = 0;
   int32_t tensor_parallel = 1, data_parallel = 1;
   std::vector<ReplicaStats> replicas;
+  // Programs: loaded now (every replica), the set precompile() makes for maxSeqLen (one replica),
+  // and the process's memory maps against the system's limit (each loaded executable holds some).
+  int64_t programs_loaded = 0, serving_programs = 0, process_maps = 0, map_limit = 0;
 };
 
 struct LoadResult {

@@ -157,13 +157,10 @@ double TimeVerify(Runtime& rt, int32_t rows, int32_t k, int32_t context, int32_t
     }
   }
   while (static_cast<int64_t>(tables.size()) < R) tables.push_back(&scratch.Take(0));
-  models::ScoreShape shape{R, k, P, S, rt.pool().total_pages(), false, false, true, {}};
-  if (rt.drafter()) {
-    shape.hidden_layers = rt.drafter()->target_layer_ids;
-    shape.pool_rows = rt.options().max_sequences + 1;
-    shape.pool_width = rt.drafter()->block_size;
-    if (k > shape.pool_width) shape.pool_rows = 0, shape.pool_width = 0;  // wider than any draft block
-  }
+  // The program a serving step of this size runs (greedy rows: the sampling inputs bound, its
+  // branch skipped); a K wider than any draft block has no pool and no sampling.
+  models::ScoreShape shape = rt.VerifyShape(rows, k, context + k - 1);
+  if (rt.drafter() && k > shape.pool_width) shape.pool_rows = 0, shape.pool_width = 0, shape.sampling = false;
   auto& prog = rt.ScoreProgram(shape);
   const pjrt::Mesh& c = rt.mesh();
   auto tok = c.Upload(tokens.data(), pjrt::DType::kS32, {R, k});
@@ -171,10 +168,18 @@ double TimeVerify(Runtime& rt, int32_t rows, int32_t k, int32_t context, int32_t
   const auto table = FlatTables(tables, P);
   auto tab = c.Upload(table.data(), pjrt::DType::kS32, {R, P});
   auto slot = c.Upload(slots.data(), pjrt::DType::kS32, {R});
-  std::unique_ptr<pjrt::Array> pool;
+  std::unique_ptr<pjrt::Array> pool, params, uniforms, probs;
   if (shape.pool_rows) {
     std::vector<int32_t> zeros(static_cast<size_t>(shape.pool_rows * shape.pool_width), 0);
     pool = c.Upload(zeros.data(), pjrt::DType::kS32, {shape.pool_rows, shape.pool_width});
+  }
+  if (shape.sampling) {
+    params = c.Upload(std::vector<float>(static_cast<size_t>(R * 3), 0.0f).data(), pjrt::DType::kF32, {R, 3});
+    uniforms = c.Upload(std::vector<float>(static_cast<size_t>(R * 2 * k), 0.0f).data(), pjrt::DType::kF32, {R, 2 * k});
+    if (shape.pool_rows) {
+      const int64_t n = shape.pool_rows * shape.pool_width * rt.target().vocab_size;
+      probs = c.Upload(std::vector<float>(static_cast<size_t>(n), 0.0f).data(), pjrt::DType::kF32, {shape.pool_rows, shape.pool_width, rt.target().vocab_size});
+    }
   }
   std::vector<double> times;
   for (int32_t rep = 0; rep <= reps; ++rep) {
@@ -184,6 +189,8 @@ double TimeVerify(Runtime& rt, int32_t rows, int32_t k, int32_t context, int32_t
     inv.BindDonated("k_cache", rt.pool().k.get()).BindDonated("v_cache", rt.pool().v.get());
     inv.Bind("tokens", tok.get()).Bind("positions", pos.get()).Bind("block_table", tab.get());
     if (pool) inv.Bind("draft_pool", pool.get()).Bind("pool_slot", slot.get());
+    if (params) inv.Bind("sample_params", params.get()).Bind("uniforms", uniforms.get());
+    if (probs) inv.Bind("probs_pool", probs.get());
     Outputs out = inv.Run(rt.counters());
     rt.pool().k = out.Take("k_cache");
     rt.pool().v = out.Take("v_cache");
@@ -225,8 +232,13 @@ double TimeDraft(Runtime& rt, int32_t rows, int32_t block, int32_t context, int3
   const int64_t M = rt.options().max_sequences + 1;
   std::vector<int32_t> zeros(static_cast<size_t>(M * d.block_size), 0);
   auto pool = c.Upload(zeros.data(), pjrt::DType::kS32, {M, d.block_size});
-  models::DraftShape shape{R, A, block, P, S, rt.pool().total_pages(), M, d.block_size, false, false};
+  const models::DraftShape shape = rt.DraftShapeFor(rows, A, block, context + 2 * block);  // what a serving step runs
   auto& prog = rt.DraftProgram(shape);
+  // Greedy rows: the sampling inputs bound, its branch skipped.
+  auto params = c.Upload(std::vector<float>(static_cast<size_t>(R * 3), 0.0f).data(), pjrt::DType::kF32, {R, 3});
+  auto uniforms = c.Upload(std::vector<float>(static_cast<size_t>(R * block), 0.0f).data(), pjrt::DType::kF32, {R, block});
+  const int64_t V = rt.target().vocab_size;
+  auto probs = c.Upload(std::vector<float>(static_cast<size_t>(M * d.block_size * V), 0.0f).data(), pjrt::DType::kF32, {M, d.block_size, V});
   std::vector<double> times;
   for (int32_t rep = 0; rep <= reps; ++rep) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -236,10 +248,12 @@ double TimeDraft(Runtime& rt, int32_t rows, int32_t block, int32_t context, int3
     inv.Bind("feats", fb.get()).Bind("positions", pos.get()).Bind("block_table", tab.get());
     inv.Bind("last", lb.get()).Bind("block_start", sb.get()).Bind("block_len", nb.get());
     inv.BindDonated("draft_pool", pool.get()).Bind("pool_slot", slot.get());
+    if (shape.sampling) inv.Bind("sample_params", params.get()).Bind("uniforms", uniforms.get()).BindDonated("probs_pool", probs.get());
     Outputs out = inv.Run(rt.counters());
     rt.pool().dk = out.Take("dk_cache");
     rt.pool().dv = out.Take("dv_cache");
     pool = out.Take("draft_pool");
+    if (shape.sampling) probs = out.Take("probs_pool");
     if (rep > 0) times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   return Median(times);

@@ -57,6 +57,21 @@ double Since(std::chrono::steady_clock::time_point t0) {
 
 }  // namespace
 
+int64_t ProcessMapCount() {
+  std::ifstream maps("/proc/self/maps");
+  if (!maps) return 0;
+  int64_t lines = 0;
+  std::string line;
+  while (std::getline(maps, line)) ++lines;
+  return lines;
+}
+
+int64_t MaxMapCount() {
+  std::ifstream f("/proc/sys/vm/max_map_count");
+  int64_t n = 0;
+  return f >> n ? n : 0;
+}
+
 int CompileSlots(int32_t option) {
   if (option > 0) return option;
   const unsigned hw = std::thread::hardware_concurrency();
@@ -179,6 +194,14 @@ CompiledProgram& ProgramCache::Get(const std::string& key, const std::function<m
 }
 
 std::unique_ptr<CompiledProgram> ProgramCache::Make(const std::string& key, const std::function<models::Program()>& build) {
+  if (const int64_t limit = MaxMapCount(); limit > 0) {
+    const int64_t maps = ProcessMapCount();
+    if (maps + kMapsReserve > limit)
+      throw std::runtime_error("cannot load program '" + key + "': the process holds " + std::to_string(maps) +
+                               " memory maps and the system allows " + std::to_string(limit) +
+                               " (vm.max_map_count); every loaded executable maps code and data. Run fewer programs "
+                               "(a smaller maxSequences or precompile context) or raise vm.max_map_count");
+  }
   const models::Program prog = build();
   auto cp = std::make_unique<CompiledProgram>();
   cp->key = key;

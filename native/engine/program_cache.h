@@ -94,7 +94,10 @@ class ProgramCache {
   int64_t compiles() const { return compiles_.load(); }
   int64_t disk_hits() const { return disk_hits_.load(); }
   int64_t disk_rejects() const { return disk_rejects_.load(); }
-  size_t size() const { return programs_.size(); }
+  size_t size() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return programs_.size();
+  }
   int compile_slots() const { return store_->compile_slots; }
 
  private:
@@ -121,6 +124,14 @@ class ProgramCache {
   std::function<void(const ProgramEvent&)> observer_;
   std::atomic<int64_t> compiles_{0}, disk_hits_{0}, disk_rejects_{0};
 };
+
+// The process's memory maps now (/proc/self/maps lines) and the kernel's limit on them
+// (vm.max_map_count); 0 where the system does not say. XLA:CPU maps code and data for every loaded
+// executable, and LLVM's JIT aborts the process when the maps run out, so the cache refuses to
+// make a program within kMapsReserve maps of the limit (a JS error naming it) instead.
+int64_t ProcessMapCount();
+int64_t MaxMapCount();
+inline constexpr int64_t kMapsReserve = 4096;
 
 // FNV-1a, 64 bit: a stable key for the on-disk cache (not a security boundary).
 uint64_t Fnv1a64(const std::string& text, uint64_t seed = 1469598103934665603ull);

@@ -70,7 +70,7 @@ int64_t Runtime::TablePages(int64_t max_position) const {
   // costs nothing and no program depends on the context length. Only a probe past maxSeqLen
   // gets a wider table.
   const int64_t reach = static_cast<int64_t>(max_seq_len_) + 2 * max_block();
-  return models::TableWidth(std::max(reach, max_position + 1), opt_.page_size);
+  return models::TableWidth(std::max(reach, max_position + 1), opt_.page_size, dtypes_.numerics.key_chunk_slots);
 }
 
 std::vector<std::string> Runtime::LoadWeights(const std::vector<TensorSource>& target, const std::vector<TensorSource>& drafter,
@@ -194,7 +194,10 @@ models::ScoreShape Runtime::VerifyShape(int64_t rows, int32_t k, int64_t max_pos
   shape.grammar = grammar;
   if (drafter_) shape.hidden_layers = drafter_->target_layer_ids;
   if (drafter_) shape.pool_rows = opt_.max_sequences + 1, shape.pool_width = drafter_->block_size;
-  shape.sampling = true;  // greedy and sampled rows share the program (an all-greedy batch skips sampling)
+  // Greedy and sampled rows share the program (an all-greedy batch skips the sampling). A block
+  // of several tokens samples against the drafter's distributions: only engines with a drafter
+  // verify blocks (probes may time wider K without one: greedy then).
+  shape.sampling = k == 1 || shape.pool_rows > 0;
   return shape;
 }
 

@@ -17,7 +17,7 @@ hlo::DType Numerics::act() const { return ToHlo(dtype); }
 hlo::DType Numerics::kv() const { return ToHlo(kv_dtype); }
 std::string Numerics::Key() const {
   return std::string(pjrt::DTypeName(dtype)) + " kv=" + pjrt::DTypeName(kv_dtype) +
-         (min_dot_rows > 1 ? " rows>=" + std::to_string(min_dot_rows) : "");
+         (min_dot_rows > 1 ? " rows>=" + std::to_string(min_dot_rows) : "") + " chunk" + std::to_string(key_chunk_slots);
 }
 
 WeightInputs DeclareWeights(hlo::Builder& b, const std::vector<WeightSpec>& specs) {

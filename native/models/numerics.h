@@ -10,6 +10,10 @@
 //             rows: another), so padding makes every row's result independent of how many rows
 //             share the call — a sequence decodes the same tokens alone, in a batch, plainly or
 //             speculatively. For bf16 it is also the fast path (bench/NOTES.md, "dot variants").
+//   key_chunk_slots  key slots the attention loop reads per iteration, at least (whole pages:
+//             models/paged_attention.h). Small chunks read fewer unused slots at short contexts,
+//             large ones run fewer iterations at long contexts: 64 on XLA:CPU (measured,
+//             bench/NOTES.md), 512 on GPU/TPU, where an iteration costs kernel launches.
 #pragma once
 #include <string>
 
@@ -22,6 +26,7 @@ struct Numerics {
   pjrt::DType dtype = pjrt::DType::kF32;
   pjrt::DType kv_dtype = pjrt::DType::kF32;
   int64_t min_dot_rows = 1;
+  int64_t key_chunk_slots = 256;
 
   hlo::DType act() const;  // dtype as an hlo type
   hlo::DType kv() const;

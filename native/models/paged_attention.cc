@@ -13,14 +13,14 @@ using hlo::Builder;
 using hlo::DType;
 using hlo::Value;
 
-int64_t KeyChunkSlots(int64_t page_size) {
+int64_t KeyChunkSlots(int64_t page_size, int64_t min_slots) {
   if (page_size <= 0) throw std::invalid_argument("paged attention: page size must be positive");
-  const int64_t pages = (kMinChunkSlots + page_size - 1) / page_size;
+  const int64_t pages = (std::max<int64_t>(min_slots, 32) + page_size - 1) / page_size;
   return pages * page_size;
 }
 
-int64_t TableWidth(int64_t max_positions, int64_t page_size) {
-  const int64_t chunk_pages = KeyChunkSlots(page_size) / page_size;
+int64_t TableWidth(int64_t max_positions, int64_t page_size, int64_t min_chunk_slots) {
+  const int64_t chunk_pages = KeyChunkSlots(page_size, min_chunk_slots) / page_size;
   const int64_t pages = (std::max<int64_t>(max_positions, 1) + page_size - 1) / page_size;
   return (pages + chunk_pages - 1) / chunk_pages * chunk_pages;
 }
@@ -81,7 +81,7 @@ Value PagedAttention(Builder& b, const Value& q_in, const Value& k_cache, const 
   if (k_cache.shape[4] != hd || heads % kvh != 0)
     throw std::invalid_argument("paged attention: q " + hlo::ShapeString(q_in.shape) + " does not match caches " + hlo::ShapeString(k_cache.shape));
   // A table narrower than one chunk (small test programs) is read as one chunk of its width.
-  const int64_t per = std::min(KeyChunkSlots(s) / s, p), chunk = per * s;
+  const int64_t per = std::min(KeyChunkSlots(s, n.key_chunk_slots) / s, p), chunk = per * s;
   if (p % per != 0)
     throw std::invalid_argument("paged attention: a block table of " + std::to_string(p) + " pages is not whole chunks of " +
                                 std::to_string(per) + " pages (TableWidth)");

@@ -20,12 +20,11 @@
 namespace dflash::models {
 
 // Key slots scored per loop iteration: the smallest multiple of the page size that is at least
-// kMinChunkSlots (whole pages per iteration; at least 32 slots, below which XLA:CPU's score
-// kernels change).
-inline constexpr int64_t kMinChunkSlots = 256;
-int64_t KeyChunkSlots(int64_t page_size);
+// `min_slots` (Numerics::key_chunk_slots; whole pages per iteration, and never under 32 slots,
+// below which XLA:CPU's score kernels change).
+int64_t KeyChunkSlots(int64_t page_size, int64_t min_slots);
 // Block-table entries per row for rows reaching `max_positions` positions: whole chunks.
-int64_t TableWidth(int64_t max_positions, int64_t page_size);
+int64_t TableWidth(int64_t max_positions, int64_t page_size, int64_t min_chunk_slots);
 
 // Which key slots (positions) query (r, t) sees: lo[r, t] <= j <= hi[r, t], both (R, Tq) s32
 // (hi = -1: none, for padding queries).

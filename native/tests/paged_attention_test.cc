@@ -108,13 +108,14 @@ std::map<std::string, BufPtr> RandomWeights(const TargetConfig& c, pjrt::DType d
 void ExpectSameLogitsWhateverTheBatchReaches(const Numerics& n) {
   const TargetConfig c = HeadShaped();
   const auto weights = RandomWeights(c, n.dtype);
-  const int64_t chunk_pages = KeyChunkSlots(kPageSize) / kPageSize;  // 16
+  const int64_t chunk_pages = KeyChunkSlots(kPageSize, n.key_chunk_slots) / kPageSize;
   // Plain decode (1 token), a verify-sized block (16): the rows the program runs per kv head differ.
   for (const std::vector<int32_t>& tokens :
        {std::vector<int32_t>{5}, std::vector<int32_t>{5, 17, 3, 60, 42, 9, 61, 0, 7, 7, 33, 12, 50, 1, 2, 63}}) {
-    const auto ref = RowLogits(c, n, weights, tokens, 4 * chunk_pages, 0);
-    for (const auto& [pages, neighbour] : std::vector<std::pair<int64_t, int64_t>>{{4 * chunk_pages, 300}, {4 * chunk_pages, 900},
-                                                                                  {8 * chunk_pages, 0}, {8 * chunk_pages, 900}}) {
+    // 64 pages reach position 1023 (the neighbour's 900); 128, a wider table than it needs.
+    const auto ref = RowLogits(c, n, weights, tokens, 16 * chunk_pages, 0);
+    for (const auto& [pages, neighbour] : std::vector<std::pair<int64_t, int64_t>>{{16 * chunk_pages, 300}, {16 * chunk_pages, 900},
+                                                                                  {32 * chunk_pages, 0}, {32 * chunk_pages, 900}}) {
       const auto got = RowLogits(c, n, weights, tokens, pages, neighbour);
       ASSERT_EQ(got.size(), ref.size());
       int64_t differ = 0;
@@ -127,8 +128,8 @@ void ExpectSameLogitsWhateverTheBatchReaches(const Numerics& n) {
 
 TEST(PagedAttention, RowLogitsDoNotDependOnTheTableOrTheBatch) {
   DFLASH_REQUIRE_PLUGIN();
-  ExpectSameLogitsWhateverTheBatchReaches({pjrt::DType::kF32, pjrt::DType::kF32, 2});   // the engine's batch-invariant f32
-  ExpectSameLogitsWhateverTheBatchReaches({pjrt::DType::kBF16, pjrt::DType::kBF16, 3});  // and bf16 numerics
+  ExpectSameLogitsWhateverTheBatchReaches({pjrt::DType::kF32, pjrt::DType::kF32, 2, 64});   // the engine's batch-invariant f32
+  ExpectSameLogitsWhateverTheBatchReaches({pjrt::DType::kBF16, pjrt::DType::kBF16, 3, 64});  // and bf16 numerics
 }
 
 // PagedAttention against the reference over random caches: rows at different lengths (1 to 4
@@ -136,8 +137,8 @@ TEST(PagedAttention, RowLogitsDoNotDependOnTheTableOrTheBatch) {
 TEST(PagedAttention, MatchesTheWholeRowReference) {
   DFLASH_REQUIRE_PLUGIN();
   constexpr int64_t R = 2, Tq = 4, heads = 4, kvh = 2, hd = 64, S = 16, N = 70, L = 2, layer = 1;
-  const int64_t P = TableWidth(1000, S), T = P * S;
-  const Numerics n{pjrt::DType::kF32, pjrt::DType::kF32, 2};
+  const Numerics n{pjrt::DType::kF32, pjrt::DType::kF32, 2, 256};
+  const int64_t P = TableWidth(1000, S, n.key_chunk_slots), T = P * S;
   std::mt19937 gen(11);
   std::normal_distribution<float> dist;
   auto random = [&](int64_t count) {
@@ -179,13 +180,16 @@ TEST(PagedAttention, MatchesTheWholeRowReference) {
 }
 
 TEST(PagedAttention, TablesAreWholeChunks) {
-  EXPECT_EQ(KeyChunkSlots(16), 256);
-  EXPECT_EQ(KeyChunkSlots(24), 264);
-  EXPECT_EQ(KeyChunkSlots(512), 512);
-  EXPECT_EQ(TableWidth(1, 16), 16);
-  EXPECT_EQ(TableWidth(256, 16), 16);
-  EXPECT_EQ(TableWidth(257, 16), 32);
-  EXPECT_EQ(TableWidth(32768, 16), 2048);
+  EXPECT_EQ(KeyChunkSlots(16, 256), 256);
+  EXPECT_EQ(KeyChunkSlots(16, 64), 64);
+  EXPECT_EQ(KeyChunkSlots(24, 256), 264);
+  EXPECT_EQ(KeyChunkSlots(512, 64), 512);
+  EXPECT_EQ(KeyChunkSlots(4, 8), 32);  // never under 32 slots
+  EXPECT_EQ(TableWidth(1, 16, 256), 16);
+  EXPECT_EQ(TableWidth(256, 16, 256), 16);
+  EXPECT_EQ(TableWidth(257, 16, 256), 32);
+  EXPECT_EQ(TableWidth(65, 16, 64), 8);
+  EXPECT_EQ(TableWidth(32768, 16, 64), 2048);
 }
 
 }  // namespace
