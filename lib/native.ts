@@ -152,6 +152,11 @@ export interface NativeEngineStats {
   maxBlock: number;
   pageSize: number;
   maxSequences: number;
+  /** Compiled programs: `loaded` now (every replica), `servingSet` the programs precompile()
+   *  makes for maxSeqLen-token sequences (one replica; it does not grow with the context), and the
+   *  process's memory maps (`processMaps`, each loaded executable holds some) against the system's
+   *  limit (`mapLimit`, vm.max_map_count; 0 where unknown). */
+  programs: { loaded: number; servingSet: number; processMaps: number; mapLimit: number };
   /** The devices in use: `dataParallel` replicas of `tensorParallel` devices each. Counters and
    *  sequence counts above are summed over the replicas; weightBytes, kvCacheBytes and pageBytes
    *  are one replica's model and pool (over all its devices). */

@@ -83,6 +83,14 @@ export function createServer(engine: Engine, options: ServerOptions = {}): Dflas
         return [];
       }
     },
+    programs: () => {
+      try {
+        const st = engine.stats();
+        return st.programs ? { ...st.programs, compiles: st.compiles, diskCacheHits: st.diskCacheHits } : undefined;
+      } catch {
+        return undefined;
+      }
+    },
   });
   function engineStat(name: string): number | undefined {
     try {

@@ -14,6 +14,8 @@ export interface LiveState {
   pages(): { free?: number; total?: number; cached?: number };
   /** engine.stats().mesh.replicas: each replica's sequences and pages (data parallelism). */
   replicas?(): Array<{ runningSequences: number; queuedSequences: number; freePages: number; submitted: number; devices: unknown[] }>;
+  /** engine.stats().programs with its compile and disk-cache counters. */
+  programs?(): { loaded: number; servingSet: number; processMaps: number; mapLimit: number; compiles: number; diskCacheHits: number } | undefined;
 }
 
 export type AbortCause = 'client_disconnect' | 'shutdown';
@@ -62,6 +64,16 @@ export class ServerMetrics {
     new Gauge({ name: 'dflash_queued_sequences', help: 'Requests waiting for a free sequence slot', registers, collect() { this.set(live.queued()); } });
     new Gauge({ name: 'dflash_kv_free_pages', help: 'Free KV-cache pages', registers, collect() { const p = live.pages(); if (p.free !== undefined) this.set(p.free); } });
     new Gauge({ name: 'dflash_kv_total_pages', help: 'KV-cache pages in the pool', registers, collect() { const p = live.pages(); if (p.total !== undefined) this.set(p.total); } });
+    // Compiled programs (engine.stats().programs): what is loaded, what was compiled or read from
+    // the disk cache, and the process's memory maps against vm.max_map_count.
+    const programGauge = (name: string, help: string, pick: (p: NonNullable<ReturnType<NonNullable<LiveState['programs']>>>) => number) =>
+      new Gauge({ name, help, registers, collect() { const p = live.programs?.(); if (p) this.set(pick(p)); } });
+    programGauge('dflash_programs_loaded', 'Compiled programs loaded (every replica)', (p) => p.loaded);
+    programGauge('dflash_programs_serving_set', 'Programs precompile() makes for maxSeqLen-token sequences (one replica)', (p) => p.servingSet);
+    programGauge('dflash_program_compiles', 'XLA compiles since start', (p) => p.compiles);
+    programGauge('dflash_program_disk_cache_hits', 'Programs loaded from the disk cache since start', (p) => p.diskCacheHits);
+    programGauge('dflash_process_memory_maps', 'Memory maps of the process (/proc/self/maps)', (p) => p.processMaps);
+    programGauge('dflash_process_memory_maps_limit', 'The system limit on memory maps (vm.max_map_count; 0 = unknown)', (p) => p.mapLimit);
     // One series per data-parallel replica (label replica="0".."M-1"): how the router spreads the load.
     const perReplica = (name: string, help: string, value: (r: NonNullable<ReturnType<NonNullable<LiveState['replicas']>>>[number]) => number) =>
       new Gauge({

@@ -24,7 +24,7 @@ const samplingProperties = {
   presence_penalty: nullable({ type: 'number', minimum: -2, maximum: 2 }),
   frequency_penalty: nullable({ type: 'number', minimum: -2, maximum: 2 }),
   // Structured output, vLLM's extensions (lib/server/structured.ts).
-  guided_json: nullable({ type: ['object', 'string'] }),
+  guided_json: nullable({ anyOf: [{ type: 'object' }, { type: 'string' }] }),
   guided_regex: nullable({ type: 'string', minLength: 1 }),
   guided_grammar: nullable({ type: 'string', minLength: 1 }),
   guided_choice: nullable({ type: 'array', minItems: 1, items: { type: 'string' } }),
@@ -97,7 +97,7 @@ export const chatCompletionBodySchema = {
       required: ['type'],
       properties: {
         type: { type: 'string' },
-        json_schema: { type: 'object', properties: { name: { type: 'string' }, schema: { type: ['object', 'string', 'boolean'] }, strict: nullable({ type: 'boolean' }) } },
+        json_schema: { type: 'object', properties: { name: { type: 'string' }, schema: { anyOf: [{ type: 'object' }, { type: 'string' }, { type: 'boolean' }] }, strict: nullable({ type: 'boolean' }) } },
       },
     }),
     tools: nullable({ type: 'array', items: toolDefinition }),
