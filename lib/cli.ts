@@ -4,13 +4,15 @@
 //   generate   stream a generation; drafted-and-accepted tokens highlighted, --json for machines
 //   demo       generate with the shipped trained pair (cli-plugins.ts)
 //   serve      the OpenAI-compatible HTTP server (lib/server/)
+//   precompile the programs serve runs, into the disk cache (precompile-command.ts)
 //   doctor     plugin discovery, versions, devices (cli-plugins.ts)
 //   install-plugin cpu|cuda|tpu   a pinned PJRT plugin (cli-plugins.ts)
 import { parseArgs, ParseArgsConfig } from 'util';
 
 import { demoArgs, doctor, installPluginCommand } from './cli-plugins';
 import { loadWithProgress } from './cli-progress';
-import { serve, SERVE_HELP, serveOptions } from './server/serve-command';
+import { precompileCommand } from './precompile-command';
+import { PRECOMPILE_HELP, serve, SERVE_HELP, serveOptions } from './server/serve-command';
 
 const HELP = `usage:
   dflash generate --target DIR [--drafter DIR] [options] "prompt"
@@ -29,6 +31,7 @@ const HELP = `usage:
   dflash demo ["prompt"] [generate options]
       the trained code pair (package dflash-demo-pair, or models/code-pair in a checkout)
 ${SERVE_HELP}
+${PRECOMPILE_HELP}
   dflash doctor [--plugin PATH] [--verbose | --json] [--target DIR [--drafter DIR]] [--devices N]
       plugin discovery (one line per source; --verbose: every path), versions, devices (kind, memory), compute dtype
       per checkpoint dtype; with --target, the tensorParallel x dataParallel meshes that fit the checkpoint
@@ -49,6 +52,13 @@ const COMMANDS: Record<string, ParseArgsConfig['options']> = {
   generate: generateOptions,
   demo: generateOptions,
   serve: serveOptions,
+  precompile: {
+    target: serveOptions.target, drafter: serveOptions.drafter, plugin: serveOptions.plugin, queue: serveOptions.queue,
+    'max-sequences': serveOptions['max-sequences'], 'max-seq-len': serveOptions['max-seq-len'],
+    'tensor-parallel-size': serveOptions['tensor-parallel-size'], 'data-parallel-size': serveOptions['data-parallel-size'],
+    'precompile-context': serveOptions['precompile-context'], 'precompile-grammar': serveOptions['precompile-grammar'],
+    'cache-dir': { type: 'string' },
+  },
   doctor: {
     plugin: { type: 'string' }, verbose: { type: 'boolean' }, json: { type: 'boolean' }, target: { type: 'string' }, drafter: { type: 'string' },
     devices: { type: 'string' },
@@ -134,6 +144,7 @@ async function main(): Promise<void> {
   if (cmd === 'doctor') return doctor(args);
   if (cmd === 'install-plugin') return installPluginCommand(args);
   if (cmd === 'serve') return serve(args as Parameters<typeof serve>[0]);
+  if (cmd === 'precompile') return precompileCommand(args as Parameters<typeof precompileCommand>[0]);
   if (cmd === 'demo') return generate(demoArgs(args));
   return generate(args);
 }

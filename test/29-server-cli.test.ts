@@ -184,6 +184,57 @@ describe('dflash serve', () => {
     }
   });
 
+  it('dflash precompile fills a cache; serve on it at --max-sequences 16 and 32 compiles nothing, is ready and answers', async () => {
+    // One cache for both sizes: the 32-sequence set holds every program shape of the 16 one but
+    // for the KV pool's page count, so each size is precompiled into it once, then served.
+    const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dflash-precompile-cmd-'));
+    const run = (args: string[]) => new Promise<{ code: number | null; err: string }>((resolve) => {
+      const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+      children.push(child);
+      let err = '';
+      child.stderr!.on('data', (d) => (err += d));
+      child.on('exit', (code) => resolve({ code, err }));
+    });
+    try {
+      for (const sequences of ['16', '32']) {
+        const common = ['--target', TARGET, '--drafter', DRAFTER, '--max-seq-len', '512', '--max-sequences', sequences];
+        const pre = await run(['precompile', ...common, '--cache-dir', cacheDir]);
+        expect(pre.code, pre.err).toBe(0);
+        const m = /dflash precompile: (\d+) programs for 512-token sequences \((\d+) compiled now/.exec(pre.err);
+        expect(m, pre.err).not.toBeNull();
+        const programs = Number(m![1]);
+        expect(programs).toBeLessThanOrEqual(40);
+        const env = { ...process.env, DFLASH_CACHE_DIR: cacheDir };
+        const child = spawn(process.execPath, [CLI, 'serve', ...common, '--port', '0', '--served-model-name', 'code-pair'], { stdio: ['ignore', 'ignore', 'pipe'], env });
+        children.push(child);
+        let err = '';
+        child.stderr!.on('data', (d) => (err += d));
+        const exited = new Promise((resolve) => child.on('exit', resolve));
+        while (!/dflash serve: ready/.test(err)) {
+          if (child.exitCode !== null) throw new Error(`dflash serve exited: ${err}`);
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        expect(err).toContain(`ready: ${programs} programs precompiled`);
+        expect(err).not.toMatch(/strict mode/);  // no Ajv warnings about the request schemas
+        const url = /listening on (http:\/\/\S+)/.exec(err)![1];
+        const body = { model: 'code-pair', prompt: 'def main():\n', max_tokens: 8, temperature: 0 };
+        const asks = await Promise.all(Array.from({ length: 3 }, () =>
+          fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }).then((r) => r.json())));
+        for (const a of asks) expect(a.choices[0].text.length).toBeGreaterThan(0);
+        const metrics = await (await fetch(`${url}/metrics`)).text();
+        expect(metrics).toMatch(/^dflash_program_compiles 0$/m);  // everything came from the cache
+        expect(metrics).toMatch(new RegExp(`^dflash_programs_serving_set ${programs}$`, 'm'));
+        const maps = Number(/^dflash_process_memory_maps (\d+)$/m.exec(metrics)![1]);
+        const limit = Number(/^dflash_process_memory_maps_limit (\d+)$/m.exec(metrics)![1]);
+        if (limit > 0) expect(maps).toBeLessThan(limit / 2);
+        child.kill('SIGTERM');
+        await exited;
+      }
+    } finally {
+      fs.rmSync(cacheDir, { recursive: true, force: true });
+    }
+  });
+
   it('rejects bad options with a message naming them', async () => {
     const child = spawn(process.execPath, [CLI, 'serve', '--target', TARGET, '--queue=-3'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';

@@ -5,7 +5,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { Engine } from '../engine';
+import { Engine, EngineLoadOptions } from '../engine';
 
 export const SERVE_HELP = `  dflash serve --target DIR [--drafter DIR] [options]
       --host H                  address to listen on (default 127.0.0.1)
@@ -25,6 +25,12 @@ export const SERVE_HELP = `  dflash serve --target DIR [--drafter DIR] [options]
                                 requests (about 1.5x the programs); else they compile on first use
       --log-level L             fatal, error, warn, info, debug (default warn)
       --plugin PATH             PJRT plugin to use (default: discovered)`;
+
+export const PRECOMPILE_HELP = `  dflash precompile --target DIR [--drafter DIR] [--cache-dir DIR] [serve's engine options]
+      compile every program \`dflash serve\` with the same options runs into the disk cache (--cache-dir, default
+      $DFLASH_CACHE_DIR or ~/.cache/dflash/programs), e.g. in a container build; a server started on it compiles
+      nothing. Takes --max-sequences, --max-seq-len, --queue, --tensor-parallel-size, --data-parallel-size,
+      --precompile-context, --precompile-grammar, --plugin as serve does`;
 
 export const serveOptions = {
   target: { type: 'string' },
@@ -74,15 +80,27 @@ export function generationDefaults(dir: string): { temperature?: number; topP?: 
   return { temperature: num('temperature'), topP: num('top_p'), topK: num('top_k') };
 }
 
+/** The engine serve loads for these options: `dflash precompile` loads the same one, so the
+ *  programs it leaves in the disk cache are exactly those a server started with the same
+ *  options runs. */
+export function serveEngineOptions(v: Values): EngineLoadOptions & { maxSeqLen: number; maxSequences: number; maxQueue: number; dataParallel: number; precompileContext: number } {
+  if (!v.target) throw new Error('needs --target DIR');
+  const maxSeqLen = intOption(v, 'max-seq-len', 2048, 1);
+  return {
+    target: v.target, drafter: v.drafter, plugin: v.plugin, maxSeqLen,
+    maxSequences: intOption(v, 'max-sequences', 4, 1),
+    maxQueue: intOption(v, 'queue', 64, 0),
+    tensorParallel: intOption(v, 'tensor-parallel-size', 1, 1, 1024),
+    dataParallel: intOption(v, 'data-parallel-size', 1, 1, 1024),
+    precompileContext: intOption(v, 'precompile-context', maxSeqLen, 1, maxSeqLen),
+  };
+}
+
 export async function serve(v: Values): Promise<void> {
   if (!v.target) throw new Error('serve needs --target DIR');
   const port = intOption(v, 'port', 8000, 0, 65535);
-  const maxSequences = intOption(v, 'max-sequences', 4, 1);
-  const queue = intOption(v, 'queue', 64, 0);
-  const maxSeqLen = intOption(v, 'max-seq-len', 2048, 1);
-  const tensorParallel = intOption(v, 'tensor-parallel-size', 1, 1, 1024);
-  const dataParallel = intOption(v, 'data-parallel-size', 1, 1, 1024);
-  const precompileContext = intOption(v, 'precompile-context', maxSeqLen, 1, maxSeqLen);
+  const { precompileContext, ...loadOptions } = serveEngineOptions(v);
+  const { maxSequences, maxQueue: queue, maxSeqLen, dataParallel } = loadOptions;
   const shutdownTimeout = Number(v['shutdown-timeout'] ?? 30);
   if (!(shutdownTimeout >= 0)) throw new Error(`--shutdown-timeout must be a number of seconds >= 0, got '${v['shutdown-timeout']}'`);
   const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
@@ -93,8 +111,7 @@ export async function serve(v: Values): Promise<void> {
   // Loaded here, not at the top, so that `dflash generate` / `doctor` do not load Fastify.
   const { createServer } = await import('./app');
   // --max-sequences is per replica (each has its own batch and KV pool), as vLLM's max_num_seqs.
-  const engine = await Engine.load({ target: v.target, drafter: v.drafter, plugin: v.plugin, maxSeqLen, maxSequences, maxQueue: queue,
-    tensorParallel, dataParallel });
+  const engine = await Engine.load(loadOptions);
   // Ready means fast: every program the server runs is compiled (or loaded from the disk cache)
   // before /health says ok; meanwhile requests get 503.
   const { precompileWithProgress } = await import('../cli-progress');
