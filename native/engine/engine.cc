@@ -273,9 +273,9 @@ EngineStats Engine::Stats() const {
   if (rt.has_pool()) {
     s.kv_bytes = rt.pool().bytes() * rt.devices();
     s.page_bytes = s.kv_bytes / std::max(1, rt.pool().total_pages());
-    s.serving_programs = static_cast<int64_t>(rt.ServingShapes(rt.max_seq_len()).size());
   }
-  s.process_maps = ProcessMapCount();
+  s.serving_programs = rt.serving_programs();
+  s.process_maps = LastProcessMapCount();
   s.map_limit = MaxMapCount();
   return s;
 }

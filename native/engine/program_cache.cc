@@ -67,10 +67,19 @@ int64_t ProcessMapCount() {
 }
 
 int64_t MaxMapCount() {
-  std::ifstream f("/proc/sys/vm/max_map_count");
-  int64_t n = 0;
-  return f >> n ? n : 0;
+  static const int64_t limit = [] {
+    std::ifstream f("/proc/sys/vm/max_map_count");
+    int64_t n = 0;
+    return f >> n ? n : int64_t{0};
+  }();
+  return limit;
 }
+
+namespace {
+std::atomic<int64_t> last_process_maps{0};
+}  // namespace
+
+int64_t LastProcessMapCount() { return last_process_maps.load(); }
 
 int CompileSlots(int32_t option) {
   if (option > 0) return option;
@@ -196,6 +205,7 @@ CompiledProgram& ProgramCache::Get(const std::string& key, const std::function<m
 std::unique_ptr<CompiledProgram> ProgramCache::Make(const std::string& key, const std::function<models::Program()>& build) {
   if (const int64_t limit = MaxMapCount(); limit > 0) {
     const int64_t maps = ProcessMapCount();
+    last_process_maps = maps;
     if (maps + kMapsReserve > limit)
       throw std::runtime_error("cannot load program '" + key + "': the process holds " + std::to_string(maps) +
                                " memory maps and the system allows " + std::to_string(limit) +
@@ -269,6 +279,7 @@ std::unique_ptr<CompiledProgram> ProgramCache::Make(const std::string& key, cons
       }
     }
   }
+  last_process_maps = ProcessMapCount();  // with this executable loaded
   return cp;
 }
 

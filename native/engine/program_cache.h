@@ -131,6 +131,9 @@ class ProgramCache {
 // make a program within kMapsReserve maps of the limit (a JS error naming it) instead.
 int64_t ProcessMapCount();
 int64_t MaxMapCount();
+// The count the cache last read (before and after making each program): what Stats() reports,
+// since reading /proc/self/maps takes milliseconds and Stats() runs on the JS thread.
+int64_t LastProcessMapCount();
 inline constexpr int64_t kMapsReserve = 4096;
 
 // FNV-1a, 64 bit: a stable key for the on-disk cache (not a security boundary).

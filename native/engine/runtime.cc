@@ -138,6 +138,7 @@ void Runtime::CreatePools() {
   pages = std::min<int64_t>(pages, 1 << 30);
   pool_ = std::make_unique<KvPool>(mesh_, target_, d, dtypes_.numerics, opt_.page_size, static_cast<int32_t>(pages), drafter_replicated());
   if (drafter_) draft_pool_ = ZerosOnDevice(mesh_, pjrt::DType::kS32, {opt_.max_sequences + 1, drafter_->block_size});
+  serving_programs_ = static_cast<int64_t>(ServingShapes(max_seq_len_).size());
 }
 
 void Runtime::EnsureProbsPool() {

@@ -132,6 +132,8 @@ class Runtime {
   int32_t max_block() const { return drafter_ ? static_cast<int32_t>(drafter_->block_size) : 1; }
   int32_t none_slot() const { return opt_.max_sequences; }  // the draft pool's padding row
   int64_t prefill_bucket(int64_t len) const;
+  // ServingShapes(maxSeqLen).size(), counted once the pools exist (0 before): stats().programs.
+  int64_t serving_programs() const { return serving_programs_.load(); }
 
  private:
   void BindCommon(Invocation& inv) { inv.BindWeights(weights_); }
@@ -156,6 +158,7 @@ class Runtime {
   std::unique_ptr<pjrt::Array> probs_pool_;   // f32 (M + 1, W, V): its drafter distributions (sampling)
   std::unique_ptr<pjrt::Array> feats_;        // the last verify's hidden features, for Draft
   int64_t feats_rows_ = 0, feats_k_ = 0;
+  std::atomic<int64_t> serving_programs_{0};
 };
 
 }  // namespace dflash::engine
