@@ -61,10 +61,4 @@ Value PagedRead(hlo::Builder& b, const Value& cache, int64_t layer, const Value&
   return b.Reshape(pages, {r, p * s, kvh, hd});  // (R, P, S, kvh, hd) -> (R, T, kvh, hd)
 }
 
-Value CausalVisible(hlo::Builder& b, const Value& positions, int64_t t) {
-  const int64_t r = positions.shape[0], k = positions.shape[1];
-  const Value key_pos = b.Iota({r, k, t}, DType::kS32, 2);
-  return b.Compare(key_pos, b.Reshape(positions, {r, k, 1}), hlo::Cmp::kLE);
-}
-
 }  // namespace dflash::models

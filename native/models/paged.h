@@ -30,8 +30,4 @@ hlo::Value PagedWriteLayers(hlo::Builder& b, const hlo::Value& cache, const hlo:
 // the tests compare them with.
 hlo::Value PagedRead(hlo::Builder& b, const hlo::Value& cache, int64_t layer, const hlo::Value& table);
 
-// Causal visibility over the key slots a row reads: query at position q sees slot j iff j <= q.
-// positions (R, K) -> pred (R, K, T) with T = P * S.
-hlo::Value CausalVisible(hlo::Builder& b, const hlo::Value& positions, int64_t key_slots);
-
 }  // namespace dflash::models
