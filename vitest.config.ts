@@ -8,7 +8,8 @@ export default defineConfig({
     testTimeout: 300_000,
     hookTimeout: 300_000,
     pool: 'forks',
-    poolOptions: { forks: { singleFork: true } },
+    // --expose-gc: tests that count live native objects collect first (helpers/live-objects.ts).
+    poolOptions: { forks: { singleFork: true, execArgv: ['--expose-gc'] } },
     fileParallelism: false,
   },
 });

@@ -4,6 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { Client, liveObjects } from '../lib/runtime';
+import { settledLiveObjects } from './helpers/live-objects';
 
 let client: Client;
 
@@ -196,7 +197,7 @@ func.func public @main(%x: ${f32([16])}) -> ${f32([16])} {
 
 describe('lifetime', () => {
   it('dispose releases native objects and live counts return to baseline', async () => {
-    const before = liveObjects();
+    const before = await settledLiveObjects();
     const exe = await client.compile(`
 func.func public @main(%x: ${f32([2])}) -> ${f32([2])} {
   return %x : ${f32([2])}

@@ -14,7 +14,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Engine } from '../lib/engine';
 import { findPlugin } from '../lib/plugins';
 import { readCheckpoint, readSafetensorsHeader, TensorToWrite, writeSafetensors } from '../lib/safetensors';
-import { ChildResult, copyModel, DIST, editHeader, Header, MODELS, readRaw, runEngines, runEnginesAsync, writeRaw } from './helpers/checkpoint-edit';
+import { ChildResult, copyModel, DIST, editHeader, Header, MODELS, readRaw, runEngines, writeRaw } from './helpers/checkpoint-edit';
 
 const SCRATCH = fs.mkdtempSync(path.join(os.tmpdir(), 'dflash-harden-'));
 afterAll(() => fs.rmSync(SCRATCH, { recursive: true, force: true }));
@@ -57,7 +57,7 @@ const [q0, q1] = offsets(FIXTURE.header, Q_NORM);
 const SOURCES = readCheckpoint(TARGET);
 
 describe('1. a truncated PJRT plugin', () => {
-  it('Engine.load names the plugin file; the process survives (no SIGBUS in dlopen)', () => {
+  it('Engine.load names the plugin file; the process survives (no SIGBUS in dlopen)', async () => {
     const real = findPlugin({ env: { DFLASH_PJRT_PLUGIN: process.env.DFLASH_PJRT_PLUGIN } }).path;
     const cut = path.join(fs.mkdirSync(path.join(SCRATCH, 'plugin'), { recursive: true })!, path.basename(real));
     const fd = fs.openSync(real, 'r');
@@ -65,7 +65,7 @@ describe('1. a truncated PJRT plugin', () => {
     fs.readSync(fd, head, 0, head.length, 0);
     fs.closeSync(fd);
     fs.writeFileSync(cut, head);
-    const r = runEngines([{ id: 'cut', target: TARGET, options: { ...FAST, plugin: cut } }], SCRATCH);
+    const r = await runEngines([{ id: 'cut', target: TARGET, options: { ...FAST, plugin: cut } }], SCRATCH);
     expect(r.signal, r.stderr).toBeNull();
     expect(r.status, r.stderr).toBe(0);
     expect(r.results[0].ok).toBe(false);
@@ -120,9 +120,9 @@ describe('2. safetensors offsets: non-negative integers, inside the data section
     expect(() => readCheckpoint(path.dirname(files[i]))).toThrow(CASES[i].message(files[i]));
   });
 
-  it('Engine.load refuses every one of them in a child process that exits normally; the untouched copy loads', () => {
+  it('Engine.load refuses every one of them in a child process that exits normally; the untouched copy loads', async () => {
     const control = copyModel(TARGET, path.join(SCRATCH, 'control'));
-    const r = runEngines([...files.map((f, i) => ({ id: String(i), target: path.dirname(f), options: FAST })), { id: 'control', target: control, options: FAST }], SCRATCH);
+    const r = await runEngines([...files.map((f, i) => ({ id: String(i), target: path.dirname(f), options: FAST })), { id: 'control', target: control, options: FAST }], SCRATCH);
     expect(r.signal, r.stderr).toBeNull();
     expect(r.status, r.stderr).toBe(0);
     expect(r.results).toHaveLength(files.length + 1);
@@ -189,8 +189,8 @@ describe('2. safetensors offsets: non-negative integers, inside the data section
 
 describe('3. the disk program cache does not trust its files', () => {
   const cacheDir = path.join(SCRATCH, 'programs');
-  const start = (id: string) => {
-    const r = runEngines([{ id, target: TARGET, options: { cacheDir, maxSeqLen: 64, maxSequences: 1 } }], SCRATCH);
+  const start = async (id: string) => {
+    const r = await runEngines([{ id, target: TARGET, options: { cacheDir, maxSeqLen: 64, maxSequences: 1 } }], SCRATCH);
     expect(r.signal, r.stderr).toBeNull();
     expect(r.status, r.stderr).toBe(0);
     expect(r.results[0].ok, JSON.stringify(r.results[0].error)).toBe(true);
@@ -198,15 +198,15 @@ describe('3. the disk program cache does not trust its files', () => {
   };
   const kinds = (res: ChildResult, kind: string) => res.events.filter((e) => e.kind === kind);
 
-  it('a valid entry copied over another program\'s file: a reported cache-reject, the same logits, and the next start hits the cache', () => {
-    const first = start('first');
+  it('a valid entry copied over another program\'s file: a reported cache-reject, the same logits, and the next start hits the cache', async () => {
+    const first = await start('first');
     expect(kinds(first, 'compile-done').length).toBeGreaterThanOrEqual(2);
     const entries = fs.readdirSync(cacheDir).filter((f) => f.endsWith('.pjrt')).sort();
     expect(entries.length).toBeGreaterThanOrEqual(2);
     const [from, over] = entries.map((f) => path.join(cacheDir, f));
     fs.copyFileSync(from, over);
 
-    const second = start('second');
+    const second = await start('second');
     const rejects = kinds(second, 'cache-reject');
     expect(rejects).toHaveLength(1);
     expect(rejects[0].detail).toMatch(new RegExp(`^${esc(over)}: made for another program, plugin or version \\(.+\\); recompiling$`));
@@ -215,18 +215,18 @@ describe('3. the disk program cache does not trust its files', () => {
     expect(second.logits).toBe(first.logits);
     expect(second.ids).toEqual(first.ids);
 
-    const third = start('third');
+    const third = await start('third');
     expect(kinds(third, 'cache-reject')).toEqual([]);
     expect(kinds(third, 'compile-start')).toEqual([]);
     expect(kinds(third, 'cache-load').length).toBe(entries.length);
     expect(third.logits).toBe(first.logits);
   });
 
-  it('an entry cut in half (a full disk): a reported cache-reject, never a crash', () => {
+  it('an entry cut in half (a full disk): a reported cache-reject, never a crash', async () => {
     const entry = path.join(cacheDir, fs.readdirSync(cacheDir).filter((f) => f.endsWith('.pjrt')).sort()[0]);
     const bytes = fs.readFileSync(entry);
     fs.writeFileSync(entry, bytes.subarray(0, bytes.length >> 1));
-    const res = start('cut');
+    const res = await start('cut');
     const rejects = kinds(res, 'cache-reject');
     expect(rejects).toHaveLength(1);
     expect(rejects[0].detail).toMatch(new RegExp(`^${esc(entry)}: .+; recompiling$`));
@@ -237,7 +237,7 @@ describe('3. the disk program cache does not trust its files', () => {
 describe('3. two processes sharing a cache directory', () => {
   it('two starts at once on an empty cache both load and leave no temporary file; a third start only loads (no entry half-written)', async () => {
     const cacheDir = path.join(SCRATCH, 'shared-programs');
-    const start = () => runEnginesAsync([{ id: 'p', target: TARGET, options: { cacheDir, maxSeqLen: 64, maxSequences: 1 } }], SCRATCH);
+    const start = () => runEngines([{ id: 'p', target: TARGET, options: { cacheDir, maxSeqLen: 64, maxSequences: 1 } }], SCRATCH);
     const both = await Promise.all([start(), start()]);
     for (const r of both) {
       expect(r.signal, r.stderr).toBeNull();
@@ -301,10 +301,10 @@ describe('6. tensors the model does not use', () => {
     return dir;
   }
 
-  it('one process warning (code DFLASH_UNUSED_TENSORS) listing them, target and drafter; none for a clean checkpoint', () => {
+  it('one process warning (code DFLASH_UNUSED_TENSORS) listing them, target and drafter; none for a clean checkpoint', async () => {
     const target = withBiases('unused-target', TARGET, 'model.');
     const drafter = withBiases('unused-drafter', DRAFTER, '');
-    const r = runEngines([
+    const r = await runEngines([
       { id: 'biases', target, drafter, options: FAST },
       { id: 'clean', target: TARGET, drafter: DRAFTER, options: FAST },
     ], SCRATCH);

@@ -84,7 +84,7 @@ let control: ChildResult;
 const original = ours(WEIGHTS);
 const originalConfig = parsedConfig(path.join(TARGET, 'config.json'));
 
-beforeAll(() => {
+beforeAll(async () => {
   expect(fs.existsSync(PYTHON), 'the reference reader lives in .venv-train (scripts/setup.sh installs it)').toBe(true);
   const names = Object.keys(RAW.header).filter((k) => k !== '__metadata__');
   cases = [
@@ -103,7 +103,7 @@ beforeAll(() => {
   const lines = py.stdout.trim().split('\n').map((l) => JSON.parse(l) as Reading);
   reference = new Map(files.map((f, i) => [f, lines[i]]));
 
-  const run = runEngines([
+  const run = await runEngines([
     { id: 'control', target: TARGET, options: OPTIONS, maxTokens: 0 },
     ...cases.map((c) => ({ id: c.id, target: c.dir, options: OPTIONS, maxTokens: 0 })),
   ], SCRATCH);

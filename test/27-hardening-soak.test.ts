@@ -5,7 +5,6 @@
 // or JS-side stream left behind. Then an engine disposed with streams in flight: every stream ends
 // with an AbortError and every native object (engine, client, buffers, executables) is released.
 // Then 30 load/close cycles in a child process: the process's RSS must stop growing.
-import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -15,6 +14,8 @@ import { Engine } from '../lib/engine';
 import { liveObjects } from '../lib/runtime';
 import { rng } from './helpers/tiny-model';
 import { DIST, MODELS } from './helpers/checkpoint-edit';
+import { settledLiveObjects } from './helpers/live-objects';
+import { spawnAsync } from './helpers/spawn-async';
 
 const SCRATCH = fs.mkdtempSync(path.join(os.tmpdir(), 'dflash-soak-'));
 afterAll(() => fs.rmSync(SCRATCH, { recursive: true, force: true }));
@@ -64,9 +65,9 @@ async function one(engine: Engine, k: number, draw: () => number): Promise<strin
 /** Every counter that must return to its value at rest. Executables are counted apart from the
  *  programs compiled: a new shape bucket (rows, context, block) legitimately adds one to the
  *  program cache, and nothing else may. */
-function atRest(engine: Engine) {
+async function atRest(engine: Engine) {
+  const { executables, ...objects } = await settledLiveObjects();
   const s = engine.stats();
-  const { executables, ...objects } = liveObjects();
   return {
     running: s.runningSequences, queued: s.queuedSequences, freePages: s.freePages, totalPages: s.totalPages,
     streams: (engine as unknown as { live: Map<number, unknown> }).live.size, objects, executablesBeyondPrograms: executables - s.compiles - s.diskCacheHits,
@@ -83,7 +84,7 @@ describe('soak', () => {
       const wave = (w: number) => Promise.all(Array.from({ length: PER_WAVE }, (_, i) => one(engine, (w + i) % 8, draw)));
       await wave(0);  // compiles what the mix needs, so the rest compiles nothing
       await wave(1);
-      const before = atRest(engine);
+      const before = await atRest(engine);
       expect(before).toMatchObject({ running: 0, queued: 0, streams: 0, freePages: before.totalPages });
 
       const seen = new Map<string, number>();
@@ -92,14 +93,14 @@ describe('soak', () => {
       // Every way of ending occurred (so the soak exercised them), and nothing is left over.
       expect([...seen.keys()].filter((r) => !['AbortError', 'RangeError', 'abort', 'maxTokens', 'stop', 'eos'].includes(r))).toEqual([]);
       for (const r of ['AbortError', 'RangeError', 'abort', 'maxTokens', 'stop']) expect(seen.get(r), r).toBeGreaterThan(10);
-      expect(atRest(engine)).toEqual(before);
+      expect(await atRest(engine)).toEqual(before);
     } finally {
       await engine.close();
     }
   });
 
   it('an engine disposed with streams in flight ends them with AbortError and releases every native object', async () => {
-    const baseline = liveObjects();
+    const baseline = await settledLiveObjects();
     const engine = await Engine.load(LOAD);
     expect(liveObjects().engines).toBe(baseline.engines + 1);
     const streams = Array.from({ length: 6 }, (_, i) => engine.generate([3, 14, 15 + i], { maxTokens: 40 }));
@@ -109,16 +110,16 @@ describe('soak', () => {
     expect(await ended).toEqual(Array(6).fill('AbortError'));
     expect(() => engine.generate([3], { maxTokens: 1 })).toThrow(/^Engine is disposed$/);
     await engine.close();
-    expect(liveObjects()).toEqual(baseline);
+    expect(await settledLiveObjects()).toEqual(baseline);
   });
 
-  it('30 load/close cycles do not grow the process (RSS after cycle 5 is the plateau)', () => {
+  it('30 load/close cycles do not grow the process (RSS after cycle 5 is the plateau)', async () => {
     // Programs come from the disk cache (deserialized), the path whose freed memory glibc's
     // arenas kept before the addon trimmed them: 210 -> 285 -> 389 MB over 30 cycles here,
     // +3 MB after cycle 5 since.
     const cache = fs.mkdtempSync(path.join(SCRATCH, 'cycles-'));
-    const r = spawnSync(process.execPath, ['--expose-gc', path.join(__dirname, 'helpers', 'load-cycles.js'), DIST, LOAD.target, LOAD.drafter, cache, '30'],
-      { encoding: 'utf8', timeout: 240_000 });
+    const r = await spawnAsync(process.execPath, ['--expose-gc', path.join(__dirname, 'helpers', 'load-cycles.js'), DIST, LOAD.target, LOAD.drafter, cache, '30'],
+      { timeout: 240_000 });
     expect(r.status, r.stderr).toBe(0);
     const cycles = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { cycle: number; rss: number; live: Record<string, number> });
     expect(cycles).toHaveLength(30);

@@ -1,23 +1,23 @@
 // The command line: `dflash generate` (human and --json output) and `dflash doctor`, run as a
 // child process from the compiled package (dist/, built by `npm install` / `npm test`).
-import { spawnSync } from 'child_process';
 import * as path from 'path';
 import { describe, expect, it } from 'vitest';
 
 import { native } from '../lib/native';
+import { spawnAsync } from './helpers/spawn-async';
 
 const ROOT = path.join(__dirname, '..');
 const CLI = path.join(ROOT, 'dist', 'lib', 'cli.js');
 const MODELS = path.join(__dirname, 'fixtures', 'models');
 
-function cli(args: string[]) {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 240_000 });
+async function cli(args: string[]) {
+  const r = await spawnAsync(process.execPath, [CLI, ...args], { timeout: 240_000 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
 describe('dflash generate', () => {
-  it('--json streams token, step and done events', () => {
-    const r = cli(['generate', '--target', path.join(MODELS, 'qwen3-f32'), '--drafter', path.join(MODELS, 'qwen3-f32-dflash'),
+  it('--json streams token, step and done events', async () => {
+    const r = await cli(['generate', '--target', path.join(MODELS, 'qwen3-f32'), '--drafter', path.join(MODELS, 'qwen3-f32-dflash'),
       '--max-tokens', '12', '--json', 'hello']);
     expect(r.code, r.stderr).toBe(0);
     const events = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
@@ -29,19 +29,19 @@ describe('dflash generate', () => {
     expect(events.filter((e) => e.event === 'step').length).toBe(done.stats.steps);
   });
 
-  it('prints text and an acceptance summary; bad input exits non-zero with a message', () => {
-    const ok = cli(['generate', '--target', path.join(MODELS, 'qwen3-f32'), '--max-tokens', '5', 'hi']);
+  it('prints text and an acceptance summary; bad input exits non-zero with a message', async () => {
+    const ok = await cli(['generate', '--target', path.join(MODELS, 'qwen3-f32'), '--max-tokens', '5', 'hi']);
     expect(ok.code, ok.stderr).toBe(0);
     expect(ok.stderr).toMatch(/maxTokens: 5 tokens in 5 target steps, tau 1\.00/);
-    const bad = cli(['generate', '--target', '/nonexistent/model', 'hi']);
+    const bad = await cli(['generate', '--target', '/nonexistent/model', 'hi']);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/^dflash: cannot read \/nonexistent\/model\/config\.json/);
   });
 });
 
 describe('dflash doctor', () => {
-  it('reports the selected plugin, its versions and the devices', () => {
-    const r = cli(['doctor', '--json']);
+  it('reports the selected plugin, its versions and the devices', async () => {
+    const r = await cli(['doctor', '--json']);
     expect(r.code, r.stderr).toBe(0);
     const report = JSON.parse(r.stdout);
     expect(report.selected).toMatch(/\.so$/);
@@ -49,16 +49,16 @@ describe('dflash doctor', () => {
     expect(report.client.devices.length).toBeGreaterThan(0);
   });
 
-  it('shows the compute dtype policy of the platform, per checkpoint dtype', () => {
-    const r = cli(['doctor']);
+  it('shows the compute dtype policy of the platform, per checkpoint dtype', async () => {
+    const r = await cli(['doctor']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('compute dtype (dtype auto');
     expect(r.stdout).toContain('bf16 checkpoint kept in bf16 on cpu');
     expect(r.stdout).toContain('f16 checkpoint computed in f32 on cpu');
   });
 
-  it('lists the devices and which meshes fit a checkpoint (the engine\'s own layout)', () => {
-    const r = cli(['doctor', '--json', '--devices', '4', '--target', path.join(MODELS, 'qwen3-f32'), '--drafter', path.join(MODELS, 'qwen3-f32-dflash')]);
+  it('lists the devices and which meshes fit a checkpoint (the engine\'s own layout)', async () => {
+    const r = await cli(['doctor', '--json', '--devices', '4', '--target', path.join(MODELS, 'qwen3-f32'), '--drafter', path.join(MODELS, 'qwen3-f32-dflash')]);
     expect(r.code, r.stderr).toBe(0);
     const report = JSON.parse(r.stdout);
     expect(report.client.devices.map((d: { id: number }) => d.id)).toEqual([0, 1, 2, 3]);
@@ -67,13 +67,13 @@ describe('dflash doctor', () => {
     expect(byTp[1].dataParallel).toBe(4);
     expect(byTp[2].weightBytesPerDevice).toBeLessThan(byTp[1].weightBytesPerDevice);
     expect(byTp[4].fits).toBe(true);
-    const text = cli(['doctor', '--devices', '8', '--target', path.join(MODELS, 'qwen3-f32')]);
+    const text = await cli(['doctor', '--devices', '8', '--target', path.join(MODELS, 'qwen3-f32')]);
     expect(text.stdout).toContain("tensorParallel 8 x dataParallel 1: no — tensorParallel 8 does not divide the target's 4 attention heads");
     expect(text.stdout).toMatch(/tensorParallel 2 x dataParallel 4: [0-9.]+ GB of weights per device of [0-9.]+ GB: fits/);
     expect(() => native().meshLayout({}, undefined, 2, 'cpu', 'f32')).toThrow();
   });
 
-  it('the policy query names a bad dtype or missing arguments instead of crashing', () => {
+  it('the policy query names a bad dtype or missing arguments instead of crashing', async () => {
     expect(() => native().dtypePolicy('cpu', 'int8' as 'f32')).toThrow("dtype must be f32, bf16 or f16, got 'int8'");
     expect(() => (native().dtypePolicy as unknown as () => string)()).toThrow(/dtypePolicy\(platform: string/);
   });

@@ -1,20 +1,22 @@
 // The training tool (tools/train, JAX) end to end on tiny shapes: corpus -> tokenizer + target ->
 // DFlash drafter, the losses fall, and the saved drafter loads in dflash and keeps greedy output
 // lossless. A smoke run of the tool, not the training of the shipped pair.
-import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { describe, expect, it } from 'vitest';
 
 import { Engine } from '../lib/engine';
+import { spawnAsync } from './helpers/spawn-async';
 import { tmpDir } from './helpers/tiny-model';
 
 const ROOT = path.join(__dirname, '..');
 const PY = path.join(ROOT, '.venv-train', 'bin', 'python');
 const TRAIN = path.join(ROOT, 'tools', 'train');
 
-function py(args: string[]): string {
-  return execFileSync(PY, args, { cwd: ROOT, encoding: 'utf8', maxBuffer: 64 << 20, env: { ...process.env, PYTHONUNBUFFERED: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+async function py(args: string[]): Promise<string> {
+  const r = await spawnAsync(PY, args, { cwd: ROOT, env: { ...process.env, PYTHONUNBUFFERED: '1' } });
+  if (r.status !== 0) throw new Error(`${path.basename(args[0])} exited with ${r.status ?? r.signal}:\n${r.stderr.slice(-4000)}`);
+  return r.stdout;
 }
 
 describe('tools/train --tiny', () => {
@@ -23,11 +25,11 @@ describe('tools/train --tiny', () => {
     const dir = tmpDir('dflash-train-');
     const data = path.join(dir, 'data');
     const prompts = path.join(dir, 'prompts.jsonl');
-    py([path.join(TRAIN, 'corpus.py'), '--data', data, '--prompts', prompts, '--num-prompts', '4']);
+    await py([path.join(TRAIN, 'corpus.py'), '--data', data, '--prompts', prompts, '--num-prompts', '4']);
     const common = ['--train-text', path.join(data, 'train.txt')];
-    py([path.join(TRAIN, 'target.py'), '--tiny', '--out', path.join(dir, 'target'), '--tokenizer', path.join(dir, 'tok'),
+    await py([path.join(TRAIN, 'target.py'), '--tiny', '--out', path.join(dir, 'target'), '--tokenizer', path.join(dir, 'tok'),
       '--heldout-text', path.join(data, 'heldout.txt'), ...common]);
-    py([path.join(TRAIN, 'drafter.py'), '--tiny', '--target', path.join(dir, 'target'), '--out', path.join(dir, 'drafter'),
+    await py([path.join(TRAIN, 'drafter.py'), '--tiny', '--target', path.join(dir, 'target'), '--out', path.join(dir, 'drafter'),
       '--prompts', prompts, ...common]);
 
     for (const stage of ['target', 'drafter']) {

@@ -6,19 +6,19 @@
 // devices (tensor parallelism) each device receives half of the split weights, straight from the
 // mapped file, and loading stays within the same bound. The only heavy test file: its data is
 // built once for all its cases.
-import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { makeRandomShape } from './helpers/random-shape';
+import { spawnAsync } from './helpers/spawn-async';
 
 const CHILD = path.join(__dirname, 'helpers', 'measure-rss.js');
 let dir: string, cacheDir: string, fileBytes: number;
 
-function child(args: string[]): Record<string, any> {
-  const r = spawnSync(process.execPath, [CHILD, ...args], { encoding: 'utf8', timeout: 600_000, env: process.env });
+async function child(args: string[]): Promise<Record<string, any>> {
+  const r = await spawnAsync(process.execPath, [CHILD, ...args], { timeout: 600_000, env: process.env });
   expect(r.signal, r.stderr).toBeNull();
   expect(r.status, r.stderr).toBe(0);
   return JSON.parse(r.stdout.trim().split('\n').pop()!);
@@ -37,9 +37,9 @@ afterAll(() => {
 describe('Qwen3-0.6B shape, bf16', () => {
   let first: Record<string, any>, baseline: number;
 
-  it('loads 16-bit weights as 16-bit within 1.2x of weights + KV pool in memory, and generates within 1.3x', () => {
-    baseline = child(['baseline', dir]).baseline.peak;
-    first = child(['engine', dir, cacheDir]);
+  it('loads 16-bit weights as 16-bit within 1.2x of weights + KV pool in memory, and generates within 1.3x', async () => {
+    baseline = (await child(['baseline', dir])).baseline.peak;
+    first = await child(['engine', dir, cacheDir]);
     expect(first.dtype).toBe('bf16');
     expect(first.weightBytes).toBe(fileBytes);  // on the device exactly as in the file: no widening
     expect(first.tokens).toBe(8);
@@ -61,8 +61,8 @@ describe('Qwen3-0.6B shape, bf16', () => {
     expect(first.generated.peak - baseline, report).toBeLessThanOrEqual(1.4 * model);
   });
 
-  it('over 2 devices: each holds its half of every split weight, loaded within 1.2x of what the devices hold', () => {
-    const two = child(['mesh', dir, '2']);
+  it('over 2 devices: each holds its half of every split weight, loaded within 1.2x of what the devices hold', async () => {
+    const two = await child(['mesh', dir, '2']);
     const held = two.devices.map((d: { weightBytes: number }) => d.weightBytes);
     // Everything but the norms (a few hundred kB) is split: each device ~ half the checkpoint.
     for (const b of held) expect(b / fileBytes).toBeGreaterThan(0.5), expect(b / fileBytes).toBeLessThan(0.501);
@@ -73,8 +73,8 @@ describe('Qwen3-0.6B shape, bf16', () => {
     expect(two.loaded.peak - baseline, report).toBeLessThanOrEqual(1.2 * onDevices);
   });
 
-  it('a second start loads its programs from the disk cache', () => {
-    const second = child(['engine', dir, cacheDir]);
+  it('a second start loads its programs from the disk cache', async () => {
+    const second = await child(['engine', dir, cacheDir]);
     expect(first.compiles).toBeGreaterThan(0);
     expect(second.compiles).toBe(0);
     expect(second.diskCacheHits).toBe(first.compiles);

@@ -1,9 +1,10 @@
 // Editing copies of the fixture checkpoints at the byte level (a header rewritten, bytes appended,
 // a file cut), and running engines on them in a child process (engine-child.js), for the
 // hardening and fuzz tests (test/24..27-hardening-*).
-import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
+
+import { spawnAsync } from './spawn-async';
 
 export const ROOT = path.join(__dirname, '..', '..');
 export const DIST = path.join(ROOT, 'dist', 'lib');
@@ -65,24 +66,13 @@ export interface ChildResult {
 
 /**
  * Runs the cases in one child process (test/helpers/engine-child.js over the compiled package)
- * and returns its exit status, signal, stderr and one result per case that finished. A native
- * crash shows as `signal` (or a status other than 0) with the results before it.
+ * and resolves to its exit status, signal, stderr and one result per case that finished. A native
+ * crash shows as `signal` (or a status other than 0) with the results before it. Awaited, not
+ * waited for (see helpers/spawn-async.ts); several may run at once (processes sharing a cache).
  */
-export function runEngines(cases: ChildCase[], scratch: string, timeoutMs = 240_000) {
-  const r = spawnSync(process.execPath, childArgs(cases, scratch), { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 << 20 });
+export async function runEngines(cases: ChildCase[], scratch: string, timeoutMs = 240_000) {
+  const r = await spawnAsync(process.execPath, childArgs(cases, scratch), { timeout: timeoutMs });
   return { status: r.status, signal: r.signal, stderr: r.stderr, results: parseResults(r.stdout) };
-}
-
-/** runEngines() without waiting: several children at once (processes sharing a cache). */
-export function runEnginesAsync(cases: ChildCase[], scratch: string) {
-  return new Promise<ReturnType<typeof runEngines>>((resolve) => {
-    const child = spawn(process.execPath, childArgs(cases, scratch));
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('close', (status, signal) => resolve({ status, signal, stderr, results: parseResults(stdout) }));
-  });
 }
 
 let written = 0;
