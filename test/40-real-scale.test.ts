@@ -11,7 +11,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { makeRandomShape } from './helpers/random-shape';
+import { makeRandomShapeAsync } from './helpers/random-shape';
 import { spawnAsync } from './helpers/spawn-async';
 
 const CHILD = path.join(__dirname, 'helpers', 'measure-rss.js');
@@ -24,10 +24,10 @@ async function child(args: string[]): Promise<Record<string, any>> {
   return JSON.parse(r.stdout.trim().split('\n').pop()!);
 }
 
-beforeAll(() => {
+beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dflash-0.6b-'));
   cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dflash-0.6b-cache-'));
-  fileBytes = makeRandomShape('qwen3-0.6b', dir).tensorBytes;
+  fileBytes = (await makeRandomShapeAsync('qwen3-0.6b', dir)).tensorBytes;
 });
 afterAll(() => {
   fs.rmSync(dir, { recursive: true, force: true });

@@ -5,6 +5,8 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 
+import { spawnAsync } from './spawn-async';
+
 // The checkout's root: this file also runs compiled, from dist/test/helpers.
 const ROOT = [path.join(__dirname, '..', '..'), path.join(__dirname, '..', '..', '..')]
   .find((d) => fs.existsSync(path.join(d, 'tools', 'shapes', 'make_random.py'))) ?? path.join(__dirname, '..', '..');
@@ -18,10 +20,25 @@ function python(): string {
 /** Writes a random `shape` checkpoint (qwen3-0.6b | qwen3-4b | mini) into `out` (+ its DFlash
  *  drafter into `drafter`); returns the target's safetensors sizes and config.json. */
 export function makeRandomShape(shape: string, out: string, o: { drafter?: string; dtype?: 'bf16' | 'f32' } = {}) {
+  const r = spawnSync(python(), makeArgs(shape, out, o), { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`make_random.py --shape ${shape} failed (${r.status ?? r.signal}):\n${r.stderr}`);
+  return describe(out);
+}
+
+/** makeRandomShape() without blocking the event loop (a test worker's must keep answering). */
+export async function makeRandomShapeAsync(shape: string, out: string, o: { drafter?: string; dtype?: 'bf16' | 'f32' } = {}) {
+  const r = await spawnAsync(python(), makeArgs(shape, out, o));
+  if (r.status !== 0) throw new Error(`make_random.py --shape ${shape} failed (${r.status ?? r.signal}):\n${r.stderr}`);
+  return describe(out);
+}
+
+function makeArgs(shape: string, out: string, o: { drafter?: string; dtype?: 'bf16' | 'f32' }): string[] {
   const args = [path.join(ROOT, 'tools', 'shapes', 'make_random.py'), '--shape', shape, '--out', out, '--dtype', o.dtype ?? 'bf16'];
   if (o.drafter) args.push('--drafter', o.drafter);
-  const r = spawnSync(python(), args, { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`make_random.py --shape ${shape} failed (${r.status ?? r.signal}):\n${r.stderr}`);
+  return args;
+}
+
+function describe(out: string) {
   const file = path.join(out, 'model.safetensors');
   const fd = fs.openSync(file, 'r');
   const len = Buffer.alloc(8);
