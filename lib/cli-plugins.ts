@@ -13,6 +13,7 @@ import { describeMeshPlan, MeshPlan, planMeshes } from './mesh-plan';
 import type { DeviceInfo } from './native';
 import { installPlugin, InstallKind, RECIPES } from './plugin-install';
 import { findPlugin, summarizeSources } from './plugins';
+import { describeProgramPlan, planServingPrograms, ProgramPlan } from './serving-plan';
 
 type Args = { _: string[]; [k: string]: string | boolean | string[] };
 
@@ -33,8 +34,16 @@ export async function doctor(args: Args): Promise<void> {
       plan = { error: (e as Error).message };
     }
   }
+  let programs: ProgramPlan | { error: string } | undefined;
+  if (args.target) {
+    try {
+      programs = planServingPrograms(args as Parameters<typeof planServingPrograms>[0]);
+    } catch (e) {
+      programs = { error: (e as Error).message };
+    }
+  }
   if (args.json) {
-    console.log(JSON.stringify({ ...report, meshes: plan }, null, 2));
+    console.log(JSON.stringify({ ...report, meshes: plan, programs }, null, 2));
     return;
   }
   const out: string[] = [];
@@ -79,7 +88,9 @@ export async function doctor(args: Args): Promise<void> {
   if (plan && 'error' in plan) out.push('', `meshes for ${args.target}: ${plan.error}`);
   else if (plan) out.push('', `meshes for ${args.target}${args.drafter ? ` + ${args.drafter}` : ''} on these ${client?.devices?.length} device(s):`, ...describeMeshPlan(plan));
   else if (!args.target) out.push('', 'meshes: `dflash doctor --target DIR [--drafter DIR]` shows which tensorParallel x dataParallel fit a checkpoint' +
-    (client?.platformName === 'cpu' ? ' (--devices N: as N virtual CPU devices)' : ''));
+    (client?.platformName === 'cpu' ? ' (--devices N: as N virtual CPU devices)' : '') + ', and the programs `dflash serve` precompiles for it');
+  if (programs && 'error' in programs) out.push('', `programs for ${args.target}: ${programs.error}`);
+  else if (programs) out.push('', `programs \`dflash serve\` precompiles for ${args.target}${args.drafter ? ` + ${args.drafter}` : ''}:`, ...describeProgramPlan(programs));
   console.log(out.join('\n'));
 }
 

@@ -65,7 +65,7 @@ function mb(bytes: number): string {
 /** engine.precompile() for the command line: a progress bar on a terminal, else one line at the
  *  end; returns the program count and the seconds it took. `onProgress` sees every step, bar or
  *  not (programs done of total). */
-export async function precompileWithProgress(engine: Engine, context: number, show: boolean, grammar = false,
+export async function precompileWithProgress(engine: Engine, context: number, show: boolean,
   onProgress?: (p: { done: number; total: number }) => void): Promise<{ programs: number; seconds: number }> {
   const t0 = performance.now();
   const bar = show && process.stderr.isTTY
@@ -75,7 +75,6 @@ export async function precompileWithProgress(engine: Engine, context: number, sh
   try {
     const r = await engine.precompile({
       context,
-      grammar,
       onProgress: ({ done, total }) => {
         onProgress?.({ done, total });
         if (!bar) return;

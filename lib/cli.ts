@@ -35,7 +35,8 @@ ${PRECOMPILE_HELP}
   dflash doctor [--plugin PATH] [--verbose | --json] [--target DIR [--drafter DIR]] [--devices N]
       plugin discovery (one line per source; --verbose: every path), versions, devices (kind, memory), compute dtype
       per checkpoint dtype; with --target, the tensorParallel x dataParallel meshes that fit the checkpoint
-      (--devices N: the CPU plugin as N virtual devices)
+      (--devices N: the CPU plugin as N virtual devices) and the programs \`dflash serve\` precompiles for it
+      (with serve's --max-sequences, --max-seq-len, --precompile-context)
   dflash install-plugin cpu|cuda|tpu [--force] [--no-cuda-libs] [--index-url URL] [--dir DIR]
       fetch a pinned PJRT plugin (no Python needed) into ~/.cache/dflash/plugins
       ($DFLASH_CACHE_DIR/plugins or $XDG_CACHE_HOME/dflash/plugins when set)`;
@@ -56,12 +57,13 @@ const COMMANDS: Record<string, ParseArgsConfig['options']> = {
     target: serveOptions.target, drafter: serveOptions.drafter, plugin: serveOptions.plugin, queue: serveOptions.queue,
     'max-sequences': serveOptions['max-sequences'], 'max-seq-len': serveOptions['max-seq-len'],
     'tensor-parallel-size': serveOptions['tensor-parallel-size'], 'data-parallel-size': serveOptions['data-parallel-size'],
-    'precompile-context': serveOptions['precompile-context'], 'precompile-grammar': serveOptions['precompile-grammar'],
+    'precompile-context': serveOptions['precompile-context'],
     'cache-dir': { type: 'string' },
   },
   doctor: {
     plugin: { type: 'string' }, verbose: { type: 'boolean' }, json: { type: 'boolean' }, target: { type: 'string' }, drafter: { type: 'string' },
-    devices: { type: 'string' },
+    devices: { type: 'string' }, 'max-sequences': serveOptions['max-sequences'], 'max-seq-len': serveOptions['max-seq-len'],
+    'precompile-context': serveOptions['precompile-context'],
   },
   'install-plugin': {
     force: { type: 'boolean' }, 'no-cuda-libs': { type: 'boolean' }, 'index-url': { type: 'string' }, dir: { type: 'string' },

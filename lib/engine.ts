@@ -122,17 +122,16 @@ export class Engine extends (EventEmitter as new () => TypedEmitter<EngineEvents
 
   /** Compiles — or, with the disk cache, loads — every program a server runs for sequences of up
    *  to `context` tokens (default maxSeqLen) with up to maxSequences streams at once: prefill
-   *  chunks, plain decode, the verify of a full block and the drafts around it (greedy and
-   *  sampled rows share them; with `grammar`, also the verifies of batches with structured-output
-   *  rows); so the first requests neither wait for compiles nor run on the small fallback
+   *  chunks, plain decode, the verify of a full block and the drafts around it (greedy, sampled
+   *  and grammar-constrained rows share them); so the first requests neither wait for compiles nor run on the small fallback
    *  buckets. The set does not grow with `context` past the largest prefill chunk: every program
    *  reads as many KV pages as its rows reach. `dflash serve` runs it before it reports ready.
    *  Resolves with the program count. */
-  precompile(options: { context?: number; grammar?: boolean; onProgress?: (p: { done: number; total: number }) => void } = {}): Promise<{ programs: number }> {
+  precompile(options: { context?: number; onProgress?: (p: { done: number; total: number }) => void } = {}): Promise<{ programs: number }> {
     if (this.disposed) throw new Error('Engine is disposed');
-    const { onProgress, ...rest } = options;
-    const context = rest.context ?? this.engine.stats().maxSeqLen;
-    return this.engine.precompile({ ...rest, context }, onProgress && ((p) => onProgress({ done: p.done, total: p.total })));
+    const { onProgress } = options;
+    const context = options.context ?? this.engine.stats().maxSeqLen;
+    return this.engine.precompile({ context }, onProgress && ((p) => onProgress({ done: p.done, total: p.total })));
   }
 
   /** @internal the native engine, for tests and benchmarks (lib/internal/probe.ts). */

@@ -155,8 +155,10 @@ export interface NativeEngineStats {
   /** Compiled programs: `loaded` now (every replica), `servingSet` the programs precompile()
    *  makes for maxSeqLen-token sequences (one replica; it does not grow with the context), and the
    *  process's memory maps (`processMaps`, each loaded executable holds some) against the system's
-   *  limit (`mapLimit`, vm.max_map_count; 0 where unknown). */
-  programs: { loaded: number; servingSet: number; processMaps: number; mapLimit: number };
+   *  limit (`mapLimit`, vm.max_map_count; 0 where unknown); `maskBuffers`: the all-ones token
+   *  masks kept on the device for verifies that no grammar constrains (one per rows x block
+   *  bucket in use, every replica). */
+  programs: { loaded: number; servingSet: number; processMaps: number; mapLimit: number; maskBuffers: number };
   /** The devices in use: `dataParallel` replicas of `tensorParallel` devices each. Counters and
    *  sequence counts above are summed over the replicas; weightBytes, kvCacheBytes and pageBytes
    *  are one replica's model and pool (over all its devices). */
@@ -185,7 +187,7 @@ export interface NativeEngine {
   submit(prompt: Int32Array, options: Record<string, unknown>, grammar?: { kind: string; text: string }): number;
   cancel(id: number): void;
   stats(): NativeEngineStats;
-  precompile(options: { context: number; grammar?: boolean },
+  precompile(options: { context: number },
     onProgress?: (p: { phase: 'precompile'; done: number; total: number }) => void): Promise<{ programs: number }>;
   /** Stops the scheduler; resolves once the device memory is released. */
   dispose(): Promise<void>;
@@ -206,7 +208,7 @@ export interface OptionSchema {
 export interface NativeInternal {
   scoreLogits(engine: NativeEngine, batch: Int32Array[], hiddenLayers?: number[]): Promise<{ logits: Float32Array[]; hidden?: Float32Array[] }>;
   draftLogits(engine: NativeEngine, features: Float32Array, rows: number, lastToken: number, blockSize: number): Promise<{ logits: Float32Array; draft: Int32Array }>;
-  timeVerify(engine: NativeEngine, rows: number, k: number, context: number, reps: number): Promise<number>;
+  timeVerify(engine: NativeEngine, rows: number, k: number, context: number, reps: number, mask?: string): Promise<number>;
   timeDraft(engine: NativeEngine, rows: number, block: number, context: number, reps: number): Promise<number>;
   timeCollectives(engine: NativeEngine, rows: number, k: number, reps: number): Promise<number>;
 }
@@ -224,6 +226,9 @@ export interface NativeAddon {
    *  not split over that many devices. */
   meshLayout(target: Record<string, unknown>, drafter: Record<string, unknown> | undefined, tensorParallel: number, platform: string,
     checkpointDtype: 'f32' | 'bf16' | 'f16'): { dtype: string; weightBytes: number; kvHeads: number; splitVocab: boolean; kvBytesPerToken: number };
+  /** The programs precompile() makes for these engine options, a resolved maxSeqLen, the
+   *  drafter's block (0: none) and a context (engine/serving_plan.h). */
+  servingPlan(options: Record<string, unknown>, maxSeqLen: number, block: number, context: number): { kind: string; rows: number; tokens: number; block: number; text: string }[];
   /** Throws the schema's error for a bad generate() option (the same check submit() runs). */
   validateRequestOptions(options: Record<string, unknown>): void;
   internal: NativeInternal;

@@ -13,7 +13,7 @@ export async function precompileCommand(v: Parameters<typeof serveEngineOptions>
   const engine = await loadWithProgress({ ...loadOptions, ...(cacheDir ? { cacheDir } : {}) }, true);
   try {
     const before = engine.stats();
-    const { programs } = await precompileWithProgress(engine, precompileContext, true, v['precompile-grammar'] === true);
+    const { programs } = await precompileWithProgress(engine, precompileContext, true);
     const st = engine.stats();
     process.stderr.write(`dflash precompile: ${programs} programs for ${precompileContext}-token sequences ` +
       `(${st.compiles - before.compiles} compiled now, ${st.diskCacheHits} loaded from the cache) in ` +

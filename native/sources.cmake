@@ -43,6 +43,7 @@ set(DFLASH_CORE_SOURCES
   native/engine/iteration.cc
   native/engine/prefix_reuse.cc
   native/engine/constrain.cc
+  native/engine/serving_plan.cc
   native/engine/precompile.cc
   native/engine/probe.cc
   native/engine/engine.cc

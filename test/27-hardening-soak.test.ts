@@ -63,14 +63,15 @@ async function one(engine: Engine, k: number, draw: () => number): Promise<strin
 }
 
 /** Every counter that must return to its value at rest. Executables are counted apart from the
- *  programs compiled: a new shape bucket (rows, context, block) legitimately adds one to the
- *  program cache, and nothing else may. */
+ *  programs compiled, buffers apart from the all-ones token masks: a new shape bucket (rows,
+ *  block) legitimately adds one of each, and nothing else may. */
 async function atRest(engine: Engine) {
-  const { executables, ...objects } = await settledLiveObjects();
+  const { executables, buffers, ...objects } = await settledLiveObjects();
   const s = engine.stats();
   return {
     running: s.runningSequences, queued: s.queuedSequences, freePages: s.freePages, totalPages: s.totalPages,
-    streams: (engine as unknown as { live: Map<number, unknown> }).live.size, objects, executablesBeyondPrograms: executables - s.compiles - s.diskCacheHits,
+    streams: (engine as unknown as { live: Map<number, unknown> }).live.size, objects,
+    executablesBeyondPrograms: executables - s.compiles - s.diskCacheHits, buffersBeyondMasks: buffers - s.programs.maskBuffers,
   };
 }
 

@@ -1,5 +1,6 @@
 // The command line: `dflash generate` (human and --json output) and `dflash doctor`, run as a
 // child process from the compiled package (dist/, built by `npm install` / `npm test`).
+import * as fs from 'fs';
 import * as path from 'path';
 import { describe, expect, it } from 'vitest';
 
@@ -71,6 +72,31 @@ describe('dflash doctor', () => {
     expect(text.stdout).toContain("tensorParallel 8 x dataParallel 1: no — tensorParallel 8 does not divide the target's 4 attention heads");
     expect(text.stdout).toMatch(/tensorParallel 2 x dataParallel 4: [0-9.]+ GB of weights per device of [0-9.]+ GB: fits/);
     expect(() => native().meshLayout({}, undefined, 2, 'cpu', 'f32')).toThrow();
+  });
+
+  it('reports the programs `dflash serve` precompiles for the checkpoint and serve\'s options', async () => {
+    const drafter = JSON.parse(fs.readFileSync(path.join(MODELS, 'qwen3-f32-dflash', 'config.json'), 'utf8'));
+    const args = ['--target', path.join(MODELS, 'qwen3-f32'), '--drafter', path.join(MODELS, 'qwen3-f32-dflash')];
+    const plan = async (extra: string[]) => {
+      const r = await cli(['doctor', '--json', ...args, ...extra]);
+      expect(r.code, r.stderr).toBe(0);
+      return JSON.parse(r.stdout).programs as { maxSequences: number; context: number; programs: { kind: string; rows: number; tokens: number }[] };
+    };
+    const dflt = await plan([]);
+    expect(dflt).toMatchObject({ maxSequences: 4, context: 2048, block: drafter.block_size });
+    // serve's defaults: prefill chunks 16..256 (each with its drafter context), rows 1, 2, 4 x
+    // (decode, verify of a block, two drafts).
+    expect(dflt.programs.filter((p) => p.kind === 'prefill').map((p) => p.tokens)).toEqual([16, 32, 64, 128, 256]);
+    expect(dflt.programs.filter((p) => p.kind === 'verify').map((p) => [p.rows, p.tokens])).toEqual([1, 2, 4].map((r) => [r, drafter.block_size]));
+    expect(dflt.programs).toHaveLength(22);
+    // The context does not add programs; the rows buckets do.
+    expect((await plan(['--max-seq-len', '32768'])).programs).toHaveLength(22);
+    expect((await plan(['--max-sequences', '16'])).programs).toHaveLength(22 + 2 * 4);
+    const text = await cli(['doctor', ...args, '--precompile-context', '40']);
+    expect(text.stdout).toMatch(/^ {2}18 programs, for 4 sequences of up to 40 tokens/m);
+    expect(text.stdout).toContain('prefill chunks of 16, 32, 64 tokens');
+    const bad = await cli(['doctor', ...args, '--max-sequences', '0']);
+    expect(bad.stdout).toMatch(/programs for .+: --max-sequences must be/);
   });
 
   it('the policy query names a bad dtype or missing arguments instead of crashing', async () => {

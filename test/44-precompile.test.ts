@@ -1,14 +1,15 @@
 // Ready means fast: engine.precompile() compiles every program the scheduler asks for with up to
 // maxSequences streams of up to `context` tokens — prefill chunks, plain decode, full blocks and
 // their drafts, greedy and sampled — so a burst of such requests compiles nothing more; a second
-// engine on the same disk cache loads them all instead of compiling. With `grammar`, the verifies of
-// batches with structured-output rows are ready too.
+// engine on the same disk cache loads them all instead of compiling. Structured-output rows share
+// the same verifies (every verify takes a token mask: all ones for free rows).
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { Engine } from '../lib/engine';
+import { native } from '../lib/native';
 
 const MODELS = path.join(__dirname, 'fixtures', 'models');
 const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dflash-precompile-'));
@@ -27,6 +28,10 @@ describe('precompile', () => {
       const r = await engine.precompile({ context: 64, onProgress: (p) => seen.push(p.done) });
       expect(r.programs).toBeGreaterThan(10);
       expect(seen[seen.length - 1]).toBe(r.programs);
+      // The device-free plan `dflash doctor` prints is the set the engine compiled.
+      const plan = native().servingPlan({ maxSequences: opts.maxSequences, maxSeqLen: opts.maxSeqLen }, opts.maxSeqLen, engine.config.drafter!.blockSize, 64);
+      expect(plan).toHaveLength(r.programs);
+      expect(engine.stats().programs.servingSet).toBe(native().servingPlan({ maxSequences: 4 }, opts.maxSeqLen, engine.config.drafter!.blockSize, opts.maxSeqLen).length);
       const compiled = engine.stats().compiles;
       expect(compiled).toBe(r.programs);
       const prompts = [[1, 2, 3], Array.from({ length: 30 }, (_, i) => i + 5), [7, 8], Array.from({ length: 17 }, (_, i) => 200 - i)];
@@ -40,10 +45,10 @@ describe('precompile', () => {
     }
   });
 
-  it('with grammar: batches mixing structured-output rows compile nothing either', async () => {
+  it('batches mixing structured-output rows run the same programs: nothing more compiles', async () => {
     const engine = await Engine.load({ ...opts, cacheDir: false });
     try {
-      const r = await engine.precompile({ context: 64, grammar: true });
+      const r = await engine.precompile({ context: 64 });
       const compiled = engine.stats().compiles;
       expect(compiled).toBe(r.programs);
       const grammar = { regex: '(.|\\n){0,200}' };
@@ -52,6 +57,13 @@ describe('precompile', () => {
           engine.generate([3 + i, 4, 5], i === 0 ? { maxTokens: 20, grammar } : i === 1 ? { maxTokens: 20, temperature: 0.8, seed: 1, grammar } : { maxTokens: 20 }).done()));
       expect(engine.stats().grammarRows).toBeGreaterThan(0);
       expect(engine.stats().compiles).toBe(compiled);
+      // Free batches send all-ones masks: one per (rows, block) bucket they ran, kept, not re-sent.
+      await engine.generate([3, 4, 5], { maxTokens: 20 }).done();
+      const masks = engine.stats().programs.maskBuffers;
+      expect(masks).toBeGreaterThan(0);
+      expect(masks).toBeLessThanOrEqual(r.programs);
+      await engine.generate([3, 4, 5], { maxTokens: 20 }).done();
+      expect(engine.stats().programs.maskBuffers).toBe(masks);
     } finally {
       await engine.close();
     }

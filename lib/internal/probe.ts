@@ -13,9 +13,12 @@ export function draftLogits(engine: Engine, features: Float32Array, rows: number
   return native().internal.draftLogits(engine.nativeEngine, features, rows, lastToken, blockSize);
 }
 
-/** Median seconds of one verify execution (+ its host transfer): `rows` rows of `k` tokens after `context`. */
-export function timeVerify(engine: Engine, k: number, context: number, reps: number, rows = 1) {
-  return native().internal.timeVerify(engine.nativeEngine, rows, k, context, reps);
+/** Median seconds of one verify execution (+ its host transfer): `rows` rows of `k` tokens after
+ *  `context`. `mask`: the token mask of a batch no grammar constrains ('allow-all', as serving
+ *  runs it), one that refuses every other token ('constrained'), or a program without the input
+ *  ('none': what the shared program costs free batches). */
+export function timeVerify(engine: Engine, k: number, context: number, reps: number, rows = 1, mask: 'allow-all' | 'constrained' | 'none' = 'allow-all') {
+  return native().internal.timeVerify(engine.nativeEngine, rows, k, context, reps, mask);
 }
 
 /** Median seconds of one drafter execution: `rows` rows drafting `block` tokens after `context`. */

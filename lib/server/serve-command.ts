@@ -21,8 +21,6 @@ export const SERVE_HELP = `  dflash serve --target DIR [--drafter DIR] [options]
       --precompile-context N    before it is ready, compile every program sequences of up to N tokens
                                 need (default: --max-seq-len); /health answers 503 until then
       --no-precompile           ready at once; programs compile on first use (in the background)
-      --precompile-grammar      also precompile the verifies of structured output / tool_choice
-                                requests (about 1.5x the programs); else they compile on first use
       --log-level L             fatal, error, warn, info, debug (default warn)
       --plugin PATH             PJRT plugin to use (default: discovered)`;
 
@@ -30,7 +28,7 @@ export const PRECOMPILE_HELP = `  dflash precompile --target DIR [--drafter DIR]
       compile every program \`dflash serve\` with the same options runs into the disk cache (--cache-dir, default
       $DFLASH_CACHE_DIR or ~/.cache/dflash/programs), e.g. in a container build; a server started on it compiles
       nothing. Takes --max-sequences, --max-seq-len, --queue, --tensor-parallel-size, --data-parallel-size,
-      --precompile-context, --precompile-grammar, --plugin as serve does`;
+      --precompile-context, --plugin as serve does`;
 
 export const serveOptions = {
   target: { type: 'string' },
@@ -49,10 +47,9 @@ export const serveOptions = {
   'log-level': { type: 'string' },
   'precompile-context': { type: 'string' },
   'no-precompile': { type: 'boolean' },
-  'precompile-grammar': { type: 'boolean' },
 } as const;
 
-type Flags = 'no-precompile' | 'precompile-grammar';
+type Flags = 'no-precompile';
 
 type Values = { [K in Exclude<keyof typeof serveOptions, Flags>]?: string } & { [K in Flags]?: boolean };
 
@@ -117,7 +114,7 @@ export async function serve(v: Values): Promise<void> {
   const { precompileWithProgress } = await import('../cli-progress');
   const compiled = { done: 0, total: 0 };
   const precompiled = v['no-precompile'] ? undefined
-    : precompileWithProgress(engine, precompileContext, true, v['precompile-grammar'] === true, (p) => Object.assign(compiled, p));
+    : precompileWithProgress(engine, precompileContext, true, (p) => Object.assign(compiled, p));
   let precompiling = precompiled !== undefined;
   precompiled?.then(() => { precompiling = false; }, () => { precompiling = false; });
   const server = createServer(engine, {

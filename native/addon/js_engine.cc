@@ -245,21 +245,20 @@ Napi::Value JsEngine::Load(const Napi::CallbackInfo& info) {
   return p->promise();
 }
 
-// precompile({ context, grammar }, onProgress?) -> Promise<{ programs }>: onProgress({
+// precompile({ context }, onProgress?) -> Promise<{ programs }>: onProgress({
 // phase: 'precompile', done, total }) after each program (compile and disk-cache events come as
 // the engine's 'program' events).
 Napi::Value JsEngine::Precompile(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto eng = Get(env);
-  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "precompile({ context, grammar }, onProgress?)");
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "precompile({ context }, onProgress?)");
   auto o = info[0].As<Napi::Object>();
   const int64_t context = o.Get("context").IsNumber() ? o.Get("context").As<Napi::Number>().Int64Value() : 0;
   if (context < 1) throw Napi::RangeError::New(env, "precompile: context must be a number of tokens >= 1");
-  const bool grammar = o.Get("grammar").IsBoolean() && o.Get("grammar").As<Napi::Boolean>().Value();
   Napi::Function cb = info.Length() > 1 && info[1].IsFunction() ? info[1].As<Napi::Function>() : Napi::Function();
   auto p = AsyncPromise::Create(env, cb, "dflash-precompile");
   eng->Precompile(
-      context, grammar,
+      context,
       [p](size_t done, size_t total) {
         p->Progress([done, total](Napi::Env env, Napi::Function fn) {
           auto ev = Napi::Object::New(env);

@@ -100,6 +100,7 @@ Napi::Object EngineStatsToJs(Napi::Env env, const engine::EngineStats& s) {
   programs.Set("servingSet", static_cast<double>(s.serving_programs));
   programs.Set("processMaps", static_cast<double>(s.process_maps));
   programs.Set("mapLimit", static_cast<double>(s.map_limit));
+  programs.Set("maskBuffers", static_cast<double>(s.mask_buffers));
   o.Set("programs", programs);
   // The mesh: replicas of tensorParallel devices each, and what every device holds.
   auto mesh = Napi::Object::New(env);

@@ -98,10 +98,19 @@ Napi::Value TimeProgram(const Napi::CallbackInfo& info, bool verify) {
   auto eng = EngineArg(info);
   const int32_t rows = IntArg(info, 1, "rows"), size = IntArg(info, 2, verify ? "k" : "block");
   const int32_t context = IntArg(info, 3, "context"), reps = IntArg(info, 4, "reps");
+  // timeVerify's token mask (probe.h): "allow-all" (default), "constrained" or "none".
+  using engine::probe::VerifyMask;
+  VerifyMask mask = VerifyMask::kAllowAll;
+  if (verify && info.Length() > 5 && info[5].IsString()) {
+    const std::string m = info[5].As<Napi::String>().Utf8Value();
+    if (m == "constrained") mask = VerifyMask::kConstrained;
+    else if (m == "none") mask = VerifyMask::kNoInput;
+    else if (m != "allow-all") throw Napi::RangeError::New(env, "timeVerify: mask must be \"allow-all\", \"constrained\" or \"none\", not \"" + m + "\"");
+  }
   return Run<double>(
       env, eng,
       [=](engine::Runtime& rt) {
-        return verify ? engine::probe::TimeVerify(rt, rows, size, context, reps) : engine::probe::TimeDraft(rt, rows, size, context, reps);
+        return verify ? engine::probe::TimeVerify(rt, rows, size, context, reps, mask) : engine::probe::TimeDraft(rt, rows, size, context, reps);
       },
       [](Napi::Env env, const double& s) -> Napi::Value { return Napi::Number::New(env, s); });
 }

@@ -8,6 +8,7 @@
 #include "engine/dtype_policy.h"
 #include "engine/kv_pool.h"
 #include "engine/options.h"
+#include "engine/serving_plan.h"
 #include "models/drafter.h"
 #include "models/parallel.h"
 #include "models/target.h"
@@ -73,6 +74,38 @@ void InitQueries(Napi::Env env, Napi::Object exports) {
                   o.Set("splitVocab", layout.split_vocab);
                   o.Set("kvBytesPerToken", static_cast<double>(engine::KvPool::PageBytes(target, drafter ? &*drafter : nullptr, n, 1, tp)));
                   return o;
+                });
+              }));
+  // servingPlan(options, maxSeqLen, block, context) -> the programs precompile() makes for these
+  // engine options (defaults filled as Engine.load fills them), a resolved maxSeqLen, the
+  // drafter's block (0: none) and a context <= maxSeqLen: [{ kind, rows, tokens, block, text }].
+  exports.Set("servingPlan", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+                Napi::Env env = info.Env();
+                if (info.Length() < 4 || !info[1].IsNumber() || !info[2].IsNumber() || !info[3].IsNumber())
+                  throw Napi::TypeError::New(env, "servingPlan(options: object, maxSeqLen: number, block: number, context: number)");
+                return Guard(env, [&]() -> Napi::Value {
+                  const auto opt = SchemaChecked(env, [&] { return engine::ParseEngineOptions(OptionMap(env, info[0], "servingPlan"), "servingPlan"); });
+                  engine::ServingPlanOptions p;
+                  p.max_seq_len = info[1].As<Napi::Number>().Int64Value();
+                  p.block = info[2].As<Napi::Number>().Int64Value();
+                  p.context = info[3].As<Napi::Number>().Int64Value();
+                  p.max_sequences = opt.max_sequences;
+                  p.prefill_chunk = opt.prefill_chunk;
+                  if (p.max_seq_len < 2 || p.block < 0 || p.context < 1)
+                    throw Napi::RangeError::New(env, "servingPlan: maxSeqLen >= 2, block >= 0, context >= 1");
+                  static const char* kKinds[] = {"prefill", "prefill-context", "decode", "verify", "draft"};
+                  const auto plan = engine::ServingPlan(p);
+                  auto arr = Napi::Array::New(env, plan.size());
+                  for (size_t i = 0; i < plan.size(); ++i) {
+                    auto o = Napi::Object::New(env);
+                    o.Set("kind", kKinds[static_cast<int>(plan[i].kind)]);
+                    o.Set("rows", static_cast<double>(plan[i].rows));
+                    o.Set("tokens", static_cast<double>(plan[i].tokens));
+                    o.Set("block", static_cast<double>(plan[i].block));
+                    o.Set("text", plan[i].Describe());
+                    arr.Set(static_cast<uint32_t>(i), o);
+                  }
+                  return arr;
                 });
               }));
 }

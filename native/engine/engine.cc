@@ -135,7 +135,7 @@ void Engine::Load(std::vector<TensorSource> target, std::vector<TensorSource> dr
   }
 }
 
-void Engine::Precompile(int64_t context, bool grammar, std::function<void(size_t, size_t)> progress,
+void Engine::Precompile(int64_t context, std::function<void(size_t, size_t)> progress,
                         std::function<void(size_t, const std::string&)> done) {
   struct Join {
     std::mutex mu;
@@ -149,7 +149,7 @@ void Engine::Precompile(int64_t context, bool grammar, std::function<void(size_t
       std::string error;
       size_t programs = 0;
       try {
-        const auto shapes = rt.ServingShapes(context, grammar);
+        const auto shapes = rt.ServingShapes(context);
         programs = shapes.size();
         rt.Precompile(shapes, r == 0 ? progress : nullptr);
       } catch (const std::exception& e) {
@@ -250,6 +250,7 @@ EngineStats Engine::Stats() const {
     s.scheduler.disk_hits += rt.programs().disk_hits();
     s.scheduler.disk_rejects += rt.programs().disk_rejects();
     s.programs_loaded += static_cast<int64_t>(rt.programs().size());
+    s.mask_buffers += rt.mask_buffers();
     ReplicaStats rs;
     rs.device_ids = rt.mesh().ids();
     rs.running = one.running, rs.queued = one.queued, rs.free_pages = one.free_pages, rs.total_pages = one.total_pages;

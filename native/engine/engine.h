@@ -43,8 +43,9 @@ struct EngineStats {
   int32_t tensor_parallel = 1, data_parallel = 1;
   std::vector<ReplicaStats> replicas;
   // Programs: loaded now (every replica), the set precompile() makes for maxSeqLen (one replica),
-  // and the process's memory maps against the system's limit (each loaded executable holds some).
-  int64_t programs_loaded = 0, serving_programs = 0, process_maps = 0, map_limit = 0;
+  // and the process's memory maps against the system's limit (each loaded executable holds some);
+  // the all-ones token masks kept for the verifies of unconstrained batches (every replica).
+  int64_t programs_loaded = 0, serving_programs = 0, process_maps = 0, map_limit = 0, mask_buffers = 0;
 };
 
 struct LoadResult {
@@ -74,7 +75,7 @@ class Engine {
   // Compiles (or loads from the disk cache) what a server runs for sequences of up to `context`
   // tokens (Runtime::ServingShapes) on every replica; progress is replica 0's; `done` once, after
   // the last replica, with the number of programs and the first error.
-  void Precompile(int64_t context, bool grammar, std::function<void(size_t done, size_t total)> progress,
+  void Precompile(int64_t context, std::function<void(size_t done, size_t total)> progress,
                   std::function<void(size_t programs, const std::string& error)> done);
 
   // Queues the request on the least loaded replica; returns its id. `grammar` (or null)

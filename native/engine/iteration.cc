@@ -223,18 +223,17 @@ void Scheduler::RunDecode(const std::vector<Sequence*>& planned) {
     // A block is "ready" when this iteration's draft at it and the next verify at it are both
     // compiled; a better one that is not gets compiled in the background meanwhile.
     int64_t max_pos = 0, live = 0, logprobs = -1;
-    bool any_sampling = false, any_grammar = false;
+    bool any_sampling = false;
     for (size_t r = 0; r < rows.size(); ++r) {
       if (!continues[r]) continue;
       ++live;
       max_pos = std::max<int64_t>(max_pos, rows[r]->kv_len + n[r]);
       any_sampling |= rows[r]->sampling;
-      any_grammar |= rows[r]->grammar != nullptr;
       logprobs = std::max<int64_t>(logprobs, rows[r]->opts.logprobs);
     }
     // (A block of 1 runs no drafter: only its verify has to be ready.)
     auto draft_shape = [&](int32_t b) { return rt_->DraftShapeFor(static_cast<int64_t>(rows.size()), k, b, max_pos); };
-    auto verify_shape = [&](int32_t b) { return rt_->VerifyShape(live, b, max_pos + b, logprobs, any_grammar); };
+    auto verify_shape = [&](int32_t b) { return rt_->VerifyShape(live, b, max_pos + b, logprobs); };
     next = policy_.Choose(
         bucket, caps, stats,
         [&](int32_t b) { return rt_->Ready(verify_shape(b)) && (b == 1 || rt_->Ready(draft_shape(b))); },
@@ -243,7 +242,7 @@ void Scheduler::RunDecode(const std::vector<Sequence*>& planned) {
           if (b > 1) rt_->Prefetch(draft_shape(b));
         });
     for (Sequence* s : rows) s->pending_block = 0;  // consumed by this verify; Draft sets the next
-    Anticipate(live, next, max_pos + next, logprobs, any_grammar);
+    Anticipate(live, next, max_pos + next, logprobs);
     if (next >= 2) Draft(rows, committed, n, continues, next, k);
     // next == 1: plain steps run no drafter; the context catches up before the next block.
   }
@@ -304,13 +303,13 @@ void Scheduler::Draft(const std::vector<Sequence*>& rows, const std::vector<std:
   }
 }
 
-void Scheduler::Anticipate(int64_t rows, int32_t block, int64_t max_position, int64_t logprobs, bool any_grammar) {
+void Scheduler::Anticipate(int64_t rows, int32_t block, int64_t max_position, int64_t logprobs) {
   // Compile in the background what the next iterations will probably need, before they need it:
   // the next rows bucket while requests wait for admission. (Longer contexts need nothing: every
   // program reads as many pages as its rows reach, models/paged_attention.h.)
   const int64_t bucket = NextPow2(rows);
   if (waiting_.empty() || bucket >= NextPow2(rt_->options().max_sequences)) return;
-  rt_->Prefetch(rt_->VerifyShape(2 * bucket, block, max_position, logprobs, any_grammar));
+  rt_->Prefetch(rt_->VerifyShape(2 * bucket, block, max_position, logprobs));
   rt_->Prefetch(rt_->DraftShapeFor(2 * bucket, block, block, max_position));
 }
 

@@ -13,34 +13,25 @@
 
 namespace dflash::engine {
 
-std::vector<ProgramShape> Runtime::ServingShapes(int64_t context, bool grammar) const {
+std::vector<ProgramShape> Runtime::ServingShapes(int64_t context) const {
   std::vector<ProgramShape> out;
   std::set<std::string> seen;
   auto add = [&](const ProgramShape& p) {
     const std::string key = p.score ? p.score->Key() : p.draft->Key();
     if (seen.insert(key).second) out.push_back(p);
   };
-  context = std::clamp<int64_t>(context, 1, max_seq_len_);
   // Every program reads its rows' pages in a loop bounded by the data (models/paged_attention.h):
   // one table width serves every context, so the positions only bound the prefill chunks.
-  const int64_t pos = context - 1;
-  const bool spec = drafter_.has_value();
-  const int32_t B = max_block();
-  // A chunk of bucket k holds more than k / 2 tokens: it reaches past position k / 2.
-  for (int64_t k = prefill_bucket(1); k <= prefill_bucket(opt_.prefill_chunk) && (k == prefill_bucket(1) || k / 2 <= pos); k *= 2) {
-    add({PrefillShape(k, pos), std::nullopt});
-    if (spec) add({std::nullopt, DraftShapeFor(1, k, 0, pos)});  // the drafter's context of the chunk
-  }
-  // Greedy and sampled rows share every program (the sampling math is skipped at run time when
-  // no row samples); only grammar-constrained batches take programs of their own (token masks).
-  for (int64_t rows = 1; rows <= NextPow2(opt_.max_sequences); rows *= 2) {
-    for (const bool g : {false, grammar}) {
-      add({VerifyShape(rows, 1, pos, -1, g), std::nullopt});  // plain decoding
-      if (spec) add({VerifyShape(rows, B, pos, -1, g), std::nullopt});  // a full block
+  const int64_t pos = std::clamp<int64_t>(context, 1, max_seq_len_) - 1;
+  using K = PlannedProgram::Kind;
+  for (const PlannedProgram& p : ServingPlan({context, max_seq_len_, opt_.max_sequences, opt_.prefill_chunk, drafter_ ? max_block() : 0})) {
+    switch (p.kind) {
+      case K::kPrefill: add({PrefillShape(p.tokens, pos), std::nullopt}); break;
+      case K::kPrefillContext: add({std::nullopt, DraftShapeFor(1, p.tokens, 0, pos)}); break;
+      case K::kDecode: add({VerifyShape(p.rows, 1, pos), std::nullopt}); break;
+      case K::kVerify: add({VerifyShape(p.rows, static_cast<int32_t>(p.tokens), pos), std::nullopt}); break;
+      case K::kDraft: add({std::nullopt, DraftShapeFor(p.rows, p.tokens, static_cast<int32_t>(p.block), pos)}); break;
     }
-    if (!spec) continue;
-    add({std::nullopt, DraftShapeFor(rows, 1, B, pos)});  // after a plain step
-    add({std::nullopt, DraftShapeFor(rows, B, B, pos)});  // after a full block
   }
   return out;
 }

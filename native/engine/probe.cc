@@ -9,6 +9,7 @@
 #include "engine/page_allocator.h"
 #include "hlo/builder.h"
 #include "models/program.h"
+#include "models/token_mask.h"
 
 namespace dflash::engine::probe {
 namespace {
@@ -142,7 +143,7 @@ DraftResult DraftLogits(Runtime& rt, const std::vector<float>& feats, int32_t ro
   return res;
 }
 
-double TimeVerify(Runtime& rt, int32_t rows, int32_t k, int32_t context, int32_t reps) {
+double TimeVerify(Runtime& rt, int32_t rows, int32_t k, int32_t context, int32_t reps, VerifyMask mask) {
   if (rows < 1 || k < 1 || context < 0 || reps < 1) throw std::invalid_argument("timeVerify: rows >= 1, k >= 1, context >= 0, reps >= 1");
   const int32_t S = rt.options().page_size;
   const int64_t R = NextPow2(rows), P = rt.TablePages(context + k - 1);
@@ -161,6 +162,7 @@ double TimeVerify(Runtime& rt, int32_t rows, int32_t k, int32_t context, int32_t
   // branch skipped); a K wider than any draft block has no pool and no sampling.
   models::ScoreShape shape = rt.VerifyShape(rows, k, context + k - 1);
   if (rt.drafter() && k > shape.pool_width) shape.pool_rows = 0, shape.pool_width = 0, shape.sampling = false;
+  shape.grammar = mask != VerifyMask::kNoInput;
   auto& prog = rt.ScoreProgram(shape);
   const pjrt::Mesh& c = rt.mesh();
   auto tok = c.Upload(tokens.data(), pjrt::DType::kS32, {R, k});
@@ -181,6 +183,12 @@ double TimeVerify(Runtime& rt, int32_t rows, int32_t k, int32_t context, int32_t
       probs = c.Upload(std::vector<float>(static_cast<size_t>(n), 0.0f).data(), pjrt::DType::kF32, {shape.pool_rows, shape.pool_width, rt.target().vocab_size});
     }
   }
+  std::unique_ptr<pjrt::Array> refusing;  // kConstrained: bits 0101...: every odd token allowed
+  if (mask == VerifyMask::kConstrained) {
+    const int64_t W = models::MaskWords(rt.target().vocab_size);
+    refusing = c.Upload(std::vector<int32_t>(static_cast<size_t>(R * k * W), static_cast<int32_t>(0xAAAAAAAAu)).data(), pjrt::DType::kS32, {R, k, W});
+  }
+  pjrt::Array* token_mask = mask == VerifyMask::kConstrained ? refusing.get() : mask == VerifyMask::kAllowAll ? &rt.AllowAllMask(R, k) : nullptr;
   std::vector<double> times;
   for (int32_t rep = 0; rep <= reps; ++rep) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -191,6 +199,7 @@ double TimeVerify(Runtime& rt, int32_t rows, int32_t k, int32_t context, int32_t
     if (pool) inv.Bind("draft_pool", pool.get()).Bind("pool_slot", slot.get());
     if (params) inv.Bind("sample_params", params.get()).Bind("uniforms", uniforms.get());
     if (probs) inv.Bind("probs_pool", probs.get());
+    if (token_mask) inv.Bind("token_mask", token_mask);
     Outputs out = inv.Run(rt.counters());
     rt.pool().k = out.Take("k_cache");
     rt.pool().v = out.Take("v_cache");

@@ -28,7 +28,11 @@ DraftResult DraftLogits(Runtime& rt, const std::vector<float>& feats, int32_t ro
 // Median seconds of one verify execution (accept + hidden, as an iteration runs it, plus its host
 // transfer) scoring `k` tokens in each of `rows` rows after `context` tokens; and of one drafter
 // execution drafting `block` tokens per row after `context` context rows.
-double TimeVerify(Runtime& rt, int32_t rows, int32_t k, int32_t context, int32_t reps);
+// The verify's token mask: kAllowAll as a batch no grammar constrains runs (the masking skipped),
+// kConstrained with every other token refused (the masking runs), kNoInput a program built
+// without the token_mask input (the cost the shared program adds, for bench:grammar).
+enum class VerifyMask { kAllowAll, kConstrained, kNoInput };
+double TimeVerify(Runtime& rt, int32_t rows, int32_t k, int32_t context, int32_t reps, VerifyMask mask = VerifyMask::kAllowAll);
 double TimeDraft(Runtime& rt, int32_t rows, int32_t block, int32_t context, int32_t reps);
 
 // Median seconds of the collectives alone that a tensor-parallel verify of `rows` rows x `k`

@@ -8,14 +8,9 @@
 #include "engine/page_allocator.h"
 #include "models/paged_attention.h"
 #include "models/parallel.h"
+#include "models/token_mask.h"
 
 namespace dflash::engine {
-
-int64_t NextPow2(int64_t x) {
-  int64_t p = 1;
-  while (p < x) p <<= 1;
-  return p;
-}
 
 namespace {
 
@@ -62,7 +57,7 @@ Runtime::Runtime(pjrt::Mesh mesh, models::TargetConfig target, std::optional<mod
   if (max_seq_len_ < 2) throw std::invalid_argument("maxSeqLen must be at least 2, got " + std::to_string(max_seq_len_));
 }
 
-int64_t Runtime::prefill_bucket(int64_t len) const { return std::max<int64_t>(16, NextPow2(len)); }
+int64_t Runtime::prefill_bucket(int64_t len) const { return PrefillBucket(len); }
 
 int64_t Runtime::TablePages(int64_t max_position) const {
   // One width for every sequence the engine admits (maxSeqLen, plus the blocks a verify and a
@@ -189,10 +184,10 @@ void Runtime::Prefetch(const models::DraftShape& shape) {
                      [d = *drafter_, t = target_, n = dtypes_.numerics, s] { return models::BuildDrafter(d, t, n, s); });
 }
 
-models::ScoreShape Runtime::VerifyShape(int64_t rows, int32_t k, int64_t max_position, int64_t logprobs, bool grammar) const {
+models::ScoreShape Runtime::VerifyShape(int64_t rows, int32_t k, int64_t max_position, int64_t logprobs) const {
   models::ScoreShape shape{NextPow2(rows), k, TablePages(max_position), opt_.page_size, pool_->total_pages(), false, false, true, {}};
   shape.logprobs = logprobs;
-  shape.grammar = grammar;
+  shape.grammar = true;  // all ones unless a row is constrained (AllowAllMask): no programs of its own
   if (drafter_) shape.hidden_layers = drafter_->target_layer_ids;
   if (drafter_) shape.pool_rows = opt_.max_sequences + 1, shape.pool_width = drafter_->block_size;
   // Greedy and sampled rows share the program (an all-greedy batch skips the sampling). A block
@@ -208,6 +203,16 @@ models::DraftShape Runtime::DraftShapeFor(int64_t rows, int64_t append, int32_t 
                            B > 0};  // a block samples or not per row, in one program
   if (B) shape.pool_rows = opt_.max_sequences + 1, shape.pool_width = drafter_->block_size;
   return shape;
+}
+
+pjrt::Array& Runtime::AllowAllMask(int64_t rows, int64_t k) {
+  auto& slot = allow_all_[{rows, k}];
+  if (!slot) {
+    slot = Upload(std::vector<int32_t>(static_cast<size_t>(rows * k * models::MaskWords(target_.vocab_size)), -1),
+                  {rows, k, models::MaskWords(target_.vocab_size)});
+    mask_buffers_ = static_cast<int64_t>(allow_all_.size());
+  }
+  return *slot;
 }
 
 std::unique_ptr<pjrt::Array> Runtime::Upload(const std::vector<int32_t>& v, std::vector<int64_t> dims) {

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -15,6 +16,7 @@
 #include "engine/dtype_policy.h"
 #include "engine/invocation.h"
 #include "engine/kv_pool.h"
+#include "engine/serving_plan.h"
 #include "engine/options.h"
 #include "engine/program_cache.h"
 #include "engine/sequence.h"
@@ -23,8 +25,6 @@
 #include "models/target.h"
 
 namespace dflash::engine {
-
-int64_t NextPow2(int64_t x);
 
 // One program of a runtime: a target score or a drafter shape.
 struct ProgramShape {
@@ -49,10 +49,9 @@ class Runtime {
   // Compiles the programs one stream needs (options.warmup).
   void Warmup();
   // The programs a server runs for sequences of up to `context` tokens and up to maxSequences
-  // rows, greedy and sampled alike (precompile.cc), and compiling them (from the disk cache when
-  // there), with progress after each.
-  // grammar: also the verifies of batches with grammar-constrained rows (structured output).
-  std::vector<ProgramShape> ServingShapes(int64_t context, bool grammar = false) const;
+  // rows, greedy, sampled and grammar-constrained alike (precompile.cc), and compiling them (from
+  // the disk cache when there), with progress after each.
+  std::vector<ProgramShape> ServingShapes(int64_t context) const;
   void Precompile(const std::vector<ProgramShape>& shapes, const std::function<void(size_t done, size_t total)>& progress);
   // Runs a program once on padding rows (precompile.cc): its first-run costs paid before serving.
   void WarmRun(CompiledProgram& program);
@@ -88,10 +87,9 @@ class Runtime {
   // program).
   models::ScoreShape PrefillShape(int64_t k, int64_t max_position, int64_t logprobs = -1) const;
   // The shapes Verify and Draft run at, for `rows` rows whose largest position is max_position
-  // (greedy and sampled rows alike: one program serves both);
-  // logprobs: the most top alternatives any row asks for (-1: none asks for log-probabilities).
-  // grammar: some row is grammar-constrained (the program takes token_mask).
-  models::ScoreShape VerifyShape(int64_t rows, int32_t k, int64_t max_position, int64_t logprobs = -1, bool grammar = false) const;
+  // (greedy, sampled and grammar-constrained rows alike: one program serves them all; every
+  // verify takes token_mask); logprobs: the most top alternatives any row asks for (-1: none).
+  models::ScoreShape VerifyShape(int64_t rows, int32_t k, int64_t max_position, int64_t logprobs = -1) const;
   models::DraftShape DraftShapeFor(int64_t rows, int64_t append, int32_t block, int64_t max_position) const;
   // Whether a program is compiled; queue it for the background compiler.
   bool Ready(const models::ScoreShape& s);
@@ -134,6 +132,11 @@ class Runtime {
   int64_t prefill_bucket(int64_t len) const;
   // ServingShapes(maxSeqLen).size(), counted once the pools exist (0 before): stats().programs.
   int64_t serving_programs() const { return serving_programs_.load(); }
+  // token_mask s32 (R, K, W) of a verify no grammar constrains: all ones, uploaded once per
+  // (R, K) and kept (uploading R * K * V / 8 bytes each step would cost more than the masking
+  // the program skips). Scheduler thread; mask_buffers() (any thread) counts them.
+  pjrt::Array& AllowAllMask(int64_t rows, int64_t k);
+  int64_t mask_buffers() const { return mask_buffers_.load(); }
 
  private:
   void BindCommon(Invocation& inv) { inv.BindWeights(weights_); }
@@ -159,6 +162,8 @@ class Runtime {
   std::unique_ptr<pjrt::Array> feats_;        // the last verify's hidden features, for Draft
   int64_t feats_rows_ = 0, feats_k_ = 0;
   std::atomic<int64_t> serving_programs_{0};
+  std::map<std::pair<int64_t, int64_t>, std::unique_ptr<pjrt::Array>> allow_all_;  // (R, K) -> mask
+  std::atomic<int64_t> mask_buffers_{0};
 };
 
 }  // namespace dflash::engine

@@ -106,7 +106,7 @@ class Scheduler {
   // After it: the grammar takes the tokens s commits (finish becomes "eos" when it is complete);
   // returns an error message, or "".
   std::string CommitGrammar(Sequence& s, const std::vector<int32_t>& tokens, std::string& finish);
-  void Anticipate(int64_t rows, int32_t block, int64_t max_position, int64_t logprobs, bool any_grammar);
+  void Anticipate(int64_t rows, int32_t block, int64_t max_position, int64_t logprobs);
   // After a verify at block k: catch up the context of rows that decoded plainly, then draft
   // every continuing speculative row's next block of (up to) `next` tokens.
   void Draft(const std::vector<Sequence*>& rows, const std::vector<std::vector<int32_t>>& committed, const std::vector<int32_t>& n,

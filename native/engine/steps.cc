@@ -163,8 +163,7 @@ std::vector<std::vector<int32_t>> Runtime::Verify(const std::vector<Sequence*>& 
     any_grammar |= s->grammar != nullptr;
     logprobs = std::max<int64_t>(logprobs, s->opts.logprobs);
   }
-  const models::ScoreShape shape =
-      VerifyShape(static_cast<int64_t>(rows.size()), k, max_pos, logprobs, any_grammar);
+  const models::ScoreShape shape = VerifyShape(static_cast<int64_t>(rows.size()), k, max_pos, logprobs);
   const int64_t P = shape.pages_per_row;
   const int32_t none = none_slot();
   std::vector<int32_t> tokens(R * K, 0), positions(R * K, -1), slots(R, none);
@@ -219,6 +218,8 @@ std::vector<std::vector<int32_t>> Runtime::Verify(const std::vector<Sequence*>& 
     }
     mask_buf = Upload(mask, {R, K, W});
     inv.Bind("token_mask", mask_buf.get());
+  } else {
+    inv.Bind("token_mask", &AllowAllMask(R, K));
   }
   Outputs out = inv.Run(counters_);
   pool_->k = out.Take("k_cache");

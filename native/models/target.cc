@@ -202,9 +202,17 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
   // ---- outputs ----
   if (want_head) {
     const Value logits = DenseF32(b, hn, lm_head, nm);  // (R, K, V) f32
-    Value allowed;                                      // (R, K, V) pred: the grammar's tokens
-    if (sh.grammar) allowed = AllowedTokens(b, token_mask, V);
-    const Value argmax = b.Argmax(sh.grammar ? MaskLogits(b, logits, allowed) : logits, 2);  // (R, K)
+    // Every verify takes token_mask; rows without a grammar send all ones, and a batch whose mask
+    // is all ones (no constrained row) skips unpacking and masking at run time.
+    Value argmax = sh.grammar ? Value{} : b.Argmax(logits, 2);  // (R, K)
+    if (sh.grammar) {
+      const Value refused = b.Compare(token_mask, b.Scalar(-1, DType::kS32), hlo::Cmp::kNE);  // (R, K, W)
+      const Value constrained = b.Compare(b.Reduce(b.Convert(refused, DType::kS32), {0, 1, 2}, hlo::ReduceKind::kMax),
+                                          b.Scalar(0, DType::kS32), hlo::Cmp::kGT);
+      argmax = b.If(
+          constrained, [&] { return std::vector<Value>{b.Argmax(MaskLogits(b, logits, AllowedTokens(b, token_mask, V)), 2)}; },
+          [&] { return std::vector<Value>{b.Argmax(logits, 2)}; })[0];
+    }
     Value accept = sh.want_accept ? GreedyAccept(b, tokens, valid, argmax) : Value{};        // (R, K + 1)
     Value picked = argmax;                                                                   // (R, K): next token per slot
     if (sh.sampling) {
@@ -214,7 +222,7 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
       const Value greedy_row = b.Compare(temperature, b.Scalar(0, DType::kF32), hlo::Cmp::kLE);  // (R, 1)
       const Value any_sampled = b.Compare(b.Reduce(temperature, {0, 1}, hlo::ReduceKind::kMax), b.Scalar(0, DType::kF32), hlo::Cmp::kGT);
       auto sampled = [&]() {
-        const Value allowed_rows = sh.grammar ? b.Reshape(allowed, {r * k, V}) : Value{};
+        const Value allowed_rows = sh.grammar ? b.Reshape(AllowedTokens(b, token_mask, V), {r * k, V}) : Value{};
         const Value probs = SamplingProbs(b, b.Reshape(logits, {r * k, V}), RepeatRows(b, sample_params, k), sh.grammar ? &allowed_rows : nullptr);
         const Value draws = b.Reshape(SampleRows(b, probs, b.Reshape(b.SliceAxis(uniforms, 1, 0, k), {r * k})), {r, k});
         std::vector<Value> out{b.Select(greedy_row, argmax, draws)};

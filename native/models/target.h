@@ -45,7 +45,9 @@ struct ScoreShape {
   int64_t logprobs = -1;
   // Grammar-constrained rows (models/token_mask.h): input token_mask s32 (R, K, ceil(V / 32))
   // restricts each slot's tokens before argmax, sampling and the accept rule (log-probabilities
-  // stay the model's own, as vLLM reports them by default).
+  // stay the model's own, as vLLM reports them by default). The engine's verifies all take it
+  // (all ones: nothing refused, and the masking is skipped at run time), so constrained and free
+  // batches share their programs.
   bool grammar = false;
 
   std::string Key() const;  // every field, for program caches
