@@ -94,7 +94,7 @@ export interface NativeLogprobs {
 /** Compile / disk-cache activity of the engine's program cache. */
 export interface NativeProgramEvent {
   phase: 'program';
-  kind: 'compile-start' | 'compile-done' | 'cache-load' | 'cache-reject';
+  kind: 'compile-start' | 'compile-done' | 'cache-load' | 'cache-reject' | 'unload';
   program: string;
   seconds: number;
   detail?: string;
@@ -157,8 +157,10 @@ export interface NativeEngineStats {
    *  process's memory maps (`processMaps`, each loaded executable holds some) against the system's
    *  limit (`mapLimit`, vm.max_map_count; 0 where unknown); `maskBuffers`: the all-ones token
    *  masks kept on the device for verifies that no grammar constrains (one per rows x block
-   *  bucket in use, every replica). */
-  programs: { loaded: number; servingSet: number; processMaps: number; mapLimit: number; maskBuffers: number };
+   *  bucket in use, every replica); `programMaps`: the memory maps the loaded programs' loads
+   *  added (programMaps / loaded: the maps one program costs); `unloaded`: programs unloaded so
+   *  far (maxLoadedPrograms, or near mapLimit), reloaded from the disk cache when next needed. */
+  programs: { loaded: number; servingSet: number; processMaps: number; mapLimit: number; maskBuffers: number; programMaps: number; unloaded: number };
   /** The devices in use: `dataParallel` replicas of `tensorParallel` devices each. Counters and
    *  sequence counts above are summed over the replicas; weightBytes, kvCacheBytes and pageBytes
    *  are one replica's model and pool (over all its devices). */

@@ -31,6 +31,8 @@ export interface EngineOptions {
   warmup?: boolean;
   /** XLA compiles run at once (precompile() compiles its programs on that many threads; each compile holds its own working memory, hundreds of MB for a real-size model); 0 = the host's hardware threads, at most 4. An integer in [0, 64]. Default: 0. */
   compileThreads?: number;
+  /** Compiled programs kept loaded per replica; past it the least recently used one no step is running is unloaded and comes back from the disk cache when next needed (every loaded executable holds memory and memory maps). 0 = no count bound: programs are unloaded only when the process nears vm.max_map_count. An integer in [0, 1048576]. Default: 0. */
+  maxLoadedPrograms?: number;
   /** Devices each replica's target and drafter are split over (tensor parallelism, Megatron layout: attention by heads, MLPs by columns, embedding and LM head by vocabulary, KV caches by KV heads; XLA inserts the all-reduces). Must divide the attention heads and MLP sizes. vLLM's --tensor-parallel-size. An integer in [1, 1024]. Default: 1. */
   tensorParallel?: number;
   /** Replicas of the whole engine, each on its own tensorParallel devices with its own KV pool and scheduler; requests go to the least loaded. vLLM's --data-parallel-size. An integer in [1, 1024]. Default: 1. */
@@ -61,5 +63,5 @@ export interface RequestOptions {
   promptLogprobs?: number;
 }
 
-export const ENGINE_OPTION_NAMES = ["pageSize","maxSeqLen","maxSequences","maxQueue","prefillChunk","prefillBudget","kvCacheMemory","dtype","kvDtype","cacheDir","adaptive","batchInvariant","warmup","compileThreads","tensorParallel","dataParallel","prefixCaching","drafterSharding"] as const;
+export const ENGINE_OPTION_NAMES = ["pageSize","maxSeqLen","maxSequences","maxQueue","prefillChunk","prefillBudget","kvCacheMemory","dtype","kvDtype","cacheDir","adaptive","batchInvariant","warmup","compileThreads","maxLoadedPrograms","tensorParallel","dataParallel","prefixCaching","drafterSharding"] as const;
 export const REQUEST_OPTION_NAMES = ["maxTokens","temperature","topP","topK","seed","blockSize","logprobs","promptLogprobs"] as const;

@@ -76,8 +76,34 @@ describe('precompile', () => {
       const s = engine.stats();
       expect(s.compiles).toBe(0);
       expect(s.diskCacheHits).toBe(r.programs);
+      // What the loaded executables cost in memory maps (XLA:CPU maps each one's code and data).
+      if (s.programs.mapLimit > 0) expect(s.programs.programMaps).toBeGreaterThan(0);
     } finally {
       await engine.close();
+    }
+  });
+
+  it('maxLoadedPrograms bounds the loaded programs: the least recently used come back from the disk cache, the output unchanged', async () => {
+    const prompts = [[1, 2, 3], Array.from({ length: 30 }, (_, i) => i + 5), [7, 8]];
+    const burst = (e: Engine) => Promise.all(prompts.map((p, i) =>
+      e.generate(p, i % 2 ? { maxTokens: 24, temperature: 0.8, seed: i } : { maxTokens: 24 }).done().then((d) => d.ids)));
+    const free = await Engine.load(opts);
+    let want: number[][];
+    try {
+      want = await burst(free);
+    } finally {
+      await free.close();
+    }
+    const bounded = await Engine.load({ ...opts, maxLoadedPrograms: 3 });
+    try {
+      expect(await burst(bounded)).toEqual(want);
+      const s = bounded.stats();
+      expect(s.programs.loaded).toBeLessThanOrEqual(3);  // at rest no step holds one
+      expect(s.programs.unloaded).toBeGreaterThan(0);
+      expect(s.compiles).toBe(0);  // every reload came from the disk cache
+      expect(s.diskCacheHits).toBe(s.programs.loaded + s.programs.unloaded);
+    } finally {
+      await bounded.close();
     }
   });
 });

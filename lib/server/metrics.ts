@@ -15,7 +15,7 @@ export interface LiveState {
   /** engine.stats().mesh.replicas: each replica's sequences and pages (data parallelism). */
   replicas?(): Array<{ runningSequences: number; queuedSequences: number; freePages: number; submitted: number; devices: unknown[] }>;
   /** engine.stats().programs with its compile and disk-cache counters. */
-  programs?(): { loaded: number; servingSet: number; processMaps: number; mapLimit: number; compiles: number; diskCacheHits: number } | undefined;
+  programs?(): { loaded: number; servingSet: number; processMaps: number; mapLimit: number; programMaps: number; unloaded: number; compiles: number; diskCacheHits: number } | undefined;
 }
 
 export type AbortCause = 'client_disconnect' | 'shutdown';
@@ -74,6 +74,8 @@ export class ServerMetrics {
     programGauge('dflash_program_disk_cache_hits', 'Programs loaded from the disk cache since start', (p) => p.diskCacheHits);
     programGauge('dflash_process_memory_maps', 'Memory maps of the process (/proc/self/maps)', (p) => p.processMaps);
     programGauge('dflash_process_memory_maps_limit', 'The system limit on memory maps (vm.max_map_count; 0 = unknown)', (p) => p.mapLimit);
+    programGauge('dflash_program_memory_maps', 'Memory maps the loaded programs added when they were loaded', (p) => p.programMaps);
+    programGauge('dflash_programs_unloaded', 'Programs unloaded since start (maxLoadedPrograms or near the memory-map limit)', (p) => p.unloaded);
     // One series per data-parallel replica (label replica="0".."M-1"): how the router spreads the load.
     const perReplica = (name: string, help: string, value: (r: NonNullable<ReturnType<NonNullable<LiveState['replicas']>>>[number]) => number) =>
       new Gauge({

@@ -6,7 +6,7 @@
 namespace dflash::addon {
 
 Napi::Object ProgramEventToJs(Napi::Env env, const engine::ProgramEvent& e) {
-  static const char* kinds[] = {"compile-start", "compile-done", "cache-load", "cache-reject"};
+  static const char* kinds[] = {"compile-start", "compile-done", "cache-load", "cache-reject", "unload"};
   auto o = Napi::Object::New(env);
   o.Set("phase", "program");
   o.Set("kind", kinds[static_cast<int>(e.kind)]);
@@ -101,6 +101,8 @@ Napi::Object EngineStatsToJs(Napi::Env env, const engine::EngineStats& s) {
   programs.Set("processMaps", static_cast<double>(s.process_maps));
   programs.Set("mapLimit", static_cast<double>(s.map_limit));
   programs.Set("maskBuffers", static_cast<double>(s.mask_buffers));
+  programs.Set("programMaps", static_cast<double>(s.program_maps));
+  programs.Set("unloaded", static_cast<double>(s.programs_unloaded));
   o.Set("programs", programs);
   // The mesh: replicas of tensorParallel devices each, and what every device holds.
   auto mesh = Napi::Object::New(env);

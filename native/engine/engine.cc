@@ -251,6 +251,8 @@ EngineStats Engine::Stats() const {
     s.scheduler.disk_rejects += rt.programs().disk_rejects();
     s.programs_loaded += static_cast<int64_t>(rt.programs().size());
     s.mask_buffers += rt.mask_buffers();
+    s.program_maps += rt.programs().loaded_maps();
+    s.programs_unloaded += rt.programs().evictions();
     ReplicaStats rs;
     rs.device_ids = rt.mesh().ids();
     rs.running = one.running, rs.queued = one.queued, rs.free_pages = one.free_pages, rs.total_pages = one.total_pages;

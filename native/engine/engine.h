@@ -44,8 +44,10 @@ struct EngineStats {
   std::vector<ReplicaStats> replicas;
   // Programs: loaded now (every replica), the set precompile() makes for maxSeqLen (one replica),
   // and the process's memory maps against the system's limit (each loaded executable holds some);
-  // the all-ones token masks kept for the verifies of unconstrained batches (every replica).
+  // the all-ones token masks kept for the verifies of unconstrained batches (every replica); the
+  // memory maps the loaded programs' loads added, and the programs unloaded (their bounds).
   int64_t programs_loaded = 0, serving_programs = 0, process_maps = 0, map_limit = 0, mask_buffers = 0;
+  int64_t program_maps = 0, programs_unloaded = 0;
 };
 
 struct LoadResult {

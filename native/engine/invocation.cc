@@ -18,8 +18,8 @@ std::string Layout(int split) { return split < 0 ? "replicated" : "split along d
 
 }  // namespace
 
-Outputs::Outputs(const CompiledProgram* p, std::vector<std::unique_ptr<pjrt::Array>> arrays)
-    : program_(p), arrays_(std::move(arrays)) {}
+Outputs::Outputs(ProgramRef p, std::vector<std::unique_ptr<pjrt::Array>> arrays)
+    : program_(std::move(p)), arrays_(std::move(arrays)) {}
 
 bool Outputs::Has(const std::string& name) const {
   const int i = program_->output_index(name);
@@ -33,7 +33,8 @@ std::unique_ptr<pjrt::Array> Outputs::Take(const std::string& name) {
   return std::move(arrays_[i]);
 }
 
-Invocation::Invocation(const CompiledProgram& p, const pjrt::Mesh& mesh) : program_(p), mesh_(mesh), args_(p.inputs.size(), nullptr) {}
+Invocation::Invocation(ProgramRef p, const pjrt::Mesh& mesh)
+    : holder_(std::move(p)), program_(*holder_), mesh_(mesh), args_(program_.inputs.size(), nullptr) {}
 
 Invocation& Invocation::Bind(const std::string& name, pjrt::Array* array) {
   const int i = program_.input_index(name);
@@ -75,7 +76,7 @@ Outputs Invocation::Run(DeviceCounters& counters) {
   ++counters.executions;
   for (pjrt::Array* a : donated_)
     if (!a->donated()) ++counters.cache_copies;
-  return Outputs(&program_, std::move(out));
+  return Outputs(holder_, std::move(out));
 }
 
 template <typename T>

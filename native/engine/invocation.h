@@ -22,20 +22,20 @@ struct DeviceCounters {
 
 class Outputs {
  public:
-  Outputs(const CompiledProgram* p, std::vector<std::unique_ptr<pjrt::Array>> arrays);
+  Outputs(ProgramRef p, std::vector<std::unique_ptr<pjrt::Array>> arrays);
   // Moves the named output out; throws std::logic_error naming the program and output when the
   // program has no such output or it was taken already.
   std::unique_ptr<pjrt::Array> Take(const std::string& name);
   bool Has(const std::string& name) const;
 
  private:
-  const CompiledProgram* program_;
+  ProgramRef program_;  // held: the cache does not unload a program while its outputs are read
   std::vector<std::unique_ptr<pjrt::Array>> arrays_;
 };
 
 class Invocation {
  public:
-  Invocation(const CompiledProgram& p, const pjrt::Mesh& mesh);
+  Invocation(ProgramRef p, const pjrt::Mesh& mesh);
   // Throws std::logic_error naming the input when the array's shape or layout is not the program's.
   Invocation& Bind(const std::string& name, pjrt::Array* array);
   // Binds every input whose name is a key of `weights`.
@@ -47,6 +47,7 @@ class Invocation {
   Outputs Run(DeviceCounters& counters);
 
  private:
+  ProgramRef holder_;  // held while it runs: the cache never unloads a program in use
   const CompiledProgram& program_;
   const pjrt::Mesh& mesh_;
   std::vector<pjrt::Array*> args_;

@@ -165,6 +165,10 @@ const std::vector<OptionSpec>& EngineOptionSpecs() {
       Int("compileThreads", 0, 0, 64,
           "XLA compiles run at once (precompile() compiles its programs on that many threads; each compile holds its own "
           "working memory, hundreds of MB for a real-size model); 0 = the host's hardware threads, at most 4."),
+      Int("maxLoadedPrograms", 0, 0, 1 << 20,
+          "Compiled programs kept loaded per replica; past it the least recently used one no step is running is unloaded "
+          "and comes back from the disk cache when next needed (every loaded executable holds memory and memory maps). "
+          "0 = no count bound: programs are unloaded only when the process nears vm.max_map_count."),
       Int("tensorParallel", 1, 1, 1024,
           "Devices each replica's target and drafter are split over (tensor parallelism, Megatron layout: attention by heads, "
           "MLPs by columns, embedding and LM head by vocabulary, KV caches by KV heads; XLA inserts the all-reduces). "
@@ -214,6 +218,7 @@ EngineOptions ParseEngineOptions(const std::map<std::string, OptionValue>& value
     else if (n == "maxQueue") o.max_queue = I(v);
     else if (n == "prefillChunk") o.prefill_chunk = I(v);
     else if (n == "compileThreads") o.compile_threads = I(v);
+    else if (n == "maxLoadedPrograms") o.max_loaded_programs = I(v);
     else if (n == "prefillBudget") o.prefill_budget = I(v);
     else if (n == "kvCacheMemory") o.kv_cache_memory = D(v);
     else if (n == "dtype") o.dtype = std::get<std::string>(v);

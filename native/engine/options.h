@@ -28,6 +28,7 @@ struct EngineOptions {
   bool batch_invariant;     // every matmul on the kernels whose per-row result ignores the batch
   bool warmup;              // compile the single-stream programs at load
   int32_t compile_threads;  // XLA compiles at once (0 = hardware threads, at most 4)
+  int32_t max_loaded_programs;  // programs loaded per replica (0 = bounded by memory maps only)
   int32_t tensor_parallel;  // devices one replica's programs are split over (models/parallel.h)
   int32_t data_parallel;    // replicas, each with its own devices, weights, KV pool and scheduler
   std::string drafter_sharding;  // split | replicated: the drafter over the tensor-parallel devices

@@ -37,7 +37,7 @@ std::vector<ProgramShape> Runtime::ServingShapes(int64_t context) const {
 }
 
 void Runtime::Precompile(const std::vector<ProgramShape>& shapes, const std::function<void(size_t done, size_t total)>& progress) {
-  auto program = [&](const ProgramShape& s) -> CompiledProgram& { return s.score ? ScoreProgram(*s.score) : DraftProgram(*s.draft); };
+  auto program = [&](const ProgramShape& s) -> ProgramRef { return s.score ? ScoreProgram(*s.score) : DraftProgram(*s.draft); };
   // Workers compile (or load) ahead, as many at once as the store's compile slots allow; this
   // thread, the scheduler's (the only one that runs programs), takes them in order and runs each
   // once. A worker's failure is reported by this thread's own Get() of the same program.
@@ -68,7 +68,7 @@ void Runtime::Precompile(const std::vector<ProgramShape>& shapes, const std::fun
   }
 }
 
-void Runtime::WarmRun(CompiledProgram& prog) {
+void Runtime::WarmRun(const ProgramRef& prog) {
   // An executable's first run pays one-time costs (XLA:CPU packs each dot's weights, the
   // allocator grows): run it once now on padding — every position -1 writes only the trash
   // page, every pool slot is the "none" row — so the first real batch runs at speed.
@@ -88,11 +88,11 @@ void Runtime::WarmRun(CompiledProgram& prog) {
     return nullptr;
   };
   std::vector<std::string> returned;
-  for (const auto& in : prog.inputs) {
+  for (const auto& in : prog->inputs) {
     if (weights_.count(in.name)) continue;
     if (auto* arr = pool_array(in.name)) {
       // Inputs the program hands back (donated) are replaced by its outputs below.
-      if (prog.output_index(in.name) >= 0) inv.BindDonated(in.name, arr->get()), returned.push_back(in.name);
+      if (prog->output_index(in.name) >= 0) inv.BindDonated(in.name, arr->get()), returned.push_back(in.name);
       else inv.Bind(in.name, arr->get());
       continue;
     }

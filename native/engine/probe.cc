@@ -71,7 +71,7 @@ ScoreResult ScoreLogits(Runtime& rt, const std::vector<std::vector<int32_t>>& ba
     for (size_t i = 0; i < batch[r].size(); ++i) tokens[r * K + i] = batch[r][i], positions[r * K + i] = static_cast<int32_t>(i);
   }
   models::ScoreShape shape{R, K, P, S, rt.pool().total_pages(), true, false, false, hidden_layers};
-  auto& prog = rt.ScoreProgram(shape);
+  auto prog = rt.ScoreProgram(shape);
   const pjrt::Mesh& c = rt.mesh();
   auto tok = c.Upload(tokens.data(), pjrt::DType::kS32, {R, K});
   auto pos = c.Upload(positions.data(), pjrt::DType::kS32, {R, K});
@@ -116,7 +116,7 @@ DraftResult DraftLogits(Runtime& rt, const std::vector<float>& feats, int32_t ro
   std::vector<int32_t> positions(A, -1);
   for (int32_t i = 0; i < rows; ++i) positions[i] = i;
   models::DraftShape shape{1, A, block, P, S, rt.pool().total_pages(), 0, 0, true, false};
-  auto& prog = rt.DraftProgram(shape);
+  auto prog = rt.DraftProgram(shape);
   const pjrt::Mesh& c = rt.mesh();
   const pjrt::DType act = rt.dtypes().numerics.dtype;
   const auto fbytes = EncodeFloats(padded, act);
@@ -163,7 +163,7 @@ double TimeVerify(Runtime& rt, int32_t rows, int32_t k, int32_t context, int32_t
   models::ScoreShape shape = rt.VerifyShape(rows, k, context + k - 1);
   if (rt.drafter() && k > shape.pool_width) shape.pool_rows = 0, shape.pool_width = 0, shape.sampling = false;
   shape.grammar = mask != VerifyMask::kNoInput;
-  auto& prog = rt.ScoreProgram(shape);
+  auto prog = rt.ScoreProgram(shape);
   const pjrt::Mesh& c = rt.mesh();
   auto tok = c.Upload(tokens.data(), pjrt::DType::kS32, {R, k});
   auto pos = c.Upload(positions.data(), pjrt::DType::kS32, {R, k});
@@ -242,7 +242,7 @@ double TimeDraft(Runtime& rt, int32_t rows, int32_t block, int32_t context, int3
   std::vector<int32_t> zeros(static_cast<size_t>(M * d.block_size), 0);
   auto pool = c.Upload(zeros.data(), pjrt::DType::kS32, {M, d.block_size});
   const models::DraftShape shape = rt.DraftShapeFor(rows, A, block, context + 2 * block);  // what a serving step runs
-  auto& prog = rt.DraftProgram(shape);
+  auto prog = rt.DraftProgram(shape);
   // Greedy rows: the sampling inputs bound, its branch skipped.
   auto params = c.Upload(std::vector<float>(static_cast<size_t>(R * 3), 0.0f).data(), pjrt::DType::kF32, {R, 3});
   auto uniforms = c.Upload(std::vector<float>(static_cast<size_t>(R * block), 0.0f).data(), pjrt::DType::kF32, {R, block});
@@ -285,7 +285,7 @@ double TimeCollectives(Runtime& rt, int32_t rows, int32_t k, int32_t reps) {
     y = b.Convert(b.Reduce(b.Convert(term, hlo::DType::kF32), {0}, hlo::ReduceKind::kSum), act);  // (R, k, H) replicated
   }
   const models::Program prog = models::FinishProgram(b, {{"y", y}});
-  auto& cp = rt.programs().Get("collectives r" + std::to_string(R) + " k" + std::to_string(k) + " x" + std::to_string(count) + " tp" +
+  auto cp = rt.programs().Get("collectives r" + std::to_string(R) + " k" + std::to_string(k) + " x" + std::to_string(count) + " tp" +
                                    std::to_string(n) + " " + rt.dtypes().numerics.Key(),
                                [&] { return prog; });
   std::vector<float> ones(static_cast<size_t>(n * R * k * H), 1.0f / static_cast<float>(n));

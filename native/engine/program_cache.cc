@@ -136,10 +136,39 @@ bool ProgramCache::Has(const std::string& key) const {
   return programs_.count(key) > 0;
 }
 
-CompiledProgram* ProgramCache::Find(const std::string& key) {
+ProgramRef ProgramCache::Find(const std::string& key) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = programs_.find(key);
-  return it == programs_.end() ? nullptr : it->second.get();
+  if (it == programs_.end()) return nullptr;
+  it->second.last_use = ++tick_;
+  return it->second.program;
+}
+
+void ProgramCache::Insert(const std::string& key, ProgramRef p) {
+  programs_[key] = Entry{std::move(p), ++tick_};
+}
+
+int64_t ProgramCache::loaded_maps() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  int64_t n = 0;
+  for (const auto& [key, e] : programs_) n += e.program->maps;
+  return n;
+}
+
+bool ProgramCache::EvictOne() {
+  ProgramRef victim;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto best = programs_.end();
+    for (auto it = programs_.begin(); it != programs_.end(); ++it)
+      if (it->second.program.use_count() == 1 && (best == programs_.end() || it->second.last_use < best->second.last_use)) best = it;
+    if (best == programs_.end()) return false;  // every loaded program is in use
+    victim = std::move(best->second.program);
+    programs_.erase(best);
+  }
+  ++evictions_;
+  Emit(ProgramEvent::kUnload, victim->key);
+  return true;  // the executable is released here, outside the lock
 }
 
 void ProgramCache::Prefetch(const std::string& key, std::function<models::Program()> build) {
@@ -162,7 +191,7 @@ void ProgramCache::BackgroundLoop() {
     if (programs_.count(key) || in_flight_.count(key)) continue;
     in_flight_.insert(key);
     lock.unlock();
-    std::unique_ptr<CompiledProgram> made;
+    ProgramRef made;
     try {
       made = Make(key, build);
     } catch (const std::exception&) {
@@ -170,22 +199,25 @@ void ProgramCache::BackgroundLoop() {
     }
     lock.lock();
     in_flight_.erase(key);
-    if (made) programs_.emplace(key, std::move(made));
+    if (made) Insert(key, std::move(made));
     cv_.notify_all();
   }
 }
 
-CompiledProgram& ProgramCache::Get(const std::string& key, const std::function<models::Program()>& build) {
+ProgramRef ProgramCache::Get(const std::string& key, const std::function<models::Program()>& build) {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     auto it = programs_.find(key);
-    if (it != programs_.end()) return *it->second;
+    if (it != programs_.end()) {
+      it->second.last_use = ++tick_;
+      return it->second.program;
+    }
     if (!in_flight_.count(key)) break;
     cv_.wait(lock);  // the background thread is making it
   }
   in_flight_.insert(key);
   lock.unlock();
-  std::unique_ptr<CompiledProgram> made;
+  ProgramRef made;
   try {
     made = Make(key, build);
   } catch (...) {
@@ -196,24 +228,29 @@ CompiledProgram& ProgramCache::Get(const std::string& key, const std::function<m
   }
   lock.lock();
   in_flight_.erase(key);
-  auto& ref = *made;
-  programs_.emplace(key, std::move(made));
+  Insert(key, made);
   cv_.notify_all();
-  return ref;
+  return made;
 }
 
-std::unique_ptr<CompiledProgram> ProgramCache::Make(const std::string& key, const std::function<models::Program()>& build) {
+ProgramRef ProgramCache::Make(const std::string& key, const std::function<models::Program()>& build) {
+  // Room first: the count bound, then the memory maps (LLVM's JIT aborts the process when they
+  // run out), unloading the least recently used programs nobody holds.
+  while (max_loaded_ > 0 && static_cast<int64_t>(size()) >= max_loaded_ && EvictOne()) {
+  }
+  int64_t maps_before = ProcessMapCount();
   if (const int64_t limit = MaxMapCount(); limit > 0) {
-    const int64_t maps = ProcessMapCount();
-    last_process_maps = maps;
-    if (maps + kMapsReserve > limit)
-      throw std::runtime_error("cannot load program '" + key + "': the process holds " + std::to_string(maps) +
+    while (maps_before + kMapsReserve > limit && EvictOne()) maps_before = ProcessMapCount();
+    last_process_maps = maps_before;
+    if (maps_before + kMapsReserve > limit)
+      throw std::runtime_error("cannot load program '" + key + "': the process holds " + std::to_string(maps_before) +
                                " memory maps and the system allows " + std::to_string(limit) +
-                               " (vm.max_map_count); every loaded executable maps code and data. Run fewer programs "
-                               "(a smaller maxSequences or precompile context) or raise vm.max_map_count");
+                               " (vm.max_map_count), with every loaded program in use; every loaded executable maps code "
+                               "and data. Run fewer programs (a smaller maxSequences or precompile context) or raise "
+                               "vm.max_map_count");
   }
   const models::Program prog = build();
-  auto cp = std::make_unique<CompiledProgram>();
+  auto cp = std::make_shared<CompiledProgram>();
   cp->key = key;
   cp->inputs = prog.inputs;
   cp->outputs = prog.outputs;
@@ -279,7 +316,9 @@ std::unique_ptr<CompiledProgram> ProgramCache::Make(const std::string& key, cons
       }
     }
   }
-  last_process_maps = ProcessMapCount();  // with this executable loaded
+  const int64_t maps_after = ProcessMapCount();  // with this executable loaded
+  last_process_maps = maps_after;
+  cp->maps = std::max<int64_t>(0, maps_after - maps_before);
   return cp;
 }
 

@@ -1,7 +1,11 @@
 // Compiled-program cache: one PJRT executable per program (a model graph at one shape bucket),
 // found by a key derived from the program's shape struct (ScoreShape::Key(), DraftShape::Key()).
-// In memory for the engine's lifetime; on disk when a directory is given, so a second start loads
-// executables instead of compiling them.
+// On disk when a directory is given, so a second start loads executables instead of compiling
+// them. In memory while used: every loaded executable holds memory and memory maps, so the cache
+// keeps at most `max_loaded` (0: no count bound) and, before a load would take the process within
+// kMapsReserve maps of vm.max_map_count, unloads the least recently used programs no caller holds
+// (a ProgramRef is shared: a program being run is never unloaded); an unloaded program comes back
+// from the disk cache (or is compiled again without one) when it is next asked for.
 //
 // Programs can also be compiled in the background (Prefetch): the scheduler asks for a program it
 // would like to use soon and keeps serving with the ones it has meanwhile, so a compile (seconds
@@ -59,14 +63,19 @@ struct CompiledProgram {
   std::string key;
   std::vector<models::IoSpec> inputs, outputs;
   std::unique_ptr<pjrt::LoadedExecutable> exe;
+  // The process's memory maps its load added (measured around it; approximate while other
+  // programs load at the same time); 0 where the system does not say.
+  int64_t maps = 0;
   int input_index(const std::string& name) const;
   int output_index(const std::string& name) const;
 };
+// Held while a program is used: the cache never unloads a program someone holds.
+using ProgramRef = std::shared_ptr<CompiledProgram>;
 
 // What the cache reports while it works: a compile starts / ends, a disk entry is loaded or
-// rejected (with the reason).
+// rejected (with the reason), a program is unloaded (the bounds above).
 struct ProgramEvent {
-  enum Kind { kCompileStart, kCompileDone, kDiskLoad, kDiskReject } kind;
+  enum Kind { kCompileStart, kCompileDone, kDiskLoad, kDiskReject, kUnload } kind;
   std::string key;
   double seconds = 0;
   std::string detail;
@@ -82,9 +91,9 @@ class ProgramCache {
 
   // Returns the program registered under `key`. On first use `build` makes it (text + signature),
   // then it is loaded from disk or compiled; later calls cost one hash-map lookup.
-  CompiledProgram& Get(const std::string& key, const std::function<models::Program()>& build);
-  // The program if it is ready, else nullptr (never compiles).
-  CompiledProgram* Find(const std::string& key);
+  ProgramRef Get(const std::string& key, const std::function<models::Program()>& build);
+  // The program if it is loaded, else nullptr (never compiles).
+  ProgramRef Find(const std::string& key);
   // Queues `key` for compilation on the background thread unless it is ready or queued already.
   void Prefetch(const std::string& key, std::function<models::Program()> build);
   bool Has(const std::string& key) const;
@@ -94,15 +103,20 @@ class ProgramCache {
   int64_t compiles() const { return compiles_.load(); }
   int64_t disk_hits() const { return disk_hits_.load(); }
   int64_t disk_rejects() const { return disk_rejects_.load(); }
+  int64_t evictions() const { return evictions_.load(); }
   size_t size() const {
     std::lock_guard<std::mutex> lock(mu_);
     return programs_.size();
   }
+  // The memory maps of the loaded programs' loads, summed (stats().programs.programMaps).
+  int64_t loaded_maps() const;
   int compile_slots() const { return store_->compile_slots; }
+  // At most this many programs loaded (0: bounded by the memory maps only).
+  void set_max_loaded(int64_t n) { max_loaded_ = n; }
 
  private:
   // Builds, loads or compiles one program (no lock held: compiles run in parallel with lookups).
-  std::unique_ptr<CompiledProgram> Make(const std::string& key, const std::function<models::Program()>& build);
+  ProgramRef Make(const std::string& key, const std::function<models::Program()>& build);
   void BackgroundLoop();
   std::unique_ptr<pjrt::LoadedExecutable> LoadFromDisk(const std::string& path, const std::string& header, const CompiledProgram& p);
   // Loads bytes serialized by this or another replica onto this mesh; nullptr (reported) when the
@@ -110,19 +124,30 @@ class ProgramCache {
   std::unique_ptr<pjrt::LoadedExecutable> Load(const std::string& bytes, const CompiledProgram& p, std::string& why);
   void SaveToDisk(const std::string& path, const std::string& header, const pjrt::LoadedExecutable& exe);
   void Emit(ProgramEvent::Kind kind, const std::string& key, double seconds = 0, const std::string& detail = "");
+  // Makes room for one more program: unloads least recently used programs no caller holds while
+  // the count bound is reached or (maps_needed) the memory maps are within the reserve. Returns
+  // false when nothing could be unloaded.
+  bool EvictOne();
+  void Insert(const std::string& key, ProgramRef p);  // under mu_: stores and stamps it
 
   pjrt::Mesh mesh_;
   std::string disk_dir_;
   std::shared_ptr<ProgramStore> store_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::unordered_map<std::string, std::unique_ptr<CompiledProgram>> programs_;  // ready, by key
+  struct Entry {
+    ProgramRef program;
+    uint64_t last_use = 0;
+  };
+  std::unordered_map<std::string, Entry> programs_;                               // loaded, by key
+  uint64_t tick_ = 0;                                                             // last_use clock
+  std::atomic<int64_t> max_loaded_{0};
   std::set<std::string> in_flight_;                                               // being made
   std::deque<std::pair<std::string, std::function<models::Program()>>> queue_;    // for the background thread
   std::thread background_;
   bool stop_ = false;
   std::function<void(const ProgramEvent&)> observer_;
-  std::atomic<int64_t> compiles_{0}, disk_hits_{0}, disk_rejects_{0};
+  std::atomic<int64_t> compiles_{0}, disk_hits_{0}, disk_rejects_{0}, evictions_{0};
 };
 
 // The process's memory maps now (/proc/self/maps lines) and the kernel's limit on them

@@ -50,6 +50,7 @@ Runtime::Runtime(pjrt::Mesh mesh, models::TargetConfig target, std::optional<mod
       opt_(std::move(options)),
       programs_(mesh_, opt_.cache_dir, std::move(store)),
       device_weight_bytes_(mesh_.size()) {
+  programs_.set_max_loaded(opt_.max_loaded_programs);
   // Refuse a mesh the models do not split over before a byte is uploaded.
   models::TargetParallel(target_, devices());
   if (drafter_) models::DrafterParallel(*drafter_, target_, devices(), drafter_replicated());
@@ -154,12 +155,12 @@ models::DraftShape OnMesh(models::DraftShape s, int64_t devices, bool replicated
 }
 }  // namespace
 
-CompiledProgram& Runtime::ScoreProgram(const models::ScoreShape& shape) {
+ProgramRef Runtime::ScoreProgram(const models::ScoreShape& shape) {
   const auto s = OnMesh(shape, devices(), drafter_replicated());
   return programs_.Get(s.Key() + " " + dtypes_.numerics.Key(), [&] { return models::BuildTargetScore(target_, dtypes_.numerics, s); });
 }
 
-CompiledProgram& Runtime::DraftProgram(const models::DraftShape& shape) {
+ProgramRef Runtime::DraftProgram(const models::DraftShape& shape) {
   const auto s = OnMesh(shape, devices(), drafter_replicated());
   return programs_.Get(s.Key() + " " + dtypes_.numerics.Key(), [&] { return models::BuildDrafter(*drafter_, target_, dtypes_.numerics, s); });
 }

@@ -54,7 +54,7 @@ class Runtime {
   std::vector<ProgramShape> ServingShapes(int64_t context) const;
   void Precompile(const std::vector<ProgramShape>& shapes, const std::function<void(size_t done, size_t total)>& progress);
   // Runs a program once on padding rows (precompile.cc): its first-run costs paid before serving.
-  void WarmRun(CompiledProgram& program);
+  void WarmRun(const ProgramRef& program);
 
   // ---- the steps of an iteration ----
   // Scores up to `len` known tokens of one sequence from position `start` on (pages already
@@ -79,8 +79,8 @@ class Runtime {
              const std::vector<int32_t>& block_len, int32_t block);
 
   // ---- programs ----
-  CompiledProgram& ScoreProgram(const models::ScoreShape& shape);
-  CompiledProgram& DraftProgram(const models::DraftShape& shape);
+  ProgramRef ScoreProgram(const models::ScoreShape& shape);
+  ProgramRef DraftProgram(const models::DraftShape& shape);
   // logprobs: -1, or the top alternatives of the prompt log-probabilities the chunk computes.
   // With a drafter every prefill and verify also returns the drafter's features (plain rows of a
   // speculative engine share the speculative rows' programs; unused features cost a copy, not a

@@ -117,7 +117,7 @@ int32_t Runtime::Prefill(Sequence& s, int64_t start, int32_t len) {
     if (start + j + 1 < static_cast<int64_t>(s.tokens.size())) next[j] = s.tokens[start + j + 1];
   }
   CopyTable(s.pages, P, table.begin());
-  auto& prog = ScoreProgram(shape);
+  auto prog = ScoreProgram(shape);
   auto tok = Upload(tokens, {1, K}), pos = Upload(positions, {1, K}), tab = Upload(table, {1, P});
   Invocation inv(prog, mesh_);
   BindCommon(inv);
@@ -141,7 +141,7 @@ int32_t Runtime::Prefill(Sequence& s, int64_t start, int32_t len) {
   if (spec) {
     // The drafter's context rows for the same positions (append only, no block).
     auto feats = out.Take("hidden");
-    auto& dprog = DraftProgram(DraftShapeFor(1, K, 0, last));
+    auto dprog = DraftProgram(DraftShapeFor(1, K, 0, last));
     Invocation dinv(dprog, mesh_);
     BindCommon(dinv);
     dinv.BindDonated("dk_cache", pool_->dk.get()).BindDonated("dv_cache", pool_->dv.get());
@@ -177,7 +177,7 @@ std::vector<std::vector<int32_t>> Runtime::Verify(const std::vector<Sequence*>& 
   }
   const auto table = Tables(rows, R, P);
   if (drafter_) EnsureProbsPool();
-  auto& prog = ScoreProgram(shape);
+  auto prog = ScoreProgram(shape);
   auto tok = Upload(tokens, {R, K}), pos = Upload(positions, {R, K}), tab = Upload(table, {R, P});
   Invocation inv(prog, mesh_);
   BindCommon(inv);
@@ -278,7 +278,7 @@ void Runtime::Draft(const std::vector<Sequence*>& rows, const std::vector<int32_
     if (B && block_len[r] >= 2) len[r] = block_len[r], slots[r] = s.slot;
   }
   const auto table = Tables(rows, R, P);
-  auto& prog = DraftProgram(shape);
+  auto prog = DraftProgram(shape);
   auto pos = Upload(positions, {R, A}), tab = Upload(table, {R, P});
   Invocation inv(prog, mesh_);
   BindCommon(inv);

@@ -192,13 +192,13 @@ TEST(ProgramCacheDisk, AForeignEntryIsRejectedAndRecompiled) {
     c.set_observer([&](const ProgramEvent& e) {
       if (e.kind == ProgramEvent::kDiskReject) log.push_back(e.detail);
     });
-    auto& p = c.Get("add one", build(1));
+    auto p = c.Get("add one", build(1));
     EXPECT_EQ(c.disk_rejects(), 1);
     EXPECT_EQ(c.compiles(), 1);
     ASSERT_EQ(log.size(), 1u);
     EXPECT_NE(log[0].find("another program"), std::string::npos) << log[0];
     auto x = testing::Upload(std::vector<float>{1, 2}, {2});
-    auto out = p.exe->Execute({x.get()});
+    auto out = p->exe->Execute({x.get()});
     EXPECT_EQ(testing::Download<float>(*out[0]), (std::vector<float>{2, 3}));
   }
   // A truncated entry: refused too.
@@ -208,6 +208,47 @@ TEST(ProgramCacheDisk, AForeignEntryIsRejectedAndRecompiled) {
     c.Get("add one", build(1));
     EXPECT_EQ(c.disk_rejects(), 1);
   }
+  std::filesystem::remove_all(dir);
+}
+
+TEST(ProgramCacheBound, UnloadsTheLeastRecentlyUsedProgramNobodyHoldsAndReloadsItFromDisk) {
+  DFLASH_REQUIRE_PLUGIN();
+  const auto dir = std::filesystem::temp_directory_path() / ("dflash-lru-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  auto build = [](double value) {
+    return [value] {
+      hlo::Builder b;
+      const auto x = b.Input("x", {2}, hlo::DType::kF32);
+      return models::FinishProgram(b, {{"y", b.Add(x, b.Splat(value, {2}, hlo::DType::kF32))}});
+    };
+  };
+  auto run = [](const ProgramRef& p) {
+    auto x = testing::Upload(std::vector<float>{1, 2}, {2});
+    return testing::Download<float>(*p->exe->Execute({x.get()})[0]);
+  };
+  ProgramCache c(testing::TestMesh(), dir.string());
+  std::vector<std::string> unloaded;
+  c.set_observer([&](const ProgramEvent& e) {
+    if (e.kind == ProgramEvent::kUnload) unloaded.push_back(e.key);
+  });
+  c.set_max_loaded(2);
+  c.Get("one", build(1));
+  c.Get("two", build(2));
+  c.Get("one", build(1));                           // "two" is now the least recently used
+  EXPECT_EQ(run(c.Get("three", build(3))), (std::vector<float>{4, 5}));
+  EXPECT_EQ(unloaded, (std::vector<std::string>{"two"}));
+  EXPECT_EQ(c.size(), 2u);
+  EXPECT_FALSE(c.Has("two"));
+  EXPECT_EQ(run(c.Get("two", build(2))), (std::vector<float>{3, 4}));  // back from the disk cache
+  EXPECT_EQ(c.disk_hits(), 1);
+  EXPECT_EQ(c.compiles(), 3);
+  EXPECT_EQ(unloaded.back(), "one");
+  // A program someone holds is never unloaded: with both held, the bound gives way.
+  const ProgramRef two = c.Get("two", build(2)), three = c.Get("three", build(3));
+  c.Get("four", build(4));
+  EXPECT_EQ(c.size(), 3u);
+  EXPECT_EQ(run(two), (std::vector<float>{3, 4}));
+  EXPECT_EQ(c.evictions(), 2);
   std::filesystem::remove_all(dir);
 }
 
