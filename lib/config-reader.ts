@@ -143,10 +143,11 @@ export class Reader {
   }
 
   // The parts a decoder stack shares: attention shape, norms, unsupported switches, bounds.
-  decoder(cfg: Json, headDimDefault: (hidden: number, heads: number) => number) {
+  // attentionBias: the caller runs attention_bias (a target); else it is refused.
+  decoder(cfg: Json, headDimDefault: (hidden: number, heads: number) => number, allow: { attentionBias?: boolean } = {}) {
     const p = this.prefix;
     // Switches are read as booleans: a string such as "true" is an error, not false.
-    if (this.bool(cfg, 'attention_bias', false)) this.fail(p + 'attention_bias', 'true is not supported (no q/k/v/o biases)');
+    if (this.bool(cfg, 'attention_bias', false) && !allow.attentionBias) this.fail(p + 'attention_bias', 'true is not supported (no q/k/v/o biases)');
     if (this.bool(cfg, 'mlp_bias', false)) this.fail(p + 'mlp_bias', 'true is not supported');
     if (cfg.quantization_config !== undefined && cfg.quantization_config !== null)
       this.fail(p + 'quantization_config', 'is not supported: dflash loads f32 / bf16 / f16 weights (quantized checkpoints: not yet)');

@@ -1,23 +1,25 @@
 // Hugging Face config.json -> the normalised configs the native engine takes (camelCase fields,
-// read by native/addon/js_engine.cc). Qwen3, Qwen3-MoE and Llama targets; DFlash drafters in the
+// read by native/addon/js_engine.cc). Qwen3, Qwen3-MoE, Qwen2 and Llama targets; DFlash drafters in the
 // z-lab and speculators layouts (lib/config-drafter.ts). Every unsupported, out-of-bounds
 // (lib/config-reader.ts LIMITS) or inconsistent value is an Error naming the file, the key and the
 // value, raised before anything is allocated. Defaults follow transformers' Qwen3Config /
-// Qwen3MoeConfig / LlamaConfig where a key is absent.
+// Qwen3MoeConfig / Qwen2Config / LlamaConfig where a key is absent.
 //
 // TargetConfig field   <- config.json key
-//   family             <- model_type "qwen3" | "qwen3_moe" | "llama" (or architectures Qwen3ForCausalLM /
-//                         Qwen3MoeForCausalLM / LlamaForCausalLM)
+//   family             <- model_type "qwen3" | "qwen3_moe" | "qwen2" | "llama" (or architectures
+//                         Qwen3ForCausalLM / Qwen3MoeForCausalLM / Qwen2ForCausalLM / LlamaForCausalLM)
 //   vocabSize          <- vocab_size                 hiddenSize <- hidden_size
 //   intermediateSize   <- intermediate_size          numLayers  <- num_hidden_layers
 //   numHeads           <- num_attention_heads        numKvHeads <- num_key_value_heads (default numHeads)
-//   headDim            <- head_dim (default: qwen3 128, qwen3_moe and llama hidden_size / num_attention_heads)
+//   headDim            <- head_dim (default: qwen3 128, qwen3_moe, qwen2 and llama hidden_size / num_attention_heads)
 //   rmsNormEps         <- rms_norm_eps (1e-6)        ropeTheta  <- rope_theta | rope_parameters.rope_theta (10000)
-//   qkNorm             <- true for qwen3 / qwen3_moe (q_norm / k_norm), false for llama
+//   qkNorm             <- true for qwen3 / qwen3_moe (q_norm / k_norm), false for qwen2 and llama
+//   qkvBias, oBias     <- q/k/v_proj and o_proj biases: qwen2 always q/k/v (not o); qwen3, qwen3_moe and
+//                         llama both with attention_bias (false). mlp_bias true is refused.
 //   tieWordEmbeddings  <- tie_word_embeddings (false)
 //   ropeLlama3         <- rope_scaling | rope_parameters with rope_type (or type) "llama3", else null
 //   eosTokenIds        <- eos_token_id (int or list) bosTokenId <- bos_token_id (or null)
-//   maxPositionEmbeddings <- max_position_embeddings (qwen3 / qwen3_moe 32768, llama 2048)
+//   maxPositionEmbeddings <- max_position_embeddings (qwen3 / qwen3_moe / qwen2 32768, llama 2048)
 //   torchDtype         <- torch_dtype | dtype ("float32")
 //   moe                <- null, or for qwen3_moe (Qwen3MoeConfig keys and defaults):
 //     numExperts <- num_experts | num_local_experts (transformers 5 writes the latter) (128)
@@ -43,7 +45,7 @@ export interface MoeConfig {
 }
 
 export interface TargetConfig {
-  family: 'qwen3' | 'qwen3_moe' | 'llama';
+  family: 'qwen3' | 'qwen3_moe' | 'qwen2' | 'llama';
   vocabSize: number;
   hiddenSize: number;
   intermediateSize: number;
@@ -54,6 +56,9 @@ export interface TargetConfig {
   rmsNormEps: number;
   ropeTheta: number;
   qkNorm: boolean;
+  /** Biases on q/k/v_proj (Qwen2; attention_bias) and on o_proj (attention_bias). */
+  qkvBias: boolean;
+  oBias: boolean;
   tieWordEmbeddings: boolean;
   ropeLlama3: RopeLlama3 | null;
   eosTokenIds: number[];
@@ -123,15 +128,15 @@ export interface EngineCapabilities {
 }
 
 const FAMILIES: Record<string, TargetConfig['family']> = {
-  Qwen3ForCausalLM: 'qwen3', Qwen3MoeForCausalLM: 'qwen3_moe', LlamaForCausalLM: 'llama',
+  Qwen3ForCausalLM: 'qwen3', Qwen3MoeForCausalLM: 'qwen3_moe', Qwen2ForCausalLM: 'qwen2', LlamaForCausalLM: 'llama',
 };
 
 function targetFamily(cfg: Json, label: string): TargetConfig['family'] {
   const archs = Array.isArray(cfg.architectures) ? cfg.architectures.map(String) : [];
   for (const a of archs) if (FAMILIES[a]) return FAMILIES[a];
   const type = String(cfg.model_type ?? '');
-  if (type === 'qwen3' || type === 'qwen3_moe' || type === 'llama') return type;
-  throw new Error(`${label}: unsupported model (model_type ${JSON.stringify(cfg.model_type)}, architectures ${JSON.stringify(cfg.architectures)}); dflash runs Qwen3 and Llama targets, dense or Qwen3-MoE`);
+  if (type === 'qwen3' || type === 'qwen3_moe' || type === 'qwen2' || type === 'llama') return type;
+  throw new Error(`${label}: unsupported model (model_type ${JSON.stringify(cfg.model_type)}, architectures ${JSON.stringify(cfg.architectures)}); dflash runs Qwen3, Qwen2 and Llama targets, dense or Qwen3-MoE`);
 }
 
 function moeConfig(r: Reader, cfg: Json, numLayers: number, hidden: number): MoeConfig {
@@ -160,7 +165,7 @@ function moeConfig(r: Reader, cfg: Json, numLayers: number, hidden: number): Moe
   };
 }
 
-/** Maps a Qwen3, Qwen3-MoE or Llama config.json to the engine's TargetConfig. `file` names the
+/** Maps a Qwen3, Qwen3-MoE, Qwen2 or Llama config.json to the engine's TargetConfig. `file` names the
  *  file in error messages (default "target config.json"). */
 export function targetConfigFromHF(json: Json, file?: string, engine: EngineCapabilities = {}): TargetConfig {
   const label = file ?? 'target config.json';
@@ -170,10 +175,11 @@ export function targetConfigFromHF(json: Json, file?: string, engine: EngineCapa
   if (family === 'qwen3_moe' && !engine.moe)
     r.fail('model_type', '"qwen3_moe": Qwen3-MoE targets are read (lib/config.ts) but this engine does not run them yet');
   if (r.bool(cfg, 'use_sliding_window', false)) r.fail('use_sliding_window', 'true is not supported for a target (full attention only)');
+  const attentionBias = r.bool(cfg, 'attention_bias', false);
   if (Array.isArray(cfg.layer_types) && cfg.layer_types.some((t) => t !== 'full_attention'))
     r.fail('layer_types', 'must all be "full_attention" for a target');
   // transformers: Qwen3Config(head_dim=128); Qwen3MoeConfig and LlamaConfig: hidden_size // num_attention_heads.
-  const d = r.decoder(cfg, family === 'qwen3' ? () => 128 : (h, n) => h / n);
+  const d = r.decoder(cfg, family === 'qwen3' ? () => 128 : (h, n) => h / n, { attentionBias: true });
   const vocabSize = r.int(cfg, 'vocab_size', undefined, 1, undefined, LIMITS.vocabSize);
   r.elements('embed_tokens / lm_head', 'vocab_size * hidden_size', vocabSize, d.hiddenSize);
   const bos = r.ids(cfg, 'bos_token_id');
@@ -188,7 +194,10 @@ export function targetConfigFromHF(json: Json, file?: string, engine: EngineCapa
     headDim: d.headDim,
     rmsNormEps: d.rmsNormEps,
     ropeTheta: d.ropeTheta,
-    qkNorm: family !== 'llama',
+    qkNorm: family !== 'llama' && family !== 'qwen2',
+    // transformers' Qwen2Attention: q/k/v with bias, o without; the others follow attention_bias.
+    qkvBias: family === 'qwen2' || attentionBias,
+    oBias: family !== 'qwen2' && attentionBias,
     tieWordEmbeddings: r.bool(cfg, 'tie_word_embeddings', false),
     ropeLlama3: d.ropeLlama3,
     eosTokenIds: r.ids(cfg, 'eos_token_id'),

@@ -44,7 +44,7 @@ describe('targetConfigFromHF', () => {
   it('maps Qwen3-4B', () => {
     expect(targetConfigFromHF(QWEN3_4B)).toEqual({
       family: 'qwen3', vocabSize: 151936, hiddenSize: 2560, intermediateSize: 9728, numLayers: 36, numHeads: 32,
-      numKvHeads: 8, headDim: 128, rmsNormEps: 1e-6, ropeTheta: 1000000, qkNorm: true, tieWordEmbeddings: true,
+      numKvHeads: 8, headDim: 128, rmsNormEps: 1e-6, ropeTheta: 1000000, qkNorm: true, qkvBias: false, oBias: false, tieWordEmbeddings: true,
       ropeLlama3: null, eosTokenIds: [151645], bosTokenId: 151643, maxPositionEmbeddings: 40960, torchDtype: 'bfloat16', moe: null,
     });
   });
@@ -52,7 +52,7 @@ describe('targetConfigFromHF', () => {
   it('maps Llama 3.1 8B: head_dim from hidden / heads, GQA, llama3 RoPE, eos list', () => {
     expect(targetConfigFromHF(LLAMA31_8B)).toEqual({
       family: 'llama', vocabSize: 128256, hiddenSize: 4096, intermediateSize: 14336, numLayers: 32, numHeads: 32,
-      numKvHeads: 8, headDim: 128, rmsNormEps: 1e-5, ropeTheta: 500000, qkNorm: false, tieWordEmbeddings: false,
+      numKvHeads: 8, headDim: 128, rmsNormEps: 1e-5, ropeTheta: 500000, qkNorm: false, qkvBias: false, oBias: false, tieWordEmbeddings: false,
       ropeLlama3: { factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 },
       eosTokenIds: [128001, 128008, 128009], bosTokenId: 128000, maxPositionEmbeddings: 131072, torchDtype: 'bfloat16', moe: null,
     });
@@ -77,12 +77,11 @@ describe('targetConfigFromHF', () => {
   });
 
   const errors: [string, Json, RegExp][] = [
-    ['an unsupported architecture', { ...QWEN3_4B, architectures: ['MistralForCausalLM'], model_type: 'mistral' }, /unsupported model \(model_type "mistral".*dflash runs Qwen3 and Llama/],
+    ['an unsupported architecture', { ...QWEN3_4B, architectures: ['MistralForCausalLM'], model_type: 'mistral' }, /unsupported model \(model_type "mistral".*dflash runs Qwen3, Qwen2 and Llama/],
     ['yarn RoPE scaling', { ...QWEN3_4B, rope_scaling: { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 32768 } }, /rope_scaling type "yarn" is not supported \(llama3 only\)/],
     ['linear RoPE scaling (type key)', { ...LLAMA31_8B, rope_scaling: { type: 'linear', factor: 2 } }, /rope_scaling type "linear" is not supported/],
     ['llama3 scaling without factor', { ...LLAMA31_8B, rope_scaling: { rope_type: 'llama3', low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 } }, /'rope_scaling\.factor' is missing/],
     ['llama3 scaling with high <= low', { ...LLAMA31_8B, rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 4, high_freq_factor: 4, original_max_position_embeddings: 8192 } }, /rope_scaling\.high_freq_factor must be greater than low_freq_factor/],
-    ['attention_bias', { ...LLAMA31_8B, attention_bias: true }, /target config\.json: attention_bias true is not supported/],
     ['mlp_bias', { ...LLAMA31_8B, mlp_bias: true }, /mlp_bias true is not supported/],
     ['another activation', { ...LLAMA31_8B, hidden_act: 'gelu' }, /hidden_act "gelu" is not supported \(silu only\)/],
     ['sliding-window attention', { ...QWEN3_4B, use_sliding_window: true }, /use_sliding_window true is not supported/],

@@ -144,6 +144,29 @@ describe('quantized targets', () => {
   });
 });
 
+describe('attention biases', () => {
+  // Qwen2.5-0.5B-Instruct's config.json (the keys that matter here).
+  const QWEN25_05B: Json = {
+    architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', hidden_size: 896, intermediate_size: 4864, num_hidden_layers: 24,
+    num_attention_heads: 14, num_key_value_heads: 2, vocab_size: 151936, rms_norm_eps: 1e-6, rope_theta: 1000000.0,
+    max_position_embeddings: 32768, max_window_layers: 21, use_sliding_window: false, sliding_window: 32768,
+    tie_word_embeddings: true, torch_dtype: 'bfloat16', bos_token_id: 151643, eos_token_id: 151645,
+  };
+
+  it("Qwen2: q/k/v with biases, o without, no q/k norms, head_dim = hidden / heads (transformers' Qwen2Attention)", () => {
+    expect(parseTarget(QWEN25_05B)).toMatchObject({ family: 'qwen2', headDim: 64, qkNorm: false, qkvBias: true, oBias: false, tieWordEmbeddings: true });
+    expect(() => parseTarget({ ...QWEN25_05B, use_sliding_window: true })).toThrow(/use_sliding_window true is not supported for a target/);
+  });
+
+  it('Qwen3 and Llama: attention_bias puts a bias on all four projections; mlp_bias is refused by name', () => {
+    expect(parseTarget(PAIR_TARGET)).toMatchObject({ qkvBias: false, oBias: false });
+    expect(parseTarget({ ...PAIR_TARGET, attention_bias: true })).toMatchObject({ qkvBias: true, oBias: true });
+    const llama = readJson('test', 'fixtures', 'models', 'llama-f32', 'config.json');
+    expect(parseTarget({ ...llama, attention_bias: true })).toMatchObject({ family: 'llama', qkvBias: true, oBias: true });
+    expect(() => parseTarget({ ...llama, mlp_bias: true })).toThrow(/mlp_bias true is not supported/);
+  });
+});
+
 describe('Qwen3-MoE targets', () => {
   const targetConfigFromHF = (cfg: Json) => parseTarget(cfg, undefined, { moe: true });
 

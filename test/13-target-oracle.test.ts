@@ -40,6 +40,7 @@ describe.each([
   ['llama-f32', 8],
   ['qwen3-moe-f32', 16],        // Qwen3-MoE written by transformers: 8 experts, 2 active, every layer sparse
   ['qwen3-moe-mixed-f32', 8],   // 6 experts, 3 active, no renormalisation, layer 1 dense (mlp_only_layers)
+  ['qwen2-f32', 8],             // Qwen2 written by transformers: q/k/v biases, tied embeddings, GQA
 ])('%s, page size %i, f32', (name, pageSize) => {
   const g = golden(name);
   let engine: Engine;

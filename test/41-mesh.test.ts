@@ -70,6 +70,7 @@ describe.each([
   ['qwen3-f32', 4],  // 2 KV heads over 4 devices: each repeated twice
   ['llama-f32', 2],
   ['qwen3-moe-f32', 2],  // every expert split by its intermediate columns
+  ['qwen2-f32', 2],  // q/k/v biases split with their heads
 ])('%s over %i devices', (name, devices) => {
   const g = golden(name);
   let engine: Engine;
@@ -105,8 +106,11 @@ describe.each([
     let split = V * H * (cfg.tie_word_embeddings ? 1 : 2), whole = H;  // embed (+ lm_head); final norm
     for (let l = 0; l < L; l++) {
       split += q * H + q * H;                                   // q_proj, o_proj
-      (kvSplit ? (x: number) => { split += x; } : (x: number) => { whole += x; })(2 * kv * H);  // k/v_proj
-      whole += 2 * H + (cfg.model_type === 'llama' ? 0 : 2 * hd);  // layer norms, q_norm / k_norm
+      const kvPart = kvSplit ? (x: number) => { split += x; } : (x: number) => { whole += x; };
+      kvPart(2 * kv * H);                                       // k/v_proj
+      if (cfg.model_type === 'qwen2' || cfg.attention_bias) split += q, kvPart(2 * kv);  // q/k/v biases, with their heads
+      if (cfg.attention_bias && cfg.model_type !== 'qwen2') whole += H;  // o_proj's bias, added once after the sum
+      whole += 2 * H + (cfg.model_type === 'llama' || cfg.model_type === 'qwen2' ? 0 : 2 * hd);  // layer norms, q_norm / k_norm
       const experts = cfg.num_experts ?? cfg.num_local_experts;
       if (experts) split += experts * 3 * cfg.moe_intermediate_size * H, whole += experts * H;  // experts; router
       else split += 3 * cfg.intermediate_size * H;              // gate_up, down

@@ -53,6 +53,8 @@ models::TargetConfig ParseTarget(Napi::Object o) {
   c.rms_norm_eps = static_cast<float>(Num(o, "rmsNormEps"));
   c.rope_theta = Num(o, "ropeTheta");
   c.qk_norm = Bool(o, "qkNorm");
+  c.qkv_bias = o.Get("qkvBias").IsBoolean() && o.Get("qkvBias").As<Napi::Boolean>().Value();
+  c.o_bias = o.Get("oBias").IsBoolean() && o.Get("oBias").As<Napi::Boolean>().Value();
   c.tie_word_embeddings = Bool(o, "tieWordEmbeddings");
   c.rope_llama3 = ParseRopeLlama3(o);
   c.max_position_embeddings = static_cast<int64_t>(NumOr(o, "maxPositionEmbeddings", 4096));

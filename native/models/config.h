@@ -29,7 +29,7 @@ struct TargetMoe {
 
 // A Qwen3, Qwen3-MoE or Llama decoder-only target (no attention/MLP biases).
 struct TargetConfig {
-  std::string family = "qwen3";  // "qwen3" | "qwen3_moe" | "llama"
+  std::string family = "qwen3";  // "qwen3" | "qwen3_moe" | "qwen2" | "llama"
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
   int64_t intermediate_size = 0;
@@ -39,7 +39,9 @@ struct TargetConfig {
   int64_t head_dim = 0;  // HF head_dim, or hidden_size / num_heads when config.json has none
   float rms_norm_eps = 1e-6f;
   double rope_theta = 10000.0;
-  bool qk_norm = true;  // Qwen3's per-head q_norm/k_norm; false for Llama
+  bool qk_norm = true;  // Qwen3's per-head q_norm/k_norm; false for Qwen2 and Llama
+  bool qkv_bias = false;  // q/k/v_proj biases (Qwen2; attention_bias)
+  bool o_bias = false;    // o_proj bias (attention_bias)
   bool tie_word_embeddings = false;
   RopeLlama3 rope_llama3;
   int64_t max_position_embeddings = 4096;  // the longest sequence the model was made for

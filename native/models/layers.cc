@@ -50,6 +50,11 @@ Value Dense(hlo::Builder& b, const Value& x, const Value& w, const Numerics& n) 
   return b.Convert(DenseF32(b, x, w, n), n.act());
 }
 
+Value DenseBias(hlo::Builder& b, const Value& x, const Value& w, const Value& bias, const Numerics& n) {
+  if (bias.name.empty()) return Dense(b, x, w, n);
+  return b.Convert(b.Add(DenseF32(b, x, w, n), b.Convert(bias, DType::kF32)), n.act());  // (..., out)
+}
+
 Value DenseF32(hlo::Builder& b, const Value& x, const Value& w, const Numerics& n) {
   // x: (..., in) -> (M, in) rows; w: (out..., in), usually (out, in). The result type f32 makes
   // XLA accumulate in f32. A w of several output axes (gate_up (2, I, H)) is contracted as it is:
@@ -170,31 +175,48 @@ Value Attention(hlo::Builder& b, const Value& q, const std::vector<Value>& keys,
   return b.Convert(b.Reshape(b.Transpose(o, {0, 2, 1, 3, 4}), {r, tq, heads * hd}), n.act());
 }
 
-DecoderLayer TakeDecoderLayer(const WeightInputs& w, const std::string& p, bool qk_norm) {
+DecoderLayer TakeDecoderLayer(const WeightInputs& w, const std::string& p, bool qk_norm, AttentionBias bias, bool dense_mlp) {
   DecoderLayer l;
   l.ln1 = Weight(w, p + "input_layernorm.weight");
   l.q = Weight(w, p + "self_attn.q_proj.weight");
   l.k = Weight(w, p + "self_attn.k_proj.weight");
   l.v = Weight(w, p + "self_attn.v_proj.weight");
   l.o = Weight(w, p + "self_attn.o_proj.weight");
+  if (bias.qkv) {
+    l.q_bias = Weight(w, p + "self_attn.q_proj.bias");
+    l.k_bias = Weight(w, p + "self_attn.k_proj.bias");
+    l.v_bias = Weight(w, p + "self_attn.v_proj.bias");
+  }
+  if (bias.o) l.o_bias = Weight(w, p + "self_attn.o_proj.bias");
   if (qk_norm) {
     l.q_norm = Weight(w, p + "self_attn.q_norm.weight");
     l.k_norm = Weight(w, p + "self_attn.k_norm.weight");
   }
   l.ln2 = Weight(w, p + "post_attention_layernorm.weight");
-  l.gate_up = Weight(w, p + "mlp.gate_up_proj.weight");
-  l.down = Weight(w, p + "mlp.down_proj.weight");
+  if (dense_mlp) {
+    l.gate_up = Weight(w, p + "mlp.gate_up_proj.weight");
+    l.down = Weight(w, p + "mlp.down_proj.weight");
+  }
   return l;
 }
 
 void AppendDecoderLayerSpecs(std::vector<WeightSpec>& s, const std::string& p, int64_t h, int64_t heads,
-                             int64_t kv_heads, int64_t hd, int64_t inter, bool qk_norm, pjrt::DType t, const TensorParallel& tp) {
+                             int64_t kv_heads, int64_t hd, int64_t inter, bool qk_norm, pjrt::DType t, const TensorParallel& tp,
+                             AttentionBias bias) {
   const int64_t qd = heads * hd, kvd = kv_heads * hd;
   s.push_back({p + "input_layernorm.weight", {h}, t});
   s.push_back({p + "self_attn.q_proj.weight", {qd, h}, t, {}, tp.Split(0)});
   s.push_back({p + "self_attn.k_proj.weight", {kvd, h}, t, {}, tp.KvProj()});
   s.push_back({p + "self_attn.v_proj.weight", {kvd, h}, t, {}, tp.KvProj()});
   s.push_back({p + "self_attn.o_proj.weight", {h, qd}, t, {}, tp.Split(1)});
+  if (bias.qkv) {
+    // Split with their projections' output rows (the heads); o_proj's bias is added once, after
+    // the row-parallel product is summed over the devices.
+    s.push_back({p + "self_attn.q_proj.bias", {qd}, t, {}, tp.Split(0)});
+    s.push_back({p + "self_attn.k_proj.bias", {kvd}, t, {}, tp.KvProj()});
+    s.push_back({p + "self_attn.v_proj.bias", {kvd}, t, {}, tp.KvProj()});
+  }
+  if (bias.o) s.push_back({p + "self_attn.o_proj.bias", {h}, t});
   if (qk_norm) {
     s.push_back({p + "self_attn.q_norm.weight", {hd}, t});
     s.push_back({p + "self_attn.k_norm.weight", {hd}, t});
@@ -210,9 +232,9 @@ void AppendDecoderLayerSpecs(std::vector<WeightSpec>& s, const std::string& p, i
 Qkv ProjectQkv(hlo::Builder& b, const Value& x, const DecoderLayer& w, int64_t heads, int64_t kv_heads, int64_t hd,
                const TensorParallel& tp, const Numerics& n) {
   Qkv r;
-  r.q = SplitHeads(b, Dense(b, x, w.q, n), heads, hd);  // (..., heads, hd), heads split
-  r.k = SplitHeads(b, Dense(b, x, w.k, n), kv_heads, hd);
-  r.v = SplitHeads(b, Dense(b, x, w.v, n), kv_heads, hd);
+  r.q = SplitHeads(b, DenseBias(b, x, w.q, w.q_bias, n), heads, hd);  // (..., heads, hd), heads split
+  r.k = SplitHeads(b, DenseBias(b, x, w.k, w.k_bias, n), kv_heads, hd);
+  r.v = SplitHeads(b, DenseBias(b, x, w.v, w.v_bias, n), kv_heads, hd);
   if (tp.kv_repeat > 1) {
     // Replicated k/v_proj: every device has all KV heads; each keeps its repeated one.
     const int head_axis = static_cast<int>(r.k.rank()) - 2;

@@ -29,6 +29,9 @@ hlo::Value RmsNorm(hlo::Builder& b, const hlo::Value& x, const hlo::Value& w, fl
 hlo::Value Dense(hlo::Builder& b, const hlo::Value& x, const hlo::Value& w, const Numerics& n);
 // The same, returning the f32 accumulator unrounded (LM heads: logits stay f32).
 hlo::Value DenseF32(hlo::Builder& b, const hlo::Value& x, const hlo::Value& w, const Numerics& n);
+// Dense plus a bias (out) when `bias` is one (an empty Value: none), added in f32 before the result
+// is rounded to the activation dtype (HF's Linear adds it in the matmul's epilogue).
+hlo::Value DenseBias(hlo::Builder& b, const hlo::Value& x, const hlo::Value& w, const hlo::Value& bias, const Numerics& n);
 
 // down(silu(gate(x)) * up(x)), gate and up as one weight [gate; up]: one dot of 2I outputs instead
 // of two of I (each output the same H-term reduction; faster from a few rows on, bench/PROFILE.md).
@@ -50,8 +53,15 @@ hlo::Value Attention(hlo::Builder& b, const hlo::Value& q, const std::vector<hlo
 // One Qwen3/Llama decoder layer's weights.
 struct DecoderLayer {
   hlo::Value ln1, q, k, v, o, q_norm, k_norm, ln2, gate_up, down;  // q_norm/k_norm: qwen3 only
+  hlo::Value q_bias, k_bias, v_bias, o_bias;                       // empty where the model has none
 };
-DecoderLayer TakeDecoderLayer(const WeightInputs& w, const std::string& prefix, bool qk_norm);
+// Which attention projections carry a bias (Qwen2: q/k/v; attention_bias: q/k/v and o).
+struct AttentionBias {
+  bool qkv = false, o = false;
+};
+// dense_mlp false: the attention half only (a MoE layer's MLP is its expert block).
+DecoderLayer TakeDecoderLayer(const WeightInputs& w, const std::string& prefix, bool qk_norm, AttentionBias bias = {},
+                              bool dense_mlp = true);
 
 // Appends one Qwen3/Llama decoder layer's tensor specs, in parameter order, under `prefix`
 // (e.g. "model.layers.3." for a target, "layers.0." for a DFlash drafter): HF names, but
@@ -62,7 +72,7 @@ DecoderLayer TakeDecoderLayer(const WeightInputs& w, const std::string& prefix, 
 inline constexpr size_t kDenseMlpSpecs = 2;
 void AppendDecoderLayerSpecs(std::vector<WeightSpec>& specs, const std::string& prefix, int64_t hidden, int64_t heads,
                              int64_t kv_heads, int64_t head_dim, int64_t intermediate, bool qk_norm, pjrt::DType dtype,
-                             const TensorParallel& tp);
+                             const TensorParallel& tp, AttentionBias bias = {});
 
 // One decoder layer's attention projections, per token: q (..., heads, hd) and k, v
 // (..., tp.kv_heads, hd) — KV heads repeated when the mesh has more devices than the model has KV

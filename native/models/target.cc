@@ -29,8 +29,8 @@ using hlo::Value;
 namespace {
 
 void Validate(const TargetConfig& c) {
-  if (c.family != "qwen3" && c.family != "qwen3_moe" && c.family != "llama")
-    throw std::invalid_argument("target: family must be qwen3, qwen3_moe or llama, got " + c.family);
+  if (c.family != "qwen3" && c.family != "qwen3_moe" && c.family != "qwen2" && c.family != "llama")
+    throw std::invalid_argument("target: family must be qwen3, qwen3_moe, qwen2 or llama, got " + c.family);
   if (c.family == "qwen3_moe" && (c.moe.num_experts <= 0 || c.moe.experts_per_token <= 0 || c.moe.experts_per_token > c.moe.num_experts ||
                                   c.moe.intermediate <= 0 || static_cast<int64_t>(c.moe.sparse_layers.size()) != c.num_layers))
     throw std::invalid_argument("target: qwen3_moe needs experts, experts per token <= experts, an intermediate size and one sparse flag per layer");
@@ -79,7 +79,8 @@ std::vector<WeightSpec> TargetWeightSpecs(const TargetConfig& c, pjrt::DType t, 
   s.push_back({"model.embed_tokens.weight", {c.vocab_size, h}, t, {}, tp.Vocab()});
   for (int64_t i = 0; i < c.num_layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
-    AppendDecoderLayerSpecs(s, p, h, c.num_heads, c.num_kv_heads, c.head_dim, c.intermediate_size, c.qk_norm, t, tp);
+    AppendDecoderLayerSpecs(s, p, h, c.num_heads, c.num_kv_heads, c.head_dim, c.intermediate_size, c.qk_norm, t, tp,
+                            AttentionBias{c.qkv_bias, c.o_bias});
     if (c.sparse(i)) {
       // The sparse MLP replaces the dense one: drop gate_up/down_proj, add router + experts.
       s.resize(s.size() - kDenseMlpSpecs);
@@ -115,21 +116,9 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
   const MoeConfig moe{c.moe.num_experts, c.moe.experts_per_token, c.moe.intermediate, c.moe.norm_topk_prob};
   for (int64_t l = 0; l < L; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
-    if (!c.sparse(l)) {
-      layers.push_back(TakeDecoderLayer(w, p, c.qk_norm));
-      continue;
-    }
-    // The attention half of the layer; the MLP is the MoE block.
-    DecoderLayer d;
-    d.ln1 = Weight(w, p + "input_layernorm.weight");
-    d.q = Weight(w, p + "self_attn.q_proj.weight");
-    d.k = Weight(w, p + "self_attn.k_proj.weight");
-    d.v = Weight(w, p + "self_attn.v_proj.weight");
-    d.o = Weight(w, p + "self_attn.o_proj.weight");
-    d.q_norm = Weight(w, p + "self_attn.q_norm.weight");
-    d.k_norm = Weight(w, p + "self_attn.k_norm.weight");
-    d.ln2 = Weight(w, p + "post_attention_layernorm.weight");
-    layers.push_back(d);
+    // A sparse layer's MLP is its MoE block: only the attention half is a decoder layer's.
+    layers.push_back(TakeDecoderLayer(w, p, c.qk_norm, AttentionBias{c.qkv_bias, c.o_bias}, !c.sparse(l)));
+    if (!c.sparse(l)) continue;
     experts[l] = MoeWeights{Weight(w, p + "mlp.gate.weight"), Weight(w, p + "mlp.experts.*.gate_proj.weight"),
                             Weight(w, p + "mlp.experts.*.up_proj.weight"), Weight(w, p + "mlp.experts.*.down_proj.weight")};
   }
@@ -182,7 +171,7 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
     k_cache = PagedWrite(b, k_cache, l, windex, kk);
     v_cache = PagedWrite(b, v_cache, l, windex, vv);
     const Value attn = PagedAttention(b, q, k_cache, v_cache, l, table, causal, nm);  // (R, K, heads * hd)
-    h = b.Add(h, Dense(b, attn, lw.o, nm));
+    h = b.Add(h, DenseBias(b, attn, lw.o, lw.o_bias, nm));
     const Value x2 = RmsNorm(b, h, lw.ln2, c.rms_norm_eps, nm);  // (R, K, H)
     if (c.sparse(l))
       h = b.Add(h, b.Reshape(MoeMlp(b, b.Reshape(x2, {r * k, c.hidden_size}), experts[l], moe, MoeImpl::kAuto, nm), {r, k, c.hidden_size}));

@@ -32,7 +32,7 @@ from transformers import AutoModelForCausalLM
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MODELS = ROOT / "test" / "fixtures" / "models"
 OUT = ROOT / "test" / "fixtures" / "goldens"
-TARGETS = ["qwen3-f32", "qwen3-bf16-tied", "llama-f32", "qwen3-moe-f32", "qwen3-moe-mixed-f32"]
+TARGETS = ["qwen3-f32", "qwen3-bf16-tied", "llama-f32", "qwen3-moe-f32", "qwen3-moe-mixed-f32", "qwen2-f32"]
 BF16_TARGETS = ["qwen3-bf16-tied"]
 NEW_TOKENS = 24
 

@@ -1,0 +1,63 @@
+"""Tiny random Qwen2 checkpoints written by Hugging Face transformers itself.
+
+transformers' Qwen2ForCausalLM is built from a Qwen2Config, every parameter is drawn here (seeded;
+transformers' init leaves the q/k/v biases at zero, which would test nothing), and
+save_pretrained writes the checkpoint in the hub layout (q/k/v_proj with biases, o_proj without).
+
+    .venv-oracle/bin/python tools/oracle/make_qwen2_fixtures.py
+    .venv-oracle/bin/python tools/oracle/make_goldens.py qwen2-f32
+
+Models (test/fixtures/models):
+  qwen2-f32   2 layers, hidden 64, 4 heads over 2 KV heads (head_dim 16 = hidden / heads), tied
+              embeddings (as the small Qwen2.5 models), biases drawn as large as the weights
+It reuses the byte-level tokenizer of qwen3-f32 (vocabulary 256).
+"""
+import pathlib
+import shutil
+
+import torch
+from transformers import Qwen2Config, Qwen2ForCausalLM
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+MODELS = ROOT / "test" / "fixtures" / "models"
+TOKENIZER_FROM = MODELS / "qwen3-f32"
+
+SPECS = {
+    "qwen2-f32": dict(seed=51, vocab_size=256, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True),
+}
+
+
+def draw_weights(model: torch.nn.Module, seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in sorted(model.named_parameters()):
+            if name.endswith("norm.weight"):
+                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=gen))
+            elif "embed_tokens" in name:
+                p.copy_(torch.randn(p.shape, generator=gen))
+            elif name.endswith(".bias"):  # large enough to move every logit
+                p.copy_(0.5 * torch.randn(p.shape, generator=gen))
+            else:
+                p.copy_(0.15 * torch.randn(p.shape, generator=gen))
+
+
+def main() -> None:
+    for name, spec in SPECS.items():
+        spec = dict(spec)
+        seed = spec.pop("seed")
+        cfg = Qwen2Config(**spec, rms_norm_eps=1e-6, max_position_embeddings=4096, use_sliding_window=False,
+                          rope_parameters={"rope_type": "default", "rope_theta": 1000000.0}, bos_token_id=None, eos_token_id=None)
+        torch.manual_seed(seed)
+        model = Qwen2ForCausalLM(cfg).to(torch.float32)
+        draw_weights(model, seed)
+        out = MODELS / name
+        shutil.rmtree(out, ignore_errors=True)
+        model.save_pretrained(out)
+        for f in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(TOKENIZER_FROM / f, out / f)
+        print(f"{name}: written to {out}")
+
+
+if __name__ == "__main__":
+    main()
