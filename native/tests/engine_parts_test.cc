@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 
 #include "engine/dtype_policy.h"
@@ -154,17 +155,20 @@ TEST(Speculation, TheFirstRunOfAProgramIsAWarmUp) {
   EXPECT_DOUBLE_EQ(p.Cost(1, 16), 0.8 * 5e-3 + 0.2 * 10e-3);
 }
 
+// The program the cache tests store: y = x + value over f32[2].
+std::function<models::Program()> AddConstant(double value) {
+  return [value] {
+    hlo::Builder b;
+    const auto x = b.Input("x", {2}, hlo::DType::kF32);
+    return models::FinishProgram(b, {{"y", b.Add(x, b.Splat(value, {2}, hlo::DType::kF32))}});
+  };
+}
+
 TEST(ProgramCacheDisk, AForeignEntryIsRejectedAndRecompiled) {
   DFLASH_REQUIRE_PLUGIN();
   const auto dir = std::filesystem::temp_directory_path() / ("dflash-pc-" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
-  auto build = [](double value) {
-    return [value] {
-      hlo::Builder b;
-      const auto x = b.Input("x", {2}, hlo::DType::kF32);
-      return models::FinishProgram(b, {{"y", b.Add(x, b.Splat(value, {2}, hlo::DType::kF32))}});
-    };
-  };
+  const auto build = AddConstant;
   std::string first_file;
   {
     ProgramCache c(testing::TestMesh(), dir.string());
@@ -215,13 +219,7 @@ TEST(ProgramCacheBound, UnloadsTheLeastRecentlyUsedProgramNobodyHoldsAndReloadsI
   DFLASH_REQUIRE_PLUGIN();
   const auto dir = std::filesystem::temp_directory_path() / ("dflash-lru-" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
-  auto build = [](double value) {
-    return [value] {
-      hlo::Builder b;
-      const auto x = b.Input("x", {2}, hlo::DType::kF32);
-      return models::FinishProgram(b, {{"y", b.Add(x, b.Splat(value, {2}, hlo::DType::kF32))}});
-    };
-  };
+  const auto build = AddConstant;
   auto run = [](const ProgramRef& p) {
     auto x = testing::Upload(std::vector<float>{1, 2}, {2});
     return testing::Download<float>(*p->exe->Execute({x.get()})[0]);

@@ -14,15 +14,10 @@ Models (test/fixtures/models):
                        (mlp_only_layers [1]), head_dim 32 != hidden / heads, MQA
 Both reuse the byte-level tokenizer of qwen3-f32 (vocabulary 256).
 """
-import pathlib
-import shutil
-
 import torch
 from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-MODELS = ROOT / "test" / "fixtures" / "models"
-TOKENIZER_FROM = MODELS / "qwen3-f32"
+from hf_fixture import save_fixture
 
 SPECS = {
     "qwen3-moe-f32": dict(
@@ -65,12 +60,7 @@ def main() -> None:
         torch.manual_seed(seed)
         model = Qwen3MoeForCausalLM(cfg).to(torch.float32)
         draw_weights(model, seed)
-        out = MODELS / name
-        shutil.rmtree(out, ignore_errors=True)
-        model.save_pretrained(out)
-        for f in ("tokenizer.json", "tokenizer_config.json"):
-            shutil.copy(TOKENIZER_FROM / f, out / f)
-        print(f"{name}: written to {out}")
+        save_fixture(model, name)
 
 
 if __name__ == "__main__":

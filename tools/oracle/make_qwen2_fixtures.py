@@ -12,15 +12,10 @@ Models (test/fixtures/models):
               embeddings (as the small Qwen2.5 models), biases drawn as large as the weights
 It reuses the byte-level tokenizer of qwen3-f32 (vocabulary 256).
 """
-import pathlib
-import shutil
-
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-MODELS = ROOT / "test" / "fixtures" / "models"
-TOKENIZER_FROM = MODELS / "qwen3-f32"
+from hf_fixture import save_fixture
 
 SPECS = {
     "qwen2-f32": dict(seed=51, vocab_size=256, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
@@ -51,12 +46,7 @@ def main() -> None:
         torch.manual_seed(seed)
         model = Qwen2ForCausalLM(cfg).to(torch.float32)
         draw_weights(model, seed)
-        out = MODELS / name
-        shutil.rmtree(out, ignore_errors=True)
-        model.save_pretrained(out)
-        for f in ("tokenizer.json", "tokenizer_config.json"):
-            shutil.copy(TOKENIZER_FROM / f, out / f)
-        print(f"{name}: written to {out}")
+        save_fixture(model, name)
 
 
 if __name__ == "__main__":
