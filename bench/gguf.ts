@@ -7,7 +7,7 @@ import * as path from 'path';
 
 import { packageRoot } from '../lib/native';
 
-export type Dtype = 'f32' | 'bf16' | 'f16';
+export type Dtype = 'f32' | 'bf16' | 'f16' | 'q8_0' | 'q4_0' | 'q4_1' | 'q4_k' | 'q5_k' | 'q6_k' | 'mixed';
 
 const ROOT = packageRoot();
 export const CONVERTER = path.join(ROOT, 'tools', 'gguf', 'convert.py');

@@ -18,6 +18,7 @@ import {
 } from './native';
 import type { EngineOptions } from './options.generated';
 import { findPlugin } from './plugins';
+import { openModel } from './model-source';
 import { checkLoadOptions, GenerateOptions, promptTokens, requestOptions } from './request';
 import { readCheckpoint } from './safetensors';
 import { AbortError, DoneEvent, GenerationStream } from './stream';
@@ -29,7 +30,8 @@ export type { GenerateOptions };
 export type LoadProgress = NativeWeightProgress | NativeProgramEvent;
 
 export interface EngineLoadOptions extends Omit<EngineOptions, 'cacheDir'> {
-  /** Directory of the target model (config.json, *.safetensors, tokenizer.json). */
+  /** The target model: a Hugging Face directory (config.json, *.safetensors, tokenizer.json) or a
+   *  GGUF file (llama, qwen2, qwen3; quantized tensors are expanded at load). */
   target: string;
   /** Directory of a DFlash drafter (z-lab layout). Without it, generation is plain decoding. */
   drafter?: string;
@@ -73,14 +75,15 @@ export class Engine extends (EventEmitter as new () => TypedEmitter<EngineEvents
   static async load(opts: EngineLoadOptions): Promise<Engine> {
     checkLoadOptions(opts);
     const { target, drafter, plugin, onProgress, cacheDir, devices, ...engineOptions } = opts;
-    const targetFile = path.join(target, 'config.json');
-    const targetCfg = targetConfigFromHF(readJson(targetFile), targetFile, CAPABILITIES);
+    const model = openModel(target);  // a model directory or a GGUF file
+    const targetFile = model.configLabel;
+    const targetCfg = targetConfigFromHF(model.config, targetFile, CAPABILITIES);
     const drafterFile = drafter ? path.join(drafter, 'config.json') : undefined;
     const drafterCfg = drafterFile ? drafterConfigFromHF(readJson(drafterFile), targetCfg, drafterFile, CAPABILITIES) : undefined;
-    const tokenizer = await loadTokenizer(target);
+    const tokenizer = await model.tokenizer();
     // Headers only: a config that does not describe its checkpoint fails here, before anything
     // is allocated or compiled.
-    const targetTensors = readCheckpoint(target);
+    const targetTensors = model.tensors();
     checkTargetTensors(targetCfg, targetTensors, targetFile);
     const drafterTensors = drafter ? stripModelPrefix(readCheckpoint(drafter)) : undefined;
     if (drafterCfg && drafterTensors) checkDrafterTensors(drafterCfg, drafterTensors, drafterFile);
@@ -93,7 +96,7 @@ export class Engine extends (EventEmitter as new () => TypedEmitter<EngineEvents
       const options = { ...engineOptions, cacheDir: cacheDir === false ? '' : cacheDir ?? defaultCacheDir() };
       const eos = [...new Set(tokenizer.eosTokenIds.concat(targetCfg.eosTokenIds ?? []))];
       // tokenizer.json's text: the grammar engine reads every token's bytes from it.
-      const tokenizerJson = fs.readFileSync(path.join(target, 'tokenizer.json'), 'utf8');
+      const tokenizerJson = model.tokenizerJson();
       nativeEngine = native().createEngine(client, { target: targetCfg, drafter: drafterCfg, eosTokenIds: eos, options, devices, tokenizerJson },
         (kind, data) => engine?.onNative(kind, data));
       engine = new Engine(client, nativeEngine, tokenizer, { target: targetCfg, drafter: drafterCfg });

@@ -9,6 +9,7 @@ import * as path from 'path';
 import { drafterConfigFromHF, targetConfigFromHF } from './config';
 import type { DeviceInfo } from './native';
 import { native } from './native';
+import { openModel } from './model-source';
 import { readCheckpoint, TensorSource } from './safetensors';
 
 export interface MeshFit {
@@ -47,9 +48,10 @@ function hostAvailable(): number {
 
 export function planMeshes(platform: string, devices: DeviceInfo[], target: string, drafter?: string): MeshPlan {
   const read = (f: string) => JSON.parse(fs.readFileSync(f, 'utf8'));
-  const tcfg = targetConfigFromHF(read(path.join(target, 'config.json')), path.join(target, 'config.json'), { slidingWindows: true, moe: true });
+  const model = openModel(target);
+  const tcfg = targetConfigFromHF(model.config, model.configLabel, { slidingWindows: true, moe: true });
   const dcfg = drafter ? drafterConfigFromHF(read(path.join(drafter, 'config.json')), tcfg, path.join(drafter, 'config.json'), { slidingWindows: true, moe: true }) : undefined;
-  const tensors = readCheckpoint(target).concat(drafter ? readCheckpoint(drafter) : []);
+  const tensors = model.tensors().concat(drafter ? readCheckpoint(drafter) : []);
   const ckpt = checkpointDtype(tensors);
   const n = devices.length;
   const limits = devices.map((d) => d.memoryStats?.bytes_limit).filter((x): x is number => typeof x === 'number' && x > 0);

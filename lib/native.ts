@@ -58,6 +58,10 @@ export interface TensorSource {
   nbytes: number;
   dtype: string;
   shape: number[];
+  /** A GGUF file's data section start (safetensors: read from the file's own header). */
+  dataStart?: number;
+  /** GGUF Llama q/k: rows in llama.cpp's interleaved-RoPE order over this many heads. */
+  ropeHeads?: number;
 }
 
 /** One sequence's result of one scheduler iteration (see native/engine/sequence.h). */

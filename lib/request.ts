@@ -72,7 +72,7 @@ export function checkLoadOptions(opts: unknown): void {
   const o = opts as Record<string, unknown>;
   unknownKeys('Engine.load', o, [...new Set<string>([...LOAD_OPTIONS, ...ENGINE_OPTION_NAMES])]);
   if (typeof o.target !== 'string' || !o.target)
-    throw new TypeError(`Engine.load: option 'target' must be a model directory, got ${describeValue(o.target)}`);
+    throw new TypeError(`Engine.load: option 'target' must be a model directory or a .gguf file, got ${describeValue(o.target)}`);
   for (const key of ['drafter', 'plugin'] as const)
     if (o[key] !== undefined && (typeof o[key] !== 'string' || !o[key]))
       throw new TypeError(`Engine.load: option '${key}' must be a ${key === 'plugin' ? 'plugin file path' : 'model directory'}, got ${describeValue(o[key])}`);

@@ -97,8 +97,26 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
   const tjFile = path.join(dir, 'tokenizer.json');
   const tj = readJson(tjFile);
   if (!tj) throw new Error(`no tokenizer.json in ${dir} (dflash reads Hugging Face "fast" tokenizers; convert a SentencePiece model with transformers first)`);
-  const tc = readJson(path.join(dir, 'tokenizer_config.json')) ?? {};
+  const tcFile = path.join(dir, 'tokenizer_config.json');
+  const tc = readJson(tcFile) ?? {};
   const gen = readJson(path.join(dir, 'generation_config.json')) ?? {};
+  return tokenizerFromJson({ tokenizer: tj, config: tc, generation: gen, chatTemplate: chatTemplateSource(dir, tc) },
+    { tokenizer: tjFile, config: tcFile, generation: path.join(dir, 'generation_config.json'), template: dir });
+}
+
+/** The parts of a Hugging Face tokenizer, as files hold them or as a GGUF's metadata gives them
+ *  (lib/gguf-model.ts). */
+export interface TokenizerParts {
+  tokenizer: Json;                  // tokenizer.json
+  config: Json;                     // tokenizer_config.json
+  generation: Json;                 // generation_config.json
+  chatTemplate: string | undefined;
+}
+
+/** A tokenizer from its parts; `where` names each part's source in errors. */
+export function tokenizerFromJson(parts: TokenizerParts, where: { tokenizer: string; config: string; generation: string; template: string }): Tokenizer {
+  const { tokenizer: tj, config: tc, generation: gen, chatTemplate: templateSrc } = parts;
+  const tjFile = where.tokenizer, tcFile = where.config, dir = where.template;
   const model = tj.model as Json | undefined;
   if (!model || typeof model !== 'object') throw new Error(`${tjFile}: no "model" section; not a tokenizers tokenizer.json`);
   // The library guesses a model from its fields when the type is unknown; refuse instead.
@@ -113,7 +131,6 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
     throw new Error(`${tjFile}: @huggingface/tokenizers cannot load this tokenizer (model ${JSON.stringify(model.type)}, ${parts}): ${(e as Error).message}`);
   }
 
-  const tcFile = path.join(dir, 'tokenizer_config.json');
   const bosToken = tokenText(tc.bos_token, tcFile, 'bos_token');
   const eosToken = tokenText(tc.eos_token, tcFile, 'eos_token');
   const idOf = (t: string | null) => (t === null ? undefined : tok.token_to_id(t));
@@ -122,14 +139,13 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
   if (eosId !== undefined) eos.add(eosId);
   for (const id of [gen.eos_token_id ?? []].flat()) {
     if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0)
-      throw new Error(`${path.join(dir, 'generation_config.json')}: 'eos_token_id' must be a token id or a list of token ids, got ${JSON.stringify(gen.eos_token_id)}`);
+      throw new Error(`${where.generation}: 'eos_token_id' must be a token id or a list of token ids, got ${JSON.stringify(gen.eos_token_id)}`);
     eos.add(id);
   }
   const vocab = tok.get_vocab(true);
   let vocabSize = 0;
   for (const id of vocab.values()) vocabSize = Math.max(vocabSize, id + 1);
 
-  const templateSrc = chatTemplateSource(dir, tc);
   let template: InstanceType<typeof Template> | undefined;
   if (templateSrc !== undefined) {
     try {

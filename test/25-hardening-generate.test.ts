@@ -134,7 +134,7 @@ describe('Engine.load(): options are checked before anything is read or allocate
     ['plugin 5', { plugin: 5 }, TypeError, /^Engine\.load: option 'plugin' must be a plugin file path, got 5$/],
     ['onProgress 5', { onProgress: 5 }, TypeError, /^Engine\.load: option 'onProgress' must be a function, got 5$/],
     ['cacheDir true', { cacheDir: true }, TypeError, /^Engine\.load: option 'cacheDir' must be a directory path or false, got true$/],
-    ['target 5', { target: 5 }, TypeError, /^Engine\.load: option 'target' must be a model directory, got 5$/],
+    ['target 5', { target: 5 }, TypeError, /^Engine\.load: option 'target' must be a model directory or a \.gguf file, got 5$/],
   ] as const)('%s', async (_, options, kind, message) => {
     const err = await load(options);
     expect(err).toBeInstanceOf(kind);

@@ -116,7 +116,7 @@ describe('tools/gguf/convert.py', () => {
     addOneMerge(ckpt);
     const cfg = JSON.parse(fs.readFileSync(path.join(ckpt, 'config.json'), 'utf8'));
     fs.writeFileSync(path.join(ckpt, 'config.json'), JSON.stringify({ ...cfg, model_type: 'mistral' }));
-    expect(() => convert(ckpt, path.join(dir, 'u.gguf'), 'f32')).toThrow(/config\.json: model_type 'mistral' is not supported \(accepted: qwen3, llama\)/);
+    expect(() => convert(ckpt, path.join(dir, 'u.gguf'), 'f32')).toThrow(/config\.json: model_type 'mistral' is not supported \(accepted: qwen3, qwen2, llama\)/);
   });
 });
 

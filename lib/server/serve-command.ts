@@ -65,7 +65,7 @@ function intOption(v: Values, name: keyof Values, dflt: number, min: number, max
 /** Sampling defaults from the target's generation_config.json (greedy when do_sample is false). */
 export function generationDefaults(dir: string): { temperature?: number; topP?: number; topK?: number } {
   const file = path.join(dir, 'generation_config.json');
-  if (!fs.existsSync(file)) return {};
+  if (!fs.existsSync(file) || fs.statSync(dir).isFile()) return {};  // a GGUF target carries no sampling defaults
   let cfg: Record<string, unknown>;
   try {
     cfg = JSON.parse(fs.readFileSync(file, 'utf8'));

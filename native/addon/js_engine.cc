@@ -132,6 +132,13 @@ std::vector<engine::TensorSource> Sources(Napi::Env env, Napi::Value v) {
       if (!IsCount(dims.Get(k))) throw Napi::TypeError::New(env, what + ": 'shape' must hold non-negative integers");
       s.shape.push_back(static_cast<int64_t>(dims.Get(k).As<Napi::Number>().DoubleValue()));
     }
+    // GGUF sources (lib/gguf.ts): where the file's data section starts, and rows to reorder.
+    for (const char* key : {"dataStart", "ropeHeads"}) {
+      const Napi::Value x = o.Get(key);
+      if (x.IsUndefined()) continue;
+      if (!IsCount(x)) throw Napi::TypeError::New(env, what + ": '" + key + "' must be a non-negative integer");
+      (std::string(key) == "dataStart" ? s.data_start : s.rope_heads) = static_cast<int64_t>(x.As<Napi::Number>().DoubleValue());
+    }
     out.push_back(std::move(s));
   }
   return out;

@@ -2,6 +2,7 @@
 #include "engine/weights.h"
 
 #include "engine/float_codec.h"
+#include "engine/gguf_blocks.h"
 #include "models/moe.h"
 
 #include <fcntl.h>
@@ -64,11 +65,23 @@ class MappedRange {
   int64_t skip_ = 0;
 };
 
+// The dtype a source's elements reach the upload in: its own for the plain floats, f32 for a
+// GGUF block format (expanded at load).
 pjrt::DType ParseDType(const std::string& s, const std::string& tensor) {
-  if (s == "F32") return pjrt::DType::kF32;
+  if (s == "F32" || FindBlockFormat(s)) return pjrt::DType::kF32;
   if (s == "BF16") return pjrt::DType::kBF16;
   if (s == "F16") return pjrt::DType::kF16;
-  throw std::runtime_error("tensor " + tensor + " has dtype " + s + "; dflash loads F32, BF16 and F16 weights");
+  throw std::runtime_error("tensor " + tensor + " has dtype " + s +
+                           "; dflash loads F32, BF16 and F16 weights (and from GGUF files Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K)");
+}
+
+// A source whose bytes are not its elements as they are: a GGUF block format, or rows to reorder.
+bool NeedsDecoding(const TensorSource& s) { return FindBlockFormat(s.dtype) != nullptr || s.rope_heads > 0; }
+
+// The dtype of the elements the upload reads: f32 for a source expanded at load.
+pjrt::DType UploadedDType(const TensorSource& s) {
+  const pjrt::DType own = ParseDType(s.dtype, s.name);
+  return NeedsDecoding(s) ? pjrt::DType::kF32 : own;
 }
 
 std::string Dims(const std::vector<int64_t>& d) {
@@ -86,14 +99,19 @@ int64_t ElementBytes(const std::string& dtype) {
   return it == sizes.end() ? 0 : it->second;
 }
 
-// Where the data section of a safetensors file starts (8 + its header length) and the file size.
-std::pair<int64_t, int64_t> DataSection(const std::string& path) {
+// Where the data section of a safetensors file starts (8 + its header length) and the file size;
+// for a GGUF file (data_start >= 0, from lib/gguf.ts) the given start.
+std::pair<int64_t, int64_t> DataSection(const std::string& path, int64_t data_start) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw std::runtime_error("cannot open weights file " + path + ": " + std::strerror(errno));
   struct stat st {};
   uint8_t len[8] = {};
-  const bool ok = ::fstat(fd, &st) == 0 && ::pread(fd, len, 8, 0) == 8;
+  const bool ok = ::fstat(fd, &st) == 0 && (data_start >= 0 || ::pread(fd, len, 8, 0) == 8);
   ::close(fd);
+  if (data_start >= 0) {
+    if (!ok) throw std::runtime_error("cannot stat weights file " + path);
+    return {data_start, static_cast<int64_t>(st.st_size)};
+  }
   if (!ok) throw std::runtime_error(path + " is not a safetensors file: shorter than its 8-byte header length");
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | len[i];  // little-endian
@@ -178,10 +196,18 @@ void CheckTensorSources(const std::vector<TensorSource>& sources) {
     const int64_t width = ElementBytes(s.dtype);
     if (width > 0 && (count > INT64_MAX / width || count * width != s.nbytes))
       throw std::runtime_error(where + ": " + std::to_string(s.nbytes) + " bytes for " + s.dtype + Dims(s.shape));
+    if (const BlockFormat* f = FindBlockFormat(s.dtype)) {
+      // Blocks run along a row: a row length that is not whole blocks cannot be stored.
+      if (s.shape.empty() || BlockBytes(*f, s.shape.back()) < 0 || BlockBytes(*f, count) != s.nbytes)
+        throw std::runtime_error(where + ": " + std::to_string(s.nbytes) + " bytes for " + s.dtype + Dims(s.shape) + " (blocks of " +
+                                 std::to_string(f->block_values) + " values in " + std::to_string(f->block_bytes) + " bytes along each row)");
+    }
+    if (s.rope_heads > 0 && (s.shape.empty() || s.shape[0] % (2 * s.rope_heads) != 0))
+      throw std::runtime_error(where + Dims(s.shape) + ": rows do not split into " + std::to_string(s.rope_heads) + " heads of pairs");
     by_file[s.file].push_back(&s);
   }
   for (auto& [file, list] : by_file) {
-    const auto [data_start, size] = DataSection(file);
+    const auto [data_start, size] = DataSection(file, list.front()->data_start);
     std::sort(list.begin(), list.end(), [](const TensorSource* a, const TensorSource* b) { return a->offset < b->offset; });
     const TensorSource* prev = nullptr;
     for (const TensorSource* s : list) {
@@ -218,6 +244,22 @@ int64_t Product(const std::vector<int64_t>& d, size_t from, size_t to) {
   return n;
 }
 
+// A source expanded to f32 in a staging buffer: its blocks decoded (GGUF block formats) or its
+// floats widened, then its rows put back in Hugging Face's order where the GGUF reordered them.
+std::unique_ptr<StagingBuffer> Decode(const TensorSource& s, const uint8_t* raw) {
+  const int64_t count = Product(s.shape, 0, s.shape.size());
+  auto out = std::make_unique<StagingBuffer>(static_cast<size_t>(count) * sizeof(float));
+  float* f = reinterpret_cast<float*>(out->data());
+  if (const BlockFormat* format = FindBlockFormat(s.dtype)) {
+    format->decode(raw, count / format->block_values, f);
+  } else {
+    const pjrt::DType have = ParseDType(s.dtype, s.name);
+    for (int64_t k = 0; k < count; ++k) f[k] = ToFloat(raw + k * pjrt::ByteSize(have), have);
+  }
+  if (s.rope_heads > 0) UnpermuteRopeRows(f, s.shape[0], count / s.shape[0], s.rope_heads);
+  return out;
+}
+
 // Puts one spec on the mesh's devices: replicated, or device k gets its part along the split
 // dimension. A device's part is read from the mapped file where it is one contiguous run in the
 // engine's dtype (a tensor split by rows, or any tensor on one device); otherwise it is gathered
@@ -227,14 +269,21 @@ std::unique_ptr<pjrt::Array> UploadSpec(const pjrt::Mesh& mesh, const models::We
   const int split = n > 1 ? spec.sharding.dim : -1;
   const int64_t out_size = pjrt::ByteSize(spec.dtype);
   std::vector<std::unique_ptr<MappedRange>> maps;
-  for (const Piece& p : pieces) maps.push_back(std::make_unique<MappedRange>(p.src->file, p.src->offset, p.src->nbytes));
+  std::vector<std::unique_ptr<StagingBuffer>> decoded;  // per piece: its f32 expansion, or null
+  std::vector<const uint8_t*> bytes;
+  for (const Piece& p : pieces) {
+    maps.push_back(std::make_unique<MappedRange>(p.src->file, p.src->offset, p.src->nbytes));
+    decoded.push_back(NeedsDecoding(*p.src) ? Decode(*p.src, maps.back()->data()) : nullptr);
+    bytes.push_back(decoded.back() ? decoded.back()->data() : maps.back()->data());
+    if (decoded.back()) maps.back().reset();  // the file's pages go as soon as they are expanded
+  }
   // Copies spec elements [first, first + count) into dst (in spec.dtype), piece by piece.
   auto copy_run = [&](int64_t first, int64_t count, uint8_t* dst) {
     for (size_t i = 0; i < pieces.size() && count > 0; ++i) {
       const Piece& p = pieces[i];
       if (first >= p.first + p.count || first < p.first) continue;
       const int64_t take = std::min(count, p.first + p.count - first), in_size = pjrt::ByteSize(p.have);
-      const uint8_t* src = maps[i]->data() + (first - p.first) * in_size;
+      const uint8_t* src = bytes[i] + (first - p.first) * in_size;
       if (p.have == spec.dtype) std::memcpy(dst, src, static_cast<size_t>(take * out_size));
       else
         for (int64_t k = 0; k < take; ++k) FromFloat(ToFloat(src + k * in_size, p.have), dst + k * out_size, spec.dtype);
@@ -245,7 +294,7 @@ std::unique_ptr<pjrt::Array> UploadSpec(const pjrt::Mesh& mesh, const models::We
   const bool direct = pieces.size() == 1 && pieces[0].have == spec.dtype;
   const int64_t total = Product(spec.shape, 0, spec.shape.size());
   if (split < 0) {
-    if (direct) return mesh.Upload(maps[0]->data(), spec.dtype, spec.shape);
+    if (direct) return mesh.Upload(bytes[0], spec.dtype, spec.shape);
     StagingBuffer whole(static_cast<size_t>(total * out_size));
     copy_run(0, total, whole.data());
     return mesh.Upload(whole.data(), spec.dtype, spec.shape);
@@ -258,7 +307,7 @@ std::unique_ptr<pjrt::Array> UploadSpec(const pjrt::Mesh& mesh, const models::We
   std::vector<std::unique_ptr<pjrt::Buffer>> shards;
   for (int64_t k = 0; k < n; ++k) {
     if (direct && split == 0) {
-      shards.push_back(mesh.client().BufferFromHost(maps[0]->data() + k * block * out_size, spec.dtype, shard_dims, mesh.devices()[k]));
+      shards.push_back(mesh.client().BufferFromHost(bytes[0] + k * block * out_size, spec.dtype, shard_dims, mesh.devices()[k]));
       continue;
     }
     StagingBuffer part(static_cast<size_t>(outer * block * out_size));
@@ -303,7 +352,7 @@ std::vector<std::string> UploadWeights(const pjrt::Mesh& mesh, const std::vector
         if (pit == by_name.end()) throw std::runtime_error("checkpoint is missing tensor " + part + "; " + LookedIn(sources));
         if (pit->second->shape != want)
           throw std::runtime_error("tensor " + part + " in " + pit->second->file + " has shape " + Dims(pit->second->shape) + ", expected " + Dims(want));
-        pieces.push_back({pit->second, ParseDType(pit->second->dtype, part), static_cast<int64_t>(i) * each, each});
+        pieces.push_back({pit->second, UploadedDType(*pit->second), static_cast<int64_t>(i) * each, each});
         prog.total_bytes += pit->second->nbytes;
         used.insert(part);
       }
@@ -313,9 +362,9 @@ std::vector<std::string> UploadWeights(const pjrt::Mesh& mesh, const std::vector
       const TensorSource& src = *it->second;
       if (src.shape != spec.shape)
         throw std::runtime_error("tensor " + spec.name + " in " + src.file + " has shape " + Dims(src.shape) + ", expected " + Dims(spec.shape));
-      const pjrt::DType have = ParseDType(src.dtype, spec.name);
+      const pjrt::DType have = UploadedDType(src);
       const int64_t count = Product(spec.shape, 0, spec.shape.size());
-      if (count * pjrt::ByteSize(have) != src.nbytes)
+      if (!NeedsDecoding(src) && count * pjrt::ByteSize(have) != src.nbytes)
         throw std::runtime_error("tensor " + spec.name + " in " + src.file + ": " + std::to_string(src.nbytes) + " bytes for " +
                                  src.dtype + Dims(src.shape));
       pieces.push_back({&src, have, 0, count});

