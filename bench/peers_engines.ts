@@ -39,7 +39,7 @@ export async function loadDflash(o: { target: string; copy16?: string; dtype: Dt
   const target = o.dtype === 'f32' ? o.target : o.copy16!;
   const engine = await Engine.load({ maxSeqLen: o.maxSeqLen, maxSequences: 1, target });
   const st = engine.stats();
-  const how = `${o.dtype === 'f32' ? 'f32 checkpoint' : `${o.dtype} copy of the checkpoint (tools/gguf/convert.py --safetensors-out, GGUF rounding)`}, engine dtype ${st.dtype}, KV ${st.kvDtype}`;
+  const how = `${o.target.endsWith('.gguf') ? 'the GGUF file, its tensors expanded to f32 at load' : o.dtype === 'f32' ? 'f32 checkpoint' : `${o.dtype} copy of the checkpoint (tools/gguf/convert.py --safetensors-out, GGUF rounding)`}, engine dtype ${st.dtype}, KV ${st.kvDtype}`;
   const e = engine;
   const version = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')).version;
   return {
@@ -92,7 +92,7 @@ export async function loadLlamaCpp(o: {
   return {
     name: 'llama.cpp',
     describe: `llama.cpp: node-llama-cpp ${pkg.version} prebuilt CPU binaries (llama.cpp release ${llama.llamaCppRelease.release}), ` +
-      `GGUF ${path.basename(o.gguf)} (${o.dtype}: 2-D weights ${o.dtype}, norms f32) from tools/gguf/convert.py; context threads ${context.currentThreads}; KV cache f32; flash attention off; greedy (temperature 0); ${tokenizer}`,
+      `GGUF ${path.basename(o.gguf)} ${o.gguf.startsWith(path.join(__dirname, '..', '.cache')) ? `(${o.dtype}: 2-D weights ${o.dtype}, norms f32) from tools/gguf/convert.py` : '(as given: its own tensor types)'}; context threads ${context.currentThreads}; KV cache f32; flash attention off; greedy (temperature 0); ${tokenizer}`,
     async generate(prompt, maxTokens) {
       await sequence.clearHistory();
       const ids: number[] = [], times: number[] = [];

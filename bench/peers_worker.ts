@@ -25,6 +25,8 @@ export interface Job {
   jaxPython: string;
   /** Pause between two runs so one engine's spinning worker threads have gone idle before the next starts. */
   pauseMs: number;
+  /** The target is a GGUF file both dflash and llama.cpp load as it is (JAX sits out). */
+  ggufTarget?: boolean;
 }
 
 export interface EngineResult {
@@ -82,7 +84,8 @@ async function main(): Promise<void> {
     }
   };
   await tryLoad('llama.cpp', () => loadLlamaCpp({ gguf: job.gguf, dtype: job.dtype, threads: job.cores, contextSize: maxSeqLen, eos: new Set(eos), tokenizerCheck: job.tokenizerCheck }));
-  await tryLoad('JAX jit', () => loadJax({ python: job.jaxPython, target: job.target, plugin: dflash.engine.client.pluginPath, dtype: job.dtype, maxLen: maxSeqLen, eos }));
+  if (job.ggufTarget) results.push({ name: 'JAX jit', describe: '', runs: [], error: 'the target is a GGUF file (the JAX forward reads Hugging Face checkpoints)' });
+  else await tryLoad('JAX jit', () => loadJax({ python: job.jaxPython, target: job.target, plugin: dflash.engine.client.pluginPath, dtype: job.dtype, maxLen: maxSeqLen, eos }));
 
   const ownPids = [process.pid, ...peers.flatMap((p) => (p.pid ? [p.pid] : []))];
   let before = { m: machineTicks(), own: 0 }, othersCpu = NaN;
