@@ -4,7 +4,6 @@
 // generate() queues a sequence with the native scheduler and returns a GenerationStream fed once
 // per scheduler iteration; nothing here waits on device work.
 import { EventEmitter } from 'events';
-import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import type TypedEmitter from 'typed-emitter';
@@ -14,15 +13,13 @@ import { checkDrafterTensors, checkTargetTensors } from './config-checkpoint';
 import { Generation } from './generation';
 import {
   native, NativeClient, NativeEngine, NativeEngineStats, NativeProgramEvent, NativeSequenceEvent, NativeWeightProgress,
-  TensorSource,
 } from './native';
 import type { EngineOptions } from './options.generated';
 import { findPlugin } from './plugins';
-import { openModel } from './model-source';
+import { openDrafter, openModel } from './model-source';
 import { checkLoadOptions, GenerateOptions, promptTokens, requestOptions } from './request';
-import { readCheckpoint } from './safetensors';
 import { AbortError, DoneEvent, GenerationStream } from './stream';
-import { ChatMessage, loadTokenizer, Tokenizer } from './tokenizer';
+import { ChatMessage, Tokenizer } from './tokenizer';
 
 export type { GenerateOptions };
 
@@ -78,14 +75,15 @@ export class Engine extends (EventEmitter as new () => TypedEmitter<EngineEvents
     const model = openModel(target);  // a model directory or a GGUF file
     const targetFile = model.configLabel;
     const targetCfg = targetConfigFromHF(model.config, targetFile, CAPABILITIES);
-    const drafterFile = drafter ? path.join(drafter, 'config.json') : undefined;
-    const drafterCfg = drafterFile ? drafterConfigFromHF(readJson(drafterFile), targetCfg, drafterFile, CAPABILITIES) : undefined;
+    const drafterSource = drafter ? openDrafter(drafter) : undefined;  // a model directory or a "dflash" GGUF file
+    const drafterFile = drafterSource?.configLabel;
+    const drafterCfg = drafterSource ? drafterConfigFromHF(drafterSource.config, targetCfg, drafterFile, CAPABILITIES) : undefined;
     const tokenizer = await model.tokenizer();
     // Headers only: a config that does not describe its checkpoint fails here, before anything
     // is allocated or compiled.
     const targetTensors = model.tensors();
     checkTargetTensors(targetCfg, targetTensors, targetFile);
-    const drafterTensors = drafter ? stripModelPrefix(readCheckpoint(drafter)) : undefined;
+    const drafterTensors = drafterSource?.tensors();
     if (drafterCfg && drafterTensors) checkDrafterTensors(drafterCfg, drafterTensors, drafterFile);
 
     const found = findPlugin({ plugin });
@@ -230,21 +228,4 @@ function defaultCacheDir(): string {
   return path.join(base, 'dflash', 'programs');
 }
 
-function readJson(file: string): Record<string, unknown> {
-  let raw: string;
-  try {
-    raw = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new Error(`cannot read ${file}: ${(e as Error).message}`);
-  }
-  try {
-    return JSON.parse(raw) as Record<string, unknown>;
-  } catch (e) {
-    throw new Error(`${file} is not valid JSON: ${(e as Error).message}`);
-  }
-}
 
-// z-lab drafters may store tensors with or without a `model.` prefix; the engine wants none.
-function stripModelPrefix(tensors: TensorSource[]): TensorSource[] {
-  return tensors.map((t) => (t.name.startsWith('model.') ? { ...t, name: t.name.slice('model.'.length) } : t));
-}

@@ -5,6 +5,12 @@
 // special tokens, pre-tokenizer, chat template) as the tokenizer.json it was made from.
 // Metadata keys are llama.cpp's (gguf-py constants.py Keys); anything the engine would run
 // differently from llama.cpp is refused, naming the key or tensor.
+//
+// DFlash drafters in llama.cpp's layout (architecture "dflash", upstream's DFlashModel converter):
+// dflash.block_size, dflash.target_layers (the HF target_layer_ids + 1: llama.cpp taps layer
+// inputs), tokenizer.ggml.mask_token_id, tensors fc / enc.output_norm (HF hidden_norm) /
+// output_norm / blk.N.* in Qwen3's names, q/k rows not reordered, and no token_embd / output
+// (the target's are shared).
 import type { TensorSource } from './native';
 import { GGUF_LOADABLE_TYPES, GgufHeader, GgufValue, readGgufHeader } from './gguf';
 import type { TokenizerParts } from './tokenizer';
@@ -148,6 +154,56 @@ export function readGgufCheckpoint(file: string): GgufCheckpoint {
     };
   });
   return { header, config, tensors, tokenizer: ggufTokenizer(m) };
+}
+
+export interface GgufDrafter {
+  header: GgufHeader;
+  /** The z-lab config.json this file's metadata describes (what lib/config.ts reads). */
+  config: Json;
+  tensors: TensorSource[];
+}
+
+/** A DFlash drafter GGUF (llama.cpp's "dflash" architecture): see the file comment. */
+export function readGgufDrafter(file: string): GgufDrafter {
+  const header = readGgufHeader(file);
+  const m = new Meta(header);
+  const arch = m.str('general.architecture');
+  if (arch !== 'dflash')
+    m.fail('general.architecture', `is "${arch}"; a drafter GGUF is llama.cpp's "dflash" architecture` +
+      (arch === 'dflash-draft' ? ' (ik_llama.cpp\'s "dflash-draft" layout is not read)' : ''));
+  const names = new Set(header.tensors.map((t) => t.name));
+  if (names.has('selector_hidden.weight')) throw new Error(`${file}: a DFlash2 drafter GGUF (selector tensors) is not read yet; load its Hugging Face directory`);
+  if (m.get('dflash.attention.sliding_window') !== undefined)
+    m.fail('dflash.attention.sliding_window', 'is set: sliding-window drafter GGUFs are not read yet; load the Hugging Face directory');
+  const hidden = m.num('dflash.embedding_length');
+  const heads = m.num('dflash.attention.head_count');
+  const layers = m.list<number>('dflash.target_layers', 'number');
+  if (layers.some((l) => !Number.isInteger(l) || l < 1)) m.fail('dflash.target_layers', `must be layer numbers >= 1 (target layer id + 1), got ${JSON.stringify(layers)}`);
+  const mask = m.num('tokenizer.ggml.mask_token_id');
+  const config: Json = {
+    architectures: ['DFlashDraftModel'],
+    model_type: 'qwen3',
+    block_size: m.num('dflash.block_size', 16),
+    dflash_config: { mask_token_id: mask, target_layer_ids: layers.map((l) => l - 1) },
+    hidden_size: hidden,
+    intermediate_size: m.num('dflash.feed_forward_length'),
+    num_hidden_layers: m.num('dflash.block_count'),
+    num_attention_heads: heads,
+    num_key_value_heads: m.num('dflash.attention.head_count_kv', heads),
+    head_dim: m.num('dflash.attention.key_length', hidden / heads),
+    rms_norm_eps: m.num('dflash.attention.layer_norm_rms_epsilon'),
+    rope_theta: m.num('dflash.rope.freq_base', 10000),
+    max_position_embeddings: m.num('dflash.context_length', 32768),
+    torch_dtype: 'float32',
+  };
+  const drafterNames: Record<string, string> = { 'fc.weight': 'fc.weight', 'enc.output_norm.weight': 'hidden_norm.weight', 'output_norm.weight': 'norm.weight' };
+  const tensors: TensorSource[] = header.tensors.map((t) => {
+    if (!GGUF_LOADABLE_TYPES.has(t.type))
+      throw new Error(`${file}: tensor ${t.name} is ${t.type}; dflash loads GGUF tensors of types ${[...GGUF_LOADABLE_TYPES].join(', ')}`);
+    const name = drafterNames[t.name] ?? hfName(t.name).replace(/^model\./, '');
+    return { name, file, offset: t.offset, nbytes: t.nbytes, dtype: t.type, shape: [...t.dims].reverse(), dataStart: header.dataStart };
+  });
+  return { header, config, tensors };
 }
 
 function hfName(gguf: string): string {

@@ -4,13 +4,12 @@
 // not split that way. Replicas (dataParallel) fill the remaining devices.
 import * as fs from 'fs';
 import * as os from 'os';
-import * as path from 'path';
 
 import { drafterConfigFromHF, targetConfigFromHF } from './config';
 import type { DeviceInfo } from './native';
 import { native } from './native';
-import { openModel } from './model-source';
-import { readCheckpoint, TensorSource } from './safetensors';
+import { openDrafter, openModel } from './model-source';
+import type { TensorSource } from './safetensors';
 
 export interface MeshFit {
   tensorParallel: number;
@@ -47,11 +46,11 @@ function hostAvailable(): number {
 }
 
 export function planMeshes(platform: string, devices: DeviceInfo[], target: string, drafter?: string): MeshPlan {
-  const read = (f: string) => JSON.parse(fs.readFileSync(f, 'utf8'));
   const model = openModel(target);
   const tcfg = targetConfigFromHF(model.config, model.configLabel, { slidingWindows: true, moe: true });
-  const dcfg = drafter ? drafterConfigFromHF(read(path.join(drafter, 'config.json')), tcfg, path.join(drafter, 'config.json'), { slidingWindows: true, moe: true }) : undefined;
-  const tensors = model.tensors().concat(drafter ? readCheckpoint(drafter) : []);
+  const d = drafter ? openDrafter(drafter) : undefined;
+  const dcfg = d ? drafterConfigFromHF(d.config, tcfg, d.configLabel, { slidingWindows: true, moe: true }) : undefined;
+  const tensors = model.tensors().concat(d ? d.tensors() : []);
   const ckpt = checkpointDtype(tensors);
   const n = devices.length;
   const limits = devices.map((d) => d.memoryStats?.bytes_limit).filter((x): x is number => typeof x === 'number' && x > 0);

@@ -5,7 +5,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { readGgufCheckpoint } from './gguf-model';
+import { readGgufCheckpoint, readGgufDrafter } from './gguf-model';
 import { isGgufFile } from './gguf';
 import type { TensorSource } from './native';
 import { readCheckpoint } from './safetensors';
@@ -48,6 +48,28 @@ function isFile(p: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** A drafter: its config (z-lab / speculators config.json, or what a "dflash" GGUF's metadata
+ *  says) and its tensors under the names lib/config-checkpoint.ts checks (no "model." prefix). */
+export interface DrafterSource {
+  configLabel: string;
+  config: Json;
+  tensors(): TensorSource[];
+}
+
+export function openDrafter(drafter: string): DrafterSource {
+  if (isFile(drafter)) {
+    if (!isGgufFile(drafter))
+      throw new Error(`${drafter} is a file but not a GGUF file; a drafter is a Hugging Face model directory or a .gguf file`);
+    const g = readGgufDrafter(drafter);
+    return { configLabel: `${drafter} (GGUF metadata)`, config: g.config, tensors: () => g.tensors };
+  }
+  const configFile = path.join(drafter, 'config.json');
+  return {
+    configLabel: configFile, config: readJson(configFile),
+    tensors: () => readCheckpoint(drafter).map((t) => (t.name.startsWith('model.') ? { ...t, name: t.name.slice('model.'.length) } : t)),
+  };
 }
 
 /** The model at `target` (a directory or a .gguf file); reads headers and metadata only. */

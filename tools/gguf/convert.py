@@ -136,6 +136,12 @@ def add_tokenizer(w: gguf.GGUFWriter, ckpt: Path, n_vocab: int) -> None:
     special.add_to_gguf(w, quiet=True)
 
 
+# DFlash drafters in llama.cpp's layout (upstream's DFlashModel converter; gguf-py 0.19 predates
+# it, so the names are spelled here): fc, hidden_norm -> enc.output_norm, norm -> output_norm,
+# the layers in Qwen3's names, no embedding or head (the target's are shared).
+DRAFTER_NAMES = {"fc.weight": "fc.weight", "hidden_norm.weight": "enc.output_norm.weight", "norm.weight": "output_norm.weight"}
+
+
 def convert(ckpt: Path, out: Path, dtype: str, safetensors_out: Path | None) -> None:
     cfg = read_config(ckpt)
     arch = ARCHES[cfg["model_type"]]
@@ -145,10 +151,16 @@ def convert(ckpt: Path, out: Path, dtype: str, safetensors_out: Path | None) -> 
     n_kv = int(cfg.get("num_key_value_heads") or n_head)
     hidden = int(cfg["hidden_size"])
     head_dim = int(cfg.get("head_dim") or hidden // n_head)
-    n_vocab = tensors["model.embed_tokens.weight"].shape[0]
-    tied = bool(cfg.get("tie_word_embeddings", False)) or "lm_head.weight" not in tensors
+    drafter = (cfg.get("architectures") or [None])[0] == "DFlashDraftModel"
+    if drafter:
+        tensors = {k.removeprefix("model."): v for k, v in tensors.items()}
+        n_vocab = int(cfg["vocab_size"])
+        tied = True
+    else:
+        n_vocab = tensors["model.embed_tokens.weight"].shape[0]
+        tied = bool(cfg.get("tie_word_embeddings", False)) or "lm_head.weight" not in tensors
 
-    w = gguf.GGUFWriter(str(out), gguf.MODEL_ARCH_NAMES[arch])
+    w = gguf.GGUFWriter(str(out), "dflash" if drafter else gguf.MODEL_ARCH_NAMES[arch])
     w.add_name(ckpt.resolve().name)
     w.add_context_length(int(cfg.get("max_position_embeddings", 2048)))
     w.add_embedding_length(hidden)
@@ -165,7 +177,15 @@ def convert(ckpt: Path, out: Path, dtype: str, safetensors_out: Path | None) -> 
     w.add_layer_norm_rms_eps(float(cfg.get("rms_norm_eps", 1e-6)))
     w.add_vocab_size(n_vocab)
     w.add_file_type(FILE_TYPES[dtype])
-    add_tokenizer(w, ckpt, n_vocab)
+    if drafter:
+        dc = cfg.get("dflash_config") or {}
+        if "target_layer_ids" not in dc or "mask_token_id" not in dc:
+            raise ConvertError(f"{ckpt / 'config.json'}: dflash_config needs target_layer_ids and mask_token_id")
+        w.add_uint32("dflash.block_size", int(cfg.get("block_size", 16)))
+        w.add_array("dflash.target_layers", [int(i) + 1 for i in dc["target_layer_ids"]])  # llama.cpp taps layer inputs
+        w.add_uint32("tokenizer.ggml.mask_token_id", int(dc["mask_token_id"]))
+    else:
+        add_tokenizer(w, ckpt, n_vocab)
 
     names = gguf.get_tensor_name_map(arch, n_layers)
     copy: dict[str, np.ndarray] = {}
@@ -174,7 +194,8 @@ def convert(ckpt: Path, out: Path, dtype: str, safetensors_out: Path | None) -> 
             continue  # recomputed from rope_theta by every engine
         if name == "lm_head.weight" and tied:
             continue
-        gname = names.get_name(name, try_suffixes=(".weight", ".bias"))
+        gname = DRAFTER_NAMES.get(name) if drafter else None
+        gname = gname or names.get_name(("model." if drafter else "") + name, try_suffixes=(".weight", ".bias"))
         if gname is None:
             raise ConvertError(f"{ckpt}: tensor {name} has no GGUF name for arch {cfg['model_type']}")
         if arch == gguf.MODEL_ARCH.LLAMA and name.endswith(("q_proj.weight", "k_proj.weight")):
