@@ -30,10 +30,13 @@ export interface MeshPlan {
   meshes: MeshFit[];
 }
 
-function checkpointDtype(tensors: TensorSource[]): 'f32' | 'bf16' | 'f16' {
+/** The dtype the engine's policy starts from; a block-quantized GGUF (Q4_K, ...) is expanded to
+ *  f32 on CPU and bf16 elsewhere (engine/dtype_policy.h), so it counts as that 16/32-bit file. */
+function checkpointDtype(tensors: TensorSource[], platform: string): 'f32' | 'bf16' | 'f16' {
   const bytes = new Map<string, number>();
   for (const t of tensors) bytes.set(t.dtype, (bytes.get(t.dtype) ?? 0) + t.nbytes);
   const top = [...bytes.entries()].sort((a, b) => b[1] - a[1])[0]?.[0];
+  if (top && /^Q\d/.test(top)) return platform === 'cpu' || platform === 'host' ? 'f32' : 'bf16';
   return top === 'BF16' ? 'bf16' : top === 'F16' ? 'f16' : 'f32';
 }
 
@@ -51,7 +54,7 @@ export function planMeshes(platform: string, devices: DeviceInfo[], target: stri
   const d = drafter ? openDrafter(drafter) : undefined;
   const dcfg = d ? drafterConfigFromHF(d.config, tcfg, d.configLabel, { slidingWindows: true, moe: true }) : undefined;
   const tensors = model.tensors().concat(d ? d.tensors() : []);
-  const ckpt = checkpointDtype(tensors);
+  const ckpt = checkpointDtype(tensors, platform);
   const n = devices.length;
   const limits = devices.map((d) => d.memoryStats?.bytes_limit).filter((x): x is number => typeof x === 'number' && x > 0);
   const cpu = platform === 'cpu';

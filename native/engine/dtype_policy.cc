@@ -13,14 +13,17 @@ pjrt::DType ParseDtypeName(const std::string& name) {
 }
 
 DtypeChoice ChooseDtypes(const std::string& platform, pjrt::DType checkpoint, const std::string& dtype,
-                         const std::string& kv_dtype, bool batch_invariant) {
+                         const std::string& kv_dtype, bool batch_invariant, const std::string& quantized) {
   const bool cpu = platform == "cpu" || platform == "host";
   const bool tpu = platform == "tpu";
   DtypeChoice c;
-  const std::string from = std::string(pjrt::DTypeName(checkpoint)) + " checkpoint";
+  const std::string from = quantized.empty() ? std::string(pjrt::DTypeName(checkpoint)) + " checkpoint" : quantized + " GGUF checkpoint";
   if (dtype != "auto") {
     c.numerics.dtype = ParseDtypeName(dtype);
     c.reason = from + ", dtype '" + dtype + "' requested";
+  } else if (!quantized.empty()) {
+    c.numerics.dtype = cpu ? pjrt::DType::kF32 : pjrt::DType::kBF16;
+    c.reason = from + " expanded at load to " + pjrt::DTypeName(c.numerics.dtype) + " on " + platform;
   } else if (checkpoint == pjrt::DType::kF16 && cpu) {
     c.numerics.dtype = pjrt::DType::kF32;
     c.reason = from + " computed in f32 on " + platform + " (XLA:CPU has no fast f16 matmul)";

@@ -8,6 +8,8 @@
 //            computes in f32 (XLA:CPU has no fast f16 path). Matmuls are padded to 2 (f32) / 3
 //            (16-bit) rows, the row counts from which XLA:CPU's results no longer depend on the
 //            number of rows: batch-invariant decoding (numerics.h).
+//   Block-quantized GGUF checkpoints (expanded at load): bf16 on GPU/TPU, f32 on CPU (XLA:CPU's
+//            one-row bf16 decode measured slower than f32 on SmolLM2-135M, bench/NOTES.md).
 // Weights are converted at load, tensor by tensor, when the chosen dtype differs from the file's.
 #pragma once
 #include <string>
@@ -22,9 +24,10 @@ struct DtypeChoice {
 };
 
 // platform: the PJRT platform name ("cpu", "cuda", "tpu", ...); checkpoint: the dtype most of the
-// checkpoint's bytes use; dtype / kv_dtype: option values ("auto" or a dtype name).
+// checkpoint's bytes use; dtype / kv_dtype: option values ("auto" or a dtype name); quantized: the
+// GGUF block format most of the bytes use (Q4_K, ...), "" for a float checkpoint.
 DtypeChoice ChooseDtypes(const std::string& platform, pjrt::DType checkpoint, const std::string& dtype,
-                         const std::string& kv_dtype, bool batch_invariant = true);
+                         const std::string& kv_dtype, bool batch_invariant = true, const std::string& quantized = "");
 
 pjrt::DType ParseDtypeName(const std::string& name);  // "f32" | "bf16" | "f16"
 

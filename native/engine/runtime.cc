@@ -75,7 +75,7 @@ std::vector<std::string> Runtime::LoadWeights(const std::vector<TensorSource>& t
   // plain decoding (a drafter), or a batch (several sequences). One plain stream has nothing to be
   // invariant against, so it takes the fastest single-row path.
   const bool invariant = opt_.batch_invariant && (drafter_.has_value() || opt_.max_sequences > 1);
-  dtypes_ = ChooseDtypes(client().platform_name(), CheckpointDtype(target), opt_.dtype, opt_.kv_dtype, invariant);
+  dtypes_ = ChooseDtypes(client().platform_name(), CheckpointDtype(target), opt_.dtype, opt_.kv_dtype, invariant, QuantizedFormat(target));
   {
     // What makes a page's bytes: the checkpoints (tensor names, shapes, byte ranges, files),
     // the numerics and the drafter's configuration.

@@ -178,6 +178,19 @@ pjrt::DType CheckpointDtype(const std::vector<TensorSource>& sources) {
   return top == "BF16" ? pjrt::DType::kBF16 : top == "F16" ? pjrt::DType::kF16 : pjrt::DType::kF32;
 }
 
+std::string QuantizedFormat(const std::vector<TensorSource>& sources) {
+  std::map<std::string, int64_t> bytes;
+  int64_t total = 0, top = 0;
+  std::string name;
+  for (const auto& s : sources) {
+    total += s.nbytes;
+    if (FindBlockFormat(s.dtype) && (bytes[s.dtype] += s.nbytes) > top) top = bytes[s.dtype], name = s.dtype;
+  }
+  int64_t quantized = 0;
+  for (const auto& [d, n] : bytes) quantized += n;
+  return 2 * quantized > total ? name : "";
+}
+
 void CheckTensorSources(const std::vector<TensorSource>& sources) {
   std::map<std::string, std::vector<const TensorSource*>> by_file;
   std::map<std::string, const TensorSource*> by_name;

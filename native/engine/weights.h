@@ -47,6 +47,9 @@ using WeightMap = std::map<std::string, std::unique_ptr<pjrt::Array>>;
 // The dtype most of the sources' bytes use (F32 / BF16 / F16).
 pjrt::DType CheckpointDtype(const std::vector<TensorSource>& sources);
 
+// The GGUF block format (Q4_K, ...) most of the sources' bytes use, or "" when most are floats.
+std::string QuantizedFormat(const std::vector<TensorSource>& sources);
+
 // Checks every source before a byte is mapped, so a bad range never reaches the upload whoever
 // built the list (lib/safetensors.ts checks the same from the header; this keeps the native API
 // safe on its own): each name once, offset and size non-negative, the range inside its file's data section (after

@@ -70,6 +70,12 @@ TEST(DtypePolicy, SixteenBitStaysSixteenBitAndCpuPadsSingleRowDots) {
   EXPECT_EQ(forced.numerics.dtype, pjrt::DType::kBF16);
   EXPECT_EQ(forced.numerics.kv_dtype, pjrt::DType::kF32);
   EXPECT_NE(forced.reason.find("requested"), std::string::npos);
+  // A block-quantized GGUF expands to f32 on CPU (faster one-row decode there), bf16 elsewhere.
+  auto q_cpu = ChooseDtypes("cpu", pjrt::DType::kF32, "auto", "auto", true, "Q4_K");
+  EXPECT_EQ(q_cpu.numerics.dtype, pjrt::DType::kF32);
+  EXPECT_EQ(q_cpu.reason, "Q4_K GGUF checkpoint expanded at load to f32 on cpu");
+  EXPECT_EQ(ChooseDtypes("cuda", pjrt::DType::kF32, "auto", "auto", true, "Q4_K").numerics.dtype, pjrt::DType::kBF16);
+  EXPECT_EQ(ChooseDtypes("tpu", pjrt::DType::kF32, "auto", "auto", true, "Q8_0").numerics.dtype, pjrt::DType::kBF16);
 }
 
 TEST(Speculation, ExpectedTokensFollowsTheConditionalAcceptance) {
