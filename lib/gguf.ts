@@ -85,7 +85,7 @@ class Reader {
       case 3: return this.need(2, what).readInt16LE(0);
       case 4: return this.need(4, what).readUInt32LE(0);
       case 5: return this.need(4, what).readInt32LE(0);
-      case 6: return this.need(4, what).readFloatLE(0);
+      case 6: return shortestF32(this.need(4, what).readFloatLE(0));
       case 7: return this.u8(what) !== 0;
       case 8: return this.string(what);
       case 10: return this.need(8, what).readBigUInt64LE(0);
@@ -106,6 +106,18 @@ class Reader {
 }
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/** The shortest decimal that rounds to the same f32: a GGUF stores rms_norm_eps 1e-6 as the f32
+ *  9.99999997e-7, and the config should read 1e-6 as the Hugging Face one does (the engine rounds
+ *  it to the same f32 either way, and equal configs make equal programs). */
+function shortestF32(v: number): number {
+  if (!Number.isFinite(v)) return v;
+  for (let p = 1; p <= 9; p++) {
+    const x = Number(v.toPrecision(p));
+    if (Math.fround(x) === v) return x;
+  }
+  return v;
+}
 
 /** True when the file starts with the GGUF magic. */
 export function isGgufFile(file: string): boolean {

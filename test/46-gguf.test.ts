@@ -16,6 +16,7 @@ import { convert, ggufPython } from '../bench/gguf';
 import { Engine } from '../lib/engine';
 import { readGgufHeader } from '../lib/gguf';
 import { openModel } from '../lib/model-source';
+import { ggufBytes } from './helpers/gguf-writer';
 import { tmpDir } from './helpers/tiny-model';
 
 const ROOT = path.join(__dirname, '..');
@@ -52,7 +53,8 @@ function convertible(name: string): string {
 }
 
 async function greedy(target: string) {
-  const engine = await Engine.load({ target, maxSeqLen: 64, maxSequences: 1, dtype: 'f32', cacheDir: false, warmup: false });
+  // The default program cache: the GGUF and its copy make the same programs, compiled once.
+  const engine = await Engine.load({ target, maxSeqLen: 64, maxSequences: 1, dtype: 'f32', warmup: false });
   try {
     const prompt = engine.tokenizer.encode('def main(): hello world', { addSpecialTokens: false });
     const done = await engine.generate(prompt, { maxTokens: 12, speculative: false, logprobs: 3 }).done();
@@ -94,7 +96,7 @@ describe('a DFlash drafter in llama.cpp\'s GGUF layout ("dflash" architecture)',
     expect(h.tensors.map((t) => t.name)).toEqual(expect.arrayContaining(['fc.weight', 'enc.output_norm.weight', 'output_norm.weight']));
     const run = async (drafter: string) => {
       const engine = await Engine.load({ target: path.join(ROOT, 'models', 'code-pair', 'target'), drafter, maxSeqLen: 128, maxSequences: 1,
-        dtype: 'f32', cacheDir: false, adaptive: false });
+        dtype: 'f32', adaptive: false });
       try {
         const d = await engine.generate('def main():\n', { maxTokens: 64 }).done();
         return { ids: d.ids, perPosition: d.stats.perPositionAcceptance, tau: d.stats.meanAcceptanceLength };
@@ -148,6 +150,62 @@ describe('GGUF files are checked, and refused naming what is wrong', () => {
       return b;
     });
     expect(() => openModel(q5)).toThrow(/q5\.gguf: tensor \S+ is Q5_0; dflash loads GGUF tensors of types F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K$/);
+  });
+});
+
+describe('the GGUF header reader (files written byte by byte)', () => {
+  const write = (name: string, bytes: Buffer) => {
+    const file = path.join(dir, name);
+    fs.writeFileSync(file, bytes);
+    return file;
+  };
+  const f32 = (n: number) => Buffer.alloc(4 * n);
+
+  it('reads every metadata value type, arrays and tensor infos (data offsets after the aligned header)', () => {
+    const file = write('types.gguf', ggufBytes({
+      kv: {
+        'a.u8': { type: 'u8', value: 200 }, 'a.i8': { type: 'i8', value: -5 }, 'a.u16': { type: 'u16', value: 60000 },
+        'a.i16': { type: 'i16', value: -30000 }, 'a.u32': { type: 'u32', value: 4e9 }, 'a.i32': { type: 'i32', value: -2e9 },
+        'a.f32': { type: 'f32', value: 0.5 }, 'a.f64': { type: 'f64', value: 1e-300 }, 'a.u64': { type: 'u64', value: 2n ** 63n },
+        'a.i64': { type: 'i64', value: -(2n ** 40n) }, 'a.bool': { type: 'bool', value: true }, 'a.str': { type: 'string', value: 'héllo ✓' },
+        'a.list': { type: 'array', of: 'string', value: ['x', '', 'ÿ'] }, 'a.ints': { type: 'array', of: 'i32', value: [1, -2, 3] },
+      },
+      tensors: [{ name: 'w', dims: [4, 2], type: 0, offset: 0 }, { name: 'v', dims: [32], type: 8, offset: 32 }],
+      data: Buffer.concat([f32(8), Buffer.alloc(34)]),
+    }));
+    const h = readGgufHeader(file);
+    expect(Object.fromEntries(h.metadata)).toEqual({
+      'a.u8': 200, 'a.i8': -5, 'a.u16': 60000, 'a.i16': -30000, 'a.u32': 4e9, 'a.i32': -2e9, 'a.f32': 0.5, 'a.f64': 1e-300,
+      'a.u64': 2n ** 63n, 'a.i64': -(2n ** 40n), 'a.bool': true, 'a.str': 'héllo ✓', 'a.list': ['x', '', 'ÿ'], 'a.ints': [1, -2, 3],
+    });
+    expect(h.dataStart % 32).toBe(0);
+    expect(h.tensors).toEqual([
+      { name: 'w', dims: [4, 2], type: 'F32', offset: h.dataStart, nbytes: 32 },
+      { name: 'v', dims: [32], type: 'Q8_0', offset: h.dataStart + 32, nbytes: 34 },
+    ]);
+  });
+
+  it('refuses what no GGUF writer produces, naming the key or tensor', () => {
+    expect(() => readGgufHeader(write('v1.gguf', ggufBytes({ version: 1, kv: {} })))).toThrow(/v1\.gguf: GGUF version 1 is not supported \(versions 2 and 3 are\)/);
+    const one = ggufBytes({ kv: { k: { type: 'u32', value: 1 } } });
+    const entry = one.subarray(24, 24 + 8 + 1 + 4 + 4);  // key "k", type u32, value 1
+    const dup = Buffer.concat([one.subarray(0, 24), entry, entry]);
+    dup.writeBigUInt64LE(2n, 16);  // two key/values
+    expect(() => readGgufHeader(write('dup.gguf', dup))).toThrow(/dup\.gguf: metadata key k is given twice/);
+    expect(() => readGgufHeader(write('align.gguf', ggufBytes({ kv: { 'general.alignment': { type: 'u32', value: 48 } } }))))
+      .toThrow(/align\.gguf: general\.alignment 48 is not a power of two/);
+    expect(() => readGgufHeader(write('overlap.gguf', ggufBytes({
+      kv: {}, tensors: [{ name: 'a', dims: [32], type: 0, offset: 0 }, { name: 'b', dims: [32], type: 0, offset: 64 }], data: f32(64),
+    })))).toThrow(/overlap\.gguf: tensors a and b overlap/);
+    expect(() => readGgufHeader(write('rows.gguf', ggufBytes({ kv: {}, tensors: [{ name: 'q', dims: [48, 2], type: 12, offset: 0 }], data: f32(64) }))))
+      .toThrow(/rows\.gguf: tensor q \[48, 2\] has rows of 48 values, not whole Q4_K blocks of 256/);
+    expect(() => readGgufHeader(write('dims.gguf', ggufBytes({ kv: {}, tensors: [{ name: 'z', dims: [], type: 0, offset: 0 }] }))))
+      .toThrow(/dims\.gguf: tensor z has 0 dimensions \(GGUF tensors have 1 to 4\)/);
+    const long = ggufBytes({ kv: { k: { type: 'string', value: 'x' } } });
+    long.writeBigUInt64LE(2n ** 40n, 24 + 8 + 1 + 4);  // the value's length field
+    expect(() => readGgufHeader(write('long.gguf', long))).toThrow(/long\.gguf: metadata k is 1099511627776 bytes long; not a GGUF file, or a corrupt one/);
+    // An unknown type id is kept by name for the model reader to refuse with the tensor's name.
+    expect(readGgufHeader(write('t99.gguf', ggufBytes({ kv: {}, tensors: [{ name: 'x', dims: [4], type: 99, offset: 0 }], data: f32(4) }))).tensors[0].type).toBe('type 99');
   });
 });
 
