@@ -15,7 +15,7 @@ import { precompileCommand } from './precompile-command';
 import { PRECOMPILE_HELP, serve, SERVE_HELP, serveOptions } from './server/serve-command';
 
 const HELP = `usage:
-  dflash generate --target DIR [--drafter DIR] [options] "prompt"
+  dflash generate --target DIR|FILE.gguf [--drafter DIR|FILE.gguf] [options] "prompt"
       --max-tokens N     tokens to generate (default 128)
       --block-size B     largest speculative block (default: the drafter's)
       --no-speculative   plain decoding even with a drafter
@@ -91,7 +91,7 @@ function num(args: Args, key: string): number | undefined {
 
 async function generate(args: Args): Promise<void> {
   const prompt = args._.slice(1).join(' ');
-  if (!args.target) throw new Error('generate needs --target DIR');
+  if (!args.target) throw new Error('generate needs --target DIR (or a .gguf file)');
   if (!prompt) throw new Error('generate needs a prompt');
   const json = args.json === true;
   const tty = process.stdout.isTTY && !json;

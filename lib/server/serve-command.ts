@@ -7,7 +7,7 @@ import * as path from 'path';
 
 import { Engine, EngineLoadOptions } from '../engine';
 
-export const SERVE_HELP = `  dflash serve --target DIR [--drafter DIR] [options]
+export const SERVE_HELP = `  dflash serve --target DIR|FILE.gguf [--drafter DIR|FILE.gguf] [options]
       --host H                  address to listen on (default 127.0.0.1)
       --port N                  port (default 8000; 0 picks a free one)
       --max-sequences N         requests generating at once, per replica (default 4)
