@@ -210,7 +210,10 @@ def convert(ckpt: Path, out: Path, dtype: str, safetensors_out: Path | None) -> 
                 copy[name] = rounded_copy(t, kind)
             else:
                 # What the GGUF holds, decoded by gguf-py, in the checkpoint's own row order.
-                copy[name] = gguf.quants.dequantize(rounded(t, kind)[0], rounded(t, kind)[1]).reshape(t.shape).astype(np.float32)
+                # Rows are quantized independently, so the unpermuted tensor's blocks are the GGUF's
+                # rows in the checkpoint's order; quantized once more only where rows were permuted.
+                held, held_type = (stored, qtype) if data is t else rounded(t, kind)
+                copy[name] = gguf.quants.dequantize(held, held_type).reshape(t.shape).astype(np.float32)
         else:
             copy[name] = np.empty(0)  # counts tensors for --dtype mixed
     w.write_header_to_file()
