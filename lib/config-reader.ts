@@ -144,13 +144,13 @@ export class Reader {
 
   // The parts a decoder stack shares: attention shape, norms, unsupported switches, bounds.
   // attentionBias: the caller runs attention_bias (a target); else it is refused.
-  decoder(cfg: Json, headDimDefault: (hidden: number, heads: number) => number, allow: { attentionBias?: boolean } = {}) {
+  decoder(cfg: Json, headDimDefault: (hidden: number, heads: number) => number, allow: { attentionBias?: boolean; quantized?: boolean } = {}) {
     const p = this.prefix;
     // Switches are read as booleans: a string such as "true" is an error, not false.
     if (this.bool(cfg, 'attention_bias', false) && !allow.attentionBias) this.fail(p + 'attention_bias', 'true is not supported (no q/k/v/o biases)');
     if (this.bool(cfg, 'mlp_bias', false)) this.fail(p + 'mlp_bias', 'true is not supported');
-    if (cfg.quantization_config !== undefined && cfg.quantization_config !== null)
-      this.fail(p + 'quantization_config', 'is not supported: dflash loads f32 / bf16 / f16 weights (quantized checkpoints: not yet)');
+    if (cfg.quantization_config !== undefined && cfg.quantization_config !== null && !allow.quantized)
+      this.fail(p + 'quantization_config', 'is not supported here: dflash loads quantized targets, not quantized drafters');
     if (cfg.hidden_act !== undefined && cfg.hidden_act !== 'silu') this.fail(p + 'hidden_act', `${JSON.stringify(cfg.hidden_act)} is not supported (silu only)`);
     const hiddenSize = this.int(cfg, 'hidden_size', undefined, 1, undefined, LIMITS.hiddenSize);
     const numHeads = this.int(cfg, 'num_attention_heads', undefined, 1, undefined, LIMITS.numHeads);

@@ -30,6 +30,7 @@
 //       transformers' rule: i not in mlp_only_layers and num_experts > 0 and (i + 1) % step == 0
 import { asObject, Json, LIMITS, Reader, RopeLlama3 } from './config-reader';
 import { DFlash2Fields, DrafterFields, isSpeculators, layerWindows, speculatorsFields, zlabFields } from './config-drafter';
+import { QuantScheme, quantSchemeFromHF } from './quantization';
 
 export { LIMITS } from './config-reader';
 export type { RopeLlama3 } from './config-reader';
@@ -66,6 +67,8 @@ export interface TargetConfig {
   maxPositionEmbeddings: number;
   torchDtype: string;
   moe: MoeConfig | null;
+  /** Linear weights stored narrow (quantization_config; lib/quantization.ts), kept so on the device. */
+  quant: QuantScheme | null;
 }
 
 // DrafterConfig field <- drafter config.json key (the drafter's layers are Qwen3 decoder layers);
@@ -179,7 +182,9 @@ export function targetConfigFromHF(json: Json, file?: string, engine: EngineCapa
   if (Array.isArray(cfg.layer_types) && cfg.layer_types.some((t) => t !== 'full_attention'))
     r.fail('layer_types', 'must all be "full_attention" for a target');
   // transformers: Qwen3Config(head_dim=128); Qwen3MoeConfig and LlamaConfig: hidden_size // num_attention_heads.
-  const d = r.decoder(cfg, family === 'qwen3' ? () => 128 : (h, n) => h / n, { attentionBias: true });
+  const d = r.decoder(cfg, family === 'qwen3' ? () => 128 : (h, n) => h / n, { attentionBias: true, quantized: true });
+  const qc = cfg.quantization_config;
+  const quant = qc === undefined || qc === null ? null : quantSchemeFromHF(qc, (k, m) => r.fail(k, m));
   const vocabSize = r.int(cfg, 'vocab_size', undefined, 1, undefined, LIMITS.vocabSize);
   r.elements('embed_tokens / lm_head', 'vocab_size * hidden_size', vocabSize, d.hiddenSize);
   const bos = r.ids(cfg, 'bos_token_id');
@@ -205,6 +210,7 @@ export function targetConfigFromHF(json: Json, file?: string, engine: EngineCapa
     maxPositionEmbeddings: r.int(cfg, 'max_position_embeddings', family === 'llama' ? 2048 : 32768, 1, undefined, LIMITS.positions),
     torchDtype: r.str(cfg, cfg.torch_dtype !== undefined && cfg.torch_dtype !== null ? 'torch_dtype' : 'dtype', 'float32'),
     moe: family === 'qwen3_moe' ? moeConfig(r, cfg, d.numLayers, d.hiddenSize) : null,
+    quant,
   };
 }
 

@@ -81,7 +81,7 @@ export class Engine extends (EventEmitter as new () => TypedEmitter<EngineEvents
     const tokenizer = await model.tokenizer();
     // Headers only: a config that does not describe its checkpoint fails here, before anything
     // is allocated or compiled.
-    const targetTensors = model.tensors();
+    const targetTensors = model.tensors(targetCfg.quant);
     checkTargetTensors(targetCfg, targetTensors, targetFile);
     const drafterTensors = drafterSource?.tensors();
     if (drafterCfg && drafterTensors) checkDrafterTensors(drafterCfg, drafterTensors, drafterFile);

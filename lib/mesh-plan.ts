@@ -34,7 +34,8 @@ export interface MeshPlan {
  *  f32 on CPU and bf16 elsewhere (engine/dtype_policy.h), so it counts as that 16/32-bit file. */
 function checkpointDtype(tensors: TensorSource[], platform: string): 'f32' | 'bf16' | 'f16' {
   const bytes = new Map<string, number>();
-  for (const t of tensors) bytes.set(t.dtype, (bytes.get(t.dtype) ?? 0) + t.nbytes);
+  // A quantized checkpoint's dtype is its unquantized tensors' (native/engine/weights.cc CheckpointDtype).
+  for (const t of tensors) if (!['I8', 'U8', 'F8_E4M3'].includes(t.dtype)) bytes.set(t.dtype, (bytes.get(t.dtype) ?? 0) + t.nbytes);
   const top = [...bytes.entries()].sort((a, b) => b[1] - a[1])[0]?.[0];
   if (top && /^Q\d/.test(top)) return platform === 'cpu' || platform === 'host' ? 'f32' : 'bf16';
   return top === 'BF16' ? 'bf16' : top === 'F16' ? 'f16' : 'f32';
@@ -53,7 +54,7 @@ export function planMeshes(platform: string, devices: DeviceInfo[], target: stri
   const tcfg = targetConfigFromHF(model.config, model.configLabel, { slidingWindows: true, moe: true });
   const d = drafter ? openDrafter(drafter) : undefined;
   const dcfg = d ? drafterConfigFromHF(d.config, tcfg, d.configLabel, { slidingWindows: true, moe: true }) : undefined;
-  const tensors = model.tensors().concat(d ? d.tensors() : []);
+  const tensors = model.tensors(tcfg.quant).concat(d ? d.tensors() : []);
   const ckpt = checkpointDtype(tensors, platform);
   const n = devices.length;
   const limits = devices.map((d) => d.memoryStats?.bytes_limit).filter((x): x is number => typeof x === 'number' && x > 0);

@@ -8,6 +8,7 @@ import * as path from 'path';
 import { readGgufCheckpoint, readGgufDrafter } from './gguf-model';
 import { isGgufFile } from './gguf';
 import type { TensorSource } from './native';
+import { QuantScheme, storedQuantTensors } from './quantization';
 import { readCheckpoint } from './safetensors';
 import { loadTokenizer, Tokenizer, tokenizerFromJson } from './tokenizer';
 
@@ -18,8 +19,9 @@ export interface ModelSource {
   /** What errors about the config name: the config.json file, or the GGUF file's metadata. */
   configLabel: string;
   config: Json;
-  /** Where every tensor lives (headers only; read when called, after the config is checked). */
-  tensors(): TensorSource[];
+  /** Where every tensor lives (headers only; read when called, after the config is checked); a
+   *  quantized checkpoint's under the names its scheme uploads them by (lib/quantization.ts). */
+  tensors(quant?: QuantScheme | null): TensorSource[];
   /** generation_config.json (GGUF: the eos ids of its metadata). */
   generation: Json;
   tokenizer(): Promise<Tokenizer>;
@@ -88,7 +90,8 @@ export function openModel(target: string): ModelSource {
   const configFile = path.join(target, 'config.json');
   const genFile = path.join(target, 'generation_config.json');
   return {
-    kind: 'huggingface', configLabel: configFile, config: readJson(configFile), tensors: () => readCheckpoint(target),
+    kind: 'huggingface', configLabel: configFile, config: readJson(configFile),
+    tensors: (quant) => (quant ? storedQuantTensors(readCheckpoint(target, { quantized: true }), quant, configFile) : readCheckpoint(target)),
     generation: fs.existsSync(genFile) ? readJson(genFile) : {},
     tokenizer: () => loadTokenizer(target),
     tokenizerJson: () => fs.readFileSync(path.join(target, 'tokenizer.json'), 'utf8'),

@@ -24,6 +24,8 @@ export const DTYPE_BYTES: Readonly<Record<string, number>> = {
 };
 /** Dtypes the engine uploads (converted to f32 in-graph where needed). */
 export const LOADABLE_DTYPES: ReadonlySet<string> = new Set(['F32', 'BF16', 'F16']);
+/** What else a checkpoint with a quantization_config may hold (payloads, packed words, shapes). */
+const QUANTIZED_DTYPES: ReadonlySet<string> = new Set(['I8', 'I32', 'I64', 'F8_E4M3']);
 
 const MAX_HEADER = 100_000_000;  // the reference implementation's limit
 
@@ -185,9 +187,10 @@ function readIndex(index: string): Record<string, string> {
 /**
  * Every tensor of a model directory: the shards of model.safetensors.index.json, else
  * model.safetensors, else every *.safetensors file. Throws unless every tensor's dtype is one the
- * engine loads (F32, BF16, F16), with an Error naming the tensor and its file.
+ * engine loads (F32, BF16, F16; with `quantized` also the payload dtypes of lib/quantization.ts),
+ * with an Error naming the tensor and its file.
  */
-export function readCheckpoint(dir: string): TensorSource[] {
+export function readCheckpoint(dir: string, opts: { quantized?: boolean } = {}): TensorSource[] {
   if (!fs.existsSync(dir)) throw new Error(`model directory ${dir} does not exist`);
   const index = path.join(dir, 'model.safetensors.index.json');
   let tensors: TensorSource[];
@@ -214,7 +217,10 @@ export function readCheckpoint(dir: string): TensorSource[] {
     const prev = seen.get(t.name);
     if (prev !== undefined) throw new Error(`tensor ${t.name} appears in both ${prev} and ${t.file}`);
     seen.set(t.name, t.file);
-    if (!LOADABLE_DTYPES.has(t.dtype)) throw new Error(`${t.file}: tensor ${t.name} has dtype ${t.dtype}; dflash loads F32, BF16 and F16 weights`);
+    // A quantized checkpoint's payloads and shapes: lib/quantization.ts checks each against its scheme.
+    if (!LOADABLE_DTYPES.has(t.dtype) && !(opts.quantized && QUANTIZED_DTYPES.has(t.dtype)))
+      throw new Error(`${t.file}: tensor ${t.name} has dtype ${t.dtype}; dflash loads F32, BF16 and F16 weights` +
+        (opts.quantized ? ' and the I8 / I32 (packed) / F8_E4M3 payloads of a quantized checkpoint' : ''));
   }
   return tensors;
 }

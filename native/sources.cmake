@@ -17,6 +17,7 @@ set(DFLASH_CORE_SOURCES
   native/models/program.cc
   native/models/rope.cc
   native/models/layers.cc
+  native/models/quant.cc
   native/models/paged.cc
   native/models/paged_attention.cc
   native/models/accept.cc

@@ -45,7 +45,7 @@ describe('targetConfigFromHF', () => {
     expect(targetConfigFromHF(QWEN3_4B)).toEqual({
       family: 'qwen3', vocabSize: 151936, hiddenSize: 2560, intermediateSize: 9728, numLayers: 36, numHeads: 32,
       numKvHeads: 8, headDim: 128, rmsNormEps: 1e-6, ropeTheta: 1000000, qkNorm: true, qkvBias: false, oBias: false, tieWordEmbeddings: true,
-      ropeLlama3: null, eosTokenIds: [151645], bosTokenId: 151643, maxPositionEmbeddings: 40960, torchDtype: 'bfloat16', moe: null,
+      ropeLlama3: null, eosTokenIds: [151645], bosTokenId: 151643, maxPositionEmbeddings: 40960, torchDtype: 'bfloat16', moe: null, quant: null,
     });
   });
 
@@ -54,7 +54,7 @@ describe('targetConfigFromHF', () => {
       family: 'llama', vocabSize: 128256, hiddenSize: 4096, intermediateSize: 14336, numLayers: 32, numHeads: 32,
       numKvHeads: 8, headDim: 128, rmsNormEps: 1e-5, ropeTheta: 500000, qkNorm: false, qkvBias: false, oBias: false, tieWordEmbeddings: false,
       ropeLlama3: { factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 },
-      eosTokenIds: [128001, 128008, 128009], bosTokenId: 128000, maxPositionEmbeddings: 131072, torchDtype: 'bfloat16', moe: null,
+      eosTokenIds: [128001, 128008, 128009], bosTokenId: 128000, maxPositionEmbeddings: 131072, torchDtype: 'bfloat16', moe: null, quant: null,
     });
   });
 

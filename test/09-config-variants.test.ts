@@ -137,10 +137,16 @@ describe('sliding-window drafter layers', () => {
 });
 
 describe('quantized targets', () => {
-  it('are refused by name (their int8 / fp8 tensors would otherwise fail one by one at load)', () => {
+  it('read the schemes kept narrow (test/47 runs them) and refuse the others by name', () => {
     expect(() => targetConfigFromHF({ ...PAIR_TARGET, quantization_config: { quant_method: 'awq', bits: 4 } }))
-      .toThrow(/quantization_config is not supported: dflash loads f32 \/ bf16 \/ f16 weights/);
-    expect(() => targetConfigFromHF({ ...PAIR_TARGET, quantization_config: null })).not.toThrow();
+      .toThrow(/quantization_config\.quant_method "awq" is not supported yet/);
+    expect(() => targetConfigFromHF({ ...PAIR_TARGET, quantization_config: { quant_method: 'bitsandbytes' } }))
+      .toThrow(/quantization_config\.quant_method "bitsandbytes" is not supported \(compressed-tensors or fp8\)/);
+    expect(() => targetConfigFromHF({ ...PAIR_TARGET, quantization_config: { quant_method: 'fp8', fmt: 'e4m3' } }))
+      .toThrow(/quantization_config\.weight_block_size undefined must be two positive integers/);
+    expect(targetConfigFromHF({ ...PAIR_TARGET, quantization_config: { quant_method: 'fp8', fmt: 'e4m3', weight_block_size: [128, 128] } }).quant)
+      .toMatchObject({ payload: 'fp8', blockRows: 128, blockCols: 128 });
+    expect(targetConfigFromHF({ ...PAIR_TARGET, quantization_config: null }).quant).toBeNull();
   });
 });
 

@@ -38,6 +38,31 @@ models::RopeLlama3 ParseRopeLlama3(Napi::Object o) {
   return r;
 }
 
+// `quant: {payload: 'int8'|'int8-offset'|'int4'|'fp8', blockRows, blockCols, ignore: string[]} | undefined`
+// (lib/quantization.ts): the checkpoint's Linear weights stored narrow.
+models::WeightQuant ParseQuant(Napi::Object o) {
+  models::WeightQuant q;
+  Napi::Value v = o.Get("quant");
+  if (!v.IsObject()) return q;
+  auto qo = v.As<Napi::Object>();
+  const std::string payload = Str(qo, "payload");
+  using P = models::QuantLayout::Payload;
+  if (payload == "int8") q.layout.payload = P::kInt8;
+  else if (payload == "int8-offset") q.layout.payload = P::kInt8Packed;
+  else if (payload == "int4") q.layout.payload = P::kInt4;
+  else if (payload == "fp8") q.layout.payload = P::kFp8;
+  else throw Napi::TypeError::New(o.Env(), "model config: quant.payload must be 'int8', 'int8-offset', 'int4' or 'fp8', not '" + payload + "'");
+  q.layout.block_rows = Int(qo, "blockRows");
+  q.layout.block_cols = Int(qo, "blockCols");
+  if (q.layout.block_rows < 1) throw Napi::TypeError::New(o.Env(), "model config: quant.blockRows must be at least 1");
+  Napi::Value ignore = qo.Get("ignore");
+  if (ignore.IsArray()) {
+    auto a = ignore.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) q.ignore.insert(a.Get(i).ToString().Utf8Value());
+  }
+  return q;
+}
+
 }  // namespace
 
 models::TargetConfig ParseTarget(Napi::Object o) {
@@ -58,6 +83,7 @@ models::TargetConfig ParseTarget(Napi::Object o) {
   c.tie_word_embeddings = Bool(o, "tieWordEmbeddings");
   c.rope_llama3 = ParseRopeLlama3(o);
   c.max_position_embeddings = static_cast<int64_t>(NumOr(o, "maxPositionEmbeddings", 4096));
+  c.quant = ParseQuant(o);
   Napi::Value moe = o.Get("moe");
   if (moe.IsObject()) {  // lib/config.ts MoeConfig
     auto m = moe.As<Napi::Object>();

@@ -84,10 +84,13 @@ std::vector<std::string> Runtime::LoadWeights(const std::vector<TensorSource>& t
       for (const auto& t : *list) id += "|" + t.file + ":" + t.name + "@" + std::to_string(t.offset) + "+" + std::to_string(t.nbytes);
     prefix_seed_ = Fnv1a64(id);
   }
+  if (target_.quant.enabled())
+    dtypes_.reason += "; Linear weights kept narrow on the device (" + target_.quant.Key() + "), expanded to " +
+                      pjrt::DTypeName(dtypes_.numerics.dtype) + " next to each dot";
   const pjrt::DType dt = dtypes_.numerics.dtype;
   LoadProgress base;
   base.model = "target";
-  auto unused = UploadWeights(mesh_, models::TargetWeightSpecs(target_, dt, devices()), target, "", weights_, progress, base);
+  auto unused = UploadWeights(mesh_, models::StoredSpecs(models::TargetWeightSpecs(target_, dt, devices()), devices()), target, "", weights_, progress, base);
   if (drafter_) {
     base.model = "drafter";
     auto more = UploadWeights(mesh_, models::DrafterWeightSpecs(*drafter_, dt, target_, devices(), drafter_replicated()), drafter, models::kDrafterPrefix,

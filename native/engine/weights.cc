@@ -71,8 +71,25 @@ pjrt::DType ParseDType(const std::string& s, const std::string& tensor) {
   if (s == "F32" || FindBlockFormat(s)) return pjrt::DType::kF32;
   if (s == "BF16") return pjrt::DType::kBF16;
   if (s == "F16") return pjrt::DType::kF16;
+  // The payloads of quantized checkpoints (models/quant.h), uploaded as they are.
+  if (s == "I8") return pjrt::DType::kS8;
+  if (s == "U8") return pjrt::DType::kU8;
+  if (s == "F8_E4M3") return pjrt::DType::kF8E4M3FN;
   throw std::runtime_error("tensor " + tensor + " has dtype " + s +
-                           "; dflash loads F32, BF16 and F16 weights (and from GGUF files Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K)");
+                           "; dflash loads F32, BF16 and F16 weights, I8 / F8_E4M3 / packed int4 payloads of quantized checkpoints, "
+                           "and from GGUF files Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K");
+}
+
+bool IsFloatDType(pjrt::DType t) { return t == pjrt::DType::kF32 || t == pjrt::DType::kBF16 || t == pjrt::DType::kF16; }
+
+// A source reaches a spec in the spec's dtype: floats convert among themselves; a narrow payload
+// must already be what the program reads (a quantized weight is never re-encoded at load).
+void CheckConvertible(const TensorSource& src, pjrt::DType have, pjrt::DType want) {
+  if (have == want || (IsFloatDType(have) && IsFloatDType(want))) return;
+  throw std::runtime_error("tensor " + src.name + " in " + src.file + " is " + src.dtype + " but the model reads it as " +
+                           pjrt::DTypeName(want) + (IsFloatDType(want) ? " (a quantized tensor where the config says the weight is not "
+                                                                          "quantized: check quantization_config's ignore list)"
+                                                                        : " (the config's quantization scheme says so)"));
 }
 
 // A source whose bytes are not its elements as they are: a GGUF block format, or rows to reorder.
@@ -170,7 +187,9 @@ std::vector<std::string> PartsOf(const models::WeightSpec& spec) {
 
 pjrt::DType CheckpointDtype(const std::vector<TensorSource>& sources) {
   std::map<std::string, int64_t> bytes;
-  for (const auto& s : sources) bytes[s.dtype] += s.nbytes;
+  // A quantized checkpoint's dtype is its unquantized tensors' (embeddings, norms, scales).
+  for (const auto& s : sources)
+    if (s.dtype != "I8" && s.dtype != "U8" && s.dtype != "F8_E4M3") bytes[s.dtype] += s.nbytes;
   std::string top = "F32";
   int64_t best = -1;
   for (const auto& [d, n] : bytes)
@@ -365,6 +384,7 @@ std::vector<std::string> UploadWeights(const pjrt::Mesh& mesh, const std::vector
         if (pit == by_name.end()) throw std::runtime_error("checkpoint is missing tensor " + part + "; " + LookedIn(sources));
         if (pit->second->shape != want)
           throw std::runtime_error("tensor " + part + " in " + pit->second->file + " has shape " + Dims(pit->second->shape) + ", expected " + Dims(want));
+        CheckConvertible(*pit->second, UploadedDType(*pit->second), spec.dtype);
         pieces.push_back({pit->second, UploadedDType(*pit->second), static_cast<int64_t>(i) * each, each});
         prog.total_bytes += pit->second->nbytes;
         used.insert(part);
@@ -376,6 +396,7 @@ std::vector<std::string> UploadWeights(const pjrt::Mesh& mesh, const std::vector
       if (src.shape != spec.shape)
         throw std::runtime_error("tensor " + spec.name + " in " + src.file + " has shape " + Dims(src.shape) + ", expected " + Dims(spec.shape));
       const pjrt::DType have = UploadedDType(src);
+      CheckConvertible(src, have, spec.dtype);
       const int64_t count = Product(spec.shape, 0, spec.shape.size());
       if (!NeedsDecoding(src) && count * pjrt::ByteSize(have) != src.nbytes)
         throw std::runtime_error("tensor " + spec.name + " in " + src.file + ": " + std::to_string(src.nbytes) + " bytes for " +

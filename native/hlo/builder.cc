@@ -23,6 +23,8 @@ const char* MlirName(DType t) {
     case DType::kU8: return "ui8";
     case DType::kU32: return "ui32";
     case DType::kPred: return "i1";
+    case DType::kS8: return "i8";
+    case DType::kF8E4M3FN: return "f8E4M3FN";
   }
   return "?";
 }
@@ -37,6 +39,8 @@ const char* DTypeName(DType t) {
     case DType::kU8: return "u8";
     case DType::kU32: return "u32";
     case DType::kPred: return "pred";
+    case DType::kS8: return "s8";
+    case DType::kF8E4M3FN: return "f8e4m3fn";
   }
   return "?";
 }

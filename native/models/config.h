@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "models/quant.h"
 #include "models/weight_spec.h"
 
 namespace dflash::models {
@@ -46,6 +47,7 @@ struct TargetConfig {
   RopeLlama3 rope_llama3;
   int64_t max_position_embeddings = 4096;  // the longest sequence the model was made for
   TargetMoe moe;                           // num_experts 0 = a dense model
+  WeightQuant quant;                       // Linear weights stored narrow (quantized checkpoints)
   bool sparse(int64_t layer) const { return moe.num_experts > 0 && layer < static_cast<int64_t>(moe.sparse_layers.size()) && moe.sparse_layers[layer]; }
 };
 

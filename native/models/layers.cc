@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "models/program.h"
+#include "models/quant.h"
 
 namespace dflash::models {
 
@@ -22,7 +23,17 @@ std::string Numerics::Key() const {
 
 WeightInputs DeclareWeights(hlo::Builder& b, const std::vector<WeightSpec>& specs) {
   WeightInputs w;
-  for (const auto& s : specs) w.emplace(s.name, b.Input(s.name, s.shape, ToHlo(s.dtype), std::nullopt, s.sharding));
+  for (const auto& s : specs) {
+    if (!s.quant.narrow()) {
+      w.emplace(s.name, b.Input(s.name, s.shape, ToHlo(s.dtype), std::nullopt, s.sharding));
+      continue;
+    }
+    // Payload and scales as stored; the graph sees W, expanded where it is read (quant.h).
+    const auto stored = StoredSpecs({s}, b.partitions());
+    const Value payload = b.Input(stored[0].name, stored[0].shape, ToHlo(stored[0].dtype), std::nullopt, stored[0].sharding);
+    const Value scale = b.Input(stored[1].name, stored[1].shape, ToHlo(stored[1].dtype), std::nullopt, stored[1].sharding);
+    w.emplace(s.name, ExpandQuantized(b, s, payload, scale, ToHlo(s.dtype)));
+  }
   return w;
 }
 

@@ -1,6 +1,8 @@
 // Tensor-parallel layouts: see parallel.h.
 #include "models/parallel.h"
 
+#include "models/quant.h"
+
 #include <stdexcept>
 
 namespace dflash::models {
@@ -56,7 +58,7 @@ TensorParallel DrafterParallel(const DrafterConfig& d, const TargetConfig& t, in
 
 int64_t BytesPerDevice(const std::vector<WeightSpec>& specs, int64_t devices) {
   int64_t total = 0;
-  for (const auto& s : specs) {
+  for (const auto& s : StoredSpecs(specs, devices)) {  // narrow weights: their payload and scales
     int64_t bytes = pjrt::ByteSize(s.dtype);
     for (int64_t d : s.shape) bytes *= d;
     total += devices > 1 && !s.sharding.replicated() ? bytes / devices : bytes;

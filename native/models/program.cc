@@ -27,6 +27,8 @@ pjrt::DType FromHlo(hlo::DType t) {
     case hlo::DType::kU8: return pjrt::DType::kU8;
     case hlo::DType::kU32: return pjrt::DType::kU32;
     case hlo::DType::kPred: return pjrt::DType::kPred;
+    case hlo::DType::kS8: return pjrt::DType::kS8;
+    case hlo::DType::kF8E4M3FN: return pjrt::DType::kF8E4M3FN;
   }
   throw std::invalid_argument("program: unknown element type");
 }
@@ -37,6 +39,10 @@ hlo::DType ToHlo(pjrt::DType t) {
     case pjrt::DType::kBF16: return hlo::DType::kBF16;
     case pjrt::DType::kF16: return hlo::DType::kF16;
     case pjrt::DType::kS32: return hlo::DType::kS32;
+    // The narrow storage types of quantized weights (models/quant.h).
+    case pjrt::DType::kS8: return hlo::DType::kS8;
+    case pjrt::DType::kU8: return hlo::DType::kU8;
+    case pjrt::DType::kF8E4M3FN: return hlo::DType::kF8E4M3FN;
     default: break;
   }
   throw std::invalid_argument(std::string("models: unsupported element type ") + pjrt::DTypeName(t));

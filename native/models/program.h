@@ -37,7 +37,7 @@ struct Program {
 };
 
 pjrt::DType FromHlo(hlo::DType t);
-hlo::DType ToHlo(pjrt::DType t);  // f32/bf16/f16/s32 only; throws std::invalid_argument otherwise
+hlo::DType ToHlo(pjrt::DType t);  // f32/bf16/f16/s32 and the narrow weight types s8/u8/f8e4m3fn; throws otherwise
 
 // Finishes `b` into a Program whose outputs carry the given names. Every parameter of `b` must
 // have been declared with Builder::Input (a name).

@@ -89,6 +89,7 @@ std::vector<WeightSpec> TargetWeightSpecs(const TargetConfig& c, pjrt::DType t, 
   }
   s.push_back({"model.norm.weight", {h}, t});
   if (!c.tie_word_embeddings) s.push_back({"lm_head.weight", {c.vocab_size, h}, t, {}, tp.Vocab()});
+  ApplyQuant(s, c.quant);
   return s;
 }
 

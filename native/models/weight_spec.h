@@ -11,6 +11,17 @@
 
 namespace dflash::models {
 
+// How a Linear weight is stored narrow on the device (models/quant.h); kNone: as the spec's dtype.
+struct QuantLayout {
+  // kInt8: s8; kInt8Packed: u8 holding value + 128; kInt4: u8 holding two values + 8, low nibble
+  // first; kFp8: f8e4m3fn.
+  enum class Payload { kNone, kInt8, kInt8Packed, kInt4, kFp8 };
+  Payload payload = Payload::kNone;
+  int64_t block_rows = 1;  // output rows one scale covers
+  int64_t block_cols = 0;  // input columns one scale covers; 0 = the whole row (one scale per channel)
+  bool narrow() const { return payload != Payload::kNone; }
+};
+
 struct WeightSpec {
   std::string name;
   std::vector<int64_t> shape;
@@ -23,6 +34,9 @@ struct WeightSpec {
   // How the tensor lies over the devices of a tensor-parallel mesh (models/parallel.h): each
   // device is sent only its part of a split tensor.
   hlo::Sharding sharding = {};
+  // Stored narrow (payload + scales, models/quant.h) instead of in `dtype`, which is then the
+  // dtype the program expands it to.
+  QuantLayout quant = {};
 };
 
 }  // namespace dflash::models

@@ -26,7 +26,7 @@ int64_t ByteSize(DType t) {
     case DType::kF32: case DType::kS32: case DType::kU32: return 4;
     case DType::kBF16: case DType::kF16: return 2;
     case DType::kS64: return 8;
-    case DType::kU8: case DType::kPred: case DType::kS8: return 1;
+    case DType::kU8: case DType::kPred: case DType::kS8: case DType::kF8E4M3FN: return 1;
   }
   return 0;
 }
@@ -42,6 +42,7 @@ const char* DTypeName(DType t) {
     case DType::kPred: return "pred";
     case DType::kU32: return "u32";
     case DType::kS8: return "s8";
+    case DType::kF8E4M3FN: return "f8e4m3fn";
   }
   return "?";
 }
@@ -57,6 +58,7 @@ PJRT_Buffer_Type ToPjrt(DType t) {
     case DType::kPred: return PJRT_Buffer_Type_PRED;
     case DType::kU32: return PJRT_Buffer_Type_U32;
     case DType::kS8: return PJRT_Buffer_Type_S8;
+    case DType::kF8E4M3FN: return PJRT_Buffer_Type_F8E4M3FN;
   }
   return PJRT_Buffer_Type_INVALID;
 }
@@ -72,6 +74,7 @@ DType FromPjrt(PJRT_Buffer_Type t) {
     case PJRT_Buffer_Type_PRED: return DType::kPred;
     case PJRT_Buffer_Type_U32: return DType::kU32;
     case PJRT_Buffer_Type_S8: return DType::kS8;
+    case PJRT_Buffer_Type_F8E4M3FN: return DType::kF8E4M3FN;
     default: throw std::runtime_error("PJRT buffer of element type " + std::to_string(int(t)) + " is not supported by dflash");
   }
 }

@@ -16,7 +16,7 @@
 
 namespace dflash::pjrt {
 
-enum class DType { kF32, kBF16, kF16, kS32, kS64, kU8, kPred, kU32, kS8 };
+enum class DType { kF32, kBF16, kF16, kS32, kS64, kU8, kPred, kU32, kS8, kF8E4M3FN };
 int64_t ByteSize(DType t);
 const char* DTypeName(DType t);  // "f32", "bf16", ...
 PJRT_Buffer_Type ToPjrt(DType t);

@@ -31,7 +31,8 @@ class Array {
   size_t num_shards() const { return shards_.size(); }
   Buffer& shard(size_t i) const { return *shards_.at(i); }
   int64_t byte_size() const;                   // of the logical array
-  int64_t device_bytes(size_t i) const { return shards_.at(i)->byte_size(); }  // what device i holds
+  // What device i allocated for its shard, as the plugin reports it (PJRT_Buffer_OnDeviceSizeInBytes).
+  int64_t device_bytes(size_t i) const { return shards_.at(i)->on_device_bytes(); }
   bool donated() const;                        // an execution took it (all its shards)
   void MarkDonatedIfDeleted();
 

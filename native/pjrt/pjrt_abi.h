@@ -59,7 +59,8 @@ typedef enum {
   PJRT_Buffer_Type_INVALID = 0, PJRT_Buffer_Type_PRED = 1, PJRT_Buffer_Type_S8 = 2,
   PJRT_Buffer_Type_S16 = 3, PJRT_Buffer_Type_S32 = 4, PJRT_Buffer_Type_S64 = 5, PJRT_Buffer_Type_U8 = 6,
   PJRT_Buffer_Type_U16 = 7, PJRT_Buffer_Type_U32 = 8, PJRT_Buffer_Type_U64 = 9, PJRT_Buffer_Type_F16 = 10,
-  PJRT_Buffer_Type_F32 = 11, PJRT_Buffer_Type_F64 = 12, PJRT_Buffer_Type_BF16 = 13
+  PJRT_Buffer_Type_F32 = 11, PJRT_Buffer_Type_F64 = 12, PJRT_Buffer_Type_BF16 = 13,
+  PJRT_Buffer_Type_C64 = 14, PJRT_Buffer_Type_C128 = 15, PJRT_Buffer_Type_F8E5M2 = 16, PJRT_Buffer_Type_F8E4M3FN = 17
 } PJRT_Buffer_Type;
 
 typedef enum {

@@ -18,6 +18,7 @@ std::optional<DType> ElementType(const std::string& s) {
   if (s == "i1") return DType::kPred;
   if (s == "ui32") return DType::kU32;
   if (s == "i8" || s == "si8") return DType::kS8;
+  if (s == "f8E4M3FN") return DType::kF8E4M3FN;
   return std::nullopt;
 }
 

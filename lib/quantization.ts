@@ -1,0 +1,169 @@
+// Quantized checkpoints whose Linear weights stay narrow on the device (native/models/quant.h):
+// reads `quantization_config` into one scheme, and maps the checkpoint's tensors to the names and
+// byte views the engine uploads. Nothing is dequantized here or at load.
+//
+//   quant_method          format / fields                        scheme (payload, scale block)
+//   compressed-tensors    int-quantized, 8 bits                  int8         channel | group g
+//                         pack-quantized, 4 bits                 int4         channel | group g
+//                         pack-quantized, 8 bits                 int8-offset  channel | group g
+//                         float-quantized, 8 bits (e4m3)         fp8          channel | block
+//   fp8                   fmt e4m3, weight_block_size [br, bc]   fp8          block br x bc
+//
+// Stored tensor names (checked against compressed-tensors 0.x and transformers' FP8 loader):
+//   int-quantized / float-quantized   X.weight (I8 | F8_E4M3), X.weight_scale
+//   pack-quantized                    X.weight_packed (I32 (out, in*bits/32), values + 2^(bits-1),
+//                                     value j of an int32 at bits [bits*j, bits*(j+1))), X.weight_scale,
+//                                     X.weight_shape
+//   fp8                               X.weight (F8_E4M3), X.weight_scale_inv
+// A little-endian int32 of 4-bit values is, byte by byte, two values per byte low nibble first:
+// the engine reads `weight_packed` as U8 (out, in/2) without touching a byte.
+import type { TensorSource } from './native';
+
+type Json = Record<string, unknown>;
+
+/** What lib/ hands the engine (native/addon/js_config.cc ParseQuant). */
+export interface QuantScheme {
+  payload: 'int8' | 'int8-offset' | 'int4' | 'fp8';
+  /** Output rows / input columns one scale covers; blockCols 0 = the whole row (per channel). */
+  blockRows: number;
+  blockCols: number;
+  /** Linear modules kept in 16 bits (filled from the checkpoint's tensors). */
+  ignore: string[];
+  /** "compressed-tensors pack-quantized int4 group 128", for stats() and errors. */
+  description: string;
+  /** The suffix of a weight's scale tensor in the checkpoint. */
+  scaleTensor: 'weight_scale' | 'weight_scale_inv';
+}
+
+type Fail = (key: string, msg: string) => never;
+
+function isObj(v: unknown): v is Json {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** The scheme of a `quantization_config`, or throws naming the key and its value. */
+export function quantSchemeFromHF(qc: unknown, fail: Fail, key = 'quantization_config'): QuantScheme {
+  if (!isObj(qc)) fail(key, 'must be an object');
+  const method = qc.quant_method;
+  if (method === 'fp8') return fp8Scheme(qc, fail, key);
+  if (method === 'compressed-tensors') return compressedTensorsScheme(qc, fail, key);
+  if (method === 'awq' || method === 'gptq')
+    fail(`${key}.quant_method`, `${JSON.stringify(method)} is not supported yet (dflash keeps compressed-tensors int8 / int4 and FP8 checkpoints narrow)`);
+  return fail(`${key}.quant_method`, `${JSON.stringify(method)} is not supported (compressed-tensors or fp8)`);
+}
+
+function fp8Scheme(qc: Json, fail: Fail, key: string): QuantScheme {
+  if (qc.fmt !== undefined && qc.fmt !== 'e4m3') fail(`${key}.fmt`, `${JSON.stringify(qc.fmt)} is not supported (e4m3 only)`);
+  const block = qc.weight_block_size;
+  if (!Array.isArray(block) || block.length !== 2 || !block.every((b) => Number.isInteger(b) && (b as number) > 0))
+    fail(`${key}.weight_block_size`, `${JSON.stringify(block)} must be two positive integers (per-tensor FP8 is not supported)`);
+  const [br, bc] = block as number[];
+  return { payload: 'fp8', blockRows: br, blockCols: bc, ignore: [], description: `fp8 e4m3 block ${br}x${bc}`, scaleTensor: 'weight_scale_inv' };
+}
+
+function compressedTensorsScheme(qc: Json, fail: Fail, key: string): QuantScheme {
+  const format = qc.format;
+  const sparsity = qc.sparsity_config;
+  if (isObj(sparsity) && Object.keys(sparsity).length > 0 && sparsity.format !== 'dense')
+    fail(`${key}.sparsity_config`, 'is not supported (sparse compressed-tensors checkpoints)');
+  const groups = qc.config_groups;
+  if (!isObj(groups) || Object.keys(groups).length === 0) fail(`${key}.config_groups`, 'must hold one quantization group');
+  const names = Object.keys(groups);
+  if (names.length !== 1) fail(`${key}.config_groups`, `has ${names.length} groups (${names.join(', ')}); dflash runs one scheme per checkpoint`);
+  const gk = `${key}.config_groups.${names[0]}`;
+  const g = groups[names[0]];
+  if (!isObj(g)) return fail(gk, 'must be an object');
+  if (g.input_activations !== undefined && g.input_activations !== null)
+    fail(`${gk}.input_activations`, 'is set: activation quantization (W8A8, FP8 dynamic) is not supported; dflash runs weight-only schemes (W8A16, W4A16, FP8 weights)');
+  if (g.output_activations !== undefined && g.output_activations !== null) fail(`${gk}.output_activations`, 'is not supported');
+  const w = g.weights;
+  if (!isObj(w)) return fail(`${gk}.weights`, 'must be an object');
+  const wk = `${gk}.weights`;
+  const bits = w.num_bits, type = w.type ?? 'int', strategy = w.strategy;
+  if (w.symmetric === false) fail(`${wk}.symmetric`, 'false (zero points) is not supported yet');
+  if (w.dynamic === true) fail(`${wk}.dynamic`, 'true is not supported');
+  if (w.actorder !== undefined && w.actorder !== null && w.actorder !== false)
+    fail(`${wk}.actorder`, `${JSON.stringify(w.actorder)} is not supported (act-order g_idx)`);
+  let blockRows = 1, blockCols = 0;
+  if (strategy === 'group') {
+    if (!Number.isInteger(w.group_size) || (w.group_size as number) <= 0) fail(`${wk}.group_size`, `${JSON.stringify(w.group_size)} must be a positive integer`);
+    blockCols = w.group_size as number;
+  } else if (strategy === 'block') {
+    const b = w.block_structure;
+    if (!Array.isArray(b) || b.length !== 2 || !b.every((x) => Number.isInteger(x) && (x as number) > 0))
+      fail(`${wk}.block_structure`, `${JSON.stringify(b)} must be two positive integers`);
+    [blockRows, blockCols] = b as number[];
+  } else if (strategy !== 'channel') {
+    fail(`${wk}.strategy`, `${JSON.stringify(strategy)} is not supported (channel, group or block)`);
+  }
+  const grain = blockCols === 0 ? 'channel' : blockRows === 1 ? `group ${blockCols}` : `block ${blockRows}x${blockCols}`;
+  const desc = (p: string) => `compressed-tensors ${format} ${p} ${grain}`;
+  if (type === 'float') {
+    if (bits !== 8 || format !== 'float-quantized')
+      fail(`${key}.format`, `${JSON.stringify(format)} with float ${JSON.stringify(bits)}-bit weights is not supported (float-quantized 8-bit)`);
+    return { payload: 'fp8', blockRows, blockCols, ignore: [], description: desc('fp8'), scaleTensor: 'weight_scale' };
+  }
+  if (type !== 'int') fail(`${wk}.type`, `${JSON.stringify(type)} is not supported (int or float)`);
+  if (format === 'int-quantized' || format === 'naive-quantized') {
+    if (bits !== 8) fail(`${wk}.num_bits`, `${JSON.stringify(bits)} is not supported with format ${format} (8)`);
+    return { payload: 'int8', blockRows, blockCols, ignore: [], description: desc('int8'), scaleTensor: 'weight_scale' };
+  }
+  if (format === 'pack-quantized') {
+    if (bits !== 4 && bits !== 8) fail(`${wk}.num_bits`, `${JSON.stringify(bits)} is not supported (4 or 8)`);
+    return { payload: bits === 4 ? 'int4' : 'int8-offset', blockRows, blockCols, ignore: [], description: desc(`int${bits}`), scaleTensor: 'weight_scale' };
+  }
+  return fail(`${key}.format`, `${JSON.stringify(format)} is not supported (int-quantized, pack-quantized, float-quantized)`);
+}
+
+const PAYLOAD_DTYPE: Record<QuantScheme['payload'], string> = { int8: 'I8', 'int8-offset': 'I32', int4: 'I32', fp8: 'F8_E4M3' };
+const FLOATS = new Set(['F32', 'BF16', 'F16']);
+
+/**
+ * The checkpoint's tensors as the engine uploads them: payloads under `X.weight` (packed int32
+ * words viewed as the bytes they are), scales under `X.weight_scale`; `X.weight_shape` dropped.
+ * Fills `scheme.ignore` with the Linear modules the checkpoint keeps in 16 bits. Throws naming
+ * the tensor when one does not fit the scheme (a zero point, a missing scale, a payload of
+ * another dtype).
+ */
+export function storedQuantTensors(raw: readonly TensorSource[], scheme: QuantScheme, label: string): TensorSource[] {
+  const out: TensorSource[] = [];
+  const byName = new Map(raw.map((t) => [t.name, t]));
+  const packed = scheme.payload === 'int4' || scheme.payload === 'int8-offset';
+  const scaleSuffix = '.' + scheme.scaleTensor;
+  scheme.ignore = [];
+  for (const t of raw) {
+    const n = t.name;
+    if (/\.(weight_zero_point|weight_g_idx|input_scale|input_zero_point|output_scale|k_scale|v_scale)$/.test(n))
+      throw new Error(`${label}: tensor ${n} is not supported (${scheme.description} is read weight-only and symmetric)`);
+    if (n.endsWith('.weight_shape')) continue;
+    if (n.endsWith(scaleSuffix)) {
+      if (!FLOATS.has(t.dtype)) throw new Error(`${t.file}: scale ${n} has dtype ${t.dtype}; scales are F32, BF16 or F16`);
+      out.push({ ...t, name: n.slice(0, -scaleSuffix.length) + '.weight_scale' });
+      continue;
+    }
+    const base = n.endsWith('.weight_packed') ? n.slice(0, -'.weight_packed'.length) : n.endsWith('.weight') ? n.slice(0, -'.weight'.length) : null;
+    if (base === null || !base.endsWith('_proj')) {
+      if (!FLOATS.has(t.dtype)) throw new Error(`${t.file}: tensor ${n} has dtype ${t.dtype}; only quantized Linear weights may be narrow`);
+      out.push(t);
+      continue;
+    }
+    if (FLOATS.has(t.dtype) && n.endsWith('.weight')) {
+      scheme.ignore.push(base);  // a Linear the checkpoint left in 16 bits (quantization_config.ignore)
+      out.push(t);
+      continue;
+    }
+    if (t.dtype !== PAYLOAD_DTYPE[scheme.payload] || n.endsWith('.weight_packed') !== packed)
+      throw new Error(`${t.file}: tensor ${n} is ${t.dtype}, which is not how ${scheme.description} stores a weight ` +
+        `(${packed ? base + '.weight_packed' : base + '.weight'} as ${PAYLOAD_DTYPE[scheme.payload]})`);
+    if (!byName.has(base + scaleSuffix)) throw new Error(`${label}: quantized weight ${n} has no ${base + scaleSuffix}`);
+    if (t.shape.length !== 2) throw new Error(`${t.file}: quantized weight ${n} has shape [${t.shape.join(', ')}], not a matrix`);
+    if (!packed) {
+      out.push({ ...t, name: base + '.weight' });
+      continue;
+    }
+    // int32 words of 8 (4-bit) or 4 (8-bit) values -> their bytes: (out, words * 4) u8, which
+    // for 4-bit values is two per byte, for 8-bit one per byte.
+    out.push({ ...t, name: base + '.weight', dtype: 'U8', shape: [t.shape[0], t.shape[1] * 4] });
+  }
+  return out;
+}

@@ -1,0 +1,66 @@
+// Linear weights kept in their stored width on the device (int8, int4, FP8 e4m3) and expanded
+// inside the program next to the dot that reads them.
+//
+// A quantized checkpoint stores W (out, in) as a narrow payload q and f32-able scales s, one per
+// block of (block_rows x block_cols) elements (lib/quantization.ts maps each format to this):
+//
+//   W[o, i] = decode(q)[o, i] * s[o / block_rows, i / block_cols]
+//
+//   format                          payload on the device         scales (so, si)
+//   compressed-tensors int8 channel s8 (out, in)                  (out, 1)
+//   compressed-tensors int8 packed  u8 (out, in)                  (out, 1) / (out, in/g)  decode = byte - 128
+//   compressed-tensors int4 group g u8 (out, in/2), 2 per byte    (out, in/g)      decode = nibble - 8
+//   compressed-tensors fp8 channel  f8e4m3fn (out, in)            (out, 1)
+//   fp8 block 128x128 (Qwen FP8)    f8e4m3fn (out, in)            (ceil(out/128), ceil(in/128))
+//
+// One program input per stored tensor: the payload under the weight's own name and the scales
+// under name + "_scale". The expansion (decode in f32, times the broadcast scale, rounded to the
+// activation dtype) is the same arithmetic a dequantized f32 copy of the checkpoint is made of,
+// so a quantized model and its dequantized copy give bit-identical logits (test/47). Whether XLA
+// fuses it into the dot's operand read (one narrow read of W per step) or materialises W first
+// is the backend's choice; bench/NOTES.md records what each does.
+#pragma once
+#include <cstdint>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "hlo/builder.h"
+#include "models/weight_spec.h"
+
+namespace dflash::models {
+
+// Which Linear weights of a model are stored narrow, and how (one scheme per checkpoint).
+struct WeightQuant {
+  QuantLayout layout;  // payload kNone: a 16/32-bit checkpoint
+  // Linear modules (HF names without ".weight", e.g. "model.layers.0.mlp.down_proj") the
+  // checkpoint keeps in 16 bits although the scheme would cover them.
+  std::set<std::string> ignore;
+
+  bool enabled() const { return layout.narrow(); }
+  // Whether a weight spec is stored narrow: every "*_proj.weight" (attention, MLP, experts) not
+  // in `ignore`; embeddings, norms, routers and the LM head never are.
+  bool Covers(const std::string& weight_name) const;
+  std::string Key() const;  // "int4 g128", "fp8 b128x128", ...: for stats and program keys
+};
+
+const char* PayloadName(QuantLayout::Payload p);  // "int8" | "int4" | "fp8" | "none"
+std::string LayoutKey(const QuantLayout& l);        // "int4 g128", "fp8 b128x128", "int8 channel"
+
+// Marks the specs `q` covers as quantized (spec.quant = q.layout).
+void ApplyQuant(std::vector<WeightSpec>& specs, const WeightQuant& q);
+
+// The tensors the device holds for these specs: a plain spec as it is; a quantized one as its
+// payload spec (narrow dtype, int4 packed two per byte along the input dimension) and its scale
+// spec (f32, name + "_scale", made of the checkpoint's "<part>_scale" tensors). Split over
+// `devices` as the weight is; per-channel scales of a weight split by input columns stay whole.
+// Throws std::invalid_argument naming the weight and the numbers when a shard would cut a
+// scale block or an int4 byte.
+std::vector<WeightSpec> StoredSpecs(const std::vector<WeightSpec>& specs, int64_t devices);
+
+// W in `act`: the expansion of a quantized weight's payload (..., out, in') and scales
+// (..., so, si) as described above.
+hlo::Value ExpandQuantized(hlo::Builder& b, const WeightSpec& spec, const hlo::Value& payload, const hlo::Value& scale,
+                           hlo::DType act);
+
+}  // namespace dflash::models

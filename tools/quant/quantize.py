@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""Writes a quantized copy of a Hugging Face checkpoint in one of the layouts dflash keeps narrow
+on the device (lib/quantization.ts), and beside it the same model dequantized to f32.
+
+    python tools/quant/quantize.py SRC OUT --scheme int4-g32 [--dequantized-out DIR]
+
+Schemes (every `*_proj.weight` matrix is quantized unless named by --ignore):
+    int8-channel   compressed-tensors int-quantized, I8 weight + weight_scale (out, 1)
+    int8-g32       compressed-tensors pack-quantized 8-bit, groups of 32 (int32 words of 4 values + 128)
+    int4-g32       compressed-tensors pack-quantized 4-bit, groups of 32 (int32 words of 8 values + 8)
+    int4-channel   the same, one scale per output row
+    fp8-channel    compressed-tensors float-quantized, F8_E4M3 weight + weight_scale (out, 1)
+    fp8-b32        Qwen / DeepSeek FP8: F8_E4M3 weight + weight_scale_inv, blocks of 32 x 32
+    fp8-b128       the same with the released 128 x 128 blocks
+
+The packing follows compressed-tensors' pack_to_int32 (value j of a word at bits [bits*j, ...),
+values stored + 2^(bits-1)); tools/quant/check_reference.py compares it, and the dequantization,
+with compressed-tensors' own functions where that package (and torch) is installed. Numpy,
+ml_dtypes (for e4m3) and the standard library only: CI writes these files without torch.
+
+The dequantized copy holds W = f32(q) * f32(scale) per element, the arithmetic the engine's
+programs do (native/models/quant.h), so the two checkpoints must give bit-identical logits.
+"""
+import argparse
+import json
+import os
+import shutil
+import struct
+
+import numpy as np
+
+try:
+    import ml_dtypes
+except ImportError:  # only fp8 needs it
+    ml_dtypes = None
+
+DTYPES = {'F32': np.float32, 'I8': np.int8, 'I32': np.int32, 'I64': np.int64, 'U8': np.uint8}
+
+
+def read_safetensors(path):
+    with open(path, 'rb') as f:
+        n = struct.unpack('<Q', f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for name, t in header.items():
+        if name == '__metadata__':
+            continue
+        a, b = t['data_offsets']
+        raw = data[a:b]
+        if t['dtype'] == 'BF16':
+            arr = (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32)
+        elif t['dtype'] == 'F16':
+            arr = np.frombuffer(raw, np.float16).astype(np.float32)
+        else:
+            arr = np.frombuffer(raw, DTYPES[t['dtype']])
+        out[name] = arr.reshape(t['shape']).copy()
+    return out
+
+
+def to_bf16_bytes(x):
+    # round to nearest even, as torch does
+    u = np.ascontiguousarray(x, np.float32).view(np.uint32).astype(np.uint64)
+    u = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
+    return u.astype(np.uint16).tobytes()
+
+
+def write_safetensors(path, tensors):
+    """tensors: name -> (dtype string, shape, bytes)"""
+    header, offset, blobs = {}, 0, []
+    for name, (dtype, shape, raw) in tensors.items():
+        header[name] = {'dtype': dtype, 'shape': list(shape), 'data_offsets': [offset, offset + len(raw)]}
+        offset += len(raw)
+        blobs.append(raw)
+    h = json.dumps(header, separators=(',', ':')).encode()
+    h += b' ' * (-len(h) % 8)
+    with open(path, 'wb') as f:
+        f.write(struct.pack('<Q', len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+
+
+def pack_int32(q, bits):
+    """q: (rows, cols) ints in [-2^(bits-1), 2^(bits-1)) -> (rows, ceil(cols*bits/32)) int32 words."""
+    rows, cols = q.shape
+    per = 32 // bits
+    padded = -(-cols // per) * per
+    u = np.zeros((rows, padded), np.uint32)
+    u[:, :cols] = (q.astype(np.int32) + (1 << (bits - 1))).astype(np.uint32)
+    words = np.zeros((rows, padded // per), np.uint32)
+    for j in range(per):
+        words |= u[:, j::per] << np.uint32(bits * j)
+    return words.view(np.int32)
+
+
+def blocks(shape, br, bc):
+    return -(-shape[0] // br), -(-shape[1] // bc)
+
+
+def expand(scale, shape, br, bc):
+    """scale (so, si) -> (out, in), each scale over its br x bc block."""
+    return np.repeat(np.repeat(scale, br, axis=0), bc, axis=1)[: shape[0], : shape[1]]
+
+
+def quantize(w, scheme, scale_dtype):
+    """-> stored tensors (suffix -> (dtype, shape, bytes)) and the f32 dequantization."""
+    out_dim, in_dim = w.shape
+    kind, grain = scheme.split('-')
+    if grain == 'channel':
+        br, bc = 1, in_dim
+    elif grain.startswith('g'):
+        br, bc = 1, int(grain[1:])
+    else:
+        br = bc = int(grain[1:])
+    so, si = blocks(w.shape, br, bc)
+    padded = np.zeros((so * br, si * bc), np.float32)
+    padded[:out_dim, :in_dim] = w
+    amax = np.abs(padded.reshape(so, br, si, bc)).max(axis=(1, 3))
+    qmax = {'int8': 127.0, 'int4': 7.0, 'fp8': 448.0}[kind]
+    scale = np.where(amax > 0, amax / qmax, 1.0).astype(np.float32)
+    if scale_dtype == 'BF16':  # the scale the checkpoint holds is what both sides use
+        scale = (np.frombuffer(to_bf16_bytes(scale), np.uint16).astype(np.uint32) << 16).view(np.float32).reshape(scale.shape)
+    full = expand(scale, w.shape, br, bc)
+    scale_bytes = to_bf16_bytes(scale) if scale_dtype == 'BF16' else scale.tobytes()
+    stored = {}
+    if kind == 'fp8':
+        if ml_dtypes is None:
+            raise SystemExit('fp8 needs the ml_dtypes package')
+        q = (w / full).astype(ml_dtypes.float8_e4m3fn)
+        deq = q.astype(np.float32) * full
+        stored['weight'] = ('F8_E4M3', w.shape, q.tobytes())
+        scale_name = 'weight_scale_inv' if grain.startswith('b') else 'weight_scale'
+    else:
+        lo, hi = (-128, 127) if kind == 'int8' else (-8, 7)
+        q = np.clip(np.rint(w / full), lo, hi).astype(np.int8)
+        deq = q.astype(np.float32) * full
+        if kind == 'int8' and grain == 'channel':
+            stored['weight'] = ('I8', w.shape, q.tobytes())
+        else:
+            bits = 8 if kind == 'int8' else 4
+            words = pack_int32(q, bits)
+            stored['weight_packed'] = ('I32', words.shape, words.tobytes())
+            stored['weight_shape'] = ('I64', (2,), np.array(w.shape, np.int64).tobytes())
+        scale_name = 'weight_scale'
+    stored[scale_name] = (scale_dtype, scale.shape, scale_bytes)
+    return stored, deq.astype(np.float32)
+
+
+def quantization_config(scheme, ignore):
+    kind, grain = scheme.split('-')
+    if grain.startswith('b'):
+        b = int(grain[1:])
+        return {'quant_method': 'fp8', 'fmt': 'e4m3', 'activation_scheme': 'dynamic', 'weight_block_size': [b, b],
+                'modules_to_not_convert': ignore or None}
+    weights = {'num_bits': 8 if kind in ('int8', 'fp8') else 4, 'type': 'float' if kind == 'fp8' else 'int', 'symmetric': True,
+               'strategy': 'channel' if grain == 'channel' else 'group', 'group_size': None if grain == 'channel' else int(grain[1:]),
+               'dynamic': False, 'actorder': None, 'observer': 'minmax'}
+    fmt = 'float-quantized' if kind == 'fp8' else 'int-quantized' if scheme == 'int8-channel' else 'pack-quantized'
+    return {'quant_method': 'compressed-tensors', 'format': fmt, 'quantization_status': 'compressed',
+            'config_groups': {'group_0': {'targets': ['Linear'], 'weights': weights, 'input_activations': None, 'output_activations': None}},
+            'ignore': ['lm_head'] + ignore, 'sparsity_config': {}, 'kv_cache_scheme': None}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('src')
+    ap.add_argument('out')
+    ap.add_argument('--scheme', required=True)
+    ap.add_argument('--dequantized-out')
+    ap.add_argument('--ignore', nargs='*', default=[], help='Linear modules (without .weight) left unquantized')
+    ap.add_argument('--scale-dtype', default='F32', choices=['F32', 'BF16'])
+    a = ap.parse_args()
+    src = read_safetensors(os.path.join(a.src, 'model.safetensors'))
+    quantized, dequantized = {}, {}
+    for name, w in src.items():
+        base = name[: -len('.weight')]
+        if name.endswith('_proj.weight') and w.ndim == 2 and base not in a.ignore:
+            stored, deq = quantize(w.astype(np.float32), a.scheme, a.scale_dtype)
+            for suffix, t in stored.items():
+                quantized[f'{base}.{suffix}'] = t
+            dequantized[name] = deq
+        else:
+            quantized[name] = ('F32', w.shape, w.astype(np.float32).tobytes())
+            dequantized[name] = w.astype(np.float32)
+    for d in [a.out] + ([a.dequantized_out] if a.dequantized_out else []):
+        os.makedirs(d, exist_ok=True)
+        for f in os.listdir(a.src):
+            if f != 'model.safetensors' and os.path.isfile(os.path.join(a.src, f)):
+                shutil.copy(os.path.join(a.src, f), os.path.join(d, f))
+    write_safetensors(os.path.join(a.out, 'model.safetensors'), quantized)
+    cfg = json.load(open(os.path.join(a.src, 'config.json')))
+    cfg['quantization_config'] = quantization_config(a.scheme, a.ignore)
+    json.dump(cfg, open(os.path.join(a.out, 'config.json'), 'w'), indent=2)
+    if a.dequantized_out:
+        write_safetensors(os.path.join(a.dequantized_out, 'model.safetensors'),
+                          {n: ('F32', w.shape, w.tobytes()) for n, w in dequantized.items()})
+
+
+if __name__ == '__main__':
+    main()
