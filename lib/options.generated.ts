@@ -21,6 +21,8 @@ export interface EngineOptions {
   dtype?: 'auto' | 'f32' | 'bf16' | 'f16';
   /** KV-cache dtype; auto = dtype. Default: 'auto'. */
   kvDtype?: 'auto' | 'f32' | 'bf16' | 'f16';
+  /** Quantized checkpoints (quantization_config): narrow = the int8 / int4 / fp8 payloads and their scales are what the device holds, expanded inside each program next to the matmul; dequantize = expanded once at load to dtype. auto: narrow on GPU/TPU, dequantize on CPU, where XLA materialises the expansion every step (5-6x slower decode at the Qwen3-0.6B shape, bench/NOTES.md). Outputs are identical either way. Default: 'auto'. */
+  quantizedWeights?: 'auto' | 'narrow' | 'dequantize';
   /** Directory for compiled programs, so a second start does not recompile; '' = off. (Engine.load defaults it to $DFLASH_CACHE_DIR or ~/.cache/dflash/programs.) Default: ''. */
   cacheDir?: string;
   /** Adaptive speculation: each iteration picks the block size (1 = plain decoding) that maximises expected tokens per second from measured verify/draft costs and per-position acceptance. Output is identical either way. Default: true. */
@@ -63,5 +65,5 @@ export interface RequestOptions {
   promptLogprobs?: number;
 }
 
-export const ENGINE_OPTION_NAMES = ["pageSize","maxSeqLen","maxSequences","maxQueue","prefillChunk","prefillBudget","kvCacheMemory","dtype","kvDtype","cacheDir","adaptive","batchInvariant","warmup","compileThreads","maxLoadedPrograms","tensorParallel","dataParallel","prefixCaching","drafterSharding"] as const;
+export const ENGINE_OPTION_NAMES = ["pageSize","maxSeqLen","maxSequences","maxQueue","prefillChunk","prefillBudget","kvCacheMemory","dtype","kvDtype","quantizedWeights","cacheDir","adaptive","batchInvariant","warmup","compileThreads","maxLoadedPrograms","tensorParallel","dataParallel","prefixCaching","drafterSharding"] as const;
 export const REQUEST_OPTION_NAMES = ["maxTokens","temperature","topP","topK","seed","blockSize","logprobs","promptLogprobs"] as const;

@@ -36,6 +36,7 @@ set(DFLASH_CORE_SOURCES
   native/engine/invocation.cc
   native/engine/float_codec.cc
   native/engine/gguf_blocks.cc
+  native/engine/quant_expand.cc
   native/engine/weights.cc
   native/engine/kv_pool.cc
   native/engine/speculation.cc

@@ -6,7 +6,8 @@
 // tools/quant/quantize.py, which writes each quantized checkpoint together with its f32
 // dequantization; the engine on that f32 copy is itself checked against transformers (test/13).
 // The engine must run a quantized checkpoint exactly as its f32 copy: the same greedy tokens and
-// bit-identical log-probabilities, while the device holds the payloads in their stored width.
+// bit-identical log-probabilities, while the device holds the payloads in their stored width
+// (quantizedWeights 'narrow'), and again when they are expanded at load (the CPU's default).
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
@@ -36,9 +37,10 @@ function quantize(src: string, scheme: string, extra: string[] = []): { quantize
   return { quantized, copy };
 }
 
-async function greedy(target: string, opts: { dtype?: 'f32' | 'bf16'; tensorParallel?: number } = {}) {
+type Quantized = 'narrow' | 'dequantize' | 'auto';
+async function greedy(target: string, opts: { dtype?: 'f32' | 'bf16'; tensorParallel?: number; quantizedWeights?: Quantized } = {}) {
   const engine = await Engine.load({ target, maxSeqLen: 64, maxSequences: 1, dtype: opts.dtype ?? 'f32', tensorParallel: opts.tensorParallel,
-    warmup: false });
+    quantizedWeights: opts.quantizedWeights ?? 'narrow', warmup: false });
   try {
     const done = await engine.generate([3, 17, 42, 99, 5, 64, 7], { maxTokens: 12, speculative: false, logprobs: 3 }).done();
     const stats = engine.stats();
@@ -108,6 +110,12 @@ describe('each scheme runs exactly its f32 dequantization, with the payload narr
     // Measured from PJRT's buffer sizes: payload bytes as stored, not 4 bytes per weight.
     expect(a.deviceBytes[0]).toBe(expectedDeviceBytes(quantized));
     expect(a.deviceBytes[0]).toBeLessThan(b.deviceBytes[0]);
+    // Expanded once at load instead (the CPU's default): the same numbers, f32 on the device.
+    const c = await greedy(quantized, { quantizedWeights: 'auto' });
+    expect(c.reason).toMatch(/quantized Linear weights \((int8|int4|fp8).*\) expanded at load to f32 \(quantizedWeights auto on cpu/);
+    expect(c.ids).toEqual(b.ids);
+    expect(c.logprobs).toEqual(b.logprobs);
+    expect(c.deviceBytes).toEqual(b.deviceBytes);
   });
 
   it('in bf16 the quantized model equals its copy rounded to bf16 (the expansion rounds once, as a bf16 checkpoint is)', async () => {
@@ -125,7 +133,7 @@ describe('a quantized target under speculation and over a mesh', () => {
     const { quantized, copy } = quantize(path.join(CODE_PAIR, 'target'), 'int8-g32');
     const run = async (target: string, speculative: boolean) => {
       const engine = await Engine.load({ target, drafter: path.join(CODE_PAIR, 'drafter'), maxSeqLen: 128, maxSequences: 1, dtype: 'f32',
-        adaptive: false, warmup: false });
+        adaptive: false, quantizedWeights: 'narrow', warmup: false });
       try {
         const d = await engine.generate('def main():\n', { maxTokens: 48, ...(speculative ? {} : { speculative: false as const }) }).done();
         return { ids: d.ids, perPosition: d.stats.perPositionAcceptance, tau: d.stats.meanAcceptanceLength };
@@ -153,7 +161,7 @@ describe('a quantized target under speculation and over a mesh', () => {
   it('a mesh that would cut a scale block is refused naming the weight and the numbers', async () => {
     // k_proj: 2 KV heads x 64 = 128 rows; over 2 devices 64 rows each, not whole 128-row blocks.
     const { quantized } = quantize(path.join(CODE_PAIR, 'target'), 'fp8-b128');
-    await expect(Engine.load({ target: quantized, tensorParallel: 2, maxSeqLen: 64, warmup: false }))
+    await expect(Engine.load({ target: quantized, tensorParallel: 2, maxSeqLen: 64, quantizedWeights: 'narrow', warmup: false }))
       .rejects.toThrow(/k_proj\.weight \(128, 256\) split over 2 devices gives each 64 rows, not whole fp8 b128x128 scale blocks of 128/);
   });
 });

@@ -149,6 +149,11 @@ const std::vector<OptionSpec>& EngineOptionSpecs() {
            "Weights and activations. auto: the checkpoint's dtype (16-bit checkpoints stay 16-bit; f16 computes in f32 on CPU, "
            "bf16 on TPU). Matmuls accumulate in f32; norms, softmax, RoPE and sampling compute in f32."),
       Enum("kvDtype", "auto", {"auto", "f32", "bf16", "f16"}, "KV-cache dtype; auto = dtype."),
+      Enum("quantizedWeights", "auto", {"auto", "narrow", "dequantize"},
+           "Quantized checkpoints (quantization_config): narrow = the int8 / int4 / fp8 payloads and their scales are what the "
+           "device holds, expanded inside each program next to the matmul; dequantize = expanded once at load to dtype. "
+           "auto: narrow on GPU/TPU, dequantize on CPU, where XLA materialises the expansion every step (5-6x slower "
+           "decode at the Qwen3-0.6B shape, bench/NOTES.md). Outputs are identical either way."),
       Str("cacheDir", "",
           "Directory for compiled programs, so a second start does not recompile; '' = off. (Engine.load defaults it to "
           "$DFLASH_CACHE_DIR or ~/.cache/dflash/programs.)"),
@@ -223,6 +228,7 @@ EngineOptions ParseEngineOptions(const std::map<std::string, OptionValue>& value
     else if (n == "kvCacheMemory") o.kv_cache_memory = D(v);
     else if (n == "dtype") o.dtype = std::get<std::string>(v);
     else if (n == "kvDtype") o.kv_dtype = std::get<std::string>(v);
+    else if (n == "quantizedWeights") o.quantized_weights = std::get<std::string>(v);
     else if (n == "cacheDir") o.cache_dir = std::get<std::string>(v);
     else if (n == "adaptive") o.adaptive = std::get<bool>(v);
     else if (n == "batchInvariant") o.batch_invariant = std::get<bool>(v);

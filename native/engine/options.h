@@ -23,6 +23,7 @@ struct EngineOptions {
   double kv_cache_memory;   // KV pool: bytes (> 1) or a fraction of the memory left after weights
   std::string dtype;        // auto | f32 | bf16 | f16
   std::string kv_dtype;     // auto | f32 | bf16 | f16
+  std::string quantized_weights;  // auto | narrow | dequantize (quantized checkpoints)
   std::string cache_dir;    // compiled programs on disk ("" = off)
   bool adaptive;            // adaptive speculation (block size per iteration by expected tokens/s)
   bool batch_invariant;     // every matmul on the kernels whose per-row result ignores the batch

@@ -84,9 +84,19 @@ std::vector<std::string> Runtime::LoadWeights(const std::vector<TensorSource>& t
       for (const auto& t : *list) id += "|" + t.file + ":" + t.name + "@" + std::to_string(t.offset) + "+" + std::to_string(t.nbytes);
     prefix_seed_ = Fnv1a64(id);
   }
-  if (target_.quant.enabled())
-    dtypes_.reason += "; Linear weights kept narrow on the device (" + target_.quant.Key() + "), expanded to " +
-                      pjrt::DTypeName(dtypes_.numerics.dtype) + " next to each dot";
+  if (target_.quant.enabled()) {
+    // Narrow on the device, or expanded here: XLA:CPU materialises an in-program expansion every
+    // step (bench/NOTES.md, "Quantized weights"), so the CPU expands once at load by default.
+    const bool cpu = client().platform_name() == "cpu";
+    const std::string& how = opt_.quantized_weights;
+    target_.quant.expand_at_load = how == "dequantize" || (how == "auto" && cpu);
+    const std::string act = pjrt::DTypeName(dtypes_.numerics.dtype);
+    if (target_.quant.expand_at_load)
+      dtypes_.reason += "; quantized Linear weights (" + target_.quant.Key() + ") expanded at load to " + act +
+                        (how == "auto" ? " (quantizedWeights auto on cpu: XLA:CPU would expand them every step)" : "");
+    else
+      dtypes_.reason += "; Linear weights kept narrow on the device (" + target_.quant.Key() + "), expanded to " + act + " next to each dot";
+  }
   const pjrt::DType dt = dtypes_.numerics.dtype;
   LoadProgress base;
   base.model = "target";

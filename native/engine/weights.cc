@@ -3,6 +3,9 @@
 
 #include "engine/float_codec.h"
 #include "engine/gguf_blocks.h"
+#include "engine/mapped_file.h"
+#include "engine/quant_expand.h"
+#include "models/quant.h"
 #include "models/moe.h"
 
 #include <fcntl.h>
@@ -18,52 +21,6 @@
 
 namespace dflash::engine {
 namespace {
-
-// A read-only mapping of bytes [offset, offset + size) of a file (the mapping itself starts at
-// the page boundary below offset). Unmapped on destruction, which drops the file pages from
-// this process's resident set.
-class MappedRange {
- public:
-  MappedRange(const std::string& path, int64_t offset, int64_t size) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw std::runtime_error("cannot open weights file " + path + ": " + std::strerror(errno));
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) {
-      ::close(fd);
-      throw std::runtime_error("cannot stat " + path);
-    }
-    if (offset < 0 || size < 0 || offset + size > st.st_size) {
-      ::close(fd);
-      throw std::runtime_error("bytes [" + std::to_string(offset) + ", " + std::to_string(offset + size) + ") lie past the end of " +
-                               path + " (" + std::to_string(st.st_size) + " bytes; file truncated?)");
-    }
-    const int64_t page = ::sysconf(_SC_PAGESIZE);
-    const int64_t start = offset / page * page;
-    skip_ = offset - start;
-    len_ = static_cast<size_t>(skip_ + size);
-    if (len_ > 0) {
-      base_ = ::mmap(nullptr, len_, PROT_READ, MAP_PRIVATE, fd, start);
-      if (base_ == MAP_FAILED) {
-        base_ = nullptr;
-        ::close(fd);
-        throw std::runtime_error("cannot mmap " + path + ": " + std::strerror(errno));
-      }
-      ::madvise(base_, len_, MADV_SEQUENTIAL);
-    }
-    ::close(fd);
-  }
-  ~MappedRange() {
-    if (base_) ::munmap(base_, len_);
-  }
-  MappedRange(const MappedRange&) = delete;
-  MappedRange& operator=(const MappedRange&) = delete;
-  const uint8_t* data() const { return static_cast<const uint8_t*>(base_) + skip_; }
-
- private:
-  void* base_ = nullptr;
-  size_t len_ = 0;
-  int64_t skip_ = 0;
-};
 
 // The dtype a source's elements reach the upload in: its own for the plain floats, f32 for a
 // GGUF block format (expanded at load).
@@ -152,28 +109,6 @@ std::string LookedIn(const std::vector<TensorSource>& sources) {
   for (const auto& d : dirs) where += (where.empty() ? "" : ", ") + d;
   return "looked in " + list + " of " + where;
 }
-
-// Host memory for one tensor being assembled, mapped and unmapped on its own: a heap block of
-// this size would stay in the allocator's free lists (and the resident set) after the load.
-class StagingBuffer {
- public:
-  explicit StagingBuffer(size_t size) : size_(size) {
-    if (size_ == 0) return;
-    void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) throw std::runtime_error("cannot map " + std::to_string(size_) + " bytes to assemble a weight: " + std::strerror(errno));
-    data_ = static_cast<uint8_t*>(p);
-  }
-  ~StagingBuffer() {
-    if (data_) ::munmap(data_, size_);
-  }
-  StagingBuffer(const StagingBuffer&) = delete;
-  StagingBuffer& operator=(const StagingBuffer&) = delete;
-  uint8_t* data() { return data_; }
-
- private:
-  uint8_t* data_ = nullptr;
-  size_t size_;
-};
 
 // A program input made at load of several checkpoint tensors stacked along dim 0: MoE experts
 // ("*" in the name) or the spec's parts.
@@ -268,6 +203,9 @@ struct Piece {
   const TensorSource* src;
   pjrt::DType have;
   int64_t first, count;  // spec elements [first, first + count)
+  // A quantized weight expanded at load: src is its payload, `scale` its scales.
+  const TensorSource* scale = nullptr;
+  const models::QuantLayout* expand = nullptr;
 };
 
 int64_t Product(const std::vector<int64_t>& d, size_t from, size_t to) {
@@ -305,7 +243,15 @@ std::unique_ptr<pjrt::Array> UploadSpec(const pjrt::Mesh& mesh, const models::We
   std::vector<const uint8_t*> bytes;
   for (const Piece& p : pieces) {
     maps.push_back(std::make_unique<MappedRange>(p.src->file, p.src->offset, p.src->nbytes));
-    decoded.push_back(NeedsDecoding(*p.src) ? Decode(*p.src, maps.back()->data()) : nullptr);
+    if (p.expand) {
+      // (rows, cols) of this part: the spec's last dim is the row length; the rest are rows.
+      const int64_t cols = spec.shape.back(), rows = p.count / cols;
+      MappedRange scale(p.scale->file, p.scale->offset, p.scale->nbytes);
+      decoded.push_back(std::make_unique<StagingBuffer>(static_cast<size_t>(p.count) * sizeof(float)));
+      ExpandQuantized(*p.expand, maps.back()->data(), *p.scale, scale.data(), rows, cols, reinterpret_cast<float*>(decoded.back()->data()));
+    } else {
+      decoded.push_back(NeedsDecoding(*p.src) ? Decode(*p.src, maps.back()->data()) : nullptr);
+    }
     bytes.push_back(decoded.back() ? decoded.back()->data() : maps.back()->data());
     if (decoded.back()) maps.back().reset();  // the file's pages go as soon as they are expanded
   }
@@ -365,10 +311,8 @@ std::vector<std::string> UploadWeights(const pjrt::Mesh& mesh, const std::vector
   prog.bytes = 0;
   prog.total_tensors = static_cast<int64_t>(specs.size());
   prog.total_bytes = 0;
-  for (const auto& spec : specs) {
-    const int64_t n = spec.sharding.dim >= 0 && mesh.size() > 1 ? static_cast<int64_t>(mesh.size()) : 1;
-    if (spec.sharding.dim >= 0 && (spec.sharding.dim >= static_cast<int>(spec.shape.size()) || spec.shape[spec.sharding.dim] % n != 0))
-      throw std::logic_error("weights: " + spec.name + Dims(spec.shape) + " does not split into " + std::to_string(n) + " parts");
+  // The checkpoint tensors one spec is read from (in order along dim 0), checked.
+  auto find_pieces = [&](const models::WeightSpec& spec) {
     std::vector<Piece> pieces;
     if (IsMadeOfParts(spec)) {
       // Parts along dim 0: one checkpoint tensor per expert, stacked (MoE: shape[1:] each), or
@@ -389,29 +333,49 @@ std::vector<std::string> UploadWeights(const pjrt::Mesh& mesh, const std::vector
         prog.total_bytes += pit->second->nbytes;
         used.insert(part);
       }
-    } else {
-      auto it = by_name.find(spec.name);
-      if (it == by_name.end()) throw std::runtime_error("checkpoint is missing tensor " + spec.name + "; " + LookedIn(sources));
-      const TensorSource& src = *it->second;
-      if (src.shape != spec.shape)
-        throw std::runtime_error("tensor " + spec.name + " in " + src.file + " has shape " + Dims(src.shape) + ", expected " + Dims(spec.shape));
-      const pjrt::DType have = UploadedDType(src);
-      CheckConvertible(src, have, spec.dtype);
-      const int64_t count = Product(spec.shape, 0, spec.shape.size());
-      if (!NeedsDecoding(src) && count * pjrt::ByteSize(have) != src.nbytes)
-        throw std::runtime_error("tensor " + spec.name + " in " + src.file + ": " + std::to_string(src.nbytes) + " bytes for " +
-                                 src.dtype + Dims(src.shape));
-      pieces.push_back({&src, have, 0, count});
-      prog.total_bytes += src.nbytes;
-      used.insert(spec.name);
+      return pieces;
     }
+    auto it = by_name.find(spec.name);
+    if (it == by_name.end()) throw std::runtime_error("checkpoint is missing tensor " + spec.name + "; " + LookedIn(sources));
+    const TensorSource& src = *it->second;
+    if (src.shape != spec.shape)
+      throw std::runtime_error("tensor " + spec.name + " in " + src.file + " has shape " + Dims(src.shape) + ", expected " + Dims(spec.shape));
+    const pjrt::DType have = UploadedDType(src);
+    CheckConvertible(src, have, spec.dtype);
+    const int64_t count = Product(spec.shape, 0, spec.shape.size());
+    if (!NeedsDecoding(src) && count * pjrt::ByteSize(have) != src.nbytes)
+      throw std::runtime_error("tensor " + spec.name + " in " + src.file + ": " + std::to_string(src.nbytes) + " bytes for " +
+                               src.dtype + Dims(src.shape));
+    pieces.push_back({&src, have, 0, count});
+    prog.total_bytes += src.nbytes;
+    used.insert(spec.name);
+    return pieces;
+  };
+  for (const auto& spec : specs) {
+    const int64_t n = spec.sharding.dim >= 0 && mesh.size() > 1 ? static_cast<int64_t>(mesh.size()) : 1;
+    if (spec.sharding.dim >= 0 && (spec.sharding.dim >= static_cast<int>(spec.shape.size()) || spec.shape[spec.sharding.dim] % n != 0))
+      throw std::logic_error("weights: " + spec.name + Dims(spec.shape) + " does not split into " + std::to_string(n) + " parts");
+    if (!spec.expand_from.narrow()) {
+      plan.push_back(find_pieces(spec));
+      continue;
+    }
+    // Stored narrow, expanded here: each part is its payload and its scales, as the device would
+    // hold them (models/quant.h StoredSpecs), expanded to f32 in a staging buffer.
+    models::WeightSpec narrow = spec;
+    narrow.quant = spec.expand_from, narrow.expand_from = {}, narrow.sharding = {};
+    const auto stored = models::StoredSpecs({narrow}, 1);
+    const auto payloads = find_pieces(stored[0]), scales = find_pieces(stored[1]);
+    const int64_t each = Product(spec.shape, 0, spec.shape.size()) / static_cast<int64_t>(payloads.size());
+    std::vector<Piece> pieces;
+    for (size_t i = 0; i < payloads.size(); ++i)
+      pieces.push_back({payloads[i].src, pjrt::DType::kF32, static_cast<int64_t>(i) * each, each, scales[i].src, &spec.expand_from});
     plan.push_back(std::move(pieces));
   }
 
   for (size_t i = 0; i < specs.size(); ++i) {
     out[prefix + specs[i].name] = UploadSpec(mesh, specs[i], plan[i]);
     prog.tensors += 1;
-    for (const Piece& p : plan[i]) prog.bytes += p.src->nbytes;
+    for (const Piece& p : plan[i]) prog.bytes += p.src->nbytes + (p.scale ? p.scale->nbytes : 0);
     if (progress) progress(prog);
   }
   std::vector<std::string> unused;

@@ -68,7 +68,7 @@ std::string WeightQuant::Key() const {
 
 void ApplyQuant(std::vector<WeightSpec>& specs, const WeightQuant& q) {
   for (auto& s : specs)
-    if (q.Covers(s.name)) s.quant = q.layout;
+    if (q.Covers(s.name)) (q.expand_at_load ? s.expand_from : s.quant) = q.layout;
 }
 
 std::vector<WeightSpec> StoredSpecs(const std::vector<WeightSpec>& specs, int64_t devices) {

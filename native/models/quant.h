@@ -36,6 +36,8 @@ struct WeightQuant {
   // Linear modules (HF names without ".weight", e.g. "model.layers.0.mlp.down_proj") the
   // checkpoint keeps in 16 bits although the scheme would cover them.
   std::set<std::string> ignore;
+  // Expand at load instead (engine/quant_expand.h): the specs get expand_from, not quant.
+  bool expand_at_load = false;
 
   bool enabled() const { return layout.narrow(); }
   // Whether a weight spec is stored narrow: every "*_proj.weight" (attention, MLP, experts) not
@@ -47,7 +49,8 @@ struct WeightQuant {
 const char* PayloadName(QuantLayout::Payload p);  // "int8" | "int4" | "fp8" | "none"
 std::string LayoutKey(const QuantLayout& l);        // "int4 g128", "fp8 b128x128", "int8 channel"
 
-// Marks the specs `q` covers as quantized (spec.quant = q.layout).
+// Marks the specs `q` covers as quantized: spec.quant = q.layout (narrow on the device), or
+// spec.expand_from = q.layout when q.expand_at_load.
 void ApplyQuant(std::vector<WeightSpec>& specs, const WeightQuant& q);
 
 // The tensors the device holds for these specs: a plain spec as it is; a quantized one as its

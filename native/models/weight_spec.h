@@ -37,6 +37,9 @@ struct WeightSpec {
   // Stored narrow (payload + scales, models/quant.h) instead of in `dtype`, which is then the
   // dtype the program expands it to.
   QuantLayout quant = {};
+  // Stored narrow in the checkpoint but expanded to `dtype` by the loader (Engine option
+  // quantizedWeights: 'dequantize'): the program sees a plain weight.
+  QuantLayout expand_from = {};
 };
 
 }  // namespace dflash::models

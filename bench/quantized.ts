@@ -1,0 +1,70 @@
+// Quantized weights kept narrow on the device against the same model in f32 / bf16, side by side
+// in one run: a random-weight checkpoint at a published shape (tools/shapes/make_random.py),
+// quantized by tools/quant/quantize.py into each scheme, each loaded in a fresh process
+// (bench/shapes-worker.ts) for device weight bytes, decode ms/token and verify(16).
+//   npm run bench:quantized -- [--shape qwen3-0.6b|qwen3-4b|mini] [--schemes int8-channel,int4-g128,fp8-b128]
+//                              [--dtype f32|bf16] [--dir DIR] [--hlo DIR]
+// --hlo DIR: XLA's optimized HLO of every program of the first quantized variant lands in DIR
+// (XLA_FLAGS=--xla_dump_to), to read whether the expansion fused into the dot (bench/NOTES.md).
+import { execFileSync, spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+
+import { packageRoot } from '../lib/native';
+import { Client } from '../lib/runtime';
+import { makeRandomShape } from '../test/helpers/random-shape';
+import { arg, machine, publish, run } from './common';
+
+const ROOT = packageRoot();
+
+function worker(dir: string, cache: string, dtype: string, hlo?: string): Record<string, any> {
+  const env = { ...process.env };
+  if (hlo) env.XLA_FLAGS = `${env.XLA_FLAGS ?? ''} --xla_dump_to=${hlo} --xla_dump_hlo_as_text --xla_dump_hlo_pass_re=^$`.trim();
+  const r = spawnSync(process.execPath, [path.join(ROOT, 'dist', 'bench', 'shapes-worker.js'), dir, '--cache', cache, '--ks', '1,16', '--dtype', dtype],
+    { encoding: 'utf8', env, maxBuffer: 1 << 24 });
+  if (r.status !== 0) throw new Error(`shapes-worker ${dir} failed (${r.status ?? r.signal}):\n${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!);
+}
+
+async function main(): Promise<void> {
+  const shape = arg('shape', 'qwen3-0.6b');
+  const schemes = arg('schemes', 'int8-channel,int4-g128,fp8-b128').split(',');
+  const dtype = arg('dtype', 'f32');
+  const base = arg('dir', path.join(os.tmpdir(), `dflash-quant-${shape}`));
+  const src = path.join(base, 'f32');
+  if (!fs.existsSync(path.join(src, 'model.safetensors'))) makeRandomShape(shape, src, { dtype: 'f32' });
+  const py = path.join(ROOT, '.venv', 'bin', 'python');
+  for (const s of schemes) {
+    const out = path.join(base, s);
+    if (!fs.existsSync(path.join(out, 'model.safetensors')))
+      execFileSync(py, [path.join(ROOT, 'tools', 'quant', 'quantize.py'), src, out, '--scheme', s, '--scale-dtype', 'BF16'], { stdio: 'inherit' });
+  }
+  const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'dflash-quant-cache-'));
+  const hlo = arg('hlo', '');
+  const rows: [string, Record<string, any>][] = [[`${dtype} weights`, worker(src, cache, dtype)]];
+  schemes.forEach((s, i) => rows.push([s, worker(path.join(base, s), cache, dtype, i === 0 && hlo ? hlo : undefined)]));
+  fs.rmSync(cache, { recursive: true, force: true });
+
+  const c = await Client.open();
+  const ref = rows[0][1];
+  const cfg = JSON.parse(fs.readFileSync(path.join(src, 'config.json'), 'utf8'));
+  const gb = (x: number) => (x / 1e9).toFixed(3);
+  const lines = [
+    `# Quantized weights on the device: ${shape} (${new Date().toISOString().slice(0, 10)})`,
+    '',
+    machine(c),
+    `- RANDOM weights at the published shape (hidden ${cfg.hidden_size}, ${cfg.num_hidden_layers} layers, vocab ${cfg.vocab_size}, ` +
+      `tied embedding kept ${dtype}); every *_proj matrix quantized by tools/quant/quantize.py, scales bf16; activations ${dtype}`,
+    '- decode: plain greedy, one stream, median step; verify(16): one target forward of 16 tokens (bench/shapes-worker.ts)',
+    '',
+    '| weights | device weight bytes | vs f32 | decode ms/token | vs f32 | verify(16) ms | vs f32 |',
+    '|---|---|---|---|---|---|---|',
+    ...rows.map(([name, r]) => `| ${name} | ${gb(r.weightBytes)} GB | ${(r.weightBytes / ref.weightBytes).toFixed(2)} | ` +
+      `${r.decodeMs.toFixed(1)} | ${(r.decodeMs / ref.decodeMs).toFixed(2)} | ${(r.verify[16] * 1000).toFixed(1)} | ${(r.verify[16] / ref.verify[16]).toFixed(2)} |`),
+  ];
+  c.dispose();
+  publish(lines, `quantized-${shape}-${dtype}-cpu.md`);
+}
+
+run(main);

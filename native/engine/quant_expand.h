@@ -1,0 +1,23 @@
+// A quantized checkpoint's weight expanded at load (Engine option quantizedWeights: 'dequantize',
+// the CPU default): the plain reference of models/quant.h's in-program expansion, element for
+// element the same f32 arithmetic, W[o, i] = decode(q)[o, i] * s[o / block_rows, i / block_cols],
+// so a model gives the same logits whichever way its weights were expanded.
+#pragma once
+#include <cstdint>
+
+#include "engine/weights.h"
+#include "models/weight_spec.h"
+
+namespace dflash::engine {
+
+// e4m3fn (1 sign, 4 exponent bits biased by 7, 3 mantissa bits; no infinities, S.1111.111 = NaN)
+// to f32, exactly.
+float Fp8E4m3ToFloat(uint8_t b);
+
+// Writes W (rows, cols) in f32 into `out` from one checkpoint tensor's payload bytes (as
+// lib/quantization.ts presents them: s8, u8 value+128, u8 two int4+8 low nibble first, e4m3fn)
+// and its scales (F32 / BF16 / F16 bytes of shape (ceil(rows/br), ceil(cols/bc))).
+void ExpandQuantized(const models::QuantLayout& q, const uint8_t* payload, const TensorSource& scale_src, const uint8_t* scale,
+                     int64_t rows, int64_t cols, float* out);
+
+}  // namespace dflash::engine
