@@ -1,7 +1,8 @@
 // Quantized weights kept narrow on the device against the same model in f32 / bf16, side by side
 // in one run: a random-weight checkpoint at a published shape (tools/shapes/make_random.py),
 // quantized by tools/quant/quantize.py into each scheme, each loaded in a fresh process
-// (bench/shapes-worker.ts) for device weight bytes, decode ms/token and verify(16).
+// (bench/shapes-worker.ts) for device weight bytes, decode ms/token and verify(16), once with the
+// payloads narrow on the device and once expanded at load (Engine option quantizedWeights).
 //   npm run bench:quantized -- [--shape qwen3-0.6b|qwen3-4b|mini] [--schemes int8-channel,int4-g128,fp8-b128]
 //                              [--dtype f32|bf16] [--dir DIR] [--hlo DIR]
 // --hlo DIR: XLA's optimized HLO of every program of the first quantized variant lands in DIR
@@ -18,10 +19,10 @@ import { arg, machine, publish, run } from './common';
 
 const ROOT = packageRoot();
 
-function worker(dir: string, cache: string, dtype: string, hlo?: string): Record<string, any> {
+function worker(dir: string, cache: string, dtype: string, quantized: string, hlo?: string): Record<string, any> {
   const env = { ...process.env };
   if (hlo) env.XLA_FLAGS = `${env.XLA_FLAGS ?? ''} --xla_dump_to=${hlo} --xla_dump_hlo_as_text --xla_dump_hlo_pass_re=^$`.trim();
-  const r = spawnSync(process.execPath, [path.join(ROOT, 'dist', 'bench', 'shapes-worker.js'), dir, '--cache', cache, '--ks', '1,16', '--dtype', dtype],
+  const r = spawnSync(process.execPath, [path.join(ROOT, 'dist', 'bench', 'shapes-worker.js'), dir, '--cache', cache, '--ks', '1,16', '--dtype', dtype, '--quantized', quantized],
     { encoding: 'utf8', env, maxBuffer: 1 << 24 });
   if (r.status !== 0) throw new Error(`shapes-worker ${dir} failed (${r.status ?? r.signal}):\n${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!);
@@ -42,8 +43,10 @@ async function main(): Promise<void> {
   }
   const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'dflash-quant-cache-'));
   const hlo = arg('hlo', '');
-  const rows: [string, Record<string, any>][] = [[`${dtype} weights`, worker(src, cache, dtype)]];
-  schemes.forEach((s, i) => rows.push([s, worker(path.join(base, s), cache, dtype, i === 0 && hlo ? hlo : undefined)]));
+  const rows: [string, Record<string, any>][] = [[`${dtype} weights`, worker(src, cache, dtype, 'auto')]];
+  schemes.forEach((s, i) => rows.push([`${s}, narrow`, worker(path.join(base, s), cache, dtype, 'narrow', i === 0 && hlo ? hlo : undefined)]));
+  // The same checkpoints expanded once at load (quantizedWeights 'dequantize', the CPU default).
+  schemes.forEach((s) => rows.push([`${s}, expanded at load`, worker(path.join(base, s), cache, dtype, 'dequantize')]));
   fs.rmSync(cache, { recursive: true, force: true });
 
   const c = await Client.open();

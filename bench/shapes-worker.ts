@@ -1,6 +1,6 @@
 // Child process of bench/shapes.ts (a fresh process, so its peak resident memory is the engine's
 // alone): loads one checkpoint, measures load / compile / decode / verify(K), prints one JSON line.
-//   node dist/bench/shapes-worker.js DIR [DRAFTER_DIR] --cache DIR --ks 1,2,4,8,16,32 [--dtype D]
+//   node dist/bench/shapes-worker.js DIR [DRAFTER_DIR] --cache DIR --ks 1,2,4,8,16,32 [--dtype D] [--quantized narrow|dequantize|auto]
 import * as fs from 'fs';
 
 import { Engine } from '../lib/engine';
@@ -20,7 +20,7 @@ async function main(): Promise<void> {
   let weightsDone = 0, compileSeconds = 0;
   const engine = await Engine.load({
     target: dir, drafter: drafterArg, maxSeqLen: 2048, maxSequences: 1, kvCacheMemory: Number(opt('kv', String(512e6))),
-    cacheDir: opt('cache', ''), dtype: opt('dtype', 'auto') as 'auto',
+    cacheDir: opt('cache', ''), dtype: opt('dtype', 'auto') as 'auto', quantizedWeights: opt('quantized', 'auto') as 'auto',
     onProgress: (p) => {
       if (p.phase === 'weights' && p.tensors === p.totalTensors) weightsDone = performance.now();
       if (p.phase === 'program' && (p.kind === 'compile-done' || p.kind === 'cache-load')) compileSeconds += p.seconds;

@@ -8,6 +8,7 @@
 //                         pack-quantized, 8 bits                 int8-offset  channel | group g
 //                         float-quantized, 8 bits (e4m3)         fp8          channel | block
 //   fp8                   fmt e4m3, weight_block_size [br, bc]   fp8          block br x bc
+//   awq                   version gemm, 4 bits, zero_point       int4 + zero  group g
 //
 // Stored tensor names (checked against compressed-tensors 0.x and transformers' FP8 loader):
 //   int-quantized / float-quantized   X.weight (I8 | F8_E4M3), X.weight_scale
@@ -15,6 +16,12 @@
 //                                     value j of an int32 at bits [bits*j, bits*(j+1))), X.weight_scale,
 //                                     X.weight_shape
 //   fp8                               X.weight (F8_E4M3), X.weight_scale_inv
+//   compressed-tensors, symmetric false: X.weight_zero_point (int-quantized: I8 (out, groups);
+//                                     pack-quantized: I32 words packed along the rows)
+//   awq (gemm)                        X.qweight I32 (in, out/8), X.qzeros I32 (in/g, out/8), nibble i
+//                                     of a word = output [0,2,4,6,1,3,5,7][i]; X.scales (in/g, out)
+// The layouts the engine cannot read as they are (AWQ's words, packed zero points, transposed
+// scales) are re-laid at load, still narrow, by native/engine/quant_repack.h, named by pseudo-dtypes.
 // A little-endian int32 of 4-bit values is, byte by byte, two values per byte low nibble first:
 // the engine reads `weight_packed` as U8 (out, in/2) without touching a byte.
 import type { TensorSource } from './native';
@@ -27,12 +34,14 @@ export interface QuantScheme {
   /** Output rows / input columns one scale covers; blockCols 0 = the whole row (per channel). */
   blockRows: number;
   blockCols: number;
+  /** Asymmetric: W = (q - zero) * scale, one zero point per scale. */
+  zeroPoint: boolean;
   /** Linear modules kept in 16 bits (filled from the checkpoint's tensors). */
   ignore: string[];
   /** "compressed-tensors pack-quantized int4 group 128", for stats() and errors. */
   description: string;
-  /** The suffix of a weight's scale tensor in the checkpoint. */
-  scaleTensor: 'weight_scale' | 'weight_scale_inv';
+  /** How the checkpoint names and lays out a weight's tensors. */
+  layout: 'compressed-tensors' | 'fp8' | 'awq';
 }
 
 type Fail = (key: string, msg: string) => never;
@@ -47,8 +56,9 @@ export function quantSchemeFromHF(qc: unknown, fail: Fail, key = 'quantization_c
   const method = qc.quant_method;
   if (method === 'fp8') return fp8Scheme(qc, fail, key);
   if (method === 'compressed-tensors') return compressedTensorsScheme(qc, fail, key);
-  if (method === 'awq' || method === 'gptq')
-    fail(`${key}.quant_method`, `${JSON.stringify(method)} is not supported yet (dflash keeps compressed-tensors int8 / int4 and FP8 checkpoints narrow)`);
+  if (method === 'awq') return awqScheme(qc, fail, key);
+  if (method === 'gptq')
+    fail(`${key}.quant_method`, '"gptq" is not supported yet (dflash keeps compressed-tensors int8 / int4, AWQ and FP8 checkpoints narrow)');
   return fail(`${key}.quant_method`, `${JSON.stringify(method)} is not supported (compressed-tensors or fp8)`);
 }
 
@@ -58,7 +68,19 @@ function fp8Scheme(qc: Json, fail: Fail, key: string): QuantScheme {
   if (!Array.isArray(block) || block.length !== 2 || !block.every((b) => Number.isInteger(b) && (b as number) > 0))
     fail(`${key}.weight_block_size`, `${JSON.stringify(block)} must be two positive integers (per-tensor FP8 is not supported)`);
   const [br, bc] = block as number[];
-  return { payload: 'fp8', blockRows: br, blockCols: bc, ignore: [], description: `fp8 e4m3 block ${br}x${bc}`, scaleTensor: 'weight_scale_inv' };
+  return { payload: 'fp8', blockRows: br, blockCols: bc, zeroPoint: false, ignore: [], description: `fp8 e4m3 block ${br}x${bc}`, layout: 'fp8' };
+}
+
+function awqScheme(qc: Json, fail: Fail, key: string): QuantScheme {
+  const version = qc.version ?? 'gemm';
+  if (typeof version !== 'string' || version.toLowerCase() !== 'gemm')
+    fail(`${key}.version`, `${JSON.stringify(qc.version)} is not supported (gemm)`);
+  const bits = qc.bits ?? qc.w_bit;
+  if (bits !== 4) fail(`${key}.bits`, `${JSON.stringify(bits)} is not supported (4)`);
+  const group = qc.group_size ?? qc.q_group_size;
+  if (!Number.isInteger(group) || (group as number) <= 0) fail(`${key}.group_size`, `${JSON.stringify(group)} must be a positive integer`);
+  if (qc.zero_point === false) fail(`${key}.zero_point`, 'false is not supported (AWQ gemm checkpoints carry zero points)');
+  return { payload: 'int4', blockRows: 1, blockCols: group as number, zeroPoint: true, ignore: [], description: `awq gemm int4 group ${group}`, layout: 'awq' };
 }
 
 function compressedTensorsScheme(qc: Json, fail: Fail, key: string): QuantScheme {
@@ -80,7 +102,7 @@ function compressedTensorsScheme(qc: Json, fail: Fail, key: string): QuantScheme
   if (!isObj(w)) return fail(`${gk}.weights`, 'must be an object');
   const wk = `${gk}.weights`;
   const bits = w.num_bits, type = w.type ?? 'int', strategy = w.strategy;
-  if (w.symmetric === false) fail(`${wk}.symmetric`, 'false (zero points) is not supported yet');
+  const zeroPoint = w.symmetric === false;
   if (w.dynamic === true) fail(`${wk}.dynamic`, 'true is not supported');
   if (w.actorder !== undefined && w.actorder !== null && w.actorder !== false)
     fail(`${wk}.actorder`, `${JSON.stringify(w.actorder)} is not supported (act-order g_idx)`);
@@ -97,73 +119,116 @@ function compressedTensorsScheme(qc: Json, fail: Fail, key: string): QuantScheme
     fail(`${wk}.strategy`, `${JSON.stringify(strategy)} is not supported (channel, group or block)`);
   }
   const grain = blockCols === 0 ? 'channel' : blockRows === 1 ? `group ${blockCols}` : `block ${blockRows}x${blockCols}`;
-  const desc = (p: string) => `compressed-tensors ${format} ${p} ${grain}`;
+  const desc = (p: string) => `compressed-tensors ${format} ${p} ${grain}${zeroPoint ? ' with zero points' : ''}`;
   if (type === 'float') {
+    if (zeroPoint) fail(`${wk}.symmetric`, 'false is not supported for float weights');
     if (bits !== 8 || format !== 'float-quantized')
       fail(`${key}.format`, `${JSON.stringify(format)} with float ${JSON.stringify(bits)}-bit weights is not supported (float-quantized 8-bit)`);
-    return { payload: 'fp8', blockRows, blockCols, ignore: [], description: desc('fp8'), scaleTensor: 'weight_scale' };
+    return { payload: 'fp8', blockRows, blockCols, zeroPoint: false, ignore: [], description: desc('fp8'), layout: 'compressed-tensors' };
   }
   if (type !== 'int') fail(`${wk}.type`, `${JSON.stringify(type)} is not supported (int or float)`);
   if (format === 'int-quantized' || format === 'naive-quantized') {
     if (bits !== 8) fail(`${wk}.num_bits`, `${JSON.stringify(bits)} is not supported with format ${format} (8)`);
-    return { payload: 'int8', blockRows, blockCols, ignore: [], description: desc('int8'), scaleTensor: 'weight_scale' };
+    return { payload: 'int8', blockRows, blockCols, zeroPoint, ignore: [], description: desc('int8'), layout: 'compressed-tensors' };
   }
   if (format === 'pack-quantized') {
     if (bits !== 4 && bits !== 8) fail(`${wk}.num_bits`, `${JSON.stringify(bits)} is not supported (4 or 8)`);
-    return { payload: bits === 4 ? 'int4' : 'int8-offset', blockRows, blockCols, ignore: [], description: desc(`int${bits}`), scaleTensor: 'weight_scale' };
+    return { payload: bits === 4 ? 'int4' : 'int8-offset', blockRows, blockCols, zeroPoint, ignore: [], description: desc(`int${bits}`), layout: 'compressed-tensors' };
   }
   return fail(`${key}.format`, `${JSON.stringify(format)} is not supported (int-quantized, pack-quantized, float-quantized)`);
 }
 
 const PAYLOAD_DTYPE: Record<QuantScheme['payload'], string> = { int8: 'I8', 'int8-offset': 'I32', int4: 'I32', fp8: 'F8_E4M3' };
 const FLOATS = new Set(['F32', 'BF16', 'F16']);
+const UNSUPPORTED = /\.(weight_g_idx|g_idx|input_scale|input_zero_point|output_scale|k_scale|v_scale)$/;
 
 /**
  * The checkpoint's tensors as the engine uploads them: payloads under `X.weight` (packed int32
- * words viewed as the bytes they are), scales under `X.weight_scale`; `X.weight_shape` dropped.
- * Fills `scheme.ignore` with the Linear modules the checkpoint keeps in 16 bits. Throws naming
- * the tensor when one does not fit the scheme (a zero point, a missing scale, a payload of
- * another dtype).
+ * words viewed as the bytes they are), scales under `X.weight_scale`, zero points under
+ * `X.weight_zero`; what the engine cannot read as it is gets a pseudo-dtype that the loader
+ * re-lays (native/engine/quant_repack.h); `X.weight_shape` is dropped. Fills `scheme.ignore` with
+ * the Linear modules the checkpoint keeps in 16 bits. Throws naming the tensor when one does not
+ * fit the scheme (a missing scale, a payload of another dtype, act-order indices).
  */
 export function storedQuantTensors(raw: readonly TensorSource[], scheme: QuantScheme, label: string): TensorSource[] {
   const out: TensorSource[] = [];
   const byName = new Map(raw.map((t) => [t.name, t]));
-  const packed = scheme.payload === 'int4' || scheme.payload === 'int8-offset';
-  const scaleSuffix = '.' + scheme.scaleTensor;
   scheme.ignore = [];
+  const bad = raw.find((t) => UNSUPPORTED.test(t.name));
+  if (bad) throw new Error(`${label}: tensor ${bad.name} is not supported (${scheme.description} is read weight-only, without act-order)`);
   for (const t of raw) {
     const n = t.name;
-    if (/\.(weight_zero_point|weight_g_idx|input_scale|input_zero_point|output_scale|k_scale|v_scale)$/.test(n))
-      throw new Error(`${label}: tensor ${n} is not supported (${scheme.description} is read weight-only and symmetric)`);
-    if (n.endsWith('.weight_shape')) continue;
-    if (n.endsWith(scaleSuffix)) {
-      if (!FLOATS.has(t.dtype)) throw new Error(`${t.file}: scale ${n} has dtype ${t.dtype}; scales are F32, BF16 or F16`);
-      out.push({ ...t, name: n.slice(0, -scaleSuffix.length) + '.weight_scale' });
-      continue;
-    }
-    const base = n.endsWith('.weight_packed') ? n.slice(0, -'.weight_packed'.length) : n.endsWith('.weight') ? n.slice(0, -'.weight'.length) : null;
-    if (base === null || !base.endsWith('_proj')) {
+    const m = /^(.*_proj)\.(weight|weight_packed|weight_scale|weight_scale_inv|weight_zero_point|weight_shape|qweight|qzeros|scales)$/.exec(n);
+    if (!m) {
       if (!FLOATS.has(t.dtype)) throw new Error(`${t.file}: tensor ${n} has dtype ${t.dtype}; only quantized Linear weights may be narrow`);
       out.push(t);
       continue;
     }
-    if (FLOATS.has(t.dtype) && n.endsWith('.weight')) {
-      scheme.ignore.push(base);  // a Linear the checkpoint left in 16 bits (quantization_config.ignore)
+    const [, base, part] = m;
+    if (part === 'weight' && FLOATS.has(t.dtype)) {
+      scheme.ignore.push(base);  // a Linear the checkpoint left in 16 bits (quantization_config's ignore list)
       out.push(t);
       continue;
     }
-    if (t.dtype !== PAYLOAD_DTYPE[scheme.payload] || n.endsWith('.weight_packed') !== packed)
-      throw new Error(`${t.file}: tensor ${n} is ${t.dtype}, which is not how ${scheme.description} stores a weight ` +
-        `(${packed ? base + '.weight_packed' : base + '.weight'} as ${PAYLOAD_DTYPE[scheme.payload]})`);
-    if (!byName.has(base + scaleSuffix)) throw new Error(`${label}: quantized weight ${n} has no ${base + scaleSuffix}`);
-    if (t.shape.length !== 2) throw new Error(`${t.file}: quantized weight ${n} has shape [${t.shape.join(', ')}], not a matrix`);
-    if (!packed) {
-      out.push({ ...t, name: base + '.weight' });
-      continue;
-    }
-    // int32 words of 8 (4-bit) or 4 (8-bit) values -> their bytes: (out, words * 4) u8, which
-    // for 4-bit values is two per byte, for 8-bit one per byte.
-    out.push({ ...t, name: base + '.weight', dtype: 'U8', shape: [t.shape[0], t.shape[1] * 4] });
+    if (part === 'weight_shape') continue;
+    const mapped = scheme.layout === 'awq' ? awqTensor(t, base, part, byName, scheme, label) : ctTensor(t, base, part, byName, scheme, label);
+    if (mapped) out.push(mapped);
   }
   return out;
+}
+
+type ByName = Map<string, TensorSource>;
+
+function need(byName: ByName, name: string, label: string, why: string): TensorSource {
+  const t = byName.get(name);
+  if (!t) throw new Error(`${label}: ${why} has no ${name}`);
+  return t;
+}
+
+// compressed-tensors and FP8: X.weight | X.weight_packed, X.weight_scale | X.weight_scale_inv, X.weight_zero_point.
+function ctTensor(t: TensorSource, base: string, part: string, byName: ByName, scheme: QuantScheme, label: string): TensorSource | null {
+  const packed = scheme.payload === 'int4' || scheme.payload === 'int8-offset';
+  const scaleName = scheme.layout === 'fp8' ? 'weight_scale_inv' : 'weight_scale';
+  const payloadName = packed ? 'weight_packed' : 'weight';
+  if (part === scaleName) {
+    if (!FLOATS.has(t.dtype)) throw new Error(`${t.file}: scale ${t.name} has dtype ${t.dtype}; scales are F32, BF16 or F16`);
+    return { ...t, name: `${base}.weight_scale` };
+  }
+  if (part === 'weight_zero_point') {
+    if (!scheme.zeroPoint) throw new Error(`${label}: tensor ${t.name} is a zero point, but the config's weights are symmetric`);
+    const scale = need(byName, `${base}.weight_scale`, label, `zero point ${t.name}`);
+    const dtype = scheme.payload === 'int8' ? 'I8_Z' : scheme.payload === 'int4' ? 'CT_Z4' : 'CT_Z8';
+    return { ...t, name: `${base}.weight_zero`, dtype, shape: scale.shape.slice() };
+  }
+  if (part !== payloadName || t.dtype !== PAYLOAD_DTYPE[scheme.payload])
+    throw new Error(`${t.file}: tensor ${t.name} is ${t.dtype}, which is not how ${scheme.description} stores a weight ` +
+      `(${base}.${payloadName} as ${PAYLOAD_DTYPE[scheme.payload]}, ${base}.${scaleName})`);
+  need(byName, `${base}.${scaleName}`, label, `quantized weight ${t.name}`);
+  if (scheme.zeroPoint) need(byName, `${base}.weight_zero_point`, label, `asymmetric weight ${t.name}`);
+  if (t.shape.length !== 2) throw new Error(`${t.file}: quantized weight ${t.name} has shape [${t.shape.join(', ')}], not a matrix`);
+  // int32 words of 8 (4-bit) or 4 (8-bit) values -> their bytes: (out, words * 4) u8, which for
+  // 4-bit values is two per byte, for 8-bit one per byte.
+  return packed ? { ...t, name: `${base}.weight`, dtype: 'U8', shape: [t.shape[0], t.shape[1] * 4] } : { ...t, name: `${base}.weight` };
+}
+
+// AWQ gemm: X.qweight (in, out/8), X.qzeros (in/g, out/8), X.scales (in/g, out), all transposed.
+function awqTensor(t: TensorSource, base: string, part: string, byName: ByName, scheme: QuantScheme, label: string): TensorSource | null {
+  const g = scheme.blockCols;
+  if (part === 'qweight') {
+    if (t.dtype !== 'I32' || t.shape.length !== 2) throw new Error(`${t.file}: AWQ tensor ${t.name} is ${t.dtype}[${t.shape.join(', ')}], not I32 (in, out/8)`);
+    need(byName, `${base}.qzeros`, label, `AWQ weight ${t.name}`);
+    need(byName, `${base}.scales`, label, `AWQ weight ${t.name}`);
+    const [inDim, words] = t.shape;
+    return { ...t, name: `${base}.weight`, dtype: 'AWQ_I4', shape: [words * 8, inDim / 2] };
+  }
+  if (part === 'qzeros') {
+    if (t.dtype !== 'I32') throw new Error(`${t.file}: AWQ zero points ${t.name} are ${t.dtype}, not I32`);
+    return { ...t, name: `${base}.weight_zero`, dtype: 'AWQ_Z4', shape: [t.shape[1] * 8, t.shape[0]] };
+  }
+  if (part === 'scales') {
+    if (!FLOATS.has(t.dtype)) throw new Error(`${t.file}: AWQ scales ${t.name} have dtype ${t.dtype}; scales are F16, BF16 or F32`);
+    if (t.shape.length !== 2) throw new Error(`${t.file}: AWQ scales ${t.name} are [${t.shape.join(', ')}], not (in/${g}, out)`);
+    return { ...t, name: `${base}.weight_scale`, dtype: `T_${t.dtype}`, shape: [t.shape[1], t.shape[0]] };
+  }
+  throw new Error(`${t.file}: tensor ${t.name} is not part of an AWQ gemm checkpoint (qweight, qzeros, scales)`);
 }

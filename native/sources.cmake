@@ -37,6 +37,7 @@ set(DFLASH_CORE_SOURCES
   native/engine/float_codec.cc
   native/engine/gguf_blocks.cc
   native/engine/quant_expand.cc
+  native/engine/quant_repack.cc
   native/engine/weights.cc
   native/engine/kv_pool.cc
   native/engine/speculation.cc

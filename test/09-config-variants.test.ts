@@ -139,7 +139,9 @@ describe('sliding-window drafter layers', () => {
 describe('quantized targets', () => {
   it('read the schemes kept narrow (test/47 runs them) and refuse the others by name', () => {
     expect(() => targetConfigFromHF({ ...PAIR_TARGET, quantization_config: { quant_method: 'awq', bits: 4 } }))
-      .toThrow(/quantization_config\.quant_method "awq" is not supported yet/);
+      .toThrow(/quantization_config\.group_size undefined must be a positive integer/);
+    expect(() => targetConfigFromHF({ ...PAIR_TARGET, quantization_config: { quant_method: 'gptq', bits: 4 } }))
+      .toThrow(/quantization_config\.quant_method "gptq" is not supported yet/);
     expect(() => targetConfigFromHF({ ...PAIR_TARGET, quantization_config: { quant_method: 'bitsandbytes' } }))
       .toThrow(/quantization_config\.quant_method "bitsandbytes" is not supported \(compressed-tensors or fp8\)/);
     expect(() => targetConfigFromHF({ ...PAIR_TARGET, quantization_config: { quant_method: 'fp8', fmt: 'e4m3' } }))

@@ -1,8 +1,10 @@
 // Quantized checkpoints whose Linear weights stay narrow on the device (lib/quantization.ts,
-// native/models/quant.h): compressed-tensors int8 / int4 / fp8 and Qwen's block FP8.
+// native/models/quant.h): compressed-tensors int8 / int4 / fp8 (with and without zero points),
+// Qwen's block FP8 and AutoAWQ gemm.
 //
-// The oracle chain: compressed-tensors' own pack_to_int32 / unpack_from_int32 / dequantize
-// (tools/quant/check_reference.py; its output is the committed golden) checks the numpy writer
+// The oracle chain: compressed-tensors' own pack_to_int32 / unpack_from_int32 / dequantize and
+// AutoAWQ's dequantize_gemm (tools/quant/check_reference.py; its output is the committed golden)
+// check the numpy writer
 // tools/quant/quantize.py, which writes each quantized checkpoint together with its f32
 // dequantization; the engine on that f32 copy is itself checked against transformers (test/13).
 // The engine must run a quantized checkpoint exactly as its f32 copy: the same greedy tokens and
@@ -60,33 +62,44 @@ function expectedDeviceBytes(checkpoint: string): number {
   for (const t of readSafetensorsHeader(path.join(checkpoint, 'model.safetensors'))) {
     if (t.name.endsWith('.weight_shape')) continue;
     const elements = t.shape.reduce((a, b) => a * b, 1);
-    n += ['I8', 'I32', 'F8_E4M3'].includes(t.dtype) ? t.nbytes : elements * 4;
+    // Zero points are held as f32 like the scales: one per int8, eight per packed int32 word
+    // (AWQ's qweight, also int32 words, is re-laid into the same number of bytes).
+    if (/\.(weight_zero_point|qzeros)$/.test(t.name)) n += (t.dtype === 'I32' ? 8 : 1) * elements * 4;
+    else n += ['I8', 'I32', 'F8_E4M3'].includes(t.dtype) ? t.nbytes : elements * 4;
   }
   return n;
 }
 
-describe('the writer packs and dequantizes as compressed-tensors does', () => {
-  it('int32 words and f32 weights equal the reference\'s (golden from tools/quant/check_reference.py)', () => {
+describe('the writer packs and dequantizes as compressed-tensors and AutoAWQ do', () => {
+  it('int32 words, zero points and f32 weights equal the references\' (golden from tools/quant/check_reference.py)', () => {
     const golden = JSON.parse(fs.readFileSync(path.join(__dirname, 'fixtures', 'goldens', 'compressed-tensors-pack.json'), 'utf8'));
-    expect(golden.reference).toMatch(/^compressed-tensors /);
-    const cases = Object.entries(golden).filter(([k]) => k !== 'reference') as [string, { values: number[][]; words: number[][] | null; scale: number[][]; dequantized: number[][] }][];
-    expect(cases.map(([k]) => k).sort()).toEqual(['int4-channel', 'int4-g32', 'int8-channel', 'int8-g32']);
+    expect(golden.reference).toMatch(/^compressed-tensors .*AutoAWQ/);
+    const cases = Object.fromEntries(Object.entries(golden).filter(([k]) => k !== 'reference'));
+    expect(Object.keys(cases).sort()).toEqual(['awq-g32', 'int4-channel', 'int4-g32', 'int4-g32-zp', 'int8-channel', 'int8-g32']);
     const script = `
 import json, sys
 sys.path.insert(0, ${JSON.stringify(path.dirname(QUANTIZE))})
 import numpy as np
-from quantize import pack_int32, expand
+from quantize import pack_int32, pack_awq, expand
 out = {}
 for name, c in json.load(sys.stdin).items():
-    q = np.array(c['values'], np.int8); s = np.array(c['scale'], np.float32)
+    s = np.array(c['scale'], np.float32)
+    if name == 'awq-g32':  # (in, out) values, (in/g, out) zeros and scales
+        q, z = np.array(c['values'], np.int32), np.array(c['zero'], np.int32)
+        out[name] = {'qweight': pack_awq(q).tolist(), 'qzeros': pack_awq(z).tolist(),
+                     'dequantized': ((q - np.repeat(z, 32, axis=0)).astype(np.float32) * np.repeat(s, 32, axis=0)).tolist()}
+        continue
+    q = np.array(c['values'], np.int8)
     bits = 4 if name.startswith('int4') else 8
-    group = int(name.split('-g')[1]) if '-g' in name else q.shape[1]
-    out[name] = {'words': pack_int32(q, bits).tolist(), 'dequantized': (q.astype(np.float32) * expand(s, q.shape, 1, group)).tolist()}
+    group = int(name.split('-g')[1].split('-')[0]) if '-g' in name else q.shape[1]
+    z = expand(np.array(c['zero'], np.int8), q.shape, 1, group).astype(np.float32) if 'zero' in c else 0
+    out[name] = {'words': pack_int32(q, bits).tolist(), 'dequantized': ((q.astype(np.float32) - z) * expand(s, q.shape, 1, group)).tolist()}
+    if 'zero' in c:
+        out[name]['zero_words'] = pack_int32(np.array(c['zero'], np.int8).T.copy(), 4).T.tolist()
 print(json.dumps(out))`;
-    const ours = JSON.parse(execFileSync(PY, ['-c', script], { input: JSON.stringify(Object.fromEntries(cases)) }).toString());
-    for (const [name, c] of cases) {
-      if (c.words) expect(ours[name].words, name).toEqual(c.words);
-      expect(ours[name].dequantized, name).toEqual(c.dequantized);
+    const ours = JSON.parse(execFileSync(PY, ['-c', script], { input: JSON.stringify(cases) }).toString());
+    for (const [name, c] of Object.entries(cases) as [string, Record<string, unknown>][]) {
+      for (const k of ['words', 'zero_words', 'qweight', 'qzeros', 'dequantized']) if (c[k]) expect(ours[name][k], `${name} ${k}`).toEqual(c[k]);
     }
   });
 });
@@ -100,6 +113,9 @@ describe('each scheme runs exactly its f32 dequantization, with the payload narr
     ['Qwen FP8 blocks of 32x32, bf16 scales, one module left in 16 bits', 'qwen3-f32', 'fp8-b32',
       ['--scale-dtype', 'BF16', '--ignore', 'model.layers.1.mlp.down_proj']],
     ['int4 MoE experts (Qwen3-MoE)', 'qwen3-moe-f32', 'int4-g32', []],
+    ['compressed-tensors int4 with zero points packed along the rows', 'qwen3-f32', 'int4-g32-zp', []],
+    ['compressed-tensors int8 per channel with int8 zero points (Llama)', 'llama-f32', 'int8-channel-zp', []],
+    ['AutoAWQ gemm, f16 scales (Qwen2: transposed words in AWQ order, re-laid at load)', 'qwen2-f32', 'awq-g32', ['--scale-dtype', 'F16']],
   ];
   it.each(cases)('%s', async (_label, model, scheme, extra) => {
     const { quantized, copy } = quantize(path.join(MODELS, model), scheme, extra);
@@ -107,6 +123,7 @@ describe('each scheme runs exactly its f32 dequantization, with the payload narr
     expect(a.ids).toEqual(b.ids);
     expect(a.logprobs).toEqual(b.logprobs);
     expect(a.reason).toMatch(/Linear weights kept narrow on the device \((int8|int4|fp8)/);
+    if (scheme.endsWith('zp') || scheme.startsWith('awq')) expect(a.reason).toMatch(/ zp /);
     // Measured from PJRT's buffer sizes: payload bytes as stored, not 4 bytes per weight.
     expect(a.deviceBytes[0]).toBe(expectedDeviceBytes(quantized));
     expect(a.deviceBytes[0]).toBeLessThan(b.deviceBytes[0]);
@@ -182,13 +199,18 @@ describe('quantized checkpoints dflash does not run are refused naming the key o
   const weights = (qc: Record<string, any>) => qc.config_groups.group_0.weights;
 
   it.each([
-    ['zero points', (qc: any) => { weights(qc).symmetric = false; }, /quantization_config\.config_groups\.group_0\.weights\.symmetric false \(zero points\) is not supported yet/],
+    ['zero points the checkpoint does not hold', (qc: any) => { weights(qc).symmetric = false; },
+      /asymmetric weight model\.layers\.0\.\S+\.weight_packed has no model\.layers\.0\.\S+\.weight_zero_point/],
     ['activation quantization (W8A8)', (qc: any) => { qc.config_groups.group_0.input_activations = { num_bits: 8, type: 'int', dynamic: true }; },
       /input_activations is set: activation quantization \(W8A8, FP8 dynamic\) is not supported/],
     ['act-order', (qc: any) => { weights(qc).actorder = 'group'; }, /weights\.actorder "group" is not supported \(act-order g_idx\)/],
     ['an unknown format', (qc: any) => { qc.format = 'marlin-24'; }, /quantization_config\.format "marlin-24" is not supported/],
     ['2:4 sparsity', (qc: any) => { qc.sparsity_config = { format: 'sparse-24-bitmask', sparsity_structure: '2:4' }; }, /sparsity_config is not supported/],
-    ['AWQ', (qc: any) => { qc.quant_method = 'awq'; }, /quantization_config\.quant_method "awq" is not supported yet/],
+    ['GPTQ', (qc: any) => { qc.quant_method = 'gptq'; }, /quantization_config\.quant_method "gptq" is not supported yet/],
+    ['AWQ gemv', (qc: any) => { Object.assign(qc, { quant_method: 'awq', version: 'gemv', bits: 4, group_size: 32 }); },
+      /quantization_config\.version "gemv" is not supported \(gemm\)/],
+    ['AWQ config over compressed-tensors tensors', (qc: any) => { Object.assign(qc, { quant_method: 'awq', version: 'gemm', bits: 4, group_size: 32 }); },
+      /tensor model\.layers\.0\.\S+\.weight_packed is not part of an AWQ gemm checkpoint/],
     ['a scheme the tensors do not have', (qc: any) => { qc.format = 'int-quantized'; weights(qc).num_bits = 8; },
       /tensor model\.layers\.0\.\S+\.weight_packed is I32, which is not how compressed-tensors int-quantized int8 group 32 stores a weight/],
   ])('%s', async (name, edit, message) => {

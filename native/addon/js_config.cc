@@ -38,7 +38,7 @@ models::RopeLlama3 ParseRopeLlama3(Napi::Object o) {
   return r;
 }
 
-// `quant: {payload: 'int8'|'int8-offset'|'int4'|'fp8', blockRows, blockCols, ignore: string[]} | undefined`
+// `quant: {payload: 'int8'|'int8-offset'|'int4'|'fp8', blockRows, blockCols, zeroPoint, ignore: string[]} | undefined`
 // (lib/quantization.ts): the checkpoint's Linear weights stored narrow.
 models::WeightQuant ParseQuant(Napi::Object o) {
   models::WeightQuant q;
@@ -54,6 +54,7 @@ models::WeightQuant ParseQuant(Napi::Object o) {
   else throw Napi::TypeError::New(o.Env(), "model config: quant.payload must be 'int8', 'int8-offset', 'int4' or 'fp8', not '" + payload + "'");
   q.layout.block_rows = Int(qo, "blockRows");
   q.layout.block_cols = Int(qo, "blockCols");
+  q.layout.zero_point = Bool(qo, "zeroPoint");
   if (q.layout.block_rows < 1) throw Napi::TypeError::New(o.Env(), "model config: quant.blockRows must be at least 1");
   Napi::Value ignore = qo.Get("ignore");
   if (ignore.IsArray()) {

@@ -4,9 +4,6 @@
 #include <cmath>
 #include <limits>
 #include <stdexcept>
-#include <vector>
-
-#include "engine/float_codec.h"
 
 namespace dflash::engine {
 
@@ -21,19 +18,13 @@ float Fp8E4m3ToFloat(uint8_t b) {
   return sign ? -v : v;
 }
 
-void ExpandQuantized(const models::QuantLayout& q, const uint8_t* payload, const TensorSource& scale_src, const uint8_t* scale,
-                     int64_t rows, int64_t cols, float* out) {
+void ExpandQuantized(const models::QuantLayout& q, const uint8_t* payload, const float* scale, const float* zero, int64_t rows,
+                     int64_t cols, float* out) {
   const int64_t br = q.block_rows, bc = q.block_cols == 0 ? cols : q.block_cols;
   const int64_t si = (cols + bc - 1) / bc;
-  pjrt::DType sdt;
-  if (scale_src.dtype == "F32") sdt = pjrt::DType::kF32;
-  else if (scale_src.dtype == "BF16") sdt = pjrt::DType::kBF16;
-  else if (scale_src.dtype == "F16") sdt = pjrt::DType::kF16;
-  else throw std::runtime_error("scale " + scale_src.name + " has dtype " + scale_src.dtype + "; scales are F32, BF16 or F16");
-  const int64_t sbytes = pjrt::ByteSize(sdt);
-  std::vector<float> row_scales(static_cast<size_t>(si));
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t j = 0; j < si; ++j) row_scales[j] = ToFloat(scale + ((r / br) * si + j) * sbytes, sdt);
+    const float* s = scale + (r / br) * si;
+    const float* z = zero ? zero + (r / br) * si : nullptr;
     float* o = out + r * cols;
     for (int64_t c = 0; c < cols; ++c) {
       float v;
@@ -48,7 +39,8 @@ void ExpandQuantized(const models::QuantLayout& q, const uint8_t* payload, const
         case Payload::kFp8: v = Fp8E4m3ToFloat(payload[r * cols + c]); break;
         default: throw std::logic_error("expand at load: no payload");
       }
-      o[c] = v * row_scales[c / bc];
+      if (z) v -= z[c / bc];  // the program's order: (decode - zero) * scale
+      o[c] = v * s[c / bc];
     }
   }
 }

@@ -14,10 +14,10 @@ namespace dflash::engine {
 // to f32, exactly.
 float Fp8E4m3ToFloat(uint8_t b);
 
-// Writes W (rows, cols) in f32 into `out` from one checkpoint tensor's payload bytes (as
-// lib/quantization.ts presents them: s8, u8 value+128, u8 two int4+8 low nibble first, e4m3fn)
-// and its scales (F32 / BF16 / F16 bytes of shape (ceil(rows/br), ceil(cols/bc))).
-void ExpandQuantized(const models::QuantLayout& q, const uint8_t* payload, const TensorSource& scale_src, const uint8_t* scale,
-                     int64_t rows, int64_t cols, float* out);
+// Writes W (rows, cols) in f32 into `out` from one weight's payload bytes in the engine's layout
+// (s8, u8 value+128, u8 two int4+8 low nibble first, e4m3fn), its scales and, when q.zero_point,
+// its zero points, both f32 (ceil(rows/br), ceil(cols/bc)) row-major.
+void ExpandQuantized(const models::QuantLayout& q, const uint8_t* payload, const float* scale, const float* zero, int64_t rows,
+                     int64_t cols, float* out);
 
 }  // namespace dflash::engine

@@ -5,6 +5,7 @@
 #include "engine/gguf_blocks.h"
 #include "engine/mapped_file.h"
 #include "engine/quant_expand.h"
+#include "engine/quant_repack.h"
 #include "models/quant.h"
 #include "models/moe.h"
 
@@ -32,6 +33,7 @@ pjrt::DType ParseDType(const std::string& s, const std::string& tensor) {
   if (s == "I8") return pjrt::DType::kS8;
   if (s == "U8") return pjrt::DType::kU8;
   if (s == "F8_E4M3") return pjrt::DType::kF8E4M3FN;
+  if (const Repack* r = FindRepack(s)) return r->out;  // AWQ words, packed zero points, ... (quant_repack.h)
   throw std::runtime_error("tensor " + tensor + " has dtype " + s +
                            "; dflash loads F32, BF16 and F16 weights, I8 / F8_E4M3 / packed int4 payloads of quantized checkpoints, "
                            "and from GGUF files Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K");
@@ -50,12 +52,12 @@ void CheckConvertible(const TensorSource& src, pjrt::DType have, pjrt::DType wan
 }
 
 // A source whose bytes are not its elements as they are: a GGUF block format, or rows to reorder.
-bool NeedsDecoding(const TensorSource& s) { return FindBlockFormat(s.dtype) != nullptr || s.rope_heads > 0; }
+bool NeedsDecoding(const TensorSource& s) { return FindBlockFormat(s.dtype) != nullptr || FindRepack(s.dtype) != nullptr || s.rope_heads > 0; }
 
 // The dtype of the elements the upload reads: f32 for a source expanded at load.
 pjrt::DType UploadedDType(const TensorSource& s) {
   const pjrt::DType own = ParseDType(s.dtype, s.name);
-  return NeedsDecoding(s) ? pjrt::DType::kF32 : own;
+  return NeedsDecoding(s) && !FindRepack(s.dtype) ? pjrt::DType::kF32 : own;
 }
 
 std::string Dims(const std::vector<int64_t>& d) {
@@ -169,6 +171,9 @@ void CheckTensorSources(const std::vector<TensorSource>& sources) {
         throw std::runtime_error(where + ": " + std::to_string(s.nbytes) + " bytes for " + s.dtype + Dims(s.shape) + " (blocks of " +
                                  std::to_string(f->block_values) + " values in " + std::to_string(f->block_bytes) + " bytes along each row)");
     }
+    if (const Repack* r = FindRepack(s.dtype); r && r->raw_bytes(s.shape) != s.nbytes)
+      throw std::runtime_error(where + ": " + std::to_string(s.nbytes) + " bytes do not hold " + s.dtype + Dims(s.shape) +
+                               " (quantized checkpoint layout; lib/quantization.ts)");
     if (s.rope_heads > 0 && (s.shape.empty() || s.shape[0] % (2 * s.rope_heads) != 0))
       throw std::runtime_error(where + Dims(s.shape) + ": rows do not split into " + std::to_string(s.rope_heads) + " heads of pairs");
     by_file[s.file].push_back(&s);
@@ -205,8 +210,12 @@ struct Piece {
   int64_t first, count;  // spec elements [first, first + count)
   // A quantized weight expanded at load: src is its payload, `scale` its scales.
   const TensorSource* scale = nullptr;
+  const TensorSource* zero = nullptr;  // with zero points
   const models::QuantLayout* expand = nullptr;
 };
+
+// A small tensor (scales, zero points) as f32 values, decoded or converted.
+std::vector<float> Floats(const TensorSource& s);
 
 int64_t Product(const std::vector<int64_t>& d, size_t from, size_t to) {
   int64_t n = 1;
@@ -218,6 +227,11 @@ int64_t Product(const std::vector<int64_t>& d, size_t from, size_t to) {
 // floats widened, then its rows put back in Hugging Face's order where the GGUF reordered them.
 std::unique_ptr<StagingBuffer> Decode(const TensorSource& s, const uint8_t* raw) {
   const int64_t count = Product(s.shape, 0, s.shape.size());
+  if (const Repack* r = FindRepack(s.dtype)) {
+    auto out = std::make_unique<StagingBuffer>(static_cast<size_t>(count * pjrt::ByteSize(r->out)));
+    r->run(raw, s.shape, out->data());
+    return out;
+  }
   auto out = std::make_unique<StagingBuffer>(static_cast<size_t>(count) * sizeof(float));
   float* f = reinterpret_cast<float*>(out->data());
   if (const BlockFormat* format = FindBlockFormat(s.dtype)) {
@@ -228,6 +242,20 @@ std::unique_ptr<StagingBuffer> Decode(const TensorSource& s, const uint8_t* raw)
   }
   if (s.rope_heads > 0) UnpermuteRopeRows(f, s.shape[0], count / s.shape[0], s.rope_heads);
   return out;
+}
+
+std::vector<float> Floats(const TensorSource& s) {
+  MappedRange map(s.file, s.offset, s.nbytes);
+  const int64_t count = Product(s.shape, 0, s.shape.size());
+  std::vector<float> f(static_cast<size_t>(count));
+  if (NeedsDecoding(s)) {
+    const auto d = Decode(s, map.data());
+    std::memcpy(f.data(), d->data(), f.size() * sizeof(float));
+  } else {
+    const pjrt::DType have = ParseDType(s.dtype, s.name);
+    for (int64_t k = 0; k < count; ++k) f[k] = ToFloat(map.data() + k * pjrt::ByteSize(have), have);
+  }
+  return f;
 }
 
 // Puts one spec on the mesh's devices: replicated, or device k gets its part along the split
@@ -246,9 +274,11 @@ std::unique_ptr<pjrt::Array> UploadSpec(const pjrt::Mesh& mesh, const models::We
     if (p.expand) {
       // (rows, cols) of this part: the spec's last dim is the row length; the rest are rows.
       const int64_t cols = spec.shape.back(), rows = p.count / cols;
-      MappedRange scale(p.scale->file, p.scale->offset, p.scale->nbytes);
+      auto payload = NeedsDecoding(*p.src) ? Decode(*p.src, maps.back()->data()) : nullptr;
+      const std::vector<float> scale = Floats(*p.scale), zero = p.zero ? Floats(*p.zero) : std::vector<float>{};
       decoded.push_back(std::make_unique<StagingBuffer>(static_cast<size_t>(p.count) * sizeof(float)));
-      ExpandQuantized(*p.expand, maps.back()->data(), *p.scale, scale.data(), rows, cols, reinterpret_cast<float*>(decoded.back()->data()));
+      ExpandQuantized(*p.expand, payload ? payload->data() : maps.back()->data(), scale.data(), p.zero ? zero.data() : nullptr, rows,
+                      cols, reinterpret_cast<float*>(decoded.back()->data()));
     } else {
       decoded.push_back(NeedsDecoding(*p.src) ? Decode(*p.src, maps.back()->data()) : nullptr);
     }
@@ -365,17 +395,19 @@ std::vector<std::string> UploadWeights(const pjrt::Mesh& mesh, const std::vector
     narrow.quant = spec.expand_from, narrow.expand_from = {}, narrow.sharding = {};
     const auto stored = models::StoredSpecs({narrow}, 1);
     const auto payloads = find_pieces(stored[0]), scales = find_pieces(stored[1]);
+    const auto zeros = stored.size() > 2 ? find_pieces(stored[2]) : std::vector<Piece>{};
     const int64_t each = Product(spec.shape, 0, spec.shape.size()) / static_cast<int64_t>(payloads.size());
     std::vector<Piece> pieces;
     for (size_t i = 0; i < payloads.size(); ++i)
-      pieces.push_back({payloads[i].src, pjrt::DType::kF32, static_cast<int64_t>(i) * each, each, scales[i].src, &spec.expand_from});
+      pieces.push_back({payloads[i].src, pjrt::DType::kF32, static_cast<int64_t>(i) * each, each, scales[i].src,
+                        zeros.empty() ? nullptr : zeros[i].src, &spec.expand_from});
     plan.push_back(std::move(pieces));
   }
 
   for (size_t i = 0; i < specs.size(); ++i) {
     out[prefix + specs[i].name] = UploadSpec(mesh, specs[i], plan[i]);
     prog.tensors += 1;
-    for (const Piece& p : plan[i]) prog.bytes += p.src->nbytes + (p.scale ? p.scale->nbytes : 0);
+    for (const Piece& p : plan[i]) prog.bytes += p.src->nbytes + (p.scale ? p.scale->nbytes : 0) + (p.zero ? p.zero->nbytes : 0);
     if (progress) progress(prog);
   }
   std::vector<std::string> unused;

@@ -32,7 +32,9 @@ WeightInputs DeclareWeights(hlo::Builder& b, const std::vector<WeightSpec>& spec
     const auto stored = StoredSpecs({s}, b.partitions());
     const Value payload = b.Input(stored[0].name, stored[0].shape, ToHlo(stored[0].dtype), std::nullopt, stored[0].sharding);
     const Value scale = b.Input(stored[1].name, stored[1].shape, ToHlo(stored[1].dtype), std::nullopt, stored[1].sharding);
-    w.emplace(s.name, ExpandQuantized(b, s, payload, scale, ToHlo(s.dtype)));
+    const Value zero = stored.size() > 2 ? b.Input(stored[2].name, stored[2].shape, ToHlo(stored[2].dtype), std::nullopt, stored[2].sharding)
+                                         : Value{};
+    w.emplace(s.name, ExpandQuantized(b, s, payload, scale, zero, ToHlo(s.dtype)));
   }
   return w;
 }

@@ -52,6 +52,7 @@ const char* PayloadName(Payload p) {
 std::string LayoutKey(const QuantLayout& l) {
   std::string k = PayloadName(l.payload);
   if (!l.narrow()) return k;
+  if (l.zero_point) k += " zp";
   if (l.block_cols == 0) return k + (l.block_rows == 1 ? " channel" : " rows" + std::to_string(l.block_rows));
   if (l.block_rows == 1) return k + " g" + std::to_string(l.block_cols);
   return k + " b" + std::to_string(l.block_rows) + "x" + std::to_string(l.block_cols);
@@ -121,13 +122,18 @@ std::vector<WeightSpec> StoredSpecs(const std::vector<WeightSpec>& specs, int64_
         throw std::invalid_argument("quant: int4 " + s.name + " split over " + std::to_string(devices) + " devices cuts a byte (" +
                                     std::to_string(along) + " columns each)");
     }
+    WeightSpec zero = scale;
+    zero.name = s.name + "_zero";
+    for (auto& p : zero.parts) p = p.substr(0, p.size() - std::string("_scale").size()) + "_zero";
     out.push_back(std::move(payload));
     out.push_back(std::move(scale));
+    if (q.zero_point) out.push_back(std::move(zero));
   }
   return out;
 }
 
-Value ExpandQuantized(hlo::Builder& b, const WeightSpec& spec, const Value& payload, const Value& scale, DType act) {
+Value ExpandQuantized(hlo::Builder& b, const WeightSpec& spec, const Value& payload, const Value& scale, const Value& zero,
+                      DType act) {
   const QuantLayout& q = spec.quant;
   const hlo::Shape& w = spec.shape;  // (..., out, in)
   const int64_t rank = static_cast<int64_t>(w.size()), rows = w[rank - 2], cols = w[rank - 1];
@@ -145,20 +151,26 @@ Value ExpandQuantized(hlo::Builder& b, const WeightSpec& spec, const Value& payl
   } else {
     v = b.Convert(payload, DType::kF32);  // s8 and f8e4m3fn are exact in f32
   }
-  // scale (..., so, si) -> (..., so, br, si, bc) -> (..., so*br, si*bc), cut to (..., out, in)
+  // (..., so, si) -> (..., so, br, si, bc) -> (..., so*br, si*bc), cut to (..., out, in): each
+  // scale (and zero) over its block.
   const int64_t br = q.block_rows, bc = q.block_cols == 0 ? cols : q.block_cols;
-  const int64_t so = scale.shape[rank - 2], si = scale.shape[rank - 1];
-  hlo::Shape blocks(scale.shape.begin(), scale.shape.end() - 2);
-  std::vector<int64_t> keep;
-  for (int64_t d = 0; d < rank - 2; ++d) keep.push_back(d);
-  const int64_t lead = static_cast<int64_t>(blocks.size());
-  blocks.insert(blocks.end(), {so, br, si, bc});
-  keep.push_back(lead), keep.push_back(lead + 2);
-  hlo::Shape full(scale.shape.begin(), scale.shape.end() - 2);
-  full.insert(full.end(), {so * br, si * bc});
-  Value s = b.Reshape(b.BroadcastInDim(b.Convert(scale, DType::kF32), blocks, keep), full);
-  if (so * br != rows) s = b.SliceAxis(s, static_cast<int>(rank - 2), 0, rows);
-  if (si * bc != cols) s = b.SliceAxis(s, static_cast<int>(rank - 1), 0, cols);
+  auto per_element = [&](const Value& x) {
+    const int64_t so = x.shape[rank - 2], si = x.shape[rank - 1];
+    hlo::Shape blocks(x.shape.begin(), x.shape.end() - 2);
+    std::vector<int64_t> keep;
+    for (int64_t d = 0; d < rank - 2; ++d) keep.push_back(d);
+    const int64_t lead = static_cast<int64_t>(blocks.size());
+    blocks.insert(blocks.end(), {so, br, si, bc});
+    keep.push_back(lead), keep.push_back(lead + 2);
+    hlo::Shape full(x.shape.begin(), x.shape.end() - 2);
+    full.insert(full.end(), {so * br, si * bc});
+    Value e = b.Reshape(b.BroadcastInDim(b.Convert(x, DType::kF32), blocks, keep), full);
+    if (so * br != rows) e = b.SliceAxis(e, static_cast<int>(rank - 2), 0, rows);
+    if (si * bc != cols) e = b.SliceAxis(e, static_cast<int>(rank - 1), 0, cols);
+    return e;
+  };
+  if (!zero.name.empty()) v = b.Sub(v, per_element(zero));
+  const Value s = per_element(scale);
   Value out = b.Convert(b.Mul(v, s), act);
   if (spec.sharding.dim >= 0) out = b.Constrain(out, spec.sharding);  // W lies as the payload does
   return out;

@@ -13,8 +13,10 @@
 //   compressed-tensors fp8 channel  f8e4m3fn (out, in)            (out, 1)
 //   fp8 block 128x128 (Qwen FP8)    f8e4m3fn (out, in)            (ceil(out/128), ceil(in/128))
 //
-// One program input per stored tensor: the payload under the weight's own name and the scales
-// under name + "_scale". The expansion (decode in f32, times the broadcast scale, rounded to the
+// One program input per stored tensor: the payload under the weight's own name, the scales under
+// name + "_scale" and, for an asymmetric scheme (AWQ, compressed-tensors with zero points), the
+// zero points under name + "_zero" (f32, like the scales, in the payload's decoded units:
+// W = (decode(q) - zero) * scale). The expansion (decode in f32, times the broadcast scale, rounded to the
 // activation dtype) is the same arithmetic a dequantized f32 copy of the checkpoint is made of,
 // so a quantized model and its dequantized copy give bit-identical logits (test/47). Whether XLA
 // fuses it into the dot's operand read (one narrow read of W per step) or materialises W first
@@ -54,16 +56,17 @@ std::string LayoutKey(const QuantLayout& l);        // "int4 g128", "fp8 b128x12
 void ApplyQuant(std::vector<WeightSpec>& specs, const WeightQuant& q);
 
 // The tensors the device holds for these specs: a plain spec as it is; a quantized one as its
-// payload spec (narrow dtype, int4 packed two per byte along the input dimension) and its scale
-// spec (f32, name + "_scale", made of the checkpoint's "<part>_scale" tensors). Split over
+// payload spec (narrow dtype, int4 packed two per byte along the input dimension), its scale
+// spec (f32, name + "_scale", made of the checkpoint's "<part>_scale" tensors) and, with zero
+// points, its zero spec (name + "_zero", laid out as the scales). Split over
 // `devices` as the weight is; per-channel scales of a weight split by input columns stay whole.
 // Throws std::invalid_argument naming the weight and the numbers when a shard would cut a
 // scale block or an int4 byte.
 std::vector<WeightSpec> StoredSpecs(const std::vector<WeightSpec>& specs, int64_t devices);
 
-// W in `act`: the expansion of a quantized weight's payload (..., out, in') and scales
-// (..., so, si) as described above.
+// W in `act`: the expansion of a quantized weight's payload (..., out, in'), scales and zero
+// points (..., so, si; `zero` empty when the scheme has none) as described above.
 hlo::Value ExpandQuantized(hlo::Builder& b, const WeightSpec& spec, const hlo::Value& payload, const hlo::Value& scale,
-                           hlo::DType act);
+                           const hlo::Value& zero, hlo::DType act);
 
 }  // namespace dflash::models

@@ -19,6 +19,7 @@ struct QuantLayout {
   Payload payload = Payload::kNone;
   int64_t block_rows = 1;  // output rows one scale covers
   int64_t block_cols = 0;  // input columns one scale covers; 0 = the whole row (one scale per channel)
+  bool zero_point = false; // asymmetric: W = (decode(q) - zero) * scale, one zero per scale
   bool narrow() const { return payload != Payload::kNone; }
 };
 

@@ -12,6 +12,9 @@ Schemes (every `*_proj.weight` matrix is quantized unless named by --ignore):
     fp8-channel    compressed-tensors float-quantized, F8_E4M3 weight + weight_scale (out, 1)
     fp8-b32        Qwen / DeepSeek FP8: F8_E4M3 weight + weight_scale_inv, blocks of 32 x 32
     fp8-b128       the same with the released 128 x 128 blocks
+    int4-g32-zp    compressed-tensors pack-quantized 4-bit with zero points (packed along the rows)
+    int8-channel-zp  compressed-tensors int-quantized with I8 zero points
+    awq-g32        AutoAWQ gemm: qweight / qzeros int32 (in, out/8) in AWQ's nibble order, scales (in/g, out)
 
 The packing follows compressed-tensors' pack_to_int32 (value j of a word at bits [bits*j, ...),
 values stored + 2^(bits-1)); tools/quant/check_reference.py compares it, and the dequantization,
@@ -103,8 +106,69 @@ def expand(scale, shape, br, bc):
     return np.repeat(np.repeat(scale, br, axis=0), bc, axis=1)[: shape[0], : shape[1]]
 
 
+AWQ_ORDER = [0, 2, 4, 6, 1, 3, 5, 7]  # nibble i of a word holds output 8c + AWQ_ORDER[i]
+
+
+def pack_awq(q):
+    """q: (rows, cols) in 0..15 -> (rows, cols/8) int32, AutoAWQ's gemm order."""
+    rows, cols = q.shape
+    words = np.zeros((rows, cols // 8), np.uint32)
+    for i, o in enumerate(AWQ_ORDER):
+        words |= q[:, o::8].astype(np.uint32) << np.uint32(4 * i)
+    return words.view(np.int32)
+
+
+def round_scale(scale, dtype):
+    """The scale as the checkpoint stores it (both sides use the stored value)."""
+    if dtype == 'BF16':
+        return (np.frombuffer(to_bf16_bytes(scale), np.uint16).astype(np.uint32) << 16).view(np.float32).reshape(scale.shape)
+    if dtype == 'F16':
+        return scale.astype(np.float16).astype(np.float32)
+    return scale
+
+
+def scale_bytes(scale, dtype):
+    return to_bf16_bytes(scale) if dtype == 'BF16' else scale.astype(np.float16).tobytes() if dtype == 'F16' else scale.tobytes()
+
+
+def quantize_asymmetric(w, scheme, scale_dtype):
+    """Zero-point schemes: int4-g32-zp, int8-channel-zp (compressed-tensors), awq-g32 (AutoAWQ gemm)."""
+    out_dim, in_dim = w.shape
+    kind, grain = scheme.split('-')[:2]
+    g = in_dim if grain == 'channel' else int(grain[1:])
+    blocks_ = w.reshape(out_dim, in_dim // g, g)
+    mn = np.minimum(blocks_.min(axis=2), 0)
+    mx = np.maximum(blocks_.max(axis=2), 0)
+    qmin, qmax = (0, 15) if kind == 'awq' else (-8, 7) if kind == 'int4' else (-128, 127)
+    scale = np.where(mx > mn, (mx - mn) / (qmax - qmin), 1.0).astype(np.float32)
+    scale = round_scale(scale, scale_dtype)
+    zp = np.clip(np.rint(qmin - mn / scale), qmin, qmax).astype(np.int32)
+    full_s, full_z = expand(scale, w.shape, 1, g), expand(zp, w.shape, 1, g)
+    q = np.clip(np.rint(w / full_s) + full_z, qmin, qmax).astype(np.int32)
+    deq = (q - full_z).astype(np.float32) * full_s
+    stored = {}
+    if kind == 'awq':
+        stored['qweight'] = ('I32', (in_dim, out_dim // 8), pack_awq(q.T.copy()).tobytes())
+        stored['qzeros'] = ('I32', (in_dim // g, out_dim // 8), pack_awq(zp.T.copy()).tobytes())
+        stored['scales'] = (scale_dtype, (in_dim // g, out_dim), scale_bytes(np.ascontiguousarray(scale.T), scale_dtype))
+        return stored, deq
+    if kind == 'int8':
+        stored['weight'] = ('I8', w.shape, q.astype(np.int8).tobytes())
+        stored['weight_zero_point'] = ('I8', zp.shape, zp.astype(np.int8).tobytes())
+    else:
+        words = pack_int32(q.astype(np.int8), 4)
+        stored['weight_packed'] = ('I32', words.shape, words.tobytes())
+        stored['weight_shape'] = ('I64', (2,), np.array(w.shape, np.int64).tobytes())
+        zwords = pack_int32(zp.astype(np.int8).T.copy(), 4).T.copy()  # packed along the rows (packed_dim=0)
+        stored['weight_zero_point'] = ('I32', zwords.shape, zwords.tobytes())
+    stored['weight_scale'] = (scale_dtype, scale.shape, scale_bytes(scale, scale_dtype))
+    return stored, deq
+
+
 def quantize(w, scheme, scale_dtype):
     """-> stored tensors (suffix -> (dtype, shape, bytes)) and the f32 dequantization."""
+    if scheme.endswith('-zp') or scheme.startswith('awq'):
+        return quantize_asymmetric(w, scheme, scale_dtype)
     out_dim, in_dim = w.shape
     kind, grain = scheme.split('-')
     if grain == 'channel':
@@ -148,15 +212,19 @@ def quantize(w, scheme, scale_dtype):
 
 
 def quantization_config(scheme, ignore):
-    kind, grain = scheme.split('-')
+    if scheme.startswith('awq'):
+        return {'quant_method': 'awq', 'bits': 4, 'group_size': int(scheme.split('-g')[1]), 'zero_point': True, 'version': 'gemm',
+                'modules_to_not_convert': ignore or None}
+    zp = scheme.endswith('-zp')
+    kind, grain = scheme.split('-')[:2]
     if grain.startswith('b'):
         b = int(grain[1:])
         return {'quant_method': 'fp8', 'fmt': 'e4m3', 'activation_scheme': 'dynamic', 'weight_block_size': [b, b],
                 'modules_to_not_convert': ignore or None}
-    weights = {'num_bits': 8 if kind in ('int8', 'fp8') else 4, 'type': 'float' if kind == 'fp8' else 'int', 'symmetric': True,
+    weights = {'num_bits': 8 if kind in ('int8', 'fp8') else 4, 'type': 'float' if kind == 'fp8' else 'int', 'symmetric': not zp,
                'strategy': 'channel' if grain == 'channel' else 'group', 'group_size': None if grain == 'channel' else int(grain[1:]),
                'dynamic': False, 'actorder': None, 'observer': 'minmax'}
-    fmt = 'float-quantized' if kind == 'fp8' else 'int-quantized' if scheme == 'int8-channel' else 'pack-quantized'
+    fmt = 'float-quantized' if kind == 'fp8' else 'int-quantized' if scheme.startswith('int8-channel') else 'pack-quantized'
     return {'quant_method': 'compressed-tensors', 'format': fmt, 'quantization_status': 'compressed',
             'config_groups': {'group_0': {'targets': ['Linear'], 'weights': weights, 'input_activations': None, 'output_activations': None}},
             'ignore': ['lm_head'] + ignore, 'sparsity_config': {}, 'kv_cache_scheme': None}
@@ -169,7 +237,7 @@ def main():
     ap.add_argument('--scheme', required=True)
     ap.add_argument('--dequantized-out')
     ap.add_argument('--ignore', nargs='*', default=[], help='Linear modules (without .weight) left unquantized')
-    ap.add_argument('--scale-dtype', default='F32', choices=['F32', 'BF16'])
+    ap.add_argument('--scale-dtype', default='F32', choices=['F32', 'BF16', 'F16'])
     a = ap.parse_args()
     src = read_safetensors(os.path.join(a.src, 'model.safetensors'))
     quantized, dequantized = {}, {}
