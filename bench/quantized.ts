@@ -35,7 +35,9 @@ async function main(): Promise<void> {
   const base = arg('dir', path.join(os.tmpdir(), `dflash-quant-${shape}`));
   const src = path.join(base, 'f32');
   if (!fs.existsSync(path.join(src, 'model.safetensors'))) makeRandomShape(shape, src, { dtype: 'f32' });
-  const py = path.join(ROOT, '.venv', 'bin', 'python');
+  // numpy (+ ml_dtypes for fp8): $DFLASH_PYTHON (the device kit's), ./.venv, or python3.
+  const py = [process.env.DFLASH_PYTHON, path.join(ROOT, '.venv', 'bin', 'python'), 'python3']
+    .find((p) => p && spawnSync(p, ['-c', 'import numpy'], { stdio: 'ignore' }).status === 0) ?? 'python3';
   for (const s of schemes) {
     const out = path.join(base, s);
     if (!fs.existsSync(path.join(out, 'model.safetensors')))

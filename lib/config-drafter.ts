@@ -73,8 +73,6 @@ function rejectUnsupported(r: Reader, cfg: Json, dc: Json, dcKey: string, dflash
     for (const [where, obj] of [[k, cfg], [`${dcKey}.${k}`, dc]] as const)
       if (!(dflash2 && k !== 'logit_scale') && obj[k] !== undefined && obj[k] !== null && obj[k] !== neutral)
         r.fail(where, `${JSON.stringify(obj[k])} is not supported (dflash applies the target's lm_head unscaled)`);
-  if (cfg.quantization_config !== undefined && cfg.quantization_config !== null)
-    r.fail('quantization_config', 'is not supported: dflash loads f32 / bf16 / f16 weights');
   if (dc.projector_type !== undefined && dc.projector_type !== null) r.fail(`${dcKey}.projector_type`, `${JSON.stringify(dc.projector_type)} is not supported`);
   if (dc.target_layer_fusion_mode !== undefined && dc.target_layer_fusion_mode !== 'none')
     r.fail(`${dcKey}.target_layer_fusion_mode`, `${JSON.stringify(dc.target_layer_fusion_mode)} is not supported`);

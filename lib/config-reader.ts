@@ -150,7 +150,7 @@ export class Reader {
     if (this.bool(cfg, 'attention_bias', false) && !allow.attentionBias) this.fail(p + 'attention_bias', 'true is not supported (no q/k/v/o biases)');
     if (this.bool(cfg, 'mlp_bias', false)) this.fail(p + 'mlp_bias', 'true is not supported');
     if (cfg.quantization_config !== undefined && cfg.quantization_config !== null && !allow.quantized)
-      this.fail(p + 'quantization_config', 'is not supported here: dflash loads quantized targets, not quantized drafters');
+      this.fail(p + 'quantization_config', 'is not supported here');
     if (cfg.hidden_act !== undefined && cfg.hidden_act !== 'silu') this.fail(p + 'hidden_act', `${JSON.stringify(cfg.hidden_act)} is not supported (silu only)`);
     const hiddenSize = this.int(cfg, 'hidden_size', undefined, 1, undefined, LIMITS.hiddenSize);
     const numHeads = this.int(cfg, 'num_attention_heads', undefined, 1, undefined, LIMITS.numHeads);

@@ -111,6 +111,8 @@ export interface DrafterConfig {
   slidingWindows: (number | null)[];
   /** DFlash2's convolutions, candidate selector and logit transforms; absent for DFlash. */
   dflash2?: DFlash2Config;
+  /** Its layers' Linear weights stored narrow (quantization_config; lib/quantization.ts). */
+  quant: QuantScheme | null;
 }
 
 export interface DFlash2Config extends DFlash2Fields {
@@ -238,7 +240,9 @@ export function drafterConfigFromHF(json: Json, target: TargetConfig, file?: str
   const r: Reader = new Reader(label);
   const f: DrafterFields = isSpeculators(cfg) ? speculatorsFields(r, cfg) : zlabFields(r, cfg);
   const dr: Reader = f.decoderReader;
-  const d = dr.decoder(f.decoder, () => 128);  // the drafter's layers are Qwen3 layers: Qwen3Config(head_dim=128)
+  const d = dr.decoder(f.decoder, () => 128, { quantized: true });  // the drafter's layers are Qwen3 layers: Qwen3Config(head_dim=128)
+  const qc = cfg.quantization_config ?? f.decoder.quantization_config;
+  const quant = qc === undefined || qc === null ? null : quantSchemeFromHF(qc, (k, m) => r.fail(k, m));
   if (d.hiddenSize !== target.hiddenSize) dr.fail(dr.prefix + 'hidden_size', `${d.hiddenSize} differs from the target's hidden_size ${target.hiddenSize}`);
   if (f.draftVocabSize && f.draftVocabSize.value !== target.vocabSize)
     r.fail(f.draftVocabSize.key, `${f.draftVocabSize.value} differs from the target's vocab_size ${target.vocabSize}: reduced draft vocabularies (d2t) are not supported`);
@@ -296,5 +300,6 @@ export function drafterConfigFromHF(json: Json, target: TargetConfig, file?: str
     ropeLlama3: d.ropeLlama3,
     slidingWindows,
     ...(d2 ? { dflash2: { ...d2, vocabSize: target.vocabSize } } : {}),
+    quant,
   };
 }

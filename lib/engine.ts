@@ -83,7 +83,7 @@ export class Engine extends (EventEmitter as new () => TypedEmitter<EngineEvents
     // is allocated or compiled.
     const targetTensors = model.tensors(targetCfg.quant);
     checkTargetTensors(targetCfg, targetTensors, targetFile);
-    const drafterTensors = drafterSource?.tensors();
+    const drafterTensors = drafterSource?.tensors(drafterCfg?.quant);
     if (drafterCfg && drafterTensors) checkDrafterTensors(drafterCfg, drafterTensors, drafterFile);
 
     const found = findPlugin({ plugin });

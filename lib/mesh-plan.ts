@@ -54,7 +54,7 @@ export function planMeshes(platform: string, devices: DeviceInfo[], target: stri
   const tcfg = targetConfigFromHF(model.config, model.configLabel, { slidingWindows: true, moe: true });
   const d = drafter ? openDrafter(drafter) : undefined;
   const dcfg = d ? drafterConfigFromHF(d.config, tcfg, d.configLabel, { slidingWindows: true, moe: true }) : undefined;
-  const tensors = model.tensors(tcfg.quant).concat(d ? d.tensors() : []);
+  const tensors = model.tensors(tcfg.quant).concat(d ? d.tensors(dcfg?.quant) : []);
   const ckpt = checkpointDtype(tensors, platform);
   const n = devices.length;
   const limits = devices.map((d) => d.memoryStats?.bytes_limit).filter((x): x is number => typeof x === 'number' && x > 0);

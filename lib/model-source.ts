@@ -57,7 +57,8 @@ function isFile(p: string): boolean {
 export interface DrafterSource {
   configLabel: string;
   config: Json;
-  tensors(): TensorSource[];
+  /** A quantized drafter's under the names its scheme uploads them by (lib/quantization.ts). */
+  tensors(quant?: QuantScheme | null): TensorSource[];
 }
 
 export function openDrafter(drafter: string): DrafterSource {
@@ -70,7 +71,10 @@ export function openDrafter(drafter: string): DrafterSource {
   const configFile = path.join(drafter, 'config.json');
   return {
     configLabel: configFile, config: readJson(configFile),
-    tensors: () => readCheckpoint(drafter).map((t) => (t.name.startsWith('model.') ? { ...t, name: t.name.slice('model.'.length) } : t)),
+    tensors: (quant) => {
+      const raw = readCheckpoint(drafter, { quantized: !!quant }).map((t) => (t.name.startsWith('model.') ? { ...t, name: t.name.slice('model.'.length) } : t));
+      return quant ? storedQuantTensors(raw, quant, configFile) : raw;
+    },
   };
 }
 

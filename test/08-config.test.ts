@@ -112,7 +112,7 @@ describe('drafterConfigFromHF', () => {
     expect(drafterConfigFromHF(DFLASH_4B, target)).toEqual({
       numLayers: 5, hiddenSize: 2560, intermediateSize: 9728, numHeads: 32, numKvHeads: 8, headDim: 128,
       rmsNormEps: 1e-6, ropeTheta: 1000000, blockSize: 16, maskTokenId: 151669, targetLayerIds: [1, 9, 17, 25, 33],
-      inputEmbeddingScale: 1, ropeLlama3: null, slidingWindows: [null, null, null, null, null],
+      inputEmbeddingScale: 1, ropeLlama3: null, slidingWindows: [null, null, null, null, null], quant: null,
     });
   });
 

@@ -124,17 +124,20 @@ describe('bench/device: pack-node.sh + run.sh --cpu --quick', () => {
     for (const stage of ['build', 'check']) expect(summary).toMatch(new RegExp(`\\| ${stage} \\| ok \\| \\d+ \\|`));
   });
 
-  it('runs the benchmarks on the kit it built and writes their tables (stages kernels, speculative, mesh)', async () => {
-    const r = await run('run.sh', ['--cpu', '--quick', '--stage', 'kernels,speculative,mesh', '--carry', carry, '--kit-dir', kit,
+  it('runs the benchmarks on the kit it built and writes their tables (stages kernels, speculative, quantized, mesh)', async () => {
+    const r = await run('run.sh', ['--cpu', '--quick', '--stage', 'kernels,speculative,quantized,mesh', '--carry', carry, '--kit-dir', kit,
       '--results', results, '--copy-to', out]);
     const log = `${r.stdout}\n${r.stderr}`;
     expect(r.status, log.slice(-4000)).toBe(0);
     expect(log).not.toMatch(/configure \(CMake\)/);  // the addon the first half built
     const summary = fs.readFileSync(path.join(results, 'devkit-cpu.md'), 'utf8');
-    for (const stage of ['kernels', 'speculative', 'mesh']) expect(summary).toMatch(new RegExp(`\\| ${stage} \\| ok \\| \\d+ \\|`));
+    for (const stage of ['kernels', 'speculative', 'quantized', 'mesh']) expect(summary).toMatch(new RegExp(`\\| ${stage} \\| ok \\| \\d+ \\|`));
     // mesh: 2 virtual CPU devices: kernels over tensor parallel 2 (with the all-reduce share), serving on it.
-    const tables = ['kernels-cpu.md', 'kernels-mini-cpu.md', 'roofline-mini-cpu.md', 'speculative-cpu.md',
+    const tables = ['kernels-cpu.md', 'kernels-mini-cpu.md', 'roofline-mini-cpu.md', 'speculative-cpu.md', 'quantized-mini-cpu.md',
       'kernels-cpu-tp2.md', 'serving-cpu-tp2.md'];
+    // quantized: f32, three schemes narrow, the same three expanded at load.
+    const quant = fs.readFileSync(path.join(results, 'quantized-mini-cpu.md'), 'utf8');
+    expect(quant.split('\n').filter((l) => /^\| (f32 weights|int8-channel|int4-g128|fp8-b128)/.test(l))).toHaveLength(7);
     for (const t of tables) expect(fs.readFileSync(path.join(results, t), 'utf8'), t).toMatch(/^\|/m);
     const roof = fs.readFileSync(path.join(results, 'roofline-mini-cpu.md'), 'utf8');
     const rows = roof.split('\n').filter((l) => /^\| \d+ \|/.test(l)).map((l) => l.split('|').map((c) => c.trim()));

@@ -164,6 +164,23 @@ describe('a quantized target under speculation and over a mesh', () => {
     expect(spec.tau).toBeGreaterThan(2.5);  // the drafter still drafts for its (now int8) target
   });
 
+  it('a quantized drafter (int4 zero points, narrow) drafts exactly as its f32 copy: same tokens, same acceptance at every position', async () => {
+    const { quantized, copy } = quantize(path.join(CODE_PAIR, 'drafter'), 'int4-g32-zp');
+    const run = async (drafter: string) => {
+      const engine = await Engine.load({ target: path.join(CODE_PAIR, 'target'), drafter, maxSeqLen: 128, maxSequences: 1, dtype: 'f32',
+        adaptive: false, quantizedWeights: 'narrow', warmup: false });
+      try {
+        const d = await engine.generate('def main():\n', { maxTokens: 48 }).done();
+        return { ids: d.ids, perPosition: d.stats.perPositionAcceptance, reason: engine.stats().dtypeReason };
+      } finally {
+        await engine.close();
+      }
+    };
+    const [a, b] = [await run(quantized), await run(copy)];
+    expect(a.reason).toMatch(/kept narrow on the device \(drafter int4 zp g32\)/);
+    expect({ ...a, reason: '' }).toEqual({ ...b, reason: '' });
+  });
+
   it('over 2 devices each holds its half of the payloads and the tokens stay those of one device', async () => {
     const { quantized } = quantize(path.join(CODE_PAIR, 'target'), 'int4-g32');
     const one = await greedy(quantized), two = await greedy(quantized, { tensorParallel: 2 });

@@ -256,6 +256,20 @@ stage_speculative() {
     --target models/code-pair/target --drafter models/code-pair/drafter "${extra[@]}" "${user[@]}"
 }
 
+# --- quantized: int8 / int4 / fp8 weights narrow on the device against expanded at load --------
+# bench/quantized on a random checkpoint of the shape (written in f32, quantized by
+# tools/quant/quantize.py): device bytes, decode ms/token and verify(16) for each; bf16
+# activations on a GPU, f32 on the CPU plugin.
+stage_quantized() {
+  ensure_built || return 1
+  local shape py dtype
+  shape=${SHAPE:-$([ "$QUICK" = 1 ] && echo mini || { [ "$CPU" = 1 ] && echo qwen3-0.6b || echo qwen3-4b; })}
+  dtype=$([ "$CPU" = 1 ] && echo f32 || echo bf16)
+  py=$(find_python) || { note "no Python with numpy (set DEVKIT_PYTHON)"; return 1; }
+  DFLASH_PYTHON=$py bench "quantized: $shape (random, narrow vs expanded at load)" "quantized-$shape-$SLUG.md" \
+    "$KIT/dist/bench/quantized.js" --shape "$shape" --dtype "$dtype" --dir "$KIT/models/quantized-$shape"
+}
+
 # --- mesh: tensor and data parallelism over every device of the machine ----------------------
 # Devices: the GPUs nvidia-smi lists; with --cpu, DEVKIT_CPU_DEVICES (default 2) virtual devices
 # of the CPU plugin (they share the cores: plumbing, not speed).

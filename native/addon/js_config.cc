@@ -138,6 +138,7 @@ models::DrafterConfig ParseDrafter(Napi::Object o) {
     Napi::Value cap = m.Get("finalLogitSoftcapping");
     c.dflash2.final_logit_softcapping = cap.IsNumber() ? cap.As<Napi::Number>().FloatValue() : 0.0f;  // null = none
   }
+  c.quant = ParseQuant(o);
   return c;
 }
 

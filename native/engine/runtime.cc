@@ -84,18 +84,21 @@ std::vector<std::string> Runtime::LoadWeights(const std::vector<TensorSource>& t
       for (const auto& t : *list) id += "|" + t.file + ":" + t.name + "@" + std::to_string(t.offset) + "+" + std::to_string(t.nbytes);
     prefix_seed_ = Fnv1a64(id);
   }
-  if (target_.quant.enabled()) {
+  if (target_.quant.enabled() || (drafter_ && drafter_->quant.enabled())) {
     // Narrow on the device, or expanded here: XLA:CPU materialises an in-program expansion every
     // step (bench/NOTES.md, "Quantized weights"), so the CPU expands once at load by default.
     const bool cpu = client().platform_name() == "cpu";
     const std::string& how = opt_.quantized_weights;
     target_.quant.expand_at_load = how == "dequantize" || (how == "auto" && cpu);
+    if (drafter_) drafter_->quant.expand_at_load = target_.quant.expand_at_load;
     const std::string act = pjrt::DTypeName(dtypes_.numerics.dtype);
+    std::string scheme = target_.quant.enabled() ? target_.quant.Key() : "";
+    if (drafter_ && drafter_->quant.enabled()) scheme += (scheme.empty() ? "" : "; ") + std::string("drafter ") + drafter_->quant.Key();
     if (target_.quant.expand_at_load)
-      dtypes_.reason += "; quantized Linear weights (" + target_.quant.Key() + ") expanded at load to " + act +
+      dtypes_.reason += "; quantized Linear weights (" + scheme + ") expanded at load to " + act +
                         (how == "auto" ? " (quantizedWeights auto on cpu: XLA:CPU would expand them every step)" : "");
     else
-      dtypes_.reason += "; Linear weights kept narrow on the device (" + target_.quant.Key() + "), expanded to " + act + " next to each dot";
+      dtypes_.reason += "; Linear weights kept narrow on the device (" + scheme + "), expanded to " + act + " next to each dot";
   }
   const pjrt::DType dt = dtypes_.numerics.dtype;
   LoadProgress base;
@@ -103,7 +106,8 @@ std::vector<std::string> Runtime::LoadWeights(const std::vector<TensorSource>& t
   auto unused = UploadWeights(mesh_, models::StoredSpecs(models::TargetWeightSpecs(target_, dt, devices()), devices()), target, "", weights_, progress, base);
   if (drafter_) {
     base.model = "drafter";
-    auto more = UploadWeights(mesh_, models::DrafterWeightSpecs(*drafter_, dt, target_, devices(), drafter_replicated()), drafter, models::kDrafterPrefix,
+    auto more = UploadWeights(mesh_, models::StoredSpecs(models::DrafterWeightSpecs(*drafter_, dt, target_, devices(), drafter_replicated()), devices()),
+                              drafter, models::kDrafterPrefix,
                               weights_, progress, base);
     for (auto& n : more) unused.push_back("drafter " + n);
   }

@@ -84,6 +84,7 @@ struct DrafterConfig {
   // query on either side (z-lab's flash-attention sliding window). Empty = every layer full.
   std::vector<int64_t> sliding_windows;
   DFlash2Config dflash2;
+  WeightQuant quant;  // its layers' Linear weights stored narrow (a quantized drafter checkpoint)
   bool is_dflash2() const { return dflash2.conv_kernel_size > 0; }
 };
 

@@ -87,6 +87,7 @@ std::vector<WeightSpec> DrafterWeightSpecs(const DrafterConfig& d, pjrt::DType t
   }
   s.push_back({"norm.weight", {h}, t});
   if (d.is_dflash2()) AppendDFlash2SelectorSpecs(s, d, t);
+  ApplyQuant(s, d.quant);
   return s;
 }
 
