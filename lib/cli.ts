@@ -12,7 +12,7 @@ import { parseArgs, ParseArgsConfig } from 'util';
 import { demoArgs, doctor, installPluginCommand } from './cli-plugins';
 import { loadWithProgress } from './cli-progress';
 import { precompileCommand } from './precompile-command';
-import { PRECOMPILE_HELP, serve, SERVE_HELP, serveOptions } from './server/serve-command';
+import { PRECOMPILE_HELP, quantizedWeightsOption, serve, SERVE_HELP, serveOptions } from './server/serve-command';
 
 const HELP = `usage:
   dflash generate --target DIR|FILE.gguf [--drafter DIR|FILE.gguf] [options] "prompt"
@@ -24,6 +24,7 @@ const HELP = `usage:
       --temperature T    sample at temperature T (default 0: greedy)
       --top-p P, --top-k K, --seed N   sampling controls
       --dtype D          auto | f32 | bf16 | f16 (default auto: the checkpoint's)
+      --quantized-weights Q   narrow | dequantize | auto, for a quantized checkpoint (default auto: dequantize on CPU)
       --max-seq-len N    longest prompt + generation (default: the model's)
       --tensor-parallel-size N   split the model over N devices (default 1)
       --plugin PATH      PJRT plugin to use (default: discovered)
@@ -47,6 +48,7 @@ const generateOptions = {
   chat: { type: 'boolean' }, stop: { type: 'string', multiple: true }, temperature: { type: 'string' },
   'top-p': { type: 'string' }, 'top-k': { type: 'string' }, seed: { type: 'string' }, json: { type: 'boolean' },
   dtype: { type: 'string' }, 'max-seq-len': { type: 'string' }, 'tensor-parallel-size': { type: 'string' },
+  'quantized-weights': { type: 'string' },
 } as const;
 
 const COMMANDS: Record<string, ParseArgsConfig['options']> = {
@@ -57,7 +59,7 @@ const COMMANDS: Record<string, ParseArgsConfig['options']> = {
     target: serveOptions.target, drafter: serveOptions.drafter, plugin: serveOptions.plugin, queue: serveOptions.queue,
     'max-sequences': serveOptions['max-sequences'], 'max-seq-len': serveOptions['max-seq-len'],
     'tensor-parallel-size': serveOptions['tensor-parallel-size'], 'data-parallel-size': serveOptions['data-parallel-size'],
-    'precompile-context': serveOptions['precompile-context'],
+    'precompile-context': serveOptions['precompile-context'], 'quantized-weights': serveOptions['quantized-weights'],
     'cache-dir': { type: 'string' },
   },
   doctor: {
@@ -100,6 +102,7 @@ async function generate(args: Args): Promise<void> {
     drafter: args.drafter as string | undefined,
     plugin: args.plugin as string | undefined,
     dtype: args.dtype as 'auto' | 'f32' | 'bf16' | 'f16' | undefined,
+    ...(args['quantized-weights'] === undefined ? {} : { quantizedWeights: quantizedWeightsOption(args['quantized-weights'] as string) }),
     maxSeqLen: num(args, 'max-seq-len'),
     maxSequences: 1,
     tensorParallel: num(args, 'tensor-parallel-size'),

@@ -10,7 +10,7 @@
 // The engine must run a quantized checkpoint exactly as its f32 copy: the same greedy tokens and
 // bit-identical log-probabilities, while the device holds the payloads in their stored width
 // (quantizedWeights 'narrow'), and again when they are expanded at load (the CPU's default).
-import { execFileSync } from 'child_process';
+import { execFileSync, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -197,6 +197,21 @@ describe('a quantized target under speculation and over a mesh', () => {
     const { quantized } = quantize(path.join(CODE_PAIR, 'target'), 'fp8-b128');
     await expect(Engine.load({ target: quantized, tensorParallel: 2, maxSeqLen: 64, quantizedWeights: 'narrow', warmup: false }))
       .rejects.toThrow(/k_proj\.weight \(128, 256\) split over 2 devices gives each 64 rows, not whole fp8 b128x128 scale blocks of 128/);
+  });
+});
+
+describe('the CLI', () => {
+  it('dflash generate --quantized-weights picks narrow or expanded weights, and names a typo', () => {
+    const { quantized } = quantize(path.join(MODELS, 'qwen3-f32'), 'awq-g32', ['--scale-dtype', 'F16']);
+    const cli = (...args: string[]) => spawnSync(process.execPath, [path.join(ROOT, 'dist', 'lib', 'cli.js'), 'generate', '--target', quantized,
+      '--max-tokens', '4', ...args, 'hello'], { encoding: 'utf8' });
+    const narrow = cli('--quantized-weights', 'narrow');
+    expect(narrow.status, narrow.stderr).toBe(0);
+    expect(narrow.stderr).toMatch(/Linear weights kept narrow on the device \(int4 zp g32\)/);
+    expect(cli().stderr).toMatch(/quantized Linear weights \(int4 zp g32\) expanded at load to f32 \(quantizedWeights auto on cpu/);
+    const typo = cli('--quantized-weights', 'narow');
+    expect(typo.status).not.toBe(0);
+    expect(typo.stderr).toMatch(/--quantized-weights must be auto, narrow or dequantize, got 'narow'/);
   });
 });
 

@@ -15,6 +15,8 @@ export const SERVE_HELP = `  dflash serve --target DIR|FILE.gguf [--drafter DIR|
       --max-seq-len N           longest prompt + completion in tokens (default 2048)
       --tensor-parallel-size N  devices each replica's model is split over (default 1)
       --data-parallel-size M    replicas, each on its own N devices; requests go to the least loaded (default 1)
+      --quantized-weights Q     a quantized checkpoint's weights: narrow (kept in their stored width on the device),
+                                dequantize (expanded once at load) or auto (default: dequantize on CPU, narrow elsewhere)
       --api-key KEY             require "Authorization: Bearer KEY" on /v1 (default $DFLASH_API_KEY)
       --served-model-name NAME  the model id clients send (default: the --target path)
       --shutdown-timeout S      seconds running requests get on SIGINT/SIGTERM (default 30)
@@ -28,7 +30,7 @@ export const PRECOMPILE_HELP = `  dflash precompile --target DIR [--drafter DIR]
       compile every program \`dflash serve\` with the same options runs into the disk cache (--cache-dir, default
       $DFLASH_CACHE_DIR or ~/.cache/dflash/programs), e.g. in a container build; a server started on it compiles
       nothing. Takes --max-sequences, --max-seq-len, --queue, --tensor-parallel-size, --data-parallel-size,
-      --precompile-context, --plugin as serve does`;
+      --quantized-weights, --precompile-context, --plugin as serve does`;
 
 export const serveOptions = {
   target: { type: 'string' },
@@ -41,6 +43,7 @@ export const serveOptions = {
   'max-seq-len': { type: 'string' },
   'tensor-parallel-size': { type: 'string' },
   'data-parallel-size': { type: 'string' },
+  'quantized-weights': { type: 'string' },
   'api-key': { type: 'string' },
   'served-model-name': { type: 'string' },
   'shutdown-timeout': { type: 'string' },
@@ -60,6 +63,12 @@ function intOption(v: Values, name: keyof Values, dflt: number, min: number, max
   const n = Number(raw);
   if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name} must be an integer in ${min}..${max}, got '${raw}'`);
   return n;
+}
+
+/** --quantized-weights: checked here so a typo is named before the model loads. */
+export function quantizedWeightsOption(raw: string): 'auto' | 'narrow' | 'dequantize' {
+  if (raw !== 'auto' && raw !== 'narrow' && raw !== 'dequantize') throw new Error(`--quantized-weights must be auto, narrow or dequantize, got '${raw}'`);
+  return raw;
 }
 
 /** Sampling defaults from the target's generation_config.json (greedy when do_sample is false). */
@@ -89,6 +98,7 @@ export function serveEngineOptions(v: Values): EngineLoadOptions & { maxSeqLen: 
     maxQueue: intOption(v, 'queue', 64, 0),
     tensorParallel: intOption(v, 'tensor-parallel-size', 1, 1, 1024),
     dataParallel: intOption(v, 'data-parallel-size', 1, 1, 1024),
+    ...(v['quantized-weights'] === undefined ? {} : { quantizedWeights: quantizedWeightsOption(v['quantized-weights'] as string) }),
     precompileContext: intOption(v, 'precompile-context', maxSeqLen, 1, maxSeqLen),
   };
 }
