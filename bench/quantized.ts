@@ -18,6 +18,10 @@ import { makeRandomShape } from '../test/helpers/random-shape';
 import { arg, machine, publish, run } from './common';
 
 const ROOT = packageRoot();
+// tools/quant/quantize.py: in this checkout, or (the device kit, whose compiled package lives in
+// its own directory) in the tree it runs from.
+const QUANTIZE = [ROOT, process.cwd(), path.join(__dirname, '..', '..')].map((d) => path.join(d, 'tools', 'quant', 'quantize.py'))
+  .find((f) => fs.existsSync(f)) ?? path.join(ROOT, 'tools', 'quant', 'quantize.py');
 
 function worker(dir: string, cache: string, dtype: string, quantized: string, hlo?: string): Record<string, any> {
   const env = { ...process.env };
@@ -41,7 +45,7 @@ async function main(): Promise<void> {
   for (const s of schemes) {
     const out = path.join(base, s);
     if (!fs.existsSync(path.join(out, 'model.safetensors')))
-      execFileSync(py, [path.join(ROOT, 'tools', 'quant', 'quantize.py'), src, out, '--scheme', s, '--scale-dtype', 'BF16'], { stdio: 'inherit' });
+      execFileSync(py, [QUANTIZE, src, out, '--scheme', s, '--scale-dtype', 'BF16'], { stdio: 'inherit' });
   }
   const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'dflash-quant-cache-'));
   const hlo = arg('hlo', '');

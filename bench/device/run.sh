@@ -59,7 +59,7 @@ done
 [ "$STAGES" = all ] && STAGES=build,check,kernels,speculative,quantized,mesh
 IFS=, read -r -a STAGE_LIST <<< "$STAGES"
 for s in "${STAGE_LIST[@]}"; do
-  case "$s" in build|check|kernels|speculative|mesh) ;; *) devkit_die "unknown stage '$s' (build, check, kernels, speculative, mesh, all)" ;; esac
+  case "$s" in build|check|kernels|speculative|quantized|mesh) ;; *) devkit_die "unknown stage '$s' (build, check, kernels, speculative, quantized, mesh, all)" ;; esac
 done
 mkdir -p "$KIT"
 cd "$ROOT"

@@ -266,6 +266,10 @@ stage_quantized() {
   shape=${SHAPE:-$([ "$QUICK" = 1 ] && echo mini || { [ "$CPU" = 1 ] && echo qwen3-0.6b || echo qwen3-4b; })}
   dtype=$([ "$CPU" = 1 ] && echo f32 || echo bf16)
   py=$(find_python) || { note "no Python with numpy (set DEVKIT_PYTHON)"; return 1; }
+  # The f32 source checkpoint, written here (the compiled bench cannot see tools/ from the kit).
+  local src="$KIT/models/quantized-$shape/f32"
+  [ -f "$src/model.safetensors" ] ||
+    step "random $shape f32 checkpoint" "$py" "$ROOT/tools/shapes/make_random.py" --shape "$shape" --out "$src" --dtype f32 || return 1
   DFLASH_PYTHON=$py bench "quantized: $shape (random, narrow vs expanded at load)" "quantized-$shape-$SLUG.md" \
     "$KIT/dist/bench/quantized.js" --shape "$shape" --dtype "$dtype" --dir "$KIT/models/quantized-$shape"
 }
