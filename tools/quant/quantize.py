@@ -41,24 +41,24 @@ DTYPES = {'F32': np.float32, 'I8': np.int8, 'I32': np.int32, 'I64': np.int64, 'U
 
 
 def read_safetensors(path):
+    """name -> f32 (or integer) array, read tensor by tensor from a memory map (a 4B-shaped
+    checkpoint is never held in memory whole)."""
     with open(path, 'rb') as f:
         n = struct.unpack('<Q', f.read(8))[0]
         header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
+    data = np.memmap(path, np.uint8, 'r', offset=8 + n)
     for name, t in header.items():
         if name == '__metadata__':
             continue
         a, b = t['data_offsets']
         raw = data[a:b]
         if t['dtype'] == 'BF16':
-            arr = (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32)
+            arr = (raw.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
         elif t['dtype'] == 'F16':
-            arr = np.frombuffer(raw, np.float16).astype(np.float32)
+            arr = raw.view(np.float16).astype(np.float32)
         else:
-            arr = np.frombuffer(raw, DTYPES[t['dtype']])
-        out[name] = arr.reshape(t['shape']).copy()
-    return out
+            arr = np.array(raw.view(DTYPES[t['dtype']]))
+        yield name, arr.reshape(t['shape'])
 
 
 def to_bf16_bytes(x):
@@ -68,20 +68,27 @@ def to_bf16_bytes(x):
     return u.astype(np.uint16).tobytes()
 
 
-def write_safetensors(path, tensors):
-    """tensors: name -> (dtype string, shape, bytes)"""
-    header, offset, blobs = {}, 0, []
-    for name, (dtype, shape, raw) in tensors.items():
-        header[name] = {'dtype': dtype, 'shape': list(shape), 'data_offsets': [offset, offset + len(raw)]}
-        offset += len(raw)
-        blobs.append(raw)
-    h = json.dumps(header, separators=(',', ':')).encode()
-    h += b' ' * (-len(h) % 8)
-    with open(path, 'wb') as f:
-        f.write(struct.pack('<Q', len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
+class SafetensorsWriter:
+    """Tensors appended one at a time to a side file; close() writes the header and the data."""
+
+    def __init__(self, path):
+        self.path, self.header, self.offset = path, {}, 0
+        self.data = open(path + '.data', 'wb')
+
+    def add(self, name, dtype, shape, raw):
+        self.header[name] = {'dtype': dtype, 'shape': list(shape), 'data_offsets': [self.offset, self.offset + len(raw)]}
+        self.offset += len(raw)
+        self.data.write(raw)
+
+    def close(self):
+        self.data.close()
+        h = json.dumps(self.header, separators=(',', ':')).encode()
+        h += b' ' * (-len(h) % 8)
+        with open(self.path, 'wb') as f, open(self.path + '.data', 'rb') as d:
+            f.write(struct.pack('<Q', len(h)))
+            f.write(h)
+            shutil.copyfileobj(d, f, 64 << 20)
+        os.remove(self.path + '.data')
 
 
 def pack_int32(q, bits):
@@ -239,30 +246,30 @@ def main():
     ap.add_argument('--ignore', nargs='*', default=[], help='Linear modules (without .weight) left unquantized')
     ap.add_argument('--scale-dtype', default='F32', choices=['F32', 'BF16', 'F16'])
     a = ap.parse_args()
-    src = read_safetensors(os.path.join(a.src, 'model.safetensors'))
-    quantized, dequantized = {}, {}
-    for name, w in src.items():
-        base = name[: -len('.weight')]
-        if name.endswith('_proj.weight') and w.ndim == 2 and base not in a.ignore:
-            stored, deq = quantize(w.astype(np.float32), a.scheme, a.scale_dtype)
-            for suffix, t in stored.items():
-                quantized[f'{base}.{suffix}'] = t
-            dequantized[name] = deq
-        else:
-            quantized[name] = ('F32', w.shape, w.astype(np.float32).tobytes())
-            dequantized[name] = w.astype(np.float32)
     for d in [a.out] + ([a.dequantized_out] if a.dequantized_out else []):
         os.makedirs(d, exist_ok=True)
         for f in os.listdir(a.src):
             if f != 'model.safetensors' and os.path.isfile(os.path.join(a.src, f)):
                 shutil.copy(os.path.join(a.src, f), os.path.join(d, f))
-    write_safetensors(os.path.join(a.out, 'model.safetensors'), quantized)
+    quantized = SafetensorsWriter(os.path.join(a.out, 'model.safetensors'))
+    dequantized = SafetensorsWriter(os.path.join(a.dequantized_out, 'model.safetensors')) if a.dequantized_out else None
+    for name, w in read_safetensors(os.path.join(a.src, 'model.safetensors')):
+        base = name[: -len('.weight')]
+        if name.endswith('_proj.weight') and w.ndim == 2 and base not in a.ignore:
+            stored, deq = quantize(w.astype(np.float32), a.scheme, a.scale_dtype)
+            for suffix, (dtype, shape, raw) in stored.items():
+                quantized.add(f'{base}.{suffix}', dtype, shape, raw)
+        else:
+            deq = w.astype(np.float32)
+            quantized.add(name, 'F32', w.shape, deq.tobytes())
+        if dequantized:
+            dequantized.add(name, 'F32', deq.shape, deq.tobytes())
+    quantized.close()
+    if dequantized:
+        dequantized.close()
     cfg = json.load(open(os.path.join(a.src, 'config.json')))
     cfg['quantization_config'] = quantization_config(a.scheme, a.ignore)
     json.dump(cfg, open(os.path.join(a.out, 'config.json'), 'w'), indent=2)
-    if a.dequantized_out:
-        write_safetensors(os.path.join(a.dequantized_out, 'model.safetensors'),
-                          {n: ('F32', w.shape, w.tobytes()) for n, w in dequantized.items()})
 
 
 if __name__ == '__main__':
