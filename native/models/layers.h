@@ -18,7 +18,9 @@ namespace dflash::models {
 // Weight inputs of a program by HF tensor name.
 using WeightInputs = std::map<std::string, hlo::Value>;
 
-// Declares one named input per spec (in spec order) and returns them by name.
+// Declares one named input per spec (in spec order) and returns them by name; a quantized spec
+// (spec.quant) declares its payload, scales and zero points instead and is returned as W
+// expanded from them (models/quant.h), so layer code never sees the storage.
 WeightInputs DeclareWeights(hlo::Builder& b, const std::vector<WeightSpec>& specs);
 const hlo::Value& Weight(const WeightInputs& w, const std::string& name);  // throws naming it
 
