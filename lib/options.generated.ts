@@ -21,7 +21,7 @@ export interface EngineOptions {
   dtype?: 'auto' | 'f32' | 'bf16' | 'f16';
   /** KV-cache dtype; auto = dtype. Default: 'auto'. */
   kvDtype?: 'auto' | 'f32' | 'bf16' | 'f16';
-  /** Quantized checkpoints (quantization_config): narrow = the int8 / int4 / fp8 payloads and their scales are what the device holds, expanded inside each program next to the matmul; dequantize = expanded once at load to dtype. auto: narrow on GPU/TPU, dequantize on CPU, where XLA materialises the expansion every step (5-6x slower decode at the Qwen3-0.6B shape, bench/NOTES.md). Outputs are identical either way. Default: 'auto'. */
+  /** Quantized checkpoints (quantization_config): narrow = the int8 / int4 / fp8 payloads and their scales are what the device holds, expanded inside each program next to the matmul; dequantize = expanded once at load to dtype. auto: narrow on GPU/TPU, dequantize on CPU, where XLA materialises the expansion every step (5-7x slower decode at the Qwen3-0.6B shape, bench/NOTES.md). Outputs are identical either way. Default: 'auto'. */
   quantizedWeights?: 'auto' | 'narrow' | 'dequantize';
   /** Directory for compiled programs, so a second start does not recompile; '' = off. (Engine.load defaults it to $DFLASH_CACHE_DIR or ~/.cache/dflash/programs.) Default: ''. */
   cacheDir?: string;

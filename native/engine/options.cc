@@ -152,7 +152,7 @@ const std::vector<OptionSpec>& EngineOptionSpecs() {
       Enum("quantizedWeights", "auto", {"auto", "narrow", "dequantize"},
            "Quantized checkpoints (quantization_config): narrow = the int8 / int4 / fp8 payloads and their scales are what the "
            "device holds, expanded inside each program next to the matmul; dequantize = expanded once at load to dtype. "
-           "auto: narrow on GPU/TPU, dequantize on CPU, where XLA materialises the expansion every step (5-6x slower "
+           "auto: narrow on GPU/TPU, dequantize on CPU, where XLA materialises the expansion every step (5-7x slower "
            "decode at the Qwen3-0.6B shape, bench/NOTES.md). Outputs are identical either way."),
       Str("cacheDir", "",
           "Directory for compiled programs, so a second start does not recompile; '' = off. (Engine.load defaults it to "
