@@ -104,9 +104,24 @@ print(json.dumps(out))`;
   });
 });
 
+describe('transformers reading the same files (compressed-tensors decompressing them) agrees', () => {
+  // Goldens from tools/quant/make_goldens.py: transformers 5.25 loads these checkpoints with the
+  // format's own decompression and decodes greedily in f32 (top-2 margins >= 0.024, far above f32
+  // rounding, so the tokens must be identical).
+  const golden = JSON.parse(fs.readFileSync(path.join(__dirname, 'fixtures', 'goldens', 'quantized-transformers.json'), 'utf8'));
+  it.each(['qwen3-f32 int4-g32', 'llama-f32 int8-g32', 'qwen2-f32 fp8-channel'])('%s, narrow on the device', async (key) => {
+    const [model, scheme] = key.split(' ');
+    const g = golden[key] as { ids: number[]; logprobs: number[] };
+    expect(golden.prompt).toEqual([3, 17, 42, 99, 5, 64, 7]);  // greedy()'s prompt
+    const a = await greedy(quantize(path.join(MODELS, model), scheme).quantized);
+    expect(a.ids).toEqual(g.ids);
+    a.logprobs.forEach((l, i) => expect(Math.abs(l[0] - g.logprobs[i]), `step ${i}`).toBeLessThan(2e-4));
+  });
+});
+
 describe('each scheme runs exactly its f32 dequantization, with the payload narrow on the device', () => {
   const cases: [string, string, string, string[]][] = [
-    ['compressed-tensors int8 per channel (int-quantized)', 'qwen3-f32', 'int8-channel', []],
+    ['compressed-tensors int8 per channel (naive-quantized)', 'qwen3-f32', 'int8-channel', []],
     ['compressed-tensors int4 groups of 32 (pack-quantized)', 'qwen3-f32', 'int4-g32', []],
     ['compressed-tensors int8 groups of 32 (pack-quantized, Llama)', 'llama-f32', 'int8-g32', []],
     ['compressed-tensors fp8 per channel (float-quantized, Qwen2 biases)', 'qwen2-f32', 'fp8-channel', []],

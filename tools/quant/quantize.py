@@ -5,7 +5,7 @@ on the device (lib/quantization.ts), and beside it the same model dequantized to
     python tools/quant/quantize.py SRC OUT --scheme int4-g32 [--dequantized-out DIR]
 
 Schemes (every `*_proj.weight` matrix is quantized unless named by --ignore):
-    int8-channel   compressed-tensors int-quantized, I8 weight + weight_scale (out, 1)
+    int8-channel   compressed-tensors naive-quantized, I8 weight + weight_scale (out, 1)
     int8-g32       compressed-tensors pack-quantized 8-bit, groups of 32 (int32 words of 4 values + 128)
     int4-g32       compressed-tensors pack-quantized 4-bit, groups of 32 (int32 words of 8 values + 8)
     int4-channel   the same, one scale per output row
@@ -13,7 +13,7 @@ Schemes (every `*_proj.weight` matrix is quantized unless named by --ignore):
     fp8-b32        Qwen / DeepSeek FP8: F8_E4M3 weight + weight_scale_inv, blocks of 32 x 32
     fp8-b128       the same with the released 128 x 128 blocks
     int4-g32-zp    compressed-tensors pack-quantized 4-bit with zero points (packed along the rows)
-    int8-channel-zp  compressed-tensors int-quantized with I8 zero points
+    int8-channel-zp  compressed-tensors naive-quantized with I8 zero points
     awq-g32        AutoAWQ gemm: qweight / qzeros int32 (in, out/8) in AWQ's nibble order, scales (in/g, out)
 
 The packing follows compressed-tensors' pack_to_int32 (value j of a word at bits [bits*j, ...),
@@ -231,7 +231,9 @@ def quantization_config(scheme, ignore):
     weights = {'num_bits': 8 if kind in ('int8', 'fp8') else 4, 'type': 'float' if kind == 'fp8' else 'int', 'symmetric': not zp,
                'strategy': 'channel' if grain == 'channel' else 'group', 'group_size': None if grain == 'channel' else int(grain[1:]),
                'dynamic': False, 'actorder': None, 'observer': 'minmax'}
-    fmt = 'float-quantized' if kind == 'fp8' else 'int-quantized' if scheme.startswith('int8-channel') else 'pack-quantized'
+    # I8 weights are the naive layout (int-quantized is the same bytes, which compressed-tensors
+    # reserves for W8A8); W8A16 from llm-compressor is pack-quantized 8-bit (int8-g32 here).
+    fmt = 'float-quantized' if kind == 'fp8' else 'naive-quantized' if scheme.startswith('int8-channel') else 'pack-quantized'
     return {'quant_method': 'compressed-tensors', 'format': fmt, 'quantization_status': 'compressed',
             'config_groups': {'group_0': {'targets': ['Linear'], 'weights': weights, 'input_activations': None, 'output_activations': None}},
             'ignore': ['lm_head'] + ignore, 'sparsity_config': {}, 'kv_cache_scheme': None}
