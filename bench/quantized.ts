@@ -67,7 +67,7 @@ async function main(): Promise<void> {
       `tied embedding kept ${dtype}); every *_proj matrix quantized by tools/quant/quantize.py, scales bf16; activations ${dtype}`,
     '- decode: plain greedy, one stream, median step; verify(16): one target forward of 16 tokens; peak RSS: the worker process\'s (on CPU the device memory is the host\'s) (bench/shapes-worker.ts)',
     '',
-    '| weights | device weight bytes | vs f32 | decode ms/token | vs f32 | verify(16) ms | vs f32 | peak RSS |',
+    `| weights | device weight bytes | vs ${dtype} | decode ms/token | vs ${dtype} | verify(16) ms | vs ${dtype} | peak RSS |`,
     '|---|---|---|---|---|---|---|---|',
     ...rows.map(([name, r]) => `| ${name} | ${gb(r.weightBytes)} GB | ${(r.weightBytes / ref.weightBytes).toFixed(2)} | ` +
       `${r.decodeMs.toFixed(1)} | ${(r.decodeMs / ref.decodeMs).toFixed(2)} | ${(r.verify[16] * 1000).toFixed(1)} | ${(r.verify[16] / ref.verify[16]).toFixed(2)} | ` +
