@@ -8,7 +8,11 @@
 namespace dflash::engine {
 namespace {
 
-constexpr int kAwqOrder[8] = {0, 2, 4, 6, 1, 3, 5, 7};  // nibble i holds output 8c + kAwqOrder[i]
+// AutoAWQ packs output 8c + kAwqOrder[i] into nibble i of word c; kAwqSlot is the inverse: the
+// nibble output 8c + j lives in.
+constexpr int kAwqOrder[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+constexpr int kAwqSlot[8] = {0, 4, 1, 5, 2, 6, 3, 7};
+static_assert(kAwqSlot[kAwqOrder[1]] == 1 && kAwqSlot[kAwqOrder[6]] == 6, "kAwqSlot inverts kAwqOrder");
 
 uint32_t Word(const uint8_t* raw, int64_t index) {
   uint32_t w;
@@ -18,13 +22,24 @@ uint32_t Word(const uint8_t* raw, int64_t index) {
 
 // The unsigned 4-bit value of output o in row r of an AWQ-packed (rows, outs/8) int32 tensor.
 int AwqNibble(const uint8_t* raw, int64_t outs, int64_t r, int64_t o) {
-  static int slot[8];
-  static const bool init = [] {
-    for (int i = 0; i < 8; ++i) slot[kAwqOrder[i]] = i;
-    return true;
-  }();
-  (void)init;
-  return static_cast<int>((Word(raw, r * (outs / 8) + o / 8) >> (4 * slot[o % 8])) & 15u);
+  return static_cast<int>((Word(raw, r * (outs / 8) + o / 8) >> (4 * kAwqSlot[o % 8])) & 15u);
+}
+
+// compressed-tensors' zero points packed along the rows: word (o / per, g) holds rows
+// o .. o + per - 1 of column g at kBits each, stored + 2^(kBits-1). Shape (out, groups) -> f32.
+template <int kBits>
+int64_t RowPackedBytes(const std::vector<int64_t>& s) {
+  constexpr int per = 32 / kBits;
+  return s.size() == 2 ? (s[0] + per - 1) / per * s[1] * 4 : -1;
+}
+template <int kBits>
+void RowPackedZeros(const uint8_t* raw, const std::vector<int64_t>& s, uint8_t* out) {
+  constexpr int per = 32 / kBits;
+  constexpr uint32_t mask = (1u << kBits) - 1;
+  float* f = reinterpret_cast<float*>(out);
+  for (int64_t o = 0; o < s[0]; ++o)
+    for (int64_t g = 0; g < s[1]; ++g)
+      f[o * s[1] + g] = static_cast<float>((Word(raw, (o / per) * s[1] + g) >> (kBits * (o % per))) & mask) - (1 << (kBits - 1));
 }
 
 int64_t Product(const std::vector<int64_t>& s) {
@@ -49,22 +64,8 @@ const Repack kRepacks[] = {
        for (int64_t o = 0; o < s[0]; ++o)
          for (int64_t g = 0; g < s[1]; ++g) f[o * s[1] + g] = static_cast<float>(AwqNibble(raw, s[0], g, o)) - 8.0f;
      }},
-    {"CT_Z4", pjrt::DType::kF32,
-     [](const std::vector<int64_t>& s) -> int64_t { return s.size() == 2 ? (s[0] + 7) / 8 * s[1] * 4 : -1; },
-     [](const uint8_t* raw, const std::vector<int64_t>& s, uint8_t* out) {
-       float* f = reinterpret_cast<float*>(out);
-       for (int64_t o = 0; o < s[0]; ++o)
-         for (int64_t g = 0; g < s[1]; ++g)
-           f[o * s[1] + g] = static_cast<float>((Word(raw, (o / 8) * s[1] + g) >> (4 * (o % 8))) & 15u) - 8.0f;
-     }},
-    {"CT_Z8", pjrt::DType::kF32,
-     [](const std::vector<int64_t>& s) -> int64_t { return s.size() == 2 ? (s[0] + 3) / 4 * s[1] * 4 : -1; },
-     [](const uint8_t* raw, const std::vector<int64_t>& s, uint8_t* out) {
-       float* f = reinterpret_cast<float*>(out);
-       for (int64_t o = 0; o < s[0]; ++o)
-         for (int64_t g = 0; g < s[1]; ++g)
-           f[o * s[1] + g] = static_cast<float>((Word(raw, (o / 4) * s[1] + g) >> (8 * (o % 4))) & 255u) - 128.0f;
-     }},
+    {"CT_Z4", pjrt::DType::kF32, RowPackedBytes<4>, RowPackedZeros<4>},
+    {"CT_Z8", pjrt::DType::kF32, RowPackedBytes<8>, RowPackedZeros<8>},
     {"I8_Z", pjrt::DType::kF32, [](const std::vector<int64_t>& s) -> int64_t { return Product(s); },
      [](const uint8_t* raw, const std::vector<int64_t>& s, uint8_t* out) {
        float* f = reinterpret_cast<float*>(out);

@@ -246,16 +246,9 @@ std::unique_ptr<StagingBuffer> Decode(const TensorSource& s, const uint8_t* raw)
 
 std::vector<float> Floats(const TensorSource& s) {
   MappedRange map(s.file, s.offset, s.nbytes);
-  const int64_t count = Product(s.shape, 0, s.shape.size());
-  std::vector<float> f(static_cast<size_t>(count));
-  if (NeedsDecoding(s)) {
-    const auto d = Decode(s, map.data());
-    std::memcpy(f.data(), d->data(), f.size() * sizeof(float));
-  } else {
-    const pjrt::DType have = ParseDType(s.dtype, s.name);
-    for (int64_t k = 0; k < count; ++k) f[k] = ToFloat(map.data() + k * pjrt::ByteSize(have), have);
-  }
-  return f;
+  const auto d = Decode(s, map.data());  // widened floats, or a re-layout to f32
+  const float* f = reinterpret_cast<const float*>(d->data());
+  return std::vector<float>(f, f + Product(s.shape, 0, s.shape.size()));
 }
 
 // Puts one spec on the mesh's devices: replicated, or device k gets its part along the split
