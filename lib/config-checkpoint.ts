@@ -37,6 +37,7 @@ export function checkTargetTensors(cfg: TargetConfig, tensors: readonly TensorSo
   expect(label, 'num_attention_heads * head_dim', cfg.numHeads * cfg.headDim, 'model.layers.0.self_attn.q_proj.weight',
     s.get('layers.0.self_attn.q_proj.weight'), 0, cfg.numHeads * cfg.headDim);
   if (!cfg.moe) return;
+  if (cfg.family === 'gpt_oss') return checkGptOssExperts(cfg, s, label);
   cfg.moe.sparseLayers.forEach((sparse, l) => {
     if (!sparse) return;
     let experts = 0;
@@ -46,6 +47,23 @@ export function checkTargetTensors(cfg: TargetConfig, tensors: readonly TensorSo
     expect(label, 'moe_intermediate_size', cfg.moe!.moeIntermediateSize, `model.layers.${l}.mlp.experts.0.gate_proj.weight`,
       s.get(`layers.${l}.mlp.experts.0.gate_proj.weight`), 0, cfg.moe!.moeIntermediateSize);
   });
+}
+
+// gpt-oss stacks each layer's experts: gate_up_proj (E, H, 2I), down_proj (E, I, H); MXFP4
+// checkpoints as Linear weights, two values a byte (lib/quantization.ts mxfp4Tensors): gate_up_proj
+// (E, 2I, H/2), down_proj (E, H, I/2).
+function checkGptOssExperts(cfg: TargetConfig, s: Map<string, number[]>, label: string): void {
+  const moe = cfg.moe!, E = moe.numExperts, H = cfg.hiddenSize, I = moe.moeIntermediateSize;
+  const mx = cfg.quant?.payload === 'mxfp4';
+  for (let l = 0; l < cfg.numLayers; l++) {
+    const gateUp = `layers.${l}.mlp.experts.gate_up_proj`, down = `layers.${l}.mlp.experts.down_proj`;
+    const what = (n: string) => `model.${n}${mx ? '_blocks' : ''}`;
+    const gu = s.get(gateUp), dn = s.get(down);
+    expect(label, 'num_local_experts', E, what(gateUp), gu, 0, E);
+    expect(label, mx ? 'intermediate_size * 2' : 'hidden_size', mx ? 2 * I : H, what(gateUp), gu, 1, mx ? 2 * I : H);
+    expect(label, mx ? 'hidden_size / 2' : 'intermediate_size * 2', mx ? H / 2 : 2 * I, what(gateUp), gu, 2, mx ? H / 2 : 2 * I);
+    expect(label, mx ? 'hidden_size' : 'intermediate_size', mx ? H : I, what(down), dn, 1, mx ? H : I);
+  }
 }
 
 /** Throws unless the drafter checkpoint's layers and feature projection agree with `cfg`. */

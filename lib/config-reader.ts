@@ -109,8 +109,9 @@ export class Reader {
       this.fail(keys, `make ${what} ${dims.join(' x ')} = ${n} elements, above the 2^31 - 1 a tensor may have`);
   }
 
-  // rope_scaling (or transformers 5's rope_parameters): llama3 scaling, none, or an error.
-  ropeScaling(cfg: Json): RopeLlama3 | null {
+  // rope_scaling (or transformers 5's rope_parameters): llama3 scaling, none, or an error; yarn
+  // when the caller reads it itself (allowYarn: gpt-oss, lib/config-gpt-oss.ts).
+  ropeScaling(cfg: Json, allowYarn = false): RopeLlama3 | null {
     const rp = cfg.rope_parameters as Json | null | undefined;
     const fromParams = rp && typeof rp === 'object' && rp.rope_type !== undefined && rp.rope_type !== 'default';
     const key = this.prefix + (cfg.rope_scaling ? 'rope_scaling' : 'rope_parameters');
@@ -118,8 +119,8 @@ export class Reader {
     if (!rs) return null;
     if (typeof rs !== 'object') this.bad(key, `must be an object (got ${JSON.stringify(rs)})`);
     const rt = rs.rope_type ?? rs.type;
-    if (rt === 'default') return null;
-    if (rt !== 'llama3') this.fail(key, `type ${JSON.stringify(rt)} is not supported (llama3 only)`);
+    if (rt === 'default' || (rt === 'yarn' && allowYarn)) return null;
+    if (rt !== 'llama3') this.fail(key, `type ${JSON.stringify(rt)} is not supported (llama3${allowYarn ? ' or yarn' : ''} only)`);
     const r = {
       factor: this.num(rs, 'factor', undefined, `${key}.factor`),
       lowFreqFactor: this.num(rs, 'low_freq_factor', undefined, `${key}.low_freq_factor`),
@@ -144,7 +145,8 @@ export class Reader {
 
   // The parts a decoder stack shares: attention shape, norms, unsupported switches, bounds.
   // attentionBias: the caller runs attention_bias (a target); else it is refused.
-  decoder(cfg: Json, headDimDefault: (hidden: number, heads: number) => number, allow: { attentionBias?: boolean; quantized?: boolean } = {}) {
+  decoder(cfg: Json, headDimDefault: (hidden: number, heads: number) => number,
+    allow: { attentionBias?: boolean; quantized?: boolean; yarn?: boolean } = {}) {
     const p = this.prefix;
     // Switches are read as booleans: a string such as "true" is an error, not false.
     if (this.bool(cfg, 'attention_bias', false) && !allow.attentionBias) this.fail(p + 'attention_bias', 'true is not supported (no q/k/v/o biases)');
@@ -177,7 +179,7 @@ export class Reader {
       headDim,
       rmsNormEps,
       ropeTheta: this.ropeTheta(cfg),
-      ropeLlama3: this.ropeScaling(cfg),
+      ropeLlama3: this.ropeScaling(cfg, allow.yarn),
     };
   }
 }

@@ -6,8 +6,9 @@
 // Qwen3MoeConfig / Qwen2Config / LlamaConfig where a key is absent.
 //
 // TargetConfig field   <- config.json key
-//   family             <- model_type "qwen3" | "qwen3_moe" | "qwen2" | "llama" (or architectures
-//                         Qwen3ForCausalLM / Qwen3MoeForCausalLM / Qwen2ForCausalLM / LlamaForCausalLM)
+//   family             <- model_type "qwen3" | "qwen3_moe" | "qwen2" | "llama" | "gpt_oss" (or architectures
+//                         Qwen3ForCausalLM / Qwen3MoeForCausalLM / Qwen2ForCausalLM / LlamaForCausalLM /
+//                         GptOssForCausalLM; gpt-oss's own keys: lib/config-gpt-oss.ts)
 //   vocabSize          <- vocab_size                 hiddenSize <- hidden_size
 //   intermediateSize   <- intermediate_size          numLayers  <- num_hidden_layers
 //   numHeads           <- num_attention_heads        numKvHeads <- num_key_value_heads (default numHeads)
@@ -31,9 +32,11 @@
 import { asObject, Json, LIMITS, Reader, RopeLlama3 } from './config-reader';
 import { DFlash2Fields, DrafterFields, isSpeculators, layerWindows, speculatorsFields, zlabFields } from './config-drafter';
 import { QuantScheme, quantSchemeFromHF } from './quantization';
+import { gptOssFields, RopeYarn } from './config-gpt-oss';
 
 export { LIMITS } from './config-reader';
 export type { RopeLlama3 } from './config-reader';
+export type { RopeYarn } from './config-gpt-oss';
 
 export interface MoeConfig {
   numExperts: number;
@@ -46,7 +49,7 @@ export interface MoeConfig {
 }
 
 export interface TargetConfig {
-  family: 'qwen3' | 'qwen3_moe' | 'qwen2' | 'llama';
+  family: 'qwen3' | 'qwen3_moe' | 'qwen2' | 'llama' | 'gpt_oss';
   vocabSize: number;
   hiddenSize: number;
   intermediateSize: number;
@@ -62,6 +65,15 @@ export interface TargetConfig {
   oBias: boolean;
   tieWordEmbeddings: boolean;
   ropeLlama3: RopeLlama3 | null;
+  /** YaRN RoPE scaling (gpt-oss). */
+  ropeYarn: RopeYarn | null;
+  /** gpt-oss: a learned logit per query head in every softmax (self_attn.sinks). */
+  attentionSinks: boolean;
+  /** Per layer: a sliding window (keys in (q - w, q]) or null for full attention. */
+  layerWindows: (number | null)[];
+  /** gpt-oss experts' clamped SwiGLU. */
+  swigluLimit: number;
+  swigluAlpha: number;
   eosTokenIds: number[];
   bosTokenId: number | null;
   maxPositionEmbeddings: number;
@@ -108,6 +120,8 @@ export interface DrafterConfig {
   inputEmbeddingScale: number;
   /** llama3 RoPE scaling of the drafter's own layers (drafters of Llama 3.1 targets). */
   ropeLlama3: RopeLlama3 | null;
+  /** q/k/v/o_proj biases (attention_bias: z-lab's gpt-oss drafters). */
+  attentionBias: boolean;
   slidingWindows: (number | null)[];
   /** DFlash2's convolutions, candidate selector and logit transforms; absent for DFlash. */
   dflash2?: DFlash2Config;
@@ -134,14 +148,15 @@ export interface EngineCapabilities {
 
 const FAMILIES: Record<string, TargetConfig['family']> = {
   Qwen3ForCausalLM: 'qwen3', Qwen3MoeForCausalLM: 'qwen3_moe', Qwen2ForCausalLM: 'qwen2', LlamaForCausalLM: 'llama',
+  GptOssForCausalLM: 'gpt_oss',
 };
 
 function targetFamily(cfg: Json, label: string): TargetConfig['family'] {
   const archs = Array.isArray(cfg.architectures) ? cfg.architectures.map(String) : [];
   for (const a of archs) if (FAMILIES[a]) return FAMILIES[a];
   const type = String(cfg.model_type ?? '');
-  if (type === 'qwen3' || type === 'qwen3_moe' || type === 'qwen2' || type === 'llama') return type;
-  throw new Error(`${label}: unsupported model (model_type ${JSON.stringify(cfg.model_type)}, architectures ${JSON.stringify(cfg.architectures)}); dflash runs Qwen3, Qwen2 and Llama targets, dense or Qwen3-MoE`);
+  if (type === 'qwen3' || type === 'qwen3_moe' || type === 'qwen2' || type === 'llama' || type === 'gpt_oss') return type;
+  throw new Error(`${label}: unsupported model (model_type ${JSON.stringify(cfg.model_type)}, architectures ${JSON.stringify(cfg.architectures)}); dflash runs Qwen3, Qwen2, Llama and gpt-oss targets, dense or Qwen3-MoE`);
 }
 
 function moeConfig(r: Reader, cfg: Json, numLayers: number, hidden: number): MoeConfig {
@@ -177,14 +192,24 @@ export function targetConfigFromHF(json: Json, file?: string, engine: EngineCapa
   const cfg = asObject(json, label);
   const r: Reader = new Reader(label);
   const family = targetFamily(cfg, label);
-  if (family === 'qwen3_moe' && !engine.moe)
-    r.fail('model_type', '"qwen3_moe": Qwen3-MoE targets are read (lib/config.ts) but this engine does not run them yet');
+  const gptOss = family === 'gpt_oss';
+  if ((family === 'qwen3_moe' || gptOss) && !engine.moe)
+    r.fail('model_type', `"${family}": MoE targets are read (lib/config.ts) but this engine does not run them yet`);
   if (r.bool(cfg, 'use_sliding_window', false)) r.fail('use_sliding_window', 'true is not supported for a target (full attention only)');
-  const attentionBias = r.bool(cfg, 'attention_bias', false);
-  if (Array.isArray(cfg.layer_types) && cfg.layer_types.some((t) => t !== 'full_attention'))
+  // GptOssConfig's attention_bias defaults to true, and gpt-oss's layers always have their biases.
+  const attentionBias = r.bool(cfg, 'attention_bias', gptOss);
+  if (gptOss && !attentionBias) r.fail('attention_bias', 'false: gpt-oss\'s attention projections have biases');
+  if (!gptOss && Array.isArray(cfg.layer_types) && cfg.layer_types.some((t) => t !== 'full_attention'))
     r.fail('layer_types', 'must all be "full_attention" for a target');
-  // transformers: Qwen3Config(head_dim=128); Qwen3MoeConfig and LlamaConfig: hidden_size // num_attention_heads.
-  const d = r.decoder(cfg, family === 'qwen3' ? () => 128 : (h, n) => h / n, { attentionBias: true, quantized: true });
+  // transformers: Qwen3Config(head_dim=128), GptOssConfig(head_dim=64); Qwen3MoeConfig and LlamaConfig: hidden_size // num_attention_heads.
+  const d = r.decoder(cfg, family === 'qwen3' ? () => 128 : gptOss ? () => 64 : (h, n) => h / n,
+    { attentionBias: true, quantized: true, yarn: gptOss });
+  const oss = gptOss ? gptOssFields(r, cfg, d.numLayers) : null;
+  if (oss) {
+    r.elements('the stacked experts of a layer', 'num_local_experts * intermediate_size * 2 * hidden_size', oss.numExperts, d.intermediateSize * 2, d.hiddenSize);
+    if (cfg.rms_norm_eps === undefined) d.rmsNormEps = 1e-5;
+    if (cfg.rope_theta === undefined && !(cfg.rope_parameters as Json | undefined)?.rope_theta) d.ropeTheta = 150000;
+  }
   const qc = cfg.quantization_config;
   const quant = qc === undefined || qc === null ? null : quantSchemeFromHF(qc, (k, m) => r.fail(k, m));
   const vocabSize = r.int(cfg, 'vocab_size', undefined, 1, undefined, LIMITS.vocabSize);
@@ -201,17 +226,26 @@ export function targetConfigFromHF(json: Json, file?: string, engine: EngineCapa
     headDim: d.headDim,
     rmsNormEps: d.rmsNormEps,
     ropeTheta: d.ropeTheta,
-    qkNorm: family !== 'llama' && family !== 'qwen2',
+    qkNorm: family === 'qwen3' || family === 'qwen3_moe',
     // transformers' Qwen2Attention: q/k/v with bias, o without; the others follow attention_bias.
     qkvBias: family === 'qwen2' || attentionBias,
     oBias: family !== 'qwen2' && attentionBias,
     tieWordEmbeddings: r.bool(cfg, 'tie_word_embeddings', false),
     ropeLlama3: d.ropeLlama3,
+    ropeYarn: oss ? oss.ropeYarn : null,
+    attentionSinks: gptOss,
+    layerWindows: oss ? oss.layerWindows : Array.from({ length: d.numLayers }, () => null),
+    swigluLimit: oss ? oss.swigluLimit : 7,
+    swigluAlpha: oss ? oss.swigluAlpha : 1.702,
     eosTokenIds: r.ids(cfg, 'eos_token_id'),
     bosTokenId: bos.length ? bos[0] : null,
     maxPositionEmbeddings: r.int(cfg, 'max_position_embeddings', family === 'llama' ? 2048 : 32768, 1, undefined, LIMITS.positions),
     torchDtype: r.str(cfg, cfg.torch_dtype !== undefined && cfg.torch_dtype !== null ? 'torch_dtype' : 'dtype', 'float32'),
-    moe: family === 'qwen3_moe' ? moeConfig(r, cfg, d.numLayers, d.hiddenSize) : null,
+    moe: family === 'qwen3_moe' ? moeConfig(r, cfg, d.numLayers, d.hiddenSize)
+      : oss ? {
+        numExperts: oss.numExperts, numExpertsPerTok: oss.numExpertsPerTok, moeIntermediateSize: d.intermediateSize, normTopkProb: false,
+        decoderSparseStep: 1, mlpOnlyLayers: [], sparseLayers: Array.from({ length: d.numLayers }, () => true),
+      } : null,
     quant,
   };
 }
@@ -240,7 +274,10 @@ export function drafterConfigFromHF(json: Json, target: TargetConfig, file?: str
   const r: Reader = new Reader(label);
   const f: DrafterFields = isSpeculators(cfg) ? speculatorsFields(r, cfg) : zlabFields(r, cfg);
   const dr: Reader = f.decoderReader;
-  const d = dr.decoder(f.decoder, () => 128, { quantized: true });  // the drafter's layers are Qwen3 layers: Qwen3Config(head_dim=128)
+  // the drafter's layers are Qwen3 layers: Qwen3Config(head_dim=128); attention_bias gives all four
+  // projections biases (Qwen3Attention), as z-lab's gpt-oss drafters have
+  const d = dr.decoder(f.decoder, () => 128, { quantized: true, attentionBias: true });
+  const attentionBias = dr.bool(f.decoder, 'attention_bias', false);
   const qc = cfg.quantization_config ?? f.decoder.quantization_config;
   const quant = qc === undefined || qc === null ? null : quantSchemeFromHF(qc, (k, m) => r.fail(k, m));
   if (d.hiddenSize !== target.hiddenSize) dr.fail(dr.prefix + 'hidden_size', `${d.hiddenSize} differs from the target's hidden_size ${target.hiddenSize}`);
@@ -298,6 +335,7 @@ export function drafterConfigFromHF(json: Json, target: TargetConfig, file?: str
     targetLayerIds: layerIds.slice(),
     inputEmbeddingScale: f.inputEmbeddingScale,
     ropeLlama3: d.ropeLlama3,
+    attentionBias,
     slidingWindows,
     ...(d2 ? { dflash2: { ...d2, vocabSize: target.vocabSize } } : {}),
     quant,

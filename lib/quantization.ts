@@ -9,6 +9,7 @@
 //                         float-quantized, 8 bits (e4m3)         fp8          channel | block
 //   fp8                   fmt e4m3, weight_block_size [br, bc]   fp8          block br x bc
 //   awq                   version gemm, 4 bits, zero_point       int4 + zero  group g
+//   mxfp4 (gpt-oss)       experts only                           mxfp4        group 32 (E8M0 scales)
 //
 // Stored tensor names (checked against compressed-tensors 0.x and transformers' FP8 loader):
 //   int-quantized / float-quantized   X.weight (I8 | F8_E4M3), X.weight_scale
@@ -20,6 +21,8 @@
 //                                     pack-quantized: I32 words packed along the rows)
 //   awq (gemm)                        X.qweight I32 (in, out/8), X.qzeros I32 (in/g, out/8), nibble i
 //                                     of a word = output [0,2,4,6,1,3,5,7][i]; X.scales (in/g, out)
+//   mxfp4                             mlp.experts.X_blocks U8 (E, out, in/32, 16): two e2m1 values a
+//                                     byte, low nibble first; X_scales U8 (E, out, in/32) E8M0
 // The layouts the engine cannot read as they are (AWQ's words, packed zero points, transposed
 // scales) are re-laid at load, still narrow, by native/engine/quant_repack.h, named by pseudo-dtypes.
 // A little-endian int32 of 4-bit values is, byte by byte, two values per byte low nibble first:
@@ -30,7 +33,7 @@ type Json = Record<string, unknown>;
 
 /** What lib/ hands the engine (native/addon/js_config.cc ParseQuant). */
 export interface QuantScheme {
-  payload: 'int8' | 'int8-offset' | 'int4' | 'fp8';
+  payload: 'int8' | 'int8-offset' | 'int4' | 'fp8' | 'mxfp4';
   /** Output rows / input columns one scale covers; blockCols 0 = the whole row (per channel). */
   blockRows: number;
   blockCols: number;
@@ -41,7 +44,7 @@ export interface QuantScheme {
   /** "compressed-tensors pack-quantized int4 group 128", for stats() and errors. */
   description: string;
   /** How the checkpoint names and lays out a weight's tensors. */
-  layout: 'compressed-tensors' | 'fp8' | 'awq';
+  layout: 'compressed-tensors' | 'fp8' | 'awq' | 'mxfp4';
 }
 
 type Fail = (key: string, msg: string) => never;
@@ -57,6 +60,8 @@ export function quantSchemeFromHF(qc: unknown, fail: Fail, key = 'quantization_c
   if (method === 'fp8') return fp8Scheme(qc, fail, key);
   if (method === 'compressed-tensors') return compressedTensorsScheme(qc, fail, key);
   if (method === 'awq') return awqScheme(qc, fail, key);
+  if (method === 'mxfp4')
+    return { payload: 'mxfp4', blockRows: 1, blockCols: 32, zeroPoint: false, ignore: [], description: 'mxfp4 experts (e2m1, E8M0 scales per 32)', layout: 'mxfp4' };
   if (method === 'gptq')
     fail(`${key}.quant_method`, '"gptq" is not supported yet (dflash keeps compressed-tensors int8 / int4, AWQ and FP8 checkpoints narrow)');
   return fail(`${key}.quant_method`, `${JSON.stringify(method)} is not supported (compressed-tensors or fp8)`);
@@ -138,7 +143,7 @@ function compressedTensorsScheme(qc: Json, fail: Fail, key: string): QuantScheme
   return fail(`${key}.format`, `${JSON.stringify(format)} is not supported (int-quantized, pack-quantized, float-quantized)`);
 }
 
-const PAYLOAD_DTYPE: Record<QuantScheme['payload'], string> = { int8: 'I8', 'int8-offset': 'I32', int4: 'I32', fp8: 'F8_E4M3' };
+const PAYLOAD_DTYPE: Record<QuantScheme['payload'], string> = { int8: 'I8', 'int8-offset': 'I32', int4: 'I32', fp8: 'F8_E4M3', mxfp4: 'U8' };
 const FLOATS = new Set(['F32', 'BF16', 'F16']);
 const UNSUPPORTED = /\.(weight_g_idx|g_idx|input_scale|input_zero_point|output_scale|k_scale|v_scale)$/;
 
@@ -151,6 +156,7 @@ const UNSUPPORTED = /\.(weight_g_idx|g_idx|input_scale|input_zero_point|output_s
  * fit the scheme (a missing scale, a payload of another dtype, act-order indices).
  */
 export function storedQuantTensors(raw: readonly TensorSource[], scheme: QuantScheme, label: string): TensorSource[] {
+  if (scheme.layout === 'mxfp4') return mxfp4Tensors(raw, label);
   const out: TensorSource[] = [];
   const byName = new Map(raw.map((t) => [t.name, t]));
   scheme.ignore = [];
@@ -173,6 +179,36 @@ export function storedQuantTensors(raw: readonly TensorSource[], scheme: QuantSc
     if (part === 'weight_shape') continue;
     const mapped = scheme.layout === 'awq' ? awqTensor(t, base, part, byName, scheme, label) : ctTensor(t, base, part, byName, scheme, label);
     if (mapped) out.push(mapped);
+  }
+  return out;
+}
+
+// gpt-oss's MXFP4 experts: X_blocks (E, out, in/32, 16) U8 -> X as U8 (E, out, in/2), the same
+// bytes; X_scales (E, out, in/32) U8 -> X_scale, E8M0 exponents kept as bytes. Every other
+// tensor is 16/32-bit; a layer whose experts are not MXFP4 is refused.
+function mxfp4Tensors(raw: readonly TensorSource[], label: string): TensorSource[] {
+  const out: TensorSource[] = [];
+  const byName = new Map(raw.map((t) => [t.name, t]));
+  for (const t of raw) {
+    const m = /^(.*mlp\.experts\.(?:gate_up|down)_proj)(_blocks|_scales)?$/.exec(t.name);
+    if (!m) {
+      if (!FLOATS.has(t.dtype)) throw new Error(`${t.file}: tensor ${t.name} has dtype ${t.dtype}; an MXFP4 checkpoint keeps all but the experts in 16/32 bits`);
+      out.push(t);
+      continue;
+    }
+    const [, base, part] = m;
+    if (part === undefined) throw new Error(`${label}: quantization_config says mxfp4 but ${t.name} is ${t.dtype}, not ${base}_blocks + ${base}_scales`);
+    if (t.dtype !== 'U8') throw new Error(`${t.file}: ${t.name} is ${t.dtype}, not U8 (MXFP4 ${part === '_blocks' ? 'e2m1 pairs' : 'E8M0 scales'})`);
+    if (part === '_scales') {
+      need(byName, `${base}_blocks`, label, `MXFP4 scales ${t.name}`);
+      out.push({ ...t, name: `${base}_scale` });
+      continue;
+    }
+    const scales = need(byName, `${base}_scales`, label, `MXFP4 blocks ${t.name}`);
+    const s = t.shape;
+    if (s.length !== 4 || s[3] !== 16 || scales.shape.length !== 3 || scales.shape.some((d, i) => d !== s[i]))
+      throw new Error(`${t.file}: ${t.name} [${s.join(', ')}] and ${scales.name} [${scales.shape.join(', ')}] are not MXFP4 blocks (E, out, in/32, 16) and scales (E, out, in/32)`);
+    out.push({ ...t, name: base, shape: [s[0], s[1], s[2] * 16] });
   }
   return out;
 }

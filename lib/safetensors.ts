@@ -25,7 +25,7 @@ export const DTYPE_BYTES: Readonly<Record<string, number>> = {
 /** Dtypes the engine uploads (converted to f32 in-graph where needed). */
 export const LOADABLE_DTYPES: ReadonlySet<string> = new Set(['F32', 'BF16', 'F16']);
 /** What else a checkpoint with a quantization_config may hold (payloads, packed words, shapes). */
-const QUANTIZED_DTYPES: ReadonlySet<string> = new Set(['I8', 'I32', 'I64', 'F8_E4M3']);
+const QUANTIZED_DTYPES: ReadonlySet<string> = new Set(['I8', 'I32', 'I64', 'F8_E4M3', 'U8']);
 
 const MAX_HEADER = 100_000_000;  // the reference implementation's limit
 

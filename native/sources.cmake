@@ -26,6 +26,7 @@ set(DFLASH_CORE_SOURCES
   native/models/token_mask.cc
   native/models/parallel.cc
   native/models/moe.cc
+  native/models/moe_gpt_oss.cc
   native/models/target.cc
   native/models/drafter.cc
   native/models/drafter2.cc

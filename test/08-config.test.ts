@@ -46,6 +46,7 @@ describe('targetConfigFromHF', () => {
       family: 'qwen3', vocabSize: 151936, hiddenSize: 2560, intermediateSize: 9728, numLayers: 36, numHeads: 32,
       numKvHeads: 8, headDim: 128, rmsNormEps: 1e-6, ropeTheta: 1000000, qkNorm: true, qkvBias: false, oBias: false, tieWordEmbeddings: true,
       ropeLlama3: null, eosTokenIds: [151645], bosTokenId: 151643, maxPositionEmbeddings: 40960, torchDtype: 'bfloat16', moe: null, quant: null,
+      ropeYarn: null, attentionSinks: false, layerWindows: Array(36).fill(null), swigluLimit: 7, swigluAlpha: 1.702,
     });
   });
 
@@ -55,6 +56,7 @@ describe('targetConfigFromHF', () => {
       numKvHeads: 8, headDim: 128, rmsNormEps: 1e-5, ropeTheta: 500000, qkNorm: false, qkvBias: false, oBias: false, tieWordEmbeddings: false,
       ropeLlama3: { factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 },
       eosTokenIds: [128001, 128008, 128009], bosTokenId: 128000, maxPositionEmbeddings: 131072, torchDtype: 'bfloat16', moe: null, quant: null,
+      ropeYarn: null, attentionSinks: false, layerWindows: Array(32).fill(null), swigluLimit: 7, swigluAlpha: 1.702,
     });
   });
 
@@ -77,7 +79,7 @@ describe('targetConfigFromHF', () => {
   });
 
   const errors: [string, Json, RegExp][] = [
-    ['an unsupported architecture', { ...QWEN3_4B, architectures: ['MistralForCausalLM'], model_type: 'mistral' }, /unsupported model \(model_type "mistral".*dflash runs Qwen3, Qwen2 and Llama/],
+    ['an unsupported architecture', { ...QWEN3_4B, architectures: ['MistralForCausalLM'], model_type: 'mistral' }, /unsupported model \(model_type "mistral".*dflash runs Qwen3, Qwen2, Llama and gpt-oss/],
     ['yarn RoPE scaling', { ...QWEN3_4B, rope_scaling: { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 32768 } }, /rope_scaling type "yarn" is not supported \(llama3 only\)/],
     ['linear RoPE scaling (type key)', { ...LLAMA31_8B, rope_scaling: { type: 'linear', factor: 2 } }, /rope_scaling type "linear" is not supported/],
     ['llama3 scaling without factor', { ...LLAMA31_8B, rope_scaling: { rope_type: 'llama3', low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 } }, /'rope_scaling\.factor' is missing/],
@@ -112,7 +114,7 @@ describe('drafterConfigFromHF', () => {
     expect(drafterConfigFromHF(DFLASH_4B, target)).toEqual({
       numLayers: 5, hiddenSize: 2560, intermediateSize: 9728, numHeads: 32, numKvHeads: 8, headDim: 128,
       rmsNormEps: 1e-6, ropeTheta: 1000000, blockSize: 16, maskTokenId: 151669, targetLayerIds: [1, 9, 17, 25, 33],
-      inputEmbeddingScale: 1, ropeLlama3: null, slidingWindows: [null, null, null, null, null], quant: null,
+      inputEmbeddingScale: 1, ropeLlama3: null, attentionBias: false, slidingWindows: [null, null, null, null, null], quant: null,
     });
   });
 
@@ -157,7 +159,10 @@ describe('drafterConfigFromHF', () => {
     ['a missing block_size', without(DFLASH_4B, 'block_size'), /'dflash_config\.block_size' is missing/],
     ['a non-numeric input_embedding_scale', { ...DFLASH_4B, dflash_config: { mask_token_id: 1, target_layer_ids: [1], input_embedding_scale: 'x' } }, /'dflash_config\.input_embedding_scale' must be a number/],
     ['a projector variant', { ...DFLASH_4B, dflash_config: { mask_token_id: 1, target_layer_ids: [1], projector_type: 'domino' } }, /dflash_config\.projector_type "domino" is not supported/],
-    ['attention_bias', { ...DFLASH_4B, attention_bias: true }, /drafter config\.json: attention_bias true is not supported/],
+    ['a string attention_bias', { ...DFLASH_4B, attention_bias: 'true' }, /'attention_bias' must be true or false/],
   ];
   for (const [what, cfg, err] of errors) it(`rejects ${what}`, () => expect(() => drafterConfigFromHF(cfg, target)).toThrow(err));
+  it('reads attention_bias: biases on q/k/v/o (z-lab\'s gpt-oss drafters)', () => {
+    expect(drafterConfigFromHF({ ...DFLASH_4B, attention_bias: true }, target).attentionBias).toBe(true);
+  });
 });

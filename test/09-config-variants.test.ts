@@ -179,7 +179,7 @@ describe('Qwen3-MoE targets', () => {
   const targetConfigFromHF = (cfg: Json) => parseTarget(cfg, undefined, { moe: true });
 
   it('are refused until the engine runs them, by name', () => {
-    expect(() => parseTarget(QWEN3_30B_A3B)).toThrow(/target config\.json: model_type "qwen3_moe": Qwen3-MoE targets are read \(lib\/config\.ts\) but this engine does not run them yet/);
+    expect(() => parseTarget(QWEN3_30B_A3B)).toThrow(/target config\.json: model_type "qwen3_moe": MoE targets are read \(lib\/config\.ts\) but this engine does not run them yet/);
   });
 
   it('maps Qwen3-30B-A3B (hub key num_experts)', () => {

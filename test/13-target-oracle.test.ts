@@ -1,7 +1,8 @@
 // The target model against an independent oracle: Hugging Face transformers (goldens made by
 // tools/oracle/make_goldens.py on the checkpoints in test/fixtures/models). Qwen3 f32, Qwen3 bf16
 // with tied embeddings + MQA + head_dim != hidden/heads in two shards, Llama with llama3 RoPE
-// scaling, Qwen3-MoE (hub layout, one tensor per expert; all-sparse and mixed dense/sparse);
+// scaling, Qwen3-MoE (hub layout, one tensor per expert; all-sparse and mixed dense/sparse),
+// Qwen2, gpt-oss;
 // page sizes 4, 8 and 16 so prompts cross page boundaries; a batch of unequal lengths.
 import * as fs from 'fs';
 import * as path from 'path';
@@ -41,6 +42,11 @@ describe.each([
   ['qwen3-moe-f32', 16],        // Qwen3-MoE written by transformers: 8 experts, 2 active, every layer sparse
   ['qwen3-moe-mixed-f32', 8],   // 6 experts, 3 active, no renormalisation, layer 1 dense (mlp_only_layers)
   ['qwen2-f32', 8],             // Qwen2 written by transformers: q/k/v biases, tied embeddings, GQA
+  // gpt-oss written by transformers: sinks, sliding windows of 8 (page size 4: the window's
+  // first key falls inside a page; 16: inside the first chunk), YaRN, biased router, clamped
+  // interleaved SwiGLU experts with biases
+  ['gpt-oss-f32', 4],
+  ['gpt-oss-f32', 16],
 ])('%s, page size %i, f32', (name, pageSize) => {
   const g = golden(name);
   let engine: Engine;

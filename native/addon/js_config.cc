@@ -38,7 +38,23 @@ models::RopeLlama3 ParseRopeLlama3(Napi::Object o) {
   return r;
 }
 
-// `quant: {payload: 'int8'|'int8-offset'|'int4'|'fp8', blockRows, blockCols, zeroPoint, ignore: string[]} | undefined`
+// `ropeYarn: {factor, betaFast, betaSlow, originalMaxPositionEmbeddings, truncate, attentionFactor} | null`.
+models::RopeYarn ParseRopeYarn(Napi::Object o) {
+  models::RopeYarn r;
+  Napi::Value v = o.Get("ropeYarn");
+  if (!v.IsObject()) return r;
+  auto ro = v.As<Napi::Object>();
+  r.enabled = true;
+  r.factor = Num(ro, "factor");
+  r.beta_fast = Num(ro, "betaFast");
+  r.beta_slow = Num(ro, "betaSlow");
+  r.original_max_position_embeddings = Int(ro, "originalMaxPositionEmbeddings");
+  r.truncate = Bool(ro, "truncate");
+  r.attention_factor = Num(ro, "attentionFactor");
+  return r;
+}
+
+// `quant: {payload: 'int8'|'int8-offset'|'int4'|'fp8'|'mxfp4', blockRows, blockCols, zeroPoint, ignore: string[]} | undefined`
 // (lib/quantization.ts): the checkpoint's Linear weights stored narrow.
 models::WeightQuant ParseQuant(Napi::Object o) {
   models::WeightQuant q;
@@ -51,7 +67,8 @@ models::WeightQuant ParseQuant(Napi::Object o) {
   else if (payload == "int8-offset") q.layout.payload = P::kInt8Packed;
   else if (payload == "int4") q.layout.payload = P::kInt4;
   else if (payload == "fp8") q.layout.payload = P::kFp8;
-  else throw Napi::TypeError::New(o.Env(), "model config: quant.payload must be 'int8', 'int8-offset', 'int4' or 'fp8', not '" + payload + "'");
+  else if (payload == "mxfp4") q.layout.payload = P::kMxfp4;
+  else throw Napi::TypeError::New(o.Env(), "model config: quant.payload must be 'int8', 'int8-offset', 'int4', 'fp8' or 'mxfp4', not '" + payload + "'");
   q.layout.block_rows = Int(qo, "blockRows");
   q.layout.block_cols = Int(qo, "blockCols");
   q.layout.zero_point = Bool(qo, "zeroPoint");
@@ -83,6 +100,18 @@ models::TargetConfig ParseTarget(Napi::Object o) {
   c.o_bias = o.Get("oBias").IsBoolean() && o.Get("oBias").As<Napi::Boolean>().Value();
   c.tie_word_embeddings = Bool(o, "tieWordEmbeddings");
   c.rope_llama3 = ParseRopeLlama3(o);
+  c.rope_yarn = ParseRopeYarn(o);
+  c.attention_sinks = Bool(o, "attentionSinks");
+  c.swiglu_limit = static_cast<float>(NumOr(o, "swigluLimit", 7.0));
+  c.swiglu_alpha = static_cast<float>(NumOr(o, "swigluAlpha", 1.702));
+  Napi::Value windows = o.Get("layerWindows");
+  if (windows.IsArray()) {  // per layer: a window, or null = full attention
+    auto a = windows.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) {
+      Napi::Value x = a.Get(i);
+      c.layer_windows.push_back(x.IsNumber() ? x.As<Napi::Number>().Int64Value() : 0);
+    }
+  }
   c.max_position_embeddings = static_cast<int64_t>(NumOr(o, "maxPositionEmbeddings", 4096));
   c.quant = ParseQuant(o);
   Napi::Value moe = o.Get("moe");
@@ -113,6 +142,7 @@ models::DrafterConfig ParseDrafter(Napi::Object o) {
   c.block_size = Int(o, "blockSize");
   c.mask_token_id = Int(o, "maskTokenId");
   c.input_embedding_scale = static_cast<float>(NumOr(o, "inputEmbeddingScale", 1.0));
+  c.attention_bias = Bool(o, "attentionBias");
   c.rope_llama3 = ParseRopeLlama3(o);
   Napi::Value ids = o.Get("targetLayerIds");
   if (!ids.IsArray()) throw Napi::TypeError::New(o.Env(), "model config: drafter.targetLayerIds must be an array");

@@ -1,6 +1,8 @@
 // Quantized weights expanded at load: see quant_expand.h.
 #include "engine/quant_expand.h"
 
+#include "models/quant.h"
+
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -37,6 +39,11 @@ void ExpandQuantized(const models::QuantLayout& q, const uint8_t* payload, const
           break;
         }
         case Payload::kFp8: v = Fp8E4m3ToFloat(payload[r * cols + c]); break;
+        case Payload::kMxfp4: {
+          const uint8_t byte = payload[r * (cols / 2) + c / 2];
+          v = models::kE2m1Values[c % 2 == 0 ? byte & 15 : byte >> 4];
+          break;
+        }
         default: throw std::logic_error("expand at load: no payload");
       }
       if (z) v -= z[c / bc];  // the program's order: (decode - zero) * scale

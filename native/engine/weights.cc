@@ -16,6 +16,8 @@
 
 #include <algorithm>
 #include <climits>
+#include <cmath>
+#include <limits>
 #include <cstring>
 #include <set>
 #include <stdexcept>
@@ -244,6 +246,18 @@ std::unique_ptr<StagingBuffer> Decode(const TensorSource& s, const uint8_t* raw)
   return out;
 }
 
+// MXFP4's scales: u8 E8M0 exponents, 2^(s - 127) each (255 = NaN).
+std::vector<float> E8m0Floats(const TensorSource& s) {
+  if (s.dtype != "U8") throw std::runtime_error("tensor " + s.name + " in " + s.file + " is " + s.dtype + ", not the U8 E8M0 scales of MXFP4");
+  MappedRange map(s.file, s.offset, s.nbytes);
+  std::vector<float> f(static_cast<size_t>(s.nbytes));
+  for (size_t i = 0; i < f.size(); ++i) {
+    const int e = map.data()[i];
+    f[i] = e == 255 ? std::numeric_limits<float>::quiet_NaN() : std::ldexp(1.0f, e - 127);
+  }
+  return f;
+}
+
 std::vector<float> Floats(const TensorSource& s) {
   MappedRange map(s.file, s.offset, s.nbytes);
   const auto d = Decode(s, map.data());  // widened floats, or a re-layout to f32
@@ -268,7 +282,8 @@ std::unique_ptr<pjrt::Array> UploadSpec(const pjrt::Mesh& mesh, const models::We
       // (rows, cols) of this part: the spec's last dim is the row length; the rest are rows.
       const int64_t cols = spec.shape.back(), rows = p.count / cols;
       auto payload = NeedsDecoding(*p.src) ? Decode(*p.src, maps.back()->data()) : nullptr;
-      const std::vector<float> scale = Floats(*p.scale), zero = p.zero ? Floats(*p.zero) : std::vector<float>{};
+      const std::vector<float> scale = p.expand->payload == models::QuantLayout::Payload::kMxfp4 ? E8m0Floats(*p.scale) : Floats(*p.scale);
+      const std::vector<float> zero = p.zero ? Floats(*p.zero) : std::vector<float>{};
       decoded.push_back(std::make_unique<StagingBuffer>(static_cast<size_t>(p.count) * sizeof(float)));
       ExpandQuantized(*p.expand, payload ? payload->data() : maps.back()->data(), scale.data(), p.zero ? zero.data() : nullptr, rows,
                       cols, reinterpret_cast<float*>(decoded.back()->data()));

@@ -19,6 +19,17 @@ struct RopeLlama3 {
   int64_t original_max_position_embeddings = 8192;
 };
 
+// transformers' rope_parameters {"rope_type": "yarn", ...} (gpt-oss): interpolated low frequencies,
+// extrapolated high ones, a linear ramp between, and cos/sin scaled by attention_factor.
+struct RopeYarn {
+  bool enabled = false;
+  double factor = 1.0;
+  double beta_fast = 32.0, beta_slow = 1.0;
+  int64_t original_max_position_embeddings = 4096;
+  bool truncate = true;           // floor/ceil the correction range (gpt-oss: false)
+  double attention_factor = 1.0;  // resolved by lib/ (0.1 ln(factor) + 1 unless the config gives one)
+};
+
 // Qwen3-MoE's sparse MLP (models/moe.h): which layers have it and its sizes.
 struct TargetMoe {
   int64_t num_experts = 0;        // E
@@ -28,9 +39,9 @@ struct TargetMoe {
   std::vector<bool> sparse_layers;  // per layer: MoE block (true) or the dense MLP (false)
 };
 
-// A Qwen3, Qwen3-MoE or Llama decoder-only target (no attention/MLP biases).
+// A Qwen3, Qwen3-MoE, Qwen2, Llama or gpt-oss decoder-only target.
 struct TargetConfig {
-  std::string family = "qwen3";  // "qwen3" | "qwen3_moe" | "qwen2" | "llama"
+  std::string family = "qwen3";  // "qwen3" | "qwen3_moe" | "qwen2" | "llama" | "gpt_oss"
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
   int64_t intermediate_size = 0;
@@ -45,9 +56,17 @@ struct TargetConfig {
   bool o_bias = false;    // o_proj bias (attention_bias)
   bool tie_word_embeddings = false;
   RopeLlama3 rope_llama3;
+  RopeYarn rope_yarn;
+  // gpt-oss: one learned logit per query head (self_attn.sinks) that joins every softmax's
+  // denominator, and per layer a sliding window (keys in (q - w, q]; 0 = full attention).
+  bool attention_sinks = false;
+  std::vector<int64_t> layer_windows;      // empty = every layer full
+  float swiglu_limit = 7.0f;               // gpt-oss experts: gate <= limit, -limit <= up <= limit
+  float swiglu_alpha = 1.702f;             // gpt-oss experts: gate * sigmoid(alpha * gate)
   int64_t max_position_embeddings = 4096;  // the longest sequence the model was made for
-  TargetMoe moe;                           // num_experts 0 = a dense model
+  TargetMoe moe;                           // num_experts 0 = a dense model (gpt-oss: every layer sparse)
   WeightQuant quant;                       // Linear weights stored narrow (quantized checkpoints)
+  int64_t window(int64_t layer) const { return layer < static_cast<int64_t>(layer_windows.size()) ? layer_windows[layer] : 0; }
   bool sparse(int64_t layer) const { return moe.num_experts > 0 && layer < static_cast<int64_t>(moe.sparse_layers.size()) && moe.sparse_layers[layer]; }
 };
 
@@ -76,6 +95,7 @@ struct DrafterConfig {
   float rms_norm_eps = 1e-6f;
   double rope_theta = 10000.0;
   RopeLlama3 rope_llama3;  // rope_scaling of the drafter's config.json (LLaMA-3.1 drafters)
+  bool attention_bias = false;  // q/k/v/o_proj biases (z-lab's gpt-oss drafters)
   int64_t block_size = 16;
   int64_t mask_token_id = 0;
   std::vector<int32_t> target_layer_ids;  // target layers whose outputs feed `fc`

@@ -82,7 +82,8 @@ std::vector<WeightSpec> DrafterWeightSpecs(const DrafterConfig& d, pjrt::DType t
   s.push_back({"hidden_norm.weight", {h}, t});
   for (int64_t i = 0; i < d.num_layers; ++i) {
     const std::string p = "layers." + std::to_string(i) + ".";
-    AppendDecoderLayerSpecs(s, p, h, d.num_heads, d.num_kv_heads, d.head_dim, d.intermediate_size, /*qk_norm=*/true, t, tp);
+    AppendDecoderLayerSpecs(s, p, h, d.num_heads, d.num_kv_heads, d.head_dim, d.intermediate_size, /*qk_norm=*/true, t, tp,
+                            AttentionBias{d.attention_bias, d.attention_bias});
     if (d.is_dflash2()) AppendDFlash2ConvSpecs(s, p, d, t);
   }
   s.push_back({"norm.weight", {h}, t});
@@ -176,9 +177,10 @@ Program BuildDrafter(const DrafterConfig& d, const TargetConfig& t, const Numeri
   // The context rows of every layer, written by one scatter per cache before any layer reads:
   // a write per layer would not depend on the previous layer's reads (the context rows come
   // from `fused` alone), and XLA:CPU then copied the whole cache before each write.
+  const AttentionBias bias{d.attention_bias, d.attention_bias};  // q/k/v and o (Qwen3Attention with attention_bias)
   std::vector<Value> ctx_keys, ctx_values;  // per layer (R, A, kvh, hd)
   for (int64_t l = 0; l < Ld; ++l) {
-    const DecoderLayer lw = TakeDecoderLayer(w, kDrafterPrefix + std::string("layers.") + std::to_string(l) + ".", true);
+    const DecoderLayer lw = TakeDecoderLayer(w, kDrafterPrefix + std::string("layers.") + std::to_string(l) + ".", true, bias);
     const Qkv kv = ProjectQkv(b, fused, lw, heads, d.num_kv_heads, hd, tp, nm);  // (its q is unused: XLA drops it)
     ctx_keys.push_back(rope(RmsNorm(b, kv.k, lw.k_norm, d.rms_norm_eps, nm), ctx_rope));
     ctx_values.push_back(kv.v);
@@ -188,7 +190,7 @@ Program BuildDrafter(const DrafterConfig& d, const TargetConfig& t, const Numeri
 
   for (int64_t l = 0; l < Ld && B; ++l) {
     const std::string lp = kDrafterPrefix + std::string("layers.") + std::to_string(l) + ".";
-    const DecoderLayer lw = TakeDecoderLayer(w, lp, true);
+    const DecoderLayer lw = TakeDecoderLayer(w, lp, true, bias);
     Value x = RmsNorm(b, h, lw.ln1, d.rms_norm_eps, nm);  // (R, B, H)
     // DFlash2: conv side 0 on the sub-layer's input, side 1 on its output, both with the
     // coefficients of its normed input (z-lab GroupedDynamicCausalConv.prepare / finish).
@@ -205,7 +207,7 @@ Program BuildDrafter(const DrafterConfig& d, const TargetConfig& t, const Numeri
     const Value vb = qkv.v;  // (R, B, kvh, hd)
     // Keys in two segments: the context pages, chunk by chunk, then the block (R, B, kvh, hd),
     // scored on its own (its scores then do not depend on the context's length).
-    Value attn = Dense(b, PagedAttention(b, q, dk, dv, l, table, ctx_range[l], nm, ExtraKeys{kb, vb, blk_visible[l]}), lw.o, nm);
+    Value attn = DenseBias(b, PagedAttention(b, q, dk, dv, l, table, ctx_range[l], nm, ExtraKeys{kb, vb, blk_visible[l]}), lw.o, lw.o_bias, nm);
     if (d.is_dflash2()) attn = GroupedCausalConv(b, attn, conv.base, coeffs, 1, conv.group, nm);
     h = b.Add(h, attn);
     x = RmsNorm(b, h, lw.ln2, d.rms_norm_eps, nm);

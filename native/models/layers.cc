@@ -35,6 +35,11 @@ WeightInputs DeclareWeights(hlo::Builder& b, const std::vector<WeightSpec>& spec
     const Value zero = stored.size() > 2 ? b.Input(stored[2].name, stored[2].shape, ToHlo(stored[2].dtype), std::nullopt, stored[2].sharding)
                                          : Value{};
     w.emplace(s.name, ExpandQuantized(b, s, payload, scale, zero, ToHlo(s.dtype)));
+    // The stored parts too, for code that reads a slice before expanding (MoE experts: only the
+    // selected experts' bytes); whatever no one reads, XLA drops.
+    w.emplace(s.name + kStoredPayload, payload);
+    w.emplace(s.name + kStoredScale, scale);
+    if (!zero.name.empty()) w.emplace(s.name + kStoredZero, zero);
   }
   return w;
 }

@@ -21,7 +21,11 @@ using WeightInputs = std::map<std::string, hlo::Value>;
 // Declares one named input per spec (in spec order) and returns them by name; a quantized spec
 // (spec.quant) declares its payload, scales and zero points instead and is returned as W
 // expanded from them (models/quant.h), so layer code never sees the storage.
+// A quantized weight's stored inputs are also there, under name + these suffixes.
 WeightInputs DeclareWeights(hlo::Builder& b, const std::vector<WeightSpec>& specs);
+inline constexpr const char* kStoredPayload = "#payload";
+inline constexpr const char* kStoredScale = "#scale";
+inline constexpr const char* kStoredZero = "#zero";
 const hlo::Value& Weight(const WeightInputs& w, const std::string& name);  // throws naming it
 
 // x * rsqrt(mean(x^2, -1) + eps), in f32, rounded to act, times w   (x: (..., D), w: (D))

@@ -65,29 +65,34 @@ Value GatheredExperts(hlo::Builder& b, const Value& x, const MoeWeights& w, cons
 MoeRouting MoeRoute(hlo::Builder& b, const Value& x, const Value& router, const MoeConfig& cfg, const Numerics& n) {
   Check(x.rank() == 2 && router.shape == hlo::Shape{cfg.num_experts, x.shape[1]},
         "router " + hlo::ShapeString(router.shape) + " does not match x " + hlo::ShapeString(x.shape) + " and E = " + std::to_string(cfg.num_experts));
-  const int64_t t = x.shape[0], e = cfg.num_experts, k = cfg.experts_per_token;
+  const int64_t t = x.shape[0], k = cfg.experts_per_token;
   const Value logits = b.Convert(b.Convert(b.DotGeneral(b.Convert(x, n.act()), b.Convert(router, n.act()), hlo::DotDims{{}, {}, {1}, {1}}, DType::kF32),
                                            n.act()), DType::kF32);  // (T, E)
   // softmax over all experts (transformers computes it in f32 before top-k)
   const Value m = b.Reshape(b.Reduce(logits, {1}, hlo::ReduceKind::kMax), {t, 1});
   const Value ex = b.Exp(b.Sub(logits, m));
   const Value probs = b.Div(ex, b.Reshape(b.Reduce(ex, {1}, hlo::ReduceKind::kSum), {t, 1}));
-  // top-k: k rounds of argmax over the logits (their order is the probabilities' order, without
-  // the ties exp() underflow makes), each masking its winner out of the next round.
+  // top-k over the logits (their order is the probabilities' order, without the ties exp()
+  // underflow makes), taking the probabilities
+  MoeRouting r = TopK(b, logits, k, probs);
+  if (cfg.norm_topk_prob) r.weights = b.Div(r.weights, b.Reshape(b.Reduce(r.weights, {1}, hlo::ReduceKind::kSum), {t, 1}));
+  return r;
+}
+
+MoeRouting TopK(hlo::Builder& b, const Value& scores, int64_t k, const Value& values) {
+  const int64_t t = scores.shape[0], e = scores.shape[1];
   const Value col = b.Iota({t, e}, DType::kS32, 1);
   const Value masked = b.Splat(-std::numeric_limits<double>::infinity(), {t, e}, DType::kF32);
-  Value rest = logits;
+  Value rest = scores;
   std::vector<Value> ids, vals;
   for (int64_t j = 0; j < k; ++j) {
     const Value id = b.Argmax(rest, 1);  // (T) s32
     const Value hit = b.Compare(col, b.BroadcastInDim(id, {t, e}, {0}), hlo::Cmp::kEQ);
     ids.push_back(b.Reshape(id, {t, 1}));
-    vals.push_back(b.Reshape(b.Reduce(b.Select(hit, probs, b.Scalar(0, DType::kF32)), {1}, hlo::ReduceKind::kSum), {t, 1}));
+    vals.push_back(b.Reshape(b.Reduce(b.Select(hit, values, b.Scalar(0, DType::kF32)), {1}, hlo::ReduceKind::kSum), {t, 1}));
     rest = b.Select(hit, masked, rest);
   }
-  Value weights = b.Concatenate(vals, 1);  // (T, k)
-  if (cfg.norm_topk_prob) weights = b.Div(weights, b.Reshape(b.Reduce(weights, {1}, hlo::ReduceKind::kSum), {t, 1}));
-  return {b.Concatenate(ids, 1), weights};
+  return {b.Concatenate(ids, 1), b.Concatenate(vals, 1)};
 }
 
 MoeImpl ChooseMoeImpl(int64_t tokens, const MoeConfig& cfg, const Numerics& n) {

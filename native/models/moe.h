@@ -57,6 +57,10 @@ enum class MoeImpl {
   kAuto,
 };
 
+// The k largest of `scores` (T, E) per row, by k rounds of argmax each masking its winner out of
+// the next: ids (T, k) s32 in descending order, and `values` (T, E) at those ids, (T, k).
+MoeRouting TopK(hlo::Builder& b, const hlo::Value& scores, int64_t k, const hlo::Value& values);
+
 // Router softmax -> top-k (k rounds of argmax + mask; the order of the logits is the order of
 // the probabilities) -> optional renormalisation. x: (T, H) in the activation dtype; router:
 // (E, H); the logits are rounded to the activation dtype first, as transformers' router Linear does.

@@ -69,10 +69,29 @@ Value ReadChunk(Builder& b, const Value& cache, int64_t layer, const Value& page
   return b.Convert(b.Reshape(got, {r, per * s, kvh, hd}), n.act());
 }
 
+// Folds the sink logits (one per head, no value) into the state: they only grow the denominator.
+Online FoldSinks(Builder& b, const Online& st, const Value& sinks) {
+  const int64_t kvh = st.m.shape[1], g = st.m.shape[3];
+  if (sinks.shape != hlo::Shape{kvh * g}) throw std::invalid_argument("paged attention: sinks " + hlo::ShapeString(sinks.shape) + " is not (heads)");
+  const Value s = b.BroadcastInDim(b.Reshape(b.Convert(sinks, DType::kF32), {kvh, g}), st.m.shape, {1, 3});  // (R, kvh, Tq, g)
+  const Value m = b.Max(st.m, s);
+  const Value alpha = b.Select(b.Compare(st.m, m, hlo::Cmp::kEQ), b.Splat(1, m.shape, DType::kF32), b.Exp(b.Sub(st.m, m)));
+  const Value l = b.Add(b.Mul(st.l, alpha), b.Exp(b.Sub(s, m)));
+  hlo::Shape keep = st.acc.shape;
+  keep.back() = 1;
+  return {m, l, b.Mul(st.acc, b.Reshape(alpha, keep))};
+}
+
 }  // namespace
 
+KeyRange CausalRange(Builder& b, const Value& positions, int64_t window) {
+  if (window <= 0) return KeyRange{b.Splat(0, positions.shape, DType::kS32), positions};
+  const Value lo = b.Max(b.Sub(positions, b.Scalar(static_cast<double>(window - 1), DType::kS32)), b.Scalar(0, DType::kS32));
+  return KeyRange{lo, positions};
+}
+
 Value PagedAttention(Builder& b, const Value& q_in, const Value& k_cache, const Value& v_cache, int64_t layer, const Value& table,
-                     const KeyRange& range_in, const Numerics& n, const std::optional<ExtraKeys>& extra) {
+                     const KeyRange& range_in, const Numerics& n, const std::optional<ExtraKeys>& extra, const Value& sinks) {
   if (q_in.rank() != 4 || k_cache.rank() != 5 || v_cache.shape != k_cache.shape || table.rank() != 2 || table.shape[0] != q_in.shape[0])
     throw std::invalid_argument("paged attention: q " + hlo::ShapeString(q_in.shape) + ", caches " + hlo::ShapeString(k_cache.shape) +
                                 ", table " + hlo::ShapeString(table.shape));
@@ -129,6 +148,7 @@ Value PagedAttention(Builder& b, const Value& q_in, const Value& k_cache, const 
       });
   st = Online{out[1], out[2], out[3]};
   if (ex) st = Fold(b, st, q5, b.Convert(ex->k, n.act()), b.Convert(ex->v, n.act()), ex->visible, n);
+  if (!sinks.name.empty()) st = FoldSinks(b, st, sinks);
 
   // acc / l, 0 where a query saw nothing: (R, kvh, Tq, g, hd) -> (R, Tq, heads * hd)
   const Value l = b.Select(b.Compare(st.l, b.Scalar(0, DType::kF32), hlo::Cmp::kGT), st.l, b.Scalar(1, DType::kF32));

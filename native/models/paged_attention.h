@@ -40,10 +40,16 @@ struct ExtraKeys {
 
 // q: (R, Tq, heads, hd) in act; k_cache, v_cache: (L, N, S, kvh, hd); layer `layer`'s slots of
 // row r are its block table's pages (table (R, P), P * S a whole number of chunks, or less than
-// one chunk: then read as one) in position order. Scores f32, scaled by hd^-0.5; query head h reads kv head h / (heads / kvh). A query
-// that sees no key gets zeros. Returns (R, Tq, heads * hd) in act.
+// one chunk: then read as one) in position order. Scores f32, scaled by hd^-0.5; query head h
+// reads kv head h / (heads / kvh). A query that sees no key gets zeros. `sinks` (heads), when
+// given: one more logit per head in every softmax's denominator, with no value (gpt-oss).
+// Returns (R, Tq, heads * hd) in act.
 hlo::Value PagedAttention(hlo::Builder& b, const hlo::Value& q, const hlo::Value& k_cache, const hlo::Value& v_cache, int64_t layer,
                           const hlo::Value& table, const KeyRange& range, const Numerics& n,
-                          const std::optional<ExtraKeys>& extra = std::nullopt);
+                          const std::optional<ExtraKeys>& extra = std::nullopt, const hlo::Value& sinks = {});
+
+// Key slots a query at `positions` (R, K) sees: causal, and within the last `window` positions
+// when window > 0 (sliding attention: keys in (p - window, p]).
+KeyRange CausalRange(hlo::Builder& b, const hlo::Value& positions, int64_t window = 0);
 
 }  // namespace dflash::models

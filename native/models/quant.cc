@@ -1,6 +1,8 @@
 // Narrow weights on the device: see quant.h.
 #include "models/quant.h"
 
+#include <cmath>
+#include <limits>
 #include <stdexcept>
 
 #include "models/program.h"
@@ -23,6 +25,7 @@ pjrt::DType PayloadDtype(Payload p) {
     case Payload::kInt8Packed: return pjrt::DType::kU8;  // value + 128
     case Payload::kInt4: return pjrt::DType::kU8;  // two values per byte, low nibble first
     case Payload::kFp8: return pjrt::DType::kF8E4M3FN;
+    case Payload::kMxfp4: return pjrt::DType::kU8;  // two e2m1 values per byte, low nibble first
     case Payload::kNone: break;
   }
   throw std::logic_error("quant: no payload");
@@ -44,6 +47,7 @@ const char* PayloadName(Payload p) {
     case Payload::kInt8Packed: return "int8 (offset)";
     case Payload::kInt4: return "int4";
     case Payload::kFp8: return "fp8";
+    case Payload::kMxfp4: return "mxfp4";
     case Payload::kNone: break;
   }
   return "none";
@@ -59,6 +63,9 @@ std::string LayoutKey(const QuantLayout& l) {
 }
 
 bool WeightQuant::Covers(const std::string& name) const {
+  // MXFP4 (gpt-oss) covers the stacked experts only; attention and router stay 16-bit.
+  if (layout.payload == Payload::kMxfp4)
+    return EndsWith(name, "mlp.experts.gate_up_proj") || EndsWith(name, "mlp.experts.down_proj");
   if (!enabled() || !EndsWith(name, "_proj.weight")) return false;
   return !ignore.count(name.substr(0, name.size() - std::string(".weight").size()));
 }
@@ -85,8 +92,9 @@ std::vector<WeightSpec> StoredSpecs(const std::vector<WeightSpec>& specs, int64_
     const int64_t rows = s.shape[rank - 2], cols = s.shape[rank - 1];
     const int64_t br = q.block_rows, bc = q.block_cols == 0 ? cols : q.block_cols;
     if (br <= 0 || bc <= 0) throw std::invalid_argument("quant: " + s.name + ": block " + LayoutKey(q) + " is empty");
-    if (q.payload == Payload::kInt4 && cols % 2 != 0)
-      throw std::invalid_argument("quant: int4 " + s.name + " has an odd row length " + std::to_string(cols));
+    const bool nibbles = q.payload == Payload::kInt4 || q.payload == Payload::kMxfp4;  // two values per byte
+    if (nibbles && cols % 2 != 0)
+      throw std::invalid_argument("quant: " + std::string(PayloadName(q.payload)) + " " + s.name + " has an odd row length " + std::to_string(cols));
     // Parts fused along dim 0 (gate_proj and up_proj concatenated as (2I, H)) keep their scale
     // blocks only when each part is whole blocks.
     if (!s.parts.empty() && s.shape[0] != static_cast<int64_t>(s.parts.size()) && (rows / static_cast<int64_t>(s.parts.size())) % br != 0)
@@ -97,11 +105,11 @@ std::vector<WeightSpec> StoredSpecs(const std::vector<WeightSpec>& specs, int64_
     WeightSpec payload = s;
     payload.quant = {};
     payload.dtype = PayloadDtype(q.payload);
-    if (q.payload == Payload::kInt4) payload.shape.back() = cols / 2;
+    if (nibbles) payload.shape.back() = cols / 2;
     WeightSpec scale = s;
     scale.quant = {};
     scale.name = s.name + "_scale";
-    scale.dtype = pjrt::DType::kF32;
+    scale.dtype = q.payload == Payload::kMxfp4 ? pjrt::DType::kU8 : pjrt::DType::kF32;  // E8M0 exponents stay one byte
     scale.shape[rank - 2] = CeilDiv(rows, br);
     scale.shape[rank - 1] = CeilDiv(cols, bc);
     for (auto& p : scale.parts) p += "_scale";
@@ -118,8 +126,8 @@ std::vector<WeightSpec> StoredSpecs(const std::vector<WeightSpec>& specs, int64_
                                     " devices gives each " + std::to_string(along) + (in_rows ? " rows" : " columns") +
                                     ", not whole " + LayoutKey(q) + " scale blocks of " + std::to_string(block));
       }
-      if (in_cols && q.payload == Payload::kInt4 && along % 2 != 0)
-        throw std::invalid_argument("quant: int4 " + s.name + " split over " + std::to_string(devices) + " devices cuts a byte (" +
+      if (in_cols && nibbles && along % 2 != 0)
+        throw std::invalid_argument("quant: " + std::string(PayloadName(q.payload)) + " " + s.name + " split over " + std::to_string(devices) + " devices cuts a byte (" +
                                     std::to_string(along) + " columns each)");
     }
     WeightSpec zero = scale;
@@ -131,6 +139,16 @@ std::vector<WeightSpec> StoredSpecs(const std::vector<WeightSpec>& specs, int64_
   }
   return out;
 }
+
+namespace {
+
+Value E8m0Table(hlo::Builder& b) {
+  std::vector<float> t(256);
+  for (int s = 0; s < 256; ++s) t[s] = s == 255 ? std::numeric_limits<float>::quiet_NaN() : std::ldexp(1.0f, s - 127);
+  return b.ConstF32(t, {256});
+}
+
+}  // namespace
 
 Value ExpandQuantized(hlo::Builder& b, const WeightSpec& spec, const Value& payload, const Value& scale, const Value& zero,
                       DType act) {
@@ -146,6 +164,15 @@ Value ExpandQuantized(hlo::Builder& b, const WeightSpec& spec, const Value& payl
     const Value hi = b.Reshape(b.ShiftRightLogical(payload, b.Scalar(4, DType::kU8)), pairs);
     v = b.Reshape(b.Concatenate({lo, hi}, static_cast<int>(rank)), w);  // (..., out, in/2, 2) -> (..., out, in)
     v = b.Sub(b.Convert(v, DType::kF32), b.Scalar(8, DType::kF32));
+  } else if (q.payload == Payload::kMxfp4) {
+    // payload (..., out, in/2) u8: e2m1 value 2j in the low nibble, 2j+1 in the high one; the
+    // 16 codes read from a table (exact in f32).
+    hlo::Shape pairs = payload.shape;
+    pairs.push_back(1);
+    const Value lo = b.Reshape(b.And(payload, b.Scalar(15, DType::kU8)), pairs);
+    const Value hi = b.Reshape(b.ShiftRightLogical(payload, b.Scalar(4, DType::kU8)), pairs);
+    const Value codes = b.Reshape(b.Concatenate({lo, hi}, static_cast<int>(rank)), w);
+    v = b.Take(b.ConstF32(std::vector<float>(kE2m1Values, kE2m1Values + 16), {16}), b.Convert(codes, DType::kS32));
   } else if (q.payload == Payload::kInt8Packed) {
     v = b.Sub(b.Convert(payload, DType::kF32), b.Scalar(128, DType::kF32));
   } else {
@@ -164,7 +191,9 @@ Value ExpandQuantized(hlo::Builder& b, const WeightSpec& spec, const Value& payl
     keep.push_back(lead), keep.push_back(lead + 2);
     hlo::Shape full(x.shape.begin(), x.shape.end() - 2);
     full.insert(full.end(), {so * br, si * bc});
-    Value e = b.Reshape(b.BroadcastInDim(b.Convert(x, DType::kF32), blocks, keep), full);
+    // E8M0 exponents -> 2^(s - 127) by a 256-entry table (exact, subnormal 2^-127 included)
+    const Value xf = x.dtype == DType::kU8 ? b.Take(E8m0Table(b), b.Convert(x, DType::kS32)) : b.Convert(x, DType::kF32);
+    Value e = b.Reshape(b.BroadcastInDim(xf, blocks, keep), full);
     if (so * br != rows) e = b.SliceAxis(e, static_cast<int>(rank - 2), 0, rows);
     if (si * bc != cols) e = b.SliceAxis(e, static_cast<int>(rank - 1), 0, cols);
     return e;

@@ -12,6 +12,7 @@
 //   compressed-tensors int4 group g u8 (out, in/2), 2 per byte    (out, in/g)      decode = nibble - 8
 //   compressed-tensors fp8 channel  f8e4m3fn (out, in)            (out, 1)
 //   fp8 block 128x128 (Qwen FP8)    f8e4m3fn (out, in)            (ceil(out/128), ceil(in/128))
+//   MXFP4 (gpt-oss experts)         u8 (out, in/2), 2 e2m1 / byte  (out, in/32) u8 E8M0: 2^(s-127)
 //
 // One program input per stored tensor: the payload under the weight's own name, the scales under
 // name + "_scale" and, for an asymmetric scheme (AWQ, compressed-tensors with zero points), the
@@ -48,7 +49,11 @@ struct WeightQuant {
   std::string Key() const;  // "int4 g128", "fp8 b128x128", ...: for stats and program keys
 };
 
-const char* PayloadName(QuantLayout::Payload p);  // "int8" | "int4" | "fp8" | "none"
+const char* PayloadName(QuantLayout::Payload p);  // "int8" | "int4" | "fp8" | "mxfp4" | "none"
+
+// The 16 e2m1 (FP4) codes: sign bit 3, then 0, 0.5, 1, 1.5, 2, 3, 4, 6.
+inline constexpr float kE2m1Values[16] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f,
+                                          -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
 std::string LayoutKey(const QuantLayout& l);        // "int4 g128", "fp8 b128x128", "int8 channel"
 
 // Marks the specs `q` covers as quantized: spec.quant = q.layout (narrow on the device), or

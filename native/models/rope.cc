@@ -2,6 +2,7 @@
 // embedded as an f32 constant; the angles and cos/sin are computed in-graph from positions.
 #include "models/rope.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -40,7 +41,38 @@ std::vector<float> RopeInvFreq(int64_t head_dim, double theta, const RopeLlama3&
   return inv;
 }
 
-RopeTables RopeCosSin(hlo::Builder& b, const Value& positions, const std::vector<float>& inv_freq) {
+std::vector<float> RopeInvFreqYarn(int64_t head_dim, double theta, const RopeYarn& y) {
+  if (head_dim <= 0 || head_dim % 2 != 0) throw std::invalid_argument("rope: head_dim must be even and positive");
+  if (!(y.factor > 0) || !(y.beta_fast > 0) || !(y.beta_slow > 0) || y.original_max_position_embeddings <= 0)
+    throw std::invalid_argument("rope: yarn needs a positive factor, beta_fast, beta_slow and original_max_position_embeddings");
+  const int64_t half = head_dim / 2;
+  const double dim = static_cast<double>(head_dim), base = theta;
+  // The correction range in Python floats (math.log), as transformers computes it.
+  auto correction_dim = [&](double rotations) {
+    return dim * std::log(static_cast<double>(y.original_max_position_embeddings) / (rotations * 2 * M_PI)) / (2 * std::log(base));
+  };
+  double low = correction_dim(y.beta_fast), high = correction_dim(y.beta_slow);
+  if (y.truncate) {
+    low = std::floor(low);
+    high = std::ceil(high);
+  }
+  low = std::max(low, 0.0);
+  high = std::min(high, dim - 1);
+  if (low == high) high += 0.001;  // no division by zero in the ramp
+  const float lo = static_cast<float>(low), span = static_cast<float>(high - low), factor = static_cast<float>(y.factor);
+  std::vector<float> inv(half);
+  for (int64_t i = 0; i < half; ++i) {
+    // f32 tensors throughout: pos_freqs = base ** (arange(0, dim, 2) / dim)
+    const float pos_freq = std::pow(static_cast<float>(base), static_cast<float>(2 * i) / static_cast<float>(head_dim));
+    const float extrapolation = 1.0f / pos_freq, interpolation = 1.0f / (factor * pos_freq);
+    const float ramp = std::min(std::max((static_cast<float>(i) - lo) / span, 0.0f), 1.0f);
+    const float extrapolation_factor = 1.0f - ramp;
+    inv[i] = interpolation * (1.0f - extrapolation_factor) + extrapolation * extrapolation_factor;
+  }
+  return inv;
+}
+
+RopeTables RopeCosSin(hlo::Builder& b, const Value& positions, const std::vector<float>& inv_freq, double scale) {
   const int64_t half = static_cast<int64_t>(inv_freq.size());
   hlo::Shape fshape = positions.shape;  // (P..., half)
   fshape.push_back(half);
@@ -51,7 +83,12 @@ RopeTables RopeCosSin(hlo::Builder& b, const Value& positions, const std::vector
   hlo::Shape tshape = positions.shape;                               // (P..., 1, hd)
   tshape.push_back(1);
   tshape.push_back(2 * half);
-  return RopeTables{b.Reshape(b.Cos(emb), tshape), b.Reshape(b.Sin(emb), tshape)};
+  Value cos = b.Cos(emb), sin = b.Sin(emb);
+  if (scale != 1.0) {
+    cos = b.Mul(cos, b.Scalar(scale, DType::kF32));
+    sin = b.Mul(sin, b.Scalar(scale, DType::kF32));
+  }
+  return RopeTables{b.Reshape(cos, tshape), b.Reshape(sin, tshape)};
 }
 
 Value ApplyRope(hlo::Builder& b, const Value& x, const RopeTables& t) {

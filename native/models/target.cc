@@ -14,6 +14,7 @@
 #include "models/layers.h"
 #include "models/logprobs.h"
 #include "models/moe.h"
+#include "models/moe_gpt_oss.h"
 #include "models/paged.h"
 #include "models/paged_attention.h"
 #include "models/rope.h"
@@ -28,12 +29,28 @@ using hlo::Value;
 
 namespace {
 
+bool GptOss(const TargetConfig& c) { return c.family == "gpt_oss"; }
+
+GptOssMoeConfig OssMoeConfig(const TargetConfig& c) {
+  // MXFP4 checkpoints keep the experts as Linear weights (E, out, in), narrow or expanded at load.
+  return GptOssMoeConfig{c.moe.num_experts, c.moe.experts_per_token, c.moe.intermediate, c.swiglu_limit, c.swiglu_alpha,
+                         c.quant.layout.payload == QuantLayout::Payload::kMxfp4};
+}
+
 void Validate(const TargetConfig& c) {
-  if (c.family != "qwen3" && c.family != "qwen3_moe" && c.family != "qwen2" && c.family != "llama")
-    throw std::invalid_argument("target: family must be qwen3, qwen3_moe, qwen2 or llama, got " + c.family);
-  if (c.family == "qwen3_moe" && (c.moe.num_experts <= 0 || c.moe.experts_per_token <= 0 || c.moe.experts_per_token > c.moe.num_experts ||
+  if (c.family != "qwen3" && c.family != "qwen3_moe" && c.family != "qwen2" && c.family != "llama" && c.family != "gpt_oss")
+    throw std::invalid_argument("target: family must be qwen3, qwen3_moe, qwen2, llama or gpt_oss, got " + c.family);
+  if (GptOss(c) && (c.qk_norm || !c.qkv_bias || !c.o_bias || !c.attention_sinks))
+    throw std::invalid_argument("target: gpt_oss has attention biases and sinks and no q/k norms");
+  if (!c.layer_windows.empty() && static_cast<int64_t>(c.layer_windows.size()) != c.num_layers)
+    throw std::invalid_argument("target: layer_windows needs one entry per layer (" + std::to_string(c.num_layers) + "), got " +
+                                std::to_string(c.layer_windows.size()));
+  for (int64_t w : c.layer_windows)
+    if (w < 0) throw std::invalid_argument("target: a sliding window must be positive (0 = full attention)");
+  if (c.rope_yarn.enabled && c.rope_llama3.enabled) throw std::invalid_argument("target: rope scaling is yarn or llama3, not both");
+  if ((c.family == "qwen3_moe" || GptOss(c)) && (c.moe.num_experts <= 0 || c.moe.experts_per_token <= 0 || c.moe.experts_per_token > c.moe.num_experts ||
                                   c.moe.intermediate <= 0 || static_cast<int64_t>(c.moe.sparse_layers.size()) != c.num_layers))
-    throw std::invalid_argument("target: qwen3_moe needs experts, experts per token <= experts, an intermediate size and one sparse flag per layer");
+    throw std::invalid_argument("target: " + c.family + " needs experts, experts per token <= experts, an intermediate size and one sparse flag per layer");
   if (c.vocab_size <= 0 || c.hidden_size <= 0 || c.intermediate_size <= 0 || c.num_layers <= 0 || c.num_heads <= 0 ||
       c.num_kv_heads <= 0 || c.head_dim <= 0)
     throw std::invalid_argument("target: config sizes must be positive");
@@ -84,8 +101,10 @@ std::vector<WeightSpec> TargetWeightSpecs(const TargetConfig& c, pjrt::DType t, 
     if (c.sparse(i)) {
       // The sparse MLP replaces the dense one: drop gate_up/down_proj, add router + experts.
       s.resize(s.size() - kDenseMlpSpecs);
-      AppendMoeLayerSpecs(s, p, h, MoeConfig{c.moe.num_experts, c.moe.experts_per_token, c.moe.intermediate, c.moe.norm_topk_prob}, t, tp);
+      if (GptOss(c)) AppendGptOssMoeSpecs(s, p, h, OssMoeConfig(c), t, tp);
+      else AppendMoeLayerSpecs(s, p, h, MoeConfig{c.moe.num_experts, c.moe.experts_per_token, c.moe.intermediate, c.moe.norm_topk_prob}, t, tp);
     }
+    if (c.attention_sinks) s.push_back({p + "self_attn.sinks", {c.num_heads}, t, {}, tp.Split(0)});
   }
   s.push_back({"model.norm.weight", {h}, t});
   if (!c.tie_word_embeddings) s.push_back({"lm_head.weight", {c.vocab_size, h}, t, {}, tp.Vocab()});
@@ -114,12 +133,19 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
   const Value embed = Weight(w, "model.embed_tokens.weight");
   std::vector<DecoderLayer> layers;
   std::vector<MoeWeights> experts(L);
+  std::vector<GptOssMoeWeights> oss_experts(L);
+  std::vector<Value> sinks(L);
   const MoeConfig moe{c.moe.num_experts, c.moe.experts_per_token, c.moe.intermediate, c.moe.norm_topk_prob};
   for (int64_t l = 0; l < L; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     // A sparse layer's MLP is its MoE block: only the attention half is a decoder layer's.
     layers.push_back(TakeDecoderLayer(w, p, c.qk_norm, AttentionBias{c.qkv_bias, c.o_bias}, !c.sparse(l)));
+    if (c.attention_sinks) sinks[l] = Weight(w, p + "self_attn.sinks");
     if (!c.sparse(l)) continue;
+    if (GptOss(c)) {
+      oss_experts[l] = TakeGptOssMoe(w, p, c.quant.layout);
+      continue;
+    }
     experts[l] = MoeWeights{Weight(w, p + "mlp.gate.weight"), Weight(w, p + "mlp.experts.*.gate_proj.weight"),
                             Weight(w, p + "mlp.experts.*.up_proj.weight"), Weight(w, p + "mlp.experts.*.down_proj.weight")};
   }
@@ -150,8 +176,10 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
   // ---- cache addressing ----
   const Value valid = b.Compare(positions, b.Scalar(0, DType::kS32), hlo::Cmp::kGE);  // (R, K)
   const Value windex = PagedWriteIndex(b, positions, table, s);                        // (R, K, 2)
-  const KeyRange causal{b.Splat(0, {r, k}, DType::kS32), positions};                   // slot j <= position
-  const RopeTables rope = RopeCosSin(b, positions, RopeInvFreq(hd, c.rope_theta, c.rope_llama3));
+  const KeyRange causal = CausalRange(b, positions);                                   // slot j <= position
+  const RopeTables rope = c.rope_yarn.enabled
+                              ? RopeCosSin(b, positions, RopeInvFreqYarn(hd, c.rope_theta, c.rope_yarn), c.rope_yarn.attention_factor)
+                              : RopeCosSin(b, positions, RopeInvFreq(hd, c.rope_theta, c.rope_llama3));
 
   // ---- layers ----
   Value h = b.Convert(b.Take(embed, tokens), nm.act());  // (R, K, H)
@@ -171,10 +199,15 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
     // Write this step's K/V first; the attention then reads the row's pages chunk by chunk.
     k_cache = PagedWrite(b, k_cache, l, windex, kk);
     v_cache = PagedWrite(b, v_cache, l, windex, vv);
-    const Value attn = PagedAttention(b, q, k_cache, v_cache, l, table, causal, nm);  // (R, K, heads * hd)
+    // Sliding layers (gpt-oss) see the last window positions; sinks join the softmax.
+    const KeyRange range = c.window(l) > 0 ? CausalRange(b, positions, c.window(l)) : causal;
+    const Value attn = PagedAttention(b, q, k_cache, v_cache, l, table, range, nm, std::nullopt, sinks[l]);  // (R, K, heads * hd)
     h = b.Add(h, DenseBias(b, attn, lw.o, lw.o_bias, nm));
     const Value x2 = RmsNorm(b, h, lw.ln2, c.rms_norm_eps, nm);  // (R, K, H)
-    if (c.sparse(l))
+    if (c.sparse(l) && GptOss(c))
+      h = b.Add(h, b.Reshape(GptOssMoe(b, b.Reshape(x2, {r * k, c.hidden_size}), oss_experts[l], OssMoeConfig(c), MoeImpl::kAuto, nm),
+                             {r, k, c.hidden_size}));
+    else if (c.sparse(l))
       h = b.Add(h, b.Reshape(MoeMlp(b, b.Reshape(x2, {r * k, c.hidden_size}), experts[l], moe, MoeImpl::kAuto, nm), {r, k, c.hidden_size}));
     else
       h = b.Add(h, SiluMlp(b, x2, lw.gate_up, lw.down, nm));

@@ -14,8 +14,9 @@ namespace dflash::models {
 // How a Linear weight is stored narrow on the device (models/quant.h); kNone: as the spec's dtype.
 struct QuantLayout {
   // kInt8: s8; kInt8Packed: u8 holding value + 128; kInt4: u8 holding two values + 8, low nibble
-  // first; kFp8: f8e4m3fn.
-  enum class Payload { kNone, kInt8, kInt8Packed, kInt4, kFp8 };
+  // first; kFp8: f8e4m3fn; kMxfp4: u8 holding two e2m1 values, low nibble first, with u8 E8M0
+  // scales (2^(s - 127)) kept as they are on the device (OCP MX, gpt-oss's experts).
+  enum class Payload { kNone, kInt8, kInt8Packed, kInt4, kFp8, kMxfp4 };
   Payload payload = Payload::kNone;
   int64_t block_rows = 1;  // output rows one scale covers
   int64_t block_cols = 0;  // input columns one scale covers; 0 = the whole row (one scale per channel)

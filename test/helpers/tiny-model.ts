@@ -64,6 +64,8 @@ export interface TinyDrafter {
   layerTypes?: ('sliding_attention' | 'full_attention')[];
   /** A DFlash2 drafter (architectures ["DFlash2DraftModel"], docs/DRAFTERS.md §5). */
   dflash2?: TinyDFlash2;
+  /** attention_bias: q/k/v/o biases in every layer (z-lab's gpt-oss drafters). */
+  attentionBias?: boolean;
 }
 
 /** DFlash2 additions, with the hub tensor names of z-lab's checkpoints. */
@@ -223,6 +225,9 @@ export function makeDrafter(dir: string, target: Record<string, unknown>, o: Tin
   const d2 = o.dflash2 && { kernel: 2, groupSize: 16, rank: 16, topK: 8, codebookStd: 1, ...o.dflash2 };
   for (let i = 0; i < L; i++) {
     decoderLayer(t, `layers.${i}.`, { H, I, nh, kvh, hd }, g, std, true);
+    if (o.attentionBias)  // drawn after the layer's other tensors: drafters without biases keep their draws
+      for (const [n, size] of [['q', nh * hd], ['k', kvh * hd], ['v', kvh * hd], ['o', H]] as const)
+        t.push(tensor(`layers.${i}.self_attn.${n}_proj.bias`, [size], g, 0.5));
     if (d2) for (const conv of ['attention_conv', 'mlp_conv']) dflash2Conv(t, `layers.${i}.${conv}.`, H, d2.kernel, d2.groupSize, g);
   }
   t.push(tensor('norm.weight', [H], g, o.constant ? 0 : 0.1, o.constant ? 0 : 1));
@@ -241,6 +246,7 @@ export function makeDrafter(dir: string, target: Record<string, unknown>, o: Tin
     num_key_value_heads: kvh, head_dim: hd, rms_norm_eps: 1e-6, rope_theta: 1000000, max_position_embeddings: 4096,
     torch_dtype: 'float32', tie_word_embeddings: false,
   };
+  if (o.attentionBias) cfg.attention_bias = true;
   if (o.slidingWindow !== undefined) {
     cfg.use_sliding_window = true;
     cfg.sliding_window = o.slidingWindow;

@@ -1,7 +1,8 @@
 // Writes the tiny random-weight checkpoints that the oracle goldens are computed on
 // (test/fixtures/models). Deterministic: re-running rewrites identical files.
 //   npx tsx tools/oracle/make-fixtures.ts   (or: npx vite-node tools/oracle/make-fixtures.ts)
-// The Qwen3-MoE targets are written by transformers itself (make_moe_fixtures.py, run first);
+// The Qwen3-MoE and gpt-oss targets are written by transformers itself (make_moe_fixtures.py,
+// make_gpt_oss_fixtures.py, run first);
 // this script only replaces the directories it writes, and reads the MoE target's config for its
 // drafter.
 import * as fs from 'fs';
@@ -46,4 +47,9 @@ makeTarget(fresh('llama-f32'), {
 const moeConfig = path.join(root, 'qwen3-moe-f32', 'config.json');
 if (!fs.existsSync(moeConfig)) throw new Error(`${moeConfig} is missing: run tools/oracle/make_moe_fixtures.py first`);
 makeDrafter(fresh('qwen3-moe-f32-dflash'), JSON.parse(fs.readFileSync(moeConfig, 'utf8')), { layers: 2, blockSize: 8, targetLayerIds: [0, 1], seed: 15 });
+// A DFlash drafter for the transformers-written gpt-oss target (make_gpt_oss_fixtures.py, run first):
+// features of a sliding and a full layer, block 8, attention biases as the published gpt-oss drafters.
+const ossConfig = path.join(root, 'gpt-oss-f32', 'config.json');
+if (!fs.existsSync(ossConfig)) throw new Error(`${ossConfig} is missing: run tools/oracle/make_gpt_oss_fixtures.py first`);
+makeDrafter(fresh('gpt-oss-f32-dflash'), JSON.parse(fs.readFileSync(ossConfig, 'utf8')), { layers: 2, blockSize: 8, targetLayerIds: [0, 3], seed: 18, attentionBias: true });
 console.log(`fixtures written to ${root}`);

@@ -1,6 +1,6 @@
 """Reference outputs of Hugging Face transformers for the tiny fixture checkpoints.
 
-The oracle dflash is checked against: transformers' own Qwen3 / Qwen3-MoE / Llama implementations,
+The oracle dflash is checked against: transformers' own Qwen3 / Qwen3-MoE / Llama / Qwen2 / gpt-oss implementations,
 run on CPU in float32, on the checkpoints in test/fixtures/models (made by make-fixtures.ts and,
 for Qwen3-MoE, by make_moe_fixtures.py with transformers itself). Writes
 test/fixtures/goldens/<model>.json with, per prompt: all logits of the prompt positions, the
@@ -15,10 +15,10 @@ transformers in bfloat16 (what dflash's 16-bit path is checked against, with bf1
 its logits, its greedy continuation and, per prompt position and greedy step, the margin between
 its top two logits, so near-ties can be told from real disagreements.
 
-Qwen3-MoE goldens also record, per prompt, the smallest gap between the k-th and (k+1)-th router
+MoE goldens (Qwen3-MoE, gpt-oss) also record, per prompt, the smallest gap between the k-th and (k+1)-th router
 logit over every token (prompt and greedy continuation) and sparse layer: a test comparing against them is only meaningful
 when that gap is far above f32 rounding (an implementation may otherwise pick another expert).
-MoE models run with transformers' eager experts (the per-expert loop of Qwen3MoeExperts).
+MoE models run with transformers' eager experts (the per-expert loop of Qwen3MoeExperts / GptOssExperts).
 """
 import json
 import pathlib
@@ -32,7 +32,7 @@ from transformers import AutoModelForCausalLM
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MODELS = ROOT / "test" / "fixtures" / "models"
 OUT = ROOT / "test" / "fixtures" / "goldens"
-TARGETS = ["qwen3-f32", "qwen3-bf16-tied", "llama-f32", "qwen3-moe-f32", "qwen3-moe-mixed-f32", "qwen2-f32"]
+TARGETS = ["qwen3-f32", "qwen3-bf16-tied", "llama-f32", "qwen3-moe-f32", "qwen3-moe-mixed-f32", "qwen2-f32", "gpt-oss-f32", "gpt-oss-mxfp4"]
 BF16_TARGETS = ["qwen3-bf16-tied"]
 NEW_TOKENS = 24
 
@@ -88,7 +88,7 @@ def main() -> None:
     torch.manual_seed(0)
     names = sys.argv[1:] or TARGETS
     for name in names:
-        is_moe = json.loads((MODELS / name / "config.json").read_text()).get("model_type") == "qwen3_moe"
+        is_moe = json.loads((MODELS / name / "config.json").read_text()).get("model_type") in ("qwen3_moe", "gpt_oss")
         extra = {"experts_implementation": "eager"} if is_moe else {}
         model = AutoModelForCausalLM.from_pretrained(MODELS / name, dtype=torch.float32, **extra)
         model.eval()

@@ -17,7 +17,7 @@ Both reuse the byte-level tokenizer of qwen3-f32 (vocabulary 256).
 import torch
 from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
 
-from hf_fixture import save_fixture
+from hf_fixture import draw_weights, save_fixture
 
 SPECS = {
     "qwen3-moe-f32": dict(
@@ -33,20 +33,16 @@ SPECS = {
 }
 
 
-def draw_weights(model: torch.nn.Module, seed: int) -> None:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in sorted(model.named_parameters()):
-            if name.endswith("norm.weight"):
-                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=gen))
-            elif "embed_tokens" in name:
-                p.copy_(torch.randn(p.shape, generator=gen))
-            elif name.endswith("mlp.gate.weight"):  # the router: decisive, well-separated top-k
-                p.copy_(0.6 * torch.randn(p.shape, generator=gen))
-            elif "lm_head" in name:
-                p.copy_(0.5 * torch.randn(p.shape, generator=gen))
-            else:
-                p.copy_(0.15 * torch.randn(p.shape, generator=gen))
+def weight_rule(name: str) -> tuple[float, float]:
+    if name.endswith("norm.weight"):
+        return 1.0, 0.1
+    if "embed_tokens" in name:
+        return 0.0, 1.0
+    if name.endswith("mlp.gate.weight"):  # the router: decisive, well-separated top-k
+        return 0.0, 0.6
+    if "lm_head" in name:
+        return 0.0, 0.5
+    return 0.0, 0.15
 
 
 def main() -> None:
@@ -59,7 +55,7 @@ def main() -> None:
         )
         torch.manual_seed(seed)
         model = Qwen3MoeForCausalLM(cfg).to(torch.float32)
-        draw_weights(model, seed)
+        draw_weights(model, seed, weight_rule)
         save_fixture(model, name)
 
 

@@ -15,7 +15,7 @@ It reuses the byte-level tokenizer of qwen3-f32 (vocabulary 256).
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from hf_fixture import save_fixture
+from hf_fixture import draw_weights, save_fixture
 
 SPECS = {
     "qwen2-f32": dict(seed=51, vocab_size=256, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
@@ -23,18 +23,14 @@ SPECS = {
 }
 
 
-def draw_weights(model: torch.nn.Module, seed: int) -> None:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in sorted(model.named_parameters()):
-            if name.endswith("norm.weight"):
-                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=gen))
-            elif "embed_tokens" in name:
-                p.copy_(torch.randn(p.shape, generator=gen))
-            elif name.endswith(".bias"):  # large enough to move every logit
-                p.copy_(0.5 * torch.randn(p.shape, generator=gen))
-            else:
-                p.copy_(0.15 * torch.randn(p.shape, generator=gen))
+def weight_rule(name: str) -> tuple[float, float]:
+    if name.endswith("norm.weight"):
+        return 1.0, 0.1
+    if "embed_tokens" in name:
+        return 0.0, 1.0
+    if name.endswith(".bias"):  # large enough to move every logit
+        return 0.0, 0.5
+    return 0.0, 0.15
 
 
 def main() -> None:
@@ -45,7 +41,7 @@ def main() -> None:
                           rope_parameters={"rope_type": "default", "rope_theta": 1000000.0}, bos_token_id=None, eos_token_id=None)
         torch.manual_seed(seed)
         model = Qwen2ForCausalLM(cfg).to(torch.float32)
-        draw_weights(model, seed)
+        draw_weights(model, seed, weight_rule)
         save_fixture(model, name)
 
 

@@ -1,0 +1,185 @@
+// gpt-oss targets (transformers' GptOssForCausalLM): the config and checkpoint checks, speculative
+// decoding with a DFlash drafter equal to plain greedy decoding and to transformers' greedy
+// continuation (goldens: tools/oracle/make_goldens.py on the transformers-written fixture), tensor
+// parallelism over 2 devices, and the MXFP4 experts as released: kept 4-bit on the device or
+// expanded at load, both against transformers' own MXFP4 reader. The logits of every prompt
+// position against transformers are in test/13 (page sizes 4 and 16). The drafter is random, so
+// its drafts are rejected: what a verify of K tokens computes is the prefill's multi-token path,
+// which test/13 checks against transformers position by position.
+import * as fs from 'fs';
+import * as path from 'path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { targetConfigFromHF } from '../lib/config';
+import { Engine } from '../lib/engine';
+import { scoreLogits } from '../lib/internal/probe';
+import { draftsAgainstReference } from './helpers/drafter-reference';
+import { tmpDir } from './helpers/tiny-model';
+
+const FIX = path.join(__dirname, 'fixtures');
+const MODELS = path.join(FIX, 'models');
+const TARGET = path.join(MODELS, 'gpt-oss-f32'), DRAFTER = path.join(MODELS, 'gpt-oss-f32-dflash');
+const CONFIG = JSON.parse(fs.readFileSync(path.join(TARGET, 'config.json'), 'utf8'));
+const golden = JSON.parse(fs.readFileSync(path.join(FIX, 'goldens', 'gpt-oss-f32.json'), 'utf8')) as {
+  cases: { prompt_ids: number[]; logits: number[]; greedy_ids: number[]; router_topk_margin: number }[];
+};
+
+const engines: Engine[] = [];
+afterAll(async () => {
+  await Promise.all(engines.map((e) => e.close()));
+});
+async function load(opts: Parameters<typeof Engine.load>[0]): Promise<Engine> {
+  const e = await Engine.load({ cacheDir: false, ...opts });
+  engines.push(e);
+  return e;
+}
+
+describe('config.json', () => {
+  it('reads sinks, sliding windows, YaRN, the experts and the clamped SwiGLU', () => {
+    const c = targetConfigFromHF(CONFIG, undefined, { moe: true });
+    expect(c.family).toBe('gpt_oss');
+    expect([c.qkNorm, c.qkvBias, c.oBias, c.attentionSinks]).toEqual([false, true, true, true]);
+    expect(c.layerWindows).toEqual([8, null, 8, null]);
+    expect(c.ropeYarn).toEqual({ factor: 32, betaFast: 32, betaSlow: 1, originalMaxPositionEmbeddings: 32, truncate: false, attentionFactor: 0.1 * Math.log(32) + 1 });
+    expect(c.ropeTheta).toBe(150000);
+    expect(c.rmsNormEps).toBe(1e-5);
+    expect(c.moe).toMatchObject({ numExperts: 8, numExpertsPerTok: 2, moeIntermediateSize: 32, sparseLayers: [true, true, true, true] });
+    expect([c.swigluLimit, c.swigluAlpha]).toEqual([1.5, 1.702]);
+  });
+
+  it("takes GptOssConfig's defaults where a key is absent", () => {
+    const { layer_types, sliding_window, rope_parameters, rms_norm_eps, ...rest } = CONFIG;
+    void layer_types, void sliding_window, void rope_parameters, void rms_norm_eps;
+    const c = targetConfigFromHF(rest, undefined, { moe: true });
+    expect(c.layerWindows).toEqual([128, null, 128, null]);  // sliding on even layers, window 128
+    expect(c.ropeYarn).toMatchObject({ factor: 32, originalMaxPositionEmbeddings: 4096, truncate: false });
+    expect([c.ropeTheta, c.rmsNormEps]).toEqual([150000, 1e-5]);
+  });
+
+  it('refuses what it does not run, naming the key', () => {
+    const bad = (patch: Record<string, unknown>) => () => targetConfigFromHF({ ...CONFIG, ...patch }, 'gpt-oss config.json', { moe: true });
+    expect(bad({ layer_types: ['sliding_attention', 'full_attention', 'chunked_attention', 'full_attention'] }))
+      .toThrow(/gpt-oss config.json: layer_types.*entry 2 is "chunked_attention"/);
+    expect(bad({ layer_types: ['full_attention'] })).toThrow(/layer_types.*one type per layer \(4\)/);
+    expect(bad({ attention_bias: false })).toThrow(/attention_bias.*false/);
+    expect(bad({ rope_parameters: { ...CONFIG.rope_parameters, mscale: 1 } })).toThrow(/rope_parameters.mscale/);
+    expect(bad({ rope_parameters: { rope_type: 'longrope', factor: 2 } })).toThrow(/rope_parameters.*"longrope"/);
+  });
+
+  it('a checkpoint whose experts do not match the config is refused naming the tensor', async () => {
+    const dir = tmpDir('gpt-oss-mismatch');
+    for (const f of fs.readdirSync(TARGET)) fs.copyFileSync(path.join(TARGET, f), path.join(dir, f));
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...CONFIG, intermediate_size: 48 }));
+    await expect(Engine.load({ target: dir, cacheDir: false })).rejects.toThrow(/intermediate_size \* 2 96.*model\.layers\.0\.mlp\.experts\.gate_up_proj is \[8, 64, 64\]/);
+  });
+});
+
+describe('speculative decoding with a DFlash drafter', () => {
+  let engine: Engine;
+  beforeAll(async () => {
+    engine = await load({ target: TARGET, drafter: DRAFTER, pageSize: 4, maxSeqLen: 160, maxSequences: 4, dtype: 'f32' });
+  });
+
+  it('the drafter (attention biases, as the published gpt-oss drafters) drafts as the numpy reference', async () => {
+    expect(engine.config.drafter!.attentionBias).toBe(true);
+    for (const { n, last, draft, ref } of await draftsAgainstReference(engine, 'drafter_ref.py', DRAFTER, TARGET, 8))
+      expect(draft, `context ${n}`).toEqual([last, ...ref.argmax.slice(1)]);
+  });
+
+  it('routes with clear margins (the goldens would otherwise not pin the experts)', () => {
+    for (const c of golden.cases) expect(c.router_topk_margin).toBeGreaterThan(1e-3);
+  });
+
+  it("equals transformers' greedy continuation", async () => {
+    for (const c of golden.cases) {
+      const done = await engine.generate(c.prompt_ids, { maxTokens: c.greedy_ids.length }).done();
+      expect(done.ids, `prompt of ${c.prompt_ids.length}`).toEqual(c.greedy_ids);
+    }
+  });
+
+  it('equals plain greedy decoding over prompts that leave the window, run concurrently', async () => {
+    const prompts = Array.from({ length: 6 }, (_, p) => Array.from({ length: 3 + p * 9 }, (_, i) => (p * 37 + i * 11 + 3) % 256));
+    const plain = await Promise.all(prompts.map((pr) => engine.generate(pr, { maxTokens: 30, speculative: false }).done()));
+    const spec = await Promise.all(prompts.map((pr, i) => engine.generate(pr, { maxTokens: 30, speculative: { blockSize: i % 2 ? 4 : 8 } }).done()));
+    spec.forEach((s, i) => expect(s.ids, `prompt ${i}`).toEqual(plain[i].ids));
+    expect(engine.stats().freePages).toBe(engine.stats().totalPages);
+  });
+});
+
+describe('over 2 devices (tensor parallelism)', () => {
+  it('scores within f32 tolerance of transformers, decodes its greedy tokens, speculative == plain', async () => {
+    const engine = await load({ target: TARGET, drafter: DRAFTER, tensorParallel: 2, pageSize: 8, maxSeqLen: 128, maxSequences: 2, dtype: 'f32', warmup: false });
+    for (const c of golden.cases) {
+      const r = await scoreLogits(engine, [Int32Array.from(c.prompt_ids)]);
+      let worst = 0;
+      for (let i = 0; i < c.logits.length; i++) worst = Math.max(worst, Math.abs(r.logits[0][i] - c.logits[i]));
+      expect(worst, `prompt of ${c.prompt_ids.length}`).toBeLessThan(2e-4);
+      const plain = await engine.generate(c.prompt_ids, { maxTokens: c.greedy_ids.length, speculative: false }).done();
+      expect(plain.ids).toEqual(c.greedy_ids);
+      const spec = await engine.generate(c.prompt_ids, { maxTokens: c.greedy_ids.length }).done();
+      expect(spec.ids).toEqual(c.greedy_ids);
+    }
+    // sinks and the experts' columns are split with their heads / intermediate columns
+    const per = engine.stats().mesh.replicas[0].devices.map((d) => d.weightBytes);
+    expect(new Set(per).size).toBe(1);
+  });
+});
+
+describe('MXFP4 experts (gpt-oss as released)', () => {
+  const MX = path.join(MODELS, 'gpt-oss-mxfp4');
+  const mxGolden = JSON.parse(fs.readFileSync(path.join(FIX, 'goldens', 'gpt-oss-mxfp4.json'), 'utf8')) as typeof golden;
+  const logits: Record<string, Float32Array[]> = {};
+
+  it.each(['narrow', 'dequantize'] as const)("%s: transformers' MXFP4 logits and greedy tokens", async (mode) => {
+    const engine = await load({ target: MX, drafter: DRAFTER, pageSize: 4, maxSeqLen: 128, maxSequences: 2, dtype: 'f32', quantizedWeights: mode });
+    expect(engine.stats().dtypeReason).toMatch(mode === 'narrow' ? /kept narrow on the device \(mxfp4 g32\)/ : /\(mxfp4 g32\) expanded at load/);
+    logits[mode] = [];
+    for (const c of mxGolden.cases) {
+      const r = await scoreLogits(engine, [Int32Array.from(c.prompt_ids)]);
+      let worst = 0;
+      for (let i = 0; i < c.logits.length; i++) worst = Math.max(worst, Math.abs(r.logits[0][i] - c.logits[i]));
+      expect(worst, `prompt of ${c.prompt_ids.length}`).toBeLessThan(2e-4);
+      logits[mode].push(r.logits[0]);
+      const plain = await engine.generate(c.prompt_ids, { maxTokens: c.greedy_ids.length, speculative: false }).done();
+      expect(plain.ids, `prompt of ${c.prompt_ids.length}`).toEqual(c.greedy_ids);
+      const spec = await engine.generate(c.prompt_ids, { maxTokens: c.greedy_ids.length }).done();
+      expect(spec.ids, `speculative, prompt of ${c.prompt_ids.length}`).toEqual(c.greedy_ids);
+    }
+    if (mode === 'narrow') {
+      // The device holds the checkpoint's bytes as they are: e2m1 pairs and E8M0 exponents for
+      // the experts (0.53 byte per weight), f32 for the rest (PJRT's buffer sizes).
+      const file = path.join(MX, 'model.safetensors');
+      const fd = fs.openSync(file, 'r'), head = Buffer.alloc(8);
+      fs.readSync(fd, head, 0, 8, 0);
+      fs.closeSync(fd);
+      const engineTarget = engine.stats().mesh.replicas[0].devices[0].weightBytes - drafterBytes();
+      expect(engineTarget).toBe(fs.statSync(file).size - 8 - Number(head.readBigUInt64LE(0)));
+      const E = CONFIG.num_local_experts, H = CONFIG.hidden_size, I = CONFIG.intermediate_size;
+      const expertBytes = E * (2 * I * H + H * I) * (0.5 + 1 / 32);
+      expect(expertBytes / (E * 3 * I * H)).toBeCloseTo(0.53125, 5);
+    }
+  });
+
+  it('the in-program expansion and the one at load give bit-identical logits', () => {
+    expect(logits.narrow).toHaveLength(mxGolden.cases.length);
+    logits.narrow.forEach((l, i) => expect(Buffer.from(l.buffer).equals(Buffer.from(logits.dequantize[i].buffer)), `prompt ${i}`).toBe(true));
+  });
+
+  it('refuses a mesh that would cut a 32-value block, and experts that are not MXFP4, naming them', async () => {
+    await expect(Engine.load({ target: MX, tensorParallel: 2, dtype: 'f32', quantizedWeights: 'narrow', cacheDir: false }))
+      .rejects.toThrow(/down_proj .*split over 2 devices gives each 16 columns, not whole mxfp4 g32 scale blocks of 32/);
+    const dir = tmpDir('gpt-oss-not-mx');
+    for (const f of fs.readdirSync(TARGET)) fs.copyFileSync(path.join(TARGET, f), path.join(dir, f));
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...CONFIG, quantization_config: { quant_method: 'mxfp4' } }));
+    await expect(Engine.load({ target: dir, cacheDir: false })).rejects.toThrow(/quantization_config says mxfp4 but model\.layers\.0\.mlp\.experts\.down_proj is F32/);
+  });
+});
+
+// The drafter's weights (f32), which share the device with the target's.
+function drafterBytes(): number {
+  const file = path.join(DRAFTER, 'model.safetensors');
+  const fd = fs.openSync(file, 'r'), head = Buffer.alloc(8);
+  fs.readSync(fd, head, 0, 8, 0);
+  fs.closeSync(fd);
+  return fs.statSync(file).size - 8 - Number(head.readBigUInt64LE(0));
+}
