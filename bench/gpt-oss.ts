@@ -4,6 +4,7 @@
 // layers and experts so it fits this machine). Each variant loads in a fresh process
 // (bench/shapes-worker.ts): device weight bytes, the experts' share, decode ms/token, verify(16).
 //   npm run bench:gpt-oss -- [--layers 2] [--experts 8] [--dtypes bf16,f32] [--dir DIR]
+// --dir holding a checkpoint already (the device kit writes a narrower one for CI) uses it as is.
 import { execFileSync, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';

@@ -274,6 +274,25 @@ stage_quantized() {
     "$KIT/dist/bench/quantized.js" --shape "$shape" --dtype "$dtype" --dir "$KIT/models/quantized-$shape"
 }
 
+# --- gpt-oss: MXFP4 experts narrow on the device against expanded at load ---------------------
+# bench/gpt-oss on a random checkpoint at gpt-oss-20b's layer widths (tools/shapes/make_gpt_oss.py:
+# 4 layers of 32 experts on a GPU; with --quick a narrow one, width 256): device bytes, decode
+# ms/token and verify(16), bf16 activations on a GPU, f32 on the CPU plugin.
+stage_gpt-oss() {
+  ensure_built || return 1
+  local py dims dtype name
+  dtype=$([ "$CPU" = 1 ] && echo f32 || echo bf16)
+  py=$(find_python) || { note "no Python with numpy (set DEVKIT_PYTHON)"; return 1; }
+  if [ "$QUICK" = 1 ]; then dims=(--layers 2 --experts 4 --vocab 2048 --width 256 --heads 4 --kv-heads 2); name=quick
+  elif [ "$CPU" = 1 ]; then dims=(--layers 2 --experts 8); name=2x8
+  else dims=(--layers 4 --experts 32); name=4x32; fi
+  local dir="$KIT/models/gpt-oss-$name"
+  [ -f "$dir/model.safetensors" ] ||
+    step "random gpt-oss $name checkpoint (MXFP4 experts)" "$py" "$ROOT/tools/shapes/make_gpt_oss.py" --out "$dir" "${dims[@]}" || return 1
+  bench "gpt-oss: MXFP4 experts $name (random, narrow vs expanded at load)" "gpt-oss-mxfp4-$name-$SLUG.md" \
+    "$KIT/dist/bench/gpt-oss.js" --dir "$dir" --dtypes "$dtype"
+}
+
 # --- mesh: tensor and data parallelism over every device of the machine ----------------------
 # Devices: the GPUs nvidia-smi lists; with --cpu, DEVKIT_CPU_DEVICES (default 2) virtual devices
 # of the CPU plugin (they share the cores: plumbing, not speed).

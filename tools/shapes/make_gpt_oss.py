@@ -4,6 +4,7 @@ the release stores them, small enough for this machine: for timing and device by
 outputs are noise).
 
   python3 tools/shapes/make_gpt_oss.py --out DIR [--layers 2] [--experts 8] [--vocab 8192]
+                                       [--width W --heads N --kv-heads M]   (a narrower model: CI)
 
 gpt-oss-20b (openai/gpt-oss-20b config.json): hidden 2880, 64 query / 8 KV heads of 64, expert
 width 2880, 32 experts, top 4, sliding window 128 on even layers, YaRN. Here: its widths, fewer
@@ -88,8 +89,15 @@ def main(argv=None):
     p.add_argument("--vocab", type=int, default=8192)
     p.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--width", type=int, help="hidden and expert width (multiple of 32) instead of gpt-oss-20b's 2880")
+    p.add_argument("--heads", type=int, help="query heads of 64 (with --width)")
+    p.add_argument("--kv-heads", type=int, help="KV heads (with --width)")
     a = p.parse_args(argv)
-    s = GPT_OSS_20B
+    s = dict(GPT_OSS_20B)
+    if a.width:
+        if a.width % 32:
+            p.error("--width must be a multiple of 32 (MXFP4 blocks)")
+        s.update(hidden=a.width, intermediate=a.width, heads=a.heads or s["heads"], kv_heads=a.kv_heads or s["kv_heads"])
     os.makedirs(a.out, exist_ok=True)
     t0 = time.time()
     n = write(os.path.join(a.out, "model.safetensors"), specs(s, a.layers, a.experts, a.vocab), a.dtype, a.seed)
@@ -107,7 +115,7 @@ def main(argv=None):
     with open(os.path.join(a.out, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2)
     write_tokenizer(a.out, a.vocab)
-    print(f"gpt-oss-20b-wide random target ({a.layers} layers, {a.experts} experts, MXFP4): {n / 1e9:.2f} GB in {time.time() - t0:.1f} s -> {a.out}", flush=True)
+    print(f"random gpt-oss target (width {s['hidden']}, {a.layers} layers, {a.experts} experts, MXFP4): {n / 1e9:.2f} GB in {time.time() - t0:.1f} s -> {a.out}", flush=True)
     return 0
 
 
