@@ -44,6 +44,16 @@ WeightInputs DeclareWeights(hlo::Builder& b, const std::vector<WeightSpec>& spec
   return w;
 }
 
+NarrowStack StoredStack(const WeightInputs& w, const std::string& name, const QuantLayout& q) {
+  NarrowStack s;
+  auto p = w.find(name + kStoredPayload);
+  if (p == w.end()) return s;
+  s.payload = p->second, s.scale = Weight(w, name + kStoredScale), s.layout = q;
+  auto z = w.find(name + kStoredZero);
+  if (z != w.end()) s.zero = z->second;
+  return s;
+}
+
 const Value& Weight(const WeightInputs& w, const std::string& name) {
   auto it = w.find(name);
   if (it == w.end()) throw std::invalid_argument("model graph: no weight input " + name);

@@ -11,6 +11,7 @@
 #include "models/config.h"
 #include "models/numerics.h"
 #include "models/parallel.h"
+#include "models/quant.h"
 #include "models/weight_spec.h"
 
 namespace dflash::models {
@@ -26,6 +27,8 @@ WeightInputs DeclareWeights(hlo::Builder& b, const std::vector<WeightSpec>& spec
 inline constexpr const char* kStoredPayload = "#payload";
 inline constexpr const char* kStoredScale = "#scale";
 inline constexpr const char* kStoredZero = "#zero";
+// The stored inputs of a narrow weight `name` (layout `q`), or an empty stack when it is plain.
+NarrowStack StoredStack(const WeightInputs& w, const std::string& name, const QuantLayout& q);
 const hlo::Value& Weight(const WeightInputs& w, const std::string& name);  // throws naming it
 
 // x * rsqrt(mean(x^2, -1) + eps), in f32, rounded to act, times w   (x: (..., D), w: (D))

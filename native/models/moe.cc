@@ -52,8 +52,12 @@ Value DenseExperts(hlo::Builder& b, const Value& x, const MoeWeights& w, const M
 
 Value GatheredExperts(hlo::Builder& b, const Value& x, const MoeWeights& w, const MoeRouting& r, const Numerics& n) {
   // Only the selected experts' weights are read: (T, k, I, H) slices, in their own dtype.
-  const Value gate = b.Take(w.gate, r.experts), up = b.Take(w.up, r.experts);  // (T, k, I, H)
-  const Value down = b.Take(w.down, r.experts);                               // (T, k, H, I)
+  // Narrow experts are gathered as stored and only the selected ones expanded.
+  auto take = [&](const Value& plain, const NarrowStack& narrow) {
+    return narrow.narrow() ? GatherExpanded(b, narrow, r.experts, n.act()) : b.Take(plain, r.experts);
+  };
+  const Value gate = take(w.gate, w.gate_n), up = take(w.up, w.up_n);  // (T, k, I, H)
+  const Value down = take(w.down, w.down_n);                           // (T, k, H, I)
   const hlo::DotDims in{{0}, {0}, {1}, {3}};                                  // per token: (T, k, I)
   const Value act = b.Mul(Silu(b, Dot(b, x, gate, in, n)), Dot(b, x, up, in, n));
   const Value y = b.DotGeneral(act, b.Convert(down, n.act()), hlo::DotDims{{0, 1}, {0, 1}, {2}, {3}}, DType::kF32);  // (T, k, H) f32

@@ -20,6 +20,7 @@
 #include "hlo/builder.h"
 #include "models/numerics.h"
 #include "models/parallel.h"
+#include "models/quant.h"
 #include "models/weight_spec.h"
 
 namespace dflash::models {
@@ -37,6 +38,8 @@ struct MoeWeights {
   hlo::Value gate;    // (E, I, H)  mlp.experts.*.gate_proj.weight, stacked
   hlo::Value up;      // (E, I, H)  mlp.experts.*.up_proj.weight, stacked
   hlo::Value down;    // (E, H, I)  mlp.experts.*.down_proj.weight, stacked
+  // Narrow experts (quantized checkpoints): the stored inputs, gathered before expanding.
+  NarrowStack gate_n, up_n, down_n;
 };
 
 struct MoeRouting {

@@ -52,17 +52,6 @@ Value ClampedSwiglu(Builder& b, const Value& gu, float limit, float alpha, const
   return b.Convert(b.Mul(b.Add(up, b.Scalar(1, DType::kF32)), glu), n.act());
 }
 
-// The selected experts of a narrow stack, expanded: payload (E, out, in'), scale (E, so, si) ->
-// (T, k, out, in) in act.
-Value GatherNarrow(Builder& b, const Value& payload, const Value& scale, const Value& experts, const QuantLayout& q, const Numerics& n) {
-  const Value pq = b.Take(payload, experts), ps = b.Take(scale, experts);  // (T, k, out, in'), (T, k, so, si)
-  WeightSpec spec;
-  spec.shape = pq.shape;
-  if (q.payload == QuantLayout::Payload::kInt4 || q.payload == QuantLayout::Payload::kMxfp4) spec.shape.back() *= 2;
-  spec.quant = q;
-  return ExpandQuantized(b, spec, pq, ps, Value{}, n.act());
-}
-
 // (T, E) routing weights with zeros for the unselected experts.
 Value DenseRouting(Builder& b, const MoeRouting& r, int64_t experts) {
   const int64_t t = r.experts.shape[0], k = r.experts.shape[1];
@@ -90,8 +79,8 @@ Value GatheredExperts(Builder& b, const Value& x, const GptOssMoeWeights& w, con
                       const Numerics& n) {
   // Only the selected experts' matrices are read: (T, k, H, 2I) and (T, k, I, H), or as Linear
   // weights (T, k, 2I, H) and (T, k, H, I); narrow experts are gathered as stored, then expanded.
-  const Value gate_up = w.gate_up_q.name.empty() ? b.Take(w.gate_up, r.experts) : GatherNarrow(b, w.gate_up_q, w.gate_up_s, r.experts, w.quant, n);
-  const Value down = w.down_q.name.empty() ? b.Take(w.down, r.experts) : GatherNarrow(b, w.down_q, w.down_s, r.experts, w.quant, n);
+  const Value gate_up = w.gate_up_n.narrow() ? GatherExpanded(b, w.gate_up_n, r.experts, n.act()) : b.Take(w.gate_up, r.experts);
+  const Value down = w.down_n.narrow() ? GatherExpanded(b, w.down_n, r.experts, n.act()) : b.Take(w.down, r.experts);
   const int64_t lin = c.linear_layout ? 1 : 0;
   const Value gu_bias = b.Take(w.gate_up_bias, r.experts), down_bias = b.Take(w.down_bias, r.experts);  // (T, k, 2I), (T, k, H)
   // per token: x (T, H) . (T, k, H, 2I) -> (T, k, 2I)
@@ -152,11 +141,8 @@ GptOssMoeWeights TakeGptOssMoe(const WeightInputs& w, const std::string& p, cons
                      Weight(w, p + "mlp.experts.gate_up_proj"), Weight(w, p + "mlp.experts.gate_up_proj_bias"),
                      Weight(w, p + "mlp.experts.down_proj"),    Weight(w, p + "mlp.experts.down_proj_bias")};
   const std::string gu = p + "mlp.experts.gate_up_proj", dn = p + "mlp.experts.down_proj";
-  if (w.count(gu + kStoredPayload) && w.count(dn + kStoredPayload) && !w.count(gu + kStoredZero)) {
-    m.gate_up_q = Weight(w, gu + kStoredPayload), m.gate_up_s = Weight(w, gu + kStoredScale);
-    m.down_q = Weight(w, dn + kStoredPayload), m.down_s = Weight(w, dn + kStoredScale);
-    m.quant = quant;
-  }
+  m.gate_up_n = StoredStack(w, gu, quant);
+  m.down_n = StoredStack(w, dn, quant);
   return m;
 }
 

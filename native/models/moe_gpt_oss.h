@@ -18,6 +18,7 @@
 #include "hlo/builder.h"
 #include "models/layers.h"
 #include "models/moe.h"
+#include "models/quant.h"
 #include "models/numerics.h"
 #include "models/parallel.h"
 #include "models/weight_spec.h"
@@ -38,10 +39,8 @@ struct GptOssMoeWeights {
   hlo::Value router, router_bias;      // (E, H), (E)        mlp.router.weight / .bias
   hlo::Value gate_up, gate_up_bias;    // (E, H, 2I), (E, 2I) mlp.experts.gate_up_proj / _bias
   hlo::Value down, down_bias;          // (E, I, H), (E, H)   mlp.experts.down_proj / _bias
-  // Narrow experts (quantized checkpoints): the stored payloads and scales, and their layout;
-  // empty names when the experts are plain.
-  hlo::Value gate_up_q, gate_up_s, down_q, down_s;
-  QuantLayout quant;
+  // Narrow experts (quantized checkpoints): the stored inputs, gathered before expanding.
+  NarrowStack gate_up_n, down_n;
 };
 
 // x (T, H) -> routing: experts (T, k) s32 in descending logit order, weights (T, k) f32.

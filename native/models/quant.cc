@@ -205,4 +205,14 @@ Value ExpandQuantized(hlo::Builder& b, const WeightSpec& spec, const Value& payl
   return out;
 }
 
+Value GatherExpanded(hlo::Builder& b, const NarrowStack& s, const Value& ids, DType act) {
+  const Value q = b.Take(s.payload, ids), sc = b.Take(s.scale, ids);  // (I..., out, in'), (I..., so, si)
+  const Value z = s.zero.name.empty() ? Value{} : b.Take(s.zero, ids);
+  WeightSpec spec;
+  spec.shape = q.shape;
+  if (s.layout.payload == Payload::kInt4 || s.layout.payload == Payload::kMxfp4) spec.shape.back() *= 2;
+  spec.quant = s.layout;
+  return ExpandQuantized(b, spec, q, sc, z, act);
+}
+
 }  // namespace dflash::models

@@ -74,4 +74,16 @@ std::vector<WeightSpec> StoredSpecs(const std::vector<WeightSpec>& specs, int64_
 hlo::Value ExpandQuantized(hlo::Builder& b, const WeightSpec& spec, const hlo::Value& payload, const hlo::Value& scale,
                            const hlo::Value& zero, hlo::DType act);
 
+// A stack of narrow matrices (MoE experts, (E, out, in)) as a program holds it: the stored inputs
+// and their layout. Empty payload name = the stack is not narrow.
+struct NarrowStack {
+  hlo::Value payload, scale, zero;  // (E, out, in'), (E, so, si), zero as scale or empty
+  QuantLayout layout;
+  bool narrow() const { return !payload.name.empty(); }
+};
+
+// The stack's matrices at `ids` (any shape I...), expanded: (I..., out, in) in `act`. Gathers the
+// stored bytes first, so only the selected matrices are ever expanded.
+hlo::Value GatherExpanded(hlo::Builder& b, const NarrowStack& stack, const hlo::Value& ids, hlo::DType act);
+
 }  // namespace dflash::models

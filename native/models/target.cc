@@ -146,8 +146,10 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
       oss_experts[l] = TakeGptOssMoe(w, p, c.quant.layout);
       continue;
     }
-    experts[l] = MoeWeights{Weight(w, p + "mlp.gate.weight"), Weight(w, p + "mlp.experts.*.gate_proj.weight"),
-                            Weight(w, p + "mlp.experts.*.up_proj.weight"), Weight(w, p + "mlp.experts.*.down_proj.weight")};
+    const std::string ex = p + "mlp.experts.*.";
+    experts[l] = MoeWeights{Weight(w, p + "mlp.gate.weight"), Weight(w, ex + "gate_proj.weight"), Weight(w, ex + "up_proj.weight"),
+                            Weight(w, ex + "down_proj.weight"), StoredStack(w, ex + "gate_proj.weight", c.quant.layout),
+                            StoredStack(w, ex + "up_proj.weight", c.quant.layout), StoredStack(w, ex + "down_proj.weight", c.quant.layout)};
   }
   const Value final_norm = Weight(w, "model.norm.weight");
   const Value lm_head = c.tie_word_embeddings ? embed : Weight(w, "lm_head.weight");
