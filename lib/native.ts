@@ -231,7 +231,7 @@ export interface NativeAddon {
    *  engine picks on `platform`; throws a RangeError naming the config field when the models do
    *  not split over that many devices. */
   meshLayout(target: Record<string, unknown>, drafter: Record<string, unknown> | undefined, tensorParallel: number, platform: string,
-    checkpointDtype: 'f32' | 'bf16' | 'f16'): { dtype: string; weightBytes: number; kvHeads: number; splitVocab: boolean; kvBytesPerToken: number };
+    checkpointDtype: 'f32' | 'bf16' | 'f16', quantizedWeights?: 'auto' | 'narrow' | 'dequantize'): { dtype: string; weightBytes: number; kvHeads: number; splitVocab: boolean; kvBytesPerToken: number };
   /** The programs precompile() makes for these engine options, a resolved maxSeqLen, the
    *  drafter's block (0: none) and a context (engine/serving_plan.h). */
   servingPlan(options: Record<string, unknown>, maxSeqLen: number, block: number, context: number): { kind: string; rows: number; tokens: number; block: number; text: string }[];

@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { targetConfigFromHF } from '../lib/config';
 import { Engine } from '../lib/engine';
 import { scoreLogits } from '../lib/internal/probe';
+import { native } from '../lib/native';
 import { draftsAgainstReference } from './helpers/drafter-reference';
 import { tmpDir } from './helpers/tiny-model';
 
@@ -163,6 +164,17 @@ describe('MXFP4 experts (gpt-oss as released)', () => {
   it('the in-program expansion and the one at load give bit-identical logits', () => {
     expect(logits.narrow).toHaveLength(mxGolden.cases.length);
     logits.narrow.forEach((l, i) => expect(Buffer.from(l.buffer).equals(Buffer.from(logits.dequantize[i].buffer)), `prompt ${i}`).toBe(true));
+  });
+
+  it('doctor counts the bytes the engine would hold: MXFP4 narrow, or expanded on the CPU (quantizedWeights auto)', () => {
+    const cfg = targetConfigFromHF(JSON.parse(fs.readFileSync(path.join(MX, 'config.json'), 'utf8')), undefined, { moe: true }) as unknown as Record<string, unknown>;
+    const E = CONFIG.num_local_experts, H = CONFIG.hidden_size, I = CONFIG.intermediate_size;
+    const narrow = native().meshLayout(cfg, undefined, 1, 'cpu', 'f32', 'narrow').weightBytes;
+    const auto = native().meshLayout(cfg, undefined, 1, 'cpu', 'f32').weightBytes;
+    expect(auto - narrow).toBe(CONFIG.num_hidden_layers * E * 3 * I * H * (4 - 0.5 - 1 / 32));
+    expect(native().meshLayout(cfg, undefined, 1, 'cuda', 'f32').weightBytes).toBe(narrow);  // auto keeps it narrow off the CPU
+    expect(() => native().meshLayout(cfg, undefined, 2, 'cuda', 'f32')).toThrow(/not whole mxfp4 g32 scale blocks of 32/);
+    expect(native().meshLayout(cfg, undefined, 2, 'cpu', 'f32').weightBytes).toBeGreaterThan(0);  // expanded at load: any split
   });
 
   it('refuses a mesh that would cut a 32-value block, and experts that are not MXFP4, naming them', async () => {

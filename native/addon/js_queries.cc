@@ -40,7 +40,7 @@ void InitQueries(Napi::Env env, Napi::Object exports) {
                   return Napi::String::New(env, engine::ChooseDtypes(info[0].As<Napi::String>().Utf8Value(), dt, "auto", "auto").reason);
                 });
               }));
-  // meshLayout(target, drafter | undefined, tensorParallel, platform, checkpointDtype) -> what each
+  // meshLayout(target, drafter | undefined, tensorParallel, platform, checkpointDtype[, quantizedWeights]) -> what each
   // device of a tensor-parallel group holds with the dtypes an engine would choose there
   // ({ dtype, weightBytes, kvHeads, splitVocab, kvBytesPerToken }); throws a RangeError naming the
   // config field when the models do not split over that many devices.
@@ -50,10 +50,14 @@ void InitQueries(Napi::Env env, Napi::Object exports) {
                   throw Napi::TypeError::New(env, "meshLayout(target: object, drafter: object | undefined, tensorParallel: number, "
                                                   "platform: string, checkpointDtype: 'f32' | 'bf16' | 'f16')");
                 return Guard(env, [&]() -> Napi::Value {
-                  const auto target = ParseTarget(info[0].As<Napi::Object>());
+                  auto target = ParseTarget(info[0].As<Napi::Object>());
                   std::optional<models::DrafterConfig> drafter;
                   if (info[1].IsObject()) drafter = ParseDrafter(info[1].As<Napi::Object>());
                   const int64_t tp = info[2].As<Napi::Number>().Int64Value();
+                  // A quantized checkpoint counts as the engine would hold it there (quantizedWeights auto).
+                  const std::string quantized = info.Length() > 5 && info[5].IsString() ? info[5].As<Napi::String>().Utf8Value() : "auto";
+                  target.quant.expand_at_load = engine::QuantizedExpandAtLoad(quantized, info[3].As<Napi::String>().Utf8Value());
+                  if (drafter) drafter->quant.expand_at_load = target.quant.expand_at_load;
                 const auto choice = engine::ChooseDtypes(info[3].As<Napi::String>().Utf8Value(),
                                                            engine::ParseDtypeName(info[4].As<Napi::String>().Utf8Value()), "auto", "auto");
                   const pjrt::DType dt = choice.numerics.dtype;

@@ -47,4 +47,8 @@ DtypeChoice ChooseDtypes(const std::string& platform, pjrt::DType checkpoint, co
   return c;
 }
 
+bool QuantizedExpandAtLoad(const std::string& how, const std::string& platform) {
+  return how == "dequantize" || (how == "auto" && platform == "cpu");
+}
+
 }  // namespace dflash::engine

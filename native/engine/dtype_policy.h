@@ -31,4 +31,9 @@ DtypeChoice ChooseDtypes(const std::string& platform, pjrt::DType checkpoint, co
 
 pjrt::DType ParseDtypeName(const std::string& name);  // "f32" | "bf16" | "f16"
 
+// Engine option quantizedWeights: whether a quantized checkpoint is expanded at load on
+// `platform` ("dequantize", or "auto" on the CPU plugin, where XLA:CPU would re-expand every
+// weight every step: bench/NOTES.md) rather than kept narrow on the device.
+bool QuantizedExpandAtLoad(const std::string& quantized_weights, const std::string& platform);
+
 }  // namespace dflash::engine

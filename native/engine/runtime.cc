@@ -87,9 +87,8 @@ std::vector<std::string> Runtime::LoadWeights(const std::vector<TensorSource>& t
   if (target_.quant.enabled() || (drafter_ && drafter_->quant.enabled())) {
     // Narrow on the device, or expanded here: XLA:CPU materialises an in-program expansion every
     // step (bench/NOTES.md, "Quantized weights"), so the CPU expands once at load by default.
-    const bool cpu = client().platform_name() == "cpu";
     const std::string& how = opt_.quantized_weights;
-    target_.quant.expand_at_load = how == "dequantize" || (how == "auto" && cpu);
+    target_.quant.expand_at_load = QuantizedExpandAtLoad(how, client().platform_name());
     if (drafter_) drafter_->quant.expand_at_load = target_.quant.expand_at_load;
     const std::string act = pjrt::DTypeName(dtypes_.numerics.dtype);
     std::string scheme = target_.quant.enabled() ? target_.quant.Key() : "";
