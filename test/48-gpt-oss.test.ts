@@ -14,6 +14,7 @@ import { targetConfigFromHF } from '../lib/config';
 import { Engine } from '../lib/engine';
 import { scoreLogits } from '../lib/internal/probe';
 import { native } from '../lib/native';
+import { readCheckpoint, writeSafetensors } from '../lib/safetensors';
 import { draftsAgainstReference } from './helpers/drafter-reference';
 import { tmpDir } from './helpers/tiny-model';
 
@@ -105,6 +106,48 @@ describe('speculative decoding with a DFlash drafter', () => {
     spec.forEach((s, i) => expect(s.ids, `prompt ${i}`).toEqual(plain[i].ids));
     expect(engine.stats().freePages).toBe(engine.stats().totalPages);
   });
+});
+
+// A drafter that always drafts one token: every weight zero but the norms (one) and the last
+// layer's o_proj bias, which adds 20x that token's LM-head row to every block row, so the LM head
+// picks it. The targets' greedy continuations repeat 243 in runs of six, so these drafts are
+// accepted there and rejected elsewhere: accepted blocks across the sliding window, with sinks, in
+// the same program as rejected ones.
+function steeredDrafter(token: number): string {
+  const dir = tmpDir('gpt-oss-steered');
+  fs.copyFileSync(path.join(DRAFTER, 'config.json'), path.join(dir, 'config.json'));
+  const H = CONFIG.hidden_size;
+  const head = readCheckpoint(TARGET).find((t) => t.name === 'lm_head.weight')!;  // f32 (V, H), untied
+  const row = Buffer.alloc(4 * H);
+  const fd = fs.openSync(head.file, 'r');
+  fs.readSync(fd, row, 0, row.length, head.offset + 4 * H * token);
+  fs.closeSync(fd);
+  const e = new Float32Array(row.buffer, row.byteOffset, H);
+  const last = `layers.${JSON.parse(fs.readFileSync(path.join(DRAFTER, 'config.json'), 'utf8')).num_hidden_layers - 1}.self_attn.o_proj.bias`;
+  writeSafetensors(path.join(dir, 'model.safetensors'), readCheckpoint(DRAFTER).map((t) => {
+    const data = new Float32Array(t.shape.reduce((a, b) => a * b, 1));
+    if (t.name.endsWith('norm.weight')) data.fill(1);
+    if (t.name === last) e.forEach((x, i) => { data[i] = 20 * x; });
+    return { name: t.name, dtype: 'F32' as const, shape: t.shape, data };
+  }));
+  return dir;
+}
+
+describe('a drafter steered to one token: accepted and rejected drafts', () => {
+  // (MXFP4 experts narrow: the path with the most parts; the f32 experts share its attention.)
+  it.each([['MXFP4 experts, narrow', path.join(MODELS, 'gpt-oss-mxfp4'), 'gpt-oss-mxfp4']])(
+    '%s: speculative = transformers\' greedy, with drafts accepted', async (_, target, name) => {
+      const g = JSON.parse(fs.readFileSync(path.join(FIX, 'goldens', `${name}.json`), 'utf8')) as typeof golden;
+      const engine = await load({ target, drafter: steeredDrafter(243), pageSize: 4, maxSeqLen: 128, maxSequences: 4, dtype: 'f32', quantizedWeights: 'narrow', adaptive: false });
+      const runs = await Promise.all(g.cases.map((c) => engine.generate(c.prompt_ids, { maxTokens: c.greedy_ids.length, speculative: { blockSize: 8 } }).done()));
+      let accepted = 0;
+      runs.forEach((r, i) => {
+        expect(r.ids, `prompt of ${g.cases[i].prompt_ids.length}`).toEqual(g.cases[i].greedy_ids);
+        accepted += r.ids.length - r.stats.steps;  // each step commits one token plus its accepted drafts
+      });
+      expect(accepted).toBeGreaterThanOrEqual(4);
+      expect(engine.stats().freePages).toBe(engine.stats().totalPages);
+    });
 });
 
 describe('over 2 devices (tensor parallelism)', () => {
