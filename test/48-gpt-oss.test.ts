@@ -150,6 +150,22 @@ describe('a drafter steered to one token: accepted and rejected drafts', () => {
     });
 });
 
+// Without batch-invariant numerics a prefill of T tokens with T * k >= E runs every expert on
+// every token (the dense kernels) instead of gathering the selected ones.
+describe('the dense expert kernels (batchInvariant: false)', () => {
+  it.each([['f32 experts', TARGET, 'gpt-oss-f32'], ['MXFP4 experts, narrow', path.join(MODELS, 'gpt-oss-mxfp4'), 'gpt-oss-mxfp4']])(
+    "%s: transformers' logits", async (_, target, name) => {
+      const g = JSON.parse(fs.readFileSync(path.join(FIX, 'goldens', `${name}.json`), 'utf8')) as typeof golden;
+      const engine = await load({ target, pageSize: 8, maxSeqLen: 128, maxSequences: 1, dtype: 'f32', quantizedWeights: 'narrow', batchInvariant: false, warmup: false });
+      for (const c of g.cases.slice(2)) {  // 17 and 40 tokens: 34 and 80 expert slots >= 8 experts
+        const r = await scoreLogits(engine, [Int32Array.from(c.prompt_ids)]);
+        let worst = 0;
+        for (let i = 0; i < c.logits.length; i++) worst = Math.max(worst, Math.abs(r.logits[0][i] - c.logits[i]));
+        expect(worst, `prompt of ${c.prompt_ids.length}`).toBeLessThan(2e-4);
+      }
+    });
+});
+
 describe('over 2 devices (tensor parallelism)', () => {
   it('scores within f32 tolerance of transformers, decodes its greedy tokens, speculative == plain', async () => {
     const engine = await load({ target: TARGET, drafter: DRAFTER, tensorParallel: 2, pageSize: 8, maxSeqLen: 128, maxSequences: 2, dtype: 'f32', warmup: false });

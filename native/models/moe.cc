@@ -29,15 +29,6 @@ void CheckShapes(const Value& x, const MoeWeights& w, const MoeConfig& c) {
 
 Value Silu(hlo::Builder& b, const Value& g) { return b.Mul(g, b.Logistic(g)); }
 
-// (T, E) routing weights with zeros for the unselected experts.
-Value DenseWeights(hlo::Builder& b, const MoeRouting& r, int64_t experts) {
-  const int64_t t = r.experts.shape[0], k = r.experts.shape[1];
-  const Value ids = b.BroadcastInDim(r.experts, {t, k, experts}, {0, 1});                  // (T, k, E)
-  const Value hit = b.Compare(ids, b.Iota({t, k, experts}, DType::kS32, 2), hlo::Cmp::kEQ);
-  const Value w = b.BroadcastInDim(r.weights, {t, k, experts}, {0, 1});
-  return b.Reduce(b.Select(hit, w, b.Scalar(0, DType::kF32)), {1}, hlo::ReduceKind::kSum);  // (T, E)
-}
-
 // A dot of activation-dtype operands, accumulated in f32 and rounded back to the activation dtype.
 Value Dot(hlo::Builder& b, const Value& x, const Value& w, const hlo::DotDims& d, const Numerics& n) {
   return b.Convert(b.DotGeneral(b.Convert(x, n.act()), b.Convert(w, n.act()), d, DType::kF32), n.act());
@@ -47,7 +38,7 @@ Value DenseExperts(hlo::Builder& b, const Value& x, const MoeWeights& w, const M
   const hlo::DotDims in{{}, {}, {1}, {2}};  // x (T, H) . W (E, I, H) -> (T, E, I)
   const Value act = b.Mul(Silu(b, Dot(b, x, w.gate, in, n)), Dot(b, x, w.up, in, n));
   const Value y = b.Convert(b.DotGeneral(act, b.Convert(w.down, n.act()), hlo::DotDims{{1}, {0}, {2}, {2}}, DType::kF32), DType::kF32);  // (E, T, H)
-  return b.Convert(b.DotGeneral(DenseWeights(b, r, experts), y, hlo::DotDims{{0}, {1}, {1}, {0}}), n.act());  // (T, H)
+  return b.Convert(b.DotGeneral(DenseRoutingWeights(b, r, experts), y, hlo::DotDims{{0}, {1}, {1}, {0}}), n.act());  // (T, H)
 }
 
 Value GatheredExperts(hlo::Builder& b, const Value& x, const MoeWeights& w, const MoeRouting& r, const Numerics& n) {
@@ -97,6 +88,14 @@ MoeRouting TopK(hlo::Builder& b, const Value& scores, int64_t k, const Value& va
     rest = b.Select(hit, masked, rest);
   }
   return {b.Concatenate(ids, 1), b.Concatenate(vals, 1)};
+}
+
+Value DenseRoutingWeights(hlo::Builder& b, const MoeRouting& r, int64_t experts) {
+  const int64_t t = r.experts.shape[0], k = r.experts.shape[1];
+  const Value ids = b.BroadcastInDim(r.experts, {t, k, experts}, {0, 1});                  // (T, k, E)
+  const Value hit = b.Compare(ids, b.Iota({t, k, experts}, DType::kS32, 2), hlo::Cmp::kEQ);
+  const Value w = b.BroadcastInDim(r.weights, {t, k, experts}, {0, 1});
+  return b.Reduce(b.Select(hit, w, b.Scalar(0, DType::kF32)), {1}, hlo::ReduceKind::kSum);  // (T, E)
 }
 
 MoeImpl ChooseMoeImpl(int64_t tokens, const MoeConfig& cfg, const Numerics& n) {

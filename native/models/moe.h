@@ -64,6 +64,9 @@ enum class MoeImpl {
 // the next: ids (T, k) s32 in descending order, and `values` (T, E) at those ids, (T, k).
 MoeRouting TopK(hlo::Builder& b, const hlo::Value& scores, int64_t k, const hlo::Value& values);
 
+// The routing as (T, E) weights, zero for the experts a token did not select (the dense kernels).
+hlo::Value DenseRoutingWeights(hlo::Builder& b, const MoeRouting& r, int64_t experts);
+
 // Router softmax -> top-k (k rounds of argmax + mask; the order of the logits is the order of
 // the probabilities) -> optional renormalisation. x: (T, H) in the activation dtype; router:
 // (E, H); the logits are rounded to the activation dtype first, as transformers' router Linear does.

@@ -52,14 +52,6 @@ Value ClampedSwiglu(Builder& b, const Value& gu, float limit, float alpha, const
   return b.Convert(b.Mul(b.Add(up, b.Scalar(1, DType::kF32)), glu), n.act());
 }
 
-// (T, E) routing weights with zeros for the unselected experts.
-Value DenseRouting(Builder& b, const MoeRouting& r, int64_t experts) {
-  const int64_t t = r.experts.shape[0], k = r.experts.shape[1];
-  const Value hit = b.Compare(b.BroadcastInDim(r.experts, {t, k, experts}, {0, 1}), b.Iota({t, k, experts}, DType::kS32, 2), hlo::Cmp::kEQ);
-  const Value w = b.BroadcastInDim(r.weights, {t, k, experts}, {0, 1});
-  return b.Reduce(b.Select(hit, w, b.Scalar(0, DType::kF32)), {1}, hlo::ReduceKind::kSum);
-}
-
 Value DenseExperts(Builder& b, const Value& x, const GptOssMoeWeights& w, const MoeRouting& r, const GptOssMoeConfig& c,
                    const Numerics& n) {
   const int64_t t = x.shape[0], e = c.num_experts, h = x.shape[1], i = c.intermediate;
@@ -72,7 +64,7 @@ Value DenseExperts(Builder& b, const Value& x, const GptOssMoeWeights& w, const 
   // act (E, T, I) . down (E, I, H) | (E, H, I) -> (E, T, H), plus bias
   Value y = b.DotGeneral(act, b.Convert(w.down, n.act()), hlo::DotDims{{0}, {0}, {2}, {c.linear_layout ? 2 : 1}}, DType::kF32);
   y = b.Convert(b.Convert(b.Add(y, b.BroadcastInDim(b.Convert(w.down_bias, DType::kF32), {e, t, h}, {0, 2})), n.act()), DType::kF32);
-  return b.Convert(b.DotGeneral(DenseRouting(b, r, e), y, hlo::DotDims{{0}, {1}, {1}, {0}}), n.act());  // (T, H)
+  return b.Convert(b.DotGeneral(DenseRoutingWeights(b, r, e), y, hlo::DotDims{{0}, {1}, {1}, {0}}), n.act());  // (T, H)
 }
 
 Value GatheredExperts(Builder& b, const Value& x, const GptOssMoeWeights& w, const MoeRouting& r, const GptOssMoeConfig& c,
