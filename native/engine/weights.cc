@@ -251,10 +251,7 @@ std::vector<float> E8m0Floats(const TensorSource& s) {
   if (s.dtype != "U8") throw std::runtime_error("tensor " + s.name + " in " + s.file + " is " + s.dtype + ", not the U8 E8M0 scales of MXFP4");
   MappedRange map(s.file, s.offset, s.nbytes);
   std::vector<float> f(static_cast<size_t>(s.nbytes));
-  for (size_t i = 0; i < f.size(); ++i) {
-    const int e = map.data()[i];
-    f[i] = e == 255 ? std::numeric_limits<float>::quiet_NaN() : std::ldexp(1.0f, e - 127);
-  }
+  for (size_t i = 0; i < f.size(); ++i) f[i] = models::E8m0ToFloat(map.data()[i]);
   return f;
 }
 

@@ -144,7 +144,7 @@ namespace {
 
 Value E8m0Table(hlo::Builder& b) {
   std::vector<float> t(256);
-  for (int s = 0; s < 256; ++s) t[s] = s == 255 ? std::numeric_limits<float>::quiet_NaN() : std::ldexp(1.0f, s - 127);
+  for (int s = 0; s < 256; ++s) t[s] = E8m0ToFloat(static_cast<uint8_t>(s));
   return b.ConstF32(t, {256});
 }
 

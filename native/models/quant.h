@@ -23,7 +23,9 @@
 // fuses it into the dot's operand read (one narrow read of W per step) or materialises W first
 // is the backend's choice; bench/NOTES.md records what each does.
 #pragma once
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <set>
 #include <string>
 #include <vector>
@@ -50,6 +52,11 @@ struct WeightQuant {
 };
 
 const char* PayloadName(QuantLayout::Payload p);  // "int8" | "int4" | "fp8" | "mxfp4" | "none"
+
+// An MXFP4 E8M0 scale byte: 2^(s - 127), exact in f32 (2^-127 a subnormal); 255 is NaN.
+inline float E8m0ToFloat(uint8_t s) {
+  return s == 255 ? std::numeric_limits<float>::quiet_NaN() : std::ldexp(1.0f, static_cast<int>(s) - 127);
+}
 
 // The 16 e2m1 (FP4) codes: sign bit 3, then 0, 0.5, 1, 1.5, 2, 3, 4, 6.
 inline constexpr float kE2m1Values[16] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f,

@@ -19,66 +19,32 @@ import os
 import sys
 import time
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_random import CHUNK, DTYPES, random_words, write_tokenizer  # noqa: E402
+from make_random import DTYPES, write_safetensors, write_tokenizer  # noqa: E402
 
 GPT_OSS_20B = dict(hidden=2880, heads=64, kv_heads=8, head_dim=64, intermediate=2880, experts_per_token=4, window=128)
 
 
 def specs(s, layers, experts, vocab):
-    """(name, shape, kind): kind "w" random weights in the dtype, "norm" ones, "u8" random bytes
-    (e2m1 pairs), "e8m0" exponents."""
+    """(name, shape, kind) as make_random.write_safetensors takes them: False random weights in the
+    dtype, True ones (norms), "u8" random bytes (e2m1 pairs), "e8m0" exponents."""
     H, I, hd = s["hidden"], s["intermediate"], s["head_dim"]
     q, kv = s["heads"] * hd, s["kv_heads"] * hd
-    out = [("model.embed_tokens.weight", [vocab, H], "w")]
+    out = [("model.embed_tokens.weight", [vocab, H], False)]
     for layer in range(layers):
         p = f"model.layers.{layer}."
-        out += [(p + "input_layernorm.weight", [H], "norm"), (p + "post_attention_layernorm.weight", [H], "norm")]
+        out += [(p + "input_layernorm.weight", [H], True), (p + "post_attention_layernorm.weight", [H], True)]
         for n, rows, cols in (("q", q, H), ("k", kv, H), ("v", kv, H), ("o", H, q)):
-            out += [(p + f"self_attn.{n}_proj.weight", [rows, cols], "w"), (p + f"self_attn.{n}_proj.bias", [rows], "w")]
-        out += [(p + "self_attn.sinks", [s["heads"]], "w"),
-                (p + "mlp.router.weight", [experts, H], "w"), (p + "mlp.router.bias", [experts], "w"),
+            out += [(p + f"self_attn.{n}_proj.weight", [rows, cols], False), (p + f"self_attn.{n}_proj.bias", [rows], False)]
+        out += [(p + "self_attn.sinks", [s["heads"]], False),
+                (p + "mlp.router.weight", [experts, H], False), (p + "mlp.router.bias", [experts], False),
                 (p + "mlp.experts.gate_up_proj_blocks", [experts, 2 * I, H // 32, 16], "u8"),
                 (p + "mlp.experts.gate_up_proj_scales", [experts, 2 * I, H // 32], "e8m0"),
-                (p + "mlp.experts.gate_up_proj_bias", [experts, 2 * I], "w"),
+                (p + "mlp.experts.gate_up_proj_bias", [experts, 2 * I], False),
                 (p + "mlp.experts.down_proj_blocks", [experts, H, I // 32, 16], "u8"),
                 (p + "mlp.experts.down_proj_scales", [experts, H, I // 32], "e8m0"),
-                (p + "mlp.experts.down_proj_bias", [experts, H], "w")]
-    return out + [("model.norm.weight", [H], "norm"), ("lm_head.weight", [vocab, H], "w")]
-
-
-def write(path, tensors, dtype, seed):
-    st_dtype, word, width = DTYPES[dtype]
-    header = {"__metadata__": {"format": "pt", "note": "random weights (tools/shapes/make_gpt_oss.py)"}}
-    offset = 0
-    for name, shape, kind in tensors:
-        n = int(np.prod(shape)) * (1 if kind in ("u8", "e8m0") else width)
-        header[name] = {"dtype": "U8" if kind in ("u8", "e8m0") else st_dtype, "shape": shape, "data_offsets": [offset, offset + n]}
-        offset += n
-    text = json.dumps(header, separators=(",", ":"))
-    text += " " * ((8 - (8 + len(text)) % 8) % 8)
-    one = np.array(0x3F80 if dtype == "bf16" else 0x3F800000, dtype=word)
-    rng = np.random.default_rng(seed)
-    with open(path, "wb") as f:
-        f.write(len(text).to_bytes(8, "little"))
-        f.write(text.encode("ascii"))
-        for _, shape, kind in tensors:
-            left = int(np.prod(shape))
-            while left > 0:
-                n = min(left, CHUNK)
-                if kind == "u8":
-                    block = np.frombuffer(rng.bytes(n), dtype=np.uint8)
-                elif kind == "e8m0":
-                    block = rng.integers(118, 122, size=n, dtype=np.uint8)
-                elif kind == "norm":
-                    block = np.full(n, one, dtype=word)
-                else:
-                    block = random_words(rng, n, dtype)
-                f.write(memoryview(block.astype(block.dtype.newbyteorder("<"), copy=False)))
-                left -= n
-    return offset
+                (p + "mlp.experts.down_proj_bias", [experts, H], False)]
+    return out + [("model.norm.weight", [H], True), ("lm_head.weight", [vocab, H], False)]
 
 
 def main(argv=None):
@@ -100,7 +66,8 @@ def main(argv=None):
         s.update(hidden=a.width, intermediate=a.width, heads=a.heads or s["heads"], kv_heads=a.kv_heads or s["kv_heads"])
     os.makedirs(a.out, exist_ok=True)
     t0 = time.time()
-    n = write(os.path.join(a.out, "model.safetensors"), specs(s, a.layers, a.experts, a.vocab), a.dtype, a.seed)
+    n = write_safetensors(os.path.join(a.out, "model.safetensors"), specs(s, a.layers, a.experts, a.vocab), a.dtype, a.seed,
+                          note="tools/shapes/make_gpt_oss.py")
     cfg = {"architectures": ["GptOssForCausalLM"], "model_type": "gpt_oss", "vocab_size": a.vocab, "hidden_size": s["hidden"],
            "intermediate_size": s["intermediate"], "num_hidden_layers": a.layers, "num_attention_heads": s["heads"],
            "num_key_value_heads": s["kv_heads"], "head_dim": s["head_dim"], "num_local_experts": a.experts,

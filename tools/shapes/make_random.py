@@ -84,14 +84,17 @@ def random_words(rng, n, dtype):
     return w
 
 
-def write_safetensors(path, specs, dtype, seed):
-    """Streams the tensors of `specs` to `path`; returns the number of data bytes written."""
+def write_safetensors(path, specs, dtype, seed, note="tools/shapes/make_random.py"):
+    """Streams the tensors of `specs` to `path`; returns the number of data bytes written. A spec's
+    third field is True (a norm: ones), False (random weights in `dtype`), or a byte kind: "u8"
+    (random bytes) or "e8m0" (exponents 118..121: MXFP4 scales of 2^-9 .. 2^-6)."""
     st_dtype, word, width = DTYPES[dtype]
-    header = {"__metadata__": {"format": "pt", "note": "random weights (tools/shapes/make_random.py)"}}
+    header = {"__metadata__": {"format": "pt", "note": f"random weights ({note})"}}
     offset = 0
-    for name, shape, _ in specs:
-        n = int(np.prod(shape)) * width
-        header[name] = {"dtype": st_dtype, "shape": shape, "data_offsets": [offset, offset + n]}
+    for name, shape, kind in specs:
+        byte = kind in ("u8", "e8m0")
+        n = int(np.prod(shape)) * (1 if byte else width)
+        header[name] = {"dtype": "U8" if byte else st_dtype, "shape": shape, "data_offsets": [offset, offset + n]}
         offset += n
     text = json.dumps(header, separators=(",", ":"))
     text += " " * ((8 - (8 + len(text)) % 8) % 8)  # data starts 8-byte aligned
@@ -100,11 +103,16 @@ def write_safetensors(path, specs, dtype, seed):
     with open(path, "wb") as f:
         f.write(len(text).to_bytes(8, "little"))
         f.write(text.encode("ascii"))
-        for _, shape, is_norm in specs:
+        for _, shape, kind in specs:
             left = int(np.prod(shape))
             while left > 0:
                 n = min(left, CHUNK)
-                block = np.full(n, one, dtype=word) if is_norm else random_words(rng, n, dtype)
+                if kind == "u8":
+                    block = np.frombuffer(rng.bytes(n), dtype=np.uint8)
+                elif kind == "e8m0":
+                    block = rng.integers(118, 122, size=n, dtype=np.uint8)
+                else:
+                    block = np.full(n, one, dtype=word) if kind is True else random_words(rng, n, dtype)
                 f.write(memoryview(block.astype(block.dtype.newbyteorder("<"), copy=False)))  # safetensors is little-endian
                 left -= n
     return offset
