@@ -33,10 +33,12 @@ import { asObject, Json, LIMITS, Reader, RopeLlama3 } from './config-reader';
 import { DFlash2Fields, DrafterFields, isSpeculators, layerWindows, speculatorsFields, zlabFields } from './config-drafter';
 import { QuantScheme, quantSchemeFromHF } from './quantization';
 import { gptOssFields, RopeYarn } from './config-gpt-oss';
+import { isQwen35, isQwen35Moe, LinearAttentionConfig, qwen35Fields, qwen35Text } from './config-qwen3-5';
 
 export { LIMITS } from './config-reader';
 export type { RopeLlama3 } from './config-reader';
 export type { RopeYarn } from './config-gpt-oss';
+export type { LinearAttentionConfig } from './config-qwen3-5';
 
 export interface MoeConfig {
   numExperts: number;
@@ -49,7 +51,7 @@ export interface MoeConfig {
 }
 
 export interface TargetConfig {
-  family: 'qwen3' | 'qwen3_moe' | 'qwen2' | 'llama' | 'gpt_oss';
+  family: 'qwen3' | 'qwen3_moe' | 'qwen2' | 'llama' | 'gpt_oss' | 'qwen3_5';
   vocabSize: number;
   hiddenSize: number;
   intermediateSize: number;
@@ -81,6 +83,10 @@ export interface TargetConfig {
   moe: MoeConfig | null;
   /** Linear weights stored narrow (quantization_config; lib/quantization.ts), kept so on the device. */
   quant: QuantScheme | null;
+  /** Qwen3.5: its Gated DeltaNet layers (lib/config-qwen3-5.ts); absent or null elsewhere. */
+  linearAttention?: LinearAttentionConfig | null;
+  /** RoPE on the first rotaryDim dims of each head (Qwen3.5: a quarter); 0 or absent = all. */
+  rotaryDim?: number;
 }
 
 // DrafterConfig field <- drafter config.json key (the drafter's layers are Qwen3 decoder layers);
@@ -152,11 +158,14 @@ const FAMILIES: Record<string, TargetConfig['family']> = {
 };
 
 function targetFamily(cfg: Json, label: string): TargetConfig['family'] {
+  if (isQwen35(cfg)) return 'qwen3_5';
+  if (isQwen35Moe(cfg))
+    throw new Error(`${label}: Qwen3.5 MoE targets (${JSON.stringify(cfg.architectures ?? cfg.model_type)}) are not supported yet; dense Qwen3.5 / Qwen3.6 are`);
   const archs = Array.isArray(cfg.architectures) ? cfg.architectures.map(String) : [];
   for (const a of archs) if (FAMILIES[a]) return FAMILIES[a];
   const type = String(cfg.model_type ?? '');
   if (type === 'qwen3' || type === 'qwen3_moe' || type === 'qwen2' || type === 'llama' || type === 'gpt_oss') return type;
-  throw new Error(`${label}: unsupported model (model_type ${JSON.stringify(cfg.model_type)}, architectures ${JSON.stringify(cfg.architectures)}); dflash runs Qwen3, Qwen2, Llama and gpt-oss targets, dense or Qwen3-MoE`);
+  throw new Error(`${label}: unsupported model (model_type ${JSON.stringify(cfg.model_type)}, architectures ${JSON.stringify(cfg.architectures)}); dflash runs Qwen3, Qwen2, Llama, gpt-oss and Qwen3.5 targets, dense or Qwen3-MoE`);
 }
 
 function moeConfig(r: Reader, cfg: Json, numLayers: number, hidden: number): MoeConfig {
@@ -189,9 +198,11 @@ function moeConfig(r: Reader, cfg: Json, numLayers: number, hidden: number): Moe
  *  file in error messages (default "target config.json"). */
 export function targetConfigFromHF(json: Json, file?: string, engine: EngineCapabilities = {}): TargetConfig {
   const label = file ?? 'target config.json';
-  const cfg = asObject(json, label);
-  const r: Reader = new Reader(label);
-  const family = targetFamily(cfg, label);
+  const top = asObject(json, label);
+  const family = targetFamily(top, label);
+  const qwen35 = family === 'qwen3_5';
+  // Qwen3.5's released layout nests the text model under text_config.
+  const { cfg, r } = qwen35 ? qwen35Text(top, label) : { cfg: top, r: new Reader(label) };
   const gptOss = family === 'gpt_oss';
   if ((family === 'qwen3_moe' || gptOss) && !engine.moe)
     r.fail('model_type', `"${family}": MoE targets are read (lib/config.ts) but this engine does not run them yet`);
@@ -199,12 +210,15 @@ export function targetConfigFromHF(json: Json, file?: string, engine: EngineCapa
   // GptOssConfig's attention_bias defaults to true, and gpt-oss's layers always have their biases.
   const attentionBias = r.bool(cfg, 'attention_bias', gptOss);
   if (gptOss && !attentionBias) r.fail('attention_bias', 'false: gpt-oss\'s attention projections have biases');
-  if (!gptOss && Array.isArray(cfg.layer_types) && cfg.layer_types.some((t) => t !== 'full_attention'))
+  if (!gptOss && !qwen35 && Array.isArray(cfg.layer_types) && cfg.layer_types.some((t) => t !== 'full_attention'))
     r.fail('layer_types', 'must all be "full_attention" for a target');
-  // transformers: Qwen3Config(head_dim=128), GptOssConfig(head_dim=64); Qwen3MoeConfig and LlamaConfig: hidden_size // num_attention_heads.
-  const d = r.decoder(cfg, family === 'qwen3' ? () => 128 : gptOss ? () => 64 : (h, n) => h / n,
-    { attentionBias: true, quantized: true, yarn: gptOss });
+  if (qwen35 && attentionBias) r.fail(r.prefix + 'attention_bias', 'true is not supported for Qwen3.5 (its released models have no attention biases)');
+  // transformers: Qwen3Config(head_dim=128), GptOssConfig(head_dim=64), Qwen3_5TextConfig(head_dim=256);
+  // Qwen3MoeConfig and LlamaConfig: hidden_size // num_attention_heads.
+  const d = r.decoder(cfg, family === 'qwen3' ? () => 128 : gptOss ? () => 64 : qwen35 ? () => 256 : (h, n) => h / n,
+    { attentionBias: true, quantized: !qwen35, yarn: gptOss });
   const oss = gptOss ? gptOssFields(r, cfg, d.numLayers) : null;
+  const q35 = qwen35 ? qwen35Fields(r, cfg, d.numLayers, d.headDim) : null;
   if (oss) {
     r.elements('the stacked experts of a layer', 'num_local_experts * intermediate_size * 2 * hidden_size', oss.numExperts, d.intermediateSize * 2, d.hiddenSize);
     if (cfg.rms_norm_eps === undefined) d.rmsNormEps = 1e-5;
@@ -226,7 +240,7 @@ export function targetConfigFromHF(json: Json, file?: string, engine: EngineCapa
     headDim: d.headDim,
     rmsNormEps: d.rmsNormEps,
     ropeTheta: d.ropeTheta,
-    qkNorm: family === 'qwen3' || family === 'qwen3_moe',
+    qkNorm: family === 'qwen3' || family === 'qwen3_moe' || qwen35,
     // transformers' Qwen2Attention: q/k/v with bias, o without; the others follow attention_bias.
     qkvBias: family === 'qwen2' || attentionBias,
     oBias: family !== 'qwen2' && attentionBias,
@@ -247,6 +261,8 @@ export function targetConfigFromHF(json: Json, file?: string, engine: EngineCapa
         decoderSparseStep: 1, mlpOnlyLayers: [], sparseLayers: Array.from({ length: d.numLayers }, () => true),
       } : null,
     quant,
+    linearAttention: q35 ? q35.linearAttention : null,
+    rotaryDim: q35 ? q35.rotaryDim : 0,
   };
 }
 

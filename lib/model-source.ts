@@ -8,6 +8,7 @@ import * as path from 'path';
 import { readGgufCheckpoint, readGgufDrafter } from './gguf-model';
 import { isGgufFile } from './gguf';
 import type { TensorSource } from './native';
+import { isQwen35 } from './config-qwen3-5';
 import { QuantScheme, storedQuantTensors } from './quantization';
 import { readCheckpoint } from './safetensors';
 import { loadTokenizer, Tokenizer, tokenizerFromJson } from './tokenizer';
@@ -78,6 +79,16 @@ export function openDrafter(drafter: string): DrafterSource {
   };
 }
 
+/** A vision-language checkpoint's text model (Qwen3.5 as released): its tensors under the
+ *  text-only names (`model.language_model.X` -> `model.X`), the vision tower (`model.visual.*`)
+ *  and the multi-token-prediction head (`mtp.*`) left out. Other checkpoints pass unchanged. */
+function languageModelTensors(config: Json): (tensors: TensorSource[]) => TensorSource[] {
+  if (!isQwen35(config)) return (t) => t;
+  return (tensors) => tensors
+    .filter((t) => !t.name.startsWith('model.visual.') && !t.name.startsWith('mtp.'))
+    .map((t) => (t.name.startsWith('model.language_model.') ? { ...t, name: 'model.' + t.name.slice('model.language_model.'.length) } : t));
+}
+
 /** The model at `target` (a directory or a .gguf file); reads headers and metadata only. */
 export function openModel(target: string): ModelSource {
   if (isFile(target)) {
@@ -93,9 +104,11 @@ export function openModel(target: string): ModelSource {
   }
   const configFile = path.join(target, 'config.json');
   const genFile = path.join(target, 'generation_config.json');
+  const config = readJson(configFile);
+  const textModel = languageModelTensors(config);
   return {
-    kind: 'huggingface', configLabel: configFile, config: readJson(configFile),
-    tensors: (quant) => (quant ? storedQuantTensors(readCheckpoint(target, { quantized: true }), quant, configFile) : readCheckpoint(target)),
+    kind: 'huggingface', configLabel: configFile, config,
+    tensors: (quant) => textModel(quant ? storedQuantTensors(readCheckpoint(target, { quantized: true }), quant, configFile) : readCheckpoint(target)),
     generation: fs.existsSync(genFile) ? readJson(genFile) : {},
     tokenizer: () => loadTokenizer(target),
     tokenizerJson: () => fs.readFileSync(path.join(target, 'tokenizer.json'), 'utf8'),

@@ -27,6 +27,7 @@ set(DFLASH_CORE_SOURCES
   native/models/parallel.cc
   native/models/moe.cc
   native/models/moe_gpt_oss.cc
+  native/models/gated_delta.cc
   native/models/target.cc
   native/models/drafter.cc
   native/models/drafter2.cc

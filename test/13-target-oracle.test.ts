@@ -47,6 +47,10 @@ describe.each([
   // interleaved SwiGLU experts with biases
   ['gpt-oss-f32', 4],
   ['gpt-oss-f32', 16],
+  // Qwen3.5 written by transformers (the released vision-language layout): Gated DeltaNet layers
+  // with their recurrent state, gated attention with partial RoPE, zero-centred norms, tied head
+  ['qwen3_5-f32', 4],
+  ['qwen3_5-f32', 16],
 ])('%s, page size %i, f32', (name, pageSize) => {
   const g = golden(name);
   let engine: Engine;

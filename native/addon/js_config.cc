@@ -114,6 +114,20 @@ models::TargetConfig ParseTarget(Napi::Object o) {
   }
   c.max_position_embeddings = static_cast<int64_t>(NumOr(o, "maxPositionEmbeddings", 4096));
   c.quant = ParseQuant(o);
+  Napi::Value linear = o.Get("linearAttention");
+  if (linear.IsObject()) {  // lib/config-qwen3-5.ts: Qwen3.5's Gated DeltaNet layers
+    auto l = linear.As<Napi::Object>();
+    c.linear.key_heads = Int(l, "numKeyHeads");
+    c.linear.value_heads = Int(l, "numValueHeads");
+    c.linear.key_dim = Int(l, "keyHeadDim");
+    c.linear.value_dim = Int(l, "valueHeadDim");
+    c.linear.conv_kernel = Int(l, "convKernel");
+    Napi::Value layers = l.Get("layers");
+    if (!layers.IsArray()) throw Napi::TypeError::New(o.Env(), "model config: linearAttention.layers must be an array");
+    auto a = layers.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) c.linear_layers.push_back(a.Get(i).ToBoolean().Value());
+  }
+  c.rotary_dim = static_cast<int64_t>(NumOr(o, "rotaryDim", 0));
   Napi::Value moe = o.Get("moe");
   if (moe.IsObject()) {  // lib/config.ts MoeConfig
     auto m = moe.As<Napi::Object>();

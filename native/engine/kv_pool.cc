@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "hlo/builder.h"
+#include "models/gated_delta.h"
 #include "models/paged.h"
 #include "models/parallel.h"
 #include "models/program.h"
@@ -33,8 +34,14 @@ int64_t KvPool::PageBytes(const models::TargetConfig& t, const models::DrafterCo
   return 2 * per_token * page_size * pjrt::ByteSize(n.kv_dtype);  // K and V
 }
 
+int64_t KvPool::StateBytes(const models::TargetConfig& t, const models::Numerics& n) {
+  const int64_t ll = t.num_linear_layers();
+  const auto& c = t.linear;
+  return ll * ((c.conv_kernel - 1) * c.conv_dim() * pjrt::ByteSize(n.dtype) + c.value_heads * c.key_dim * c.value_dim * 4);
+}
+
 KvPool::KvPool(const pjrt::Mesh& mesh, const models::TargetConfig& t, const models::DrafterConfig* d,
-               const models::Numerics& n, int32_t page_size, int32_t total_pages, bool drafter_replicated)
+               const models::Numerics& n, int32_t page_size, int32_t total_pages, bool drafter_replicated, int64_t state_slots)
     : pages_(total_pages, page_size), page_size_(page_size) {
   const int64_t devices = static_cast<int64_t>(mesh.size());
   const models::TensorParallel tp = models::TargetParallel(t, devices);
@@ -46,6 +53,11 @@ KvPool::KvPool(const pjrt::Mesh& mesh, const models::TargetConfig& t, const mode
     dv = ZerosOnDevice(mesh, n.kv_dtype, models::ValueCacheDims(d->num_layers, total_pages, page_size, dtp.kv_heads, d->head_dim), dtp.Cache());
   }
   bytes_ = PageBytes(t, d, n, page_size, devices, drafter_replicated) * total_pages;
+  if (t.hybrid() && state_slots > 0) {
+    conv = ZerosOnDevice(mesh, n.dtype, models::ConvStateDims(t.linear, t.num_linear_layers(), state_slots));
+    ssm = ZerosOnDevice(mesh, pjrt::DType::kF32, models::SsmStateDims(t.linear, t.num_linear_layers(), state_slots));
+    bytes_ += StateBytes(t, n) * state_slots;
+  }
 }
 
 }  // namespace dflash::engine

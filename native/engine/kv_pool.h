@@ -19,12 +19,19 @@ class KvPool {
  public:
   // total_pages includes the trash page 0. Over a tensor-parallel mesh every cache is split by
   // KV heads (models/parallel.h): a page's slots are spread over the devices, head by head.
+  // state_slots > 0 (hybrid targets): the recurrent state arrays too, one slot per sequence
+  // plus the trash slot of padding rows.
   KvPool(const pjrt::Mesh& mesh, const models::TargetConfig& target, const models::DrafterConfig* drafter,
-         const models::Numerics& numerics, int32_t page_size, int32_t total_pages, bool drafter_replicated = false);
+         const models::Numerics& numerics, int32_t page_size, int32_t total_pages, bool drafter_replicated = false,
+         int64_t state_slots = 0);
 
   // Bytes one page costs on each device of a mesh of `devices` (target + drafter context, K and V).
   static int64_t PageBytes(const models::TargetConfig& target, const models::DrafterConfig* drafter,
                            const models::Numerics& numerics, int32_t page_size, int64_t devices = 1, bool drafter_replicated = false);
+
+  // Bytes one sequence's recurrent state costs (every linear layer's conv window and f32 state;
+  // 0 for a target without recurrent layers).
+  static int64_t StateBytes(const models::TargetConfig& target, const models::Numerics& numerics);
 
   PageAllocator& pages() { return pages_; }
   const PageAllocator& pages() const { return pages_; }
@@ -35,6 +42,9 @@ class KvPool {
   // The caches. Programs take them donated and return the updated ones, which replace these.
   std::unique_ptr<pjrt::Array> k, v;    // (L, N, S, kvh, hd), kvh split over the mesh
   std::unique_ptr<pjrt::Array> dk, dv;  // (Ld, N, S, kvh_d, hd_d), drafter only
+  // Hybrid targets' recurrent group (models/gated_delta.h): conv (Ll, M, kernel - 1, C) and
+  // ssm (Ll, M, Hv, dk, dv) f32, M = state slots; a sequence's slot is Sequence::slot.
+  std::unique_ptr<pjrt::Array> conv, ssm;
 
  private:
   PageAllocator pages_;

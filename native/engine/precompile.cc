@@ -80,6 +80,8 @@ void Runtime::WarmRun(const ProgramRef& prog) {
     if (name == "v_cache") return &pool_->v;
     if (name == "dk_cache") return &pool_->dk;
     if (name == "dv_cache") return &pool_->dv;
+    if (name == "conv_state") return &pool_->conv;
+    if (name == "ssm_state") return &pool_->ssm;
     if (name == "draft_pool") return &draft_pool_;
     if (name == "probs_pool") {
       EnsureProbsPool();
@@ -98,7 +100,7 @@ void Runtime::WarmRun(const ProgramRef& prog) {
     }
     int64_t count = 1;
     for (int64_t d : in.shape) count *= d;
-    const int32_t fill = in.name == "positions" || in.name == "token_mask" ? -1 : in.name == "pool_slot" ? none_slot() : 0;
+    const int32_t fill = in.name == "positions" || in.name == "token_mask" ? -1 : in.name == "pool_slot" || in.name == "state_slot" ? none_slot() : 0;
     std::vector<uint8_t> bytes(static_cast<size_t>(count * pjrt::ByteSize(in.dtype)), 0);
     if (fill != 0) {
       std::vector<int32_t> ints(static_cast<size_t>(count), fill);

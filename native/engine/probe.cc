@@ -81,9 +81,12 @@ ScoreResult ScoreLogits(Runtime& rt, const std::vector<std::vector<int32_t>>& ba
   inv.BindWeights(rt.weights());
   inv.BindDonated("k_cache", rt.pool().k.get()).BindDonated("v_cache", rt.pool().v.get());
   inv.Bind("tokens", tok.get()).Bind("positions", pos.get()).Bind("block_table", tab.get());
+  std::unique_ptr<pjrt::Array> state;  // recurrent layers: every row starts at position 0 in the trash slot
+  rt.BindState(inv, {}, R, state);
   Outputs out = inv.Run(rt.counters());
   rt.pool().k = out.Take("k_cache");
   rt.pool().v = out.Take("v_cache");
+  rt.TakeState(out);
   const int64_t V = rt.target().vocab_size;
   ScoreResult res;
   const auto all = CopyToHost<float>(*out.Take("logits"), rt.counters());
@@ -200,9 +203,12 @@ double TimeVerify(Runtime& rt, int32_t rows, int32_t k, int32_t context, int32_t
     if (params) inv.Bind("sample_params", params.get()).Bind("uniforms", uniforms.get());
     if (probs) inv.Bind("probs_pool", probs.get());
     if (token_mask) inv.Bind("token_mask", token_mask);
+    std::unique_ptr<pjrt::Array> state;  // timing only: the trash slot's state
+    rt.BindState(inv, {}, R, state);
     Outputs out = inv.Run(rt.counters());
     rt.pool().k = out.Take("k_cache");
     rt.pool().v = out.Take("v_cache");
+    rt.TakeState(out);
     CopyToHost<int32_t>(*out.Take("accept"), rt.counters());
     if (rep > 0) times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());  // rep 0 warms up
   }

@@ -54,6 +54,13 @@ Runtime::Runtime(pjrt::Mesh mesh, models::TargetConfig target, std::optional<mod
   // Refuse a mesh the models do not split over before a byte is uploaded.
   models::TargetParallel(target_, devices());
   if (drafter_) models::DrafterParallel(*drafter_, target_, devices(), drafter_replicated());
+  if (target_.hybrid()) {
+    // A recurrent state holds no positions: prefix reuse needs state snapshots (not built yet),
+    // and adaptive speculation's plain streaks would leave the drafter's context to be caught up
+    // from a state that has moved on (docs/ARCHITECTURE.md, "Layer groups").
+    opt_.prefix_caching = false;
+    opt_.adaptive = false;
+  }
   max_seq_len_ = opt_.max_seq_len > 0 ? opt_.max_seq_len : static_cast<int32_t>(std::min<int64_t>(target_.max_position_embeddings, 1 << 24));
   if (max_seq_len_ < 2) throw std::invalid_argument("maxSeqLen must be at least 2, got " + std::to_string(max_seq_len_));
 }
@@ -143,12 +150,14 @@ void Runtime::CreatePools() {
     const double share = cpu ? static_cast<double>(devices()) : 1.0;
     budget = static_cast<int64_t>(fraction * static_cast<double>(FreeDeviceMemory(mesh_)) / share);
   }
-  int64_t pages = std::min(useful, budget / page_bytes);
+  budget -= KvPool::StateBytes(target_, dtypes_.numerics) * state_slots();  // recurrent states first: one per sequence
+  int64_t pages = std::min(useful, std::max<int64_t>(budget, 0) / page_bytes);
   if (pages < 2)
     throw std::runtime_error("kvCacheMemory: " + std::to_string(budget) + " bytes hold no KV page (one page is " +
                              std::to_string(page_bytes) + " bytes)");
   pages = std::min<int64_t>(pages, 1 << 30);
-  pool_ = std::make_unique<KvPool>(mesh_, target_, d, dtypes_.numerics, opt_.page_size, static_cast<int32_t>(pages), drafter_replicated());
+  pool_ = std::make_unique<KvPool>(mesh_, target_, d, dtypes_.numerics, opt_.page_size, static_cast<int32_t>(pages), drafter_replicated(),
+                                   state_slots());
   if (drafter_) draft_pool_ = ZerosOnDevice(mesh_, pjrt::DType::kS32, {opt_.max_sequences + 1, drafter_->block_size});
   serving_programs_ = static_cast<int64_t>(ServingShapes(max_seq_len_).size());
 }
@@ -171,8 +180,28 @@ models::DraftShape OnMesh(models::DraftShape s, int64_t devices, bool replicated
 }
 }  // namespace
 
+models::ScoreShape Runtime::Placed(const models::ScoreShape& shape) const {
+  models::ScoreShape s = OnMesh(shape, devices(), drafter_replicated());
+  s.state_slots = state_slots();
+  return s;
+}
+
+void Runtime::BindState(Invocation& inv, const std::vector<int32_t>& slots, int64_t rows, std::unique_ptr<pjrt::Array>& holder) {
+  if (!target_.hybrid()) return;
+  std::vector<int32_t> padded(static_cast<size_t>(rows), none_slot());
+  std::copy_n(slots.begin(), std::min<int64_t>(rows, static_cast<int64_t>(slots.size())), padded.begin());
+  holder = Upload(padded, {rows});
+  inv.BindDonated("conv_state", pool_->conv.get()).BindDonated("ssm_state", pool_->ssm.get()).Bind("state_slot", holder.get());
+}
+
+void Runtime::TakeState(Outputs& out) {
+  if (!target_.hybrid()) return;
+  pool_->conv = out.Take("conv_state");
+  pool_->ssm = out.Take("ssm_state");
+}
+
 ProgramRef Runtime::ScoreProgram(const models::ScoreShape& shape) {
-  const auto s = OnMesh(shape, devices(), drafter_replicated());
+  const auto s = Placed(shape);
   return programs_.Get(s.Key() + " " + dtypes_.numerics.Key(), [&] { return models::BuildTargetScore(target_, dtypes_.numerics, s); });
 }
 
@@ -182,7 +211,7 @@ ProgramRef Runtime::DraftProgram(const models::DraftShape& shape) {
 }
 
 bool Runtime::Ready(const models::ScoreShape& s) {
-  return programs_.Find(OnMesh(s, devices(), drafter_replicated()).Key() + " " + dtypes_.numerics.Key()) != nullptr;
+  return programs_.Find(Placed(s).Key() + " " + dtypes_.numerics.Key()) != nullptr;
 }
 bool Runtime::Ready(const models::DraftShape& s) {
   return programs_.Find(OnMesh(s, devices(), drafter_replicated()).Key() + " " + dtypes_.numerics.Key()) != nullptr;
@@ -190,7 +219,7 @@ bool Runtime::Ready(const models::DraftShape& s) {
 
 void Runtime::Prefetch(const models::ScoreShape& shape) {
   // The build runs on the background thread: it captures copies, not this call's references.
-  const auto s = OnMesh(shape, devices(), drafter_replicated());
+  const auto s = Placed(shape);
   programs_.Prefetch(s.Key() + " " + dtypes_.numerics.Key(),
                      [t = target_, n = dtypes_.numerics, s] { return models::BuildTargetScore(t, n, s); });
 }

@@ -140,6 +140,17 @@ class Runtime {
 
  private:
   void BindCommon(Invocation& inv) { inv.BindWeights(weights_); }
+  // Hybrid targets: binds the recurrent state arrays (donated) and the rows' slots (padded with
+  // the trash slot to `rows`), kept alive in `holder`; TakeState takes the updated arrays back.
+  // No-ops for other targets.
+ public:
+  void BindState(Invocation& inv, const std::vector<int32_t>& slots, int64_t rows, std::unique_ptr<pjrt::Array>& holder);
+  void TakeState(Outputs& out);
+  // Slots of the recurrent state arrays: one per sequence and the trash slot (0: no recurrent layers).
+  int64_t state_slots() const { return target_.hybrid() ? opt_.max_sequences + 1 : 0; }
+ private:
+  // The shape as this runtime's programs have it: its mesh and its state slots.
+  models::ScoreShape Placed(const models::ScoreShape& s) const;
   void EnsureProbsPool();
   // Per-row (temperature, top_p, top_k), padded to `bucket` rows (greedy and padding rows: 0).
   static std::vector<float> SampleParams(const std::vector<Sequence*>& rows, int64_t bucket);

@@ -123,6 +123,12 @@ int32_t Runtime::Prefill(Sequence& s, int64_t start, int32_t len) {
   BindCommon(inv);
   inv.BindDonated("k_cache", pool_->k.get()).BindDonated("v_cache", pool_->v.get());
   inv.Bind("tokens", tok.get()).Bind("positions", pos.get()).Bind("block_table", tab.get());
+  // Recurrent layers: the row's state slot. A drafter catch-up (start < kv_len) rescores positions
+  // the state has already passed, so it reads and writes the trash slot instead (hybrid engines
+  // run without adaptive speculation, which is what makes catch-ups; this keeps the state exact
+  // if one happens, at the cost of that block's drafts).
+  std::unique_ptr<pjrt::Array> state_buf;
+  BindState(inv, {start < s.kv_len ? none_slot() : s.slot}, 1, state_buf);
   std::unique_ptr<pjrt::Array> next_buf;
   if (prompt_lp) {
     next_buf = Upload(next, {1, K});
@@ -131,6 +137,7 @@ int32_t Runtime::Prefill(Sequence& s, int64_t start, int32_t len) {
   Outputs out = inv.Run(counters_);
   pool_->k = out.Take("k_cache");
   pool_->v = out.Take("v_cache");
+  TakeState(out);
   if (prompt_lp) {
     // Tokens at positions start + 1 .. of the prompt: this request's one extra transfer per chunk.
     const auto packed = CopyToHost<int32_t>(*out.Take("prompt_logprobs"), counters_);
@@ -183,7 +190,12 @@ std::vector<std::vector<int32_t>> Runtime::Verify(const std::vector<Sequence*>& 
   BindCommon(inv);
   inv.BindDonated("k_cache", pool_->k.get()).BindDonated("v_cache", pool_->v.get());
   inv.Bind("tokens", tok.get()).Bind("positions", pos.get()).Bind("block_table", tab.get());
-  std::unique_ptr<pjrt::Array> slot_buf, params_buf, uniforms_buf;
+  std::unique_ptr<pjrt::Array> slot_buf, params_buf, uniforms_buf, state_buf;
+  {
+    std::vector<int32_t> state_slots;
+    for (Sequence* s : rows) state_slots.push_back(s->slot);
+    BindState(inv, state_slots, R, state_buf);
+  }
   if (drafter_) {
     slot_buf = Upload(slots, {R});
     inv.Bind("draft_pool", draft_pool_.get()).Bind("pool_slot", slot_buf.get());
@@ -224,6 +236,7 @@ std::vector<std::vector<int32_t>> Runtime::Verify(const std::vector<Sequence*>& 
   Outputs out = inv.Run(counters_);
   pool_->k = out.Take("k_cache");
   pool_->v = out.Take("v_cache");
+  TakeState(out);
   if (any_spec) {
     feats_ = out.Take("hidden");
     feats_rows_ = R;

@@ -363,6 +363,7 @@ Value Builder::Abs(const Value& a) {
 }
 Value Builder::Exp(const Value& a) { return Unary("exponential", a, true); }
 Value Builder::Log(const Value& a) { return Unary("log", a, true); }
+Value Builder::Log1p(const Value& a) { return Unary("log_plus_one", a, true); }
 Value Builder::Rsqrt(const Value& a) { return Unary("rsqrt", a, true); }
 Value Builder::Sqrt(const Value& a) { return Unary("sqrt", a, true); }
 Value Builder::Tanh(const Value& a) { return Unary("tanh", a, true); }

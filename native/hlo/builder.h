@@ -112,6 +112,7 @@ class Builder {
   Value Abs(const Value& a);
   Value Exp(const Value& a);
   Value Log(const Value& a);
+  Value Log1p(const Value& a);  // log(1 + a), accurate near 0 (softplus)
   Value Rsqrt(const Value& a);
   Value Sqrt(const Value& a);
   Value Tanh(const Value& a);

@@ -39,9 +39,20 @@ struct TargetMoe {
   std::vector<bool> sparse_layers;  // per layer: MoE block (true) or the dense MLP (false)
 };
 
-// A Qwen3, Qwen3-MoE, Qwen2, Llama or gpt-oss decoder-only target.
+// Qwen3.5's Gated DeltaNet layers (models/gated_delta.h): linear attention whose memory is a
+// fixed-size recurrent state per sequence, not KV pages.
+struct LinearAttention {
+  int64_t key_heads = 0;    // linear_num_key_heads
+  int64_t value_heads = 0;  // linear_num_value_heads (a multiple of key_heads)
+  int64_t key_dim = 0;      // linear_key_head_dim
+  int64_t value_dim = 0;    // linear_value_head_dim
+  int64_t conv_kernel = 4;  // linear_conv_kernel_dim
+  int64_t conv_dim() const { return 2 * key_heads * key_dim + value_heads * value_dim; }  // [q | k | v] channels
+};
+
+// A Qwen3, Qwen3-MoE, Qwen2, Llama, gpt-oss or Qwen3.5 decoder-only target.
 struct TargetConfig {
-  std::string family = "qwen3";  // "qwen3" | "qwen3_moe" | "qwen2" | "llama" | "gpt_oss"
+  std::string family = "qwen3";  // "qwen3" | "qwen3_moe" | "qwen2" | "llama" | "gpt_oss" | "qwen3_5"
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
   int64_t intermediate_size = 0;
@@ -66,9 +77,24 @@ struct TargetConfig {
   int64_t max_position_embeddings = 4096;  // the longest sequence the model was made for
   TargetMoe moe;                           // num_experts 0 = a dense model (gpt-oss: every layer sparse)
   WeightQuant quant;                       // Linear weights stored narrow (quantized checkpoints)
+  // Qwen3.5 (family "qwen3_5"): per layer a Gated DeltaNet (true) or a gated full-attention layer
+  // (false); RoPE on the first rotary_dim dims of each head (0 = all of them).
+  std::vector<bool> linear_layers;
+  LinearAttention linear;
+  int64_t rotary_dim = 0;
+  bool is_linear(int64_t layer) const { return layer < static_cast<int64_t>(linear_layers.size()) && linear_layers[layer]; }
+  int64_t num_linear_layers() const;
+  int64_t num_attention_layers() const { return num_layers - num_linear_layers(); }
+  bool hybrid() const { return num_linear_layers() > 0; }
   int64_t window(int64_t layer) const { return layer < static_cast<int64_t>(layer_windows.size()) ? layer_windows[layer] : 0; }
   bool sparse(int64_t layer) const { return moe.num_experts > 0 && layer < static_cast<int64_t>(moe.sparse_layers.size()) && moe.sparse_layers[layer]; }
 };
+
+inline int64_t TargetConfig::num_linear_layers() const {
+  int64_t n = 0;
+  for (bool l : linear_layers) n += l;
+  return n;
+}
 
 // DFlash2's additions to the drafter (docs/DRAFTERS.md §5, models/drafter2.h): a grouped dynamic
 // causal convolution pair around every attention and MLP sub-layer of the block, and a candidate

@@ -11,6 +11,7 @@
 
 #include "hlo/builder.h"
 #include "models/accept.h"
+#include "models/gated_delta.h"
 #include "models/layers.h"
 #include "models/logprobs.h"
 #include "models/moe.h"
@@ -30,6 +31,28 @@ using hlo::Value;
 namespace {
 
 bool GptOss(const TargetConfig& c) { return c.family == "gpt_oss"; }
+bool Qwen35(const TargetConfig& c) { return c.family == "qwen3_5"; }
+
+// Qwen3.5's RMSNorm is zero-centred: x_hat * (1 + w), all in f32, then rounded.
+Value ZeroCentredRmsNorm(Builder& b, const Value& x, const Value& w, float eps, const Numerics& n) {
+  const int64_t d = x.dim(-1);
+  const Value xf = b.Convert(x, DType::kF32);
+  hlo::Shape keep = x.shape;
+  keep.back() = 1;
+  const Value ms = b.Div(b.Reduce(b.Mul(xf, xf), {-1}, hlo::ReduceKind::kSum), b.Scalar(static_cast<double>(d), DType::kF32));
+  const Value inv = b.Rsqrt(b.Add(b.Reshape(ms, keep), b.Scalar(eps, DType::kF32)));
+  return b.Convert(b.Mul(b.Mul(xf, inv), b.Add(b.Convert(w, DType::kF32), b.Scalar(1, DType::kF32))), n.act());
+}
+
+// RoPE on the first rotary_dim dims of each head (Qwen3.5: a quarter), the rest passed through.
+Value PartialRope(Builder& b, const Value& x, const RopeTables& rope, int64_t rotary_dim) {
+  const int64_t hd = x.dim(-1);
+  const Value xf = b.Convert(x, DType::kF32);
+  if (rotary_dim == 0 || rotary_dim == hd) return b.Convert(ApplyRope(b, xf, rope), x.dtype);
+  const int64_t axis = x.rank() - 1;
+  return b.Convert(b.Concatenate({ApplyRope(b, b.SliceAxis(xf, axis, 0, rotary_dim), rope), b.SliceAxis(xf, axis, rotary_dim, hd - rotary_dim)}, axis),
+                   x.dtype);
+}
 
 GptOssMoeConfig OssMoeConfig(const TargetConfig& c) {
   // MXFP4 checkpoints keep the experts as Linear weights (E, out, in), narrow or expanded at load.
@@ -38,8 +61,18 @@ GptOssMoeConfig OssMoeConfig(const TargetConfig& c) {
 }
 
 void Validate(const TargetConfig& c) {
-  if (c.family != "qwen3" && c.family != "qwen3_moe" && c.family != "qwen2" && c.family != "llama" && c.family != "gpt_oss")
-    throw std::invalid_argument("target: family must be qwen3, qwen3_moe, qwen2, llama or gpt_oss, got " + c.family);
+  if (c.family != "qwen3" && c.family != "qwen3_moe" && c.family != "qwen2" && c.family != "llama" && c.family != "gpt_oss" &&
+      c.family != "qwen3_5")
+    throw std::invalid_argument("target: family must be qwen3, qwen3_moe, qwen2, llama, gpt_oss or qwen3_5, got " + c.family);
+  if (Qwen35(c) && (!c.qk_norm || c.qkv_bias || c.o_bias || c.moe.num_experts > 0))
+    throw std::invalid_argument("target: qwen3_5 has q/k norms, no attention biases and (here) no experts");
+  if (!c.linear_layers.empty() && (!Qwen35(c) || static_cast<int64_t>(c.linear_layers.size()) != c.num_layers))
+    throw std::invalid_argument("target: linear_layers needs a qwen3_5 target and one entry per layer (" + std::to_string(c.num_layers) + ")");
+  if (c.hybrid() && (c.linear.key_heads <= 0 || c.linear.value_heads <= 0 || c.linear.key_dim <= 0 || c.linear.value_dim <= 0 ||
+                     c.linear.conv_kernel < 2 || c.linear.value_heads % c.linear.key_heads != 0))
+    throw std::invalid_argument("target: linear attention needs positive sizes, a kernel of at least 2 and value heads a multiple of key heads");
+  if (c.rotary_dim < 0 || c.rotary_dim > c.head_dim || c.rotary_dim % 2 != 0)
+    throw std::invalid_argument("target: rotary_dim must be even and at most head_dim, got " + std::to_string(c.rotary_dim));
   if (GptOss(c) && (c.qk_norm || !c.qkv_bias || !c.o_bias || !c.attention_sinks))
     throw std::invalid_argument("target: gpt_oss has attention biases and sinks and no q/k norms");
   if (!c.layer_windows.empty() && static_cast<int64_t>(c.layer_windows.size()) != c.num_layers)
@@ -85,6 +118,7 @@ std::string ScoreShape::Key() const {
   if (devices > 1) k += " tp" + std::to_string(devices);
   if (logprobs >= 0) k += " lp" + std::to_string(logprobs);
   if (grammar) k += " grammar";
+  if (state_slots) k += " state" + std::to_string(state_slots);
   return k;
 }
 
@@ -96,8 +130,21 @@ std::vector<WeightSpec> TargetWeightSpecs(const TargetConfig& c, pjrt::DType t, 
   s.push_back({"model.embed_tokens.weight", {c.vocab_size, h}, t, {}, tp.Vocab()});
   for (int64_t i = 0; i < c.num_layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
+    const size_t first = s.size();
     AppendDecoderLayerSpecs(s, p, h, c.num_heads, c.num_kv_heads, c.head_dim, c.intermediate_size, c.qk_norm, t, tp,
                             AttentionBias{c.qkv_bias, c.o_bias});
+    if (Qwen35(c) && c.is_linear(i)) {
+      // A Gated DeltaNet layer: its token mixer replaces the attention projections and norms.
+      std::vector<WeightSpec> mixer;
+      AppendGatedDeltaSpecs(mixer, p + "linear_attn.", h, c.linear, t);
+      auto attn = [&](const WeightSpec& w) { return w.name.find(".self_attn.") != std::string::npos; };
+      s.erase(std::remove_if(s.begin() + static_cast<std::ptrdiff_t>(first), s.end(), attn), s.end());
+      s.insert(s.begin() + static_cast<std::ptrdiff_t>(first) + 1, mixer.begin(), mixer.end());
+    } else if (Qwen35(c)) {
+      // Gated attention: q_proj yields [q_h | gate_h] per head.
+      for (size_t j = first; j < s.size(); ++j)
+        if (s[j].name == p + "self_attn.q_proj.weight") s[j].shape[0] *= 2;
+    }
     if (c.sparse(i)) {
       // The sparse MLP replaces the dense one: drop gate_up/down_proj, add router + experts.
       s.resize(s.size() - kDenseMlpSpecs);
@@ -135,10 +182,21 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
   std::vector<MoeWeights> experts(L);
   std::vector<GptOssMoeWeights> oss_experts(L);
   std::vector<Value> sinks(L);
+  std::vector<GatedDeltaWeights> deltas(L);
   const MoeConfig moe{c.moe.num_experts, c.moe.experts_per_token, c.moe.intermediate, c.moe.norm_topk_prob};
   for (int64_t l = 0; l < L; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     // A sparse layer's MLP is its MoE block: only the attention half is a decoder layer's.
+    if (c.is_linear(l)) {
+      deltas[l] = TakeGatedDelta(w, p + "linear_attn.");
+      DecoderLayer lw;  // the norms and MLP of a decoder layer, no attention
+      lw.ln1 = Weight(w, p + "input_layernorm.weight");
+      lw.ln2 = Weight(w, p + "post_attention_layernorm.weight");
+      lw.gate_up = Weight(w, p + "mlp.gate_up_proj.weight");
+      lw.down = Weight(w, p + "mlp.down_proj.weight");
+      layers.push_back(lw);
+      continue;
+    }
     layers.push_back(TakeDecoderLayer(w, p, c.qk_norm, AttentionBias{c.qkv_bias, c.o_bias}, !c.sparse(l)));
     if (c.attention_sinks) sinks[l] = Weight(w, p + "self_attn.sinks");
     if (!c.sparse(l)) continue;
@@ -155,6 +213,14 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
   const Value lm_head = c.tie_word_embeddings ? embed : Weight(w, "lm_head.weight");
   Value k_cache = b.Input("k_cache", KeyCacheDims(L, n, s, kvh, hd), nm.kv(), 0, tp.Cache());  // KV heads split
   Value v_cache = b.Input("v_cache", ValueCacheDims(L, n, s, kvh, hd), nm.kv(), 1, tp.Cache());
+  const int64_t Ll = c.num_linear_layers();
+  if (Ll > 0 && sh.state_slots < 2) throw std::invalid_argument("target score: a hybrid target needs state slots (the trash slot and one per sequence)");
+  if (Ll > 0 && sh.devices > 1) throw std::invalid_argument("target score: qwen3_5 targets run on one device (tensor parallelism of the Gated DeltaNet is not built yet)");
+  Value conv_state, ssm_state;
+  if (Ll > 0) {
+    conv_state = b.Input("conv_state", ConvStateDims(c.linear, Ll, sh.state_slots), nm.act(), 2);  // (Ll, M, kernel - 1, C)
+    ssm_state = b.Input("ssm_state", SsmStateDims(c.linear, Ll, sh.state_slots), DType::kF32, 3);  // (Ll, M, Hv, dk, dv)
+  }
   Value tokens = b.Input("tokens", {r, k}, DType::kS32);          // (R, K)
   const Value positions = b.Input("positions", {r, k}, DType::kS32);  // (R, K), -1 = padding
   const Value table = b.Input("block_table", {r, p}, DType::kS32);    // (R, P)
@@ -172,6 +238,8 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
     uniforms = b.Input("uniforms", {r, 2 * k}, DType::kF32);  // [draw (K) | accept (K)]
     if (sh.want_accept && sh.pool_rows) probs_pool = b.Input("probs_pool", {sh.pool_rows, sh.pool_width, V}, DType::kF32);
   }
+  Value state_slot;
+  if (Ll > 0) state_slot = b.Input("state_slot", {r}, DType::kS32);  // (R): the row's slot, padding rows the trash slot
   Value token_mask;
   if (sh.grammar) token_mask = b.Input("token_mask", {r, k, MaskWords(V)}, DType::kS32);  // (R, K, W) packed bits
 
@@ -179,33 +247,59 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
   const Value valid = b.Compare(positions, b.Scalar(0, DType::kS32), hlo::Cmp::kGE);  // (R, K)
   const Value windex = PagedWriteIndex(b, positions, table, s);                        // (R, K, 2)
   const KeyRange causal = CausalRange(b, positions);                                   // slot j <= position
+  const int64_t rd = c.rotary_dim > 0 ? c.rotary_dim : hd;
   const RopeTables rope = c.rope_yarn.enabled
                               ? RopeCosSin(b, positions, RopeInvFreqYarn(hd, c.rope_theta, c.rope_yarn), c.rope_yarn.attention_factor)
-                              : RopeCosSin(b, positions, RopeInvFreq(hd, c.rope_theta, c.rope_llama3));
+                              : RopeCosSin(b, positions, RopeInvFreq(rd, c.rope_theta, c.rope_llama3));
+  // Recurrent layers: a row whose first slot is position 0 starts from a zero state.
+  const Value fresh = Ll > 0 ? b.Compare(b.Reshape(b.SliceAxis(positions, 1, 0, 1), {r}), b.Scalar(0, DType::kS32), hlo::Cmp::kEQ) : Value{};
+  std::vector<DeltaPass> passes(L);
+  auto norm = [&](const Value& x, const Value& wt) {
+    return Qwen35(c) ? ZeroCentredRmsNorm(b, x, wt, c.rms_norm_eps, nm) : RmsNorm(b, x, wt, c.rms_norm_eps, nm);
+  };
 
   // ---- layers ----
   Value h = b.Convert(b.Take(embed, tokens), nm.act());  // (R, K, H)
   std::map<int32_t, Value> after;                          // layer id -> output (R, K, H)
+  int64_t linear_index = 0;
   for (int64_t l = 0; l < L; ++l) {
     const DecoderLayer& lw = layers[l];
-    const Value x = RmsNorm(b, h, lw.ln1, c.rms_norm_eps, nm);
-    const Qkv qkv = ProjectQkv(b, x, lw, heads, c.num_kv_heads, hd, tp, nm);  // q (R, K, heads, hd), k/v (R, K, kvh, hd)
+    const Value x = norm(h, lw.ln1);
+    if (c.is_linear(l)) {
+      // Gated DeltaNet: the state of this row's slot (its K/V pages of this layer stay unused).
+      const DeltaState s0 = ReadDeltaState(b, conv_state, ssm_state, linear_index++, state_slot, fresh);
+      passes[l] = GatedDeltaForward(b, x, deltas[l], c.linear, c.rms_norm_eps, s0, valid, nm);
+      h = b.Add(h, passes[l].out);
+    } else {
+    Value gate;  // Qwen3.5's gated attention: (R, K, heads * hd)
+    Qkv qkv;
+    if (Qwen35(c)) {
+      const Value qg = b.Reshape(Dense(b, x, lw.q, nm), {r, k, heads, 2 * hd});  // per head [q | gate]
+      qkv.q = b.SliceAxis(qg, 3, 0, hd);
+      gate = b.Reshape(b.SliceAxis(qg, 3, hd, hd), {r, k, heads * hd});
+      qkv.k = SplitHeads(b, Dense(b, x, lw.k, nm), c.num_kv_heads, hd);
+      qkv.v = SplitHeads(b, Dense(b, x, lw.v, nm), c.num_kv_heads, hd);
+    } else {
+      qkv = ProjectQkv(b, x, lw, heads, c.num_kv_heads, hd, tp, nm);  // q (R, K, heads, hd), k/v (R, K, kvh, hd)
+    }
     Value q = qkv.q, kk = qkv.k;
     const Value vv = qkv.v;
     if (c.qk_norm) {
-      q = RmsNorm(b, q, lw.q_norm, c.rms_norm_eps, nm);
-      kk = RmsNorm(b, kk, lw.k_norm, c.rms_norm_eps, nm);
+      q = norm(q, lw.q_norm);
+      kk = norm(kk, lw.k_norm);
     }
-    q = b.Convert(ApplyRope(b, b.Convert(q, DType::kF32), rope), nm.act());
-    kk = b.Convert(ApplyRope(b, b.Convert(kk, DType::kF32), rope), nm.act());
+    q = PartialRope(b, q, rope, rd);
+    kk = PartialRope(b, kk, rope, rd);
     // Write this step's K/V first; the attention then reads the row's pages chunk by chunk.
     k_cache = PagedWrite(b, k_cache, l, windex, kk);
     v_cache = PagedWrite(b, v_cache, l, windex, vv);
     // Sliding layers (gpt-oss) see the last window positions; sinks join the softmax.
     const KeyRange range = c.window(l) > 0 ? CausalRange(b, positions, c.window(l)) : causal;
-    const Value attn = PagedAttention(b, q, k_cache, v_cache, l, table, range, nm, std::nullopt, sinks[l]);  // (R, K, heads * hd)
+    Value attn = PagedAttention(b, q, k_cache, v_cache, l, table, range, nm, std::nullopt, sinks[l]);  // (R, K, heads * hd)
+    if (gate.name.size()) attn = b.Mul(attn, b.Logistic(gate));
     h = b.Add(h, DenseBias(b, attn, lw.o, lw.o_bias, nm));
-    const Value x2 = RmsNorm(b, h, lw.ln2, c.rms_norm_eps, nm);  // (R, K, H)
+    }
+    const Value x2 = norm(h, lw.ln2);  // (R, K, H)
     if (c.sparse(l) && GptOss(c))
       h = b.Add(h, b.Reshape(GptOssMoe(b, b.Reshape(x2, {r * k, c.hidden_size}), oss_experts[l], OssMoeConfig(c), MoeImpl::kAuto, nm),
                              {r, k, c.hidden_size}));
@@ -220,11 +314,12 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
   const bool want_head = sh.want_logits || sh.want_argmax || sh.want_accept || sh.logprobs >= 0;
   const bool want_final = want_head || after.count(static_cast<int32_t>(L - 1));
   Value hn;
-  if (want_final) hn = RmsNorm(b, h, final_norm, c.rms_norm_eps, nm);  // (R, K, H)
+  if (want_final) hn = norm(h, final_norm);  // (R, K, H)
   // HF's hidden_states[L] (after the last layer) is the final-normed state, not the raw output.
   if (after.count(static_cast<int32_t>(L - 1))) after[static_cast<int32_t>(L - 1)] = hn;
 
   // ---- outputs ----
+  Value accept_count;  // (R): tokens the verify commits per row (hybrid targets' state commit)
   if (want_head) {
     const Value logits = DenseF32(b, hn, lm_head, nm);  // (R, K, V) f32
     // Every verify takes token_mask; rows without a grammar send all ones, and a batch whose mask
@@ -283,6 +378,7 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
       results.push_back({"hidden", b.Concatenate(parts, 2)});  // (R, K, n * H)
     }
     if (sh.want_accept) {
+      accept_count = b.Reshape(b.SliceAxis(accept, 1, 0, 1), {r});
       // Log-probabilities of the committed tokens (slot j chose accept[1 + j]) ride along.
       if (sh.logprobs >= 0) accept = b.Concatenate({accept, PackedLogprobs(b, logits, b.SliceAxis(accept, 1, 1, k), sh.logprobs)}, 1);
       results.push_back({"accept", accept});
@@ -293,6 +389,18 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
     std::vector<Value> parts;
     for (int32_t id : sh.hidden_layers) parts.push_back(after.at(id));
     results.push_back({"hidden", b.Concatenate(parts, 2)});
+  }
+  if (Ll > 0) {
+    // Recurrent layers commit now that the step's outcome is known: a verify its accepted tokens
+    // (a second, masked pass over the saved per-token inputs), anything else its valid tokens.
+    int64_t index = 0;
+    for (int64_t l = 0; l < L; ++l) {
+      if (!c.is_linear(l)) continue;
+      const DeltaState s = accept_count.name.size() && k > 1 ? GatedDeltaCommit(b, passes[l], accept_count, c.linear)
+                                                             : GatedDeltaCommitValid(b, passes[l], valid, c.linear);
+      WriteDeltaState(b, conv_state, ssm_state, index++, state_slot, s);
+    }
+    results.insert(results.begin() + 2, {{"conv_state", conv_state}, {"ssm_state", ssm_state}});
   }
   return FinishProgram(b, results);
 }

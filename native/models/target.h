@@ -49,6 +49,12 @@ struct ScoreShape {
   // (all ones: nothing refused, and the masking is skipped at run time), so constrained and free
   // batches share their programs.
   bool grammar = false;
+  // Hybrid targets (TargetConfig::hybrid, Qwen3.5): slots of the recurrent state arrays (one per
+  // sequence of the engine + the trash slot). Inputs conv_state, ssm_state (donated into the
+  // outputs of the same names, models/gated_delta.h) and state_slot s32 (R): a row whose first
+  // position is 0 starts from a zero state, and the step commits its valid tokens or, with
+  // want_accept, its accepted ones.
+  int64_t state_slots = 0;
 
   std::string Key() const;  // every field, for program caches
 };

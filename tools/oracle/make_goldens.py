@@ -32,7 +32,8 @@ from transformers import AutoModelForCausalLM
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MODELS = ROOT / "test" / "fixtures" / "models"
 OUT = ROOT / "test" / "fixtures" / "goldens"
-TARGETS = ["qwen3-f32", "qwen3-bf16-tied", "llama-f32", "qwen3-moe-f32", "qwen3-moe-mixed-f32", "qwen2-f32", "gpt-oss-f32", "gpt-oss-mxfp4"]
+TARGETS = ["qwen3-f32", "qwen3-bf16-tied", "llama-f32", "qwen3-moe-f32", "qwen3-moe-mixed-f32", "qwen2-f32", "gpt-oss-f32", "gpt-oss-mxfp4",
+           "qwen3_5-f32"]
 BF16_TARGETS = ["qwen3-bf16-tied"]
 NEW_TOKENS = 24
 
@@ -83,6 +84,16 @@ def router_margin(out, k: int) -> float:
     return worst
 
 
+def model_class(name: str):
+    # A released Qwen3.5 checkpoint is the vision-language model (the text model under text_config,
+    # tied embeddings at the top level): AutoModelForCausalLM would build the text-only class from
+    # text_config and initialise an lm_head of its own.
+    if json.loads((MODELS / name / "config.json").read_text()).get("model_type") == "qwen3_5":
+        from transformers import Qwen3_5ForConditionalGeneration
+        return Qwen3_5ForConditionalGeneration
+    return AutoModelForCausalLM
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
@@ -90,9 +101,9 @@ def main() -> None:
     for name in names:
         is_moe = json.loads((MODELS / name / "config.json").read_text()).get("model_type") in ("qwen3_moe", "gpt_oss")
         extra = {"experts_implementation": "eager"} if is_moe else {}
-        model = AutoModelForCausalLM.from_pretrained(MODELS / name, dtype=torch.float32, **extra)
+        model = model_class(name).from_pretrained(MODELS / name, dtype=torch.float32, **extra)
         model.eval()
-        cfg = model.config
+        cfg = model.config.get_text_config()  # Qwen3.5: the text model's
         cases = []
         for ids in prompts(cfg.vocab_size):
             x = torch.tensor([ids])
