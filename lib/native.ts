@@ -156,6 +156,14 @@ export interface NativeEngineStats {
   maxBlock: number;
   pageSize: number;
   maxSequences: number;
+  /** Whether prefix caching and adaptive speculation are on as the engine runs (a hybrid target
+   *  turns both off: its recurrent state has no pages to share, and no plain streaks to catch up). */
+  prefixCaching: boolean;
+  adaptive: boolean;
+  /** Hybrid targets (Qwen3.5): the recurrent group beside the KV pages — its layers, one
+   *  sequence's state in bytes (conv windows + f32 states, in kvCacheBytes), and its slots (one per
+   *  sequence + one for padding rows); null for attention-only targets. */
+  recurrentState: { layers: number; bytesPerSequence: number; slots: number } | null;
   /** Compiled programs: `loaded` now (every replica), `servingSet` the programs precompile()
    *  makes for maxSeqLen-token sequences (one replica; it does not grow with the context), and the
    *  process's memory maps (`processMaps`, each loaded executable holds some) against the system's

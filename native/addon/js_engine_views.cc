@@ -95,6 +95,17 @@ Napi::Object EngineStatsToJs(Napi::Env env, const engine::EngineStats& s) {
   num("maxBlock", s.max_block);
   num("pageSize", s.page_size);
   num("maxSequences", s.max_sequences);
+  o.Set("prefixCaching", s.prefix_caching);
+  o.Set("adaptive", s.adaptive);
+  if (s.recurrent_layers > 0) {
+    auto rs = Napi::Object::New(env);
+    rs.Set("layers", static_cast<double>(s.recurrent_layers));
+    rs.Set("bytesPerSequence", static_cast<double>(s.recurrent_bytes_per_sequence));
+    rs.Set("slots", static_cast<double>(s.recurrent_slots));
+    o.Set("recurrentState", rs);
+  } else {
+    o.Set("recurrentState", env.Null());
+  }
   auto programs = Napi::Object::New(env);
   programs.Set("loaded", static_cast<double>(s.programs_loaded));
   programs.Set("servingSet", static_cast<double>(s.serving_programs));

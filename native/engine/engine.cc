@@ -273,9 +273,14 @@ EngineStats Engine::Stats() const {
   s.platform = rt.client().platform_name();
   s.tensor_parallel = rt.options().tensor_parallel;
   s.data_parallel = static_cast<int32_t>(replicas_.size());
+  s.prefix_caching = rt.options().prefix_caching;
+  s.adaptive = rt.options().adaptive;
+  s.recurrent_layers = rt.target().num_linear_layers();
+  s.recurrent_bytes_per_sequence = KvPool::StateBytes(rt.target(), rt.dtypes().numerics);
+  s.recurrent_slots = rt.state_slots();
   if (rt.has_pool()) {
     s.kv_bytes = rt.pool().bytes() * rt.devices();
-    s.page_bytes = s.kv_bytes / std::max(1, rt.pool().total_pages());
+    s.page_bytes = (rt.pool().bytes() - rt.pool().state_bytes()) * rt.devices() / std::max(1, rt.pool().total_pages());
   }
   s.serving_programs = rt.serving_programs();
   s.process_maps = LastProcessMapCount();

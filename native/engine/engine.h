@@ -40,6 +40,9 @@ struct EngineStats {
   std::string platform, dtype, kv_dtype, dtype_reason;
   int64_t weight_bytes = 0, kv_bytes = 0, page_bytes = 0;  // one replica's model and pool (all its devices)
   int32_t max_seq_len = 0, max_block = 1, page_size = 0, max_sequences = 0;
+  bool prefix_caching = false, adaptive = false;  // as the engine runs (a hybrid target turns both off)
+  // Hybrid targets' recurrent group: its layers, the bytes of one sequence's state, the slots.
+  int64_t recurrent_layers = 0, recurrent_bytes_per_sequence = 0, recurrent_slots = 0;
   int32_t tensor_parallel = 1, data_parallel = 1;
   std::vector<ReplicaStats> replicas;
   // Programs: loaded now (every replica), the set precompile() makes for maxSeqLen (one replica),

@@ -26,7 +26,8 @@ std::unique_ptr<pjrt::Array> ZerosOnDevice(const pjrt::Mesh& mesh, pjrt::DType d
 int64_t KvPool::PageBytes(const models::TargetConfig& t, const models::DrafterConfig* d, const models::Numerics& n,
                           int32_t page_size, int64_t devices, bool drafter_replicated) {
   // KV heads per device: the caches hold TensorParallel::kv_heads heads, split over the devices.
-  int64_t per_token = t.num_layers * (models::TargetParallel(t, devices).kv_heads / devices) * t.head_dim;
+  // Only attention layers have KV (a hybrid target's recurrent layers keep a state per sequence).
+  int64_t per_token = t.num_attention_layers() * (models::TargetParallel(t, devices).kv_heads / devices) * t.head_dim;
   if (d) {
     const models::TensorParallel dtp = models::DrafterParallel(*d, t, devices, drafter_replicated);
     per_token += d->num_layers * (dtp.replicated ? dtp.kv_heads : dtp.kv_heads / devices) * d->head_dim;
@@ -45,8 +46,8 @@ KvPool::KvPool(const pjrt::Mesh& mesh, const models::TargetConfig& t, const mode
     : pages_(total_pages, page_size), page_size_(page_size) {
   const int64_t devices = static_cast<int64_t>(mesh.size());
   const models::TensorParallel tp = models::TargetParallel(t, devices);
-  k = ZerosOnDevice(mesh, n.kv_dtype, models::KeyCacheDims(t.num_layers, total_pages, page_size, tp.kv_heads, t.head_dim), tp.Cache());
-  v = ZerosOnDevice(mesh, n.kv_dtype, models::ValueCacheDims(t.num_layers, total_pages, page_size, tp.kv_heads, t.head_dim), tp.Cache());
+  k = ZerosOnDevice(mesh, n.kv_dtype, models::KeyCacheDims(t.num_attention_layers(), total_pages, page_size, tp.kv_heads, t.head_dim), tp.Cache());
+  v = ZerosOnDevice(mesh, n.kv_dtype, models::ValueCacheDims(t.num_attention_layers(), total_pages, page_size, tp.kv_heads, t.head_dim), tp.Cache());
   if (d) {
     const models::TensorParallel dtp = models::DrafterParallel(*d, t, devices, drafter_replicated);
     dk = ZerosOnDevice(mesh, n.kv_dtype, models::KeyCacheDims(d->num_layers, total_pages, page_size, dtp.kv_heads, d->head_dim), dtp.Cache());
@@ -56,7 +57,8 @@ KvPool::KvPool(const pjrt::Mesh& mesh, const models::TargetConfig& t, const mode
   if (t.hybrid() && state_slots > 0) {
     conv = ZerosOnDevice(mesh, n.dtype, models::ConvStateDims(t.linear, t.num_linear_layers(), state_slots));
     ssm = ZerosOnDevice(mesh, pjrt::DType::kF32, models::SsmStateDims(t.linear, t.num_linear_layers(), state_slots));
-    bytes_ += StateBytes(t, n) * state_slots;
+    state_bytes_ = StateBytes(t, n) * state_slots;
+    bytes_ += state_bytes_;
   }
 }
 

@@ -37,7 +37,8 @@ class KvPool {
   const PageAllocator& pages() const { return pages_; }
   int32_t page_size() const { return page_size_; }
   int32_t total_pages() const { return pages_.total_pages(); }
-  int64_t bytes() const { return bytes_; }  // on each device
+  int64_t bytes() const { return bytes_; }  // on each device: pages and recurrent states
+  int64_t state_bytes() const { return state_bytes_; }  // of which the recurrent states
 
   // The caches. Programs take them donated and return the updated ones, which replace these.
   std::unique_ptr<pjrt::Array> k, v;    // (L, N, S, kvh, hd), kvh split over the mesh
@@ -49,7 +50,7 @@ class KvPool {
  private:
   PageAllocator pages_;
   int32_t page_size_;
-  int64_t bytes_ = 0;
+  int64_t bytes_ = 0, state_bytes_ = 0;
 };
 
 // A zero-filled array made on the mesh's devices by a tiny compiled program (each device makes

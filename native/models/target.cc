@@ -211,8 +211,11 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
   }
   const Value final_norm = Weight(w, "model.norm.weight");
   const Value lm_head = c.tie_word_embeddings ? embed : Weight(w, "lm_head.weight");
-  Value k_cache = b.Input("k_cache", KeyCacheDims(L, n, s, kvh, hd), nm.kv(), 0, tp.Cache());  // KV heads split
-  Value v_cache = b.Input("v_cache", ValueCacheDims(L, n, s, kvh, hd), nm.kv(), 1, tp.Cache());
+  // Attention layers only (a hybrid target's recurrent layers have no KV): cache layer a is the
+  // a-th attention layer.
+  const int64_t La = c.num_attention_layers();
+  Value k_cache = b.Input("k_cache", KeyCacheDims(La, n, s, kvh, hd), nm.kv(), 0, tp.Cache());  // KV heads split
+  Value v_cache = b.Input("v_cache", ValueCacheDims(La, n, s, kvh, hd), nm.kv(), 1, tp.Cache());
   const int64_t Ll = c.num_linear_layers();
   if (Ll > 0 && sh.state_slots < 2) throw std::invalid_argument("target score: a hybrid target needs state slots (the trash slot and one per sequence)");
   if (Ll > 0 && sh.devices > 1) throw std::invalid_argument("target score: qwen3_5 targets run on one device (tensor parallelism of the Gated DeltaNet is not built yet)");
@@ -261,7 +264,7 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
   // ---- layers ----
   Value h = b.Convert(b.Take(embed, tokens), nm.act());  // (R, K, H)
   std::map<int32_t, Value> after;                          // layer id -> output (R, K, H)
-  int64_t linear_index = 0;
+  int64_t linear_index = 0, attention_index = 0;
   for (int64_t l = 0; l < L; ++l) {
     const DecoderLayer& lw = layers[l];
     const Value x = norm(h, lw.ln1);
@@ -291,11 +294,12 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
     q = PartialRope(b, q, rope, rd);
     kk = PartialRope(b, kk, rope, rd);
     // Write this step's K/V first; the attention then reads the row's pages chunk by chunk.
-    k_cache = PagedWrite(b, k_cache, l, windex, kk);
-    v_cache = PagedWrite(b, v_cache, l, windex, vv);
+    const int64_t a = attention_index++;
+    k_cache = PagedWrite(b, k_cache, a, windex, kk);
+    v_cache = PagedWrite(b, v_cache, a, windex, vv);
     // Sliding layers (gpt-oss) see the last window positions; sinks join the softmax.
     const KeyRange range = c.window(l) > 0 ? CausalRange(b, positions, c.window(l)) : causal;
-    Value attn = PagedAttention(b, q, k_cache, v_cache, l, table, range, nm, std::nullopt, sinks[l]);  // (R, K, heads * hd)
+    Value attn = PagedAttention(b, q, k_cache, v_cache, a, table, range, nm, std::nullopt, sinks[l]);  // (R, K, heads * hd)
     if (gate.name.size()) attn = b.Mul(attn, b.Logistic(gate));
     h = b.Add(h, DenseBias(b, attn, lw.o, lw.o_bias, nm));
     }

@@ -52,4 +52,9 @@ makeDrafter(fresh('qwen3-moe-f32-dflash'), JSON.parse(fs.readFileSync(moeConfig,
 const ossConfig = path.join(root, 'gpt-oss-f32', 'config.json');
 if (!fs.existsSync(ossConfig)) throw new Error(`${ossConfig} is missing: run tools/oracle/make_gpt_oss_fixtures.py first`);
 makeDrafter(fresh('gpt-oss-f32-dflash'), JSON.parse(fs.readFileSync(ossConfig, 'utf8')), { layers: 2, blockSize: 8, targetLayerIds: [0, 3], seed: 18, attentionBias: true });
+// A DFlash drafter for the transformers-written Qwen3.5 target (make_qwen3_5_fixtures.py, run
+// first; its text model's keys are under text_config): features of a DeltaNet and the attention layer.
+const q35Config = path.join(root, 'qwen3_5-f32', 'config.json');
+if (!fs.existsSync(q35Config)) throw new Error(`${q35Config} is missing: run tools/oracle/make_qwen3_5_fixtures.py first`);
+makeDrafter(fresh('qwen3_5-f32-dflash'), JSON.parse(fs.readFileSync(q35Config, 'utf8')).text_config, { layers: 2, blockSize: 8, targetLayerIds: [1, 3], seed: 19 });
 console.log(`fixtures written to ${root}`);

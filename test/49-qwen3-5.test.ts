@@ -1,0 +1,156 @@
+// Qwen3.5 targets (hybrid: Gated DeltaNet + gated attention; issue 23): the config as released
+// (the text model under text_config, the vision tower and MTP head left out), the recurrent state
+// each sequence keeps beside its KV pages, and speculative decoding equal to plain decoding and to
+// transformers' greedy continuation (goldens: tools/oracle/make_goldens.py on the fixture written
+// by transformers' Qwen3_5ForConditionalGeneration). The logits of every prompt position against
+// transformers are in test/13. A steered drafter gets drafts accepted, so the verify's commit of
+// an accepted prefix (a masked second pass of the recurrence) is exercised, not only rejections.
+import * as fs from 'fs';
+import * as path from 'path';
+import { afterAll, describe, expect, it } from 'vitest';
+
+import { targetConfigFromHF } from '../lib/config';
+import { Engine } from '../lib/engine';
+import { readCheckpoint, writeSafetensors } from '../lib/safetensors';
+import { tmpDir } from './helpers/tiny-model';
+
+const FIX = path.join(__dirname, 'fixtures');
+const MODELS = path.join(FIX, 'models');
+const TARGET = path.join(MODELS, 'qwen3_5-f32'), DRAFTER = path.join(MODELS, 'qwen3_5-f32-dflash');
+const CONFIG = JSON.parse(fs.readFileSync(path.join(TARGET, 'config.json'), 'utf8'));
+const golden = JSON.parse(fs.readFileSync(path.join(FIX, 'goldens', 'qwen3_5-f32.json'), 'utf8')) as {
+  cases: { prompt_ids: number[]; logits: number[]; greedy_ids: number[] }[];
+};
+
+const engines: Engine[] = [];
+afterAll(async () => {
+  await Promise.all(engines.map((e) => e.close()));
+});
+async function load(opts: Parameters<typeof Engine.load>[0]): Promise<Engine> {
+  const e = await Engine.load({ cacheDir: false, ...opts });
+  engines.push(e);
+  return e;
+}
+
+describe('config.json', () => {
+  it('reads the text model under text_config: layer types, DeltaNet sizes, partial RoPE, tied head', () => {
+    const c = targetConfigFromHF(CONFIG);
+    expect(c.family).toBe('qwen3_5');
+    expect([c.numLayers, c.hiddenSize, c.headDim, c.rotaryDim, c.tieWordEmbeddings, c.qkNorm]).toEqual([4, 64, 32, 8, true, true]);
+    expect(c.linearAttention).toEqual({ layers: [true, true, true, false], numKeyHeads: 2, numValueHeads: 4, keyHeadDim: 16, valueHeadDim: 16, convKernel: 4 });
+  });
+
+  it("takes Qwen3_5TextConfig's defaults and reads the text-only layout", () => {
+    const { layer_types, head_dim, rope_parameters, ...text } = CONFIG.text_config;
+    void layer_types, void head_dim, void rope_parameters;
+    const c = targetConfigFromHF({ ...text, num_hidden_layers: 8, architectures: ['Qwen3_5ForCausalLM'] });
+    expect(c.linearAttention!.layers).toEqual([true, true, true, false, true, true, true, false]);  // full every 4th
+    expect([c.headDim, c.rotaryDim]).toEqual([256, 64]);
+  });
+
+  it('refuses what it does not run, naming the key', () => {
+    const text = (patch: object) => ({ ...CONFIG, text_config: { ...CONFIG.text_config, ...patch } });
+    expect(() => targetConfigFromHF(text({ layer_types: ['linear_attention', 'sliding_attention', 'linear_attention', 'full_attention'] })))
+      .toThrow(/text_config\.layer_types entry 1 is "sliding_attention"/);
+    expect(() => targetConfigFromHF(text({ linear_num_value_heads: 3 }))).toThrow(/text_config\.linear_num_value_heads 3 must be a multiple of linear_num_key_heads 2/);
+    expect(() => targetConfigFromHF(text({ attention_bias: true }))).toThrow(/text_config\.attention_bias true is not supported for Qwen3\.5/);
+    expect(() => targetConfigFromHF(text({ rope_parameters: { rope_type: 'default', rope_theta: 1e4, partial_rotary_factor: 0.1 } })))
+      .toThrow(/partial_rotary_factor 0\.1 gives 3 rotary dims/);
+    expect(() => targetConfigFromHF({ ...CONFIG, architectures: ['Qwen3_5MoeForConditionalGeneration'], model_type: 'qwen3_5_moe' }))
+      .toThrow(/Qwen3\.5 MoE targets .* are not supported yet/);
+  });
+});
+
+describe('the engine', () => {
+  it('loads the text model only (no warning for the vision tower) and keeps a recurrent state per sequence', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.message);
+    process.on('warning', onWarning);
+    const engine = await load({ target: TARGET, pageSize: 8, maxSeqLen: 128, maxSequences: 3, dtype: 'f32' });
+    await new Promise((r) => setImmediate(r));
+    process.off('warning', onWarning);
+    expect(warnings.filter((w) => /does not use/.test(w))).toEqual([]);
+    const st = engine.stats();
+    // 3 DeltaNet layers x (conv window 3 x 128 channels f32 + 4 heads x 16 x 16 f32 state) per slot
+    expect(st.recurrentState).toEqual({ layers: 3, bytesPerSequence: 3 * (3 * 128 * 4 + 4 * 16 * 16 * 4), slots: 4 });
+    expect(st.prefixCaching).toBe(false);
+  });
+
+  it('refuses a tensor-parallel mesh, naming why', async () => {
+    await expect(Engine.load({ target: TARGET, tensorParallel: 2, cacheDir: false, maxSeqLen: 64 })).rejects.toThrow(/qwen3_5 targets run on one device/);
+  });
+
+  it('decodes concurrent sequences (their states in separate slots) as it decodes each alone, and after preemption', async () => {
+    // The states of 4 slots, then 20 pages of 4 positions (K and V of the one attention layer: 2 KV
+    // heads of 32, f32): too few for three of these sequences at once.
+    const states = 4 * 3 * (3 * 128 * 4 + 4 * 16 * 16 * 4), page = 2 * 4 * 2 * 32 * 4;
+    const engine = await load({ target: TARGET, pageSize: 4, maxSeqLen: 128, maxSequences: 3, dtype: 'f32', kvCacheMemory: states + 20 * page });
+    expect(engine.stats().totalPages).toBe(19);  // the 20th is the trash page of padding rows
+    expect(engine.stats().pageBytes).toBe(page);
+    const alone = [];
+    for (const c of golden.cases) alone.push((await engine.generate(c.prompt_ids, { maxTokens: 24, speculative: false }).done()).ids);
+    alone.forEach((ids, i) => expect(ids, `prompt ${i}`).toEqual(golden.cases[i].greedy_ids));
+    const together = await Promise.all(golden.cases.map((c) => engine.generate(c.prompt_ids, { maxTokens: 24, speculative: false }).done()));
+    together.forEach((d, i) => expect(d.ids, `prompt ${i}`).toEqual(alone[i]));
+    expect(engine.stats().preemptions).toBeGreaterThan(0);
+    expect(engine.stats().freePages).toBe(engine.stats().totalPages);
+  });
+});
+
+// A drafter that always drafts one token: every weight zero but the norms (one), and an o_proj
+// bias on its last layer (the fixture drafter has none: this copy declares attention_bias, with
+// zero q/k/v biases) of 20x that token's embedding row, which the tied LM head then picks. The
+// target's greedy continuations repeat 244 in runs of three, so these drafts are accepted there
+// and rejected elsewhere.
+function steeredDrafter(token: number): string {
+  const dir = tmpDir('qwen3_5-steered');
+  const cfg = JSON.parse(fs.readFileSync(path.join(DRAFTER, 'config.json'), 'utf8'));
+  cfg.attention_bias = true;  // q/k/v/o biases (zero but o_proj's)
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg));
+  const H = CONFIG.text_config.hidden_size;
+  const embed = readCheckpoint(TARGET).find((t) => t.name === 'model.language_model.embed_tokens.weight')!;  // f32 (V, H), tied
+  const row = Buffer.alloc(4 * H);
+  const fd = fs.openSync(embed.file, 'r');
+  fs.readSync(fd, row, 0, row.length, embed.offset + 4 * H * token);
+  fs.closeSync(fd);
+  const e = new Float32Array(row.buffer, row.byteOffset, H);
+  const L = cfg.num_hidden_layers, hd = cfg.head_dim, heads = cfg.num_attention_heads, kvh = cfg.num_key_value_heads;
+  const biases = [['q_proj', heads * hd], ['k_proj', kvh * hd], ['v_proj', kvh * hd], ['o_proj', H]] as const;
+  const tensors = readCheckpoint(DRAFTER).map((t) => {
+    const data = new Float32Array(t.shape.reduce((a, b) => a * b, 1));
+    if (t.name.endsWith('norm.weight')) data.fill(1);
+    return { name: t.name, dtype: 'F32' as const, shape: t.shape, data };
+  });
+  for (let l = 0; l < L; l++)
+    for (const [proj, n] of biases) {
+      const data = new Float32Array(n);
+      if (l === L - 1 && proj === 'o_proj') e.forEach((x, i) => { data[i] = 20 * x; });
+      tensors.push({ name: `layers.${l}.self_attn.${proj}.bias`, dtype: 'F32' as const, shape: [n], data });
+    }
+  writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
+  return dir;
+}
+
+describe('speculative decoding', () => {
+  it('with a random drafter (drafts rejected) equals plain greedy decoding, run concurrently', async () => {
+    const engine = await load({ target: TARGET, drafter: DRAFTER, pageSize: 8, maxSeqLen: 128, maxSequences: 4, dtype: 'f32' });
+    const prompts = Array.from({ length: 6 }, (_, p) => Array.from({ length: 3 + p * 9 }, (_, i) => (p * 37 + i * 11 + 3) % 256));
+    const plain = await Promise.all(prompts.map((pr) => engine.generate(pr, { maxTokens: 30, speculative: false }).done()));
+    const spec = await Promise.all(prompts.map((pr, i) => engine.generate(pr, { maxTokens: 30, speculative: { blockSize: i % 2 ? 4 : 8 } }).done()));
+    spec.forEach((s, i) => expect(s.ids, `prompt ${i}`).toEqual(plain[i].ids));
+    expect(engine.stats().freePages).toBe(engine.stats().totalPages);
+  });
+
+  it("with drafts accepted equals transformers' greedy continuation (the state commits the accepted prefix only)", async () => {
+    const engine = await load({ target: TARGET, drafter: steeredDrafter(244), pageSize: 4, maxSeqLen: 128, maxSequences: 4, dtype: 'f32' });
+    const runs = await Promise.all(golden.cases.map((c) => engine.generate(c.prompt_ids, { maxTokens: c.greedy_ids.length, speculative: { blockSize: 8 } }).done()));
+    let accepted = 0, rejectedAfterAccepted = 0;
+    runs.forEach((r, i) => {
+      expect(r.ids, `prompt of ${golden.cases[i].prompt_ids.length}`).toEqual(golden.cases[i].greedy_ids);
+      accepted += r.ids.length - r.stats.steps;  // each step commits one token plus its accepted drafts
+      rejectedAfterAccepted += r.stats.steps;
+    });
+    expect(accepted).toBeGreaterThanOrEqual(4);
+    expect(rejectedAfterAccepted).toBeGreaterThan(0);
+  });
+});
