@@ -1,6 +1,7 @@
 // Child process of bench/shapes.ts (a fresh process, so its peak resident memory is the engine's
 // alone): loads one checkpoint, measures load / compile / decode / verify(K), prints one JSON line.
 //   node dist/bench/shapes-worker.js DIR [DRAFTER_DIR] --cache DIR --ks 1,2,4,8,16,32 [--dtype D] [--quantized narrow|dequantize|auto]
+//     [--prefill N]   also: a prompt of N tokens to its first token (prefill tokens/s, second run)
 import * as fs from 'fs';
 
 import { Engine } from '../lib/engine';
@@ -38,6 +39,16 @@ async function main(): Promise<void> {
   steps.sort((a, b) => a - b);
   const verify: Record<number, number> = {};
   for (const k of ks) verify[k] = await timeVerify(engine, k, 64, 5);
+  let prefill: { tokens: number; seconds: number } | undefined;
+  const prefillTokens = Number(opt('prefill', '0'));
+  if (prefillTokens > 0) {
+    // Twice: the first run compiles the prefill buckets it needs; the second is timed.
+    const prompt = (salt: number) => Array.from({ length: prefillTokens }, (_, i) => (salt + i * 7) % engine.config.target.vocabSize);
+    await engine.generate(prompt(1), { maxTokens: 1, speculative: false }).done();
+    const t = performance.now();
+    await engine.generate(prompt(2), { maxTokens: 1, speculative: false }).done();
+    prefill = { tokens: prefillTokens, seconds: (performance.now() - t) / 1000 };
+  }
   let draft: number | undefined, spec: { tokens: number; steps: number } | undefined;
   if (drafterArg) {
     draft = await timeDraft(engine, engine.config.drafter!.blockSize, 64, 5);
@@ -47,7 +58,8 @@ async function main(): Promise<void> {
   console.log(JSON.stringify({
     dtype: st.dtype, reason: st.dtypeReason, weightBytes: st.weightBytes, kvBytes: st.kvCacheBytes, compiles: engine.stats().compiles,
     diskHits: engine.stats().diskCacheHits, loadSeconds: (weightsDone - t0) / 1000, startSeconds: (loaded - t0) / 1000, compileSeconds,
-    peakLoad, peak: peak(), decodeMs: steps[Math.floor(steps.length / 2)], verify, draft, spec,
+    peakLoad, peak: peak(), decodeMs: steps[Math.floor(steps.length / 2)], verify, draft, spec, prefill,
+    recurrentState: st.recurrentState, pageBytes: st.pageBytes, pageSize: st.pageSize,
   }));
   await engine.close();
 }
