@@ -11,6 +11,9 @@
 //   rotaryDim               <- int(head_dim * rope_parameters.partial_rotary_factor (0.25))
 //   headDim                 <- head_dim (256); rope_parameters.mrope_section is accepted: text-only
 //                              positions are equal on its three axes, which makes it plain RoPE
+//   moe (Qwen3_5Moe*)       <- num_experts (256), num_experts_per_tok (8), moe_intermediate_size (512),
+//                              shared_expert_intermediate_size (512); every layer sparse, the top k
+//                              always renormalised, the shared expert scaled by sigmoid(shared_expert_gate x)
 import { Json, LIMITS, Reader, subObject } from './config-reader';
 
 export interface LinearAttentionConfig {
@@ -26,13 +29,13 @@ export interface LinearAttentionConfig {
 const ARCHITECTURES = ['Qwen3_5ForConditionalGeneration', 'Qwen3_5ForCausalLM'];
 const MOE_ARCHITECTURES = ['Qwen3_5MoeForConditionalGeneration', 'Qwen3_5MoeForCausalLM'];
 
-/** Whether a config.json is a Qwen3.5 (dense) one: its architectures or model_type. */
+/** Whether a config.json is a Qwen3.5 / Qwen3.6 one, dense or MoE: its architectures or model_type. */
 export function isQwen35(cfg: Json): boolean {
   const archs = Array.isArray(cfg.architectures) ? cfg.architectures.map(String) : [];
-  return archs.some((a) => ARCHITECTURES.includes(a)) || cfg.model_type === 'qwen3_5' || cfg.model_type === 'qwen3_5_text';
+  return archs.some((a) => ARCHITECTURES.includes(a)) || cfg.model_type === 'qwen3_5' || cfg.model_type === 'qwen3_5_text' || isQwen35Moe(cfg);
 }
 
-/** Whether a config.json is Qwen3.5's MoE variant (read, refused by the caller). */
+/** Whether a config.json is Qwen3.5's MoE variant. */
 export function isQwen35Moe(cfg: Json): boolean {
   const archs = Array.isArray(cfg.architectures) ? cfg.architectures.map(String) : [];
   return archs.some((a) => MOE_ARCHITECTURES.includes(a)) || cfg.model_type === 'qwen3_5_moe' || cfg.model_type === 'qwen3_5_moe_text';
@@ -41,11 +44,26 @@ export function isQwen35Moe(cfg: Json): boolean {
 /** The text model's keys of a Qwen3.5 config (text_config when nested, with the top level's
  *  tie_word_embeddings) and the Reader whose messages name them where they are. */
 export function qwen35Text(top: Json, label: string): { cfg: Json; r: Reader } {
-  if (top.text_config === undefined || top.text_config === null) return { cfg: top, r: new Reader(label) };
+  if (top.text_config === undefined || top.text_config === null) return { cfg: { ...top }, r: new Reader(label) };
   const r = new Reader(label, 'text_config.');
   const text = subObject(new Reader(label), top, 'text_config');
   const tie = top.tie_word_embeddings ?? text.tie_word_embeddings;
   return { cfg: { ...text, architectures: top.architectures, tie_word_embeddings: tie }, r };
+}
+
+/** Qwen3.5-MoE's sparse blocks (every layer), as lib/config.ts's MoeConfig. */
+export function qwen35Moe(r: Reader, cfg: Json, numLayers: number, hidden: number) {
+  const numExperts = r.int(cfg, 'num_experts', 256, 1, undefined, LIMITS.numExperts);
+  const numExpertsPerTok = r.int(cfg, 'num_experts_per_tok', 8, 1, undefined, numExperts);
+  const moeIntermediateSize = r.int(cfg, 'moe_intermediate_size', 512, 1, undefined, LIMITS.intermediateSize);
+  const sharedExpertIntermediateSize = r.int(cfg, 'shared_expert_intermediate_size', 512, 1, undefined, LIMITS.intermediateSize);
+  r.elements('the stacked experts of a layer', `${r.prefix}num_experts * ${r.prefix}moe_intermediate_size * ${r.prefix}hidden_size`, numExperts, moeIntermediateSize, hidden);
+  if (cfg.mlp_only_layers !== undefined && cfg.mlp_only_layers !== null && (!Array.isArray(cfg.mlp_only_layers) || cfg.mlp_only_layers.length))
+    r.fail(r.prefix + 'mlp_only_layers', `${JSON.stringify(cfg.mlp_only_layers)}: Qwen3.5-MoE layers are all sparse`);
+  return {
+    numExperts, numExpertsPerTok, moeIntermediateSize, normTopkProb: true, decoderSparseStep: 1, mlpOnlyLayers: [] as number[],
+    sparseLayers: Array.from({ length: numLayers }, () => true), sharedExpertIntermediateSize,
+  };
 }
 
 /** The Qwen3.5-only fields of its text config. */

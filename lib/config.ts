@@ -33,7 +33,7 @@ import { asObject, Json, LIMITS, Reader, RopeLlama3 } from './config-reader';
 import { DFlash2Fields, DrafterFields, isSpeculators, layerWindows, speculatorsFields, zlabFields } from './config-drafter';
 import { QuantScheme, quantSchemeFromHF } from './quantization';
 import { gptOssFields, RopeYarn } from './config-gpt-oss';
-import { isQwen35, isQwen35Moe, LinearAttentionConfig, qwen35Fields, qwen35Text } from './config-qwen3-5';
+import { isQwen35, isQwen35Moe, LinearAttentionConfig, qwen35Fields, qwen35Moe, qwen35Text } from './config-qwen3-5';
 
 export { LIMITS } from './config-reader';
 export type { RopeLlama3 } from './config-reader';
@@ -48,6 +48,8 @@ export interface MoeConfig {
   decoderSparseStep: number;
   mlpOnlyLayers: number[];
   sparseLayers: boolean[];
+  /** Qwen3.5-MoE: a shared expert of this width beside the routed ones (0 or absent: none). */
+  sharedExpertIntermediateSize?: number;
 }
 
 export interface TargetConfig {
@@ -159,8 +161,6 @@ const FAMILIES: Record<string, TargetConfig['family']> = {
 
 function targetFamily(cfg: Json, label: string): TargetConfig['family'] {
   if (isQwen35(cfg)) return 'qwen3_5';
-  if (isQwen35Moe(cfg))
-    throw new Error(`${label}: Qwen3.5 MoE targets (${JSON.stringify(cfg.architectures ?? cfg.model_type)}) are not supported yet; dense Qwen3.5 / Qwen3.6 are`);
   const archs = Array.isArray(cfg.architectures) ? cfg.architectures.map(String) : [];
   for (const a of archs) if (FAMILIES[a]) return FAMILIES[a];
   const type = String(cfg.model_type ?? '');
@@ -204,7 +204,10 @@ export function targetConfigFromHF(json: Json, file?: string, engine: EngineCapa
   // Qwen3.5's released layout nests the text model under text_config.
   const { cfg, r } = qwen35 ? qwen35Text(top, label) : { cfg: top, r: new Reader(label) };
   const gptOss = family === 'gpt_oss';
-  if ((family === 'qwen3_moe' || gptOss) && !engine.moe)
+  const q35Moe = qwen35 && isQwen35Moe(top);
+  // Qwen3.5-MoE has no dense MLP: intermediate_size (absent) is read as the experts' width.
+  if (q35Moe && cfg.intermediate_size === undefined) cfg.intermediate_size = cfg.moe_intermediate_size ?? 512;
+  if ((family === 'qwen3_moe' || gptOss || q35Moe) && !engine.moe)
     r.fail('model_type', `"${family}": MoE targets are read (lib/config.ts) but this engine does not run them yet`);
   if (r.bool(cfg, 'use_sliding_window', false)) r.fail('use_sliding_window', 'true is not supported for a target (full attention only)');
   // GptOssConfig's attention_bias defaults to true, and gpt-oss's layers always have their biases.
@@ -256,6 +259,7 @@ export function targetConfigFromHF(json: Json, file?: string, engine: EngineCapa
     maxPositionEmbeddings: r.int(cfg, 'max_position_embeddings', family === 'llama' ? 2048 : 32768, 1, undefined, LIMITS.positions),
     torchDtype: r.str(cfg, cfg.torch_dtype !== undefined && cfg.torch_dtype !== null ? 'torch_dtype' : 'dtype', 'float32'),
     moe: family === 'qwen3_moe' ? moeConfig(r, cfg, d.numLayers, d.hiddenSize)
+      : q35Moe ? qwen35Moe(r, cfg, d.numLayers, d.hiddenSize)
       : oss ? {
         numExperts: oss.numExperts, numExpertsPerTok: oss.numExpertsPerTok, moeIntermediateSize: d.intermediateSize, normTopkProb: false,
         decoderSparseStep: 1, mlpOnlyLayers: [], sparseLayers: Array.from({ length: d.numLayers }, () => true),

@@ -51,6 +51,9 @@ describe.each([
   // with their recurrent state, gated attention with partial RoPE, zero-centred norms, tied head
   ['qwen3_5-f32', 4],
   ['qwen3_5-f32', 16],
+  // Qwen3.5-MoE (Qwen3_5MoeForConditionalGeneration): every MLP 8 experts, top 2 renormalised, a
+  // gated shared expert; the hub's one tensor per expert; untied head
+  ['qwen3_5-moe-f32', 8],
 ])('%s, page size %i, f32', (name, pageSize) => {
   const g = golden(name);
   let engine: Engine;

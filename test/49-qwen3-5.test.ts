@@ -18,6 +18,7 @@ import { tmpDir } from './helpers/tiny-model';
 const FIX = path.join(__dirname, 'fixtures');
 const MODELS = path.join(FIX, 'models');
 const TARGET = path.join(MODELS, 'qwen3_5-f32'), DRAFTER = path.join(MODELS, 'qwen3_5-f32-dflash');
+const MOE = path.join(MODELS, 'qwen3_5-moe-f32');  // the same text model, every MLP routed experts + a shared expert
 const CONFIG = JSON.parse(fs.readFileSync(path.join(TARGET, 'config.json'), 'utf8'));
 const golden = JSON.parse(fs.readFileSync(path.join(FIX, 'goldens', 'qwen3_5-f32.json'), 'utf8')) as {
   cases: { prompt_ids: number[]; logits: number[]; greedy_ids: number[] }[];
@@ -57,8 +58,15 @@ describe('config.json', () => {
     expect(() => targetConfigFromHF(text({ attention_bias: true }))).toThrow(/text_config\.attention_bias true is not supported for Qwen3\.5/);
     expect(() => targetConfigFromHF(text({ rope_parameters: { rope_type: 'default', rope_theta: 1e4, partial_rotary_factor: 0.1 } })))
       .toThrow(/partial_rotary_factor 0\.1 gives 3 rotary dims/);
-    expect(() => targetConfigFromHF({ ...CONFIG, architectures: ['Qwen3_5MoeForConditionalGeneration'], model_type: 'qwen3_5_moe' }))
-      .toThrow(/Qwen3\.5 MoE targets .* are not supported yet/);
+  });
+
+  it('reads Qwen3.5-MoE: every layer sparse, top k renormalised, the shared expert', () => {
+    const c = targetConfigFromHF(JSON.parse(fs.readFileSync(path.join(MOE, 'config.json'), 'utf8')), undefined, { moe: true });
+    expect(c.family).toBe('qwen3_5');
+    expect(c.moe).toMatchObject({ numExperts: 8, numExpertsPerTok: 2, moeIntermediateSize: 32, normTopkProb: true, sharedExpertIntermediateSize: 48,
+      sparseLayers: [true, true, true, true] });
+    expect(() => targetConfigFromHF(JSON.parse(fs.readFileSync(path.join(MOE, 'config.json'), 'utf8'))))
+      .toThrow(/MoE targets are read .* but this engine does not run them yet/);
   });
 });
 
@@ -133,11 +141,11 @@ function steeredDrafter(token: number): string {
 }
 
 describe('speculative decoding', () => {
-  it('with a random drafter (drafts rejected) equals plain greedy decoding, run concurrently', async () => {
-    const engine = await load({ target: TARGET, drafter: DRAFTER, pageSize: 8, maxSeqLen: 128, maxSequences: 4, dtype: 'f32' });
-    const prompts = Array.from({ length: 6 }, (_, p) => Array.from({ length: 3 + p * 9 }, (_, i) => (p * 37 + i * 11 + 3) % 256));
-    const plain = await Promise.all(prompts.map((pr) => engine.generate(pr, { maxTokens: 30, speculative: false }).done()));
-    const spec = await Promise.all(prompts.map((pr, i) => engine.generate(pr, { maxTokens: 30, speculative: { blockSize: i % 2 ? 4 : 8 } }).done()));
+  it.each([['dense', TARGET], ['MoE', MOE]])('%s: with a random drafter (drafts rejected) equals plain greedy decoding, run concurrently', async (_, target) => {
+    const engine = await load({ target, drafter: DRAFTER, pageSize: 8, maxSeqLen: 128, maxSequences: 4, dtype: 'f32' });
+    const prompts = Array.from({ length: 4 }, (_, p) => Array.from({ length: 3 + p * 13 }, (_, i) => (p * 37 + i * 11 + 3) % 256));
+    const plain = await Promise.all(prompts.map((pr) => engine.generate(pr, { maxTokens: 24, speculative: false }).done()));
+    const spec = await Promise.all(prompts.map((pr, i) => engine.generate(pr, { maxTokens: 24, speculative: { blockSize: i % 2 ? 4 : 8 } }).done()));
     spec.forEach((s, i) => expect(s.ids, `prompt ${i}`).toEqual(plain[i].ids));
     expect(engine.stats().freePages).toBe(engine.stats().totalPages);
   });

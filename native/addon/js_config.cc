@@ -135,6 +135,7 @@ models::TargetConfig ParseTarget(Napi::Object o) {
     c.moe.experts_per_token = Int(m, "numExpertsPerTok");
     c.moe.intermediate = Int(m, "moeIntermediateSize");
     c.moe.norm_topk_prob = Bool(m, "normTopkProb");
+    c.moe.shared_intermediate = static_cast<int64_t>(NumOr(m, "sharedExpertIntermediateSize", 0));
     Napi::Value sparse = m.Get("sparseLayers");
     if (!sparse.IsArray()) throw Napi::TypeError::New(o.Env(), "model config: moe.sparseLayers must be an array");
     auto a = sparse.As<Napi::Array>();

@@ -37,6 +37,7 @@ struct TargetMoe {
   int64_t intermediate = 0;       // moe_intermediate_size
   bool norm_topk_prob = false;
   std::vector<bool> sparse_layers;  // per layer: MoE block (true) or the dense MLP (false)
+  int64_t shared_intermediate = 0;  // Qwen3.5-MoE: a shared expert of this width, gated by sigmoid(w x) (0: none)
 };
 
 // Qwen3.5's Gated DeltaNet layers (models/gated_delta.h): linear attention whose memory is a

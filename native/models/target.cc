@@ -64,8 +64,9 @@ void Validate(const TargetConfig& c) {
   if (c.family != "qwen3" && c.family != "qwen3_moe" && c.family != "qwen2" && c.family != "llama" && c.family != "gpt_oss" &&
       c.family != "qwen3_5")
     throw std::invalid_argument("target: family must be qwen3, qwen3_moe, qwen2, llama, gpt_oss or qwen3_5, got " + c.family);
-  if (Qwen35(c) && (!c.qk_norm || c.qkv_bias || c.o_bias || c.moe.num_experts > 0))
-    throw std::invalid_argument("target: qwen3_5 has q/k norms, no attention biases and (here) no experts");
+  if (Qwen35(c) && (!c.qk_norm || c.qkv_bias || c.o_bias))
+    throw std::invalid_argument("target: qwen3_5 has q/k norms and no attention biases");
+  if (c.moe.shared_intermediate > 0 && !Qwen35(c)) throw std::invalid_argument("target: a shared expert needs a qwen3_5 target");
   if (!c.linear_layers.empty() && (!Qwen35(c) || static_cast<int64_t>(c.linear_layers.size()) != c.num_layers))
     throw std::invalid_argument("target: linear_layers needs a qwen3_5 target and one entry per layer (" + std::to_string(c.num_layers) + ")");
   if (c.hybrid() && (c.linear.key_heads <= 0 || c.linear.value_heads <= 0 || c.linear.key_dim <= 0 || c.linear.value_dim <= 0 ||
@@ -81,7 +82,7 @@ void Validate(const TargetConfig& c) {
   for (int64_t w : c.layer_windows)
     if (w < 0) throw std::invalid_argument("target: a sliding window must be positive (0 = full attention)");
   if (c.rope_yarn.enabled && c.rope_llama3.enabled) throw std::invalid_argument("target: rope scaling is yarn or llama3, not both");
-  if ((c.family == "qwen3_moe" || GptOss(c)) && (c.moe.num_experts <= 0 || c.moe.experts_per_token <= 0 || c.moe.experts_per_token > c.moe.num_experts ||
+  if ((c.family == "qwen3_moe" || GptOss(c) || (Qwen35(c) && c.moe.num_experts > 0)) && (c.moe.num_experts <= 0 || c.moe.experts_per_token <= 0 || c.moe.experts_per_token > c.moe.num_experts ||
                                   c.moe.intermediate <= 0 || static_cast<int64_t>(c.moe.sparse_layers.size()) != c.num_layers))
     throw std::invalid_argument("target: " + c.family + " needs experts, experts per token <= experts, an intermediate size and one sparse flag per layer");
   if (c.vocab_size <= 0 || c.hidden_size <= 0 || c.intermediate_size <= 0 || c.num_layers <= 0 || c.num_heads <= 0 ||
@@ -150,6 +151,13 @@ std::vector<WeightSpec> TargetWeightSpecs(const TargetConfig& c, pjrt::DType t, 
       s.resize(s.size() - kDenseMlpSpecs);
       if (GptOss(c)) AppendGptOssMoeSpecs(s, p, h, OssMoeConfig(c), t, tp);
       else AppendMoeLayerSpecs(s, p, h, MoeConfig{c.moe.num_experts, c.moe.experts_per_token, c.moe.intermediate, c.moe.norm_topk_prob}, t, tp);
+      if (c.moe.shared_intermediate > 0) {
+        // Qwen3.5-MoE's shared expert: a SiLU MLP (gate and up fused as for a dense layer) and its gate.
+        const int64_t si = c.moe.shared_intermediate;
+        s.push_back({p + "mlp.shared_expert.gate_up_proj.weight", {2 * si, h}, t, {p + "mlp.shared_expert.gate_proj.weight", p + "mlp.shared_expert.up_proj.weight"}});
+        s.push_back({p + "mlp.shared_expert.down_proj.weight", {h, si}, t});
+        s.push_back({p + "mlp.shared_expert_gate.weight", {1, h}, t});
+      }
     }
     if (c.attention_sinks) s.push_back({p + "self_attn.sinks", {c.num_heads}, t, {}, tp.Split(0)});
   }
@@ -183,6 +191,10 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
   std::vector<GptOssMoeWeights> oss_experts(L);
   std::vector<Value> sinks(L);
   std::vector<GatedDeltaWeights> deltas(L);
+  struct SharedExpert {
+    Value gate_up, down, gate;  // (2Is, H), (H, Is), (1, H)
+  };
+  std::vector<SharedExpert> shared(L);
   const MoeConfig moe{c.moe.num_experts, c.moe.experts_per_token, c.moe.intermediate, c.moe.norm_topk_prob};
   for (int64_t l = 0; l < L; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
@@ -192,18 +204,23 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
       DecoderLayer lw;  // the norms and MLP of a decoder layer, no attention
       lw.ln1 = Weight(w, p + "input_layernorm.weight");
       lw.ln2 = Weight(w, p + "post_attention_layernorm.weight");
-      lw.gate_up = Weight(w, p + "mlp.gate_up_proj.weight");
-      lw.down = Weight(w, p + "mlp.down_proj.weight");
+      if (!c.sparse(l)) {
+        lw.gate_up = Weight(w, p + "mlp.gate_up_proj.weight");
+        lw.down = Weight(w, p + "mlp.down_proj.weight");
+      }
       layers.push_back(lw);
-      continue;
+    } else {
+      layers.push_back(TakeDecoderLayer(w, p, c.qk_norm, AttentionBias{c.qkv_bias, c.o_bias}, !c.sparse(l)));
     }
-    layers.push_back(TakeDecoderLayer(w, p, c.qk_norm, AttentionBias{c.qkv_bias, c.o_bias}, !c.sparse(l)));
     if (c.attention_sinks) sinks[l] = Weight(w, p + "self_attn.sinks");
     if (!c.sparse(l)) continue;
     if (GptOss(c)) {
       oss_experts[l] = TakeGptOssMoe(w, p, c.quant.layout);
       continue;
     }
+    if (c.moe.shared_intermediate > 0)
+      shared[l] = SharedExpert{Weight(w, p + "mlp.shared_expert.gate_up_proj.weight"), Weight(w, p + "mlp.shared_expert.down_proj.weight"),
+                               Weight(w, p + "mlp.shared_expert_gate.weight")};
     const std::string ex = p + "mlp.experts.*.";
     experts[l] = MoeWeights{Weight(w, p + "mlp.gate.weight"), Weight(w, ex + "gate_proj.weight"), Weight(w, ex + "up_proj.weight"),
                             Weight(w, ex + "down_proj.weight"), StoredStack(w, ex + "gate_proj.weight", c.quant.layout),
@@ -307,8 +324,15 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
     if (c.sparse(l) && GptOss(c))
       h = b.Add(h, b.Reshape(GptOssMoe(b, b.Reshape(x2, {r * k, c.hidden_size}), oss_experts[l], OssMoeConfig(c), MoeImpl::kAuto, nm),
                              {r, k, c.hidden_size}));
-    else if (c.sparse(l))
-      h = b.Add(h, b.Reshape(MoeMlp(b, b.Reshape(x2, {r * k, c.hidden_size}), experts[l], moe, MoeImpl::kAuto, nm), {r, k, c.hidden_size}));
+    else if (c.sparse(l)) {
+      Value y = b.Reshape(MoeMlp(b, b.Reshape(x2, {r * k, c.hidden_size}), experts[l], moe, MoeImpl::kAuto, nm), {r, k, c.hidden_size});
+      if (shared[l].gate.name.size()) {
+        // + sigmoid(shared_expert_gate x) * shared_expert(x), as Qwen3_5MoeSparseMoeBlock adds it
+        const Value g = b.Logistic(Dense(b, x2, shared[l].gate, nm));  // (R, K, 1)
+        y = b.Add(y, b.Mul(g, SiluMlp(b, x2, shared[l].gate_up, shared[l].down, nm)));
+      }
+      h = b.Add(h, y);
+    }
     else
       h = b.Add(h, SiluMlp(b, x2, lw.gate_up, lw.down, nm));
     if (std::count(sh.hidden_layers.begin(), sh.hidden_layers.end(), static_cast<int32_t>(l))) after[l] = h;

@@ -33,7 +33,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 MODELS = ROOT / "test" / "fixtures" / "models"
 OUT = ROOT / "test" / "fixtures" / "goldens"
 TARGETS = ["qwen3-f32", "qwen3-bf16-tied", "llama-f32", "qwen3-moe-f32", "qwen3-moe-mixed-f32", "qwen2-f32", "gpt-oss-f32", "gpt-oss-mxfp4",
-           "qwen3_5-f32"]
+           "qwen3_5-f32", "qwen3_5-moe-f32"]
 BF16_TARGETS = ["qwen3-bf16-tied"]
 NEW_TOKENS = 24
 
@@ -88,9 +88,13 @@ def model_class(name: str):
     # A released Qwen3.5 checkpoint is the vision-language model (the text model under text_config,
     # tied embeddings at the top level): AutoModelForCausalLM would build the text-only class from
     # text_config and initialise an lm_head of its own.
-    if json.loads((MODELS / name / "config.json").read_text()).get("model_type") == "qwen3_5":
+    model_type = json.loads((MODELS / name / "config.json").read_text()).get("model_type")
+    if model_type == "qwen3_5":
         from transformers import Qwen3_5ForConditionalGeneration
         return Qwen3_5ForConditionalGeneration
+    if model_type == "qwen3_5_moe":
+        from transformers import Qwen3_5MoeForConditionalGeneration
+        return Qwen3_5MoeForConditionalGeneration
     return AutoModelForCausalLM
 
 
@@ -99,7 +103,7 @@ def main() -> None:
     torch.manual_seed(0)
     names = sys.argv[1:] or TARGETS
     for name in names:
-        is_moe = json.loads((MODELS / name / "config.json").read_text()).get("model_type") in ("qwen3_moe", "gpt_oss")
+        is_moe = json.loads((MODELS / name / "config.json").read_text()).get("model_type") in ("qwen3_moe", "gpt_oss", "qwen3_5_moe")
         extra = {"experts_implementation": "eager"} if is_moe else {}
         model = model_class(name).from_pretrained(MODELS / name, dtype=torch.float32, **extra)
         model.eval()

@@ -13,10 +13,13 @@ Models (test/fixtures/models):
                2 key heads over 4 value heads of 16 (so value heads share key heads), conv kernel
                4; attention 4 heads over 2 KV heads of 32, RoPE on the first 8 dims (partial 0.25);
                tied embeddings (as the small released sizes are).
+  qwen3_5-moe-f32  the same text model with every MLP a sparse MoE block (Qwen3_5MoeForConditionalGeneration):
+               8 experts of width 32, top 2 renormalised, a shared expert of width 48 scaled by
+               sigmoid(shared_expert_gate x); untied head.
 It reuses the byte-level tokenizer of qwen3-f32 (vocabulary 256).
 """
 import torch
-from transformers import Qwen3_5Config, Qwen3_5ForConditionalGeneration
+from transformers import Qwen3_5Config, Qwen3_5ForConditionalGeneration, Qwen3_5MoeConfig, Qwen3_5MoeForConditionalGeneration
 
 from hf_fixture import draw_weights, save_fixture
 
@@ -43,6 +46,8 @@ def weight_rule(name: str) -> tuple[float, float]:
         return 0.0, 0.5
     if "conv1d" in name:
         return 0.0, 0.4
+    if name.endswith("mlp.gate.weight"):  # well separated router logits
+        return 0.0, 0.5
     return 0.0, 0.15
 
 
@@ -52,6 +57,14 @@ def main() -> None:
     model = Qwen3_5ForConditionalGeneration(cfg).to(torch.float32)
     draw_weights(model, 71, weight_rule)
     save_fixture(model, "qwen3_5-f32")
+
+    moe_text = dict(TEXT, num_experts=8, num_experts_per_tok=2, moe_intermediate_size=32, shared_expert_intermediate_size=48)
+    del moe_text["intermediate_size"]
+    cfg = Qwen3_5MoeConfig(text_config=moe_text, vision_config=VISION, tie_word_embeddings=False)
+    torch.manual_seed(72)
+    model = Qwen3_5MoeForConditionalGeneration(cfg).to(torch.float32)
+    draw_weights(model, 72, weight_rule)
+    save_fixture(model, "qwen3_5-moe-f32")
 
 
 if __name__ == "__main__":
