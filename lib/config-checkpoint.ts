@@ -34,7 +34,8 @@ export function checkTargetTensors(cfg: TargetConfig, tensors: readonly TensorSo
   const layers = layerCount(s.keys());
   if (layers !== cfg.numLayers)
     throw new Error(`${label}: num_hidden_layers ${cfg.numLayers} does not match the checkpoint, which holds ${layers} layers`);
-  expect(label, 'num_attention_heads * head_dim', cfg.numHeads * cfg.headDim, 'model.layers.0.self_attn.q_proj.weight',
+  if (cfg.linearAttention) checkQwen35Layers(cfg, s, label);
+  else expect(label, 'num_attention_heads * head_dim', cfg.numHeads * cfg.headDim, 'model.layers.0.self_attn.q_proj.weight',
     s.get('layers.0.self_attn.q_proj.weight'), 0, cfg.numHeads * cfg.headDim);
   if (!cfg.moe) return;
   if (cfg.family === 'gpt_oss') return checkGptOssExperts(cfg, s, label);
@@ -46,6 +47,23 @@ export function checkTargetTensors(cfg: TargetConfig, tensors: readonly TensorSo
       throw new Error(`${label}: num_experts ${cfg.moe!.numExperts} does not match the checkpoint, whose layer ${l} holds ${experts} experts`);
     expect(label, 'moe_intermediate_size', cfg.moe!.moeIntermediateSize, `model.layers.${l}.mlp.experts.0.gate_proj.weight`,
       s.get(`layers.${l}.mlp.experts.0.gate_proj.weight`), 0, cfg.moe!.moeIntermediateSize);
+  });
+}
+
+// Qwen3.5: each layer is what layer_types says (a Gated DeltaNet's in_proj_qkv, or gated attention's
+// q_proj of [q | gate] per head), with the DeltaNet's sizes.
+function checkQwen35Layers(cfg: TargetConfig, s: Map<string, number[]>, label: string): void {
+  const la = cfg.linearAttention!;
+  const conv = 2 * la.numKeyHeads * la.keyHeadDim + la.numValueHeads * la.valueHeadDim;
+  la.layers.forEach((linear, l) => {
+    const qkv = s.get(`layers.${l}.linear_attn.in_proj_qkv.weight`), q = s.get(`layers.${l}.self_attn.q_proj.weight`);
+    if (linear && !qkv)
+      throw new Error(`${label}: layer_types says layer ${l} is "linear_attention" but the checkpoint has no model.layers.${l}.linear_attn.in_proj_qkv.weight${q ? ' (it has self_attn.q_proj: an attention layer)' : ''}`);
+    if (!linear && !q)
+      throw new Error(`${label}: layer_types says layer ${l} is "full_attention" but the checkpoint has no model.layers.${l}.self_attn.q_proj.weight`);
+    if (linear) expect(label, 'linear_num_key_heads * linear_key_head_dim * 2 + linear_num_value_heads * linear_value_head_dim', conv,
+      `model.layers.${l}.linear_attn.in_proj_qkv.weight`, qkv, 0, conv);
+    else expect(label, 'num_attention_heads * head_dim * 2', 2 * cfg.numHeads * cfg.headDim, `model.layers.${l}.self_attn.q_proj.weight`, q, 0, 2 * cfg.numHeads * cfg.headDim);
   });
 }
 

@@ -85,8 +85,25 @@ describe('the engine', () => {
     expect(st.prefixCaching).toBe(false);
   });
 
-  it('refuses a tensor-parallel mesh, naming why', async () => {
-    await expect(Engine.load({ target: TARGET, tensorParallel: 2, cacheDir: false, maxSeqLen: 64 })).rejects.toThrow(/qwen3_5 targets run on one device/);
+  it('refuses a config that does not describe its checkpoint, naming the layer', async () => {
+    const dir = tmpDir('qwen3_5-mismatch');
+    for (const f of fs.readdirSync(TARGET)) fs.copyFileSync(path.join(TARGET, f), path.join(dir, f));
+    const cfg = JSON.parse(JSON.stringify(CONFIG));
+    cfg.text_config.layer_types = ['linear_attention', 'linear_attention', 'full_attention', 'linear_attention'];
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg));
+    await expect(Engine.load({ target: dir, cacheDir: false })).rejects.toThrow(/layer 2 is "full_attention" but the checkpoint has no model\.layers\.2\.self_attn\.q_proj\.weight/);
+    cfg.text_config.layer_types = CONFIG.text_config.layer_types;
+    cfg.text_config.linear_num_value_heads = 8;
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg));
+    await expect(Engine.load({ target: dir, cacheDir: false })).rejects.toThrow(/linear_num_value_heads \* linear_value_head_dim 192 does not match the checkpoint: model\.layers\.0\.linear_attn\.in_proj_qkv\.weight is \[128, 64\]/);
+  });
+
+  it('refuses a tensor-parallel mesh, naming why; runs data-parallel replicas, each with its own states', async () => {
+    await expect(Engine.load({ target: TARGET, tensorParallel: 2, cacheDir: false, maxSeqLen: 64 })).rejects.toThrow(/tensorParallel 2: qwen3_5 targets run on one device/);
+    const engine = await load({ target: TARGET, dataParallel: 2, pageSize: 8, maxSeqLen: 128, maxSequences: 2, dtype: 'f32', warmup: false });
+    const runs = await Promise.all(golden.cases.map((c) => engine.generate(c.prompt_ids, { maxTokens: c.greedy_ids.length, speculative: false }).done()));
+    runs.forEach((r, i) => expect(r.ids, `prompt ${i}`).toEqual(golden.cases[i].greedy_ids));
+    expect(engine.stats().mesh.replicas.map((r) => r.submitted)).toEqual([2, 2]);
   });
 
   it('decodes concurrent sequences (their states in separate slots) as it decodes each alone, and after preemption', async () => {

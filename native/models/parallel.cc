@@ -35,6 +35,8 @@ TensorParallel Layout(int64_t devices, int64_t heads, int64_t kv_heads, int64_t 
 }  // namespace
 
 TensorParallel TargetParallel(const TargetConfig& c, int64_t devices) {
+  if (devices > 1 && c.hybrid())
+    throw std::invalid_argument("tensorParallel " + std::to_string(devices) + ": qwen3_5 targets run on one device (tensor parallelism of the Gated DeltaNet, split by heads, is not built yet); use dataParallel for more devices");
   TensorParallel p = Layout(devices, c.num_heads, c.num_kv_heads, c.vocab_size, "target");
   bool dense = false;
   for (int64_t l = 0; l < c.num_layers; ++l) dense |= !c.sparse(l);
