@@ -145,7 +145,10 @@ export class Engine extends (EventEmitter as new () => TypedEmitter<EngineEvents
     // Argument errors throw here; what the scheduler finds (vocabulary, length, a full queue)
     // rejects the stream.
     const { request, stops, grammar } = requestOptions(options, this.config.drafter !== undefined);
-    const tokens = promptTokens(prompt, this.tokenizer);
+    const kwargs = options.chatTemplateKwargs;
+    if (kwargs !== undefined && (typeof kwargs !== 'object' || kwargs === null || Array.isArray(kwargs)))
+      throw new TypeError(`generate: chatTemplateKwargs must be an object of template variables, got ${JSON.stringify(kwargs)}`);
+    const tokens = promptTokens(prompt, this.tokenizer, kwargs);
     const startedAt = performance.now();
     return new GenerationStream((stream, signal) => new Promise<DoneEvent>((resolve, reject) => {
       if (signal.aborted) return reject(new AbortError());

@@ -39,9 +39,13 @@ export interface GenerateOptions {
    *  plain constrained output. The stream ends (reason 'eos') when the grammar is complete. An
    *  invalid grammar throws a RangeError (code INVALID_GRAMMAR) naming what is wrong. */
   grammar?: Grammar;
+  /** Chat messages: more variables for the chat template, e.g. { enable_thinking: false } for
+   *  Qwen3 / Qwen3.5 (thinking is on by default in their templates). */
+  chatTemplateKwargs?: Record<string, unknown>;
 }
 
-const GENERATE_OPTIONS = ['maxTokens', 'temperature', 'topP', 'topK', 'seed', 'stop', 'signal', 'speculative', 'logprobs', 'promptLogprobs', 'grammar'] as const;
+const GENERATE_OPTIONS = ['maxTokens', 'temperature', 'topP', 'topK', 'seed', 'stop', 'signal', 'speculative', 'logprobs', 'promptLogprobs', 'grammar',
+  'chatTemplateKwargs'] as const;
 /** Engine.load's own options besides the native engine options. */
 const LOAD_OPTIONS = ['target', 'drafter', 'plugin', 'cacheDir', 'onProgress', 'devices'] as const;
 
@@ -139,13 +143,13 @@ const PROMPT_KINDS = 'a string, an array of token ids or an array of { role, con
  * ids are checked one by one (non-negative integers that fit int32; the scheduler checks the
  * vocabulary). Throws a TypeError / RangeError naming the element and its value.
  */
-export function promptTokens(prompt: unknown, tokenizer: Tokenizer): Int32Array {
+export function promptTokens(prompt: unknown, tokenizer: Tokenizer, templateKwargs?: Record<string, unknown>): Int32Array {
   if (typeof prompt === 'string') return toInt32(tokenizer.encode(prompt));
   if (ArrayBuffer.isView(prompt) && !(prompt instanceof DataView)) return toInt32(Array.from(prompt as unknown as ArrayLike<number>));
   if (!Array.isArray(prompt)) throw new TypeError(`generate: the prompt must be ${PROMPT_KINDS}, got ${describeValue(prompt)}`);
   if (prompt.length > 0 && typeof prompt[0] === 'object' && prompt[0] !== null) {
     prompt.forEach(checkMessage);
-    return toInt32(tokenizer.encode(tokenizer.applyChatTemplate(prompt as ChatMessage[])));
+    return toInt32(tokenizer.encode(tokenizer.applyChatTemplate(prompt as ChatMessage[], templateKwargs ? { extra: templateKwargs } : undefined)));
   }
   return toInt32(prompt);
 }

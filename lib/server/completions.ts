@@ -17,6 +17,7 @@ import {
 } from './openai';
 import { ChunkWriter, finishStream, onClientGone, sendStream } from './streaming';
 import type { ChatCompletionBody, CompletionBody } from './schemas';
+import { ReasoningSplitter, thinkingOpen, thinkingTemplate } from './reasoning';
 import { StructuredOutput, structuredOutput } from './structured';
 import { ToolCallParser, ToolPlan, toolMessages, toolPlan } from './tools';
 
@@ -51,9 +52,15 @@ export async function handleChat(ctx: RequestContext, req: FastifyRequest<{ Body
     ...(m.tool_calls ? { tool_calls: m.tool_calls } : {}), ...(m.tool_call_id !== undefined ? { tool_call_id: m.tool_call_id } : {}),
   })));
   const structured = structuredOutput(body, tools);
+  // chat_template_kwargs (vLLM's extension, e.g. { enable_thinking: false }) reach the template.
+  const tok = ctx.engine.tokenizer;
+  const templateOptions = { ...(tools?.templated ? { tools: tools.tools } : {}), ...(body.chat_template_kwargs ? { extra: body.chat_template_kwargs } : {}) };
   let ids: number[];
+  let thinking: boolean | undefined;  // a thinking template: whether the prompt left the block open
   try {
-    ids = ctx.engine.tokenizer.encodeChat(messages, tools?.templated ? { tools: tools.tools } : undefined);
+    const text = tok.applyChatTemplate(messages, templateOptions);
+    ids = tok.encode(text, { addSpecialTokens: false });
+    if (thinkingTemplate(tok.chatTemplate)) thinking = thinkingOpen(text);
   } catch (e) {
     throw badRequest(`The chat template rejected the messages: ${(e as Error).message}`, 'messages');
   }
@@ -61,7 +68,7 @@ export async function handleChat(ctx: RequestContext, req: FastifyRequest<{ Body
   if (body.top_logprobs !== undefined && body.top_logprobs !== null && body.top_logprobs > 0 && body.logprobs !== true)
     throw badRequest("'top_logprobs' needs 'logprobs': true.", 'top_logprobs');
   const lp: LogprobRequest = { tokens: body.logprobs === true ? body.top_logprobs ?? 0 : -1, prompt: -1, echo: false, none: false };
-  return handle(ctx, req, reply, body, ids, maxTokens, chatShaper(body.model, body.stream_options?.include_usage === true), lp, structured, tools);
+  return handle(ctx, req, reply, body, ids, maxTokens, chatShaper(body.model, body.stream_options?.include_usage === true), lp, structured, tools, thinking);
 }
 
 export async function handleCompletion(ctx: RequestContext, req: FastifyRequest<{ Body: CompletionBody }>, reply: FastifyReply) {
@@ -137,12 +144,15 @@ function generateOptions(ctx: RequestContext, body: ChatCompletionBody | Complet
 }
 
 async function handle(ctx: RequestContext, req: FastifyRequest, reply: FastifyReply, body: ChatCompletionBody | CompletionBody,
-  ids: number[], requestedTokens: number | undefined, shaper: ResponseShaper, lp: LogprobRequest, structured: StructuredOutput, tools?: ToolPlan) {
+  ids: number[], requestedTokens: number | undefined, shaper: ResponseShaper, lp: LogprobRequest, structured: StructuredOutput, tools?: ToolPlan,
+  thinking?: boolean) {
   const arrived = performance.now() - reply.elapsedTime; // when the request's first byte came in
   const { options, speculative, n } = generateOptions(ctx, body, ids.length, requestedTokens);
   options.grammar = structured.grammar;
   const engineError = (e: unknown) => requestError(e, structured.param);
   const parsers = tools ? Array.from({ length: n }, () => new ToolCallParser(tools.format)) : undefined;
+  // A thinking model's output: reasoning_content, then the content (which tool calls are parsed from).
+  const splitters = thinking === undefined ? undefined : Array.from({ length: n }, () => new ReasoningSplitter(thinking));
 
   // The client leaving (the response closing before it was finished) or a shutdown's deadline
   // aborts this request wherever it is: waiting in the queue or generating.
@@ -207,7 +217,7 @@ async function handle(ctx: RequestContext, req: FastifyRequest, reply: FastifyRe
       };
       // An echoed prompt is the first text of each choice (its log-probabilities are sent by the
       // non-streaming response only: they are known when the prefill ends, after that chunk).
-      const outcome = await sendStream(reply, streams, shaper, chunkLogprobs, () => abort('client_disconnect'), echoText, parsers);
+      const outcome = await sendStream(reply, streams, shaper, chunkLogprobs, () => abort('client_disconnect'), echoText, parsers, splitters);
       ({ done, streamed, failure, out } = outcome);
       if (done.some((d) => d === undefined)) {
         if (!abortCause && failure) {
@@ -239,7 +249,9 @@ async function handle(ctx: RequestContext, req: FastifyRequest, reply: FastifyRe
     const finished = done as DoneEvent[];
     // Tool calls (chat with tools): parsed from each choice's text unless the stream did already;
     // the content is then the text around them.
-    const contents = finished.map((d, i) => (parsers && !streamed ? parsers[i].push(d.text).content + parsers[i].end().content : d.text));
+    if (splitters && !streamed) finished.forEach((d, i) => (splitters[i].push(d.text), splitters[i].end()));
+    const answers = finished.map((d, i) => (splitters ? splitters[i].content : d.text));
+    const contents = answers.map((text, i) => (parsers && !streamed ? parsers[i].push(text).content + parsers[i].end().content : text));
     const calls = finished.map((_, i) => parsers?.[i].toolCalls ?? []);
     const finishes = finished.map((d, i) => (calls[i].length > 0 && d.reason !== 'maxTokens' && d.reason !== 'abort' ? 'tool_calls' : finishReason(d.reason)));
     finished.forEach((d, i) => ctx.metrics.generation({ stats: d.stats, speculative, finishReason: finishes[i], ttft: timings[i].ttft(), tpot: timings[i].tpot() }));
@@ -254,7 +266,8 @@ async function handle(ctx: RequestContext, req: FastifyRequest, reply: FastifyRe
     const promptLogprobs = first.promptLogprobs;
     return shaper.full(finished.map((d, index) => ({
       index,
-      text: echoText + (lp.none ? '' : calls[index].length ? contents[index] : d.text),
+      text: echoText + (lp.none ? '' : calls[index].length ? contents[index] : answers[index]),
+      ...(splitters ? { reasoning: splitters[index].reasoning } : {}),
       finish: finishes[index],
       toolCalls: calls[index].length ? calls[index] : undefined,
       logprobs: lp.tokens < 0 ? null : chat ? chatLogprobs(texts, d.logprobs ?? [])

@@ -102,6 +102,8 @@ export interface FullChoice {
   logprobs: unknown;
   /** Chat with tools: the calls parsed from the output (text is then the content around them). */
   toolCalls?: ToolCall[];
+  /** A thinking model's reasoning (text is then the answer after it); undefined: not split. */
+  reasoning?: string;
 }
 
 /** Builds the objects of one endpoint for one request (same id and timestamp throughout); with
@@ -112,6 +114,8 @@ export interface ResponseShaper {
   /** Chunks sent before the first text (chat: the assistant role of every choice). */
   opening(n: number): object[];
   chunk(index: number, text: string, logprobs?: unknown): object;
+  /** Chat with a thinking model: a piece of the reasoning (delta.reasoning_content). */
+  reasoning?(index: number, text: string, logprobs?: unknown): object;
   /** Chat: one complete tool call of a choice (delta.tool_calls), the call-th of the choice. */
   toolCall?(index: number, call: number, toolCall: ToolCall): object;
   /** The chunk that ends a choice, with its finish reason and the dflash extension. */
@@ -134,13 +138,17 @@ export function chatShaper(model: string, includeUsage: boolean): ResponseShaper
       id, object: 'chat.completion', created, model,
       choices: choices.map((c) => ({
         index: c.index,
-        message: c.toolCalls?.length ? { role: 'assistant', content: c.text.trim() || null, tool_calls: c.toolCalls } : { role: 'assistant', content: c.text },
+        message: {
+          ...(c.toolCalls?.length ? { role: 'assistant', content: c.text.trim() || null, tool_calls: c.toolCalls } : { role: 'assistant', content: c.text }),
+          ...(c.reasoning !== undefined ? { reasoning_content: c.reasoning || null } : {}),
+        },
         logprobs: lp(c.logprobs), finish_reason: c.finish,
       })),
       usage, dflash,
     }),
     opening: (n) => Array.from({ length: n }, (_, i) => ({ ...head, choices: [choice(i, { role: 'assistant', content: '' }, null)], ...u })),
     chunk: (index, text, logprobs) => ({ ...head, choices: [choice(index, { content: text }, null, logprobs)], ...u }),
+    reasoning: (index, text, logprobs) => ({ ...head, choices: [choice(index, { reasoning_content: text }, null, logprobs)], ...u }),
     toolCall: (index, call, tc) => ({ ...head, choices: [choice(index, { tool_calls: [{ index: call, ...tc }] }, null)], ...u }),
     closing: (index, finish, dflash) => ({ ...head, choices: [choice(index, {}, finish)], ...u, dflash }),
     usageChunk: (usage) => ({ ...head, choices: [], usage }),

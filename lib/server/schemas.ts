@@ -108,6 +108,8 @@ export const chatCompletionBodySchema = {
       ],
     }),
     parallel_tool_calls: nullable({ type: 'boolean' }),
+    // vLLM's extension: more variables for the chat template (Qwen3 / Qwen3.5: { enable_thinking: false }).
+    chat_template_kwargs: nullable({ type: 'object' }),
   },
 } as const;
 
@@ -170,6 +172,7 @@ export interface ChatCompletionBody extends SamplingBody {
   tools?: Array<{ type: 'function'; function: { name: string; description?: string; parameters?: Record<string, unknown> } }> | null;
   tool_choice?: 'none' | 'auto' | 'required' | { type: 'function'; function: { name: string } } | null;
   parallel_tool_calls?: boolean | null;
+  chat_template_kwargs?: Record<string, unknown> | null;
 }
 
 export interface CompletionBody extends SamplingBody {

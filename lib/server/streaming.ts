@@ -8,6 +8,7 @@ import type { FastifyReply } from 'fastify';
 
 import type { DoneEvent, GenerationStream, TokenEvent } from '../stream';
 import type { DflashExtension, FinishReason, ResponseShaper, Usage } from './openai';
+import type { ReasoningSplitter, Split } from './reasoning';
 import type { ToolCall, ToolCallParser } from './tools';
 
 /** A write to a response whose client has gone. */
@@ -92,10 +93,12 @@ export interface StreamOutcome {
  *  a chunk into its logprobs object (null when the request asked for none); a token whose text is
  *  held back (a stop-string prefix, a partial UTF-8 character) has its entry sent with the next
  *  chunk of its choice. With `tools` (chat with tools, one parser per choice) the text goes
- *  through the parser: content chunks, and a delta.tool_calls chunk per completed call. */
+ *  through the parser: content chunks, and a delta.tool_calls chunk per completed call. With
+ *  `reasoning` (a thinking model, one splitter per choice) the text is split first: reasoning
+ *  chunks (delta.reasoning_content), then the content as above. */
 export async function sendStream(reply: FastifyReply, streams: GenerationStream[], shaper: ResponseShaper,
   logprobs: (index: number, tokens: TokenEvent[]) => unknown, clientGone: () => void, prefix = '',
-  tools?: ToolCallParser[]): Promise<StreamOutcome> {
+  tools?: ToolCallParser[], reasoning?: ReasoningSplitter[]): Promise<StreamOutcome> {
   const out = new ChunkWriter(reply, shaper, streams.length);
   let failure: unknown;
   await Promise.all(streams.map(async (stream, index) => {
@@ -112,11 +115,24 @@ export async function sendStream(reply: FastifyReply, streams: GenerationStream[
       }
       for (const call of parsed.calls) await out.write(shaper.toolCall!(index, parser!.toolCalls.indexOf(call), call));
     };
+    const splitter = reasoning?.[index];
+    const answer = async (text: string) => {
+      if (text) await send(parser ? parser.push(text) : { content: text, calls: [] });
+    };
+    const split = async (s: Split) => {
+      if (s.reasoning) {
+        const lp = logprobs(index, pending);
+        pending = [];
+        await out.write(shaper.reasoning!(index, s.reasoning, lp));
+      }
+      await answer(s.content);
+    };
     try {
       for await (const t of stream) {
         if (t.id >= 0 && t.logprob !== undefined) pending.push(t);
-        if (t.text) await send(parser ? parser.push(t.text) : { content: t.text, calls: [] });
+        if (t.text) await (splitter ? split(splitter.push(t.text)) : answer(t.text));
       }
+      if (splitter) await split(splitter.end());  // what it held back as a possible tag
       if (parser) await send(parser.end());  // what it held back as a possible call's start
     } catch (e) {
       // Leaving the loop aborts this generation: either the connection closed under a write, or
