@@ -104,11 +104,17 @@ describe.each([
 // twice as much as transformers-bf16 differs from transformers-f32. Greedy tokens must agree
 // except at near-ties (the oracle's top-2 margin below two bf16 steps of the logits' scale),
 // which are excused and counted.
-describe('qwen3-bf16-tied in bf16 against transformers in bfloat16', () => {
-  const g16 = JSON.parse(fs.readFileSync(path.join(FIX, 'goldens', 'qwen3-bf16-tied.bf16.json'), 'utf8')) as {
+// Qwen3.5 (qwen3_5-bf16, qwen3_5-f32's weights rounded): the DeltaNet's state stays f32, its conv
+// window and everything between ops bf16, as transformers keeps them. Its rounding differences
+// accumulate in the recurrent state over a generation: along transformers' greedy path dflash-bf16
+// is 0.12-0.25 rms from transformers-bf16, the same as transformers-f32 is from transformers-bf16
+// (measured, 0.09-0.29), i.e. 1-2 bf16 steps at these logits' scale; a near-tie there is a top-2
+// gap below 4 steps (2 for the attention-only model, whose errors do not accumulate).
+describe.each([['qwen3-bf16-tied', 2], ['qwen3_5-bf16', 4]])('%s in bf16 against transformers in bfloat16', (name, tieSteps) => {
+  const g16 = JSON.parse(fs.readFileSync(path.join(FIX, 'goldens', `${name}.bf16.json`), 'utf8')) as {
     cases: { prompt_ids: number[]; logits: number[]; greedy_ids: number[]; greedy_margins: number[] }[];
   };
-  const g32 = golden('qwen3-bf16-tied');
+  const g32 = golden(name);
   let engine: Engine;
   const rms = (a: ArrayLike<number>, b: ArrayLike<number>) => {
     let s = 0;
@@ -117,11 +123,12 @@ describe('qwen3-bf16-tied in bf16 against transformers in bfloat16', () => {
   };
 
   it('keeps the weights, activations and KV cache in bf16', async () => {
-    engine = await Engine.load({ target: path.join(FIX, 'models', 'qwen3-bf16-tied'), maxSeqLen: 128, maxSequences: 2 });
+    engine = await Engine.load({ target: path.join(FIX, 'models', name), maxSeqLen: 128, maxSequences: 2 });
     engines.push(engine);
     const st = engine.stats();
     expect([st.dtype, st.kvDtype]).toEqual(['bf16', 'bf16']);
     expect(st.dtypeReason).toMatch(/bf16 checkpoint kept in bf16/);
+    if (name !== 'qwen3-bf16-tied') return;
     // bf16 weights on the device: half the bytes of the f32 model (5 tensors of 256x64 etc.).
     expect(st.weightBytes).toBe(fs.statSync(path.join(FIX, 'models', 'qwen3-bf16-tied', 'model-00001-of-00002.safetensors')).size +
       fs.statSync(path.join(FIX, 'models', 'qwen3-bf16-tied', 'model-00002-of-00002.safetensors')).size - headerBytes());
@@ -138,16 +145,39 @@ describe('qwen3-bf16-tied in bf16 against transformers in bfloat16', () => {
   });
 
   it('greedy tokens agree with transformers-bf16 but at near-ties', async () => {
+    const scaleStep = (logits: number[]) => 2 ** (Math.floor(Math.log2(Math.max(...logits.map(Math.abs)))) - 7);  // bf16 spacing near the logits
+    if (name === 'qwen3_5-bf16') {
+      // This random hybrid in bf16 is full of near-ties (a tenth of its greedy steps have a top-2
+      // gap under 4 steps), so a free-running comparison ends at the first one: instead every step
+      // of transformers' greedy path is scored (teacher forcing) and dflash's argmax must be the
+      // oracle's token wherever the oracle was sure.
+      const V = g16.cases[0].logits.length / g16.cases[0].prompt_ids.length;
+      let disagree = 0, compared = 0;
+      for (const c of g16.cases) {
+        const seq = [...c.prompt_ids, ...c.greedy_ids];
+        const r = await scoreLogits(engine, [Int32Array.from(seq)]);
+        const step = scaleStep(c.logits);
+        c.greedy_ids.forEach((want, j) => {
+          const row = r.logits[0].subarray((c.prompt_ids.length - 1 + j) * V, (c.prompt_ids.length + j) * V);
+          const got = row.indexOf(Math.max(...row));
+          compared += 1;
+          if (got === want) return;
+          expect(c.greedy_margins[j], `prompt of ${c.prompt_ids.length}: step ${j} disagrees where the oracle was sure`).toBeLessThan(tieSteps * step);
+          disagree += 1;
+        });
+      }
+      expect(compared).toBe(96);
+      expect(disagree).toBeLessThanOrEqual(5);
+      return;
+    }
     let excused = 0, compared = 0;
     for (const c of g16.cases) {
       const done = await engine.generate(c.prompt_ids, { maxTokens: c.greedy_ids.length, speculative: false }).done();
       const first = done.ids.findIndex((t, i) => t !== c.greedy_ids[i]);
       compared += first < 0 ? c.greedy_ids.length : first;
       if (first < 0) continue;
-      const scale = Math.max(...c.logits.map(Math.abs));
-      const bf16Step = 2 ** (Math.floor(Math.log2(scale)) - 7);  // spacing of bf16 numbers near the logits
       expect(c.greedy_margins[first], `prompt of ${c.prompt_ids.length}: diverged at step ${first} where the oracle was sure`)
-        .toBeLessThan(2 * bf16Step);
+        .toBeLessThan(tieSteps * scaleStep(c.logits));
       excused += 1;
     }
     expect(compared).toBeGreaterThan(60);

@@ -33,8 +33,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 MODELS = ROOT / "test" / "fixtures" / "models"
 OUT = ROOT / "test" / "fixtures" / "goldens"
 TARGETS = ["qwen3-f32", "qwen3-bf16-tied", "llama-f32", "qwen3-moe-f32", "qwen3-moe-mixed-f32", "qwen2-f32", "gpt-oss-f32", "gpt-oss-mxfp4",
-           "qwen3_5-f32", "qwen3_5-moe-f32"]
-BF16_TARGETS = ["qwen3-bf16-tied"]
+           "qwen3_5-f32", "qwen3_5-moe-f32", "qwen3_5-bf16"]
+BF16_TARGETS = ["qwen3-bf16-tied", "qwen3_5-bf16"]
 NEW_TOKENS = 24
 
 
@@ -138,9 +138,9 @@ def main() -> None:
         (OUT / f"{name}.json").write_text(json.dumps(doc))
         print(f"{name}: {len(cases)} cases -> {OUT / (name + '.json')}")
     for name in [n for n in BF16_TARGETS if n in names]:
-        model = AutoModelForCausalLM.from_pretrained(MODELS / name, dtype=torch.bfloat16)
+        model = model_class(name).from_pretrained(MODELS / name, dtype=torch.bfloat16)
         model.eval()
-        cfg = model.config
+        cfg = model.config.get_text_config()
         cases = []
         for ids in prompts(cfg.vocab_size):
             with torch.no_grad():

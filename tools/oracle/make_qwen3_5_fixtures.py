@@ -13,6 +13,8 @@ Models (test/fixtures/models):
                2 key heads over 4 value heads of 16 (so value heads share key heads), conv kernel
                4; attention 4 heads over 2 KV heads of 32, RoPE on the first 8 dims (partial 0.25);
                tied embeddings (as the small released sizes are).
+  qwen3_5-bf16 qwen3_5-f32's weights rounded to bfloat16 (for the 16-bit path: goldens in f32 on
+               the upcast weights and in bfloat16).
   qwen3_5-moe-f32  the same text model with every MLP a sparse MoE block (Qwen3_5MoeForConditionalGeneration):
                8 experts of width 32, top 2 renormalised, a shared expert of width 48 scaled by
                sigmoid(shared_expert_gate x); untied head.
@@ -57,6 +59,7 @@ def main() -> None:
     model = Qwen3_5ForConditionalGeneration(cfg).to(torch.float32)
     draw_weights(model, 71, weight_rule)
     save_fixture(model, "qwen3_5-f32")
+    save_fixture(model.to(torch.bfloat16), "qwen3_5-bf16")
 
     moe_text = dict(TEXT, num_experts=8, num_experts_per_tok=2, moe_intermediate_size=32, shared_expert_intermediate_size=48)
     del moe_text["intermediate_size"]
