@@ -29,7 +29,7 @@ afterAll(async () => {
   await Promise.all(engines.map((e) => e.close()));
 });
 async function load(opts: Parameters<typeof Engine.load>[0]): Promise<Engine> {
-  const e = await Engine.load({ cacheDir: false, ...opts });
+  const e = await Engine.load({ cacheDir: false, warmup: false, ...opts });
   engines.push(e);
   return e;
 }
