@@ -4,7 +4,9 @@
 // Each model loads in a fresh process (bench/shapes-worker.ts): weight bytes, the recurrent state
 // bytes per sequence, KV bytes per token, decode ms/token, verify(1) and verify(16) (what a DFlash
 // step pays: K-flat or not), prefill tokens/s.
-//   npm run bench:qwen3-5 -- [--layers 8] [--dtype bf16] [--prefill 512] [--dir DIR]
+//   npm run bench:qwen3-5 -- [--layers 8] [--vocab 8192] [--dtype bf16] [--prefill 512] [--dir DIR] [--mini]
+// --mini: narrow widths (the device kit's CI run); --dir holding the two checkpoints (DIR/qwen3_5,
+// DIR/qwen3) uses them as they are.
 import { execFileSync, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -12,7 +14,7 @@ import * as path from 'path';
 
 import { packageRoot } from '../lib/native';
 import { Client } from '../lib/runtime';
-import { arg, machine, publish, run } from './common';
+import { arg, flag, machine, publish, run } from './common';
 
 const ROOT = packageRoot();
 
@@ -25,16 +27,18 @@ function worker(dir: string, dtype: string, prefill: number): Record<string, any
 
 async function main(): Promise<void> {
   const layers = Number(arg('layers', '8')), dtype = arg('dtype', 'bf16'), prefill = Number(arg('prefill', '512'));
+  const mini = flag('mini') ? ['--mini'] : [];
+  const vocab = arg('vocab', '8192');
   const dir = arg('dir', path.join(os.tmpdir(), `dflash-qwen3_5-${layers}`));
   const py = [process.env.DFLASH_PYTHON, path.join(ROOT, '.venv', 'bin', 'python'), 'python3']
     .find((p) => p && spawnSync(p, ['-c', 'import numpy'], { stdio: 'ignore' }).status === 0) ?? 'python3';
   const models: [string, string, string[]][] = [
-    ['Qwen3.5 (0.8B widths)', path.join(dir, 'qwen3_5'), []],
-    ['Qwen3 (0.6B widths)', path.join(dir, 'qwen3'), ['--qwen3']],
+    [`Qwen3.5 (${mini.length ? 'mini' : '0.8B'} widths)`, path.join(dir, 'qwen3_5'), mini],
+    [`Qwen3 (${mini.length ? 'mini' : '0.6B'} widths)`, path.join(dir, 'qwen3'), ['--qwen3', ...mini]],
   ];
   for (const [, out, extra] of models)
     if (!fs.existsSync(path.join(out, 'model.safetensors')))
-      execFileSync(py, [path.join(ROOT, 'tools', 'shapes', 'make_qwen3_5.py'), '--out', out, '--layers', String(layers), '--dtype', dtype, ...extra], { stdio: 'inherit' });
+      execFileSync(py, [path.join(ROOT, 'tools', 'shapes', 'make_qwen3_5.py'), '--out', out, '--layers', String(layers), '--vocab', vocab, '--dtype', dtype, ...extra], { stdio: 'inherit' });
   const rows = models.map(([name, out]) => [name, JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')), worker(out, dtype, prefill)] as const);
   const c = await Client.open();
   const mb = (x: number) => (x / 2 ** 20).toFixed(2);
@@ -42,8 +46,9 @@ async function main(): Promise<void> {
     `# Hybrid (Qwen3.5) vs attention-only (Qwen3) target kernels (${new Date().toISOString().slice(0, 10)})`,
     '',
     machine(c),
-    `- RANDOM ${dtype} weights, ${layers} layers each, vocab ${rows[0][1].vocab_size} (tools/shapes/make_qwen3_5.py): Qwen3.5 at Qwen3.5-0.8B's widths ` +
-      `(${layers * 3 / 4} Gated DeltaNet + ${layers / 4} gated attention layers), Qwen3 at Qwen3-0.6B's`,
+    `- RANDOM ${dtype} weights, ${rows[0][1].num_hidden_layers} layers each, vocab ${rows[0][1].vocab_size} (tools/shapes/make_qwen3_5.py${mini.length ? ' --mini' : ''}): ` +
+      `Qwen3.5 at ${mini.length ? 'narrow (CI)' : "Qwen3.5-0.8B's"} widths (hidden ${rows[0][1].hidden_size}: ${rows[0][1].num_hidden_layers * 3 / 4} Gated DeltaNet + ` +
+      `${rows[0][1].num_hidden_layers / 4} gated attention layers), Qwen3 at ${mini.length ? 'the mini shape' : "Qwen3-0.6B's"}`,
     '- decode: plain greedy, one stream, median step; verify(K): one target forward of K tokens at context 64 (probe timeVerify, median of 5); ' +
       `prefill: a ${prefill}-token prompt to its first token (second run); state: the recurrent state one sequence holds (conv windows + f32 states); ` +
       'KV/token: K and V bytes a position adds (attention layers only)',
@@ -59,8 +64,9 @@ async function main(): Promise<void> {
   const [h, a] = [rows[0][2], rows[1][2]];
   lines.push('', `Ratios (Qwen3.5 / Qwen3): weight bytes ${(h.weightBytes / a.weightBytes).toFixed(2)}, decode ${(h.decodeMs / a.decodeMs).toFixed(2)}, ` +
     `verify(16) ${(h.verify[16] / a.verify[16]).toFixed(2)}, prefill time ${(h.prefill.seconds / a.prefill.seconds).toFixed(2)}`);
+  const slug = c.platformName === 'cpu' ? 'cpu' : c.platformName;
   c.dispose();
-  publish(lines, `qwen3_5-vs-qwen3-${layers}L-${dtype}-cpu.md`);
+  publish(lines, `qwen3_5-vs-qwen3-${mini.length ? 'mini' : `${layers}L`}-${dtype}-${slug}.md`);
 }
 
 run(main);

@@ -49,7 +49,6 @@ describe.each([
   ['gpt-oss-f32', 16],
   // Qwen3.5 written by transformers (the released vision-language layout): Gated DeltaNet layers
   // with their recurrent state, gated attention with partial RoPE, zero-centred norms, tied head
-  ['qwen3_5-f32', 4],
   ['qwen3_5-f32', 16],
   // Qwen3.5-MoE (Qwen3_5MoeForConditionalGeneration): every MLP 8 experts, top 2 renormalised, a
   // gated shared expert; the hub's one tensor per expert; untied head

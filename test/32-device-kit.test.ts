@@ -124,17 +124,21 @@ describe('bench/device: pack-node.sh + run.sh --cpu --quick', () => {
     for (const stage of ['build', 'check']) expect(summary).toMatch(new RegExp(`\\| ${stage} \\| ok \\| \\d+ \\|`));
   });
 
-  it('runs the benchmarks on the kit it built and writes their tables (stages kernels, speculative, quantized, gpt-oss, mesh)', async () => {
-    const r = await run('run.sh', ['--cpu', '--quick', '--stage', 'kernels,speculative,quantized,gpt-oss,mesh', '--carry', carry, '--kit-dir', kit,
+  it('runs the benchmarks on the kit it built and writes their tables (stages kernels, speculative, quantized, gpt-oss, hybrid, mesh)', async () => {
+    const r = await run('run.sh', ['--cpu', '--quick', '--stage', 'kernels,speculative,quantized,gpt-oss,hybrid,mesh', '--carry', carry, '--kit-dir', kit,
       '--results', results, '--copy-to', out]);
     const log = `${r.stdout}\n${r.stderr}`;
     expect(r.status, log.slice(-4000)).toBe(0);
     expect(log).not.toMatch(/configure \(CMake\)/);  // the addon the first half built
     const summary = fs.readFileSync(path.join(results, 'devkit-cpu.md'), 'utf8');
-    for (const stage of ['kernels', 'speculative', 'quantized', 'gpt-oss', 'mesh']) expect(summary).toMatch(new RegExp(`\\| ${stage} \\| ok \\| \\d+ \\|`));
+    for (const stage of ['kernels', 'speculative', 'quantized', 'gpt-oss', 'hybrid', 'mesh']) expect(summary).toMatch(new RegExp(`\\| ${stage} \\| ok \\| \\d+ \\|`));
     // mesh: 2 virtual CPU devices: kernels over tensor parallel 2 (with the all-reduce share), serving on it.
     const tables = ['kernels-cpu.md', 'kernels-mini-cpu.md', 'roofline-mini-cpu.md', 'speculative-cpu.md', 'quantized-mini-cpu.md',
-      'gpt-oss-mxfp4-quick-cpu.md', 'kernels-cpu-tp2.md', 'serving-cpu-tp2.md'];
+      'gpt-oss-mxfp4-quick-cpu.md', 'qwen3_5-vs-qwen3-mini-f32-cpu.md', 'kernels-cpu-tp2.md', 'serving-cpu-tp2.md'];
+    // hybrid: the Qwen3.5 row's recurrent state, 3 DeltaNet layers x (3 x 384 conv channels + 4 x 32 x 32) x 4 B = 0.06 MiB,
+    // and the K/V its one attention layer adds per token (2 heads of 64, K and V, f32).
+    const hybrid = fs.readFileSync(path.join(results, 'qwen3_5-vs-qwen3-mini-f32-cpu.md'), 'utf8');
+    expect(hybrid).toMatch(/\| Qwen3\.5 \(mini widths\) \| [\d.]+ \| 0\.06 \| 1024 \|/);
     // gpt-oss: MXFP4 experts narrow (0.531 byte per weight) and expanded at load to f32 (4).
     const oss = fs.readFileSync(path.join(results, 'gpt-oss-mxfp4-quick-cpu.md'), 'utf8');
     expect(oss).toMatch(/\| MXFP4 experts narrow, f32 activations \| [\d.]+ GB \(0\.531\) \|/);

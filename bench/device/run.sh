@@ -3,7 +3,7 @@
 # has a PJRT plugin, CMake and a C++ compiler but no Node and no network (a lent GPU machine), or
 # here on the CPU plugin (--cpu). What it needs beyond the tree comes from the carry that
 # pack-node.sh made on a machine with Node (bench/device/carry/). See bench/device/README.md.
-#   bash bench/device/run.sh [--cpu] [--quick] [--stage all|build,check,kernels,speculative,quantized,gpt-oss,mesh]
+#   bash bench/device/run.sh [--cpu] [--quick] [--stage all|build,check,kernels,speculative,quantized,gpt-oss,hybrid,mesh]
 #        [--shape qwen3-4b|qwen3-0.6b|mini] [--ks 1,2,4,...] [--results DIR] [--copy-to DIR]
 #        [--carry DIR] [--kit-dir DIR] [--plugin PATH] [--allow-stale]
 # Stages (each builds first when the addon is missing, so each can run alone on a fresh machine):
@@ -56,10 +56,10 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-[ "$STAGES" = all ] && STAGES=build,check,kernels,speculative,quantized,gpt-oss,mesh
+[ "$STAGES" = all ] && STAGES=build,check,kernels,speculative,quantized,gpt-oss,hybrid,mesh
 IFS=, read -r -a STAGE_LIST <<< "$STAGES"
 for s in "${STAGE_LIST[@]}"; do
-  case "$s" in build|check|kernels|speculative|quantized|gpt-oss|mesh) ;; *) devkit_die "unknown stage '$s' (build, check, kernels, speculative, quantized, gpt-oss, mesh, all)" ;; esac
+  case "$s" in build|check|kernels|speculative|quantized|gpt-oss|hybrid|mesh) ;; *) devkit_die "unknown stage '$s' (build, check, kernels, speculative, quantized, gpt-oss, hybrid, mesh, all)" ;; esac
 done
 mkdir -p "$KIT"
 cd "$ROOT"

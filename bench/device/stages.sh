@@ -293,6 +293,27 @@ stage_gpt-oss() {
     "$KIT/dist/bench/gpt-oss.js" --dir "$dir" --dtypes "$dtype"
 }
 
+# --- hybrid: a Qwen3.5 target (Gated DeltaNet + gated attention) beside a Qwen3 of similar size --
+# Random checkpoints (tools/shapes/make_qwen3_5.py): state bytes, decode, verify(1) / verify(16),
+# prefill tokens/s, side by side (bench/qwen3-5.ts).
+stage_hybrid() {
+  ensure_built || return 1
+  local py dims dtype name prefill=512 shape=() m
+  dtype=$([ "$CPU" = 1 ] && echo f32 || echo bf16)
+  py=$(find_python) || { note "no Python with numpy (set DEVKIT_PYTHON)"; return 1; }
+  if [ "$QUICK" = 1 ]; then dims=(--layers 4 --vocab 2048); shape=(--mini); name=mini; prefill=64
+  elif [ "$CPU" = 1 ]; then dims=(--layers 8); name=8L
+  else dims=(--layers 24); name=24L; prefill=2048; fi
+  local dir="$KIT/models/hybrid-$name"
+  for m in qwen3_5 qwen3; do
+    [ -f "$dir/$m/model.safetensors" ] ||
+      step "random $m $name checkpoint" "$py" "$ROOT/tools/shapes/make_qwen3_5.py" --out "$dir/$m" --dtype "$dtype" "${dims[@]}" "${shape[@]}" \
+        $([ "$m" = qwen3 ] && echo --qwen3) || return 1
+  done
+  bench "hybrid: Qwen3.5 vs Qwen3 kernels $name (random)" "qwen3_5-vs-qwen3-$name-$dtype-$SLUG.md" \
+    "$KIT/dist/bench/qwen3-5.js" --dir "$dir" --dtype "$dtype" --prefill "$prefill" "${dims[@]}" "${shape[@]}"
+}
+
 # --- mesh: tensor and data parallelism over every device of the machine ----------------------
 # Devices: the GPUs nvidia-smi lists; with --cpu, DEVKIT_CPU_DEVICES (default 2) virtual devices
 # of the CPU plugin (they share the cores: plumbing, not speed).

@@ -6,6 +6,8 @@ bytes only (the outputs are noise).
 
 --qwen3 writes the attention-only model of similar size to compare with instead: Qwen3-0.6B's
 widths (tools/shapes/make_random.py's qwen3-0.6b) with the same layer count and vocabulary.
+--mini: narrow widths for CI runs of the device kit (hidden 256, FFN 768, 4 / 2 heads of 64,
+DeltaNet 4 / 4 heads of 32; with --qwen3, make_random.py's mini shape).
 
 Widths of Qwen3.5-0.8B (Qwen/Qwen3.5-0.8B's text config): hidden 1024, FFN 3584, gated attention
 with 8 query / 2 KV heads of 256 (RoPE on 64 dims), Gated DeltaNet with 16 key / 16 value heads of
@@ -26,6 +28,7 @@ from make_random import DTYPES, SHAPES, write_safetensors, write_target, write_t
 
 QWEN3_5_0_8B = dict(hidden=1024, intermediate=3584, heads=8, kv_heads=2, head_dim=256, lk_heads=16, lv_heads=16, lk_dim=128,
                     lv_dim=128, conv=4)
+MINI = dict(hidden=256, intermediate=768, heads=4, kv_heads=2, head_dim=64, lk_heads=4, lv_heads=4, lk_dim=32, lv_dim=32, conv=4)
 
 
 def specs(s, layers, vocab):
@@ -61,14 +64,15 @@ def main(argv=None):
     p.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--qwen3", action="store_true", help="the Qwen3-0.6B-width model of the same depth and vocabulary instead")
+    p.add_argument("--mini", action="store_true", help="narrow widths (CI)")
     a = p.parse_args(argv)
     if a.qwen3:
-        write_target(a.out, dict(SHAPES["qwen3-0.6b"], layers=a.layers, vocab=a.vocab), a.dtype, a.seed)
+        write_target(a.out, dict(SHAPES["mini" if a.mini else "qwen3-0.6b"], layers=a.layers, vocab=a.vocab), a.dtype, a.seed)
         print(f"random Qwen3 target (0.6B widths, {a.layers} layers) -> {a.out}", flush=True)
         return 0
     if a.layers % 4:
         p.error("--layers must be a multiple of 4 (three DeltaNet layers, then one attention layer)")
-    s = QWEN3_5_0_8B
+    s = MINI if a.mini else QWEN3_5_0_8B
     os.makedirs(a.out, exist_ok=True)
     t0 = time.time()
     n = write_safetensors(os.path.join(a.out, "model.safetensors"), specs(s, a.layers, a.vocab), a.dtype, a.seed,
@@ -85,7 +89,7 @@ def main(argv=None):
     with open(os.path.join(a.out, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2)
     write_tokenizer(a.out, a.vocab)
-    print(f"random Qwen3.5 target (0.8B widths, {a.layers} layers): {n / 1e9:.2f} GB in {time.time() - t0:.1f} s -> {a.out}", flush=True)
+    print(f"random Qwen3.5 target ({'mini' if a.mini else '0.8B'} widths, {a.layers} layers): {n / 1e9:.2f} GB in {time.time() - t0:.1f} s -> {a.out}", flush=True)
     return 0
 
 
