@@ -11,6 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { targetConfigFromHF } from '../lib/config';
 import { Engine } from '../lib/engine';
+import { scoreLogits } from '../lib/internal/probe';
 import { readCheckpoint, writeSafetensors } from '../lib/safetensors';
 import { targetDistribution, totalVariation } from './helpers/distributions';
 import { tmpDir } from './helpers/tiny-model';
@@ -98,9 +99,8 @@ describe('the engine', () => {
     await expect(Engine.load({ target: dir, cacheDir: false })).rejects.toThrow(/linear_num_value_heads \* linear_value_head_dim 192 does not match the checkpoint: model\.layers\.0\.linear_attn\.in_proj_qkv\.weight is \[128, 64\]/);
   });
 
-  it('refuses a tensor-parallel mesh, naming why; runs data-parallel replicas, each with its own states', async () => {
-    await expect(Engine.load({ target: TARGET, tensorParallel: 2, cacheDir: false, maxSeqLen: 64 })).rejects.toThrow(/tensorParallel 2: qwen3_5 targets run on one device/);
-    const engine = await load({ target: TARGET, dataParallel: 2, pageSize: 8, maxSeqLen: 128, maxSequences: 2, dtype: 'f32', warmup: false });
+  it('runs data-parallel replicas, each with its own states', async () => {
+    const engine = await load({ target: TARGET, dataParallel: 2, pageSize: 8, maxSeqLen: 128, maxSequences: 2, dtype: 'f32' });
     const runs = await Promise.all(golden.cases.map((c) => engine.generate(c.prompt_ids, { maxTokens: c.greedy_ids.length, speculative: false }).done()));
     runs.forEach((r, i) => expect(r.ids, `prompt ${i}`).toEqual(golden.cases[i].greedy_ids));
     expect(engine.stats().mesh.replicas.map((r) => r.submitted)).toEqual([2, 2]);
@@ -158,8 +158,9 @@ function steeredDrafter(token: number): string {
 }
 
 describe('speculative decoding', () => {
-  it.each([['dense', TARGET], ['MoE', MOE]])('%s: with a random drafter (drafts rejected) equals plain greedy decoding, run concurrently', async (_, target) => {
-    const engine = await load({ target, drafter: DRAFTER, pageSize: 8, maxSeqLen: 128, maxSequences: 4, dtype: 'f32' });
+  // (Qwen3.5-MoE: speculative = plain over 2 devices, below.)
+  it('with a random drafter (drafts rejected) equals plain greedy decoding, run concurrently', async () => {
+    const engine = await load({ target: TARGET, drafter: DRAFTER, pageSize: 8, maxSeqLen: 128, maxSequences: 4, dtype: 'f32' });
     const prompts = Array.from({ length: 4 }, (_, p) => Array.from({ length: 3 + p * 13 }, (_, i) => (p * 37 + i * 11 + 3) % 256));
     const plain = await Promise.all(prompts.map((pr) => engine.generate(pr, { maxTokens: 24, speculative: false }).done()));
     const spec = await Promise.all(prompts.map((pr, i) => engine.generate(pr, { maxTokens: 24, speculative: { blockSize: i % 2 ? 4 : 8 } }).done()));
@@ -205,5 +206,35 @@ describe('speculative sampling', () => {
     expect(accepted).toBeGreaterThan(N / 10);
     expect(totalVariation(first, N, p1)).toBeLessThan(0.12);
     expect(totalVariation(second, N, p2)).toBeLessThan(0.12);
+  });
+});
+
+// Over 2 devices every layer splits by heads: the DeltaNet's [q | k | v] rows regrouped device-major
+// at load, its states by value heads, the gated attention's [q | gate] rows kept together.
+describe('tensor parallelism over 2 devices', () => {
+  it.each([['dense', TARGET, golden], ['MoE', MOE, JSON.parse(fs.readFileSync(path.join(FIX, 'goldens', 'qwen3_5-moe-f32.json'), 'utf8')) as typeof golden]])(
+    "%s: transformers' logits and greedy tokens, speculative = plain, half the weights per device", async (_, target, g) => {
+      const one = await load({ target, drafter: DRAFTER, pageSize: 8, maxSeqLen: 128, maxSequences: 1, dtype: 'f32' });
+      const whole = one.stats().mesh.replicas[0].devices[0].weightBytes;
+      await one.close();
+      const engine = await load({ target, drafter: DRAFTER, tensorParallel: 2, pageSize: 8, maxSeqLen: 128, maxSequences: 2, dtype: 'f32' });
+      const devices = engine.stats().mesh.replicas[0].devices.map((d) => d.weightBytes);
+      expect(devices[0]).toBe(devices[1]);
+      expect(devices[0]).toBeLessThan(0.6 * whole);  // split but for the norms and the DeltaNet's small vectors
+      for (const c of g.cases) {
+        const r = await scoreLogits(engine, [Int32Array.from(c.prompt_ids)]);
+        let worst = 0;
+        for (let i = 0; i < c.logits.length; i++) worst = Math.max(worst, Math.abs(r.logits[0][i] - c.logits[i]));
+        expect(worst, `prompt of ${c.prompt_ids.length}`).toBeLessThan(2e-4);
+      }
+      const plain = await Promise.all(g.cases.map((c) => engine.generate(c.prompt_ids, { maxTokens: 24, speculative: false }).done()));
+      plain.forEach((d, i) => expect(d.ids, `prompt ${i}`).toEqual(g.cases[i].greedy_ids));
+      const spec = await Promise.all(g.cases.map((c) => engine.generate(c.prompt_ids, { maxTokens: 24, speculative: { blockSize: 8 } }).done()));
+      spec.forEach((d, i) => expect(d.ids, `prompt ${i}`).toEqual(plain[i].ids));
+    });
+
+  it('refuses a mesh the DeltaNet heads do not split over, naming them', async () => {
+    await expect(Engine.load({ target: TARGET, tensorParallel: 4, cacheDir: false, maxSeqLen: 64 }))
+      .rejects.toThrow(/linear attention key heads \(linear_num_key_heads\)/);
   });
 });

@@ -55,9 +55,9 @@ KvPool::KvPool(const pjrt::Mesh& mesh, const models::TargetConfig& t, const mode
   }
   bytes_ = PageBytes(t, d, n, page_size, devices, drafter_replicated) * total_pages;
   if (t.hybrid() && state_slots > 0) {
-    conv = ZerosOnDevice(mesh, n.dtype, models::ConvStateDims(t.linear, t.num_linear_layers(), state_slots));
-    ssm = ZerosOnDevice(mesh, pjrt::DType::kF32, models::SsmStateDims(t.linear, t.num_linear_layers(), state_slots));
-    state_bytes_ = StateBytes(t, n) * state_slots;
+    conv = ZerosOnDevice(mesh, n.dtype, models::ConvStateDims(t.linear, t.num_linear_layers(), state_slots), models::ConvStateSharding(tp));
+    ssm = ZerosOnDevice(mesh, pjrt::DType::kF32, models::SsmStateDims(t.linear, t.num_linear_layers(), state_slots), models::SsmStateSharding(tp));
+    state_bytes_ = StateBytes(t, n) * state_slots / devices;  // split by heads over the mesh
     bytes_ += state_bytes_;
   }
 }

@@ -150,7 +150,7 @@ void Runtime::CreatePools() {
     const double share = cpu ? static_cast<double>(devices()) : 1.0;
     budget = static_cast<int64_t>(fraction * static_cast<double>(FreeDeviceMemory(mesh_)) / share);
   }
-  budget -= KvPool::StateBytes(target_, dtypes_.numerics) * state_slots();  // recurrent states first: one per sequence
+  budget -= KvPool::StateBytes(target_, dtypes_.numerics) * state_slots() / devices();  // recurrent states first (split by heads)
   int64_t pages = std::min(useful, std::max<int64_t>(budget, 0) / page_bytes);
   if (pages < 2)
     throw std::runtime_error("kvCacheMemory: " + std::to_string(budget) + " bytes hold no KV page (one page is " +

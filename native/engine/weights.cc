@@ -20,6 +20,7 @@
 #include <limits>
 #include <cstring>
 #include <set>
+#include <tuple>
 #include <stdexcept>
 
 namespace dflash::engine {
@@ -214,7 +215,17 @@ struct Piece {
   const TensorSource* scale = nullptr;
   const TensorSource* zero = nullptr;  // with zero points
   const models::QuantLayout* expand = nullptr;
+  int64_t src_first = 0;  // of the source's elements, where the piece's start (a row range)
 };
+
+// "name[a:b]" -> (name, a, b); a plain name -> (name, -1, -1).
+std::tuple<std::string, int64_t, int64_t> RowRange(const std::string& part) {
+  const size_t open = part.rfind('[');
+  if (open == std::string::npos || part.back() != ']') return {part, -1, -1};
+  const size_t colon = part.find(':', open);
+  if (colon == std::string::npos) throw std::logic_error("weights: bad row range in part " + part);
+  return {part.substr(0, open), std::stoll(part.substr(open + 1, colon - open - 1)), std::stoll(part.substr(colon + 1, part.size() - colon - 2))};
+}
 
 // A small tensor (scales, zero points) as f32 values, decoded or converted.
 std::vector<float> Floats(const TensorSource& s);
@@ -296,7 +307,7 @@ std::unique_ptr<pjrt::Array> UploadSpec(const pjrt::Mesh& mesh, const models::We
       const Piece& p = pieces[i];
       if (first >= p.first + p.count || first < p.first) continue;
       const int64_t take = std::min(count, p.first + p.count - first), in_size = pjrt::ByteSize(p.have);
-      const uint8_t* src = bytes[i] + (first - p.first) * in_size;
+      const uint8_t* src = bytes[i] + (p.src_first + first - p.first) * in_size;
       if (p.have == spec.dtype) std::memcpy(dst, src, static_cast<size_t>(take * out_size));
       else
         for (int64_t k = 0; k < take; ++k) FromFloat(ToFloat(src + k * in_size, p.have), dst + k * out_size, spec.dtype);
@@ -304,7 +315,7 @@ std::unique_ptr<pjrt::Array> UploadSpec(const pjrt::Mesh& mesh, const models::We
     }
     if (count > 0) throw std::logic_error("weights: spec " + spec.name + " has elements no checkpoint tensor holds");
   };
-  const bool direct = pieces.size() == 1 && pieces[0].have == spec.dtype;
+  const bool direct = pieces.size() == 1 && pieces[0].have == spec.dtype && pieces[0].src_first == 0;
   const int64_t total = Product(spec.shape, 0, spec.shape.size());
   if (split < 0) {
     if (direct) return mesh.Upload(bytes[0], spec.dtype, spec.shape);
@@ -353,6 +364,29 @@ std::vector<std::string> UploadWeights(const pjrt::Mesh& mesh, const std::vector
       // Parts along dim 0: one checkpoint tensor per expert, stacked (MoE: shape[1:] each), or
       // spec.parts (gate_proj and up_proj as gate_up_proj), stacked (2, I, H) or concatenated (2I, H).
       const auto parts = PartsOf(spec);
+      if (!spec.parts.empty() && std::get<1>(RowRange(spec.parts[0])) >= 0) {
+        // Row ranges of checkpoint tensors, concatenated along dim 0.
+        const std::vector<int64_t> rest(spec.shape.begin() + 1, spec.shape.end());
+        const int64_t inner = Product(rest, 0, rest.size());
+        int64_t at = 0;
+        for (const std::string& part : spec.parts) {
+          const auto [name, a, b] = RowRange(part);
+          auto pit = by_name.find(name);
+          if (pit == by_name.end()) throw std::runtime_error("checkpoint is missing tensor " + name + "; " + LookedIn(sources));
+          const auto& shape = pit->second->shape;
+          if (a < 0 || b <= a || shape.empty() || b > shape[0] || std::vector<int64_t>(shape.begin() + 1, shape.end()) != rest)
+            throw std::runtime_error("tensor " + name + " in " + pit->second->file + " has shape " + Dims(shape) + ", expected rows " +
+                                     std::to_string(a) + ".." + std::to_string(b) + " of " + Dims(rest) + " each");
+          if (NeedsDecoding(*pit->second)) throw std::runtime_error("tensor " + name + ": a row range of a " + pit->second->dtype + " tensor");
+          CheckConvertible(*pit->second, UploadedDType(*pit->second), spec.dtype);
+          pieces.push_back({pit->second, UploadedDType(*pit->second), at * inner, (b - a) * inner, nullptr, nullptr, nullptr, a * inner});
+          prog.total_bytes += (b - a) * inner * pjrt::ByteSize(UploadedDType(*pit->second));
+          used.insert(name);
+          at += b - a;
+        }
+        if (at != spec.shape[0]) throw std::logic_error("weights: the row ranges of " + spec.name + " hold " + std::to_string(at) + " rows, not " + std::to_string(spec.shape[0]));
+        return pieces;
+      }
       std::vector<int64_t> want(spec.shape.begin() + 1, spec.shape.end());
       if (!spec.parts.empty() && spec.shape[0] != static_cast<int64_t>(parts.size()))
         want.insert(want.begin(), spec.shape[0] / static_cast<int64_t>(parts.size()));
@@ -412,7 +446,9 @@ std::vector<std::string> UploadWeights(const pjrt::Mesh& mesh, const std::vector
   for (size_t i = 0; i < specs.size(); ++i) {
     out[prefix + specs[i].name] = UploadSpec(mesh, specs[i], plan[i]);
     prog.tensors += 1;
-    for (const Piece& p : plan[i]) prog.bytes += p.src->nbytes + (p.scale ? p.scale->nbytes : 0) + (p.zero ? p.zero->nbytes : 0);
+    for (const Piece& p : plan[i])
+      prog.bytes += p.src_first > 0 || p.count * pjrt::ByteSize(p.have) < p.src->nbytes ? p.count * pjrt::ByteSize(p.have)  // a row range
+                                                                                       : p.src->nbytes + (p.scale ? p.scale->nbytes : 0) + (p.zero ? p.zero->nbytes : 0);
     if (progress) progress(prog);
   }
   std::vector<std::string> unused;

@@ -84,18 +84,40 @@ Value RepeatInterleaveHeads(Builder& b, const Value& x, int64_t rep) {
 
 }  // namespace
 
-void AppendGatedDeltaSpecs(std::vector<WeightSpec>& s, const std::string& p, int64_t h, const LinearAttention& c, pjrt::DType t) {
-  const int64_t conv = c.conv_dim(), vd = c.value_heads * c.value_dim;
-  s.push_back({p + "in_proj_qkv.weight", {conv, h}, t});
-  s.push_back({p + "in_proj_z.weight", {vd, h}, t});
-  s.push_back({p + "in_proj_b.weight", {c.value_heads, h}, t});
-  s.push_back({p + "in_proj_a.weight", {c.value_heads, h}, t});
-  s.push_back({p + "conv1d.weight", {conv, 1, c.conv_kernel}, t});
-  s.push_back({p + "dt_bias", {c.value_heads}, pjrt::DType::kF32});
-  s.push_back({p + "A_log", {c.value_heads}, pjrt::DType::kF32});
-  s.push_back({p + "norm.weight", {c.value_dim}, t});
-  s.push_back({p + "out_proj.weight", {h, vd}, t});
+namespace {
+// Rows of a [q | k | v] tensor regrouped device-major over d devices, as row-range parts.
+std::vector<std::string> DeviceMajorRows(const std::string& name, const LinearAttention& c, int64_t d) {
+  const int64_t qd = c.key_heads * c.key_dim, vd = c.value_heads * c.value_dim;
+  std::vector<std::string> parts;
+  auto range = [&](int64_t a, int64_t n) { parts.push_back(name + "[" + std::to_string(a) + ":" + std::to_string(a + n) + "]"); };
+  for (int64_t i = 0; i < d; ++i) {
+    range(i * qd / d, qd / d);           // q of device i's key heads
+    range(qd + i * qd / d, qd / d);      // k
+    range(2 * qd + i * vd / d, vd / d);  // v of its value heads
+  }
+  return parts;
 }
+}  // namespace
+
+void AppendGatedDeltaSpecs(std::vector<WeightSpec>& s, const std::string& p, int64_t h, const LinearAttention& c, pjrt::DType t,
+                           const TensorParallel& tp) {
+  const int64_t conv = c.conv_dim(), vd = c.value_heads * c.value_dim;
+  const bool split = tp.spmd();
+  s.push_back({p + "in_proj_qkv.weight", {conv, h}, t, split ? DeviceMajorRows(p + "in_proj_qkv.weight", c, tp.devices) : std::vector<std::string>{},
+               tp.Split(0)});
+  s.push_back({p + "in_proj_z.weight", {vd, h}, t, {}, tp.Split(0)});
+  s.push_back({p + "in_proj_b.weight", {c.value_heads, h}, t, {}, tp.Split(0)});
+  s.push_back({p + "in_proj_a.weight", {c.value_heads, h}, t, {}, tp.Split(0)});
+  s.push_back({p + "conv1d.weight", {conv, 1, c.conv_kernel}, t, split ? DeviceMajorRows(p + "conv1d.weight", c, tp.devices) : std::vector<std::string>{},
+               tp.Split(0)});
+  s.push_back({p + "dt_bias", {c.value_heads}, pjrt::DType::kF32, {}, tp.Split(0)});
+  s.push_back({p + "A_log", {c.value_heads}, pjrt::DType::kF32, {}, tp.Split(0)});
+  s.push_back({p + "norm.weight", {c.value_dim}, t});
+  s.push_back({p + "out_proj.weight", {h, vd}, t, {}, tp.Split(1)});
+}
+
+hlo::Sharding ConvStateSharding(const TensorParallel& tp) { return tp.Split(3); }
+hlo::Sharding SsmStateSharding(const TensorParallel& tp) { return tp.Split(2); }
 
 GatedDeltaWeights TakeGatedDelta(const WeightInputs& w, const std::string& p) {
   return GatedDeltaWeights{Weight(w, p + "in_proj_qkv.weight"), Weight(w, p + "in_proj_z.weight"), Weight(w, p + "in_proj_b.weight"),
@@ -104,7 +126,7 @@ GatedDeltaWeights TakeGatedDelta(const WeightInputs& w, const std::string& p) {
 }
 
 DeltaPass GatedDeltaForward(Builder& b, const Value& x, const GatedDeltaWeights& w, const LinearAttention& c, float eps,
-                            const DeltaState& state0, const Value& valid, const Numerics& n) {
+                            const DeltaState& state0, const Value& valid, const Numerics& n, const TensorParallel& tp) {
   const int64_t r = x.shape[0], k = x.shape[1], hk = c.key_heads, hv = c.value_heads, dk = c.key_dim, dv = c.value_dim;
   const int64_t kc = c.conv_kernel, ch = c.conv_dim(), kd = hk * dk;
   if (hv % hk != 0) throw std::invalid_argument("gated delta: linear_num_value_heads must be a multiple of linear_num_key_heads");
@@ -130,9 +152,16 @@ DeltaPass GatedDeltaForward(Builder& b, const Value& x, const GatedDeltaWeights&
   }
   const Value conv = b.Convert(SiluF32(b, acc), n.act());  // (R, K, C)
 
-  Value q = b.Convert(b.Reshape(b.SliceAxis(conv, 2, 0, kd), {r, k, hk, dk}), DType::kF32);
-  Value kk = b.Convert(b.Reshape(b.SliceAxis(conv, 2, kd, kd), {r, k, hk, dk}), DType::kF32);
-  pass.v = b.Convert(b.Reshape(b.SliceAxis(conv, 2, 2 * kd, hv * dv), {r, k, hv, dv}), DType::kF32);
+  // Channels are device-major (AppendGatedDeltaSpecs): per device [q | k | v] of its heads.
+  const int64_t d = tp.spmd() ? tp.devices : 1, per = ch / d;
+  const Value grouped = b.Reshape(conv, {r, k, d, per});  // (R, K, D, C / D), D split
+  auto heads = [&](int64_t from, int64_t width, int64_t count, int64_t dim) {
+    const Value part = b.Reshape(b.SliceAxis(grouped, 3, from, width), {r, k, count, dim});  // device i's heads are i-th
+    return b.Constrain(b.Convert(part, DType::kF32), tp.Split(2));
+  };
+  Value q = heads(0, kd / d, hk, dk);
+  Value kk = heads(kd / d, kd / d, hk, dk);
+  pass.v = heads(2 * kd / d, hv * dv / d, hv, dv);
   q = RepeatInterleaveHeads(b, q, hv / hk);
   kk = RepeatInterleaveHeads(b, kk, hv / hk);
   q = b.Div(L2Norm(b, q), b.Scalar(std::sqrt(static_cast<double>(dk)), DType::kF32));

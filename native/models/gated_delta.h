@@ -21,14 +21,20 @@
 #include "models/config.h"
 #include "models/layers.h"
 #include "models/numerics.h"
+#include "models/parallel.h"
 #include "models/weight_spec.h"
 
 namespace dflash::models {
 
 // Tensor specs of one layer's mixer under `prefix` ("model.layers.3.linear_attn."): HF names.
-// A_log and dt_bias stay f32 (the decay is computed in f32 whatever the model's dtype).
+// A_log and dt_bias stay f32 (the decay is computed in f32 whatever the model's dtype). Over a
+// tensor-parallel mesh of D devices everything splits by heads: in_proj_qkv's and conv1d's rows
+// are regrouped device-major at load — [q | k | v] of device 0's heads, then device 1's, ... —
+// so each device's rows are one contiguous part (with D = 1 the checkpoint's own order);
+// in_proj_z / b / a, A_log and dt_bias by value heads; out_proj by its input columns (XLA sums
+// the partial products: one all-reduce per layer).
 void AppendGatedDeltaSpecs(std::vector<WeightSpec>& specs, const std::string& prefix, int64_t hidden, const LinearAttention& c,
-                           pjrt::DType dtype);
+                           pjrt::DType dtype, const TensorParallel& tp);
 
 struct GatedDeltaWeights {
   hlo::Value qkv, z, b, a;  // in_proj_*: (C, H), (Hv dv, H), (Hv, H), (Hv, H)
@@ -55,9 +61,10 @@ struct DeltaPass {
   hlo::Value ssm_valid;   // the state after every valid token (positions >= 0, a prefix of the row)
 };
 
-// x: (R, K, H) act, the normed input; valid: (R, K) pred (a prefix of each row's slots).
+// x: (R, K, H) act, the normed input; valid: (R, K) pred (a prefix of each row's slots). The
+// channels of the conv (weights, window, state) are in the device-major order of the specs.
 DeltaPass GatedDeltaForward(hlo::Builder& b, const hlo::Value& x, const GatedDeltaWeights& w, const LinearAttention& c, float eps,
-                            const DeltaState& state0, const hlo::Value& valid, const Numerics& n);
+                            const DeltaState& state0, const hlo::Value& valid, const Numerics& n, const TensorParallel& tp);
 
 // The state after the first count[r] tokens of row r (count: (R) s32 in [0, K]).
 DeltaState GatedDeltaCommit(hlo::Builder& b, const DeltaPass& pass, const hlo::Value& count, const LinearAttention& c);
@@ -68,6 +75,10 @@ DeltaState GatedDeltaCommitValid(hlo::Builder& b, const DeltaPass& pass, const h
 // M slots (one per sequence of the engine, the last one the trash slot of padding rows).
 std::vector<int64_t> ConvStateDims(const LinearAttention& c, int64_t linear_layers, int64_t slots);
 std::vector<int64_t> SsmStateDims(const LinearAttention& c, int64_t linear_layers, int64_t slots);
+// How the state arrays lie over a tensor-parallel mesh: conv by channels (device-major), ssm by
+// value heads.
+hlo::Sharding ConvStateSharding(const TensorParallel& tp);
+hlo::Sharding SsmStateSharding(const TensorParallel& tp);
 // Rows' states of linear layer `index` (slots: (R) s32); rows where `fresh` (R) pred holds start
 // from zeros (a sequence's first token: a preempted or re-admitted sequence starts over).
 DeltaState ReadDeltaState(hlo::Builder& b, const hlo::Value& conv, const hlo::Value& ssm, int64_t index, const hlo::Value& slots,

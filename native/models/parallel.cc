@@ -35,9 +35,13 @@ TensorParallel Layout(int64_t devices, int64_t heads, int64_t kv_heads, int64_t 
 }  // namespace
 
 TensorParallel TargetParallel(const TargetConfig& c, int64_t devices) {
-  if (devices > 1 && c.hybrid())
-    throw std::invalid_argument("tensorParallel " + std::to_string(devices) + ": qwen3_5 targets run on one device (tensor parallelism of the Gated DeltaNet, split by heads, is not built yet); use dataParallel for more devices");
   TensorParallel p = Layout(devices, c.num_heads, c.num_kv_heads, c.vocab_size, "target");
+  if (c.hybrid()) {
+    // The Gated DeltaNet splits by heads: each device keeps its key heads and the value heads
+    // that read them (models/gated_delta.h).
+    Divides(devices, c.linear.key_heads, "linear attention key heads (linear_num_key_heads)", "target");
+    Divides(devices, c.linear.value_heads, "linear attention value heads (linear_num_value_heads)", "target");
+  }
   bool dense = false;
   for (int64_t l = 0; l < c.num_layers; ++l) dense |= !c.sparse(l);
   if (dense) Divides(devices, c.intermediate_size, "MLP columns (intermediate_size)", "target");

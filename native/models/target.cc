@@ -137,7 +137,7 @@ std::vector<WeightSpec> TargetWeightSpecs(const TargetConfig& c, pjrt::DType t, 
     if (Qwen35(c) && c.is_linear(i)) {
       // A Gated DeltaNet layer: its token mixer replaces the attention projections and norms.
       std::vector<WeightSpec> mixer;
-      AppendGatedDeltaSpecs(mixer, p + "linear_attn.", h, c.linear, t);
+      AppendGatedDeltaSpecs(mixer, p + "linear_attn.", h, c.linear, t, tp);
       auto attn = [&](const WeightSpec& w) { return w.name.find(".self_attn.") != std::string::npos; };
       s.erase(std::remove_if(s.begin() + static_cast<std::ptrdiff_t>(first), s.end(), attn), s.end());
       s.insert(s.begin() + static_cast<std::ptrdiff_t>(first) + 1, mixer.begin(), mixer.end());
@@ -153,9 +153,12 @@ std::vector<WeightSpec> TargetWeightSpecs(const TargetConfig& c, pjrt::DType t, 
       else AppendMoeLayerSpecs(s, p, h, MoeConfig{c.moe.num_experts, c.moe.experts_per_token, c.moe.intermediate, c.moe.norm_topk_prob}, t, tp);
       if (c.moe.shared_intermediate > 0) {
         // Qwen3.5-MoE's shared expert: a SiLU MLP (gate and up fused as for a dense layer) and its gate.
+        // Over a mesh split by its columns as a dense MLP is (gate and up stacked (2, Is, H)).
         const int64_t si = c.moe.shared_intermediate;
-        s.push_back({p + "mlp.shared_expert.gate_up_proj.weight", {2 * si, h}, t, {p + "mlp.shared_expert.gate_proj.weight", p + "mlp.shared_expert.up_proj.weight"}});
-        s.push_back({p + "mlp.shared_expert.down_proj.weight", {h, si}, t});
+        const std::vector<std::string> gate_up = {p + "mlp.shared_expert.gate_proj.weight", p + "mlp.shared_expert.up_proj.weight"};
+        if (tp.spmd()) s.push_back({p + "mlp.shared_expert.gate_up_proj.weight", {2, si, h}, t, gate_up, tp.Split(1)});
+        else s.push_back({p + "mlp.shared_expert.gate_up_proj.weight", {2 * si, h}, t, gate_up});
+        s.push_back({p + "mlp.shared_expert.down_proj.weight", {h, si}, t, {}, tp.Split(1)});
         s.push_back({p + "mlp.shared_expert_gate.weight", {1, h}, t});
       }
     }
@@ -235,11 +238,10 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
   Value v_cache = b.Input("v_cache", ValueCacheDims(La, n, s, kvh, hd), nm.kv(), 1, tp.Cache());
   const int64_t Ll = c.num_linear_layers();
   if (Ll > 0 && sh.state_slots < 2) throw std::invalid_argument("target score: a hybrid target needs state slots (the trash slot and one per sequence)");
-  if (Ll > 0 && sh.devices > 1) throw std::invalid_argument("target score: qwen3_5 targets run on one device (tensor parallelism of the Gated DeltaNet is not built yet)");
   Value conv_state, ssm_state;
   if (Ll > 0) {
-    conv_state = b.Input("conv_state", ConvStateDims(c.linear, Ll, sh.state_slots), nm.act(), 2);  // (Ll, M, kernel - 1, C)
-    ssm_state = b.Input("ssm_state", SsmStateDims(c.linear, Ll, sh.state_slots), DType::kF32, 3);  // (Ll, M, Hv, dk, dv)
+    conv_state = b.Input("conv_state", ConvStateDims(c.linear, Ll, sh.state_slots), nm.act(), 2, ConvStateSharding(tp));  // (Ll, M, kernel - 1, C)
+    ssm_state = b.Input("ssm_state", SsmStateDims(c.linear, Ll, sh.state_slots), DType::kF32, 3, SsmStateSharding(tp));  // (Ll, M, Hv, dk, dv)
   }
   Value tokens = b.Input("tokens", {r, k}, DType::kS32);          // (R, K)
   const Value positions = b.Input("positions", {r, k}, DType::kS32);  // (R, K), -1 = padding
@@ -288,17 +290,17 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
     if (c.is_linear(l)) {
       // Gated DeltaNet: the state of this row's slot (its K/V pages of this layer stay unused).
       const DeltaState s0 = ReadDeltaState(b, conv_state, ssm_state, linear_index++, state_slot, fresh);
-      passes[l] = GatedDeltaForward(b, x, deltas[l], c.linear, c.rms_norm_eps, s0, valid, nm);
+      passes[l] = GatedDeltaForward(b, x, deltas[l], c.linear, c.rms_norm_eps, s0, valid, nm, tp);
       h = b.Add(h, passes[l].out);
     } else {
     Value gate;  // Qwen3.5's gated attention: (R, K, heads * hd)
     Qkv qkv;
     if (Qwen35(c)) {
-      const Value qg = b.Reshape(Dense(b, x, lw.q, nm), {r, k, heads, 2 * hd});  // per head [q | gate]
+      // q_proj's rows are per head [q | gate]: as 2 * heads heads of hd, k/v as any target's.
+      qkv = ProjectQkv(b, x, lw, 2 * heads, c.num_kv_heads, hd, tp, nm);
+      const Value qg = b.Reshape(qkv.q, {r, k, heads, 2 * hd});
       qkv.q = b.SliceAxis(qg, 3, 0, hd);
       gate = b.Reshape(b.SliceAxis(qg, 3, hd, hd), {r, k, heads * hd});
-      qkv.k = SplitHeads(b, Dense(b, x, lw.k, nm), c.num_kv_heads, hd);
-      qkv.v = SplitHeads(b, Dense(b, x, lw.v, nm), c.num_kv_heads, hd);
     } else {
       qkv = ProjectQkv(b, x, lw, heads, c.num_kv_heads, hd, tp, nm);  // q (R, K, heads, hd), k/v (R, K, kvh, hd)
     }
@@ -428,7 +430,7 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
                                                              : GatedDeltaCommitValid(b, passes[l], valid, c.linear);
       WriteDeltaState(b, conv_state, ssm_state, index++, state_slot, s);
     }
-    results.insert(results.begin() + 2, {{"conv_state", conv_state}, {"ssm_state", ssm_state}});
+    results.insert(results.begin() + 2, {{"conv_state", conv_state, ConvStateSharding(tp)}, {"ssm_state", ssm_state, SsmStateSharding(tp)}});
   }
   return FinishProgram(b, results);
 }

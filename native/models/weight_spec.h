@@ -31,7 +31,9 @@ struct WeightSpec {
   // When not empty: the checkpoint tensors this input is made of at load, in this order along
   // dim 0 — stacked (shape[0] == parts, each of shape[1:]: gate_up_proj (2, I, H)) or
   // concatenated (each [shape[0] / parts, shape[1:]]: gate_up_proj (2I, H)); the same bytes either
-  // way. The checkpoint keeps its own names; only the program sees the fused one.
+  // way. The checkpoint keeps its own names; only the program sees the fused one. A part named
+  // "tensor[a:b]" is rows [a, b) of that tensor (dim 0): parts of different sizes, concatenated
+  // (a Gated DeltaNet's [q | k | v] rows regrouped by device for a tensor-parallel split).
   std::vector<std::string> parts = {};
   // How the tensor lies over the devices of a tensor-parallel mesh (models/parallel.h): each
   // device is sent only its part of a split tensor.
