@@ -41,6 +41,8 @@ export function checkTargetTensors(cfg: TargetConfig, tensors: readonly TensorSo
   if (cfg.family === 'gpt_oss') return checkGptOssExperts(cfg, s, label);
   cfg.moe.sparseLayers.forEach((sparse, l) => {
     if (!sparse) return;
+    if (s.has(`layers.${l}.mlp.experts.gate_up_proj`))
+      throw new Error(`${label}: the checkpoint packs layer ${l}'s experts (model.layers.${l}.mlp.experts.gate_up_proj); dflash reads the hub's one tensor per expert (mlp.experts.<e>.gate_proj.weight ...), which transformers' save_pretrained also writes`);
     let experts = 0;
     while (s.has(`layers.${l}.mlp.experts.${experts}.gate_proj.weight`)) experts++;
     if (experts !== cfg.moe!.numExperts)

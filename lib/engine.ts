@@ -45,7 +45,9 @@ export interface EngineLoadOptions extends Omit<EngineOptions, 'cacheDir'> {
   onProgress?: (p: LoadProgress) => void;
 }
 
-export type EngineStats = NativeEngineStats;
+/** The native engine's counters, and the checkpoint's tensors left out at load (a vision-language
+ *  checkpoint's vision tower and MTP head: Qwen3.5), counted by module. */
+export type EngineStats = NativeEngineStats & { skippedTensors: Record<string, number> };
 
 /** What the native graphs implement (lib/config.ts refuses configs that need more). */
 const CAPABILITIES: EngineCapabilities = { slidingWindows: true, moe: true };
@@ -65,6 +67,7 @@ export class Engine extends (EventEmitter as new () => TypedEmitter<EngineEvents
     private readonly engine: NativeEngine,
     readonly tokenizer: Tokenizer,
     readonly config: { target: ReturnType<typeof targetConfigFromHF>; drafter?: ReturnType<typeof drafterConfigFromHF> },
+    private readonly skipped: Record<string, number> = {},
   ) {
     super();
   }
@@ -97,7 +100,7 @@ export class Engine extends (EventEmitter as new () => TypedEmitter<EngineEvents
       const tokenizerJson = model.tokenizerJson();
       nativeEngine = native().createEngine(client, { target: targetCfg, drafter: drafterCfg, eosTokenIds: eos, options, devices, tokenizerJson },
         (kind, data) => engine?.onNative(kind, data));
-      engine = new Engine(client, nativeEngine, tokenizer, { target: targetCfg, drafter: drafterCfg });
+      engine = new Engine(client, nativeEngine, tokenizer, { target: targetCfg, drafter: drafterCfg }, { ...(model.skipped ?? {}) });
       const { unusedTensors } = await nativeEngine.load(targetTensors, drafterTensors, onProgress && ((p) => onProgress(p)));
       if (unusedTensors.length > 0)
         process.emitWarning(`the checkpoint holds ${unusedTensors.length} tensor(s) the model does not use: ${unusedTensors.slice(0, 8).join(', ')}` +
@@ -118,7 +121,7 @@ export class Engine extends (EventEmitter as new () => TypedEmitter<EngineEvents
   /** Scheduler, device and memory counters: running / queued sequences, free KV pages, host
    *  transfers, executions, compiles, the dtypes in use and why. */
   stats(): EngineStats {
-    return this.engine.stats();
+    return { ...this.engine.stats(), skippedTensors: { ...this.skipped } };
   }
 
   /** Compiles — or, with the disk cache, loads — every program a server runs for sequences of up

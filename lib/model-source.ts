@@ -28,6 +28,9 @@ export interface ModelSource {
   tokenizer(): Promise<Tokenizer>;
   /** tokenizer.json's text: the grammar engine reads every token's bytes from it. */
   tokenizerJson(): string;
+  /** Tensors of the checkpoint that are not the text model's and are left out (a vision tower, an
+   *  MTP head), counted by their top-level module; set once tensors() has run. */
+  skipped?: Record<string, number>;
 }
 
 function readJson(file: string): Json {
@@ -82,10 +85,15 @@ export function openDrafter(drafter: string): DrafterSource {
 /** A vision-language checkpoint's text model (Qwen3.5 as released): its tensors under the
  *  text-only names (`model.language_model.X` -> `model.X`), the vision tower (`model.visual.*`)
  *  and the multi-token-prediction head (`mtp.*`) left out. Other checkpoints pass unchanged. */
-function languageModelTensors(config: Json): (tensors: TensorSource[]) => TensorSource[] {
+function languageModelTensors(config: Json, skipped: Record<string, number>): (tensors: TensorSource[]) => TensorSource[] {
   if (!isQwen35(config)) return (t) => t;
+  const leftOut = (t: TensorSource) => {
+    const module = t.name.startsWith('model.visual.') ? 'model.visual' : t.name.startsWith('mtp.') ? 'mtp' : undefined;
+    if (module) skipped[module] = (skipped[module] ?? 0) + 1;
+    return module !== undefined;
+  };
   return (tensors) => tensors
-    .filter((t) => !t.name.startsWith('model.visual.') && !t.name.startsWith('mtp.'))
+    .filter((t) => !leftOut(t))
     .map((t) => (t.name.startsWith('model.language_model.') ? { ...t, name: 'model.' + t.name.slice('model.language_model.'.length) } : t));
 }
 
@@ -105,9 +113,10 @@ export function openModel(target: string): ModelSource {
   const configFile = path.join(target, 'config.json');
   const genFile = path.join(target, 'generation_config.json');
   const config = readJson(configFile);
-  const textModel = languageModelTensors(config);
+  const skipped: Record<string, number> = {};
+  const textModel = languageModelTensors(config, skipped);
   return {
-    kind: 'huggingface', configLabel: configFile, config,
+    kind: 'huggingface', configLabel: configFile, config, skipped,
     tensors: (quant) => textModel(quant ? storedQuantTensors(readCheckpoint(target, { quantized: true }), quant, configFile) : readCheckpoint(target)),
     generation: fs.existsSync(genFile) ? readJson(genFile) : {},
     tokenizer: () => loadTokenizer(target),

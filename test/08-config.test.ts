@@ -45,7 +45,7 @@ describe('targetConfigFromHF', () => {
     expect(targetConfigFromHF(QWEN3_4B)).toEqual({
       family: 'qwen3', vocabSize: 151936, hiddenSize: 2560, intermediateSize: 9728, numLayers: 36, numHeads: 32,
       numKvHeads: 8, headDim: 128, rmsNormEps: 1e-6, ropeTheta: 1000000, qkNorm: true, qkvBias: false, oBias: false, tieWordEmbeddings: true,
-      ropeLlama3: null, eosTokenIds: [151645], bosTokenId: 151643, maxPositionEmbeddings: 40960, torchDtype: 'bfloat16', moe: null, quant: null,
+      ropeLlama3: null, eosTokenIds: [151645], bosTokenId: 151643, maxPositionEmbeddings: 40960, torchDtype: 'bfloat16', moe: null, quant: null, linearAttention: null, rotaryDim: 0,
       ropeYarn: null, attentionSinks: false, layerWindows: Array(36).fill(null), swigluLimit: 7, swigluAlpha: 1.702,
     });
   });
@@ -55,7 +55,7 @@ describe('targetConfigFromHF', () => {
       family: 'llama', vocabSize: 128256, hiddenSize: 4096, intermediateSize: 14336, numLayers: 32, numHeads: 32,
       numKvHeads: 8, headDim: 128, rmsNormEps: 1e-5, ropeTheta: 500000, qkNorm: false, qkvBias: false, oBias: false, tieWordEmbeddings: false,
       ropeLlama3: { factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 },
-      eosTokenIds: [128001, 128008, 128009], bosTokenId: 128000, maxPositionEmbeddings: 131072, torchDtype: 'bfloat16', moe: null, quant: null,
+      eosTokenIds: [128001, 128008, 128009], bosTokenId: 128000, maxPositionEmbeddings: 131072, torchDtype: 'bfloat16', moe: null, quant: null, linearAttention: null, rotaryDim: 0,
       ropeYarn: null, attentionSinks: false, layerWindows: Array(32).fill(null), swigluLimit: 7, swigluAlpha: 1.702,
     });
   });
@@ -79,7 +79,7 @@ describe('targetConfigFromHF', () => {
   });
 
   const errors: [string, Json, RegExp][] = [
-    ['an unsupported architecture', { ...QWEN3_4B, architectures: ['MistralForCausalLM'], model_type: 'mistral' }, /unsupported model \(model_type "mistral".*dflash runs Qwen3, Qwen2, Llama and gpt-oss/],
+    ['an unsupported architecture', { ...QWEN3_4B, architectures: ['MistralForCausalLM'], model_type: 'mistral' }, /unsupported model \(model_type "mistral".*dflash runs Qwen3, Qwen2, Llama, gpt-oss and Qwen3.5/],
     ['yarn RoPE scaling', { ...QWEN3_4B, rope_scaling: { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 32768 } }, /rope_scaling type "yarn" is not supported \(llama3 only\)/],
     ['linear RoPE scaling (type key)', { ...LLAMA31_8B, rope_scaling: { type: 'linear', factor: 2 } }, /rope_scaling type "linear" is not supported/],
     ['llama3 scaling without factor', { ...LLAMA31_8B, rope_scaling: { rope_type: 'llama3', low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 } }, /'rope_scaling\.factor' is missing/],

@@ -75,7 +75,7 @@ describe('config.json', () => {
   });
 
   it('names the key of an unsupported or inconsistent config', () => {
-    expect(() => targetConfigFromHF({ ...qwenCfg(), model_type: 'gpt2', architectures: ['GPT2LMHeadModel'] })).toThrow(/Qwen3, Qwen2, Llama and gpt-oss/);
+    expect(() => targetConfigFromHF({ ...qwenCfg(), model_type: 'gpt2', architectures: ['GPT2LMHeadModel'] })).toThrow(/Qwen3, Qwen2, Llama, gpt-oss and Qwen3.5/);
     expect(() => targetConfigFromHF({ ...qwenCfg(), rope_scaling: { rope_type: 'yarn', factor: 4 } })).toThrow(/rope_scaling type "yarn"/);
     expect(() => targetConfigFromHF({ ...qwenCfg(), hidden_size: 'big' })).toThrow(/'hidden_size'/);
     const q = targetConfigFromHF(qwenCfg());

@@ -84,6 +84,16 @@ describe('the engine', () => {
     // 3 DeltaNet layers x (conv window 3 x 128 channels f32 + 4 heads x 16 x 16 f32 state) per slot
     expect(st.recurrentState).toEqual({ layers: 3, bytesPerSequence: 3 * (3 * 128 * 4 + 4 * 16 * 16 * 4), slots: 4 });
     expect(st.prefixCaching).toBe(false);
+    expect(st.skippedTensors).toEqual({ 'model.visual': 21 });  // the fixture's one-block vision tower
+  });
+
+  it('refuses packed experts, naming the tensor', async () => {
+    const dir = tmpDir('qwen3_5-packed');
+    for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(MOE, f), path.join(dir, f));
+    writeSafetensors(path.join(dir, 'model.safetensors'), readCheckpoint(MOE).filter((t) => !/experts\.\d+\./.test(t.name)).map((t) => ({
+      name: t.name, dtype: 'F32' as const, shape: t.shape, data: new Float32Array(t.shape.reduce((a, b) => a * b, 1)),
+    })).concat([{ name: 'model.language_model.layers.0.mlp.experts.gate_up_proj', dtype: 'F32' as const, shape: [8, 64, 64], data: new Float32Array(8 * 64 * 64) }]));
+    await expect(Engine.load({ target: dir, cacheDir: false })).rejects.toThrow(/packs layer 0's experts \(model\.layers\.0\.mlp\.experts\.gate_up_proj\)/);
   });
 
   it('refuses a config that does not describe its checkpoint, naming the layer', async () => {
@@ -103,7 +113,9 @@ describe('the engine', () => {
     const engine = await load({ target: TARGET, dataParallel: 2, pageSize: 8, maxSeqLen: 128, maxSequences: 2, dtype: 'f32' });
     const runs = await Promise.all(golden.cases.map((c) => engine.generate(c.prompt_ids, { maxTokens: c.greedy_ids.length, speculative: false }).done()));
     runs.forEach((r, i) => expect(r.ids, `prompt ${i}`).toEqual(golden.cases[i].greedy_ids));
-    expect(engine.stats().mesh.replicas.map((r) => r.submitted)).toEqual([2, 2]);
+    const submitted = engine.stats().mesh.replicas.map((r) => r.submitted);
+    expect(submitted.reduce((a, b) => a + b, 0)).toBe(golden.cases.length);
+    expect(Math.min(...submitted)).toBeGreaterThan(0);
   });
 
   it('decodes concurrent sequences (their states in separate slots) as it decodes each alone, and after preemption', async () => {
@@ -113,10 +125,11 @@ describe('the engine', () => {
     const engine = await load({ target: TARGET, pageSize: 4, maxSeqLen: 128, maxSequences: 3, dtype: 'f32', kvCacheMemory: states + 20 * page });
     expect(engine.stats().totalPages).toBe(19);  // the 20th is the trash page of padding rows
     expect(engine.stats().pageBytes).toBe(page);
+    const cases = golden.cases.slice(0, 4);  // prompts of 1 to 40 tokens (the 100-token one would not fit 19 pages)
     const alone = [];
-    for (const c of golden.cases) alone.push((await engine.generate(c.prompt_ids, { maxTokens: 24, speculative: false }).done()).ids);
-    alone.forEach((ids, i) => expect(ids, `prompt ${i}`).toEqual(golden.cases[i].greedy_ids));
-    const together = await Promise.all(golden.cases.map((c) => engine.generate(c.prompt_ids, { maxTokens: 24, speculative: false }).done()));
+    for (const c of cases) alone.push((await engine.generate(c.prompt_ids, { maxTokens: 24, speculative: false }).done()).ids);
+    alone.forEach((ids, i) => expect(ids, `prompt ${i}`).toEqual(cases[i].greedy_ids));
+    const together = await Promise.all(cases.map((c) => engine.generate(c.prompt_ids, { maxTokens: 24, speculative: false }).done()));
     together.forEach((d, i) => expect(d.ids, `prompt ${i}`).toEqual(alone[i]));
     expect(engine.stats().preemptions).toBeGreaterThan(0);
     expect(engine.stats().freePages).toBe(engine.stats().totalPages);

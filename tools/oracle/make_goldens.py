@@ -38,10 +38,15 @@ BF16_TARGETS = ["qwen3-bf16-tied", "qwen3_5-bf16"]
 NEW_TOKENS = 24
 
 
-def prompts(vocab: int) -> list[list[int]]:
+def prompts(vocab: int, name: str = "") -> list[list[int]]:
     rng = np.random.default_rng(1234)
     # 1 token, inside a page, across 16-token pages, across several pages.
-    return [rng.integers(0, vocab, size=n).tolist() for n in (1, 5, 17, 40)]
+    out = [rng.integers(0, vocab, size=n).tolist() for n in (1, 5, 17, 40)]
+    # Qwen3.5: also longer than transformers' chunk of 64 (its prefill then runs the chunked
+    # gated delta rule over two chunks, dflash the recurrence token by token).
+    if name.startswith("qwen3_5"):
+        out.append(rng.integers(0, vocab, size=100).tolist())
+    return out
 
 
 def top2_margin(logits: torch.Tensor) -> float:
@@ -109,7 +114,7 @@ def main() -> None:
         model.eval()
         cfg = model.config.get_text_config()  # Qwen3.5: the text model's
         cases = []
-        for ids in prompts(cfg.vocab_size):
+        for ids in prompts(cfg.vocab_size, name):
             x = torch.tensor([ids])
             with torch.no_grad():
                 out = model(x, output_hidden_states=True, **({"output_router_logits": True} if is_moe else {}))
@@ -142,7 +147,7 @@ def main() -> None:
         model.eval()
         cfg = model.config.get_text_config()
         cases = []
-        for ids in prompts(cfg.vocab_size):
+        for ids in prompts(cfg.vocab_size, name):
             with torch.no_grad():
                 logits = model(torch.tensor([ids])).logits[0]  # (T, V) bf16
                 greedy, margins = greedy_with_margins(model, ids)
