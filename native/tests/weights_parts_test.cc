@@ -110,6 +110,35 @@ TEST(UploadWeightsParts, EachDeviceGetsItsPartOfASplitTensor) {
   EXPECT_EQ(testing::Download<float>(gu.shard(1)), (std::vector<float>{103, 104, 105, 203, 204, 205}));
 }
 
+// Row ranges "name[a:b]" of one tensor, concatenated in part order (a Gated DeltaNet's [q | k | v]
+// regrouped device-major): q = rows 0..1, k = rows 2..3, v = rows 4..7 of a (8, 2) tensor, split
+// over 2 devices as [q0 k0 v0 v1 | q1 k1 v2 v3]; bf16 rows widened on the way; the tensor counts
+// as used.
+TEST(UploadWeightsParts, RowRangesRegroupOneTensor) {
+  DFLASH_REQUIRE_PLUGIN();
+  std::vector<uint8_t> data;
+  for (int i = 0; i < 16; ++i) {
+    const uint16_t h = testing::ToBf16(static_cast<float>(i));
+    data.push_back(static_cast<uint8_t>(h & 0xff));
+    data.push_back(static_cast<uint8_t>(h >> 8));
+  }
+  File file(kHeader, data);
+  const std::vector<TensorSource> sources = {{"qkv", file.path, kStart, 32, "BF16", {8, 2}}};
+  const std::vector<models::WeightSpec> specs = {
+      {"qkv", {8, 2}, pjrt::DType::kF32, {"qkv[0:1]", "qkv[2:3]", "qkv[4:6]", "qkv[1:2]", "qkv[3:4]", "qkv[6:8]"}, hlo::Sharding::Split(0)}};
+  WeightMap out;
+  EXPECT_TRUE(UploadWeights(testing::TestMesh(2), specs, sources, "", out, nullptr, {}).empty());
+  const pjrt::Array& a = *out.at("qkv");
+  EXPECT_EQ(testing::Download<float>(a.shard(0)), (std::vector<float>{0, 1, 4, 5, 8, 9, 10, 11}));
+  EXPECT_EQ(testing::Download<float>(a.shard(1)), (std::vector<float>{2, 3, 6, 7, 12, 13, 14, 15}));
+  // Ranges that overrun the tensor or do not add up to the spec's rows are refused.
+  WeightMap none;
+  EXPECT_THROW(UploadWeights(testing::TestMesh(), {{"qkv", {8, 2}, pjrt::DType::kF32, {"qkv[0:9]"}}}, sources, "", none, nullptr, {}),
+               std::runtime_error);
+  EXPECT_THROW(UploadWeights(testing::TestMesh(), {{"qkv", {8, 2}, pjrt::DType::kF32, {"qkv[0:4]", "qkv[4:6]"}}}, sources, "", none, nullptr, {}),
+               std::logic_error);
+}
+
 TEST(UploadWeightsParts, NamesAMissingOrMisshapenPart) {
   DFLASH_REQUIRE_PLUGIN();
   File file(kHeader, Bytes(std::vector<float>(12, 0.5f)));
