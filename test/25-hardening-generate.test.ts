@@ -77,7 +77,7 @@ describe('generate(): the issue\'s inputs', () => {
 
 describe('generate(): what a new user tries next', () => {
   const cases: Case[] = [
-    ['a misspelt option', gen(PROMPT, { max_tokens: 5 }), TypeError, /^generate: unknown option 'max_tokens' \(known: maxTokens, temperature, topP, topK, seed, stop, signal, speculative, logprobs, promptLogprobs, grammar\)$/],
+    ['a misspelt option', gen(PROMPT, { max_tokens: 5 }), TypeError, /^generate: unknown option 'max_tokens' \(known: maxTokens, temperature, topP, topK, seed, stop, signal, speculative, logprobs, promptLogprobs, grammar, chatTemplateKwargs\)$/],
     ['a misspelt speculative key', gen(PROMPT, { speculative: { blocksize: 4 } }), TypeError, /^generate: option 'speculative': unknown option 'blocksize' \(known: blockSize\)$/],
     ['speculative: true', gen(PROMPT, { speculative: true }), TypeError, /^generate: option 'speculative' must be false or \{ blockSize \}, got true$/],
     ['a stop list with a number', gen(PROMPT, { stop: ['a', 7] }), TypeError, /^generate: option 'stop' must be a string or an array of strings, got 7 at index 1$/],

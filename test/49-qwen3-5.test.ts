@@ -83,7 +83,7 @@ describe('the engine', () => {
     const st = engine.stats();
     // 3 DeltaNet layers x (conv window 3 x 128 channels f32 + 4 heads x 16 x 16 f32 state) per slot
     expect(st.recurrentState).toEqual({ layers: 3, bytesPerSequence: 3 * (3 * 128 * 4 + 4 * 16 * 16 * 4), slots: 4 });
-    expect(st.prefixCaching).toBe(false);
+    expect(st.prefixCaching).toBe(true);
     expect(st.skippedTensors).toEqual({ 'model.visual': 21 });  // the fixture's one-block vision tower
   });
 
@@ -122,13 +122,16 @@ describe('the engine', () => {
     // The states of 4 slots, then 20 pages of 4 positions (K and V of the one attention layer: 2 KV
     // heads of 32, f32): too few for three of these sequences at once.
     const states = 4 * 3 * (3 * 128 * 4 + 4 * 16 * 16 * 4), page = 2 * 4 * 2 * 32 * 4;
-    const engine = await load({ target: TARGET, pageSize: 4, maxSeqLen: 128, maxSequences: 3, dtype: 'f32', kvCacheMemory: states + 20 * page });
-    expect(engine.stats().totalPages).toBe(19);  // the 20th is the trash page of padding rows
-    expect(engine.stats().pageBytes).toBe(page);
+    // (Prefix caching off: its state snapshots would take memory too, and a preempted sequence
+    // would resume from one, which the prefix-caching test below covers.)
+    const engine = await load({ target: TARGET, pageSize: 4, maxSeqLen: 128, maxSequences: 3, dtype: 'f32', kvCacheMemory: states + 20 * page, prefixCaching: false });
     const cases = golden.cases.slice(0, 4);  // prompts of 1 to 40 tokens (the 100-token one would not fit 19 pages)
     const alone = [];
     for (const c of cases) alone.push((await engine.generate(c.prompt_ids, { maxTokens: 24, speculative: false }).done()).ids);
     alone.forEach((ids, i) => expect(ids, `prompt ${i}`).toEqual(cases[i].greedy_ids));
+    // (The scheduler publishes its page counts once it has run an iteration.)
+    expect(engine.stats().totalPages).toBe(19);  // the 20th is the trash page of padding rows
+    expect(engine.stats().pageBytes).toBe(page);
     const together = await Promise.all(cases.map((c) => engine.generate(c.prompt_ids, { maxTokens: 24, speculative: false }).done()));
     together.forEach((d, i) => expect(d.ids, `prompt ${i}`).toEqual(alone[i]));
     expect(engine.stats().preemptions).toBeGreaterThan(0);
@@ -227,27 +230,53 @@ describe('speculative sampling', () => {
 describe('tensor parallelism over 2 devices', () => {
   it.each([['dense', TARGET, golden], ['MoE', MOE, JSON.parse(fs.readFileSync(path.join(FIX, 'goldens', 'qwen3_5-moe-f32.json'), 'utf8')) as typeof golden]])(
     "%s: transformers' logits and greedy tokens, speculative = plain, half the weights per device", async (_, target, g) => {
-      const one = await load({ target, drafter: DRAFTER, pageSize: 8, maxSeqLen: 128, maxSequences: 1, dtype: 'f32' });
-      const whole = one.stats().mesh.replicas[0].devices[0].weightBytes;
-      await one.close();
       const engine = await load({ target, drafter: DRAFTER, tensorParallel: 2, pageSize: 8, maxSeqLen: 128, maxSequences: 2, dtype: 'f32' });
       const devices = engine.stats().mesh.replicas[0].devices.map((d) => d.weightBytes);
       expect(devices[0]).toBe(devices[1]);
-      expect(devices[0]).toBeLessThan(0.6 * whole);  // split but for the norms and the DeltaNet's small vectors
-      for (const c of g.cases) {
+      expect(devices[0]).toBeLessThan(0.6 * engine.stats().weightBytes);  // split but for the norms and the DeltaNet's small vectors
+      const cases = g.cases.slice(3);  // 40 and 100 tokens: past a page, past transformers' chunk of 64
+      for (const c of cases) {
         const r = await scoreLogits(engine, [Int32Array.from(c.prompt_ids)]);
         let worst = 0;
         for (let i = 0; i < c.logits.length; i++) worst = Math.max(worst, Math.abs(r.logits[0][i] - c.logits[i]));
         expect(worst, `prompt of ${c.prompt_ids.length}`).toBeLessThan(2e-4);
       }
-      const plain = await Promise.all(g.cases.map((c) => engine.generate(c.prompt_ids, { maxTokens: 24, speculative: false }).done()));
-      plain.forEach((d, i) => expect(d.ids, `prompt ${i}`).toEqual(g.cases[i].greedy_ids));
-      const spec = await Promise.all(g.cases.map((c) => engine.generate(c.prompt_ids, { maxTokens: 24, speculative: { blockSize: 8 } }).done()));
+      const plain = await Promise.all(cases.map((c) => engine.generate(c.prompt_ids, { maxTokens: 24, speculative: false }).done()));
+      plain.forEach((d, i) => expect(d.ids, `prompt ${i}`).toEqual(cases[i].greedy_ids));
+      const spec = await Promise.all(cases.map((c) => engine.generate(c.prompt_ids, { maxTokens: 24, speculative: { blockSize: 8 } }).done()));
       spec.forEach((d, i) => expect(d.ids, `prompt ${i}`).toEqual(plain[i].ids));
     });
 
   it('refuses a mesh the DeltaNet heads do not split over, naming them', async () => {
     await expect(Engine.load({ target: TARGET, tensorParallel: 4, cacheDir: false, maxSeqLen: 64 }))
       .rejects.toThrow(/linear attention key heads \(linear_num_key_heads\)/);
+  });
+});
+
+// Prefix caching of a hybrid target: a cached prefix is usable only where a snapshot of the state
+// after it exists (every 64 tokens, when a step ends there; prefill chunks are cut at those points).
+describe('prefix caching with recurrent states', () => {
+  it('resumes a repeated or extended prompt from a state snapshot, with the output of a full prefill', async () => {
+    const cached = await load({ target: TARGET, drafter: DRAFTER, pageSize: 8, maxSeqLen: 256, maxSequences: 2, dtype: 'f32' });
+    const plainEngine = await load({ target: TARGET, drafter: DRAFTER, pageSize: 8, maxSeqLen: 256, maxSequences: 2, dtype: 'f32', prefixCaching: false });
+    const c = golden.cases[4];  // 100 tokens: a snapshot after 64
+    for (const speculative of [false, { blockSize: 8 }] as const) {
+      const first = await cached.generate(c.prompt_ids, { maxTokens: 24, speculative }).done();
+      const again = await cached.generate(c.prompt_ids, { maxTokens: 24, speculative }).done();
+      expect(first.ids).toEqual(c.greedy_ids);
+      expect(again.ids).toEqual(c.greedy_ids);
+      expect(again.stats.cachedTokens).toBe(64);
+    }
+    // The next turn: the prompt, its answer and more tokens; and a prompt that shares only 30 tokens
+    // (no snapshot covers it: computed from the start).
+    const turn = [...c.prompt_ids, ...c.greedy_ids, ...Array.from({ length: 10 }, (_, i) => (i * 31) % 256)];
+    const other = [...c.prompt_ids.slice(0, 30), ...Array.from({ length: 50 }, (_, i) => (i * 17 + 5) % 256)];
+    for (const prompt of [turn, other]) {
+      const want = await plainEngine.generate(prompt, { maxTokens: 16, speculative: false }).done();
+      const got = await cached.generate(prompt, { maxTokens: 16, speculative: { blockSize: 8 } }).done();
+      expect(got.ids).toEqual(want.ids);
+      expect(got.stats.cachedTokens).toBe(prompt === turn ? 64 : 0);
+    }
+    expect(cached.stats().prefixCacheHits).toBeGreaterThanOrEqual(3 * 64);
   });
 });

@@ -97,7 +97,13 @@ void Scheduler::Iterate() {
   for (auto& s : running_) {
     if (s->phase != Sequence::Phase::kPrefill || budget <= 0) continue;
     const int64_t remaining = static_cast<int64_t>(s->tokens.size()) - 1 - s->kv_len;
-    const int32_t len = static_cast<int32_t>(std::min<int64_t>({remaining, rt_->options().prefill_chunk, budget}));
+    int32_t len = static_cast<int32_t>(std::min<int64_t>({remaining, rt_->options().prefill_chunk, budget}));
+    if (snapshots()) {
+      // A hybrid target's chunks end on snapshot points where they can (the rest next iteration),
+      // so a cached prompt has its state there.
+      const int64_t every = snapshot_interval(), aligned = (s->kv_len + len) / every * every;
+      if (aligned > s->kv_len) len = static_cast<int32_t>(aligned - s->kv_len);
+    }
     if (Reserve(*s, s->kv_len + len, planned)) {
       planned.insert(s.get());
       prefill.emplace_back(s.get(), len);
@@ -125,6 +131,7 @@ void Scheduler::Iterate() {
         s->kv_len += n;
         done += n;
         ++local_.prefill_calls;
+        if (done == len) SnapshotState(*s);  // a chunk that ends on a snapshot point
       }
       s->ctx_len = s->kv_len;
       RegisterFullPages(*s);
@@ -258,6 +265,7 @@ void Scheduler::RunDecode(const std::vector<Sequence*>& planned) {
     // Pages past the committed tokens return to the pool; the next verify grows them again.
     rt_->pool().pages().ShrinkTo(s.pages, PageAllocator::PagesFor(s.kv_len, rt_->options().page_size));
     RegisterFullPages(s);
+    SnapshotState(s);
   }
 }
 

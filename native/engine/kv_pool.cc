@@ -42,7 +42,8 @@ int64_t KvPool::StateBytes(const models::TargetConfig& t, const models::Numerics
 }
 
 KvPool::KvPool(const pjrt::Mesh& mesh, const models::TargetConfig& t, const models::DrafterConfig* d,
-               const models::Numerics& n, int32_t page_size, int32_t total_pages, bool drafter_replicated, int64_t state_slots)
+               const models::Numerics& n, int32_t page_size, int32_t total_pages, bool drafter_replicated, int64_t state_slots,
+               int64_t snapshot_slots)
     : pages_(total_pages, page_size), page_size_(page_size) {
   const int64_t devices = static_cast<int64_t>(mesh.size());
   const models::TensorParallel tp = models::TargetParallel(t, devices);
@@ -57,7 +58,11 @@ KvPool::KvPool(const pjrt::Mesh& mesh, const models::TargetConfig& t, const mode
   if (t.hybrid() && state_slots > 0) {
     conv = ZerosOnDevice(mesh, n.dtype, models::ConvStateDims(t.linear, t.num_linear_layers(), state_slots), models::ConvStateSharding(tp));
     ssm = ZerosOnDevice(mesh, pjrt::DType::kF32, models::SsmStateDims(t.linear, t.num_linear_layers(), state_slots), models::SsmStateSharding(tp));
-    state_bytes_ = StateBytes(t, n) * state_slots / devices;  // split by heads over the mesh
+    if (snapshot_slots > 0) {
+      conv_snap = ZerosOnDevice(mesh, n.dtype, models::ConvStateDims(t.linear, t.num_linear_layers(), snapshot_slots), models::ConvStateSharding(tp));
+      ssm_snap = ZerosOnDevice(mesh, pjrt::DType::kF32, models::SsmStateDims(t.linear, t.num_linear_layers(), snapshot_slots), models::SsmStateSharding(tp));
+    }
+    state_bytes_ = StateBytes(t, n) * (state_slots + snapshot_slots) / devices;  // split by heads over the mesh
     bytes_ += state_bytes_;
   }
 }

@@ -23,7 +23,7 @@ class KvPool {
   // plus the trash slot of padding rows.
   KvPool(const pjrt::Mesh& mesh, const models::TargetConfig& target, const models::DrafterConfig* drafter,
          const models::Numerics& numerics, int32_t page_size, int32_t total_pages, bool drafter_replicated = false,
-         int64_t state_slots = 0);
+         int64_t state_slots = 0, int64_t snapshot_slots = 0);
 
   // Bytes one page costs on each device of a mesh of `devices` (target + drafter context, K and V).
   static int64_t PageBytes(const models::TargetConfig& target, const models::DrafterConfig* drafter,
@@ -46,6 +46,9 @@ class KvPool {
   // Hybrid targets' recurrent group (models/gated_delta.h): conv (Ll, M, kernel - 1, C) and
   // ssm (Ll, M, Hv, dk, dv) f32, M = state slots; a sequence's slot is Sequence::slot.
   std::unique_ptr<pjrt::Array> conv, ssm;
+  // Prefix caching of that group: snapshots of states at prefix points (Scheduler::SnapshotState),
+  // the same layout with X snapshot slots.
+  std::unique_ptr<pjrt::Array> conv_snap, ssm_snap;
 
  private:
   PageAllocator pages_;

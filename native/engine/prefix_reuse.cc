@@ -52,6 +52,15 @@ void Scheduler::ShareCachedPrefix(Sequence& s, const std::vector<int32_t>& cache
     usable = 0;
     while (usable < static_cast<int32_t>(cached.size()) && alloc.has_context(cached[usable])) ++usable;
   }
+  if (snapshots()) {
+    // A hybrid target resumes from the state after the prefix: the longest one a snapshot has.
+    usable = SnapshotCut(s, usable);
+    if (usable > 0) {
+      const int32_t snap = snapshot_of_.at(s.page_hashes[usable - 1]);
+      snapshot_used_[snap] = ++snapshot_clock_;
+      rt_->CopyState(false, snap, s.slot);
+    }
+  }
   s.kv_len = s.ctx_len = static_cast<int64_t>(usable) * S;
   s.registered_pages = static_cast<int32_t>(cached.size());
   s.context_pages = usable;
@@ -83,6 +92,40 @@ void Scheduler::RegisterFullPages(Sequence& s) {
   if (!s.speculative()) return;
   const int32_t with_context = static_cast<int32_t>(std::min<int64_t>(s.ctx_len / S, s.registered_pages));
   while (s.context_pages < with_context) alloc.MarkContext(s.pages[s.context_pages++]);
+}
+
+int64_t Scheduler::snapshot_interval() const {
+  // At least 64 tokens (a snapshot is a whole state: 6 MB at Qwen3.5-0.8B), in whole pages.
+  const int64_t S = rt_->options().page_size;
+  return (64 + S - 1) / S * S;
+}
+
+int32_t Scheduler::SnapshotCut(const Sequence& s, int32_t pages) const {
+  const int64_t S = rt_->options().page_size, every = snapshot_interval() / S;
+  for (int32_t p = pages - pages % static_cast<int32_t>(every); p > 0; p -= static_cast<int32_t>(every))
+    if (p <= static_cast<int32_t>(s.page_hashes.size()) && snapshot_of_.count(s.page_hashes[p - 1])) return p;
+  return 0;
+}
+
+void Scheduler::SnapshotState(Sequence& s) {
+  if (!snapshots() || s.kv_len == 0 || s.kv_len % snapshot_interval() != 0 || s.slot < 0) return;
+  const int32_t S = rt_->options().page_size;
+  HashPages(s, s.kv_len);
+  const size_t p = static_cast<size_t>(s.kv_len / S);
+  if (s.page_hashes.size() < p) return;
+  const uint64_t h = s.page_hashes[p - 1];
+  if (auto it = snapshot_of_.find(h); it != snapshot_of_.end()) {
+    snapshot_used_[it->second] = ++snapshot_clock_;
+    return;
+  }
+  if (snapshot_hash_.empty()) snapshot_hash_.assign(static_cast<size_t>(rt_->snapshot_slots()), 0), snapshot_used_.assign(snapshot_hash_.size(), 0);
+  // A free snapshot slot, else the least recently used one.
+  const int32_t snap = static_cast<int32_t>(std::min_element(snapshot_used_.begin(), snapshot_used_.end()) - snapshot_used_.begin());
+  if (snapshot_hash_[snap] != 0) snapshot_of_.erase(snapshot_hash_[snap]);
+  rt_->CopyState(true, s.slot, snap);
+  snapshot_hash_[snap] = h;
+  snapshot_used_[snap] = ++snapshot_clock_;
+  snapshot_of_[h] = snap;
 }
 
 void Scheduler::Unpromise(Sequence& s, size_t keep) {

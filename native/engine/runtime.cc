@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "engine/page_allocator.h"
+#include "models/gated_delta.h"
 #include "models/paged_attention.h"
 #include "models/parallel.h"
 #include "models/token_mask.h"
@@ -55,10 +56,8 @@ Runtime::Runtime(pjrt::Mesh mesh, models::TargetConfig target, std::optional<mod
   models::TargetParallel(target_, devices());
   if (drafter_) models::DrafterParallel(*drafter_, target_, devices(), drafter_replicated());
   if (target_.hybrid()) {
-    // A recurrent state holds no positions: prefix reuse needs state snapshots (not built yet),
-    // and adaptive speculation's plain streaks would leave the drafter's context to be caught up
-    // from a state that has moved on (docs/ARCHITECTURE.md, "Layer groups").
-    opt_.prefix_caching = false;
+    // Adaptive speculation's plain streaks would leave the drafter's context to be caught up from
+    // a recurrent state that has moved on (docs/ARCHITECTURE.md, "Layer groups").
     opt_.adaptive = false;
   }
   max_seq_len_ = opt_.max_seq_len > 0 ? opt_.max_seq_len : static_cast<int32_t>(std::min<int64_t>(target_.max_position_embeddings, 1 << 24));
@@ -150,14 +149,15 @@ void Runtime::CreatePools() {
     const double share = cpu ? static_cast<double>(devices()) : 1.0;
     budget = static_cast<int64_t>(fraction * static_cast<double>(FreeDeviceMemory(mesh_)) / share);
   }
-  budget -= KvPool::StateBytes(target_, dtypes_.numerics) * state_slots() / devices();  // recurrent states first (split by heads)
+  // Recurrent states first (split by heads): the running ones and the prefix-cache snapshots.
+  budget -= KvPool::StateBytes(target_, dtypes_.numerics) * (state_slots() + snapshot_slots()) / devices();
   int64_t pages = std::min(useful, std::max<int64_t>(budget, 0) / page_bytes);
   if (pages < 2)
     throw std::runtime_error("kvCacheMemory: " + std::to_string(budget) + " bytes hold no KV page (one page is " +
                              std::to_string(page_bytes) + " bytes)");
   pages = std::min<int64_t>(pages, 1 << 30);
   pool_ = std::make_unique<KvPool>(mesh_, target_, d, dtypes_.numerics, opt_.page_size, static_cast<int32_t>(pages), drafter_replicated(),
-                                   state_slots());
+                                   state_slots(), snapshot_slots());
   if (drafter_) draft_pool_ = ZerosOnDevice(mesh_, pjrt::DType::kS32, {opt_.max_sequences + 1, drafter_->block_size});
   serving_programs_ = static_cast<int64_t>(ServingShapes(max_seq_len_).size());
 }
@@ -192,6 +192,24 @@ void Runtime::BindState(Invocation& inv, const std::vector<int32_t>& slots, int6
   std::copy_n(slots.begin(), std::min<int64_t>(rows, static_cast<int64_t>(slots.size())), padded.begin());
   holder = Upload(padded, {rows});
   inv.BindDonated("conv_state", pool_->conv.get()).BindDonated("ssm_state", pool_->ssm.get()).Bind("state_slot", holder.get());
+}
+
+void Runtime::CopyState(bool save, int32_t from, int32_t to) {
+  const std::string key = std::string("state-copy ") + (save ? "save" : "restore") + " m" + std::to_string(state_slots()) + " x" +
+                          std::to_string(snapshot_slots()) + " tp" + std::to_string(devices()) + " " + dtypes_.numerics.Key();
+  auto prog = programs_.Get(key, [&] {
+    return models::BuildStateCopy(target_, dtypes_.numerics, state_slots(), snapshot_slots(), save, devices());
+  });
+  auto f = Upload({from}, {1}), t = Upload({to}, {1});
+  Invocation inv(prog, mesh_);
+  inv.BindDonated("conv_state", pool_->conv.get()).BindDonated("ssm_state", pool_->ssm.get());
+  inv.BindDonated("conv_snap", pool_->conv_snap.get()).BindDonated("ssm_snap", pool_->ssm_snap.get());
+  inv.Bind("from", f.get()).Bind("to", t.get());
+  Outputs out = inv.Run(counters_);
+  pool_->conv = out.Take("conv_state");
+  pool_->ssm = out.Take("ssm_state");
+  pool_->conv_snap = out.Take("conv_snap");
+  pool_->ssm_snap = out.Take("ssm_snap");
 }
 
 void Runtime::TakeState(Outputs& out) {

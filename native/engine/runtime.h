@@ -148,6 +148,10 @@ class Runtime {
   void TakeState(Outputs& out);
   // Slots of the recurrent state arrays: one per sequence and the trash slot (0: no recurrent layers).
   int64_t state_slots() const { return target_.hybrid() ? opt_.max_sequences + 1 : 0; }
+  // Prefix caching of a hybrid target: snapshots of states at prefix points, two per sequence
+  // (0: none), and the copy between a running slot and a snapshot (save: slot -> snapshot).
+  int64_t snapshot_slots() const { return target_.hybrid() && opt_.prefix_caching ? 2 * static_cast<int64_t>(opt_.max_sequences) : 0; }
+  void CopyState(bool save, int32_t from, int32_t to);
  private:
   // The shape as this runtime's programs have it: its mesh and its state slots.
   models::ScoreShape Placed(const models::ScoreShape& s) const;

@@ -25,6 +25,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -127,6 +128,17 @@ class Scheduler {
   // After s's kv_len / ctx_len advanced: registers its newly full pages, marks their context.
   void RegisterFullPages(Sequence& s);
   void Unpromise(Sequence& s, size_t keep = 0);
+  // ---- prefix caching of a hybrid target's recurrent state (prefix_reuse.cc) ----
+  // A recurrent state describes every token before it, so a cached prefix is usable only where
+  // a snapshot of the state after it exists. Snapshots are taken every snapshot_interval()
+  // tokens (a multiple of the page size) when a step ends there — prefill chunks are cut at those
+  // points — keyed by the hash of the page ending there (its chain covers every token before).
+  bool snapshots() const { return rt_->snapshot_slots() > 0; }
+  int64_t snapshot_interval() const;
+  // After s's kv_len advanced: a snapshot of its state when it sits on a snapshot point.
+  void SnapshotState(Sequence& s);
+  // The longest prefix of `pages` pages of s ending at a snapshot (0: none).
+  int32_t SnapshotCut(const Sequence& s, int32_t pages) const;
 
   std::unique_ptr<Runtime> rt_;
   std::set<int32_t> eos_ids_;
@@ -151,6 +163,10 @@ class Scheduler {
   std::vector<SequenceEvent> events_;
   std::map<int64_t, size_t> event_index_;  // sequence id -> its event in events_
   std::unordered_multiset<uint64_t> promised_;  // page hashes running prefills will register
+  std::unordered_map<uint64_t, int32_t> snapshot_of_;  // page hash -> snapshot slot holding the state after it
+  std::vector<uint64_t> snapshot_hash_;               // per snapshot slot: its hash (0: free)
+  std::vector<int64_t> snapshot_used_;                // per snapshot slot: last use (LRU)
+  int64_t snapshot_clock_ = 0;
   int64_t admissions_ = 0;
   SchedulerStats local_;
   std::thread thread_;

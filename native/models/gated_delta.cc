@@ -250,4 +250,28 @@ void WriteDeltaState(Builder& b, Value& conv, Value& ssm, int64_t index, const V
   ssm = WriteRows(b, ssm, idx, s.ssm);
 }
 
+Program BuildStateCopy(const TargetConfig& c, const Numerics& n, int64_t slots, int64_t snapshots, bool save, int64_t devices) {
+  const int64_t ll = c.num_linear_layers();
+  if (ll == 0 || slots < 1 || snapshots < 1) throw std::invalid_argument("state copy: needs recurrent layers, slots and snapshots");
+  const TensorParallel tp = TargetParallel(c, devices);
+  Builder b(devices);
+  Value conv = b.Input("conv_state", ConvStateDims(c.linear, ll, slots), n.act(), 0, ConvStateSharding(tp));
+  Value ssm = b.Input("ssm_state", SsmStateDims(c.linear, ll, slots), DType::kF32, 1, SsmStateSharding(tp));
+  Value conv_snap = b.Input("conv_snap", ConvStateDims(c.linear, ll, snapshots), n.act(), 2, ConvStateSharding(tp));
+  Value ssm_snap = b.Input("ssm_snap", SsmStateDims(c.linear, ll, snapshots), DType::kF32, 3, SsmStateSharding(tp));
+  const Value from = b.Reshape(b.Input("from", {1}, DType::kS32), {}), to = b.Reshape(b.Input("to", {1}, DType::kS32), {});
+  // dst[:, to] = src[:, from] for both arrays of the state.
+  auto copy = [&](const Value& src, Value& dst) {
+    std::vector<Value> at(src.rank(), b.Scalar(0, DType::kS32)), into(src.rank(), b.Scalar(0, DType::kS32));
+    at[1] = from, into[1] = to;
+    hlo::Shape one = src.shape;
+    one[1] = 1;
+    dst = b.DynamicUpdateSlice(dst, b.DynamicSlice(src, at, one), into);
+  };
+  if (save) copy(conv, conv_snap), copy(ssm, ssm_snap);
+  else copy(conv_snap, conv), copy(ssm_snap, ssm);
+  return FinishProgram(b, {{"conv_state", conv, ConvStateSharding(tp)}, {"ssm_state", ssm, SsmStateSharding(tp)},
+                           {"conv_snap", conv_snap, ConvStateSharding(tp)}, {"ssm_snap", ssm_snap, SsmStateSharding(tp)}});
+}
+
 }  // namespace dflash::models

@@ -22,6 +22,7 @@
 #include "models/layers.h"
 #include "models/numerics.h"
 #include "models/parallel.h"
+#include "models/program.h"
 #include "models/weight_spec.h"
 
 namespace dflash::models {
@@ -85,5 +86,11 @@ DeltaState ReadDeltaState(hlo::Builder& b, const hlo::Value& conv, const hlo::Va
                           const hlo::Value& fresh);
 // The arrays with rows' states written at their slots (padding rows all write the trash slot).
 void WriteDeltaState(hlo::Builder& b, hlo::Value& conv, hlo::Value& ssm, int64_t index, const hlo::Value& slots, const DeltaState& s);
+
+// Prefix caching of a hybrid target: one sequence's state (every linear layer's conv window and
+// S) copied between the running states — conv_state, ssm_state (Ll, M, ...) — and the snapshots —
+// conv_snap, ssm_snap (Ll, X, ...) — all four donated into the outputs of the same names. `save`:
+// running slot `from` s32 (1) into snapshot `to` s32 (1); else snapshot `from` into slot `to`.
+Program BuildStateCopy(const TargetConfig& c, const Numerics& n, int64_t slots, int64_t snapshots, bool save, int64_t devices);
 
 }  // namespace dflash::models
