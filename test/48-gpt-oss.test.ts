@@ -16,7 +16,7 @@ import { scoreLogits } from '../lib/internal/probe';
 import { native } from '../lib/native';
 import { readCheckpoint, writeSafetensors } from '../lib/safetensors';
 import { draftsAgainstReference } from './helpers/drafter-reference';
-import { targetDistribution, totalVariation } from './helpers/distributions';
+import { steeredDraws, totalVariation } from './helpers/distributions';
 import { tmpDir } from './helpers/tiny-model';
 
 const FIX = path.join(__dirname, 'fixtures');
@@ -159,26 +159,10 @@ describe('speculative sampling', () => {
     // residual.
     const engine = await load({ target: TARGET, drafter: steeredDrafter(243), pageSize: 8, maxSeqLen: 128, maxSequences: 2, dtype: 'f32', adaptive: false });
     const c = golden.cases[3], prompt = [...c.prompt_ids, ...c.greedy_ids.slice(0, 10)];
-    const N = 400, T = 1.5, K = 6;
-    const first = new Map<number, number>(), second = new Map<number, number>();
-    let accepted = 0;
-    for (let seed = 1; seed <= N; seed++) {
-      const d = await engine.generate(prompt, { maxTokens: 3, temperature: T, topK: K, seed, speculative: { blockSize: 4 } }).done();
-      first.set(d.ids[0], (first.get(d.ids[0]) ?? 0) + 1);
-      second.set(d.ids[1], (second.get(d.ids[1]) ?? 0) + 1);
-      accepted += d.stats.steps < 3 ? 1 : 0;  // three tokens in two steps: the second verify accepted a draft
-    }
-    const dist = (ids: number[]) => targetDistribution(engine, ids, T, K);
-    const p1 = await dist(prompt);
-    const p2 = new Map<number, number>();
-    let acceptRate = 0;  // the drafter proposes 243 (q = 1): accepted with probability p(243 | prompt, t1)
-    for (const [t1, w] of p1) {
-      const next = await dist([...prompt, t1]);
-      for (const [t2, v] of next) p2.set(t2, (p2.get(t2) ?? 0) + w * v);
-      acceptRate += w * (next.get(243) ?? 0);
-    }
+    const N = 400;
+    const { first, second, accepted, p1, p2, acceptRate } = await steeredDraws(engine, prompt, 243, N, 1.5, 6);
     expect(p1.get(243)).toBeGreaterThan(0.2);
-    expect(acceptRate).toBeGreaterThan(0.05);
+    expect(acceptRate).toBeGreaterThan(0.05);  // the drafter proposes 243 (q = 1): accepted with probability p(243 | prompt, t1)
     expect(Math.abs(accepted / N - acceptRate)).toBeLessThan(0.05);  // binomial sd ~0.015 here
     expect(totalVariation(first, N, p1)).toBeLessThan(0.12);
     expect(totalVariation(second, N, p2)).toBeLessThan(0.12);

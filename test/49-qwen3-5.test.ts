@@ -13,7 +13,7 @@ import { targetConfigFromHF } from '../lib/config';
 import { Engine } from '../lib/engine';
 import { scoreLogits } from '../lib/internal/probe';
 import { readCheckpoint, writeSafetensors } from '../lib/safetensors';
-import { targetDistribution, totalVariation } from './helpers/distributions';
+import { steeredDraws, totalVariation } from './helpers/distributions';
 import { tmpDir } from './helpers/tiny-model';
 
 const FIX = path.join(__dirname, 'fixtures');
@@ -205,19 +205,8 @@ describe('speculative sampling', () => {
     // the second verifies [t1, 244, ...], so t2 is an accepted draft or a draw from the residual.
     const engine = await load({ target: TARGET, drafter: steeredDrafter(244), pageSize: 8, maxSeqLen: 128, maxSequences: 4, dtype: 'f32' });
     const c = golden.cases[3], prompt = [...c.prompt_ids, c.greedy_ids[0]];
-    const N = 400, T = 1.5, K = 6;
-    const first = new Map<number, number>(), second = new Map<number, number>();
-    let accepted = 0;
-    for (let seed = 1; seed <= N; seed++) {
-      const d = await engine.generate(prompt, { maxTokens: 3, temperature: T, topK: K, seed, speculative: { blockSize: 4 } }).done();
-      first.set(d.ids[0], (first.get(d.ids[0]) ?? 0) + 1);
-      second.set(d.ids[1], (second.get(d.ids[1]) ?? 0) + 1);
-      accepted += d.stats.steps < 3 ? 1 : 0;  // three tokens in two steps: the second verify accepted a draft
-    }
-    const dist = (ids: number[]) => targetDistribution(engine, ids, T, K);
-    const p1 = await dist(prompt);
-    const p2 = new Map<number, number>();
-    for (const [t1, w] of p1) for (const [t2, v] of await dist([...prompt, t1])) p2.set(t2, (p2.get(t2) ?? 0) + w * v);
+    const N = 400;
+    const { first, second, accepted, p1, p2 } = await steeredDraws(engine, prompt, 244, N, 1.5, 6);
     expect(p1.get(244)).toBeGreaterThan(0.2);
     expect(accepted).toBeGreaterThan(N / 10);
     expect(totalVariation(first, N, p1)).toBeLessThan(0.12);

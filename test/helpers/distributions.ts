@@ -41,3 +41,41 @@ export class TwoTokenDraws {
     return out;
   }
 }
+
+export interface SteeredDraws {
+  /** Counts of the first and second generated tokens over the runs. */
+  first: Map<number, number>;
+  second: Map<number, number>;
+  /** Runs whose second verify accepted the drafted token (three tokens in two steps). */
+  accepted: number;
+  /** The target's exact distributions of the first and second tokens, and the accept rate it
+   *  predicts for the drafted token: sum over t1 of p(t1) p(drafted | prompt, t1). */
+  p1: Map<number, number>;
+  p2: Map<number, number>;
+  acceptRate: number;
+}
+
+/** Speculative sampling through a drafter steered to `drafted` (it proposes that token, q = 1):
+ *  `n` seeded generations of three tokens after `prompt`, block 4. A sequence's first step is
+ *  plain (t1); the second verifies [t1, drafted, ...], so t2 is an accepted draft or a draw from
+ *  the residual. */
+export async function steeredDraws(engine: Engine, prompt: number[], drafted: number, n: number, temperature: number, topK: number): Promise<SteeredDraws> {
+  const first = new Map<number, number>(), second = new Map<number, number>();
+  let accepted = 0;
+  for (let seed = 1; seed <= n; seed++) {
+    const d = await engine.generate(prompt, { maxTokens: 3, temperature, topK, seed, speculative: { blockSize: 4 } }).done();
+    first.set(d.ids[0], (first.get(d.ids[0]) ?? 0) + 1);
+    second.set(d.ids[1], (second.get(d.ids[1]) ?? 0) + 1);
+    accepted += d.stats.steps < 3 ? 1 : 0;
+  }
+  const dist = (ids: number[]) => targetDistribution(engine, ids, temperature, topK);
+  const p1 = await dist(prompt);
+  const p2 = new Map<number, number>();
+  let acceptRate = 0;
+  for (const [t1, w] of p1) {
+    const next = await dist([...prompt, t1]);
+    for (const [t2, v] of next) p2.set(t2, (p2.get(t2) ?? 0) + w * v);
+    acceptRate += w * (next.get(drafted) ?? 0);
+  }
+  return { first, second, accepted, p1, p2, acceptRate };
+}
