@@ -138,12 +138,9 @@ class Runtime {
   pjrt::Array& AllowAllMask(int64_t rows, int64_t k);
   int64_t mask_buffers() const { return mask_buffers_.load(); }
 
- private:
-  void BindCommon(Invocation& inv) { inv.BindWeights(weights_); }
   // Hybrid targets: binds the recurrent state arrays (donated) and the rows' slots (padded with
   // the trash slot to `rows`), kept alive in `holder`; TakeState takes the updated arrays back.
   // No-ops for other targets.
- public:
   void BindState(Invocation& inv, const std::vector<int32_t>& slots, int64_t rows, std::unique_ptr<pjrt::Array>& holder);
   void TakeState(Outputs& out);
   // Slots of the recurrent state arrays: one per sequence and the trash slot (0: no recurrent layers).
@@ -152,7 +149,9 @@ class Runtime {
   // (0: none), and the copy between a running slot and a snapshot (save: slot -> snapshot).
   int64_t snapshot_slots() const { return target_.hybrid() && opt_.prefix_caching ? 2 * static_cast<int64_t>(opt_.max_sequences) : 0; }
   void CopyState(bool save, int32_t from, int32_t to);
+
  private:
+  void BindCommon(Invocation& inv) { inv.BindWeights(weights_); }
   // The shape as this runtime's programs have it: its mesh and its state slots.
   models::ScoreShape Placed(const models::ScoreShape& s) const;
   void EnsureProbsPool();
