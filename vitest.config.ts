@@ -1,5 +1,14 @@
 import { defineConfig } from 'vitest/config';
 
+// XLA compiles are most of the suite's time on 2 cores. The tests check what the programs
+// compute, not how fast, so they compile the same StableHLO with LLVM at -O0 and without its
+// expensive passes: about a third less time per file (test/20: 75 s -> 47 s). Benchmarks, the
+// demo and the npm-path check (scripts/ci-npm-path.sh) keep XLA's defaults. The flags are part of
+// the disk cache's entry header (native/engine/program_cache.cc), so these programs never serve a
+// later run without them. DFLASH_TEST_XLA_FLAGS='' tests at the defaults.
+export const TEST_XLA_FLAGS = process.env.DFLASH_TEST_XLA_FLAGS ?? '--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true';
+const xlaFlags = [process.env.XLA_FLAGS, TEST_XLA_FLAGS].filter(Boolean).join(' ');
+
 // One fork: the native addon, the PJRT client and compiled programs are shared by every test
 // file in the process, which keeps XLA compile time (the dominant cost on 2 cores) down.
 export default defineConfig({
@@ -11,5 +20,7 @@ export default defineConfig({
     // --expose-gc: tests that count live native objects collect first (helpers/live-objects.ts).
     poolOptions: { forks: { singleFork: true, execArgv: ['--expose-gc'] } },
     fileParallelism: false,
+    // Set in the worker's process.env, so the processes the tests spawn (CLI, server) inherit it.
+    env: xlaFlags ? { XLA_FLAGS: xlaFlags } : {},
   },
 });

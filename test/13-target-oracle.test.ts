@@ -10,6 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { Engine } from '../lib/engine';
 import { scoreLogits } from '../lib/internal/probe';
+import { expectClose } from './helpers/oracle-close';
 
 const FIX = path.join(__dirname, 'fixtures');
 
@@ -20,16 +21,6 @@ interface Golden {
 }
 
 const golden = (name: string): Golden => JSON.parse(fs.readFileSync(path.join(FIX, 'goldens', `${name}.json`), 'utf8'));
-
-function expectClose(got: Float32Array, want: number[], what: string, atol = 2e-4, rtol = 2e-4): void {
-  expect(got.length, `${what}: length`).toBe(want.length);
-  let worst = 0, at = -1;
-  for (let i = 0; i < want.length; i++) {
-    const err = Math.abs(got[i] - want[i]) - rtol * Math.abs(want[i]);
-    if (err > worst) { worst = err; at = i; }
-  }
-  expect(worst, `${what}: worst |dflash - transformers| beyond tolerance at ${at} (${got[at]} vs ${want[at]})`).toBeLessThanOrEqual(atol);
-}
 
 const engines: Engine[] = [];
 afterAll(() => engines.forEach((e) => e.dispose()));

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -261,7 +262,10 @@ ProgramRef ProgramCache::Make(const std::string& key, const std::function<models
   // What this entry is: everything that changes the compiled code, in the header and the name.
   // Not the device ids: an executable loads onto any devices of its mesh's size (Load()).
   const pjrt::Client& client = mesh_.client();
-  const std::string plugin = client.plugin()->path() + "\n" + client.platform_name() + " " + client.platform_version();
+  // XLA_FLAGS is read by the plugin and changes its code generation (the test suite compiles at -O0: vitest.config.ts).
+  const char* xla_flags = std::getenv("XLA_FLAGS");
+  const std::string plugin = client.plugin()->path() + "\n" + client.platform_name() + " " + client.platform_version() +
+                             (xla_flags && *xla_flags ? std::string("\nxla_flags ") + xla_flags : std::string());
   const std::string text_hash = std::to_string(Fnv1a64(prog.mlir)) + "-" + std::to_string(Fnv1a64(prog.mlir, 0x9e3779b97f4a7c15ull));
   const std::string header = std::string(kMagic) + "key " + key + "\ntext " + text_hash + "\nplugin " + plugin + "\nsignature " +
                              SignatureLine(cp->inputs, cp->outputs) + "\n";
