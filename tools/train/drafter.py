@@ -33,11 +33,17 @@ import qwen3  # noqa: E402
 
 def parse():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--target", required=True, help="trained target dir (HF Qwen3 layout)")
+    ap.add_argument("--target", required=True, help="trained target dir (HF Qwen3 layout) or a llama GGUF file")
     ap.add_argument("--out", required=True)
     ap.add_argument("--work", default=None, help="checkpoint/data dir (default: <out>/../work-drafter)")
     ap.add_argument("--train-text", default=os.path.join(HERE, "data", "train.txt"))
     ap.add_argument("--prompts", default=os.path.join(REPO, "bench", "prompts", "heldout-code.jsonl"))
+    ap.add_argument("--chat-prompts", default=None,
+                    help="jsonl of encoded chat prompts (tools/train/encode-chat.mjs): the target answers each "
+                         "instead of continuing --train-text windows")
+    ap.add_argument("--heldout", default=None,
+                    help="comma list of encoded held-out jsonl files for the simulated tau (chat targets)")
+    ap.add_argument("--mask-token-id", type=int, default=None, help="default: the tokenizer's <|mask|>")
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--target-layer-ids", default=None, help="comma list (default [1, L/2, L-2])")
     ap.add_argument("--block-size", type=int, default=16)
@@ -57,6 +63,8 @@ def parse():
     ap.add_argument("--ckpt-every", type=int, default=100)
     ap.add_argument("--eval-len", type=int, default=256, help="total length of held-out generations")
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--no-simulate", action="store_true",
+                    help="skip the simulated tau (slow at a 49K vocabulary: measure with bench:speculative instead)")
     ap.add_argument("--max-minutes", type=float, default=0, help="stop training early (and export) after this")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -132,13 +140,20 @@ def main():
     from tokenizers import Tokenizer
 
     t0 = time.time()
-    tcfg = json.load(open(os.path.join(a.target, "config.json")))
-    tparams = {k: jnp.asarray(v) for k, v in qwen3.load_safetensors(os.path.join(a.target, "model.safetensors")).items()}
-    tok = Tokenizer.from_file(os.path.join(a.target, "tokenizer.json"))
+    if a.target.endswith(".gguf"):   # a llama GGUF (e.g. SmolLM2): prompts come encoded (--chat-prompts)
+        from gguf_target import load_gguf_target
+        tcfg, tnp, _ = load_gguf_target(a.target)
+        tparams, tok = {k: jnp.asarray(v) for k, v in tnp.items()}, None
+        del tnp
+    else:
+        tcfg = json.load(open(os.path.join(a.target, "config.json")))
+        tparams = {k: jnp.asarray(v) for k, v in qwen3.load_safetensors(os.path.join(a.target, "model.safetensors")).items()}
+        tok = Tokenizer.from_file(os.path.join(a.target, "tokenizer.json"))
     V, L, B = tcfg["vocab_size"], tcfg["num_hidden_layers"], a.block_size
-    mask_id = tok.token_to_id("<|mask|>")
+    mask_id = a.mask_token_id if a.mask_token_id is not None else tok.token_to_id("<|mask|>")
     eos_id = tcfg["eos_token_id"]
-    assert mask_id == V - 1
+    if a.chat_prompts is None:
+        assert mask_id == V - 1
     if a.target_layer_ids:
         ids = [int(x) for x in a.target_layer_ids.split(",")]
     else:
@@ -183,7 +198,10 @@ def main():
     # ------------------------------------------------------------------ 1. regenerate data
     gen = jax.jit(lambda p, prompt, plen: qwen3.target_generate(p, tcfg, prompt, plen, prompt.shape[1]))
     data_path = os.path.join(a.work, f"regen-{'tiny' if a.tiny else 'full'}-{a.num_seqs}x{T}.npz")
-    if os.path.exists(data_path):
+    feats = None
+    if a.chat_prompts:
+        seqs, plens, feats = regenerate_chat(a, tcfg, tparams, ids)
+    elif os.path.exists(data_path):
         z = np.load(data_path)
         seqs, plens = z["seqs"], z["plens"]
         print(f"loaded {len(seqs)} regenerated sequences from {data_path}", flush=True)
@@ -209,9 +227,10 @@ def main():
 
     # ------------------------------------------------------------------ 2. features
     feat_fn = jax.jit(lambda p, t: jnp.concatenate(qwen3.target_forward(p, tcfg, t, tuple(ids))[1], -1))
-    feats = np.zeros((len(seqs), T, len(ids) * tcfg["hidden_size"]), np.float32)
     fb = 32
-    for i in tqdm(range(0, len(seqs), fb), desc="features", dynamic_ncols=True):
+    if feats is None:
+        feats = np.zeros((len(seqs), T, len(ids) * tcfg["hidden_size"]), np.float32)
+    for i in tqdm(range(0, len(seqs) if not a.chat_prompts else 0, fb), desc="features", dynamic_ncols=True):
         chunk = seqs[i:i + fb]
         if len(chunk) < fb:  # keep one compiled shape
             chunk = np.concatenate([chunk, np.zeros((fb - len(chunk), T), chunk.dtype)])
@@ -242,7 +261,8 @@ def main():
     ckpt = os.path.join(a.work, "checkpoint.pkl")
     if a.resume and os.path.exists(ckpt):
         st = qwen3.load_checkpoint(ckpt)
-        assert st["cfg"] == dcfg, "checkpoint config differs"
+        same = lambda c: {k: v for k, v in c.items() if k != "torch_dtype"}   # the export dtype may change
+        assert same(st["cfg"]) == same(dcfg), "checkpoint config differs"
         dp, opt_state, step0, elapsed, hist = st["params"], st["opt_state"], st["step"], st["elapsed"], st["hist"]
         dp, opt_state = jax.tree.map(jnp.asarray, dp), jax.tree.map(jnp.asarray, opt_state)
         print(f"resumed from step {step0}", flush=True)
@@ -256,8 +276,12 @@ def main():
     def sample_batch(step):
         r = np.random.default_rng(a.seed * 7919 + step)
         rows = r.choice(len(seqs), size=a.batch, replace=False)
-        anc = np.stack([np.sort(r.integers(max(1, plens[i] - 1), T - B + 1, size=a.anchors)) for i in rows])
-        return feats[rows], seqs[rows], anc.astype(np.int32), label_ok[rows]
+        # anchors from the prompt's last token to the last one whose block still predicts the answer
+        # (at most the first generated eos), so no block is all zero-weight labels
+        lo = lambda i: max(1, plens[i] - 1)
+        hi = lambda i: max(lo(i) + 1, min(T - B + 1, first_eos[i]))
+        anc = np.stack([np.sort(r.integers(lo(i), hi(i), size=a.anchors)) for i in rows])
+        return feats[rows].astype(np.float32), seqs[rows], anc.astype(np.int32), label_ok[rows]
 
     t_start = time.time() - elapsed
     bar = tqdm(range(step0, a.steps), initial=step0, total=a.steps, dynamic_ncols=True, mininterval=2)
@@ -283,16 +307,18 @@ def main():
     train_wall = time.time() - t_start
 
     # ------------------------------------------------------------------ 4. simulated acceptance
-    sim = simulate(a, tcfg, tparams, dcfg, dp, embed, head, tok, ids, mask_id, B, gen, feat_fn)
-    print(f"simulated greedy tau (B={B}) on {sim['prompts']} held-out prompts: {sim['tau']:.3f}  "
-          f"per-position acceptance {[round(x, 2) for x in sim['per_position_acceptance'][:6]]}...", flush=True)
-    print(f"tau by run-time block size: {sim['tau_by_block_size']}", flush=True)
+    sim = None if a.no_simulate else simulate(a, tcfg, tparams, dcfg, dp, embed, head, tok, ids, mask_id, B, gen, feat_fn)
+    if sim:
+        print(f"simulated greedy tau (B={B}) on {sim['prompts']} held-out prompts: {sim['tau']:.3f}  "
+              f"per-position acceptance {[round(x, 2) for x in sim['per_position_acceptance'][:6]]}...", flush=True)
+        print(f"tau by run-time block size: {sim['tau_by_block_size']}", flush=True)
 
     os.makedirs(a.out, exist_ok=True)
     json.dump(dcfg, open(os.path.join(a.out, "config.json"), "w"), indent=2)
     qwen3.save_safetensors(dp, os.path.join(a.out, "model.safetensors"), a.dtype)
-    for fname in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(os.path.join(a.target, fname), os.path.join(a.out, fname))
+    if tok is not None:   # a GGUF target's drafter reads the tokenizer from the target
+        for fname in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(os.path.join(a.target, fname), os.path.join(a.out, fname))
     meta = {
         "stage": "drafter",
         "params": n_params,
@@ -315,14 +341,60 @@ def main():
     print(f"saved {a.out}", flush=True)
 
 
+def regenerate_chat(a, tcfg, tparams, ids):
+    """The target's greedy answers to encoded chat prompts, with the features of every position
+    taken from the same pass. Resumable: each generation batch is saved to <work>/chat-regen/."""
+    import numpy as np, jax, jax.numpy as jnp
+    from tqdm import tqdm
+    rows = [json.loads(l) for l in open(a.chat_prompts) if l.strip()][:a.num_seqs]
+    T = a.seq_len
+    gen = jax.jit(lambda p, prompt, plen: qwen3.target_generate(p, tcfg, prompt, plen, T, tuple(ids)))
+    d = os.path.join(a.work, "chat-regen")
+    os.makedirs(d, exist_ok=True)
+    seqs, plens, feats = [], [], []
+    for b in tqdm(range(0, len(rows), a.gen_batch), desc="answer", dynamic_ncols=True):
+        f = os.path.join(d, f"batch-{b // a.gen_batch:04d}-{a.gen_batch}x{T}.npz")
+        if not os.path.exists(f):
+            chunk = rows[b:b + a.gen_batch]
+            enc = [r["ids"][:T // 2] for r in chunk] + [[0]] * (a.gen_batch - len(chunk))   # one compiled shape
+            buf = np.zeros((a.gen_batch, T), np.int32)
+            for i, e in enumerate(enc):
+                buf[i, :len(e)] = e
+            plen = np.array([len(e) for e in enc], np.int32)
+            t, h = gen(tparams, jnp.asarray(buf), jnp.asarray(plen))
+            n = len(chunk)
+            np.savez(f + ".tmp.npz", seqs=np.asarray(t)[:n], plens=plen[:n], feats=np.asarray(h)[:n].astype(np.float16))
+            os.replace(f + ".tmp.npz", f)
+        z = np.load(f)
+        seqs.append(z["seqs"]); plens.append(z["plens"]); feats.append(z["feats"])
+    return np.concatenate(seqs), np.concatenate(plens), np.concatenate(feats)
+
+
 def simulate(a, tcfg, tparams, dcfg, dp, embed, head, tok, ids, mask_id, B, gen, feat_fn):
     """Greedy block verification walked over the target's own greedy output of each held-out
     prompt. Returns tau (mean accepted + 1 per block) and per-position acceptance, for block
     size B and (same drafter, truncated blocks) smaller run-time block sizes."""
+    import numpy as np
+    if not a.heldout:
+        prompts = [json.loads(l)["prompt"] for l in open(a.prompts)]
+        return simulate_set(a, tcfg, tparams, dcfg, dp, embed, head, [tok.encode(p).ids for p in prompts],
+                            mask_id, B, gen, feat_fn)
+    # chat targets: one result per held-out file (category), plus all of them together
+    sets = {}
+    for path in a.heldout.split(","):
+        rows = [json.loads(l) for l in open(path) if l.strip()]
+        sets[rows[0].get("category", os.path.basename(path))] = [r["ids"] for r in rows]
+    out = simulate_set(a, tcfg, tparams, dcfg, dp, embed, head, [e for v in sets.values() for e in v], mask_id, B, gen, feat_fn)
+    out["by_category"] = {k: simulate_set(a, tcfg, tparams, dcfg, dp, embed, head, v, mask_id, B, gen, feat_fn)
+                          for k, v in sets.items()}
+    return out
+
+
+def simulate_set(a, tcfg, tparams, dcfg, dp, embed, head, prompt_ids, mask_id, B, gen, feat_fn):
     import numpy as np, jax, jax.numpy as jnp
-    prompts = [json.loads(l)["prompt"] for l in open(a.prompts)]
+    prompts = prompt_ids
     T = a.eval_len
-    enc = [tok.encode(p).ids[:T // 2] for p in prompts]
+    enc = [list(e)[:T // 2] for e in prompt_ids]
     plen = np.array([len(e) for e in enc], np.int32)
     buf = np.zeros((len(enc), T), np.int32)
     for i, e in enumerate(enc):

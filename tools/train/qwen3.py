@@ -1,4 +1,5 @@
-"""Qwen3-architecture building blocks in plain JAX, shared by target.py and drafter.py.
+"""Qwen3-architecture building blocks in plain JAX, shared by target.py and drafter.py (a Llama
+target is the same forward without the q/k norms).
 
 Parameters live in a flat dict keyed by the Hugging Face tensor names, with Linear weights in
 torch layout [out, in] (y = x @ W.T), so saving is a straight dump to safetensors.
@@ -67,8 +68,9 @@ def qkv(p, pre, h, cfg):
     q = linear(h, p[pre + "self_attn.q_proj.weight"]).reshape(*h.shape[:-1], nh, d)
     k = linear(h, p[pre + "self_attn.k_proj.weight"]).reshape(*h.shape[:-1], kvh, d)
     v = linear(h, p[pre + "self_attn.v_proj.weight"]).reshape(*h.shape[:-1], kvh, d)
-    q = rms_norm(q, p[pre + "self_attn.q_norm.weight"], eps)
-    k = rms_norm(k, p[pre + "self_attn.k_norm.weight"], eps)
+    if pre + "self_attn.q_norm.weight" in p:  # Qwen3 normalises q/k per head; Llama does not
+        q = rms_norm(q, p[pre + "self_attn.q_norm.weight"], eps)
+        k = rms_norm(k, p[pre + "self_attn.k_norm.weight"], eps)
     return q, k, v
 
 
@@ -156,10 +158,13 @@ def target_forward(p, cfg, tokens, want_hidden=()):
     return logits, hidden
 
 
-def target_generate(p, cfg, prompt, prompt_len, total_len):
+def target_generate(p, cfg, prompt, prompt_len, total_len, want_hidden=()):
     """Greedy generation with a KV cache. prompt [B, total_len] (row b uses its first prompt_len[b]
     columns; prompt_len is a scalar or [B]), returns tokens [B, total_len] = prompt + greedy
-    continuation. One token per step, lax.scan over positions."""
+    continuation. One token per step, lax.scan over positions.
+    With want_hidden (layer ids), returns (tokens, feats [B, total_len, len(ids) * H]): the outputs
+    of those layers at every position (HF hidden_states[id + 1]; the last position is zeros, it is
+    never fed), i.e. target_forward's features of the generated sequence, without a second pass."""
     import jax
     jnp = jnp_()
     B = prompt.shape[0]
@@ -189,13 +194,21 @@ def target_generate(p, cfg, prompt, prompt_len, total_len):
             o = jnp.einsum("bkgt,btkd->bkgd", a, vc[i]).reshape(B, 1, nh * d)
             x = x + linear(o, p[pre + "self_attn.o_proj.weight"])
             x = x + mlp(p, pre, rms_norm(x, p[pre + "post_attention_layernorm.weight"], eps))
+            if i in want_hidden:
+                hid[i] = x[:, 0]
         x = rms_norm(x, p["model.norm.weight"], eps)
         nxt = jnp.argmax(linear(x[:, 0], lm_head(p, cfg)), axis=-1).astype(jnp.int32)
         nxt = jnp.where(pos + 1 < jnp.asarray(prompt_len), prompt[:, jnp.minimum(pos + 1, T - 1)], nxt)
-        return (kc, vc, nxt), nxt
+        feats = jnp.concatenate([hid[i] for i in want_hidden], -1) if want_hidden else jnp.zeros((B, 0))
+        return (kc, vc, nxt), (nxt, feats)
 
-    (_, _, _), outs = jax.lax.scan(step, (kc0, vc0, prompt[:, 0].astype(jnp.int32)), jnp.arange(T - 1))
-    return jnp.concatenate([prompt[:, :1].astype(jnp.int32), outs.T], axis=1)
+    hid = {}
+    (_, _, _), (outs, feats) = jax.lax.scan(step, (kc0, vc0, prompt[:, 0].astype(jnp.int32)), jnp.arange(T - 1))
+    tokens = jnp.concatenate([prompt[:, :1].astype(jnp.int32), outs.T], axis=1)
+    if not want_hidden:
+        return tokens
+    feats = jnp.concatenate([feats.transpose(1, 0, 2), jnp.zeros((B, 1, feats.shape[-1]), feats.dtype)], axis=1)
+    return tokens, feats
 
 
 # ----------------------------------------------------------------------------- I/O
