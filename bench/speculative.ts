@@ -7,15 +7,18 @@
 // charts (per-position acceptance; tokens/s per prompt).
 // With --random (no trained pair needed) it makes a random-weight pair (--preset tiny|small).
 //   npm run bench:speculative -- [--target DIR --drafter DIR] [--prompts FILE.jsonl]
-//        [--blocks 4,8,16] [--max-tokens 128] [--limit 32] [--out bench/results/NAME.md]
+//        [--blocks 4,8,16] [--max-tokens 128] [--limit 32] [--chat] [--out bench/results/NAME.md]
+// --chat sends each prompt as a user message through the tokenizer's chat template (instruct
+// models, e.g. the SmolLM2 pair on bench/prompts/chat-heldout-{chat,code,math}.jsonl).
 //   npm run bench:speculative -- --random [--preset tiny] [--all-accepted] ...
 import * as fs from 'fs';
 import * as path from 'path';
 
 import { Engine } from '../lib/engine';
 import type { GenerateOptions } from '../lib/request';
+import type { ChatMessage } from '../lib/tokenizer';
 import { lineSpec, publishChart } from './chart';
-import { arg, machine, Models, models, publish, resultFile, run } from './common';
+import { arg, flag, machine, Models, models, publish, resultFile, run } from './common';
 
 interface Mode {
   name: string;
@@ -50,14 +53,16 @@ async function main(): Promise<void> {
   ];
   // The whole measurement runs twice; the first pass compiles (or loads from the disk cache)
   // every shape bucket it touches, lets the adaptive engine measure its costs, and is discarded.
+  const chat = flag('chat');
+  const inputs = prompts.map((p) => (chat ? [{ role: 'user' as const, content: p }] : p));
   let tallies: Tally[] = [];
-  for (let pass = 0; pass < 2; pass++) tallies = await measure(modes, prompts, maxTokens);
-  await report(modes, tallies, m, { promptFile, prompts: prompts.length, maxTokens, client: adaptiveEngine.client });
+  for (let pass = 0; pass < 2; pass++) tallies = await measure(modes, inputs, maxTokens);
+  await report(modes, tallies, m, { promptFile, prompts: prompts.length, maxTokens, client: adaptiveEngine.client, chat });
   adaptiveEngine.dispose();
   fixedEngine.dispose();
 }
 
-async function measure(modes: Mode[], prompts: string[], maxTokens: number): Promise<Tally[]> {
+async function measure(modes: Mode[], prompts: Array<string | ChatMessage[]>, maxTokens: number): Promise<Tally[]> {
   const tallies = modes.map(() => new Tally());
   for (let p = 0; p < prompts.length; p++) {
     let plainIds = '';
@@ -95,7 +100,7 @@ async function measure(modes: Mode[], prompts: string[], maxTokens: number): Pro
 const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
 
 async function report(modes: Mode[], tallies: Tally[], m: Models,
-  o: { promptFile: string; prompts: number; maxTokens: number; client: Engine['client'] }): Promise<void> {
+  o: { promptFile: string; prompts: number; maxTokens: number; client: Engine['client']; chat: boolean }): Promise<void> {
   const plain = tallies[0];
   const plainTps = plain.tokens / plain.seconds;
   const lines = [
@@ -103,7 +108,7 @@ async function report(modes: Mode[], tallies: Tally[], m: Models,
     '',
     machine(o.client),
     `- ${m.describe}`,
-    `- ${o.prompts} prompts from ${o.promptFile}; up to ${o.maxTokens} new tokens each; greedy; one sequence at a time`,
+    `- ${o.prompts} prompts from ${o.promptFile}${o.chat ? ' as user messages (the chat template)' : ''}; up to ${o.maxTokens} new tokens each; greedy; one sequence at a time`,
     '- modes run interleaved per prompt (plain first, the others in rotating order), two engines on the same weights: ' +
       '`adaptive: true` (plain and adaptive rows) and `adaptive: false` (fixed blocks); the whole run is done twice and the first pass ' +
       '(compiles, the adaptive engine\'s first cost measurements) discarded',
