@@ -6,7 +6,7 @@ import { defineConfig } from 'vitest/config';
 // demo and the npm-path check (scripts/ci-npm-path.sh) keep XLA's defaults. The flags are part of
 // the disk cache's entry header (native/engine/program_cache.cc), so these programs never serve a
 // later run without them. DFLASH_TEST_XLA_FLAGS='' tests at the defaults.
-export const TEST_XLA_FLAGS = process.env.DFLASH_TEST_XLA_FLAGS ?? '--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true';
+const TEST_XLA_FLAGS = process.env.DFLASH_TEST_XLA_FLAGS ?? '--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true';
 const xlaFlags = [process.env.XLA_FLAGS, TEST_XLA_FLAGS].filter(Boolean).join(' ');
 
 // One fork: the native addon, the PJRT client and compiled programs are shared by every test

@@ -228,13 +228,13 @@ def main():
     # ------------------------------------------------------------------ 2. features
     feat_fn = jax.jit(lambda p, t: jnp.concatenate(qwen3.target_forward(p, tcfg, t, tuple(ids))[1], -1))
     fb = 32
-    if feats is None:
+    if feats is None:   # (chat answers come with theirs, from the generating pass)
         feats = np.zeros((len(seqs), T, len(ids) * tcfg["hidden_size"]), np.float32)
-    for i in tqdm(range(0, len(seqs) if not a.chat_prompts else 0, fb), desc="features", dynamic_ncols=True):
-        chunk = seqs[i:i + fb]
-        if len(chunk) < fb:  # keep one compiled shape
-            chunk = np.concatenate([chunk, np.zeros((fb - len(chunk), T), chunk.dtype)])
-        feats[i:i + fb] = np.asarray(feat_fn(tparams, jnp.asarray(chunk)))[:min(fb, len(seqs) - i)]
+        for i in tqdm(range(0, len(seqs), fb), desc="features", dynamic_ncols=True):
+            chunk = seqs[i:i + fb]
+            if len(chunk) < fb:  # keep one compiled shape
+                chunk = np.concatenate([chunk, np.zeros((fb - len(chunk), T), chunk.dtype)])
+            feats[i:i + fb] = np.asarray(feat_fn(tparams, jnp.asarray(chunk)))[:min(fb, len(seqs) - i)]
     print(f"data: {len(seqs)} seqs x {T} tokens, features {feats.nbytes / 1e9:.2f} GB, {time.time() - t0:.0f}s", flush=True)
 
     # ------------------------------------------------------------------ 3. train
@@ -379,20 +379,39 @@ def simulate(a, tcfg, tparams, dcfg, dp, embed, head, tok, ids, mask_id, B, gen,
         prompts = [json.loads(l)["prompt"] for l in open(a.prompts)]
         return simulate_set(a, tcfg, tparams, dcfg, dp, embed, head, [tok.encode(p).ids for p in prompts],
                             mask_id, B, gen, feat_fn)
-    # chat targets: one result per held-out file (category), plus all of them together
+    # chat targets: one result per held-out file (category), and all of them together from their counts
     sets = {}
     for path in a.heldout.split(","):
         rows = [json.loads(l) for l in open(path) if l.strip()]
         sets[rows[0].get("category", os.path.basename(path))] = [r["ids"] for r in rows]
-    out = simulate_set(a, tcfg, tparams, dcfg, dp, embed, head, [e for v in sets.values() for e in v], mask_id, B, gen, feat_fn)
-    out["by_category"] = {k: simulate_set(a, tcfg, tparams, dcfg, dp, embed, head, v, mask_id, B, gen, feat_fn)
-                          for k, v in sets.items()}
+    counts = {k: walk_blocks(a, tcfg, tparams, dcfg, dp, embed, head, v, mask_id, B, gen, feat_fn) for k, v in sets.items()}
+    total = {bs: {f: sum(c[bs][f] for c in counts.values()) for f in ("accepted_tokens", "blocks", "accepted_at_position")}
+             for bs in next(iter(counts.values()))}
+    out = summarize(total, sum(len(v) for v in sets.values()), a.eval_len, B)
+    out["by_category"] = {k: summarize(c, len(sets[k]), a.eval_len, B) for k, c in counts.items()}
     return out
 
 
 def simulate_set(a, tcfg, tparams, dcfg, dp, embed, head, prompt_ids, mask_id, B, gen, feat_fn):
+    return summarize(walk_blocks(a, tcfg, tparams, dcfg, dp, embed, head, prompt_ids, mask_id, B, gen, feat_fn),
+                     len(prompt_ids), a.eval_len, B)
+
+
+def summarize(counts, prompts, T, B):
+    """tau (mean accepted + 1 per block) and per-position acceptance from walk_blocks' counts."""
+    import numpy as np
+    res = {bs: {"tau": c["accepted_tokens"] / c["blocks"] if c["blocks"] else 0.0,
+                "per_position_acceptance": (np.asarray(c["accepted_at_position"]) / max(c["blocks"], 1)).round(4).tolist(),
+                "blocks": c["blocks"]} for bs, c in counts.items()}
+    return {"prompts": prompts, "generation_length": T, "block_size": B, **res[B],
+            "tau_by_block_size": {str(k): round(v["tau"], 3) for k, v in res.items()},
+            "note": "JAX f32 simulation of greedy block verification over the target's own greedy output"}
+
+
+def walk_blocks(a, tcfg, tparams, dcfg, dp, embed, head, prompt_ids, mask_id, B, gen, feat_fn):
+    """Per run-time block size bs (B and the smaller 8, 4): accepted tokens (accepted + 1 per block),
+    blocks, and accepted drafts per block position, summed over the prompts."""
     import numpy as np, jax, jax.numpy as jnp
-    prompts = prompt_ids
     T = a.eval_len
     enc = [list(e)[:T // 2] for e in prompt_ids]
     plen = np.array([len(e) for e in enc], np.int32)
@@ -404,11 +423,11 @@ def simulate_set(a, tcfg, tparams, dcfg, dp, embed, head, prompt_ids, mask_id, B
     pred_fn = jax.jit(lambda f, t, anc, bs: jnp.argmax(drafter_forward(dp, dcfg, embed, head, f, t, anc, mask_id, bs), -1),
                       static_argnums=3)
     eos = tcfg["eos_token_id"]
-    res = {}
+    counts = {}
     for bs in sorted({B, 8, 4}):
         if bs > B:
             continue
-        acc_len, pos_acc, n_blocks, gen_tokens = [], np.zeros(bs - 1), 0, 0
+        tokens, pos_acc, n_blocks = 0, np.zeros(bs - 1, np.int64), 0
         # the block is really bs long (run-time block size), anchors 1 .. T-bs
         anchors = np.arange(1, T - bs + 1, dtype=np.int32)[None]
         for r in range(len(seqs)):
@@ -420,18 +439,12 @@ def simulate_set(a, tcfg, tparams, dcfg, dp, embed, head, prompt_ids, mask_id, B
                 draft = pred[s - 1, :bs - 1]
                 truth = seqs[r, s + 1:s + bs]
                 m = int(np.cumprod(draft == truth).sum())
-                acc_len.append(m + 1)
+                tokens += m + 1
                 pos_acc[:m] += 1
                 n_blocks += 1
                 s += m + 1
-            gen_tokens += stop - plen[r]
-        res[bs] = {"tau": float(np.mean(acc_len)) if acc_len else 0.0,
-                   "per_position_acceptance": (pos_acc / max(n_blocks, 1)).round(4).tolist(),
-                   "blocks": n_blocks}
-    out = {"prompts": len(prompts), "generation_length": T, "block_size": B, **res[B],
-           "tau_by_block_size": {str(k): round(v["tau"], 3) for k, v in res.items()},
-           "note": "JAX f32 simulation of greedy block verification over the target's own greedy output"}
-    return out
+        counts[bs] = {"accepted_tokens": tokens, "blocks": n_blocks, "accepted_at_position": pos_acc}
+    return counts
 
 
 if __name__ == "__main__":
