@@ -2,6 +2,8 @@
 // and declares the shape of what it exports. Everything else in lib/ goes through here.
 import * as path from 'path';
 
+import { guardProcessExit } from './exit-guard';
+
 export type DType = 'f32' | 'bf16' | 'f16' | 's32' | 's64' | 'u8' | 'pred';
 
 export interface PluginProbe {
@@ -231,6 +233,8 @@ export interface NativeAddon {
   probePlugin(path: string): PluginProbe;
   openClient(pluginPath: string, options?: Record<string, string | number | boolean>): Promise<NativeClient>;
   liveObjects(): { clients: number; buffers: number; executables: number; engines: number };
+  /** Ends the process now with `code`, running no exit handler (lib/exit-guard.ts). */
+  exitNow(code: number): never;
   createEngine(client: NativeClient, config: Record<string, unknown>,
     onEvents: (kind: 'tokens' | 'program', data: NativeSequenceEvent[] | NativeProgramEvent) => void): NativeEngine;
   optionSchemas(): { engine: OptionSchema[]; request: OptionSchema[] };
@@ -255,6 +259,7 @@ export function native(): NativeAddon {
     // eslint-disable-next-line @typescript-eslint/no-var-requires
     const load = require('node-gyp-build') as (dir: string) => NativeAddon;
     cached = load(packageRoot());
+    guardProcessExit(cached);
   }
   return cached;
 }

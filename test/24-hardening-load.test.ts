@@ -5,7 +5,7 @@
 // tensors the model does not use. Every risky case runs in a child process
 // (test/helpers/engine-child.js) and asserts the child exits normally; every error must name the
 // file and the culprit.
-import { spawnSync } from 'child_process';
+import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -14,7 +14,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Engine } from '../lib/engine';
 import { findPlugin } from '../lib/plugins';
 import { readCheckpoint, readSafetensorsHeader, TensorToWrite, writeSafetensors } from '../lib/safetensors';
-import { ChildResult, copyModel, DIST, editHeader, Header, MODELS, readRaw, runEngines, writeRaw } from './helpers/checkpoint-edit';
+import { ChildResult, copyModel, DIST, ROOT, editHeader, Header, MODELS, readRaw, runEngines, writeRaw } from './helpers/checkpoint-edit';
 
 const SCRATCH = fs.mkdtempSync(path.join(os.tmpdir(), 'dflash-harden-'));
 afterAll(() => fs.rmSync(SCRATCH, { recursive: true, force: true }));
@@ -321,5 +321,31 @@ describe('6. tensors the model does not use', () => {
     }
     expect(biases.logits).toBe(clean.logits);  // the extra tensors change nothing
     expect(clean.warnings.filter((w) => w.code === 'DFLASH_UNUSED_TENSORS')).toEqual([]);
+  });
+});
+
+describe('process.exit() while programs compile', () => {
+  it('exits with the code it was given, never a signal (the plugin\'s destructors would race its compile)', async () => {
+    // Without lib/exit-guard.ts, 7 of 12 such exits of `dflash serve` died of SIGSEGV, 10 of 10
+    // of this script's run alone (SIGSEGV or SIGABRT), and this test failed 2 of 3 runs. One at
+    // a time: with the cores free the compile thread runs while exit() frees the plugin's state.
+    const [target, drafter] = ['target', 'drafter'].map((m) => path.join(ROOT, 'models', 'code-pair', m));
+    const script = `
+      const [dist, target, drafter, cacheDir, delay] = process.argv.slice(1);
+      const { Engine } = require(dist + '/engine.js');
+      Engine.load({ target, drafter, cacheDir, maxSeqLen: 256, maxSequences: 4, warmup: false }).then((engine) => {
+        engine.precompile().catch(() => {});
+        setTimeout(() => process.exit(7), Number(delay));
+      });`;
+    for (const delay of [200, 500, 800, 1100]) {
+      const cacheDir = fs.mkdtempSync(path.join(SCRATCH, 'exit-'));
+      const r = await new Promise<{ code: number | null; signal: string | null; err: string }>((resolve) => {
+        const child = spawn(process.execPath, ['-e', script, DIST, target, drafter, cacheDir, String(delay)], { stdio: ['ignore', 'ignore', 'pipe'] });
+        let err = '';
+        child.stderr!.on('data', (d) => (err += d));
+        child.on('exit', (code, signal) => resolve({ code, signal, err }));
+      });
+      expect({ delay, code: r.code, signal: r.signal }, r.err).toEqual({ delay, code: 7, signal: null });
+    }
   });
 });
