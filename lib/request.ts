@@ -6,6 +6,7 @@
 // unknown names are TypeErrors; values outside an option's range (the schema's errors) and bad
 // token ids are RangeErrors.
 import { Grammar, GrammarSpec, grammarSpec } from './grammar';
+import { harmonyVocab, renderHarmony } from './harmony';
 import { native } from './native';
 import { ENGINE_OPTION_NAMES } from './options.generated';
 import type { ChatMessage, Tokenizer } from './tokenizer';
@@ -149,6 +150,13 @@ export function promptTokens(prompt: unknown, tokenizer: Tokenizer, templateKwar
   if (!Array.isArray(prompt)) throw new TypeError(`generate: the prompt must be ${PROMPT_KINDS}, got ${describeValue(prompt)}`);
   if (prompt.length > 0 && typeof prompt[0] === 'object' && prompt[0] !== null) {
     prompt.forEach(checkMessage);
+    // gpt-oss: the harmony format (lib/harmony.ts), as the server renders it.
+    if (harmonyVocab(tokenizer)) {
+      const effort = templateKwargs?.reasoning_effort;
+      if (effort !== undefined && effort !== 'low' && effort !== 'medium' && effort !== 'high')
+        throw new RangeError(`generate: chatTemplateKwargs.reasoning_effort must be 'low', 'medium' or 'high', got ${describeValue(effort)}`);
+      return toInt32(tokenizer.encode(renderHarmony(prompt as ChatMessage[], { reasoningEffort: effort }), { addSpecialTokens: false }));
+    }
     return toInt32(tokenizer.encode(tokenizer.applyChatTemplate(prompt as ChatMessage[], templateKwargs ? { extra: templateKwargs } : undefined)));
   }
   return toInt32(prompt);

@@ -17,6 +17,7 @@ import {
 } from './openai';
 import { ChunkWriter, finishStream, onClientGone, sendStream } from './streaming';
 import type { ChatCompletionBody, CompletionBody } from './schemas';
+import { HarmonyParser, HarmonyVocab, ReasoningEffort, harmonyGrammar, harmonyVocab, renderHarmony } from '../harmony';
 import { ReasoningSplitter, thinkingOpen, thinkingTemplate } from './reasoning';
 import { StructuredOutput, structuredOutput } from './structured';
 import { ToolCallParser, ToolPlan, toolMessages, toolPlan } from './tools';
@@ -47,14 +48,19 @@ export async function handleChat(ctx: RequestContext, req: FastifyRequest<{ Body
   const body = req.body;
   checkModel(ctx, body);
   const tools = toolPlan(body, ctx.engine.tokenizer.chatTemplate);
-  const messages = toolMessages(tools, body.messages.map((m, i): ChatMessage => ({
+  const given = body.messages.map((m, i): ChatMessage => ({
     role: m.role, content: messageText(m.content, i),
     ...(m.tool_calls ? { tool_calls: m.tool_calls } : {}), ...(m.tool_call_id !== undefined ? { tool_call_id: m.tool_call_id } : {}),
-  })));
+    ...(m.name !== undefined ? { name: m.name } : {}), ...(typeof m.reasoning_content === 'string' ? { reasoning_content: m.reasoning_content } : {}),
+  }));
+  const tok = ctx.engine.tokenizer;
+  const harmony = harmonyVocab(tok);
+  if (harmony) return handleHarmonyChat(ctx, req, reply, body, harmony, given, tools);
+  const messages = toolMessages(tools, given);
   const structured = structuredOutput(body, tools);
   // chat_template_kwargs (vLLM's extension, e.g. { enable_thinking: false }) reach the template.
-  const tok = ctx.engine.tokenizer;
-  const templateOptions = { ...(tools?.templated ? { tools: tools.tools } : {}), ...(body.chat_template_kwargs ? { extra: body.chat_template_kwargs } : {}) };
+  const extra = { ...(body.reasoning_effort ? { reasoning_effort: body.reasoning_effort } : {}), ...(body.chat_template_kwargs ?? {}) };
+  const templateOptions = { ...(tools?.templated ? { tools: tools.tools } : {}), ...(Object.keys(extra).length ? { extra } : {}) };
   let ids: number[];
   let thinking: boolean | undefined;  // a thinking template: whether the prompt left the block open
   try {
@@ -69,6 +75,26 @@ export async function handleChat(ctx: RequestContext, req: FastifyRequest<{ Body
     throw badRequest("'top_logprobs' needs 'logprobs': true.", 'top_logprobs');
   const lp: LogprobRequest = { tokens: body.logprobs === true ? body.top_logprobs ?? 0 : -1, prompt: -1, echo: false, none: false };
   return handle(ctx, req, reply, body, ids, maxTokens, chatShaper(body.model, body.stream_options?.include_usage === true), lp, structured, tools, thinking);
+}
+
+/** A chat with a harmony model (gpt-oss): rendered by lib/server/harmony.ts, whose parser turns
+ *  the output into reasoning_content, content and tool_calls. */
+function handleHarmonyChat(ctx: RequestContext, req: FastifyRequest, reply: FastifyReply, body: ChatCompletionBody, vocab: HarmonyVocab,
+  messages: ChatMessage[], tools: ToolPlan | undefined) {
+  const kwargs = body.chat_template_kwargs ?? {};
+  const effort = body.reasoning_effort ?? (kwargs.reasoning_effort as ReasoningEffort | undefined);
+  if (effort !== undefined && !['low', 'medium', 'high'].includes(effort))
+    throw badRequest(`'chat_template_kwargs.reasoning_effort' must be 'low', 'medium' or 'high', got '${effort}'.`, 'chat_template_kwargs.reasoning_effort');
+  const found = structuredOutput(body, tools);
+  const structured: StructuredOutput = found.grammar
+    ? { grammar: harmonyGrammar(found.param === 'tool_choice' ? { plan: tools } : { grammar: found.grammar }), param: found.param }
+    : {};
+  const ids = ctx.engine.tokenizer.encode(renderHarmony(messages, { tools: tools?.tools, reasoningEffort: effort }), { addSpecialTokens: false });
+  const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? undefined;
+  if (body.top_logprobs !== undefined && body.top_logprobs !== null && body.top_logprobs > 0 && body.logprobs !== true)
+    throw badRequest("'top_logprobs' needs 'logprobs': true.", 'top_logprobs');
+  const lp: LogprobRequest = { tokens: body.logprobs === true ? body.top_logprobs ?? 0 : -1, prompt: -1, echo: false, none: false };
+  return handle(ctx, req, reply, body, ids, maxTokens, chatShaper(body.model, body.stream_options?.include_usage === true), lp, structured, tools, undefined, vocab);
 }
 
 export async function handleCompletion(ctx: RequestContext, req: FastifyRequest<{ Body: CompletionBody }>, reply: FastifyReply) {
@@ -145,7 +171,7 @@ function generateOptions(ctx: RequestContext, body: ChatCompletionBody | Complet
 
 async function handle(ctx: RequestContext, req: FastifyRequest, reply: FastifyReply, body: ChatCompletionBody | CompletionBody,
   ids: number[], requestedTokens: number | undefined, shaper: ResponseShaper, lp: LogprobRequest, structured: StructuredOutput, tools?: ToolPlan,
-  thinking?: boolean) {
+  thinking?: boolean, harmony?: HarmonyVocab) {
   const arrived = performance.now() - reply.elapsedTime; // when the request's first byte came in
   const { options, speculative, n } = generateOptions(ctx, body, ids.length, requestedTokens);
   options.grammar = structured.grammar;
@@ -153,6 +179,8 @@ async function handle(ctx: RequestContext, req: FastifyRequest, reply: FastifyRe
   const parsers = tools ? Array.from({ length: n }, () => new ToolCallParser(tools.format)) : undefined;
   // A thinking model's output: reasoning_content, then the content (which tool calls are parsed from).
   const splitters = thinking === undefined ? undefined : Array.from({ length: n }, () => new ReasoningSplitter(thinking));
+  // A harmony model's output: channels (analysis, final, calls) read from the tokens themselves.
+  const harmonies = harmony ? Array.from({ length: n }, () => new HarmonyParser(harmony)) : undefined;
 
   // The client leaving (the response closing before it was finished) or a shutdown's deadline
   // aborts this request wherever it is: waiting in the queue or generating.
@@ -197,9 +225,11 @@ async function handle(ctx: RequestContext, req: FastifyRequest, reply: FastifyRe
       controller.abort();
       throw engineError(e);
     }
-    const timings = streams.map((stream) => {
+    const timings = streams.map((stream, i) => {
       const timing = new TokenTiming(arrived);
       stream.on('token', (t) => { if (t.id >= 0) timing.token(); });
+      // Not streamed: the parser reads the tokens as they come (a stream reads them in sendStream).
+      if (harmonies && body.stream !== true) stream.on('token', (t) => void harmonies[i].push(t.id, t.text));
       return timing;
     });
     const texts = new TokenTexts(ctx.engine.tokenizer);
@@ -217,7 +247,7 @@ async function handle(ctx: RequestContext, req: FastifyRequest, reply: FastifyRe
       };
       // An echoed prompt is the first text of each choice (its log-probabilities are sent by the
       // non-streaming response only: they are known when the prefill ends, after that chunk).
-      const outcome = await sendStream(reply, streams, shaper, chunkLogprobs, () => abort('client_disconnect'), echoText, parsers, splitters);
+      const outcome = await sendStream(reply, streams, shaper, chunkLogprobs, () => abort('client_disconnect'), echoText, parsers, splitters, harmonies);
       ({ done, streamed, failure, out } = outcome);
       if (done.some((d) => d === undefined)) {
         if (!abortCause && failure) {
@@ -250,9 +280,10 @@ async function handle(ctx: RequestContext, req: FastifyRequest, reply: FastifyRe
     // Tool calls (chat with tools): parsed from each choice's text unless the stream did already;
     // the content is then the text around them.
     if (splitters && !streamed) finished.forEach((d, i) => (splitters[i].push(d.text), splitters[i].end()));
-    const answers = finished.map((d, i) => (splitters ? splitters[i].content : d.text));
-    const contents = answers.map((text, i) => (parsers && !streamed ? parsers[i].push(text).content + parsers[i].end().content : text));
-    const calls = finished.map((_, i) => parsers?.[i].toolCalls ?? []);
+    if (harmonies && !streamed) harmonies.forEach((h) => h.end());
+    const answers = finished.map((d, i) => (harmonies ? harmonies[i].content : splitters ? splitters[i].content : d.text));
+    const contents = answers.map((text, i) => (parsers && !harmonies && !streamed ? parsers[i].push(text).content + parsers[i].end().content : text));
+    const calls = finished.map((_, i) => (harmonies ? harmonies[i].toolCalls : parsers?.[i].toolCalls ?? []));
     const finishes = finished.map((d, i) => (calls[i].length > 0 && d.reason !== 'maxTokens' && d.reason !== 'abort' ? 'tool_calls' : finishReason(d.reason)));
     finished.forEach((d, i) => ctx.metrics.generation({ stats: d.stats, speculative, finishReason: finishes[i], ttft: timings[i].ttft(), tpot: timings[i].tpot() }));
     // A request counts as aborted when the abort cut a generation short; one whose generations
@@ -267,7 +298,7 @@ async function handle(ctx: RequestContext, req: FastifyRequest, reply: FastifyRe
     return shaper.full(finished.map((d, index) => ({
       index,
       text: echoText + (lp.none ? '' : calls[index].length ? contents[index] : answers[index]),
-      ...(splitters ? { reasoning: splitters[index].reasoning } : {}),
+      ...(splitters ? { reasoning: splitters[index].reasoning } : harmonies ? { reasoning: harmonies[index].reasoning } : {}),
       finish: finishes[index],
       toolCalls: calls[index].length ? calls[index] : undefined,
       logprobs: lp.tokens < 0 ? null : chat ? chatLogprobs(texts, d.logprobs ?? [])

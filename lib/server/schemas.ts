@@ -87,6 +87,8 @@ export const chatCompletionBodySchema = {
           name: { type: 'string' },
           tool_calls: nullable({ type: 'array', items: toolCall }),
           tool_call_id: { type: 'string' },
+          // An earlier answer's reasoning, sent back (harmony keeps it before pending calls).
+          reasoning_content: nullable({ type: 'string' }),
         },
       },
     },
@@ -110,6 +112,8 @@ export const chatCompletionBodySchema = {
     parallel_tool_calls: nullable({ type: 'boolean' }),
     // vLLM's extension: more variables for the chat template (Qwen3 / Qwen3.5: { enable_thinking: false }).
     chat_template_kwargs: nullable({ type: 'object' }),
+    // OpenAI's reasoning effort: gpt-oss's harmony system message ("Reasoning: high").
+    reasoning_effort: nullable({ type: 'string', enum: ['low', 'medium', 'high'] }),
   },
 } as const;
 
@@ -144,6 +148,7 @@ export interface ChatMessageBody {
   name?: string;
   tool_calls?: Array<{ id?: string; type?: 'function'; function: { name: string; arguments: string } }> | null;
   tool_call_id?: string;
+  reasoning_content?: string | null;
 }
 
 interface SamplingBody {
@@ -173,6 +178,7 @@ export interface ChatCompletionBody extends SamplingBody {
   tool_choice?: 'none' | 'auto' | 'required' | { type: 'function'; function: { name: string } } | null;
   parallel_tool_calls?: boolean | null;
   chat_template_kwargs?: Record<string, unknown> | null;
+  reasoning_effort?: 'low' | 'medium' | 'high' | null;
 }
 
 export interface CompletionBody extends SamplingBody {

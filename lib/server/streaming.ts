@@ -8,6 +8,7 @@ import type { FastifyReply } from 'fastify';
 
 import type { DoneEvent, GenerationStream, TokenEvent } from '../stream';
 import type { DflashExtension, FinishReason, ResponseShaper, Usage } from './openai';
+import type { HarmonyParser } from '../harmony';
 import type { ReasoningSplitter, Split } from './reasoning';
 import type { ToolCall, ToolCallParser } from './tools';
 
@@ -95,16 +96,19 @@ export interface StreamOutcome {
  *  chunk of its choice. With `tools` (chat with tools, one parser per choice) the text goes
  *  through the parser: content chunks, and a delta.tool_calls chunk per completed call. With
  *  `reasoning` (a thinking model, one splitter per choice) the text is split first: reasoning
- *  chunks (delta.reasoning_content), then the content as above. */
+ *  chunks (delta.reasoning_content), then the content as above. With `harmony` (gpt-oss, one
+ *  parser per choice) the tokens themselves say which channel a text is in. */
 export async function sendStream(reply: FastifyReply, streams: GenerationStream[], shaper: ResponseShaper,
   logprobs: (index: number, tokens: TokenEvent[]) => unknown, clientGone: () => void, prefix = '',
-  tools?: ToolCallParser[], reasoning?: ReasoningSplitter[]): Promise<StreamOutcome> {
+  tools?: ToolCallParser[], reasoning?: ReasoningSplitter[], harmony?: HarmonyParser[]): Promise<StreamOutcome> {
   const out = new ChunkWriter(reply, shaper, streams.length);
   let failure: unknown;
   await Promise.all(streams.map(async (stream, index) => {
     let pending: TokenEvent[] = [];
     let first = true;
     const parser = tools?.[index];
+    const channels = harmony?.[index];
+    const callIndex = (call: ToolCall) => (channels ? channels.toolCalls : parser!.toolCalls).indexOf(call);
     // Content (with the logprobs of the tokens behind it) and then the calls it completed.
     const send = async (parsed: { content: string; calls: ToolCall[] }) => {
       if (parsed.content) {
@@ -113,7 +117,7 @@ export async function sendStream(reply: FastifyReply, streams: GenerationStream[
         await out.write(shaper.chunk(index, first ? prefix + parsed.content : parsed.content, lp));
         first = false;
       }
-      for (const call of parsed.calls) await out.write(shaper.toolCall!(index, parser!.toolCalls.indexOf(call), call));
+      for (const call of parsed.calls) await out.write(shaper.toolCall!(index, callIndex(call), call));
     };
     const splitter = reasoning?.[index];
     const answer = async (text: string) => {
@@ -130,8 +134,13 @@ export async function sendStream(reply: FastifyReply, streams: GenerationStream[
     try {
       for await (const t of stream) {
         if (t.id >= 0 && t.logprob !== undefined) pending.push(t);
-        if (t.text) await (splitter ? split(splitter.push(t.text)) : answer(t.text));
+        if (channels) {
+          const piece = channels.push(t.id, t.text);
+          await split({ reasoning: piece.reasoning, content: '' });
+          await send(piece);
+        } else if (t.text) await (splitter ? split(splitter.push(t.text)) : answer(t.text));
       }
+      if (channels) await send(channels.end());  // a call whose message the EOS closed
       if (splitter) await split(splitter.end());  // what it held back as a possible tag
       if (parser) await send(parser.end());  // what it held back as a possible call's start
     } catch (e) {

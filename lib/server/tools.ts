@@ -21,6 +21,9 @@ export interface ToolDefinition {
   function: { name: string; description?: string; parameters?: Record<string, unknown>; strict?: boolean };
 }
 
+/** An OpenAI-style tool call id. */
+export const newCallId = () => `call_${randomUUID().replace(/-/g, '').slice(0, 24)}`;
+
 export interface ToolCall {
   id: string;
   type: 'function';
@@ -218,6 +221,6 @@ export class ToolCallParser {
     const o = v as Record<string, unknown>;
     const args = o?.[argsKey] ?? o?.arguments ?? o?.parameters;
     if (!o || typeof o !== 'object' || typeof o.name !== 'string' || args === undefined) return undefined;
-    return { id: `call_${randomUUID().replace(/-/g, '').slice(0, 24)}`, type: 'function', function: { name: o.name, arguments: JSON.stringify(args) } };
+    return { id: newCallId(), type: 'function', function: { name: o.name, arguments: JSON.stringify(args) } };
   }
 }
