@@ -6,6 +6,8 @@
 //   <|start|>assistant<|channel|>final<|message|>...<|return|>       the answer -> content
 //   <|start|>assistant<|channel|>commentary to=functions.NAME <|constrain|>json<|message|>{..}<|call|>
 //                                                                    a function call -> tool_calls
+//                                                                    (rendered in a prompt with the
+//                                                                    recipient before <|channel|>)
 //   <|start|>functions.NAME to=assistant<|channel|>commentary<|message|>{result}<|end|>
 //
 // The generation prompt ends with `<|start|>assistant`; generation stops on <|return|> or <|call|>
@@ -82,7 +84,7 @@ export function renderHarmony(messages: ChatMessage[], o: HarmonyPromptOptions =
         for (const c of m.tool_calls as ToolCall[]) {
           names.set(c.id, c.function.name);
           const args = typeof c.function.arguments === 'string' ? c.function.arguments : JSON.stringify(c.function.arguments);
-          out += msg(`assistant<|channel|>commentary to=functions.${c.function.name} <|constrain|>json`, args, '<|call|>');
+          out += msg(`assistant to=functions.${c.function.name}<|channel|>commentary <|constrain|>json`, args, '<|call|>');
         }
       } else if (m.content) out += msg('assistant<|channel|>final', String(m.content));
     }

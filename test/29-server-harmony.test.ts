@@ -1,36 +1,23 @@
 // gpt-oss's harmony format (issue #24 item 4): the prompt rendered from messages and tools as
-// openai/harmony describes it, the output's channels read back (analysis -> reasoning_content,
+// openai-harmony renders them (its goldens), the output's channels read back (analysis -> reasoning_content,
 // final -> content, commentary to=functions.X -> tool_calls), whole and streamed, and the
 // structured-output / tool_choice grammar binding the final or the call channel. The server runs
 // the gpt-oss fixture with the harmony special tokens added (test/helpers/harmony-model.ts); its
 // weights are random, so the tests that look at a whole answer constrain it with a grammar.
+import * as fs from 'fs';
+import * as path from 'path';
+
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { Engine } from '../lib/engine';
-import { HarmonyParser, harmonyVocab, HarmonyVocab, renderHarmony } from '../lib/harmony';
+import { HarmonyParser, harmonyVocab, HarmonyVocab, ReasoningEffort, renderHarmony } from '../lib/harmony';
 import { schemaType } from '../lib/harmony-types';
-import { loadTokenizer, Tokenizer } from '../lib/tokenizer';
+import type { ToolDefinition } from '../lib/server/tools';
+import { ChatMessage, loadTokenizer, Tokenizer } from '../lib/tokenizer';
 import { harmonyModel } from './helpers/harmony-model';
 import { MODEL, Running, startServer } from './helpers/server';
 import { tmpDir } from './helpers/tiny-model';
-
-const WEATHER = {
-  type: 'function' as const,
-  function: {
-    name: 'get_weather',
-    description: 'The current weather in a city.',
-    parameters: {
-      type: 'object',
-      properties: {
-        city: { type: 'string', description: 'The city, e.g. Paris' },
-        unit: { type: 'string', enum: ['celsius', 'fahrenheit'], default: 'celsius' },
-        days: { type: 'array', items: { type: 'integer' } },
-      },
-      required: ['city'],
-    },
-  },
-};
 
 // What the server tests call: bounded, so that a random model's arguments end.
 const CITY = {
@@ -42,25 +29,12 @@ const CITY = {
 };
 
 describe('the harmony prompt', () => {
-  it('renders system, developer (instructions and tools), turns, a call and its result as the format specifies', () => {
-    const text = renderHarmony([
-      { role: 'system', content: 'Answer briefly.' },
-      { role: 'user', content: 'Weather in Paris?' },
-      { role: 'assistant', content: '', reasoning_content: 'I should call the tool.', tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }] },
-      { role: 'tool', tool_call_id: 'call_1', content: '{"temperature":21}' },
-    ], { tools: [WEATHER], reasoningEffort: 'high', date: '2026-12-07' });
-    expect(text).toBe(
-      '<|start|>system<|message|>You are ChatGPT, a large language model trained by OpenAI.\nKnowledge cutoff: 2024-06\nCurrent date: 2026-12-07\n\n' +
-      'Reasoning: high\n\n# Valid channels: analysis, commentary, final. Channel must be included for every message.\n' +
-      "Calls to these tools must go to the commentary channel: 'functions'.<|end|>" +
-      '<|start|>developer<|message|># Instructions\n\nAnswer briefly.\n\n# Tools\n\n## functions\n\nnamespace functions {\n\n' +
-      '// The current weather in a city.\ntype get_weather = (_: {\n// The city, e.g. Paris\ncity: string,\n' +
-      'unit?: "celsius" | "fahrenheit", // default: celsius\ndays?: number[],\n}) => any;\n\n} // namespace functions<|end|>' +
-      '<|start|>user<|message|>Weather in Paris?<|end|>' +
-      '<|start|>assistant<|channel|>analysis<|message|>I should call the tool.<|end|>' +
-      '<|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city":"Paris"}<|call|>' +
-      '<|start|>functions.get_weather to=assistant<|channel|>commentary<|message|>{"temperature":21}<|end|>' +
-      '<|start|>assistant');
+  // Goldens from openai-harmony, OpenAI's own renderer (tools/harmony/goldens.py).
+  const goldens = JSON.parse(fs.readFileSync(path.join(__dirname, 'fixtures', 'goldens', 'harmony.json'), 'utf8')) as {
+    cases: Array<{ name: string; effort: ReasoningEffort; tools: ToolDefinition[]; messages: ChatMessage[]; date: string; text: string }>;
+  };
+  it.each(goldens.cases.map((c) => [c.name, c] as const))('renders %s as openai-harmony does', (_, c) => {
+    expect(renderHarmony(c.messages, { tools: c.tools, reasoningEffort: c.effort, date: c.date })).toBe(c.text);
   });
 
   it('drops reasoning a final answer followed, defaults to medium effort, and has no developer message without instructions or tools', () => {
