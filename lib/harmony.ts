@@ -68,14 +68,15 @@ export function renderHarmony(messages: ChatMessage[], o: HarmonyPromptOptions =
     out += msg('developer', parts.join('\n\n'));
   }
   const names = new Map<string, string>();  // tool_call_id -> function name, for the results
-  const rest = messages.filter((m) => m.role !== 'system' && m.role !== 'developer');
   // Earlier turns' reasoning is dropped once a final answer followed it (harmony's rule); the
   // reasoning before calls still being answered is kept.
-  const lastFinal = rest.map((m) => m.role === 'assistant' && !hasCalls(m)).lastIndexOf(true);
-  rest.forEach((m, i) => {
+  const lastFinal = messages.map((m) => m.role === 'assistant' && !hasCalls(m)).lastIndexOf(true);
+  messages.forEach((m, i) => {
     if (m.role === 'user') out += msg('user', String(m.content ?? ''));
     else if (m.role === 'tool') {
-      const name = (m.name as string | undefined) ?? names.get(String(m.tool_call_id ?? '')) ?? 'unknown';
+      const name = (m.name as string | undefined) ?? names.get(String(m.tool_call_id ?? ''));
+      if (name === undefined)
+        throw new RangeError(`messages[${i}]: the tool result's tool_call_id '${m.tool_call_id}' answers no earlier tool call, and it has no 'name'`);
       out += msg(`functions.${name} to=assistant<|channel|>commentary`, String(m.content ?? ''));
     } else if (m.role === 'assistant') {
       const reasoning = (m.reasoning_content ?? m.reasoning) as string | undefined;

@@ -50,6 +50,12 @@ describe('the harmony prompt', () => {
     expect(text.endsWith('<|start|>assistant<|channel|>final<|message|>Hello!<|end|><|start|>user<|message|>Bye<|end|><|start|>assistant')).toBe(true);
   });
 
+  it('refuses a tool result that answers no call, naming the message', () => {
+    expect(() => renderHarmony([{ role: 'user', content: 'x' }, { role: 'tool', tool_call_id: 'call_9', content: '1' }]))
+      .toThrow("messages[1]: the tool result's tool_call_id 'call_9' answers no earlier tool call, and it has no 'name'");
+    expect(renderHarmony([{ role: 'tool', name: 'f', content: '1' }], { date: '2026-12-07' })).toContain('<|start|>functions.f to=assistant<|channel|>commentary<|message|>1<|end|>');
+  });
+
   it('writes nested objects, unions and tools without parameters', () => {
     expect(schemaType({ type: 'object', properties: { a: { anyOf: [{ type: 'string' }, { type: 'null' }] }, b: { type: 'object', properties: { c: { type: 'boolean' } }, required: ['c'] } }, required: ['a'] }, ''))
       .toBe('{\na: string | null,\nb?: {\n  c: boolean,\n},\n}');

@@ -89,7 +89,13 @@ function handleHarmonyChat(ctx: RequestContext, req: FastifyRequest, reply: Fast
   const structured: StructuredOutput = found.grammar
     ? { grammar: harmonyGrammar(found.param === 'tool_choice' ? { plan: tools } : { grammar: found.grammar }), param: found.param }
     : {};
-  const ids = ctx.engine.tokenizer.encode(renderHarmony(messages, { tools: tools?.tools, reasoningEffort: effort }), { addSpecialTokens: false });
+  let text: string;
+  try {
+    text = renderHarmony(messages, { tools: tools?.tools, reasoningEffort: effort });
+  } catch (e) {
+    throw badRequest((e as Error).message, 'messages');
+  }
+  const ids = ctx.engine.tokenizer.encode(text, { addSpecialTokens: false });
   const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? undefined;
   if (body.top_logprobs !== undefined && body.top_logprobs !== null && body.top_logprobs > 0 && body.logprobs !== true)
     throw badRequest("'top_logprobs' needs 'logprobs': true.", 'top_logprobs');
