@@ -1,6 +1,7 @@
 // gpt-oss's harmony format (issue #24 item 4): the prompt rendered from messages and tools as
-// openai-harmony renders them (its goldens), the output's channels read back (analysis -> reasoning_content,
-// final -> content, commentary to=functions.X -> tool_calls), whole and streamed, and the
+// openai-harmony renders them, the output's channels read back as openai-harmony parses them
+// (its goldens; analysis -> reasoning_content, final -> content, commentary to=functions.X ->
+// tool_calls), whole and streamed, and the
 // structured-output / tool_choice grammar binding the final or the call channel. The server runs
 // the gpt-oss fixture with the harmony special tokens added (test/helpers/harmony-model.ts); its
 // weights are random, so the tests that look at a whole answer constrain it with a grammar.
@@ -28,12 +29,15 @@ const CITY = {
   },
 };
 
+// Goldens from openai-harmony, OpenAI's own renderer and parser (tools/harmony/goldens.py).
+const GOLDENS = JSON.parse(fs.readFileSync(path.join(__dirname, 'fixtures', 'goldens', 'harmony.json'), 'utf8')) as {
+  cases: Array<{ name: string; effort: ReasoningEffort; tools: ToolDefinition[]; messages: ChatMessage[]; date: string; text: string }>;
+  vocab: HarmonyVocab;
+  outputs: Array<{ output: string; tokens: Array<[number, string]>; messages: Array<{ channel: string; recipient: string | null; text: string }> }>;
+};
+
 describe('the harmony prompt', () => {
-  // Goldens from openai-harmony, OpenAI's own renderer (tools/harmony/goldens.py).
-  const goldens = JSON.parse(fs.readFileSync(path.join(__dirname, 'fixtures', 'goldens', 'harmony.json'), 'utf8')) as {
-    cases: Array<{ name: string; effort: ReasoningEffort; tools: ToolDefinition[]; messages: ChatMessage[]; date: string; text: string }>;
-  };
-  it.each(goldens.cases.map((c) => [c.name, c] as const))('renders %s as openai-harmony does', (_, c) => {
+  it.each(GOLDENS.cases.map((c) => [c.name, c] as const))('renders %s as openai-harmony does', (_, c) => {
     expect(renderHarmony(c.messages, { tools: c.tools, reasoningEffort: c.effort, date: c.date })).toBe(c.text);
   });
 
@@ -86,6 +90,17 @@ describe('the harmony output parser', () => {
     expect([p.reasoning, p.content, p.toolCalls.map((c) => `${c.function.name} ${c.function.arguments}`)]).toEqual([seen.reasoning, seen.content, seen.calls]);
     return seen;
   }
+
+  it.each(GOLDENS.outputs.map((o, i) => [i, o] as const))('reads output %i (o200k_harmony ids) as openai-harmony parses it', (_, o) => {
+    const p = new HarmonyParser(GOLDENS.vocab);
+    for (const [id, text] of o.tokens) p.push(id, text);
+    p.end();
+    const want = o.messages;
+    expect(p.reasoning).toBe(want.filter((m) => m.channel === 'analysis').map((m) => m.text).join(''));
+    expect(p.content).toBe(want.filter((m) => m.channel !== 'analysis' && !m.recipient).map((m) => m.text).join(''));
+    expect(p.toolCalls.map((c) => [c.function.name, c.function.arguments]))
+      .toEqual(want.filter((m) => m.recipient?.startsWith('functions.')).map((m) => [m.recipient!.slice('functions.'.length), m.text]));
+  });
 
   it('finds every harmony token by name, and none in a tokenizer without them', async () => {
     expect(Object.values(vocab).every((id) => id >= 256)).toBe(true);

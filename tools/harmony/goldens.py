@@ -1,9 +1,11 @@
-"""Harmony goldens for test/29-server-harmony from openai-harmony (OpenAI's own renderer).
+"""Harmony goldens for test/29-server-harmony from openai-harmony (OpenAI's own renderer and parser).
 
 openai-harmony downloads o200k_base.tiktoken at run time; offline, make it from the npm package
 js-tiktoken's ranks (the file's sha256 is what openai-harmony checks) and point
 TIKTOKEN_ENCODINGS_BASE at its folder (tools/harmony/README.md). Writes
-test/fixtures/goldens/harmony.json: each case's messages, options and rendered text.
+test/fixtures/goldens/harmony.json: each case's messages, options and rendered text, and model
+outputs (o200k_harmony token ids with each token's text, the EOS left off as the engine does)
+with the messages openai-harmony parses from them.
 """
 import json
 import os
@@ -78,14 +80,38 @@ def conversation(case):
     return Conversation.from_messages(msgs)
 
 
+# Model outputs after `<|start|>assistant`, ending on their EOS (<|return|> or <|call|>).
+OUTPUTS = [
+    "<|channel|>analysis<|message|>User greets. Reply politely.<|end|><|start|>assistant<|channel|>final<|message|>Hello! How can I help?<|return|>",
+    "<|channel|>analysis<|message|>Need the weather.<|end|><|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{\"city\": \"Paris\"}<|call|>",
+    "<|channel|>commentary<|message|>Checking two cities.<|end|><|start|>assistant to=functions.get_weather<|channel|>commentary json<|message|>{\"city\":\"Oslo\"}<|call|>",
+]
+
+
+def parsed(enc, text):
+    ids = enc.encode(text, allowed_special="all")
+    messages = [m.to_dict() for m in enc.parse_messages_from_completion_tokens(ids, Role.ASSISTANT)]
+    stop = set(enc.stop_tokens_for_assistant_actions())
+    assert ids[-1] in stop
+    ids = ids[:-1]  # the engine reports the EOS as the finish, not as a token
+    return {
+        "output": text,
+        "tokens": [[i, enc.decode_utf8([i]) if not enc.is_special_token(i) else ""] for i in ids],
+        "messages": [{"channel": m.get("channel"), "recipient": m.get("recipient"),
+                      "text": "".join(c["text"] for c in m["content"])} for m in messages],
+    }
+
+
 def main(out):
     enc = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
     goldens = []
     for case in CASES:
         tokens = enc.render_conversation_for_completion(conversation(case), Role.ASSISTANT)
         goldens.append({**case, "date": DATE, "text": enc.decode_utf8(tokens), "tokens": len(tokens)})
+    vocab = {n: enc.encode(f"<|{n}|>", allowed_special="all")[0] for n in ("start", "end", "message", "channel", "constrain", "return", "call")}
+    outputs = [parsed(enc, t) for t in OUTPUTS]
     with open(out, "w") as f:
-        json.dump({"generator": "openai-harmony " + os.environ.get("HARMONY_VERSION", ""), "cases": goldens}, f, indent=1)
+        json.dump({"generator": "openai-harmony " + os.environ.get("HARMONY_VERSION", ""), "cases": goldens, "vocab": vocab, "outputs": outputs}, f, indent=1)
         f.write("\n")
 
 
