@@ -172,3 +172,28 @@ describe('bench/device: pack-node.sh + run.sh --cpu --quick', () => {
     expect(missing.stdout).toContain(`no carry in ${work}`);
   });
 });
+
+describe('bench/device/travel-light.sh', () => {
+  it('leaves room for the carry under the device tool\'s 64 MiB, keeps every file on disk, and restores the index exactly', () => {
+    // A clone, so that this checkout's index is never touched.
+    const clone = path.join(work, 'light');
+    const git = (...args: string[]) => {
+      const r = spawnSync('git', args, { cwd: clone, encoding: 'utf8', maxBuffer: 64 << 20 });
+      expect(r.status, r.stderr).toBe(0);
+      return r.stdout;
+    };
+    expect(spawnSync('git', ['clone', '-q', ROOT, clone]).status).toBe(0);
+    const tracked = () => git('ls-files', '-z').split('\0').filter(Boolean).reduce((a, f) => a + fs.statSync(path.join(clone, f)).size, 0);
+    const full = tracked();
+    const light = spawnSync('bash', ['bench/device/travel-light.sh'], { cwd: clone, encoding: 'utf8' });
+    expect(light.status, light.stderr).toBe(0);
+    // The carry (Node, dist/, node_modules, headers) was 21.3 MiB at -9e; 25 MiB of room for it.
+    expect(tracked()).toBeLessThan((64 - 25) * 2 ** 20);
+    expect(git('status', '--porcelain', '--untracked-files=all').split('\n').filter((l) => l.startsWith('??'))).toEqual([]);
+    expect(fs.existsSync(path.join(clone, 'test', 'fixtures', 'models', 'qwen3-f32', 'model.safetensors'))).toBe(true);
+    const back = spawnSync('bash', ['bench/device/travel-light.sh', '--restore'], { cwd: clone, encoding: 'utf8' });
+    expect(back.status, back.stderr).toBe(0);
+    expect(git('status', '--porcelain', '--untracked-files=all')).toBe('');
+    expect(tracked()).toBe(full);
+  });
+});

@@ -157,6 +157,6 @@ if [ -n "${TRACKED:-}" ]; then
   TOTAL=$((TRACKED + UNTRACKED + CARRY_BYTES))
   devkit_log "device transfer: tracked $(devkit_mib "$TRACKED") + untracked $(devkit_mib "$UNTRACKED") + carry $(devkit_mib "$CARRY_BYTES") = $(devkit_mib "$TOTAL") of $(devkit_mib "$DEVKIT_TREE_LIMIT") (margin $(devkit_mib $((DEVKIT_TREE_LIMIT - TOTAL))))$([ "$FAST" = 1 ] && echo '; a --fast pack is for trying the kit here, not for sending')"
   [ "$TOTAL" -le "$DEVKIT_TREE_LIMIT" ] || [ "$FAST" = 1 ] ||
-    devkit_die "over the device tool's limit by $(devkit_mib $((TOTAL - DEVKIT_TREE_LIMIT))): remove untracked files or large tracked ones"
+    devkit_die "over the device tool's limit by $(devkit_mib $((TOTAL - DEVKIT_TREE_LIMIT))): run bash bench/device/travel-light.sh (the tracked files the kit never reads stop travelling; --restore after the device calls), remove untracked files"
 fi
 devkit_log "done. The device tool sends the checkout its session started in: pack there, and name ${CARRY#"$ROOT"/} in its carry list."
