@@ -151,6 +151,10 @@ export class HarmonyParser {
   push(id: number, text: string): HarmonyPiece {
     const out: HarmonyPiece = { reasoning: '', content: '', calls: [] };
     const v = this.v;
+    const structural = id === v.start || id === v.message || id === v.end || id === v.call || id === v.return || id === v.channel || id === v.constrain;
+    // Text a structural token releases was held back from the tokens before it (a stop string's
+    // prefix, an unfinished character): it belongs where they were.
+    if (structural && text) this.text(text, out);
     if (id === v.start) {
       this.close(out);
       this.state = 'header';
@@ -162,12 +166,15 @@ export class HarmonyParser {
       this.close(out);
     } else if (id === v.channel || id === v.constrain) {
       if (this.state === 'header') this.header += id === v.channel ? '<|channel|>' : ' <|constrain|>';
-    } else if (this.state === 'header') {
-      this.header += text;
     } else {
-      this.route(text, out);
+      this.text(text, out);
     }
     return out;
+  }
+
+  private text(text: string, out: HarmonyPiece): void {
+    if (this.state === 'header') this.header += text;
+    else this.route(text, out);
   }
 
   /** The end of the output (EOS is not part of it): an open message is closed. */

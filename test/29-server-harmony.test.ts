@@ -119,6 +119,13 @@ describe('the harmony output parser', () => {
       .toEqual({ reasoning: '', content: '', calls: ['a {}', 'b {"x":1}'] });
   });
 
+  it('puts text a structural token releases (held back before it) where it was held', () => {
+    const p = new HarmonyParser(vocab);
+    const pieces = [[vocab.channel, ''], [tok.encode('final')[0], 'final'], [vocab.message, ''], [tok.encode('H')[0], ''], [vocab.end, 'Hi']] as const;
+    for (const [id, text] of pieces) p.push(id, text);
+    expect([p.reasoning, p.content]).toEqual(['', 'Hi']);
+  });
+
   it('keeps a commentary preamble as content and an unfinished analysis as reasoning', () => {
     expect(parse('<|channel|>commentary<|message|>Let me check.<|end|>')).toEqual({ reasoning: '', content: 'Let me check.', calls: [] });
     expect(parse('<|channel|>analysis<|message|>cut sho')).toEqual({ reasoning: 'cut sho', content: '', calls: [] });
