@@ -11,6 +11,7 @@ import type TypedEmitter from 'typed-emitter';
 import { drafterConfigFromHF, EngineCapabilities, targetConfigFromHF } from './config';
 import { checkDrafterTensors, checkTargetTensors } from './config-checkpoint';
 import { Generation } from './generation';
+import { harmonyVocab } from './harmony';
 import {
   native, NativeClient, NativeEngine, NativeEngineStats, NativeProgramEvent, NativeSequenceEvent, NativeWeightProgress,
 } from './native';
@@ -95,7 +96,9 @@ export class Engine extends (EventEmitter as new () => TypedEmitter<EngineEvents
     let nativeEngine: NativeEngine | undefined;
     try {
       const options = { ...engineOptions, cacheDir: cacheDir === false ? '' : cacheDir ?? defaultCacheDir() };
-      const eos = [...new Set(tokenizer.eosTokenIds.concat(targetCfg.eosTokenIds ?? []))];
+      // A harmony model (gpt-oss) ends its turn on <|return|> or <|call|>, whatever its configs list.
+      const harmony = harmonyVocab(tokenizer);
+      const eos = [...new Set(tokenizer.eosTokenIds.concat(targetCfg.eosTokenIds ?? [], harmony ? [harmony.return, harmony.call] : []))];
       // tokenizer.json's text: the grammar engine reads every token's bytes from it.
       const tokenizerJson = model.tokenizerJson();
       nativeEngine = native().createEngine(client, { target: targetCfg, drafter: drafterCfg, eosTokenIds: eos, options, devices, tokenizerJson },

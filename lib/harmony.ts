@@ -111,21 +111,56 @@ export function harmonyGrammar(v: { plan?: ToolPlan; grammar?: Grammar }): Gramm
   const plan = v.plan;
   if (plan && plan.choice !== 'auto') {
     const wanted = plan.choice === 'required' ? plan.tools : plan.tools.filter((t) => t.function.name === (plan.choice as { name: string }).name);
-    const calls = wanted.map((t, i) => `call${i}: "commentary to=functions.${t.function.name} " <|constrain|> "json" <|message|> ` +
-      `%json ${JSON.stringify({ ...(t.function.parameters ?? { type: 'object' }), 'x-guidance': { whitespace_flexible: false } })}`);
+    const calls = wanted.map((t, i) => `call${i}: ${JSON.stringify(`commentary to=functions.${t.function.name} `)} <|constrain|> "json" <|message|> ` +
+      `%json ${JSON.stringify(withCompact(t.function.parameters ?? { type: 'object' }))}`);
     return { lark: `start: <|channel|> (${wanted.map((_, i) => `call${i}`).join(' | ')})\n${calls.join('\n')}` };
   }
   const g = v.grammar;
   if (!g) return undefined;
   const open = 'start: <|channel|> "final" <|message|> ';
-  // JSON in the final channel is written compact (no free whitespace between tokens).
-  const compact = (schema: object) => JSON.stringify({ ...schema, 'x-guidance': { whitespace_flexible: false } });
+  // JSON in the final channel is written compact, as lib/grammar.ts writes it (a schema's own
+  // x-guidance wins).
+  const compact = (schema: object) => JSON.stringify(withCompact(schema));
   if ('json' in g) return { lark: `${open}%json ${compact({ type: 'object' })}` };
   if ('jsonSchema' in g) return { lark: `${open}%json ${compact(typeof g.jsonSchema === 'string' ? JSON.parse(g.jsonSchema) as object : g.jsonSchema)}` };
-  if ('regex' in g) return { lark: `${open}answer\nanswer: /${g.regex.replace(/\//g, '\\/')}/` };
-  // The request's own start rule becomes `answer` (its other rules keep their names).
-  if ('lark' in g) return { lark: `${open}answer\n${g.lark.replace(/^(\s*)start(\s*:)/m, '$1answer$2')}` };
+  // A slash ends a lark regex literal: escape the unescaped ones (an escape pair is kept as is).
+  if ('regex' in g) return { lark: `${open}${ANSWER}\n${ANSWER}: /${g.regex.replace(/\\.|\//g, (m) => (m === '/' ? '\\/' : m))}/` };
+  if ('lark' in g) return { lark: `${open}${ANSWER}\n${renameStart(g.lark)}` };
   return undefined;
+}
+
+/** The request grammar's entry rule, renamed so the harmony wrapper can be `start`. */
+const ANSWER = 'harmony_answer__';
+
+const withCompact = (schema: object): object => ('x-guidance' in schema ? schema : { ...schema, 'x-guidance': { whitespace_flexible: false } });
+
+/** A lark grammar with every reference to its rule `start` (definition, `?start`, recursion)
+ *  renamed to ANSWER; strings, regexes and comments are left alone. */
+export function renameStart(lark: string): string {
+  let out = '';
+  for (let i = 0; i < lark.length;) {
+    const c = lark[i];
+    if (c === '#' || (c === '/' && lark[i + 1] === '/')) {  // a comment, to the end of the line
+      const j = lark.indexOf('\n', i);
+      out += lark.slice(i, j < 0 ? lark.length : j);
+      i = j < 0 ? lark.length : j;
+    } else if (c === '"' || c === '/') {  // a string or regex literal, with backslash escapes
+      let j = i + 1;
+      while (j < lark.length && lark[j] !== c && lark[j] !== '\n') j += lark[j] === '\\' ? 2 : 1;
+      out += lark.slice(i, j + 1);
+      i = j + 1;
+    } else if (/[A-Za-z_]/.test(c)) {
+      let j = i;
+      while (j < lark.length && /\w/.test(lark[j])) j++;
+      const word = lark.slice(i, j);
+      out += word === 'start' ? ANSWER : word;
+      i = j;
+    } else {
+      out += c;
+      i++;
+    }
+  }
+  return out;
 }
 
 export interface HarmonyPiece {
@@ -141,6 +176,8 @@ export class HarmonyParser {
   private state: 'header' | 'body' = 'header';
   private header = '';
   private body = '';
+  /** Whether the output has had any harmony token yet (one that has none is plain content). */
+  private structured = false;
   reasoning = '';
   content = '';
   readonly toolCalls: ToolCall[] = [];
@@ -155,6 +192,7 @@ export class HarmonyParser {
     // Text a structural token releases was held back from the tokens before it (a stop string's
     // prefix, an unfinished character): it belongs where they were.
     if (structural && text) this.text(text, out);
+    if (structural) this.structured = true;
     if (id === v.start) {
       this.close(out);
       this.state = 'header';
@@ -177,10 +215,17 @@ export class HarmonyParser {
     else this.route(text, out);
   }
 
-  /** The end of the output (EOS is not part of it): an open message is closed. */
-  end(): HarmonyPiece {
+  /** The end of the output (EOS is not part of it): an open message is closed. `complete`: the
+   *  output ended on its EOS; a call cut short (max_tokens, a stop string, an abort) is no call,
+   *  its text is kept as content. */
+  end(complete = true): HarmonyPiece {
     const out: HarmonyPiece = { reasoning: '', content: '', calls: [] };
-    this.close(out);
+    if (!this.structured && this.header) {  // the model never used the format: all of it is the answer
+      this.content += this.header;
+      out.content += this.header;
+      this.header = '';
+    }
+    this.close(out, complete);
     return out;
   }
 
@@ -198,10 +243,10 @@ export class HarmonyParser {
     else { this.content += text; out.content += text; }
   }
 
-  private close(out: HarmonyPiece): void {
+  private close(out: HarmonyPiece, complete = true): void {
     if (this.state === 'body') {
       const r = this.target();
-      if (r.recipient?.startsWith('functions.')) {
+      if (r.recipient?.startsWith('functions.') && complete) {
         const call: ToolCall = { id: newCallId(), type: 'function', function: { name: r.recipient.slice('functions.'.length), arguments: this.body.trim() } };
         this.toolCalls.push(call);
         out.calls.push(call);

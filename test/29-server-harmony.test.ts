@@ -12,7 +12,7 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { Engine } from '../lib/engine';
-import { HarmonyParser, harmonyVocab, HarmonyVocab, ReasoningEffort, renderHarmony } from '../lib/harmony';
+import { harmonyGrammar, HarmonyParser, harmonyVocab, HarmonyVocab, ReasoningEffort, renameStart, renderHarmony } from '../lib/harmony';
 import { schemaType } from '../lib/harmony-types';
 import type { ToolDefinition } from '../lib/server/tools';
 import { ChatMessage, loadTokenizer, Tokenizer } from '../lib/tokenizer';
@@ -58,6 +58,14 @@ describe('the harmony prompt', () => {
     expect(() => renderHarmony([{ role: 'user', content: 'x' }, { role: 'tool', tool_call_id: 'call_9', content: '1' }]))
       .toThrow("messages[1]: the tool result's tool_call_id 'call_9' answers no earlier tool call, and it has no 'name'");
     expect(renderHarmony([{ role: 'tool', name: 'f', content: '1' }], { date: '2026-12-07' })).toContain('<|start|>functions.f to=assistant<|channel|>commentary<|message|>1<|end|>');
+  });
+
+  it('wraps a request grammar: its start rule renamed everywhere, regex slashes escaped once, its own x-guidance kept', () => {
+    expect(renameStart('?start: "(" start ")" | "start" | /start/ | x # start\nx: "x"'))
+      .toBe('?harmony_answer__: "(" harmony_answer__ ")" | "start" | /start/ | x # start\nx: "x"');
+    for (const regex of ['a/b', 'a\\/b']) expect(harmonyGrammar({ grammar: { regex } })).toEqual({ lark: 'start: <|channel|> "final" <|message|> harmony_answer__\nharmony_answer__: /a\\/b/' });
+    const own = { type: 'object', 'x-guidance': { whitespace_flexible: true } };
+    expect((harmonyGrammar({ grammar: { jsonSchema: own } }) as { lark: string }).lark).toContain(JSON.stringify(own));
   });
 
   it('writes nested objects, unions and tools without parameters', () => {
@@ -126,6 +134,17 @@ describe('the harmony output parser', () => {
     expect([p.reasoning, p.content]).toEqual(['', 'Hi']);
   });
 
+  it('keeps a call cut short (no EOS) as text, and output that never uses the format as content', () => {
+    const p = new HarmonyParser(vocab);
+    for (const id of tok.encode('<|channel|>commentary to=functions.f <|constrain|>json<|message|>{"a": ', { addSpecialTokens: false })) p.push(id, tok.decode([id]));
+    expect(p.end(false).calls).toEqual([]);
+    expect([p.content, p.toolCalls]).toEqual(['{"a": ', []]);
+    const plain = new HarmonyParser(vocab);
+    for (const id of tok.encode('Just text.', { addSpecialTokens: false })) plain.push(id, tok.decode([id]));
+    expect(plain.end().content).toBe('Just text.');
+    expect(plain.content).toBe('Just text.');
+  });
+
   it('keeps a commentary preamble as content and an unfinished analysis as reasoning', () => {
     expect(parse('<|channel|>commentary<|message|>Let me check.<|end|>')).toEqual({ reasoning: '', content: 'Let me check.', calls: [] });
     expect(parse('<|channel|>analysis<|message|>cut sho')).toEqual({ reasoning: 'cut sho', content: '', calls: [] });
@@ -190,6 +209,28 @@ describe('a harmony model behind the server', () => {
     expect(msg.reasoning_content ?? '').toBe('');
   });
 
+  it('ends a turn on <|call|> / <|return|> even when the checkpoint\'s configs do not list them', async () => {
+    const dir = harmonyModel(tmpDir('harmony-no-eos'));
+    for (const f of ['config.json', 'generation_config.json', 'tokenizer_config.json']) {
+      const j = JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8'));
+      delete j.eos_token_id;
+      delete j.eos_token;
+      fs.writeFileSync(path.join(dir, f), JSON.stringify(j));
+    }
+    const bare = await Engine.load({ target: dir, maxSeqLen: 1024, maxSequences: 1, cacheDir: false });
+    try {
+      const v = harmonyVocab(bare.tokenizer)!;
+      const ids = bare.tokenizer.encode(renderHarmony(messages), { addSpecialTokens: false });
+      // The grammar makes the model write <|call|> and then more: the turn must end at <|call|>.
+      const d = await bare.generate(ids, { maxTokens: 32, temperature: 0, grammar: { lark: 'start: <|channel|> "final" <|message|> "ok" <|call|> "more"' } }).done();
+      expect(d.reason).toBe('eos');
+      expect(d.ids).not.toContain(v.call);
+      expect(d.text).not.toContain('more');
+    } finally {
+      await bare.close();
+    }
+  });
+
   it('an unconstrained answer splits the same way whole and streamed', async () => {
     const req = { model: MODEL, messages, max_tokens: 48, temperature: 0 };
     const res = await client.chat.completions.create(req);
@@ -202,5 +243,6 @@ describe('a harmony model behind the server', () => {
       content += d?.content ?? '';
     }
     expect([reasoning, content]).toEqual([whole.reasoning_content ?? '', whole.content ?? '']);
+    expect(reasoning + content).not.toBe('');  // a random model's text, in whichever field it went
   });
 });

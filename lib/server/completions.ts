@@ -286,7 +286,7 @@ async function handle(ctx: RequestContext, req: FastifyRequest, reply: FastifyRe
     // Tool calls (chat with tools): parsed from each choice's text unless the stream did already;
     // the content is then the text around them.
     if (splitters && !streamed) finished.forEach((d, i) => (splitters[i].push(d.text), splitters[i].end()));
-    if (harmonies && !streamed) harmonies.forEach((h) => h.end());
+    if (harmonies && !streamed) harmonies.forEach((h, i) => h.end(finished[i].reason === 'eos'));
     const answers = finished.map((d, i) => (harmonies ? harmonies[i].content : splitters ? splitters[i].content : d.text));
     const contents = answers.map((text, i) => (parsers && !harmonies && !streamed ? parsers[i].push(text).content + parsers[i].end().content : text));
     const calls = finished.map((_, i) => (harmonies ? harmonies[i].toolCalls : parsers?.[i].toolCalls ?? []));

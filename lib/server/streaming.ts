@@ -140,7 +140,8 @@ export async function sendStream(reply: FastifyReply, streams: GenerationStream[
           await send(piece);
         } else if (t.text) await (splitter ? split(splitter.push(t.text)) : answer(t.text));
       }
-      if (channels) await send(channels.end());  // a call whose message the EOS closed
+      // A call whose message the EOS closed; one cut short stays text.
+      if (channels) await send(channels.end((await stream.done().catch(() => undefined))?.reason === 'eos'));
       if (splitter) await split(splitter.end());  // what it held back as a possible tag
       if (parser) await send(parser.end());  // what it held back as a possible call's start
     } catch (e) {
