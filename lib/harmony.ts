@@ -82,6 +82,8 @@ export function renderHarmony(messages: ChatMessage[], o: HarmonyPromptOptions =
       const reasoning = (m.reasoning_content ?? m.reasoning) as string | undefined;
       if (reasoning && i > lastFinal) out += msg('assistant<|channel|>analysis', reasoning);
       if (hasCalls(m)) {
+        // Text beside the calls is what the model said before them: a commentary preamble.
+        if (m.content) out += msg('assistant<|channel|>commentary', String(m.content));
         for (const c of m.tool_calls as ToolCall[]) {
           names.set(c.id, c.function.name);
           const args = typeof c.function.arguments === 'string' ? c.function.arguments : JSON.stringify(c.function.arguments);

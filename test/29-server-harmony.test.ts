@@ -54,6 +54,11 @@ describe('the harmony prompt', () => {
     expect(text.endsWith('<|start|>assistant<|channel|>final<|message|>Hello!<|end|><|start|>user<|message|>Bye<|end|><|start|>assistant')).toBe(true);
   });
 
+  it('renders text beside calls as a commentary preamble before them (the parser reads it back as content)', () => {
+    const text = renderHarmony([{ role: 'user', content: 'x' }, { role: 'assistant', content: 'Let me look.', tool_calls: [{ id: 'c', type: 'function', function: { name: 'f', arguments: '{}' } }] }], { date: '2026-12-07' });
+    expect(text).toContain('<|start|>assistant<|channel|>commentary<|message|>Let me look.<|end|><|start|>assistant to=functions.f<|channel|>commentary <|constrain|>json<|message|>{}<|call|>');
+  });
+
   it('refuses a tool result that answers no call, naming the message', () => {
     expect(() => renderHarmony([{ role: 'user', content: 'x' }, { role: 'tool', tool_call_id: 'call_9', content: '1' }]))
       .toThrow("messages[1]: the tool result's tool_call_id 'call_9' answers no earlier tool call, and it has no 'name'");
