@@ -70,14 +70,21 @@ export async function handleChat(ctx: RequestContext, req: FastifyRequest<{ Body
   } catch (e) {
     throw badRequest(`The chat template rejected the messages: ${(e as Error).message}`, 'messages');
   }
-  const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? undefined;
-  if (body.top_logprobs !== undefined && body.top_logprobs !== null && body.top_logprobs > 0 && body.logprobs !== true)
-    throw badRequest("'top_logprobs' needs 'logprobs': true.", 'top_logprobs');
-  const lp: LogprobRequest = { tokens: body.logprobs === true ? body.top_logprobs ?? 0 : -1, prompt: -1, echo: false, none: false };
+  const { maxTokens, lp } = chatLimits(body);
   return handle(ctx, req, reply, body, ids, maxTokens, chatShaper(body.model, body.stream_options?.include_usage === true), lp, structured, tools, thinking);
 }
 
-/** A chat with a harmony model (gpt-oss): rendered by lib/server/harmony.ts, whose parser turns
+/** A chat request's max tokens and log-probabilities (top_logprobs needs logprobs). */
+function chatLimits(body: ChatCompletionBody): { maxTokens: number | undefined; lp: LogprobRequest } {
+  if (body.top_logprobs !== undefined && body.top_logprobs !== null && body.top_logprobs > 0 && body.logprobs !== true)
+    throw badRequest("'top_logprobs' needs 'logprobs': true.", 'top_logprobs');
+  return {
+    maxTokens: body.max_completion_tokens ?? body.max_tokens ?? undefined,
+    lp: { tokens: body.logprobs === true ? body.top_logprobs ?? 0 : -1, prompt: -1, echo: false, none: false },
+  };
+}
+
+/** A chat with a harmony model (gpt-oss): rendered by lib/harmony.ts, whose parser turns
  *  the output into reasoning_content, content and tool_calls. */
 function handleHarmonyChat(ctx: RequestContext, req: FastifyRequest, reply: FastifyReply, body: ChatCompletionBody, vocab: HarmonyVocab,
   messages: ChatMessage[], tools: ToolPlan | undefined) {
@@ -96,10 +103,7 @@ function handleHarmonyChat(ctx: RequestContext, req: FastifyRequest, reply: Fast
     throw badRequest((e as Error).message, 'messages');
   }
   const ids = ctx.engine.tokenizer.encode(text, { addSpecialTokens: false });
-  const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? undefined;
-  if (body.top_logprobs !== undefined && body.top_logprobs !== null && body.top_logprobs > 0 && body.logprobs !== true)
-    throw badRequest("'top_logprobs' needs 'logprobs': true.", 'top_logprobs');
-  const lp: LogprobRequest = { tokens: body.logprobs === true ? body.top_logprobs ?? 0 : -1, prompt: -1, echo: false, none: false };
+  const { maxTokens, lp } = chatLimits(body);
   return handle(ctx, req, reply, body, ids, maxTokens, chatShaper(body.model, body.stream_options?.include_usage === true), lp, structured, tools, undefined, vocab);
 }
 
@@ -182,7 +186,8 @@ async function handle(ctx: RequestContext, req: FastifyRequest, reply: FastifyRe
   const { options, speculative, n } = generateOptions(ctx, body, ids.length, requestedTokens);
   options.grammar = structured.grammar;
   const engineError = (e: unknown) => requestError(e, structured.param);
-  const parsers = tools ? Array.from({ length: n }, () => new ToolCallParser(tools.format)) : undefined;
+  // (A harmony model's calls are read by its own parser, below.)
+  const parsers = tools && !harmony ? Array.from({ length: n }, () => new ToolCallParser(tools.format)) : undefined;
   // A thinking model's output: reasoning_content, then the content (which tool calls are parsed from).
   const splitters = thinking === undefined ? undefined : Array.from({ length: n }, () => new ReasoningSplitter(thinking));
   // A harmony model's output: channels (analysis, final, calls) read from the tokens themselves.
@@ -288,7 +293,7 @@ async function handle(ctx: RequestContext, req: FastifyRequest, reply: FastifyRe
     if (splitters && !streamed) finished.forEach((d, i) => (splitters[i].push(d.text), splitters[i].end()));
     if (harmonies && !streamed) harmonies.forEach((h, i) => h.end(finished[i].reason === 'eos'));
     const answers = finished.map((d, i) => (harmonies ? harmonies[i].content : splitters ? splitters[i].content : d.text));
-    const contents = answers.map((text, i) => (parsers && !harmonies && !streamed ? parsers[i].push(text).content + parsers[i].end().content : text));
+    const contents = answers.map((text, i) => (parsers && !streamed ? parsers[i].push(text).content + parsers[i].end().content : text));
     const calls = finished.map((_, i) => (harmonies ? harmonies[i].toolCalls : parsers?.[i].toolCalls ?? []));
     const finishes = finished.map((d, i) => (calls[i].length > 0 && d.reason !== 'maxTokens' && d.reason !== 'abort' ? 'tool_calls' : finishReason(d.reason)));
     finished.forEach((d, i) => ctx.metrics.generation({ stats: d.stats, speculative, finishReason: finishes[i], ttft: timings[i].ttft(), tpot: timings[i].tpot() }));
