@@ -27,9 +27,15 @@ const env = { ...process.env, DFLASH_PJRT_PLUGIN: plugin };
 
 // 1. C++ unit tests.
 const jobs = String(Math.max(1, os.cpus().length));
-const buildDir = path.join(root, 'build-tests');
-let r = run('cmake', ['-S', '.', '-B', buildDir, '-G', 'Ninja', '-DDFLASH_TESTS=ON', '-DCMAKE_BUILD_TYPE=Release'], { stdio: ['ignore', 'ignore', 'inherit'] });
-if (r.status === 0) r = run('ninja', ['-C', buildDir, '-j', jobs, 'dflash_native_tests', 'pjrt_run']);
+// The C++ tests link the addon's own core: where `npm install` configured build/ (cmake-js), the
+// same build directory adds the test targets and only their sources compile (the core is not
+// built a second time); otherwise a build directory of their own.
+const addonBuilt = fs.existsSync(path.join(root, 'build', 'CMakeCache.txt'));
+const buildDir = path.join(root, addonBuilt ? 'build' : 'build-tests');
+const configure = addonBuilt ? ['-S', '.', '-B', buildDir, '-DDFLASH_TESTS=ON']
+  : ['-S', '.', '-B', buildDir, '-G', 'Ninja', '-DDFLASH_TESTS=ON', '-DCMAKE_BUILD_TYPE=Release'];
+let r = run('cmake', configure, { stdio: ['ignore', 'ignore', 'inherit'] });
+if (r.status === 0) r = run('cmake', ['--build', buildDir, '--parallel', jobs, '--target', 'dflash_native_tests', 'pjrt_run']);
 if (r.status !== 0) {
   console.error('native tests: build failed');
   failed += 1;

@@ -94,7 +94,9 @@ devkit_log "runtime.tar.xz: dist/ and ${#DEPS[@]} runtime packages"
 if [ "$BUILD" = 1 ]; then
   devkit_log "cmake-js build --out build (incremental)"
   node node_modules/cmake-js/bin/cmake-js build --out build >/dev/null
-  if [ -f build-tests/build.ninja ]; then ninja -C build-tests pjrt_run >/dev/null; fi
+  for d in build build-tests; do  # pjrt_run: where `npm test` built it (build/, or build-tests/ before)
+    if [ -f $d/build.ninja ] && ninja -C $d -t targets all 2>/dev/null | grep -q '^pjrt_run:'; then ninja -C $d pjrt_run >/dev/null; break; fi
+  done
 fi
 NATIVE_HASH=$(devkit_native_hash "$ROOT")
 PREBUILT=()
@@ -102,7 +104,9 @@ fresh() {  # $1 built by target $3 of the ninja build in $2, with nothing left t
   [ -f "$1" ] && [ -f "$2/build.ninja" ] && ninja -C "$2" -n "$3" 2>/dev/null | grep -q 'no work to do'
 }
 fresh build/Release/dflash.node build dflash && PREBUILT+=(build/Release/dflash.node)
-fresh build-tests/native/tests/pjrt_run build-tests pjrt_run && PREBUILT+=(build-tests/native/tests/pjrt_run)
+for d in build build-tests; do
+  fresh $d/native/tests/pjrt_run $d pjrt_run && PREBUILT+=($d/native/tests/pjrt_run) && break
+done
 rm -f "$CARRY/prebuilt.tar.xz"
 if [ ${#PREBUILT[@]} -gt 0 ]; then
   tar --create --owner=0 --group=0 --numeric-owner --transform='s|.*/|prebuilt/|' "${PREBUILT[@]}" |
