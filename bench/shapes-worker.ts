@@ -2,6 +2,7 @@
 // alone): loads one checkpoint, measures load / compile / decode / verify(K), prints one JSON line.
 //   node dist/bench/shapes-worker.js DIR [DRAFTER_DIR] --cache DIR --ks 1,2,4,8,16,32 [--dtype D] [--quantized narrow|dequantize|auto]
 //     [--prefill N]   also: a prompt of N tokens to its first token (prefill tokens/s, second run)
+//     [--prefill-chunk N]  the engine's prefillChunk (prompt tokens per prefill call)
 import * as fs from 'fs';
 
 import { Engine } from '../lib/engine';
@@ -22,6 +23,7 @@ async function main(): Promise<void> {
   const engine = await Engine.load({
     target: dir, drafter: drafterArg, maxSeqLen: 2048, maxSequences: 1, kvCacheMemory: Number(opt('kv', String(512e6))),
     cacheDir: opt('cache', ''), dtype: opt('dtype', 'auto') as 'auto', quantizedWeights: opt('quantized', 'auto') as 'auto',
+    ...(opt('prefill-chunk', '') ? { prefillChunk: Number(opt('prefill-chunk', '')) } : {}),
     onProgress: (p) => {
       if (p.phase === 'weights' && p.tensors === p.totalTensors) weightsDone = performance.now();
       if (p.phase === 'program' && (p.kind === 'compile-done' || p.kind === 'cache-load')) compileSeconds += p.seconds;

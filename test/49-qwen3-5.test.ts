@@ -243,6 +243,29 @@ describe('tensor parallelism over 2 devices', () => {
 
 // Prefix caching of a hybrid target: a cached prefix is usable only where a snapshot of the state
 // after it exists (every 64 tokens, when a step ends there; prefill chunks are cut at those points).
+describe('prefill in the chunked form', () => {
+  // 200 tokens: three whole chunks of 64 in the chunked form, then 7 positions token by token.
+  const prompt = Array.from({ length: 200 }, (_, i) => (i * 37 + 11) % 256);
+  const run = async (opts: { prefillChunk?: number; prefillBudget?: number }) => {
+    const engine = await load({ target: TARGET, maxSeqLen: 256, maxSequences: 1, dtype: 'f32', prefixCaching: false, ...opts });
+    const d = await engine.generate(prompt, { maxTokens: 8, promptLogprobs: 1, speculative: false }).done();
+    return { ids: d.ids, lp: d.promptLogprobs!.slice(1).map((t) => t!.logprob) };
+  };
+
+  it('gives the log-probabilities of token-by-token prefill within f32 tolerance; splits at multiples of 64 change no bit', async () => {
+    const chunked = await run({});                       // one call of 199 positions (K = 256)
+    const stepwise = await run({ prefillChunk: 32 });   // calls of 32: no whole chunk, token by token
+    const split = await run({ prefillBudget: 64 });     // four calls, each starting on a chunk boundary
+    expect(chunked.lp).toHaveLength(199);
+    let worst = 0;
+    for (let i = 0; i < 199; i++) worst = Math.max(worst, Math.abs(chunked.lp[i] - stepwise.lp[i]));
+    expect(worst).toBeLessThan(2e-4);
+    expect(worst).toBeGreaterThan(0);  // a different computation, not the token-by-token one
+    expect(split.lp).toEqual(chunked.lp);
+    expect(split.ids).toEqual(chunked.ids);
+  });
+});
+
 describe('prefix caching with recurrent states', () => {
   it('resumes a repeated or extended prompt from a state snapshot, with the output of a full prefill', async () => {
     const cached = await load({ target: TARGET, drafter: DRAFTER, pageSize: 8, maxSeqLen: 256, maxSequences: 2, dtype: 'f32' });

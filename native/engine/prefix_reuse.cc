@@ -6,9 +6,11 @@
 // requests behind one system prompt). Output is unchanged by a hit: with batch-invariant kernels a
 // page's K/V (and drafter context rows) are the same bytes whoever computed them.
 #include <algorithm>
+#include <numeric>
 
 #include "engine/page_allocator.h"
 #include "engine/scheduler.h"
+#include "models/gated_delta.h"
 
 namespace dflash::engine {
 
@@ -95,9 +97,10 @@ void Scheduler::RegisterFullPages(Sequence& s) {
 }
 
 int64_t Scheduler::snapshot_interval() const {
-  // At least 64 tokens (a snapshot is a whole state: 6 MB at Qwen3.5-0.8B), in whole pages.
+  // Whole pages and whole chunks of the recurrence's chunked form (kDeltaChunk, 64 tokens: a
+  // snapshot is a whole state, 6 MB at Qwen3.5-0.8B): their least common multiple.
   const int64_t S = rt_->options().page_size;
-  return (64 + S - 1) / S * S;
+  return std::lcm(S, models::kDeltaChunk);
 }
 
 int32_t Scheduler::SnapshotCut(const Sequence& s, int32_t pages) const {

@@ -11,6 +11,7 @@
 #include "engine/runtime.h"
 #include "models/logprobs.h"
 #include "models/token_mask.h"
+#include "models/gated_delta.h"
 
 namespace dflash::engine {
 namespace {
@@ -101,7 +102,10 @@ int32_t Runtime::Prefill(Sequence& s, int64_t start, int32_t len) {
   if (!ready(want)) {
     Prefetch(PrefillShape(want, last, lp));
     if (spec) Prefetch(DraftShapeFor(1, want, 0, last));
-    for (int64_t k = want / 2; k >= 16; k /= 2)
+    // A hybrid target falls back no lower than one chunk of its recurrence's chunked form while a
+    // whole chunk remains: every split of a prompt then computes the same chunks, bit for bit.
+    const int64_t lowest = state_slots() > 0 && len >= models::kDeltaChunk ? models::kDeltaChunk : 16;
+    for (int64_t k = want / 2; k >= lowest; k /= 2)
       if (ready(k)) {
         K = k;
         break;

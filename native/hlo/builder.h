@@ -149,8 +149,15 @@ class Builder {
   // ---- contractions, reductions, indexing -------------------------------------------------
   // Result dims: batch, lhs free (in order), rhs free (in order). result_dtype defaults to
   // f32 for float operands (accumulate in f32), else the operand dtype.
+  // exact_f32: precision HIGHEST on both operands, so that TPUs and GPUs keep f32 operands in f32
+  // (their default is one bf16 / TF32 pass): for recurrent state math, not for weights.
   Value DotGeneral(const Value& lhs, const Value& rhs, const DotDims& dims,
-                   std::optional<DType> result_dtype = std::nullopt);
+                   std::optional<DType> result_dtype = std::nullopt, bool exact_f32 = false);
+  // Solves a x = b for x, a (..., M, M) lower triangular with a unit diagonal (its diagonal and
+  // upper part are not read), b (..., M, N), the same float dtype and batch dims:
+  // stablehlo.triangular_solve (forward substitution; XLA's expander on CPU, cuBLAS / the TPU
+  // kernel elsewhere).
+  Value SolveUnitLower(const Value& a, const Value& b);
   // x[..., in] @ w[out, in]^T -> [..., out]  (torch.nn.Linear without bias)
   Value Linear(const Value& x, const Value& w);
   Value Reduce(const Value& x, const std::vector<int64_t>& dims, ReduceKind kind);

@@ -45,7 +45,7 @@ Shape IndexBatchShape(const char* op, const Value& indices, int64_t ivd, int64_t
 
 }  // namespace
 
-Value Builder::DotGeneral(const Value& lhs, const Value& rhs, const DotDims& d, std::optional<DType> result_dtype) {
+Value Builder::DotGeneral(const Value& lhs, const Value& rhs, const DotDims& d, std::optional<DType> result_dtype, bool exact_f32) {
   const char* op = "dot_general";
   if (lhs.dtype != rhs.dtype)
     throw std::invalid_argument(std::string(op) + ": dtype mismatch " + DTypeName(lhs.dtype) + " vs " + DTypeName(rhs.dtype));
@@ -74,7 +74,22 @@ Value Builder::DotGeneral(const Value& lhs, const Value& rhs, const DotDims& d, 
   parts.push_back(DimList("lhs_contracting_dimensions", d.lhs_contract));
   parts.push_back(DimList("rhs_contracting_dimensions", d.rhs_contract));
   for (size_t i = 0; i < parts.size(); ++i) dn += (i ? ", " : "") + parts[i];
-  return Emit(op, {lhs, rhs}, out, rt, dn + ">");
+  dn += ">";
+  if (exact_f32) dn += ", precision_config = [#stablehlo<precision HIGHEST>, #stablehlo<precision HIGHEST>]";
+  return Emit(op, {lhs, rhs}, out, rt, dn);
+}
+
+Value Builder::SolveUnitLower(const Value& a, const Value& b) {
+  const char* op = "triangular_solve";
+  if (a.dtype != b.dtype || !IsFloat(a.dtype))
+    throw std::invalid_argument(std::string(op) + ": a and b must share a float dtype, got " + DTypeName(a.dtype) + " and " + DTypeName(b.dtype));
+  const int64_t r = a.rank();
+  if (r < 2 || b.rank() != r || a.shape[r - 1] != a.shape[r - 2] || b.shape[r - 2] != a.shape[r - 1] ||
+      !std::equal(a.shape.begin(), a.shape.end() - 2, b.shape.begin()))
+    throw std::invalid_argument(std::string(op) + ": a " + ShapeString(a.shape) + " must be (..., M, M) and b " + ShapeString(b.shape) +
+                                " (..., M, N) with the same batch dims");
+  return Emit(op, {a, b}, b.shape, b.dtype,
+              "left_side = true, lower = true, transpose_a = #stablehlo<transpose NO_TRANSPOSE>, unit_diagonal = true");
 }
 
 Value Builder::Linear(const Value& x, const Value& w) {

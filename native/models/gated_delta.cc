@@ -1,5 +1,7 @@
 // Qwen3.5's Gated DeltaNet: see gated_delta.h. Numerics follow transformers' recurrent path
-// (torch_recurrent_gated_delta_rule): every state update in f32, one token at a time.
+// (torch_recurrent_gated_delta_rule): every state update in f32, one token at a time; prefill
+// programs run whole chunks of kDeltaChunk tokens in the chunked form (torch_chunk_gated_delta_rule),
+// also in f32.
 #include "models/gated_delta.h"
 
 #include <cmath>
@@ -49,15 +51,22 @@ Value DeltaStep(Builder& b, const Value& s, const Value& k, const Value& v, cons
   return b.Add(decayed, b.Mul(kcol, b.Reshape(delta, {r, hv, 1, dv})));
 }
 
-// The recurrence over slots [0, K) of every row, advancing row r's state only where keep (R, K)
-// holds; with q, the outputs o (R, K, Hv, dv) f32 too.
+// The recurrence over slots [from, to) of every row (default [0, K)), advancing row r's state
+// only where keep (R, K) holds; with q, the outputs o (R, K, Hv, dv) f32 too, written into o0
+// (default zeros) at those slots.
+struct Span {
+  const Value* from = nullptr;  // s32 scalars
+  const Value* to = nullptr;
+  const Value* o0 = nullptr;
+};
 std::pair<Value, Value> Recur(Builder& b, const Value& s0, const Value* q, const Value& k, const Value& v, const Value& g,
-                              const Value& beta, const Value& keep) {
+                              const Value& beta, const Value& keep, const Span& span = {}) {
   const int64_t r = k.shape[0], kk = k.shape[1], hv = k.shape[2], dv = v.shape[3];
-  std::vector<Value> init{b.Scalar(0, DType::kS32), s0};
-  if (q) init.push_back(b.Splat(0, {r, kk, hv, dv}, DType::kF32));
+  std::vector<Value> init{span.from ? *span.from : b.Scalar(0, DType::kS32), s0};
+  if (q) init.push_back(span.o0 ? *span.o0 : b.Splat(0, {r, kk, hv, dv}, DType::kF32));
+  const Value end = span.to ? *span.to : b.Scalar(static_cast<double>(kk), DType::kS32);
   const std::vector<Value> out = b.While(
-      init, [&](const std::vector<Value>& c) { return b.Compare(c[0], b.Scalar(static_cast<double>(kk), DType::kS32), hlo::Cmp::kLT); },
+      init, [&](const std::vector<Value>& c) { return b.Compare(c[0], end, hlo::Cmp::kLT); },
       [&](const std::vector<Value>& c) {
         const Value j = c[0];
         const Value next = DeltaStep(b, c[1], AtSlot(b, k, j), AtSlot(b, v, j), AtSlot(b, g, j), AtSlot(b, beta, j));
@@ -72,6 +81,97 @@ std::pair<Value, Value> Recur(Builder& b, const Value& s0, const Value* q, const
         return res;
       });
   return {out[1], q ? out[2] : Value{}};
+}
+
+// Chunk c of a (R, Hv, NC, ...) value: (R, Hv, ...).
+Value ChunkAt(Builder& b, const Value& x, const Value& c) {
+  std::vector<Value> starts(x.rank(), b.Scalar(0, DType::kS32));
+  starts[2] = c;
+  hlo::Shape sizes = x.shape, out = x.shape;
+  sizes[2] = 1;
+  out.erase(out.begin() + 2);
+  return b.Reshape(b.DynamicSlice(x, starts, sizes), out);
+}
+
+// (R, K, Hv, ...) -> (R, Hv, NC, C, ...): chunks of C slots, heads first (batch dims of the dots).
+Value ToChunks(Builder& b, const Value& x, int64_t chunk) {
+  hlo::Shape split{x.shape[0], x.shape[1] / chunk, chunk};
+  split.insert(split.end(), x.shape.begin() + 2, x.shape.end());
+  std::vector<int64_t> perm{0, 3, 1, 2};
+  if (x.rank() == 4) perm.push_back(4);
+  return b.Transpose(b.Reshape(x, split), perm);
+}
+
+// The gated delta rule over the first nc whole chunks of C = kDeltaChunk slots, then token by token
+// (Recur) over the rest of the valid slots. Within a chunk, from its start state S and with G the
+// cumulative sum of g over the chunk (the WY form of transformers' torch_chunk_gated_delta_rule):
+//   L[i, j] = beta_i (k_i . k_j) exp(G_i - G_j) for j < i      (strictly lower, C x C)
+//   (I + L) U~ = beta v,  (I + L) W~ = beta exp(G) k             (one unit-lower triangular solve)
+//   U = U~ - W~ S                                                (the chunk's deltas)
+//   o_i = exp(G_i) q_i S + sum_{j <= i} (q_i . k_j) exp(G_i - G_j) U_j
+//   S <- exp(G_C) S + sum_j exp(G_C - G_j) k_j U_j^T
+// Everything but the last three lines is independent of S: it runs for every chunk at once, and
+// only the (C x d) products with S run in the loop. g <= 0, so every exp above is at most 1 once
+// the upper triangle is masked before exp.
+// nc: the rows' whole chunks of valid slots when every row starts on a chunk boundary (positions
+// [0] % C == 0), else 0: a prompt split at multiples of C computes each chunk the same way in
+// every split (docs/ARCHITECTURE.md, "Layer groups").
+std::pair<Value, Value> ChunkedThenRecur(Builder& b, const Value& s0, const Value& q, const Value& k, const Value& v, const Value& g,
+                                         const Value& beta, const Value& valid, const Value& positions) {
+  const int64_t r = k.shape[0], kk = k.shape[1], hv = k.shape[2], dv = v.shape[3], C = kDeltaChunk, nchunks = kk / C;
+  const DType f32 = DType::kF32, s32 = DType::kS32;
+  // ---- how many chunks run in the chunked form ----
+  const Value count = b.Reduce(b.Select(valid, b.Splat(1, {r, kk}, s32), b.Splat(0, {r, kk}, s32)), {1}, hlo::ReduceKind::kSum);  // (R)
+  const Value start = b.Reshape(b.SliceAxis(positions, 1, 0, 1), {r});
+  const Value aligned = b.Compare(b.Rem(start, b.Scalar(static_cast<double>(C), s32)), b.Scalar(0, s32), hlo::Cmp::kEQ);
+  const Value whole = b.Select(aligned, b.Div(count, b.Scalar(static_cast<double>(C), s32)), b.Splat(0, {r}, s32));
+  // Rows without valid slots (padding rows, which write the trash slot) do not hold the others back.
+  const Value none = b.Compare(count, b.Scalar(0, s32), hlo::Cmp::kEQ);
+  const Value nc = b.Reduce(b.Select(none, b.Splat(static_cast<double>(nchunks), {r}, s32), whole), {0}, hlo::ReduceKind::kMin);
+  const Value to = b.Reduce(count, {0}, hlo::ReduceKind::kMax);
+
+  // ---- every chunk's S-independent part: (R, Hv, NC, C, ...) ----
+  const Value qc = ToChunks(b, q, C), kc = ToChunks(b, k, C), vc = ToChunks(b, v, C);
+  const Value gc = ToChunks(b, g, C), bc = ToChunks(b, beta, C);  // (R, Hv, NC, C)
+  const Value row = b.Iota({C, C}, s32, 0), col = b.Iota({C, C}, s32, 1);
+  const Value incl = b.Compare(col, row, hlo::Cmp::kLE), strict = b.Compare(col, row, hlo::Cmp::kLT);  // (C, C): j <= i, j < i
+  const Value tri = b.Select(incl, b.Splat(1, {C, C}, f32), b.Splat(0, {C, C}, f32));
+  const Value G = b.DotGeneral(gc, tri, hlo::DotDims{{}, {}, {3}, {1}}, f32, true);  // (R, Hv, NC, C): cumulative g
+  const hlo::Shape cc{r, hv, nchunks, C, C}, col1{r, hv, nchunks, C, 1};
+  const Value diff = b.Sub(b.Reshape(G, col1), b.Reshape(G, {r, hv, nchunks, 1, C}));  // G_i - G_j
+  const Value decay = b.Select(incl, b.Exp(b.Select(incl, diff, b.Splat(0, cc, f32))), b.Splat(0, cc, f32));
+  const Value eg = b.Exp(G);
+  const Value kb = b.Mul(kc, b.Reshape(bc, col1));  // beta k
+  const hlo::DotDims rows_ij{{0, 1, 2}, {0, 1, 2}, {4}, {4}};  // (.., C, d) x (.., C, d) -> (.., C, C)
+  const Value lower = b.Select(strict, b.Mul(b.DotGeneral(kb, kc, rows_ij, f32, true), decay), b.Splat(0, cc, f32));
+  const Value ut = b.SolveUnitLower(lower, b.Mul(vc, b.Reshape(bc, col1)));     // (R, Hv, NC, C, dv)
+  const Value wt = b.SolveUnitLower(lower, b.Mul(kb, b.Reshape(eg, col1)));     // (R, Hv, NC, C, dk)
+  const Value qk = b.Mul(b.DotGeneral(qc, kc, rows_ij, f32, true), decay);      // (R, Hv, NC, C, C)
+  const Value qg = b.Mul(qc, b.Reshape(eg, col1));                              // (R, Hv, NC, C, dk)
+  const Value glast = b.SliceAxis(G, 3, C - 1, 1);                              // (R, Hv, NC, 1)
+  const Value kend = b.Mul(kc, b.Reshape(b.Exp(b.Sub(glast, G)), col1));        // (R, Hv, NC, C, dk)
+  const Value elast = b.Exp(glast);
+
+  // ---- the chunks in order ----
+  const hlo::DotDims by_s{{0, 1}, {0, 1}, {3}, {2}};  // (R, Hv, C, x) x (R, Hv, x, y) -> (R, Hv, C, y)
+  const std::vector<Value> out = b.While(
+      {b.Scalar(0, s32), s0, b.Splat(0, {r, hv, nchunks, C, dv}, f32)},
+      [&](const std::vector<Value>& st) { return b.Compare(st[0], nc, hlo::Cmp::kLT); },
+      [&](const std::vector<Value>& st) {
+        const Value& c = st[0];
+        const Value& S = st[1];  // (R, Hv, dk, dv)
+        const Value u = b.Sub(ChunkAt(b, ut, c), b.DotGeneral(ChunkAt(b, wt, c), S, by_s, f32, true));  // (R, Hv, C, dv)
+        const Value o = b.Add(b.DotGeneral(ChunkAt(b, qg, c), S, by_s, f32, true), b.DotGeneral(ChunkAt(b, qk, c), u, by_s, f32, true));
+        const Value next = b.Add(b.Mul(S, b.Reshape(ChunkAt(b, elast, c), {r, hv, 1, 1})),
+                                 b.DotGeneral(ChunkAt(b, kend, c), u, hlo::DotDims{{0, 1}, {0, 1}, {2}, {2}}, f32, true));  // (R, Hv, dk, dv)
+        const Value zero = b.Scalar(0, s32);
+        return std::vector<Value>{b.Add(c, b.Scalar(1, s32)), next,
+                                  b.DynamicUpdateSlice(st[2], b.Reshape(o, {r, hv, 1, C, dv}), {zero, zero, c, zero, zero})};
+      });
+  // (R, Hv, NC, C, dv) -> (R, K, Hv, dv); then the slots after the chunks, token by token.
+  const Value o_chunks = b.Reshape(b.Transpose(out[2], {0, 2, 3, 1, 4}), {r, kk, hv, dv});
+  const Value from = b.Mul(nc, b.Scalar(static_cast<double>(C), s32));
+  return Recur(b, out[1], &q, k, v, g, beta, valid, Span{&from, &to, &o_chunks});
 }
 
 // (R, K, heads, d) -> (R, K, heads * rep, d): head h serves output heads [h rep, (h + 1) rep)
@@ -126,7 +226,8 @@ GatedDeltaWeights TakeGatedDelta(const WeightInputs& w, const std::string& p) {
 }
 
 DeltaPass GatedDeltaForward(Builder& b, const Value& x, const GatedDeltaWeights& w, const LinearAttention& c, float eps,
-                            const DeltaState& state0, const Value& valid, const Numerics& n, const TensorParallel& tp) {
+                            const DeltaState& state0, const Value& valid, const Numerics& n, const TensorParallel& tp,
+                            const Value* chunk_positions) {
   const int64_t r = x.shape[0], k = x.shape[1], hk = c.key_heads, hv = c.value_heads, dk = c.key_dim, dv = c.value_dim;
   const int64_t kc = c.conv_kernel, ch = c.conv_dim(), kd = hk * dk;
   if (hv % hk != 0) throw std::invalid_argument("gated delta: linear_num_value_heads must be a multiple of linear_num_key_heads");
@@ -167,7 +268,9 @@ DeltaPass GatedDeltaForward(Builder& b, const Value& x, const GatedDeltaWeights&
   q = b.Div(L2Norm(b, q), b.Scalar(std::sqrt(static_cast<double>(dk)), DType::kF32));
   pass.k = L2Norm(b, kk);
 
-  auto [s_end, o] = Recur(b, state0.ssm, &q, pass.k, pass.v, pass.g, pass.beta, valid);
+  const bool chunked = chunk_positions && k >= kDeltaChunk && k % kDeltaChunk == 0;
+  auto [s_end, o] = chunked ? ChunkedThenRecur(b, state0.ssm, q, pass.k, pass.v, pass.g, pass.beta, valid, *chunk_positions)
+                            : Recur(b, state0.ssm, &q, pass.k, pass.v, pass.g, pass.beta, valid);
   pass.ssm_valid = s_end;
 
   // Gated RMSNorm per head: norm(o) in f32, rounded, times its weight; times silu(z) in f32.

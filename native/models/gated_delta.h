@@ -62,10 +62,19 @@ struct DeltaPass {
   hlo::Value ssm_valid;   // the state after every valid token (positions >= 0, a prefix of the row)
 };
 
+// Prefill programs run whole chunks of this many tokens in the chunked form of the recurrence
+// (a unit-lower triangular solve and (C x C) products per chunk instead of C dependent steps).
+constexpr int64_t kDeltaChunk = 64;
+
 // x: (R, K, H) act, the normed input; valid: (R, K) pred (a prefix of each row's slots). The
 // channels of the conv (weights, window, state) are in the device-major order of the specs.
+// chunk_positions: the step's positions (R, K) s32 where it may run the chunked form (a prefill,
+// whose commit is its valid tokens; K a multiple of kDeltaChunk): whole chunks from a row start on
+// a multiple of kDeltaChunk, the rest token by token. Null: token by token (a verify's commit
+// replays the same per-token steps).
 DeltaPass GatedDeltaForward(hlo::Builder& b, const hlo::Value& x, const GatedDeltaWeights& w, const LinearAttention& c, float eps,
-                            const DeltaState& state0, const hlo::Value& valid, const Numerics& n, const TensorParallel& tp);
+                            const DeltaState& state0, const hlo::Value& valid, const Numerics& n, const TensorParallel& tp,
+                            const hlo::Value* chunk_positions = nullptr);
 
 // The state after the first count[r] tokens of row r (count: (R) s32 in [0, K]).
 DeltaState GatedDeltaCommit(hlo::Builder& b, const DeltaPass& pass, const hlo::Value& count, const LinearAttention& c);

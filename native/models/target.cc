@@ -290,7 +290,8 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
     if (c.is_linear(l)) {
       // Gated DeltaNet: the state of this row's slot (its K/V pages of this layer stay unused).
       const DeltaState s0 = ReadDeltaState(b, conv_state, ssm_state, linear_index++, state_slot, fresh);
-      passes[l] = GatedDeltaForward(b, x, deltas[l], c.linear, c.rms_norm_eps, s0, valid, nm, tp);
+      // A prefill (no accept: it commits its valid tokens) may run whole chunks in the chunked form.
+      passes[l] = GatedDeltaForward(b, x, deltas[l], c.linear, c.rms_norm_eps, s0, valid, nm, tp, sh.want_accept ? nullptr : &positions);
       h = b.Add(h, passes[l].out);
     } else {
     Value gate;  // Qwen3.5's gated attention: (R, K, heads * hd)
