@@ -230,5 +230,45 @@ TEST(HloRuntime, TopKAndBitcastPacking) {
   EXPECT_THROW(b.TopK(x, 7), std::invalid_argument);
 }
 
+// SolveUnitLower against forward substitution on the host: batched, the diagonal taken as 1 and
+// the upper triangle never read (filled with garbage here); DotGeneral's exact_f32 form runs and
+// gives the f32 product.
+TEST(HloRuntime, SolveUnitLowerAndExactDot) {
+  DFLASH_REQUIRE_PLUGIN();
+  constexpr int B = 3, M = 5, N = 2;
+  Builder b;
+  const Value a = b.Parameter({B, M, M}, DType::kF32);
+  const Value rhs = b.Parameter({B, M, N}, DType::kF32);
+  const Value x = b.SolveUnitLower(a, rhs);
+  const Value ax = b.DotGeneral(a, x, DotDims{{0}, {0}, {2}, {1}}, std::nullopt, true);
+  auto as = Random(B * M * M, 7);
+  const auto bs = Random(B * M * N, 8);
+  for (int n = 0; n < B; ++n)
+    for (int i = 0; i < M; ++i)
+      for (int j = i; j < M; ++j) as[(n * M + i) * M + j] = 1e3f * (1 + i + j);  // diagonal and above: not read
+  auto ba = Upload(as, {B, M, M}), bb = Upload(bs, {B, M, N});
+  auto out = CompileAndRun(b.Finish({x, ax}), {ba.get(), bb.get()});
+  const auto got = Download<float>(*out[0]), prod = Download<float>(*out[1]);
+  for (int n = 0; n < B; ++n)
+    for (int c = 0; c < N; ++c) {
+      std::vector<double> want(M);
+      for (int i = 0; i < M; ++i) {
+        double v = bs[(n * M + i) * N + c];
+        for (int j = 0; j < i; ++j) v -= as[(n * M + i) * M + j] * want[j];
+        want[i] = v;
+        EXPECT_NEAR(got[(n * M + i) * N + c], want[i], 1e-4 * (1 + std::abs(want[i]))) << "batch " << n << " row " << i;
+      }
+    }
+  // The product with the full a (garbage upper part included) is what the dot computes.
+  for (int n = 0; n < B; ++n)
+    for (int i = 0; i < M; ++i)
+      for (int c = 0; c < N; ++c) {
+        double want = 0;
+        for (int j = 0; j < M; ++j) want += as[(n * M + i) * M + j] * got[(n * M + j) * N + c];
+        EXPECT_NEAR(prod[(n * M + i) * N + c], want, 1e-3 * (1 + std::abs(want)));
+      }
+  EXPECT_THROW(b.SolveUnitLower(rhs, a), std::invalid_argument);
+}
+
 }  // namespace
 }  // namespace dflash::hlo
