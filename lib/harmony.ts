@@ -36,6 +36,13 @@ export function harmonyVocab(tok: Pick<Tokenizer, 'tokenToId'>): HarmonyVocab | 
 
 export type ReasoningEffort = 'low' | 'medium' | 'high';
 
+/** `value` as a reasoning effort (undefined stays undefined); a RangeError naming `where` else —
+ *  the one check generate() and the server share. */
+export function reasoningEffort(value: unknown, where: string): ReasoningEffort | undefined {
+  if (value === undefined || value === 'low' || value === 'medium' || value === 'high') return value;
+  throw new RangeError(`${where} must be 'low', 'medium' or 'high', got ${typeof value === 'string' ? `'${value}'` : JSON.stringify(value)}`);
+}
+
 export interface HarmonyPromptOptions {
   tools?: ToolDefinition[];
   reasoningEffort?: ReasoningEffort;

@@ -6,7 +6,7 @@
 // unknown names are TypeErrors; values outside an option's range (the schema's errors) and bad
 // token ids are RangeErrors.
 import { Grammar, GrammarSpec, grammarSpec } from './grammar';
-import { harmonyVocab, renderHarmony } from './harmony';
+import { harmonyVocab, reasoningEffort, renderHarmony } from './harmony';
 import { native } from './native';
 import { ENGINE_OPTION_NAMES } from './options.generated';
 import type { ChatMessage, Tokenizer } from './tokenizer';
@@ -152,9 +152,7 @@ export function promptTokens(prompt: unknown, tokenizer: Tokenizer, templateKwar
     prompt.forEach(checkMessage);
     // gpt-oss: the harmony format (lib/harmony.ts), as the server renders it.
     if (harmonyVocab(tokenizer)) {
-      const effort = templateKwargs?.reasoning_effort;
-      if (effort !== undefined && effort !== 'low' && effort !== 'medium' && effort !== 'high')
-        throw new RangeError(`generate: chatTemplateKwargs.reasoning_effort must be 'low', 'medium' or 'high', got ${describeValue(effort)}`);
+      const effort = reasoningEffort(templateKwargs?.reasoning_effort, 'generate: chatTemplateKwargs.reasoning_effort');
       return toInt32(tokenizer.encode(renderHarmony(prompt as ChatMessage[], { reasoningEffort: effort }), { addSpecialTokens: false }));
     }
     return toInt32(tokenizer.encode(tokenizer.applyChatTemplate(prompt as ChatMessage[], templateKwargs ? { extra: templateKwargs } : undefined)));

@@ -17,7 +17,7 @@ import {
 } from './openai';
 import { ChunkWriter, finishStream, onClientGone, sendStream } from './streaming';
 import type { ChatCompletionBody, CompletionBody } from './schemas';
-import { HarmonyParser, HarmonyVocab, ReasoningEffort, harmonyGrammar, harmonyVocab, renderHarmony } from '../harmony';
+import { HarmonyParser, HarmonyVocab, ReasoningEffort, harmonyGrammar, reasoningEffort, harmonyVocab, renderHarmony } from '../harmony';
 import { ReasoningSplitter, thinkingOpen, thinkingTemplate } from './reasoning';
 import { StructuredOutput, structuredOutput } from './structured';
 import { ToolCallParser, ToolPlan, toolMessages, toolPlan } from './tools';
@@ -89,9 +89,12 @@ function chatLimits(body: ChatCompletionBody): { maxTokens: number | undefined; 
 function handleHarmonyChat(ctx: RequestContext, req: FastifyRequest, reply: FastifyReply, body: ChatCompletionBody, vocab: HarmonyVocab,
   messages: ChatMessage[], tools: ToolPlan | undefined) {
   const kwargs = body.chat_template_kwargs ?? {};
-  const effort = body.reasoning_effort ?? (kwargs.reasoning_effort as ReasoningEffort | undefined);
-  if (effort !== undefined && !['low', 'medium', 'high'].includes(effort))
-    throw badRequest(`'chat_template_kwargs.reasoning_effort' must be 'low', 'medium' or 'high', got '${effort}'.`, 'chat_template_kwargs.reasoning_effort');
+  let effort: ReasoningEffort | undefined;
+  try {
+    effort = reasoningEffort(body.reasoning_effort ?? kwargs.reasoning_effort, "'chat_template_kwargs.reasoning_effort'");
+  } catch (e) {
+    throw badRequest(`${(e as Error).message}.`, 'chat_template_kwargs.reasoning_effort');
+  }
   const found = structuredOutput(body, tools);
   const structured: StructuredOutput = found.grammar
     ? { grammar: harmonyGrammar(found.param === 'tool_choice' ? { plan: tools } : { grammar: found.grammar }), param: found.param }
