@@ -44,12 +44,16 @@ describe.each([
   // Qwen3.5-MoE (Qwen3_5MoeForConditionalGeneration): every MLP 8 experts, top 2 renormalised, a
   // gated shared expert; the hub's one tensor per expert; untied head
   ['qwen3_5-moe-f32', 8],
+  // Qwen3.5 in the text-only layout (Qwen3_5ForCausalLM), dense with an untied head; a 200-token
+  // prompt: three whole chunks of the chunked prefill form and a tail token by token
+  ['qwen3_5-text-f32', 16],
 ])('%s, page size %i, f32', (name, pageSize) => {
   const g = golden(name);
   let engine: Engine;
 
   it('loads', async () => {
-    engine = await Engine.load({ target: path.join(FIX, 'models', name), pageSize, maxSeqLen: 128, maxSequences: 2, dtype: 'f32' });
+    const maxSeqLen = Math.max(128, ...g.cases.map((c) => c.prompt_ids.length + c.greedy_ids.length));
+    engine = await Engine.load({ target: path.join(FIX, 'models', name), pageSize, maxSeqLen, maxSequences: 2, dtype: 'f32' });
     expect(engine.stats().dtype).toBe('f32');
     engines.push(engine);
     expect(engine.config.target.vocabSize).toBe(g.vocab_size);

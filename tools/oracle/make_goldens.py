@@ -33,7 +33,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 MODELS = ROOT / "test" / "fixtures" / "models"
 OUT = ROOT / "test" / "fixtures" / "goldens"
 TARGETS = ["qwen3-f32", "qwen3-bf16-tied", "llama-f32", "qwen3-moe-f32", "qwen3-moe-mixed-f32", "qwen2-f32", "gpt-oss-f32", "gpt-oss-mxfp4",
-           "qwen3_5-f32", "qwen3_5-moe-f32", "qwen3_5-bf16"]
+           "qwen3_5-f32", "qwen3_5-moe-f32", "qwen3_5-bf16", "qwen3_5-text-f32"]
 BF16_TARGETS = ["qwen3-bf16-tied", "qwen3_5-bf16"]
 NEW_TOKENS = 24
 
@@ -46,6 +46,9 @@ def prompts(vocab: int, name: str = "") -> list[list[int]]:
     # gated delta rule over two chunks, dflash the recurrence token by token).
     if name.startswith("qwen3_5"):
         out.append(rng.integers(0, vocab, size=100).tolist())
+    # And over three whole chunks and a tail (dflash's chunked prefill too: gated_delta.h).
+    if name == "qwen3_5-text-f32":
+        out.append(rng.integers(0, vocab, size=200).tolist())
     return out
 
 

@@ -5,7 +5,7 @@ model under text_config, tensors under model.language_model.*, a vision tower un
 is built from a Qwen3_5Config with a tiny vision tower, every parameter drawn here (seeded), and
 save_pretrained writes the checkpoint.
 
-    .venv-oracle/bin/python tools/oracle/make_qwen3_5_fixtures.py
+    .venv-oracle/bin/python tools/oracle/make_qwen3_5_fixtures.py [name ...]   (default: all)
     .venv-oracle/bin/python tools/oracle/make_goldens.py qwen3_5-f32
 
 Models (test/fixtures/models):
@@ -18,10 +18,16 @@ Models (test/fixtures/models):
   qwen3_5-moe-f32  the same text model with every MLP a sparse MoE block (Qwen3_5MoeForConditionalGeneration):
                8 experts of width 32, top 2 renormalised, a shared expert of width 48 scaled by
                sigmoid(shared_expert_gate x); untied head.
+  qwen3_5-text-f32  the text-only layout (Qwen3_5ForCausalLM: config model_type qwen3_5_text,
+               tensors under model.*), dense, with an untied head; its own seed. Its goldens add a
+               200-token prompt (three chunks of transformers' chunked prefill, and of dflash's).
 It reuses the byte-level tokenizer of qwen3-f32 (vocabulary 256).
 """
+import sys
+
 import torch
-from transformers import Qwen3_5Config, Qwen3_5ForConditionalGeneration, Qwen3_5MoeConfig, Qwen3_5MoeForConditionalGeneration
+from transformers import (Qwen3_5Config, Qwen3_5ForCausalLM, Qwen3_5ForConditionalGeneration, Qwen3_5MoeConfig,
+                          Qwen3_5MoeForConditionalGeneration, Qwen3_5TextConfig)
 
 from hf_fixture import draw_weights, save_fixture
 
@@ -54,20 +60,30 @@ def weight_rule(name: str) -> tuple[float, float]:
 
 
 def main() -> None:
-    cfg = Qwen3_5Config(text_config=TEXT, vision_config=VISION, tie_word_embeddings=True)
-    torch.manual_seed(71)
-    model = Qwen3_5ForConditionalGeneration(cfg).to(torch.float32)
-    draw_weights(model, 71, weight_rule)
-    save_fixture(model, "qwen3_5-f32")
-    save_fixture(model.to(torch.bfloat16), "qwen3_5-bf16")
+    names = set(sys.argv[1:]) or {"qwen3_5-f32", "qwen3_5-bf16", "qwen3_5-moe-f32", "qwen3_5-text-f32"}
+    if names & {"qwen3_5-f32", "qwen3_5-bf16"}:
+        cfg = Qwen3_5Config(text_config=TEXT, vision_config=VISION, tie_word_embeddings=True)
+        torch.manual_seed(71)
+        model = Qwen3_5ForConditionalGeneration(cfg).to(torch.float32)
+        draw_weights(model, 71, weight_rule)
+        save_fixture(model, "qwen3_5-f32")
+        save_fixture(model.to(torch.bfloat16), "qwen3_5-bf16")
 
-    moe_text = dict(TEXT, num_experts=8, num_experts_per_tok=2, moe_intermediate_size=32, shared_expert_intermediate_size=48)
-    del moe_text["intermediate_size"]
-    cfg = Qwen3_5MoeConfig(text_config=moe_text, vision_config=VISION, tie_word_embeddings=False)
-    torch.manual_seed(72)
-    model = Qwen3_5MoeForConditionalGeneration(cfg).to(torch.float32)
-    draw_weights(model, 72, weight_rule)
-    save_fixture(model, "qwen3_5-moe-f32")
+    if "qwen3_5-moe-f32" in names:
+        moe_text = dict(TEXT, num_experts=8, num_experts_per_tok=2, moe_intermediate_size=32, shared_expert_intermediate_size=48)
+        del moe_text["intermediate_size"]
+        cfg = Qwen3_5MoeConfig(text_config=moe_text, vision_config=VISION, tie_word_embeddings=False)
+        torch.manual_seed(72)
+        model = Qwen3_5MoeForConditionalGeneration(cfg).to(torch.float32)
+        draw_weights(model, 72, weight_rule)
+        save_fixture(model, "qwen3_5-moe-f32")
+
+    if "qwen3_5-text-f32" in names:
+        cfg = Qwen3_5TextConfig(**TEXT, tie_word_embeddings=False)
+        torch.manual_seed(73)
+        model = Qwen3_5ForCausalLM(cfg).to(torch.float32)
+        draw_weights(model, 73, weight_rule)
+        save_fixture(model, "qwen3_5-text-f32")
 
 
 if __name__ == "__main__":
