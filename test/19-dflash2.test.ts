@@ -55,7 +55,7 @@ describe('speculative greedy decoding with a DFlash2 drafter is lossless', () =>
       }
       const prompts = Array.from({ length: 8 }, (_, p) => Array.from({ length: 1 + ((p * 13) % 50) }, (_, i) => (p * 101 + i * 29 + 5) % 256));
       const plain = await Promise.all(prompts.map((p, i) => engine.generate(p, { maxTokens: 20 + i * 3, speculative: false }).done()));
-      for (const blockSize of [8, 5, 2]) {
+      for (const blockSize of [8, 3]) {  // the drafter's own block, and a short odd one
         // Concurrent: batch rows of different block lengths and padding rows go through the walk together.
         const spec = await Promise.all(prompts.map((p, i) => engine.generate(p, { maxTokens: 20 + i * 3, speculative: { blockSize } }).done()));
         spec.forEach((s, i) => {
