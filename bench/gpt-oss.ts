@@ -3,6 +3,8 @@
 // (tools/shapes/make_gpt_oss.py: hidden 2880, 64 / 8 heads, expert width 2880, top 4; fewer
 // layers and experts so it fits this machine). Each variant loads in a fresh process
 // (bench/shapes-worker.ts): device weight bytes, the experts' share, decode ms/token, verify(16).
+// Then the KV one sequence holds at long contexts: the sliding layers in their fixed rings
+// (models/sliding_ring.h) against every attention layer in pages, from the engine's own stats.
 //   npm run bench:gpt-oss -- [--layers 2] [--experts 8] [--dtypes bf16,f32] [--dir DIR]
 // --dir holding a checkpoint already (the device kit writes a narrower one for CI) uses it as is.
 import { execFileSync, spawnSync } from 'child_process';
@@ -60,6 +62,20 @@ async function main(): Promise<void> {
       lines.push(`| ${name} | ${gb(eb)} GB (${(eb / expertWeights).toFixed(3)}) | ${gb(r.weightBytes)} GB | ${r.decodeMs.toFixed(1)} | ` +
         `${(r.decodeMs / ref.decodeMs).toFixed(2)} | ${(r.verify[16] * 1000).toFixed(1)} | ${(r.verify[16] / ref.verify[16]).toFixed(2)} | ${gb(r.peak)} GB |`);
     }
+  // KV per sequence: pages of the full layers + one ring, against the sliding layers in pages too
+  // (a ring page costs what a sliding layer's page would).
+  const st = rows[0][2];
+  const ring = st.slidingWindow as { layers: number; window: number; ringPages: number; bytesPerSequence: number } | null;
+  if (ring) {
+    const S = st.pageSize, slidingPage = ring.bytesPerSequence / ring.ringPages, mb = (x: number) => (x / 2 ** 20).toFixed(1);
+    lines.push('', `KV one sequence holds (${rows[0][0]}'s engine: page size ${S}, ${ring.layers} sliding layer(s) of window ${ring.window} in rings of ` +
+      `${ring.ringPages} pages, the other attention layers in pages; per layer the ratio is the same at gpt-oss-20b's 24 layers):`, '',
+      '| context (tokens) | sliding layers in rings | every layer in pages | ratio |', '|---|---|---|---|');
+    for (const n of [1024, 8192, 32768, 131072]) {
+      const pages = Math.ceil(n / S), rings = pages * st.pageBytes + ring.bytesPerSequence, all = pages * (st.pageBytes + slidingPage);
+      lines.push(`| ${n} | ${mb(rings)} MiB | ${mb(all)} MiB | ${(all / rings).toFixed(2)}x |`);
+    }
+  }
   c.dispose();
   publish(lines, `gpt-oss-mxfp4-${L}x${E}-cpu.md`);
 }

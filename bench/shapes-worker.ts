@@ -61,7 +61,7 @@ async function main(): Promise<void> {
     dtype: st.dtype, reason: st.dtypeReason, weightBytes: st.weightBytes, kvBytes: st.kvCacheBytes, compiles: engine.stats().compiles,
     diskHits: engine.stats().diskCacheHits, loadSeconds: (weightsDone - t0) / 1000, startSeconds: (loaded - t0) / 1000, compileSeconds,
     peakLoad, peak: peak(), decodeMs: steps[Math.floor(steps.length / 2)], verify, draft, spec, prefill,
-    recurrentState: st.recurrentState, pageBytes: st.pageBytes, pageSize: st.pageSize,
+    recurrentState: st.recurrentState, slidingWindow: st.slidingWindow, pageBytes: st.pageBytes, pageSize: st.pageSize,
   }));
   await engine.close();
 }

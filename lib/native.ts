@@ -166,6 +166,12 @@ export interface NativeEngineStats {
    *  sequence's state in bytes (conv windows + f32 states, in kvCacheBytes), and its slots (one per
    *  sequence + one for padding rows); null for attention-only targets. */
   recurrentState: { layers: number; bytesPerSequence: number; slots: number } | null;
+  /** Sliding-window layers (gpt-oss) keep their K/V in a ring of `ringPages` pages per sequence
+   *  slot instead of the shared pages, so a sequence holds about (window + one step) of them however
+   *  long it grows: their layers, the widest window, and one ring's bytes (K and V, in
+   *  kvCacheBytes; the pages, `pageBytes`, then hold the full-attention layers only). Null: no
+   *  sliding layers (or every attention layer slides: they stay in the pages). */
+  slidingWindow: { layers: number; window: number; ringPages: number; bytesPerSequence: number } | null;
   /** Compiled programs: `loaded` now (every replica), `servingSet` the programs precompile()
    *  makes for maxSeqLen-token sequences (one replica; it does not grow with the context), and the
    *  process's memory maps (`processMaps`, each loaded executable holds some) against the system's

@@ -110,6 +110,59 @@ describe('speculative decoding with a DFlash drafter', () => {
   });
 });
 
+describe('sliding-window rings: the sliding layers keep a fixed ring of pages per sequence', () => {
+  // pageSize 4 and prefillChunk 16 (steps of at most 16 tokens, the drafter's block 8 + 1 within
+  // it): each ring holds ceil((8 + 16 - 1) / 4) + 1 = 7 pages, 28 positions, so the goldens'
+  // sequences (up to 64 positions) wrap it twice.
+  const ringed = { target: TARGET, pageSize: 4, prefillChunk: 16, maxSeqLen: 128, maxSequences: 3, dtype: 'f32' as const };
+  // Per position of a layer: K and V, 2 KV heads of 16, f32.
+  const perLayer = 2 * 2 * 16 * 4;
+
+  it("reports the ring, keeps only full layers in the pages, and decodes transformers' greedy continuation across wraps", async () => {
+    const engine = await load({ ...ringed, drafter: DRAFTER });
+    const st = engine.stats();
+    expect(st.slidingWindow).toEqual({ layers: 2, window: 8, ringPages: 7, bytesPerSequence: 2 * 7 * 4 * perLayer });
+    // A page: the target's 2 full layers and the drafter's 2 context layers (not the 4 target layers).
+    expect(st.pageBytes).toBe(4 * (2 + 2) * perLayer);
+    for (const speculative of [false, { blockSize: 8 }] as const) {
+      const runs = await Promise.all(golden.cases.map((c) => engine.generate(c.prompt_ids, { maxTokens: c.greedy_ids.length, speculative }).done()));
+      runs.forEach((r, i) => expect(r.ids, `prompt of ${golden.cases[i].prompt_ids.length}, speculative ${!!speculative}`).toEqual(golden.cases[i].greedy_ids));
+    }
+    expect(engine.stats().freePages).toBe(engine.stats().totalPages);
+  });
+
+  it('accepted drafts across wraps: speculative = transformers\' greedy with the steered drafter', async () => {
+    const engine = await load({ ...ringed, drafter: steeredDrafter(243), adaptive: false });
+    const runs = await Promise.all(golden.cases.map((c) => engine.generate(c.prompt_ids, { maxTokens: c.greedy_ids.length, speculative: { blockSize: 8 } }).done()));
+    let accepted = 0;
+    runs.forEach((r, i) => {
+      expect(r.ids, `prompt of ${golden.cases[i].prompt_ids.length}`).toEqual(golden.cases[i].greedy_ids);
+      accepted += r.ids.length - r.stats.steps;
+    });
+    expect(accepted).toBeGreaterThanOrEqual(4);
+  });
+
+  it('a prefix-cache hit restores the ring from its snapshot: the output of a full prefill', async () => {
+    const cached = await load({ ...ringed, drafter: DRAFTER, maxSeqLen: 160 });
+    const full = await load({ ...ringed, drafter: DRAFTER, maxSeqLen: 160, prefixCaching: false });
+    const prompt = Array.from({ length: 100 }, (_, i) => (i * 29 + 7) % 256);
+    const want = await full.generate(prompt, { maxTokens: 24, speculative: false }).done();
+    for (const speculative of [false, { blockSize: 8 }] as const) {
+      const first = await cached.generate(prompt, { maxTokens: 24, speculative }).done();
+      const again = await cached.generate(prompt, { maxTokens: 24, speculative }).done();
+      expect(first.ids).toEqual(want.ids);
+      expect(again.ids).toEqual(want.ids);
+      expect(again.stats.cachedTokens).toBe(64);  // the snapshot at 64 (whole pages and 64-token chunks)
+    }
+    // The next turn extends the sequence past its snapshot: resumed at 64, same tokens.
+    const turn = [...prompt, ...want.ids, 5, 6, 7];
+    const wantTurn = await full.generate(turn, { maxTokens: 16, speculative: false }).done();
+    const gotTurn = await cached.generate(turn, { maxTokens: 16, speculative: { blockSize: 8 } }).done();
+    expect(gotTurn.ids).toEqual(wantTurn.ids);
+    expect(gotTurn.stats.cachedTokens).toBeGreaterThanOrEqual(64);
+  });
+});
+
 // A drafter that always drafts one token: every weight zero but the norms (one) and the last
 // layer's o_proj bias, which adds 20x that token's LM-head row to every block row, so the LM head
 // picks it. The targets' greedy continuations repeat 243 in runs of six, so these drafts are

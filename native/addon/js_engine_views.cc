@@ -106,6 +106,16 @@ Napi::Object EngineStatsToJs(Napi::Env env, const engine::EngineStats& s) {
   } else {
     o.Set("recurrentState", env.Null());
   }
+  if (s.ring_layers > 0) {
+    auto ring = Napi::Object::New(env);
+    ring.Set("layers", static_cast<double>(s.ring_layers));
+    ring.Set("window", static_cast<double>(s.ring_window));
+    ring.Set("ringPages", static_cast<double>(s.ring_pages));
+    ring.Set("bytesPerSequence", static_cast<double>(s.ring_bytes_per_sequence));
+    o.Set("slidingWindow", ring);
+  } else {
+    o.Set("slidingWindow", env.Null());
+  }
   auto programs = Napi::Object::New(env);
   programs.Set("loaded", static_cast<double>(s.programs_loaded));
   programs.Set("servingSet", static_cast<double>(s.serving_programs));

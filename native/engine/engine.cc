@@ -278,6 +278,12 @@ EngineStats Engine::Stats() const {
   s.recurrent_layers = rt.target().num_linear_layers();
   s.recurrent_bytes_per_sequence = KvPool::StateBytes(rt.target(), rt.dtypes().numerics);
   s.recurrent_slots = rt.state_slots();
+  if (rt.ring_pages() > 0) {
+    s.ring_layers = rt.target().num_sliding_layers();
+    s.ring_window = rt.target().max_window();
+    s.ring_pages = rt.ring_pages();
+    s.ring_bytes_per_sequence = KvPool::RingBytes(rt.target(), rt.dtypes().numerics, rt.options().page_size, rt.ring_pages(), 1);
+  }
   if (rt.has_pool()) {
     s.kv_bytes = rt.pool().bytes() * rt.devices();
     s.page_bytes = (rt.pool().bytes() - rt.pool().state_bytes()) * rt.devices() / std::max(1, rt.pool().total_pages());

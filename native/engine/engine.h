@@ -43,6 +43,9 @@ struct EngineStats {
   bool prefix_caching = false, adaptive = false;  // as the engine runs (a hybrid target turns both off)
   // Hybrid targets' recurrent group: its layers, the bytes of one sequence's state, the slots.
   int64_t recurrent_layers = 0, recurrent_bytes_per_sequence = 0, recurrent_slots = 0;
+  // Sliding-window layers kept in per-sequence rings (models/sliding_ring.h): their layers, the
+  // widest window, pages per ring, one ring's bytes (K and V, all devices); 0 layers: no rings.
+  int64_t ring_layers = 0, ring_window = 0, ring_pages = 0, ring_bytes_per_sequence = 0;
   int32_t tensor_parallel = 1, data_parallel = 1;
   std::vector<ReplicaStats> replicas;
   // Programs: loaded now (every replica), the set precompile() makes for maxSeqLen (one replica),

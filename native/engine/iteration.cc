@@ -98,7 +98,7 @@ void Scheduler::Iterate() {
     if (s->phase != Sequence::Phase::kPrefill || budget <= 0) continue;
     const int64_t remaining = static_cast<int64_t>(s->tokens.size()) - 1 - s->kv_len;
     int32_t len = static_cast<int32_t>(std::min<int64_t>({remaining, rt_->options().prefill_chunk, budget}));
-    if (rt_->state_slots() > 0) {
+    if (rt_->target().hybrid() || snapshots()) {
       // A hybrid target's chunks end on snapshot points (multiples of the recurrence's chunk)
       // where they can (the rest next iteration): a cached prompt has its state there, and every
       // split of a prompt computes the same chunks (models/gated_delta.h, kDeltaChunk).

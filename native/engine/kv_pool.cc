@@ -9,6 +9,7 @@
 #include "models/paged.h"
 #include "models/parallel.h"
 #include "models/program.h"
+#include "models/sliding_ring.h"
 
 namespace dflash::engine {
 
@@ -24,10 +25,12 @@ std::unique_ptr<pjrt::Array> ZerosOnDevice(const pjrt::Mesh& mesh, pjrt::DType d
 }
 
 int64_t KvPool::PageBytes(const models::TargetConfig& t, const models::DrafterConfig* d, const models::Numerics& n,
-                          int32_t page_size, int64_t devices, bool drafter_replicated) {
+                          int32_t page_size, int64_t devices, bool drafter_replicated, int64_t ring_pages) {
   // KV heads per device: the caches hold TensorParallel::kv_heads heads, split over the devices.
-  // Only attention layers have KV (a hybrid target's recurrent layers keep a state per sequence).
-  int64_t per_token = t.num_attention_layers() * (models::TargetParallel(t, devices).kv_heads / devices) * t.head_dim;
+  // Only attention layers have KV (a hybrid target's recurrent layers keep a state per sequence),
+  // and with rings only the full-attention ones.
+  const int64_t layers = t.num_attention_layers() - (ring_pages > 0 ? t.num_sliding_layers() : 0);
+  int64_t per_token = layers * (models::TargetParallel(t, devices).kv_heads / devices) * t.head_dim;
   if (d) {
     const models::TensorParallel dtp = models::DrafterParallel(*d, t, devices, drafter_replicated);
     per_token += d->num_layers * (dtp.replicated ? dtp.kv_heads : dtp.kv_heads / devices) * d->head_dim;
@@ -41,20 +44,42 @@ int64_t KvPool::StateBytes(const models::TargetConfig& t, const models::Numerics
   return ll * ((c.conv_kernel - 1) * c.conv_dim() * pjrt::ByteSize(n.dtype) + c.value_heads * c.key_dim * c.value_dim * 4);
 }
 
+int64_t KvPool::RingBytes(const models::TargetConfig& t, const models::Numerics& n, int32_t page_size, int64_t ring_pages, int64_t devices) {
+  if (ring_pages == 0) return 0;
+  const int64_t heads = models::TargetParallel(t, devices).kv_heads / devices;
+  return 2 * t.num_sliding_layers() * ring_pages * page_size * heads * t.head_dim * pjrt::ByteSize(n.kv_dtype);
+}
+
+int64_t KvPool::StateBytes(const models::TargetConfig& t, const models::Numerics& n, int32_t page_size, int64_t ring_pages, int64_t devices) {
+  return StateBytes(t, n) / devices + RingBytes(t, n, page_size, ring_pages, devices);
+}
+
 KvPool::KvPool(const pjrt::Mesh& mesh, const models::TargetConfig& t, const models::DrafterConfig* d,
                const models::Numerics& n, int32_t page_size, int32_t total_pages, bool drafter_replicated, int64_t state_slots,
-               int64_t snapshot_slots)
+               int64_t snapshot_slots, int64_t ring_pages)
     : pages_(total_pages, page_size), page_size_(page_size) {
   const int64_t devices = static_cast<int64_t>(mesh.size());
   const models::TensorParallel tp = models::TargetParallel(t, devices);
-  k = ZerosOnDevice(mesh, n.kv_dtype, models::KeyCacheDims(t.num_attention_layers(), total_pages, page_size, tp.kv_heads, t.head_dim), tp.Cache());
-  v = ZerosOnDevice(mesh, n.kv_dtype, models::ValueCacheDims(t.num_attention_layers(), total_pages, page_size, tp.kv_heads, t.head_dim), tp.Cache());
+  const int64_t ls = ring_pages > 0 ? t.num_sliding_layers() : 0, la = t.num_attention_layers() - ls;
+  k = ZerosOnDevice(mesh, n.kv_dtype, models::KeyCacheDims(la, total_pages, page_size, tp.kv_heads, t.head_dim), tp.Cache());
+  v = ZerosOnDevice(mesh, n.kv_dtype, models::ValueCacheDims(la, total_pages, page_size, tp.kv_heads, t.head_dim), tp.Cache());
+  if (ls > 0 && state_slots > 0) {
+    swa_k = ZerosOnDevice(mesh, n.kv_dtype, models::RingCacheDims(ls, state_slots, ring_pages, page_size, tp.kv_heads, t.head_dim), tp.Cache());
+    swa_v = ZerosOnDevice(mesh, n.kv_dtype, models::RingCacheDims(ls, state_slots, ring_pages, page_size, tp.kv_heads, t.head_dim), tp.Cache());
+    if (snapshot_slots > 0) {
+      swa_k_snap = ZerosOnDevice(mesh, n.kv_dtype, models::RingCacheDims(ls, snapshot_slots, ring_pages, page_size, tp.kv_heads, t.head_dim), tp.Cache());
+      swa_v_snap = ZerosOnDevice(mesh, n.kv_dtype, models::RingCacheDims(ls, snapshot_slots, ring_pages, page_size, tp.kv_heads, t.head_dim), tp.Cache());
+    }
+  }
   if (d) {
     const models::TensorParallel dtp = models::DrafterParallel(*d, t, devices, drafter_replicated);
     dk = ZerosOnDevice(mesh, n.kv_dtype, models::KeyCacheDims(d->num_layers, total_pages, page_size, dtp.kv_heads, d->head_dim), dtp.Cache());
     dv = ZerosOnDevice(mesh, n.kv_dtype, models::ValueCacheDims(d->num_layers, total_pages, page_size, dtp.kv_heads, d->head_dim), dtp.Cache());
   }
-  bytes_ = PageBytes(t, d, n, page_size, devices, drafter_replicated) * total_pages;
+  bytes_ = PageBytes(t, d, n, page_size, devices, drafter_replicated, ring_pages) * total_pages;
+  const int64_t ring_bytes = RingBytes(t, n, page_size, ring_pages, devices) * (state_slots + snapshot_slots);
+  state_bytes_ = ring_bytes;
+  bytes_ += ring_bytes;
   if (t.hybrid() && state_slots > 0) {
     conv = ZerosOnDevice(mesh, n.dtype, models::ConvStateDims(t.linear, t.num_linear_layers(), state_slots), models::ConvStateSharding(tp));
     ssm = ZerosOnDevice(mesh, pjrt::DType::kF32, models::SsmStateDims(t.linear, t.num_linear_layers(), state_slots), models::SsmStateSharding(tp));
@@ -62,8 +87,9 @@ KvPool::KvPool(const pjrt::Mesh& mesh, const models::TargetConfig& t, const mode
       conv_snap = ZerosOnDevice(mesh, n.dtype, models::ConvStateDims(t.linear, t.num_linear_layers(), snapshot_slots), models::ConvStateSharding(tp));
       ssm_snap = ZerosOnDevice(mesh, pjrt::DType::kF32, models::SsmStateDims(t.linear, t.num_linear_layers(), snapshot_slots), models::SsmStateSharding(tp));
     }
-    state_bytes_ = StateBytes(t, n) * (state_slots + snapshot_slots) / devices;  // split by heads over the mesh
-    bytes_ += state_bytes_;
+    const int64_t recurrent = StateBytes(t, n) * (state_slots + snapshot_slots) / devices;  // split by heads over the mesh
+    state_bytes_ += recurrent;
+    bytes_ += recurrent;
   }
 }
 

@@ -21,17 +21,28 @@ class KvPool {
   // KV heads (models/parallel.h): a page's slots are spread over the devices, head by head.
   // state_slots > 0 (hybrid targets): the recurrent state arrays too, one slot per sequence
   // plus the trash slot of padding rows.
+  // ring_pages > 0: the sliding-window layers' K/V live in per-slot rings (models/sliding_ring.h)
+  // of the state_slots, not in the pages.
   KvPool(const pjrt::Mesh& mesh, const models::TargetConfig& target, const models::DrafterConfig* drafter,
          const models::Numerics& numerics, int32_t page_size, int32_t total_pages, bool drafter_replicated = false,
-         int64_t state_slots = 0, int64_t snapshot_slots = 0);
+         int64_t state_slots = 0, int64_t snapshot_slots = 0, int64_t ring_pages = 0);
 
-  // Bytes one page costs on each device of a mesh of `devices` (target + drafter context, K and V).
+  // Bytes one page costs on each device of a mesh of `devices` (target + drafter context, K and V;
+  // with rings, the target's full-attention layers only).
   static int64_t PageBytes(const models::TargetConfig& target, const models::DrafterConfig* drafter,
-                           const models::Numerics& numerics, int32_t page_size, int64_t devices = 1, bool drafter_replicated = false);
+                           const models::Numerics& numerics, int32_t page_size, int64_t devices = 1, bool drafter_replicated = false,
+                           int64_t ring_pages = 0);
 
   // Bytes one sequence's recurrent state costs (every linear layer's conv window and f32 state;
   // 0 for a target without recurrent layers).
   static int64_t StateBytes(const models::TargetConfig& target, const models::Numerics& numerics);
+  // Bytes one state slot costs on each device of a mesh of `devices`: the recurrent state and the
+  // sliding layers' K/V ring.
+  static int64_t StateBytes(const models::TargetConfig& target, const models::Numerics& numerics, int32_t page_size, int64_t ring_pages,
+                            int64_t devices);
+  // Of which the ring (K and V of every sliding layer, ring_pages pages), on each device.
+  static int64_t RingBytes(const models::TargetConfig& target, const models::Numerics& numerics, int32_t page_size, int64_t ring_pages,
+                           int64_t devices);
 
   PageAllocator& pages() { return pages_; }
   const PageAllocator& pages() const { return pages_; }
@@ -49,6 +60,9 @@ class KvPool {
   // Prefix caching of that group: snapshots of states at prefix points (Scheduler::SnapshotState),
   // the same layout with X snapshot slots.
   std::unique_ptr<pjrt::Array> conv_snap, ssm_snap;
+  // Sliding-window layers' K/V rings (models/sliding_ring.h): (Ls, 1 + M * ring_pages, S, kvh, hd),
+  // and their snapshots (Ls, 1 + X * ring_pages, ...).
+  std::unique_ptr<pjrt::Array> swa_k, swa_v, swa_k_snap, swa_v_snap;
 
  private:
   PageAllocator pages_;

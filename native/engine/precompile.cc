@@ -82,6 +82,8 @@ void Runtime::WarmRun(const ProgramRef& prog) {
     if (name == "dv_cache") return &pool_->dv;
     if (name == "conv_state") return &pool_->conv;
     if (name == "ssm_state") return &pool_->ssm;
+    if (name == "swa_k_cache") return &pool_->swa_k;
+    if (name == "swa_v_cache") return &pool_->swa_v;
     if (name == "draft_pool") return &draft_pool_;
     if (name == "probs_pool") {
       EnsureProbsPool();

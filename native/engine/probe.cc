@@ -55,6 +55,20 @@ std::vector<int32_t> FlatTables(const std::vector<std::vector<int32_t>*>& tables
 
 ScoreResult ScoreLogits(Runtime& rt, const std::vector<std::vector<int32_t>>& batch, const std::vector<int32_t>& hidden_layers) {
   if (batch.empty()) throw std::invalid_argument("scoreLogits: empty batch");
+  if (rt.ring_pages() > 0 && batch.size() > 1) {
+    // Sliding-window rings: a probe has only the trash slot's ring, which rows of one call would
+    // share, so each sequence is scored in a call of its own.
+    ScoreResult res;
+    for (const auto& seq : batch) {
+      ScoreResult one = ScoreLogits(rt, {seq}, hidden_layers);
+      res.logits.push_back(std::move(one.logits[0]));
+      if (!one.hidden.empty()) res.hidden.push_back(std::move(one.hidden[0]));
+    }
+    return res;
+  }
+  if (rt.ring_pages() > 0 && static_cast<int64_t>(batch[0].size()) + rt.target().max_window() > (rt.ring_pages() - 1) * rt.options().page_size)
+    throw std::invalid_argument("scoreLogits: a sequence of " + std::to_string(batch[0].size()) + " tokens is longer than one step of this engine (its sliding-window ring holds " +
+                                std::to_string((rt.ring_pages() - 1) * rt.options().page_size - rt.target().max_window()) + ")");
   size_t longest = 0;
   for (const auto& b : batch) {
     if (b.empty()) throw std::invalid_argument("scoreLogits: empty sequence in batch");
@@ -81,7 +95,7 @@ ScoreResult ScoreLogits(Runtime& rt, const std::vector<std::vector<int32_t>>& ba
   inv.BindWeights(rt.weights());
   inv.BindDonated("k_cache", rt.pool().k.get()).BindDonated("v_cache", rt.pool().v.get());
   inv.Bind("tokens", tok.get()).Bind("positions", pos.get()).Bind("block_table", tab.get());
-  std::unique_ptr<pjrt::Array> state;  // recurrent layers: every row starts at position 0 in the trash slot
+  std::unique_ptr<pjrt::Array> state;  // recurrent layers and rings: every row starts at position 0 in the trash slot
   rt.BindState(inv, {}, R, state);
   Outputs out = inv.Run(rt.counters());
   rt.pool().k = out.Take("k_cache");

@@ -7,6 +7,7 @@
 
 #include "engine/page_allocator.h"
 #include "models/gated_delta.h"
+#include "models/sliding_ring.h"
 #include "models/paged_attention.h"
 #include "models/parallel.h"
 #include "models/token_mask.h"
@@ -135,7 +136,7 @@ std::vector<int64_t> Runtime::DeviceWeightBytes() const {
 
 void Runtime::CreatePools() {
   const models::DrafterConfig* d = drafter_ ? &*drafter_ : nullptr;
-  const int64_t page_bytes = KvPool::PageBytes(target_, d, dtypes_.numerics, opt_.page_size, devices(), drafter_replicated());  // on each device
+  const int64_t page_bytes = KvPool::PageBytes(target_, d, dtypes_.numerics, opt_.page_size, devices(), drafter_replicated(), ring_pages());  // on each device
   const int64_t per_seq = PageAllocator::PagesFor(max_seq_len_ + max_block(), opt_.page_size);
   const int64_t useful = static_cast<int64_t>(opt_.max_sequences) * per_seq + 1;
   int64_t budget;
@@ -149,15 +150,15 @@ void Runtime::CreatePools() {
     const double share = cpu ? static_cast<double>(devices()) : 1.0;
     budget = static_cast<int64_t>(fraction * static_cast<double>(FreeDeviceMemory(mesh_)) / share);
   }
-  // Recurrent states first (split by heads): the running ones and the prefix-cache snapshots.
-  budget -= KvPool::StateBytes(target_, dtypes_.numerics) * (state_slots() + snapshot_slots()) / devices();
+  // Per-sequence states first (split by heads): the running ones and the prefix-cache snapshots.
+  budget -= KvPool::StateBytes(target_, dtypes_.numerics, opt_.page_size, ring_pages(), devices()) * (state_slots() + snapshot_slots());
   int64_t pages = std::min(useful, std::max<int64_t>(budget, 0) / page_bytes);
   if (pages < 2)
     throw std::runtime_error("kvCacheMemory: " + std::to_string(budget) + " bytes hold no KV page (one page is " +
                              std::to_string(page_bytes) + " bytes)");
   pages = std::min<int64_t>(pages, 1 << 30);
   pool_ = std::make_unique<KvPool>(mesh_, target_, d, dtypes_.numerics, opt_.page_size, static_cast<int32_t>(pages), drafter_replicated(),
-                                   state_slots(), snapshot_slots());
+                                   state_slots(), snapshot_slots(), ring_pages());
   if (drafter_) draft_pool_ = ZerosOnDevice(mesh_, pjrt::DType::kS32, {opt_.max_sequences + 1, drafter_->block_size});
   serving_programs_ = static_cast<int64_t>(ServingShapes(max_seq_len_).size());
 }
@@ -183,39 +184,66 @@ models::DraftShape OnMesh(models::DraftShape s, int64_t devices, bool replicated
 models::ScoreShape Runtime::Placed(const models::ScoreShape& shape) const {
   models::ScoreShape s = OnMesh(shape, devices(), drafter_replicated());
   s.state_slots = state_slots();
+  s.ring_pages = ring_pages();
   return s;
 }
 
+int64_t Runtime::ring_pages() const {
+  const int64_t sliding = target_.num_sliding_layers();
+  if (sliding == 0 || sliding == target_.num_attention_layers()) return 0;
+  const int64_t step = std::max<int64_t>(prefill_bucket(opt_.prefill_chunk), max_block() + 1);
+  return models::RingPages(target_.max_window(), opt_.page_size, step);
+}
+
+int32_t Runtime::CatchUpSlot(const Sequence& s, int64_t start) const {
+  if (start >= s.kv_len) return s.slot;
+  // A recurrent state has passed these positions for good. A ring still holds them (and the
+  // window before them) while they are within its last pages: the rewrite puts the same bytes
+  // back where they are.
+  if (target_.hybrid() || ring_pages() == 0) return none_slot();
+  const int64_t S = opt_.page_size, held_from = ((s.kv_len - 1) / S - (ring_pages() - 1)) * S;
+  return start - target_.max_window() + 1 >= held_from ? s.slot : none_slot();
+}
+
 void Runtime::BindState(Invocation& inv, const std::vector<int32_t>& slots, int64_t rows, std::unique_ptr<pjrt::Array>& holder) {
-  if (!target_.hybrid()) return;
+  if (!per_sequence_state()) return;
   std::vector<int32_t> padded(static_cast<size_t>(rows), none_slot());
   std::copy_n(slots.begin(), std::min<int64_t>(rows, static_cast<int64_t>(slots.size())), padded.begin());
   holder = Upload(padded, {rows});
-  inv.BindDonated("conv_state", pool_->conv.get()).BindDonated("ssm_state", pool_->ssm.get()).Bind("state_slot", holder.get());
+  if (target_.hybrid()) inv.BindDonated("conv_state", pool_->conv.get()).BindDonated("ssm_state", pool_->ssm.get());
+  if (pool_->swa_k) inv.BindDonated("swa_k_cache", pool_->swa_k.get()).BindDonated("swa_v_cache", pool_->swa_v.get());
+  inv.Bind("state_slot", holder.get());
 }
 
 void Runtime::CopyState(bool save, int32_t from, int32_t to) {
   const std::string key = std::string("state-copy ") + (save ? "save" : "restore") + " m" + std::to_string(state_slots()) + " x" +
-                          std::to_string(snapshot_slots()) + " tp" + std::to_string(devices()) + " " + dtypes_.numerics.Key();
+                          std::to_string(snapshot_slots()) + " ring" + std::to_string(ring_pages()) + " s" + std::to_string(opt_.page_size) +
+                          " tp" + std::to_string(devices()) + " " + dtypes_.numerics.Key();
   auto prog = programs_.Get(key, [&] {
-    return models::BuildStateCopy(target_, dtypes_.numerics, state_slots(), snapshot_slots(), save, devices());
+    return models::BuildStateCopy(target_, dtypes_.numerics, state_slots(), snapshot_slots(), save, devices(), ring_pages(), opt_.page_size);
   });
   auto f = Upload({from}, {1}), t = Upload({to}, {1});
   Invocation inv(prog, mesh_);
-  inv.BindDonated("conv_state", pool_->conv.get()).BindDonated("ssm_state", pool_->ssm.get());
-  inv.BindDonated("conv_snap", pool_->conv_snap.get()).BindDonated("ssm_snap", pool_->ssm_snap.get());
+  const std::pair<const char*, std::unique_ptr<pjrt::Array>*> arrays[] = {
+      {"conv_state", &pool_->conv}, {"ssm_state", &pool_->ssm}, {"conv_snap", &pool_->conv_snap}, {"ssm_snap", &pool_->ssm_snap},
+      {"swa_k_cache", &pool_->swa_k}, {"swa_v_cache", &pool_->swa_v}, {"swa_k_snap", &pool_->swa_k_snap}, {"swa_v_snap", &pool_->swa_v_snap}};
+  for (const auto& [name, arr] : arrays)
+    if (*arr) inv.BindDonated(name, arr->get());
   inv.Bind("from", f.get()).Bind("to", t.get());
   Outputs out = inv.Run(counters_);
-  pool_->conv = out.Take("conv_state");
-  pool_->ssm = out.Take("ssm_state");
-  pool_->conv_snap = out.Take("conv_snap");
-  pool_->ssm_snap = out.Take("ssm_snap");
+  for (const auto& [name, arr] : arrays)
+    if (*arr) *arr = out.Take(name);
 }
 
 void Runtime::TakeState(Outputs& out) {
-  if (!target_.hybrid()) return;
-  pool_->conv = out.Take("conv_state");
-  pool_->ssm = out.Take("ssm_state");
+  if (target_.hybrid()) {
+    pool_->conv = out.Take("conv_state");
+    pool_->ssm = out.Take("ssm_state");
+  }
+  if (pool_->swa_k) {
+    pool_->swa_k = out.Take("swa_k_cache");
+    pool_->swa_v = out.Take("swa_v_cache");
+  }
 }
 
 ProgramRef Runtime::ScoreProgram(const models::ScoreShape& shape) {

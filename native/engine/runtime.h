@@ -143,12 +143,22 @@ class Runtime {
   // No-ops for other targets.
   void BindState(Invocation& inv, const std::vector<int32_t>& slots, int64_t rows, std::unique_ptr<pjrt::Array>& holder);
   void TakeState(Outputs& out);
-  // Slots of the recurrent state arrays: one per sequence and the trash slot (0: no recurrent layers).
-  int64_t state_slots() const { return target_.hybrid() ? opt_.max_sequences + 1 : 0; }
-  // Prefix caching of a hybrid target: snapshots of states at prefix points, two per sequence
+  // Per-sequence state: a hybrid target's recurrent group and/or the rings of its sliding-window
+  // layers (models/sliding_ring.h).
+  bool per_sequence_state() const { return target_.hybrid() || ring_pages() > 0; }
+  // Pages of each sequence's sliding-window ring (0: no rings: a target without sliding layers, or
+  // whose attention layers all slide). Sized for the widest window and the largest step the
+  // engine runs (a prefill chunk's bucket, a verify of the drafter's block).
+  int64_t ring_pages() const;
+  // Slots of the state arrays: one per sequence and the trash slot (0: no per-sequence state).
+  int64_t state_slots() const { return per_sequence_state() ? opt_.max_sequences + 1 : 0; }
+  // Prefix caching of per-sequence state: snapshots of states at prefix points, two per sequence
   // (0: none), and the copy between a running slot and a snapshot (save: slot -> snapshot).
-  int64_t snapshot_slots() const { return target_.hybrid() && opt_.prefix_caching ? 2 * static_cast<int64_t>(opt_.max_sequences) : 0; }
+  int64_t snapshot_slots() const { return per_sequence_state() && opt_.prefix_caching ? 2 * static_cast<int64_t>(opt_.max_sequences) : 0; }
   void CopyState(bool save, int32_t from, int32_t to);
+  // The state slot a prefill from `start` reads and writes: the sequence's own, or the trash slot
+  // when `start` is behind what its state already holds (a drafter catch-up).
+  int32_t CatchUpSlot(const Sequence& s, int64_t start) const;
 
  private:
   void BindCommon(Invocation& inv) { inv.BindWeights(weights_); }

@@ -104,7 +104,7 @@ int32_t Runtime::Prefill(Sequence& s, int64_t start, int32_t len) {
     if (spec) Prefetch(DraftShapeFor(1, want, 0, last));
     // A hybrid target falls back no lower than one chunk of its recurrence's chunked form while a
     // whole chunk remains: every split of a prompt then computes the same chunks, bit for bit.
-    const int64_t lowest = state_slots() > 0 && len >= models::kDeltaChunk ? models::kDeltaChunk : 16;
+    const int64_t lowest = target_.hybrid() && len >= models::kDeltaChunk ? models::kDeltaChunk : 16;
     for (int64_t k = want / 2; k >= lowest; k /= 2)
       if (ready(k)) {
         K = k;
@@ -132,7 +132,7 @@ int32_t Runtime::Prefill(Sequence& s, int64_t start, int32_t len) {
   // run without adaptive speculation, which is what makes catch-ups; this keeps the state exact
   // if one happens, at the cost of that block's drafts).
   std::unique_ptr<pjrt::Array> state_buf;
-  BindState(inv, {start < s.kv_len ? none_slot() : s.slot}, 1, state_buf);
+  BindState(inv, {CatchUpSlot(s, start)}, 1, state_buf);
   std::unique_ptr<pjrt::Array> next_buf;
   if (prompt_lp) {
     next_buf = Upload(next, {1, K});

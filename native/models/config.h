@@ -1,6 +1,7 @@
 // Model hyper-parameters the graph builders need, mapped from HF config.json by lib/ (the
 // TypeScript layer) and handed over by the addon. Field names follow HF where they can.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -88,6 +89,17 @@ struct TargetConfig {
   int64_t num_attention_layers() const { return num_layers - num_linear_layers(); }
   bool hybrid() const { return num_linear_layers() > 0; }
   int64_t window(int64_t layer) const { return layer < static_cast<int64_t>(layer_windows.size()) ? layer_windows[layer] : 0; }
+  // Attention layers with a sliding window, and the widest window (0: none).
+  int64_t num_sliding_layers() const {
+    int64_t n = 0;
+    for (int64_t l = 0; l < num_layers; ++l) n += !is_linear(l) && window(l) > 0;
+    return n;
+  }
+  int64_t max_window() const {
+    int64_t w = 0;
+    for (int64_t l = 0; l < num_layers; ++l) w = std::max(w, is_linear(l) ? 0 : window(l));
+    return w;
+  }
   bool sparse(int64_t layer) const { return moe.num_experts > 0 && layer < static_cast<int64_t>(moe.sparse_layers.size()) && moe.sparse_layers[layer]; }
 };
 

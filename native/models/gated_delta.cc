@@ -4,6 +4,8 @@
 // also in f32.
 #include "models/gated_delta.h"
 
+#include "models/sliding_ring.h"
+
 #include <cmath>
 #include <stdexcept>
 
@@ -353,28 +355,61 @@ void WriteDeltaState(Builder& b, Value& conv, Value& ssm, int64_t index, const V
   ssm = WriteRows(b, ssm, idx, s.ssm);
 }
 
-Program BuildStateCopy(const TargetConfig& c, const Numerics& n, int64_t slots, int64_t snapshots, bool save, int64_t devices) {
-  const int64_t ll = c.num_linear_layers();
-  if (ll == 0 || slots < 1 || snapshots < 1) throw std::invalid_argument("state copy: needs recurrent layers, slots and snapshots");
+Program BuildStateCopy(const TargetConfig& c, const Numerics& n, int64_t slots, int64_t snapshots, bool save, int64_t devices,
+                       int64_t ring_pages, int64_t page_size) {
+  const int64_t ll = c.num_linear_layers(), ls = ring_pages > 0 ? c.num_sliding_layers() : 0;
+  if ((ll == 0 && ls == 0) || slots < 1 || snapshots < 1)
+    throw std::invalid_argument("state copy: needs recurrent layers or sliding rings, slots and snapshots");
   const TensorParallel tp = TargetParallel(c, devices);
   Builder b(devices);
-  Value conv = b.Input("conv_state", ConvStateDims(c.linear, ll, slots), n.act(), 0, ConvStateSharding(tp));
-  Value ssm = b.Input("ssm_state", SsmStateDims(c.linear, ll, slots), DType::kF32, 1, SsmStateSharding(tp));
-  Value conv_snap = b.Input("conv_snap", ConvStateDims(c.linear, ll, snapshots), n.act(), 2, ConvStateSharding(tp));
-  Value ssm_snap = b.Input("ssm_snap", SsmStateDims(c.linear, ll, snapshots), DType::kF32, 3, SsmStateSharding(tp));
-  const Value from = b.Reshape(b.Input("from", {1}, DType::kS32), {}), to = b.Reshape(b.Input("to", {1}, DType::kS32), {});
-  // dst[:, to] = src[:, from] for both arrays of the state.
-  auto copy = [&](const Value& src, Value& dst) {
-    std::vector<Value> at(src.rank(), b.Scalar(0, DType::kS32)), into(src.rank(), b.Scalar(0, DType::kS32));
-    at[1] = from, into[1] = to;
-    hlo::Shape one = src.shape;
-    one[1] = 1;
-    dst = b.DynamicUpdateSlice(dst, b.DynamicSlice(src, at, one), into);
+  struct Pair {
+    std::string running, snap;
+    Value a, s;  // the running array and its snapshots
+    hlo::Sharding sharding;
+    int64_t unit = 1, first = 0;  // a slot is `unit` entries of dim 1 from `first` (rings: ring_pages from page 1)
   };
-  if (save) copy(conv, conv_snap), copy(ssm, ssm_snap);
-  else copy(conv_snap, conv), copy(ssm_snap, ssm);
-  return FinishProgram(b, {{"conv_state", conv, ConvStateSharding(tp)}, {"ssm_state", ssm, SsmStateSharding(tp)},
-                           {"conv_snap", conv_snap, ConvStateSharding(tp)}, {"ssm_snap", ssm_snap, SsmStateSharding(tp)}});
+  std::vector<Pair> pairs;
+  int alias = 0;
+  auto add = [&](const std::string& name, const std::string& snap, const std::vector<int64_t>& running_dims, const std::vector<int64_t>& snap_dims,
+                 DType t, hlo::Sharding sh, int64_t unit, int64_t first) {
+    Pair p{name, snap, {}, {}, sh, unit, first};
+    p.a = b.Input(name, running_dims, t, alias, sh);
+    pairs.push_back(p);
+    ++alias;
+  };
+  if (ll > 0) {
+    add("conv_state", "conv_snap", ConvStateDims(c.linear, ll, slots), ConvStateDims(c.linear, ll, snapshots), n.act(), ConvStateSharding(tp), 1, 0);
+    add("ssm_state", "ssm_snap", SsmStateDims(c.linear, ll, slots), SsmStateDims(c.linear, ll, snapshots), DType::kF32, SsmStateSharding(tp), 1, 0);
+  }
+  if (ls > 0) {
+    for (const char* kv : {"k", "v"})
+      add(std::string("swa_") + kv + "_cache", std::string("swa_") + kv + "_snap", RingCacheDims(ls, slots, ring_pages, page_size, tp.kv_heads, c.head_dim),
+          RingCacheDims(ls, snapshots, ring_pages, page_size, tp.kv_heads, c.head_dim), n.kv(), tp.Cache(), ring_pages, 1);
+  }
+  // The snapshot arrays' inputs follow the running ones (alias order = result order).
+  for (auto& p : pairs) {
+    hlo::Shape dims = p.a.shape;
+    dims[1] = p.first + (dims[1] - p.first) / slots * snapshots;
+    p.s = b.Input(p.snap, dims, p.a.dtype, alias++, p.sharding);
+  }
+  const Value from = b.Reshape(b.Input("from", {1}, DType::kS32), {}), to = b.Reshape(b.Input("to", {1}, DType::kS32), {});
+  // dst[:, first + to * unit ...] = src[:, first + from * unit ...] (unit entries) for every array.
+  auto slot_start = [&](const Value& idx, const Pair& p) {
+    return b.Add(b.Mul(idx, b.Scalar(static_cast<double>(p.unit), DType::kS32)), b.Scalar(static_cast<double>(p.first), DType::kS32));
+  };
+  for (auto& p : pairs) {
+    Value& src = save ? p.a : p.s;
+    Value& dst = save ? p.s : p.a;
+    std::vector<Value> at(src.rank(), b.Scalar(0, DType::kS32)), into(src.rank(), b.Scalar(0, DType::kS32));
+    at[1] = slot_start(from, p), into[1] = slot_start(to, p);
+    hlo::Shape one = src.shape;
+    one[1] = p.unit;
+    dst = b.DynamicUpdateSlice(dst, b.DynamicSlice(src, at, one), into);
+  }
+  std::vector<NamedResult> results;
+  for (const auto& p : pairs) results.push_back({p.running, p.a, p.sharding});
+  for (const auto& p : pairs) results.push_back({p.snap, p.s, p.sharding});
+  return FinishProgram(b, results);
 }
 
 }  // namespace dflash::models

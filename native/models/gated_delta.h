@@ -96,10 +96,13 @@ DeltaState ReadDeltaState(hlo::Builder& b, const hlo::Value& conv, const hlo::Va
 // The arrays with rows' states written at their slots (padding rows all write the trash slot).
 void WriteDeltaState(hlo::Builder& b, hlo::Value& conv, hlo::Value& ssm, int64_t index, const hlo::Value& slots, const DeltaState& s);
 
-// Prefix caching of a hybrid target: one sequence's state (every linear layer's conv window and
-// S) copied between the running states — conv_state, ssm_state (Ll, M, ...) — and the snapshots —
-// conv_snap, ssm_snap (Ll, X, ...) — all four donated into the outputs of the same names. `save`:
-// running slot `from` s32 (1) into snapshot `to` s32 (1); else snapshot `from` into slot `to`.
-Program BuildStateCopy(const TargetConfig& c, const Numerics& n, int64_t slots, int64_t snapshots, bool save, int64_t devices);
+// Prefix caching of per-sequence state: one sequence's state (every linear layer's conv window and
+// S; with ring_pages > 0 its sliding layers' K/V rings, models/sliding_ring.h) copied between the
+// running arrays — conv_state, ssm_state (Ll, M, ...), swa_k_cache, swa_v_cache — and the
+// snapshots — conv_snap, ssm_snap (Ll, X, ...), swa_k_snap, swa_v_snap — all donated into the
+// outputs of the same names (running arrays first). `save`: running slot `from` s32 (1) into
+// snapshot `to` s32 (1); else snapshot `from` into slot `to`.
+Program BuildStateCopy(const TargetConfig& c, const Numerics& n, int64_t slots, int64_t snapshots, bool save, int64_t devices,
+                       int64_t ring_pages = 0, int64_t page_size = 0);
 
 }  // namespace dflash::models

@@ -20,6 +20,7 @@
 #include "models/paged_attention.h"
 #include "models/rope.h"
 #include "models/sampling.h"
+#include "models/sliding_ring.h"
 #include "models/token_mask.h"
 
 namespace dflash::models {
@@ -120,6 +121,7 @@ std::string ScoreShape::Key() const {
   if (logprobs >= 0) k += " lp" + std::to_string(logprobs);
   if (grammar) k += " grammar";
   if (state_slots) k += " state" + std::to_string(state_slots);
+  if (ring_pages) k += " ring" + std::to_string(ring_pages);
   return k;
 }
 
@@ -233,7 +235,10 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
   const Value lm_head = c.tie_word_embeddings ? embed : Weight(w, "lm_head.weight");
   // Attention layers only (a hybrid target's recurrent layers have no KV): cache layer a is the
   // a-th attention layer.
-  const int64_t La = c.num_attention_layers();
+  // With rings (sh.ring_pages), the sliding layers are the ring caches' layers instead.
+  const int64_t Ls = sh.ring_pages > 0 ? c.num_sliding_layers() : 0, La = c.num_attention_layers() - Ls;
+  if (sh.ring_pages > 0 && (Ls == 0 || La == 0 || sh.state_slots < 2))
+    throw std::invalid_argument("target score: sliding-window rings need sliding and full attention layers and state slots");
   Value k_cache = b.Input("k_cache", KeyCacheDims(La, n, s, kvh, hd), nm.kv(), 0, tp.Cache());  // KV heads split
   Value v_cache = b.Input("v_cache", ValueCacheDims(La, n, s, kvh, hd), nm.kv(), 1, tp.Cache());
   const int64_t Ll = c.num_linear_layers();
@@ -242,6 +247,12 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
   if (Ll > 0) {
     conv_state = b.Input("conv_state", ConvStateDims(c.linear, Ll, sh.state_slots), nm.act(), 2, ConvStateSharding(tp));  // (Ll, M, kernel - 1, C)
     ssm_state = b.Input("ssm_state", SsmStateDims(c.linear, Ll, sh.state_slots), DType::kF32, 3, SsmStateSharding(tp));  // (Ll, M, Hv, dk, dv)
+  }
+  Value swa_k, swa_v;
+  const int ring_alias = Ll > 0 ? 4 : 2;
+  if (Ls > 0) {
+    swa_k = b.Input("swa_k_cache", RingCacheDims(Ls, sh.state_slots, sh.ring_pages, s, kvh, hd), nm.kv(), ring_alias, tp.Cache());
+    swa_v = b.Input("swa_v_cache", RingCacheDims(Ls, sh.state_slots, sh.ring_pages, s, kvh, hd), nm.kv(), ring_alias + 1, tp.Cache());
   }
   Value tokens = b.Input("tokens", {r, k}, DType::kS32);          // (R, K)
   const Value positions = b.Input("positions", {r, k}, DType::kS32);  // (R, K), -1 = padding
@@ -261,7 +272,7 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
     if (sh.want_accept && sh.pool_rows) probs_pool = b.Input("probs_pool", {sh.pool_rows, sh.pool_width, V}, DType::kF32);
   }
   Value state_slot;
-  if (Ll > 0) state_slot = b.Input("state_slot", {r}, DType::kS32);  // (R): the row's slot, padding rows the trash slot
+  if (Ll > 0 || Ls > 0) state_slot = b.Input("state_slot", {r}, DType::kS32);  // (R): the row's slot, padding rows the trash slot
   Value token_mask;
   if (sh.grammar) token_mask = b.Input("token_mask", {r, k, MaskWords(V)}, DType::kS32);  // (R, K, W) packed bits
 
@@ -269,6 +280,9 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
   const Value valid = b.Compare(positions, b.Scalar(0, DType::kS32), hlo::Cmp::kGE);  // (R, K)
   const Value windex = PagedWriteIndex(b, positions, table, s);                        // (R, K, 2)
   const KeyRange causal = CausalRange(b, positions);                                   // slot j <= position
+  // Sliding layers with rings: the rows' ring pages in place of their block table.
+  const Value ring_table = Ls > 0 ? RingTable(b, state_slot, sh.ring_pages, p) : Value{};  // (R, P)
+  const Value ring_windex = Ls > 0 ? PagedWriteIndex(b, positions, ring_table, s) : Value{};
   const int64_t rd = c.rotary_dim > 0 ? c.rotary_dim : hd;
   const RopeTables rope = c.rope_yarn.enabled
                               ? RopeCosSin(b, positions, RopeInvFreqYarn(hd, c.rope_theta, c.rope_yarn), c.rope_yarn.attention_factor)
@@ -283,7 +297,7 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
   // ---- layers ----
   Value h = b.Convert(b.Take(embed, tokens), nm.act());  // (R, K, H)
   std::map<int32_t, Value> after;                          // layer id -> output (R, K, H)
-  int64_t linear_index = 0, attention_index = 0;
+  int64_t linear_index = 0, attention_index = 0, sliding_index = 0;
   for (int64_t l = 0; l < L; ++l) {
     const DecoderLayer& lw = layers[l];
     const Value x = norm(h, lw.ln1);
@@ -314,12 +328,20 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
     q = PartialRope(b, q, rope, rd);
     kk = PartialRope(b, kk, rope, rd);
     // Write this step's K/V first; the attention then reads the row's pages chunk by chunk.
-    const int64_t a = attention_index++;
-    k_cache = PagedWrite(b, k_cache, a, windex, kk);
-    v_cache = PagedWrite(b, v_cache, a, windex, vv);
     // Sliding layers (gpt-oss) see the last window positions; sinks join the softmax.
     const KeyRange range = c.window(l) > 0 ? CausalRange(b, positions, c.window(l)) : causal;
-    Value attn = PagedAttention(b, q, k_cache, v_cache, a, table, range, nm, std::nullopt, sinks[l]);  // (R, K, heads * hd)
+    Value attn;
+    if (Ls > 0 && c.window(l) > 0) {
+      const int64_t a = sliding_index++;  // in the rows' rings
+      swa_k = PagedWrite(b, swa_k, a, ring_windex, kk);
+      swa_v = PagedWrite(b, swa_v, a, ring_windex, vv);
+      attn = PagedAttention(b, q, swa_k, swa_v, a, ring_table, range, nm, std::nullopt, sinks[l]);  // (R, K, heads * hd)
+    } else {
+      const int64_t a = attention_index++;
+      k_cache = PagedWrite(b, k_cache, a, windex, kk);
+      v_cache = PagedWrite(b, v_cache, a, windex, vv);
+      attn = PagedAttention(b, q, k_cache, v_cache, a, table, range, nm, std::nullopt, sinks[l]);  // (R, K, heads * hd)
+    }
     if (gate.name.size()) attn = b.Mul(attn, b.Logistic(gate));
     h = b.Add(h, DenseBias(b, attn, lw.o, lw.o_bias, nm));
     }
@@ -433,6 +455,7 @@ Program BuildTargetScore(const TargetConfig& c, const Numerics& nm, const ScoreS
     }
     results.insert(results.begin() + 2, {{"conv_state", conv_state, ConvStateSharding(tp)}, {"ssm_state", ssm_state, SsmStateSharding(tp)}});
   }
+  if (Ls > 0) results.insert(results.begin() + ring_alias, {{"swa_k_cache", swa_k, tp.Cache()}, {"swa_v_cache", swa_v, tp.Cache()}});
   return FinishProgram(b, results);
 }
 

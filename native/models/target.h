@@ -55,6 +55,11 @@ struct ScoreShape {
   // position is 0 starts from a zero state, and the step commits its valid tokens or, with
   // want_accept, its accepted ones.
   int64_t state_slots = 0;
+  // > 0: the sliding-window attention layers keep their K/V in per-sequence rings of this many
+  // pages (models/sliding_ring.h) instead of the shared pool: inputs swa_k_cache, swa_v_cache
+  // (Ls, 1 + state_slots * ring_pages, S, kvh, hd), donated into the outputs of the same names,
+  // addressed by state_slot; k_cache / v_cache then hold the full-attention layers only.
+  int64_t ring_pages = 0;
 
   std::string Key() const;  // every field, for program caches
 };
