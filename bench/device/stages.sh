@@ -336,7 +336,7 @@ stage_mesh() {
   fi
   shape=${SHAPE:-$([ "$QUICK" = 1 ] && echo mini || { [ "$CPU" = 1 ] && echo qwen3-0.6b || echo qwen3-4b; })}
   ks=${KS:-$([ "$QUICK" = 1 ] && echo 1,16 || echo 1,4,16,64,256)}
-  [ "$QUICK" = 1 ] && quick=(--reps 3 --context 64 --contexts 64) && serving_quick=(--concurrency 1,4 --requests 8 --max-tokens 16)
+  [ "$QUICK" = 1 ] && quick=(--reps 3 --context 64 --contexts 64) && serving_quick=(--concurrency 1,2 --requests 4 --max-tokens 8)
   [ "$QUICK" = 1 ] || make_shape "$shape" || return 1
   local shaped=(--target "$KIT/models/$shape" --drafter "$KIT/models/$shape-dflash")
   for tp in 2 4 8; do
