@@ -1,7 +1,10 @@
 // The KV pool: the device caches of every sequence, in pages. Each page holds page_size token
-// slots of the target's K/V for all its layers and, with a drafter, the drafter's context K/V
-// for all its layers (context row = token position, so both share one block table per sequence).
-// The pool is sized by memory (engine options kvCacheMemory), not by maxSequences x maxSeqLen.
+// slots of the target's K/V for all its attention layers (with sliding-window rings, its full
+// layers only) and, with a drafter, the drafter's context K/V for all its layers (context row =
+// token position, so both share one block table per sequence). Beside the pages, per-sequence
+// state slots: a hybrid target's recurrent state and the sliding layers' rings
+// (models/sliding_ring.h). The pool is sized by memory (engine options kvCacheMemory), not by
+// maxSequences x maxSeqLen.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -48,8 +51,8 @@ class KvPool {
   const PageAllocator& pages() const { return pages_; }
   int32_t page_size() const { return page_size_; }
   int32_t total_pages() const { return pages_.total_pages(); }
-  int64_t bytes() const { return bytes_; }  // on each device: pages and recurrent states
-  int64_t state_bytes() const { return state_bytes_; }  // of which the recurrent states
+  int64_t bytes() const { return bytes_; }  // on each device: pages and per-sequence states
+  int64_t state_bytes() const { return state_bytes_; }  // of which the states (recurrent, rings)
 
   // The caches. Programs take them donated and return the updated ones, which replace these.
   std::unique_ptr<pjrt::Array> k, v;    // (L, N, S, kvh, hd), kvh split over the mesh

@@ -138,9 +138,9 @@ class Runtime {
   pjrt::Array& AllowAllMask(int64_t rows, int64_t k);
   int64_t mask_buffers() const { return mask_buffers_.load(); }
 
-  // Hybrid targets: binds the recurrent state arrays (donated) and the rows' slots (padded with
-  // the trash slot to `rows`), kept alive in `holder`; TakeState takes the updated arrays back.
-  // No-ops for other targets.
+  // Per-sequence state: binds the recurrent state arrays and/or the sliding rings (donated) and
+  // the rows' slots (padded with the trash slot to `rows`), kept alive in `holder`; TakeState
+  // takes the updated arrays back. No-ops for targets without per-sequence state.
   void BindState(Invocation& inv, const std::vector<int32_t>& slots, int64_t rows, std::unique_ptr<pjrt::Array>& holder);
   void TakeState(Outputs& out);
   // Per-sequence state: a hybrid target's recurrent group and/or the rings of its sliding-window
