@@ -1,6 +1,7 @@
 // The KV pool: see kv_pool.h.
 #include "engine/kv_pool.h"
 
+#include <iterator>
 #include <stdexcept>
 #include <vector>
 
@@ -91,6 +92,26 @@ KvPool::KvPool(const pjrt::Mesh& mesh, const models::TargetConfig& t, const mode
     state_bytes_ += recurrent;
     bytes_ += recurrent;
   }
+}
+
+namespace {
+// Program names of the pool's arrays; the state arrays are the entries from conv_state on.
+const char* const kNames[] = {"k_cache", "v_cache", "dk_cache", "dv_cache", "conv_state", "ssm_state", "swa_k_cache", "swa_v_cache",
+                              "conv_snap", "ssm_snap", "swa_k_snap", "swa_v_snap"};
+}  // namespace
+
+std::unique_ptr<pjrt::Array>* KvPool::Find(const std::string& name) {
+  std::unique_ptr<pjrt::Array>* arrays[] = {&k, &v, &dk, &dv, &conv, &ssm, &swa_k, &swa_v, &conv_snap, &ssm_snap, &swa_k_snap, &swa_v_snap};
+  for (size_t i = 0; i < std::size(kNames); ++i)
+    if (name == kNames[i]) return *arrays[i] ? arrays[i] : nullptr;
+  return nullptr;
+}
+
+std::vector<std::pair<std::string, std::unique_ptr<pjrt::Array>*>> KvPool::StateArrays(bool snapshots) {
+  std::vector<std::pair<std::string, std::unique_ptr<pjrt::Array>*>> out;
+  for (size_t i = 4; i < (snapshots ? std::size(kNames) : 8); ++i)
+    if (auto* a = Find(kNames[i])) out.emplace_back(kNames[i], a);
+  return out;
 }
 
 }  // namespace dflash::engine

@@ -9,6 +9,9 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "engine/page_allocator.h"
 #include "models/config.h"
@@ -66,6 +69,13 @@ class KvPool {
   // Sliding-window layers' K/V rings (models/sliding_ring.h): (Ls, 1 + M * ring_pages, S, kvh, hd),
   // and their snapshots (Ls, 1 + X * ring_pages, ...).
   std::unique_ptr<pjrt::Array> swa_k, swa_v, swa_k_snap, swa_v_snap;
+
+  // The array a program input or output of this name is (k_cache, conv_state, swa_k_snap, ...):
+  // nullptr for another name or an array this pool does not have.
+  std::unique_ptr<pjrt::Array>* Find(const std::string& name);
+  // The per-sequence state arrays this pool has, by program name: the running ones (conv_state,
+  // ssm_state, swa_k_cache, swa_v_cache) and, with `snapshots`, their snapshots too.
+  std::vector<std::pair<std::string, std::unique_ptr<pjrt::Array>*>> StateArrays(bool snapshots);
 
  private:
   PageAllocator pages_;

@@ -76,14 +76,7 @@ void Runtime::WarmRun(const ProgramRef& prog) {
   BindCommon(inv);
   std::vector<std::unique_ptr<pjrt::Array>> owned;
   auto pool_array = [&](const std::string& name) -> std::unique_ptr<pjrt::Array>* {
-    if (name == "k_cache") return &pool_->k;
-    if (name == "v_cache") return &pool_->v;
-    if (name == "dk_cache") return &pool_->dk;
-    if (name == "dv_cache") return &pool_->dv;
-    if (name == "conv_state") return &pool_->conv;
-    if (name == "ssm_state") return &pool_->ssm;
-    if (name == "swa_k_cache") return &pool_->swa_k;
-    if (name == "swa_v_cache") return &pool_->swa_v;
+    if (auto* a = pool_->Find(name)) return a;
     if (name == "draft_pool") return &draft_pool_;
     if (name == "probs_pool") {
       EnsureProbsPool();

@@ -210,8 +210,7 @@ void Runtime::BindState(Invocation& inv, const std::vector<int32_t>& slots, int6
   std::vector<int32_t> padded(static_cast<size_t>(rows), none_slot());
   std::copy_n(slots.begin(), std::min<int64_t>(rows, static_cast<int64_t>(slots.size())), padded.begin());
   holder = Upload(padded, {rows});
-  if (target_.hybrid()) inv.BindDonated("conv_state", pool_->conv.get()).BindDonated("ssm_state", pool_->ssm.get());
-  if (pool_->swa_k) inv.BindDonated("swa_k_cache", pool_->swa_k.get()).BindDonated("swa_v_cache", pool_->swa_v.get());
+  for (const auto& [name, arr] : pool_->StateArrays(false)) inv.BindDonated(name, arr->get());
   inv.Bind("state_slot", holder.get());
 }
 
@@ -224,26 +223,15 @@ void Runtime::CopyState(bool save, int32_t from, int32_t to) {
   });
   auto f = Upload({from}, {1}), t = Upload({to}, {1});
   Invocation inv(prog, mesh_);
-  const std::pair<const char*, std::unique_ptr<pjrt::Array>*> arrays[] = {
-      {"conv_state", &pool_->conv}, {"ssm_state", &pool_->ssm}, {"conv_snap", &pool_->conv_snap}, {"ssm_snap", &pool_->ssm_snap},
-      {"swa_k_cache", &pool_->swa_k}, {"swa_v_cache", &pool_->swa_v}, {"swa_k_snap", &pool_->swa_k_snap}, {"swa_v_snap", &pool_->swa_v_snap}};
-  for (const auto& [name, arr] : arrays)
-    if (*arr) inv.BindDonated(name, arr->get());
+  const auto arrays = pool_->StateArrays(true);
+  for (const auto& [name, arr] : arrays) inv.BindDonated(name, arr->get());
   inv.Bind("from", f.get()).Bind("to", t.get());
   Outputs out = inv.Run(counters_);
-  for (const auto& [name, arr] : arrays)
-    if (*arr) *arr = out.Take(name);
+  for (const auto& [name, arr] : arrays) *arr = out.Take(name);
 }
 
 void Runtime::TakeState(Outputs& out) {
-  if (target_.hybrid()) {
-    pool_->conv = out.Take("conv_state");
-    pool_->ssm = out.Take("ssm_state");
-  }
-  if (pool_->swa_k) {
-    pool_->swa_k = out.Take("swa_k_cache");
-    pool_->swa_v = out.Take("swa_v_cache");
-  }
+  for (const auto& [name, arr] : pool_->StateArrays(false)) *arr = out.Take(name);
 }
 
 ProgramRef Runtime::ScoreProgram(const models::ScoreShape& shape) {

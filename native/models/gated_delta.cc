@@ -32,15 +32,18 @@ Value L2Norm(Builder& b, const Value& x) {
   return b.Mul(x, b.Rsqrt(b.Add(ss, b.Scalar(1e-6, DType::kF32))));
 }
 
-// Slot j of a (R, K, ...) value: (R, ...).
-Value AtSlot(Builder& b, const Value& x, const Value& j) {
+// Entry i of x along `axis`, that axis dropped: x[:, i] of a (R, K, ...) value for axis 1.
+Value IndexAxis(Builder& b, const Value& x, int64_t axis, const Value& i) {
   std::vector<Value> starts(x.rank(), b.Scalar(0, DType::kS32));
-  starts[1] = j;
+  starts[axis] = i;
   hlo::Shape sizes = x.shape, out = x.shape;
-  sizes[1] = 1;
-  out.erase(out.begin() + 1);
+  sizes[axis] = 1;
+  out.erase(out.begin() + axis);
   return b.Reshape(b.DynamicSlice(x, starts, sizes), out);
 }
+
+// Slot j of a (R, K, ...) value: (R, ...).
+Value AtSlot(Builder& b, const Value& x, const Value& j) { return IndexAxis(b, x, 1, j); }
 
 // One token of the gated delta rule on S (R, Hv, dk, dv): decay, then the delta update.
 // k: (R, Hv, dk), v: (R, Hv, dv), g, beta: (R, Hv).
@@ -86,14 +89,7 @@ std::pair<Value, Value> Recur(Builder& b, const Value& s0, const Value* q, const
 }
 
 // Chunk c of a (R, Hv, NC, ...) value: (R, Hv, ...).
-Value ChunkAt(Builder& b, const Value& x, const Value& c) {
-  std::vector<Value> starts(x.rank(), b.Scalar(0, DType::kS32));
-  starts[2] = c;
-  hlo::Shape sizes = x.shape, out = x.shape;
-  sizes[2] = 1;
-  out.erase(out.begin() + 2);
-  return b.Reshape(b.DynamicSlice(x, starts, sizes), out);
-}
+Value ChunkAt(Builder& b, const Value& x, const Value& c) { return IndexAxis(b, x, 2, c); }
 
 // (R, K, Hv, ...) -> (R, Hv, NC, C, ...): chunks of C slots, heads first (batch dims of the dots).
 Value ToChunks(Builder& b, const Value& x, int64_t chunk) {
