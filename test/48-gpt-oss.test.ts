@@ -124,6 +124,8 @@ describe('sliding-window rings: the sliding layers keep a fixed ring of pages pe
     expect(st.slidingWindow).toEqual({ layers: 2, window: 8, ringPages: 7, bytesPerSequence: 2 * 7 * 4 * perLayer });
     // A page: the target's 2 full layers and the drafter's 2 context layers (not the 4 target layers).
     expect(st.pageBytes).toBe(4 * (2 + 2) * perLayer);
+    // A probe has the trash ring only: a sequence longer than one step of this engine is refused.
+    await expect(scoreLogits(engine, [Int32Array.from({ length: 24 }, (_, i) => i)])).rejects.toThrow(/24 tokens is longer than one step of this engine \(its sliding-window ring holds 16\)/);
     // Plain decoding here; speculative decoding across wraps is the next test's.
     const runs = await Promise.all(golden.cases.map((c) => engine.generate(c.prompt_ids, { maxTokens: c.greedy_ids.length, speculative: false }).done()));
     runs.forEach((r, i) => expect(r.ids, `prompt of ${golden.cases[i].prompt_ids.length}`).toEqual(golden.cases[i].greedy_ids));
